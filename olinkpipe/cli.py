@@ -1,0 +1,86 @@
+"""The ``olinkpipe`` command line: ``info``, ``convert`` and ``run``.
+
+It orchestrates through the public API and computes nothing itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import OlinkpipeError
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .io import read_npx, summarize
+
+    adata = read_npx(args.file, sep=args.sep)
+    for key, value in summarize(adata).items():
+        print(f"{key:<22} {value}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .io import read_npx, write
+
+    adata = read_npx(args.file, sep=args.sep)
+    path = write(adata, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .workflow import run
+
+    result = run(args.config, out=args.out, force=args.force)
+    print(f"report: {result.report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="olinkpipe", description="Olink proteomics and clinical biomarker analysis."
+    )
+    parser.add_argument("--version", action="version", version=f"olinkpipe {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="summarise an Olink export")
+    p.add_argument("file")
+    p.add_argument("--sep", default=None, help="field delimiter (sniffed by default)")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("convert", help="convert an export to .h5ad, .parquet or .csv (long)")
+    p.add_argument("file")
+    p.add_argument("out")
+    p.add_argument("--sep", default=None, help="field delimiter of FILE (sniffed by default)")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("run", help="run a workflow (the bundled CAR-T example by default)")
+    p.add_argument("config", nargs="?", default=None, help="workflow YAML (default: bundled)")
+    p.add_argument("--out", default="olinkpipe_results", help="output directory")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    p.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``olinkpipe`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
+        format="%(message)s",
+    )
+    try:
+        return args.func(args)
+    except OlinkpipeError as err:
+        print(f"olinkpipe {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Readers and writers: every Olink export into AnnData and back."""
+
+from .clinical import annotate, read_clinical
+from .convert import from_long, to_long
+from .npx import read_npx
+from .summary import summarize
+from .write import write
+
+__all__ = ["read_npx", "to_long", "from_long", "read_clinical", "annotate", "summarize", "write"]

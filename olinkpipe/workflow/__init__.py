@@ -1,0 +1,5 @@
+"""Workflow configs, the step runner and the HTML report."""
+
+from .runner import run
+
+__all__ = ['run']

@@ -1,0 +1,37 @@
+"""Test-wide fixtures: no network, a headless matplotlib, figures closed after each test."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):  # pragma: no cover - only hit on a network attempt
+    if self.family == getattr(socket, "AF_UNIX", None):
+        return _real_connect(self, address)
+    msg = f"olinkpipe tests run offline: blocked a network connection to {address!r}"
+    raise RuntimeError(msg)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Every test runs with sockets blocked: nothing may download at run time."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
