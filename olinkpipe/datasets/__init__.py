@@ -1,6 +1,6 @@
 """The bundled example study and the CAR-T study simulator."""
 
-from .simulate import simulate_cart_study
 from .example import load_example
+from .simulate import CartStudy, assay_table, simulate_cart_study
 
-__all__ = ['simulate_cart_study', 'load_example']
+__all__ = ["simulate_cart_study", "load_example", "assay_table", "CartStudy"]

@@ -1,16 +1,357 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Gene-set collections: offline Enrichr libraries, GMT files, dicts and tables.
 
-__all__ = ['load', 'available', 'read_gmt']
+The two offline collections (``KEGG_2021_Human`` and ``GO_Biological_Process_2023``) are
+the Enrichr text libraries shipped as package data of the ``blitzgsea`` package
+(Apache-2.0). They are read from the installed package with :mod:`importlib.resources`;
+nothing is downloaded unless the caller asks for it with ``download=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from importlib import metadata, resources
+from os import PathLike
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import MissingColumnError, OlinkpipeError, ValidationError, format_message
+
+__all__ = ["GeneSetCollection", "load", "available", "read_gmt"]
+
+logger = logging.getLogger("olinkpipe")
+
+#: Offline collections: name -> (package, resource path inside the package).
+OFFLINE: dict[str, tuple[str, str]] = {
+    "KEGG_2021_Human": ("blitzgsea", "data/KEGG_2021_Human"),
+    "GO_Biological_Process_2023": ("blitzgsea", "data/GO_Biological_Process_2023"),
+}
+
+_ENRICHR_URL = "https://maayanlab.cloud/Enrichr/geneSetLibrary?mode=text&libraryName="
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
-def load(*args, **kwargs):
-    raise NotImplementedError('load')
+class GeneSetCollection(dict):
+    """A mapping term → list of gene symbols that remembers where it came from.
+
+    It is a plain ``dict`` (``term -> list[str]``) with three extra attributes:
+    ``name`` (collection name), ``source`` (where it was read from) and ``version``
+    (version of the package that shipped it, or ``None``).
+
+    Examples
+    --------
+    >>> gs = GeneSetCollection({"A": ["IL6", "TNF"]}, name="custom")
+    >>> gs.name, len(gs)
+    ('custom', 1)
+    """
+
+    def __init__(
+        self,
+        sets: Mapping[str, Iterable[str]] | None = None,
+        *,
+        name: str = "custom",
+        source: str = "user",
+        version: str | None = None,
+    ) -> None:
+        super().__init__()
+        for term, genes in (sets or {}).items():
+            self[str(term)] = _unique(genes)
+        self.name = name
+        self.source = source
+        self.version = version
+
+    @property
+    def genes(self) -> set[str]:
+        """Every gene symbol in the collection."""
+        return {g for genes in self.values() for g in genes}
+
+    def describe(self) -> dict[str, object]:
+        """JSON-safe provenance (name, source, version, number of sets)."""
+        return {
+            "collection": self.name,
+            "collection_source": self.source,
+            "collection_version": self.version,
+            "n_sets_in_collection": len(self),
+        }
+
+    def __repr__(self) -> str:
+        ver = f", version={self.version!r}" if self.version else ""
+        return f"GeneSetCollection(name={self.name!r}, n_sets={len(self)}{ver})"
 
 
-def available(*args, **kwargs):
-    raise NotImplementedError('available')
+def _unique(genes: Iterable[str] | str) -> list[str]:
+    if isinstance(genes, str):
+        genes = re.split(r"[;,\s]+", genes)
+    seen: dict[str, None] = {}
+    for g in genes:
+        if g is None or (isinstance(g, float) and g != g):
+            continue
+        g = str(g).strip()
+        if g:
+            seen.setdefault(g, None)
+    return list(seen)
 
 
-def read_gmt(*args, **kwargs):
-    raise NotImplementedError('read_gmt')
+def _package_version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:  # pragma: no cover - blitzgsea is a dependency
+        return None
 
+
+def default_cache_dir() -> Path:
+    """Where ``load(..., download=True)`` stores libraries (``$OLINKPIPE_CACHE`` or ~/.cache)."""
+    env = os.environ.get("OLINKPIPE_CACHE")
+    base = Path(env) if env else Path.home() / ".cache" / "olinkpipe"
+    return base / "genesets"
+
+
+def _parse_gmt_text(text: str, *, file: str) -> dict[str, list[str]]:
+    sets: dict[str, list[str]] = {}
+    bad: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.rstrip("\r\n").split("\t")
+        if len(fields) < 3:
+            bad.append(lineno)
+            continue
+        # Enrichr libraries may weight genes as "GENE,1.0"; keep the symbol.
+        genes = _unique(f.split(",")[0] for f in fields[2:])
+        term = fields[0].strip()
+        if not term or not genes:
+            bad.append(lineno)
+            continue
+        if term in sets:
+            sets[term] = _unique(sets[term] + genes)
+        else:
+            sets[term] = genes
+    if bad and not sets:
+        msg = format_message(
+            "not a GMT / Enrichr library: lines need 'term<TAB>description<TAB>gene...'",
+            file=file,
+            rows=[f"line {i}" for i in bad],
+            hint="Pass a tab-separated GMT file (MSigDB .gmt or an Enrichr text library).",
+        )
+        raise ValidationError(msg)
+    if bad:
+        from .._warnings import warn
+
+        shown = ", ".join(str(i) for i in bad[:5])
+        warn(f"{file}: skipped {len(bad)} malformed GMT line(s) (lines {shown})", stacklevel=4)
+    return sets
+
+
+@functools.lru_cache(maxsize=8)
+def _read_offline(name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    package, rel = OFFLINE[name]
+    res = resources.files(package).joinpath(rel)
+    sets = _parse_gmt_text(res.read_text(encoding="utf-8"), file=f"{package}:{rel}")
+    return tuple((t, tuple(g)) for t, g in sets.items())
+
+
+def available(*, cache_dir: str | PathLike[str] | None = None) -> list[str]:
+    """Gene-set collections that can be loaded without network access.
+
+    Parameters
+    ----------
+    cache_dir
+        Also list libraries previously downloaded to this folder (default: the
+        ``download=True`` cache, ``$OLINKPIPE_CACHE/genesets`` or
+        ``~/.cache/olinkpipe/genesets``).
+
+    Returns
+    -------
+    list of str
+        Offline collection names (shipped with ``blitzgsea``), then cached downloads.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> "KEGG_2021_Human" in op.genesets.available()
+    True
+    """
+    names = [
+        n for n, (pkg, rel) in OFFLINE.items() if resources.files(pkg).joinpath(rel).is_file()
+    ]
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if folder.is_dir():
+        names += sorted(p.stem for p in folder.glob("*.gmt") if p.stem not in names)
+    return names
+
+
+def _fetch_enrichr(name: str) -> str:  # pragma: no cover - network; tests monkeypatch this
+    """Download one Enrichr library as GMT text (only called with ``download=True``)."""
+    import urllib.request
+
+    with urllib.request.urlopen(_ENRICHR_URL + name, timeout=60) as fh:
+        return fh.read().decode("utf-8")
+
+
+def load(
+    name: str,
+    *,
+    download: bool = False,
+    cache_dir: str | PathLike[str] | None = None,
+) -> GeneSetCollection:
+    """Load a gene-set collection by name: offline first, download only on request.
+
+    Parameters
+    ----------
+    name
+        ``"KEGG_2021_Human"`` or ``"GO_Biological_Process_2023"`` (offline, from the
+        installed ``blitzgsea`` package), the name of a library cached by an earlier
+        ``download=True`` call, or the path of a GMT file.
+    download
+        If the name is not available offline, download the Enrichr library of that name
+        into ``cache_dir`` (the location is logged) and load it. Never done implicitly.
+    cache_dir
+        Folder for downloaded libraries (default ``$OLINKPIPE_CACHE/genesets`` or
+        ``~/.cache/olinkpipe/genesets``).
+
+    Returns
+    -------
+    GeneSetCollection
+        ``dict`` term → list of gene symbols, with ``name``, ``source`` and ``version``
+        (version of the package the offline file came from).
+
+    Raises
+    ------
+    ValidationError
+        Unknown name without ``download=True``; the message lists what is offline.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> kegg = op.genesets.load("KEGG_2021_Human")
+    >>> len(kegg), len(kegg["JAK-STAT signaling pathway"])
+    (320, 162)
+    """
+    if name in OFFLINE:
+        package, rel = OFFLINE[name]
+        sets = dict((t, list(g)) for t, g in _read_offline(name))
+        return GeneSetCollection(
+            sets, name=name, source=f"{package}:{rel}", version=_package_version(package)
+        )
+    path = Path(str(name))
+    if path.suffix.lower() in {".gmt", ".txt"} and path.is_file():
+        return read_gmt(path)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = folder / f"{name}.gmt"
+    if _SAFE_NAME.match(str(name)) and cached.is_file():
+        out = read_gmt(cached)
+        out.name = str(name)
+        out.source = f"Enrichr download cached at {cached}"
+        return out
+    if not download:
+        msg = format_message(
+            f"gene-set collection {name!r} is not available offline; offline collections: "
+            f"{available(cache_dir=folder)!r}",
+            hint=(
+                "Use one of those names, read your own file with genesets.read_gmt(path) "
+                "(MSigDB GMT, Enrichr text library), pass a dict or a two-column DataFrame, "
+                f"or call genesets.load({name!r}, download=True) to fetch it from Enrichr "
+                f"into {folder}."
+            ),
+        )
+        raise ValidationError(msg)
+    if not _SAFE_NAME.match(str(name)):
+        msg = format_message(
+            f"{name!r} is not a valid Enrichr library name",
+            hint="Enrichr names use letters, digits and '_', e.g. 'Reactome_2022'.",
+        )
+        raise ValidationError(msg)
+    logger.warning("olinkpipe: downloading Enrichr library %r to %s", name, cached)
+    try:
+        text = _fetch_enrichr(str(name))
+    except OSError as exc:
+        msg = format_message(
+            f"could not download Enrichr library {name!r}: {exc}",
+            hint="Check the name and your connection, or use genesets.read_gmt on a local file.",
+        )
+        raise OlinkpipeError(msg) from exc
+    sets = _parse_gmt_text(text, file=f"Enrichr:{name}")
+    folder.mkdir(parents=True, exist_ok=True)
+    cached.write_text(text, encoding="utf-8")
+    logger.warning("olinkpipe: saved %d gene sets of %r in %s", len(sets), name, cached)
+    return GeneSetCollection(sets, name=str(name), source=f"Enrichr download cached at {cached}")
+
+
+def read_gmt(path: str | PathLike[str]) -> GeneSetCollection:
+    """Read a GMT file (MSigDB) or an Enrichr text library.
+
+    Each line is ``term<TAB>description<TAB>gene<TAB>gene...``; Enrichr libraries leave
+    the description empty and may weight genes as ``GENE,1.0`` (the weight is dropped).
+    Duplicate genes within a set are kept once.
+
+    Parameters
+    ----------
+    path
+        The file (MSigDB KEGG_MEDICUS / KEGG_LEGACY / Reactome / Hallmark ``.gmt``,
+        Enrichr ``*.txt``).
+
+    Returns
+    -------
+    GeneSetCollection
+        ``dict`` term → genes; ``name`` is the file name without extension.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "mine.gmt"
+    >>> _ = p.write_text("SET_A\\tdesc\\tIL6\\tTNF\\n")
+    >>> read_gmt(p)["SET_A"]
+    ['IL6', 'TNF']
+    """
+    p = Path(path)
+    if not p.is_file():
+        msg = format_message("gene-set file not found", file=str(p), hint="Check the path.")
+        raise ValidationError(msg)
+    sets = _parse_gmt_text(p.read_text(encoding="utf-8", errors="replace"), file=str(p))
+    name = p.name
+    for suffix in (".gmt", ".txt"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return GeneSetCollection(sets, name=name, source=str(p))
+
+
+def as_collection(gene_sets: object) -> GeneSetCollection:
+    """Coerce a name, path, dict or two-column DataFrame into a :class:`GeneSetCollection`."""
+    if isinstance(gene_sets, GeneSetCollection):
+        return gene_sets
+    if isinstance(gene_sets, (str, PathLike)):
+        return load(str(gene_sets))
+    if isinstance(gene_sets, pd.DataFrame):
+        frame = gene_sets
+        cols = list(frame.columns)
+        lower = {str(c).lower(): c for c in cols}
+        term_col = next(
+            (lower[c] for c in ("term", "set", "pathway", "source") if c in lower), None
+        )
+        gene_col = next(
+            (lower[c] for c in ("gene", "genes", "symbol", "target") if c in lower), None
+        )
+        if term_col is None or gene_col is None:
+            if len(cols) != 2:
+                msg = format_message(
+                    f"a gene-set table needs two columns (term, gene); it has {cols!r}",
+                    hint="Name them 'term' and 'gene' or pass exactly two columns.",
+                )
+                raise MissingColumnError(msg)
+            term_col, gene_col = cols
+        sets: dict[str, list[str]] = {}
+        for term, genes in frame[[term_col, gene_col]].dropna().groupby(term_col, sort=False):
+            sets[str(term)] = _unique(genes[gene_col].astype(str))
+        return GeneSetCollection(sets, name="custom", source="DataFrame")
+    if isinstance(gene_sets, Mapping):
+        return GeneSetCollection(gene_sets, name="custom", source="dict")
+    msg = format_message(
+        f"gene_sets must be a collection name, a GMT path, a dict or a DataFrame, "
+        f"not {type(gene_sets).__name__}",
+        hint=f"Offline collections: {available()!r}.",
+    )
+    raise ValidationError(msg)

@@ -1,8 +1,298 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Olink assay → HGNC gene symbol mapping.
 
-__all__ = ['map_assays']
+Olink Explore names assays by gene symbol, but Target 96 / Target 48 names often are
+not symbols (``IL-2RB``, ``MCP-1``, ``PD-L1``, ``LAP TGF-beta-1``, ``IL8``). The built-in
+table ``data/olink_target_aliases.csv`` lists every Target 96 / 48 assay whose name is not
+its current HGNC symbol, keyed by UniProt accession (columns ``UniProt, gene,
+olink_names, panels``; ``olink_names`` separated by ``|``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from importlib import resources
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._warnings import warn
+from ..errors import MissingColumnError, ValidationError, format_message, preview
+
+__all__ = ["map_assays", "alias_table"]
+
+_TABLE = "olink_target_aliases.csv"
+_UNIPROT_SPLIT = re.compile(r"[,;_/\s]+")
+_NAME_SPLIT = re.compile(r"\s*[_/]\s*")
+# An HGNC-like symbol: capitals and digits (C1orf-style 'orf' allowed), no spaces.
+_SYMBOL_LIKE = re.compile(r"^[A-Z][A-Z0-9]*(orf[0-9]+)?[A-Z0-9]*$")
+
+METHODS = ("user", "uniprot", "alias", "symbol", "normalised", "assumed_symbol")
 
 
-def map_assays(*args, **kwargs):
-    raise NotImplementedError('map_assays')
+def _norm(name: object) -> str:
+    """Case-, hyphen-, space- and dot-insensitive key of an assay name."""
+    return re.sub(r"[\s\-.'’]+", "", str(name)).upper()
 
+
+@functools.lru_cache(maxsize=1)
+def _table() -> pd.DataFrame:
+    text = resources.files("olinkpipe.genesets").joinpath("data", _TABLE).read_text("utf-8")
+    from io import StringIO
+
+    return pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
+
+
+def alias_table() -> pd.DataFrame:
+    """The built-in Olink Target 96 / Target 48 alias table (a copy).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``UniProt, gene, olink_names, panels``: one row per UniProt accession whose
+        Olink Target name is not its HGNC symbol (``olink_names`` joined by ``|``).
+
+    Examples
+    --------
+    >>> t = alias_table()
+    >>> t.set_index("UniProt").loc["P14784", "gene"]
+    'IL2RB'
+    """
+    return _table().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _lookups() -> tuple[dict[str, str], dict[str, list[str]]]:
+    t = _table()
+    by_uniprot = dict(zip(t["UniProt"], t["gene"], strict=True))
+    by_name: dict[str, list[str]] = {}
+    for names, gene in zip(t["olink_names"], t["gene"], strict=True):
+        for n in names.split("|"):
+            genes = by_name.setdefault(_norm(n), [])
+            if gene not in genes:
+                genes.append(gene)
+    return by_uniprot, by_name
+
+
+@functools.lru_cache(maxsize=1)
+def _known_symbols() -> frozenset[str]:
+    """Symbols of the offline collections plus the alias table's genes."""
+    from .collections import OFFLINE, _read_offline
+
+    genes: set[str] = set(_table()["gene"])
+    for name in OFFLINE:
+        try:
+            for _, members in _read_offline(name):
+                genes.update(members)
+        except (FileNotFoundError, ModuleNotFoundError):  # pragma: no cover
+            continue
+    return frozenset(genes)
+
+
+def _split_uniprot(value: object) -> list[str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    parts = [p for p in _UNIPROT_SPLIT.split(str(value).strip()) if p and p.upper() != "NA"]
+    return [p.split("-")[0] for p in parts]  # drop isoform suffixes (P49763-3)
+
+
+def _by_symbol(name: str, known: frozenset[str]) -> tuple[str | None, str]:
+    if name in known:
+        return name, "symbol"
+    key = _norm(name)
+    if key in known:
+        return key, "normalised"
+    if _SYMBOL_LIKE.match(name):
+        return name, "assumed_symbol"
+    return None, "unmapped"
+
+
+def _map_one(assay: str, uniprot: object, known: frozenset[str]) -> tuple[list[str], str]:
+    by_uniprot, by_name = _lookups()
+    ups = _split_uniprot(uniprot)
+    if ups and all(u in by_uniprot for u in ups):
+        return list(dict.fromkeys(by_uniprot[u] for u in ups)), "uniprot"
+    if _norm(assay) in by_name:
+        return by_name[_norm(assay)], "alias"
+    gene, how = _by_symbol(assay, known)
+    if gene is not None and how != "assumed_symbol":
+        return [gene], how
+    # Combined assays (IL12A_IL12B, CGA_LHB, MIC-A/B style)
+    parts = [p for p in _NAME_SPLIT.split(assay) if p]
+    if len(parts) > 1:
+        genes: list[str] = []
+        for p in parts:
+            if _norm(p) in by_name:
+                genes += by_name[_norm(p)]
+                continue
+            g, h = _by_symbol(p, known)
+            if g is None:
+                break
+            genes.append(g)
+        else:
+            return list(dict.fromkeys(genes)), "symbol"
+    if gene is not None:
+        return [gene], how
+    return [], "unmapped"
+
+
+def _user_lookup(mapping: Mapping | pd.DataFrame | None) -> dict[str, list[str]]:
+    if mapping is None:
+        return {}
+    if isinstance(mapping, pd.DataFrame):
+        cols = list(mapping.columns)
+        gene_col = next((c for c in cols if str(c).lower() in {"gene", "symbol"}), None)
+        key_col = next(
+            (c for c in cols if str(c).lower() in {"assay", "olinkid", "uniprot", "key"}), None
+        )
+        if gene_col is None or key_col is None:
+            if len(cols) != 2:
+                msg = format_message(
+                    f"a mapping table needs a key column (Assay, OlinkID or UniProt) and a "
+                    f"'gene' column; it has {cols!r}",
+                    hint="Pass a dict {assay: gene} or a two-column DataFrame.",
+                )
+                raise MissingColumnError(msg)
+            key_col, gene_col = cols
+        mapping = dict(zip(mapping[key_col].astype(str), mapping[gene_col], strict=True))
+    out: dict[str, list[str]] = {}
+    for key, genes in mapping.items():
+        if isinstance(genes, str):
+            genes = [g for g in re.split(r"[;,\s]+", genes) if g]
+        elif genes is None or (isinstance(genes, float) and np.isnan(genes)):
+            genes = []
+        out[str(key)] = [str(g) for g in genes]
+    return out
+
+
+def _assay_frame(adata_or_var: ad.AnnData | pd.DataFrame) -> pd.DataFrame:
+    var = adata_or_var.var if isinstance(adata_or_var, ad.AnnData) else adata_or_var
+    if not isinstance(var, pd.DataFrame):
+        msg = format_message(
+            f"map_assays takes an AnnData or a DataFrame, not {type(var).__name__}",
+            hint="Pass adata, adata.var or a result table with an 'Assay' column.",
+        )
+        raise ValidationError(msg)
+    if "Assay" not in var.columns:
+        msg = format_message(
+            f"the assay table lacks column 'Assay'; it has {list(var.columns)[:20]!r}",
+            column="Assay",
+            hint="Pass adata.var (index OlinkID) or a table with an 'Assay' column.",
+        )
+        raise MissingColumnError(msg)
+    out = pd.DataFrame(
+        {
+            "OlinkID": (
+                var["OlinkID"].astype(str).to_numpy()
+                if "OlinkID" in var.columns
+                else var.index.astype(str).to_numpy()
+            ),
+            "Assay": var["Assay"].astype(str).to_numpy(),
+            "UniProt": var["UniProt"].to_numpy() if "UniProt" in var.columns else np.nan,
+        }
+    )
+    control = np.zeros(len(var), dtype=bool)
+    if "is_control" in var.columns:
+        control |= var["is_control"].fillna(value=False).astype(bool).to_numpy()
+    if "AssayType" in var.columns:
+        at = var["AssayType"].astype(str).str.lower().to_numpy()
+        control |= (at != "assay") & (at != "nan") & (at != "")
+    out["_control"] = control
+    return out
+
+
+def map_assays(
+    adata_or_var: ad.AnnData | pd.DataFrame,
+    *,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Map Olink assays to HGNC gene symbols, one row per (assay, gene).
+
+    Order of evidence, first match wins:
+
+    1. ``mapping`` supplied by the user, keyed by OlinkID, Assay or UniProt;
+    2. UniProt accession in the built-in Target 96 / 48 table (every part of a
+       combined accession such as ``P29459_P29460`` must be known);
+    3. the assay name in that table's Olink names (``MCP-1`` → CCL2);
+    4. the name itself when it is a known symbol, or after safe normalisation
+       (case, hyphens, spaces, dots: ``MMP-1`` → MMP1) when that is a known symbol
+       (known = genes of the offline collections and of the table);
+    5. combined assays (``IL12A_IL12B``, ``CGA_LHB``, ``FUT3/FUT5``) split into each gene;
+    6. an unknown name that is written like an HGNC symbol (capitals and digits only)
+       is taken as the symbol (``method="assumed_symbol"``).
+
+    Control assays (``is_control`` / ``AssayType``) and anything else left are kept
+    with ``gene`` NaN; unmapped real assays are warned about and listed in ``attrs``.
+
+    Parameters
+    ----------
+    adata_or_var
+        An AnnData (its ``var``), ``adata.var`` or any table with ``Assay`` and
+        optionally ``UniProt`` and ``OlinkID`` (else the index is the ID).
+    mapping
+        User overrides: dict ``{OlinkID|Assay|UniProt: gene or [genes]}`` or a
+        two-column DataFrame (key, gene); a gene string may hold ``;``-separated genes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``OlinkID, Assay, UniProt, gene, method``; ``attrs``: ``unmapped`` (OlinkIDs),
+        ``controls`` (OlinkIDs), ``n_assays``, ``n_mapped``, ``table`` (source).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> var = pd.DataFrame({"Assay": ["IL-2RB", "MCP-1", "IL12A_IL12B"],
+    ...                     "UniProt": ["P14784", "P13500", "P29459_P29460"]},
+    ...                    index=["OID00492", "OID00484", "OID20001"])
+    >>> map_assays(var)["gene"].tolist()
+    ['IL2RB', 'CCL2', 'IL12A', 'IL12B']
+    """
+    frame = _assay_frame(adata_or_var)
+    user = _user_lookup(mapping)
+    known = _known_symbols()
+    rows: list[tuple[str, str, object, object, str]] = []
+    unmapped: list[str] = []
+    controls: list[str] = []
+    cache: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for oid, assay, up, ctrl in frame[["OlinkID", "Assay", "UniProt", "_control"]].itertuples(
+        index=False, name=None
+    ):
+        genes: list[str] | None = None
+        how = ""
+        for key in (oid, assay, "" if up is None else str(up)):
+            if key in user:
+                genes, how = user[key], "user"
+                break
+        if genes is None and ctrl:
+            controls.append(oid)
+            rows.append((oid, assay, up, np.nan, "control"))
+            continue
+        if genes is None:
+            ck = (assay, str(up))
+            if ck not in cache:
+                cache[ck] = _map_one(assay, up, known)
+            genes, how = cache[ck]
+        if not genes:
+            unmapped.append(oid)
+            rows.append((oid, assay, up, np.nan, "unmapped"))
+            continue
+        rows.extend((oid, assay, up, g, how) for g in genes)
+    out = pd.DataFrame(rows, columns=["OlinkID", "Assay", "UniProt", "gene", "method"])
+    if unmapped:
+        names = frame.set_index("OlinkID").loc[unmapped, "Assay"].tolist()
+        warn(
+            f"map_assays: {len(unmapped)} assay(s) could not be mapped to a gene symbol and "
+            f"are kept with gene=NaN: {preview(names)}. Pass mapping={{assay: gene}} to fix.",
+            stacklevel=3,
+        )
+    out.attrs = {
+        "n_assays": int(len(frame)),
+        "n_mapped": int(len(frame) - len(unmapped) - len(controls)),
+        "unmapped": unmapped,
+        "controls": controls,
+        "table": f"olinkpipe/genesets/data/{_TABLE}",
+    }
+    return out

@@ -1,12 +1,1021 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Long (tidy) Olink data <-> AnnData.
 
-__all__ = ['to_long', 'from_long']
+:func:`from_long` is the one builder every reader feeds: it turns a long table (one row per
+sample × assay measurement, Olink's column names) into the AnnData of ``docs/data_model.md``
+with integer codes and numpy scatter (no ``pivot_table``). :func:`to_long` goes back, so
+that ``to_long(read_npx(f))`` returns the rows and values of ``f``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._provenance import provenance
+from .._validate import check_literal
+from ..errors import (
+    DuplicateSampleError,
+    MissingColumnError,
+    NPXFormatError,
+    format_message,
+    preview,
+)
+from ._util import warn_user as warn
+
+__all__ = ["to_long", "from_long"]
+
+# Column roles and the names Olink exports use for them, in order of preference.
+SAMPLE_ALIASES = ("SampleID", "Sample_ID", "Sample ID")
+OLINKID_ALIASES = ("OlinkID", "Olink_ID", "Olink ID")
+VALUE_ALIASES = {
+    "NPX": "NPX",
+    "Quantified_value": "Quantified",
+    "Quantified value": "Quantified",
+    "PCNormalizedNPX": "NPX",
+    "Ct": "Ct",
+}
+LOD_ALIASES = ("LOD", "PlateLOD", "Plate_LOD", "MaxLOD", "LODNPX", "Max LOD", "Plate LOD")
+PLATE_ALIASES = ("PlateID", "Plate_ID", "Plate ID")
+QC_ALIASES = ("QC_Warning", "SampleQC", "QC Warning", "Sample_QC")
+PANEL_ALIASES = ("Panel",)
+
+# Columns that belong to the assay whenever they are constant per OlinkID.
+ASSAY_LEVEL = {
+    "Assay",
+    "UniProt",
+    "Panel",
+    "Panel_Version",
+    "Panel_Lot_Nr",
+    "MissingFreq",
+    "Normalization",
+    "Assay_Warning",
+    "AssayQC",
+    "AssayType",
+    "Block",
+    "Unit",
+}
+# Per-measurement columns: always layers, even when a tiny file makes them look constant.
+MEASUREMENT_LEVEL = {
+    "NPX",
+    "Quantified_value",
+    "PCNormalizedNPX",
+    "ExtNPX",
+    "Count",
+    "Ct",
+    "LOD",
+    "PlateLOD",
+    "Plate_LOD",
+    "MaxLOD",
+    "LODNPX",
+}
+PASS_VALUES = {"PASS", "OK", "PASSED"}
+SAMPLE_TYPES = {"SAMPLE", "SAMPLE_CONTROL", "PLATE_CONTROL", "NEGATIVE_CONTROL", "CONTROL"}
 
 
-def to_long(*args, **kwargs):
-    raise NotImplementedError('to_long')
+def _reader_version() -> str:
+    try:
+        return version("olinkpipe")
+    except PackageNotFoundError:  # pragma: no cover
+        return "0.0.0+unknown"
 
 
-def from_long(*args, **kwargs):
-    raise NotImplementedError('from_long')
+def _find(columns: Sequence[str], aliases: Sequence[str]) -> str | None:
+    """First alias present in ``columns``; case/space/underscore-insensitive fallback."""
+    for a in aliases:
+        if a in columns:
+            return a
+    norm = {re.sub(r"[\s_]", "", c).lower(): c for c in columns}
+    for a in aliases:
+        hit = norm.get(re.sub(r"[\s_]", "", a).lower())
+        if hit is not None:
+            return hit
+    return None
 
+
+def resolve_roles(columns: Sequence[str]) -> dict[str, str | None]:
+    """Map the roles ``sample, olinkid, value, lod, plate, qc, panel`` to column names."""
+    value = None
+    for a in VALUE_ALIASES:
+        if a in columns:
+            value = a
+            break
+    if value is None:
+        value = _find(columns, tuple(VALUE_ALIASES))
+    return {
+        "sample": _find(columns, SAMPLE_ALIASES),
+        "olinkid": _find(columns, OLINKID_ALIASES),
+        "value": value,
+        "lod": _find(columns, LOD_ALIASES),
+        "plate": _find(columns, PLATE_ALIASES),
+        "qc": _find(columns, QC_ALIASES),
+        "panel": _find(columns, PANEL_ALIASES),
+        "assay": _find(columns, ("Assay",)),
+        "uniprot": _find(columns, ("UniProt", "Uniprot", "Uniprot ID", "UniProt_ID")),
+    }
+
+
+class _Column:
+    """One column of the long table as integer codes (strings) or a numpy array (numbers)."""
+
+    def __init__(self, name: str, arr: pa.ChunkedArray):
+        self.name = name
+        self.type = arr.type
+        self._arr = arr
+        self._codes: np.ndarray | None = None
+        self._uniques: np.ndarray | None = None
+        self._values: np.ndarray | None = None
+
+    @property
+    def is_numeric(self) -> bool:
+        t = self.type
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+    @property
+    def pandas_dtype(self) -> str:
+        t = self.type
+        if pa.types.is_integer(t):
+            return "int64"
+        if pa.types.is_floating(t):
+            return "float64"
+        if pa.types.is_boolean(t):
+            return "bool"
+        return "object"
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, uniques)``: int64 codes (-1 = null), uniques as an object array of str."""
+        if self._codes is None:
+            arr = self._arr
+            if not pa.types.is_dictionary(arr.type):
+                if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                    arr = pc.cast(arr, pa.string())
+                arr = pc.dictionary_encode(arr)
+            if arr.num_chunks == 0:
+                self._codes = np.zeros(0, dtype=np.int64)
+                self._uniques = np.array([], dtype=object)
+            else:
+                arr = pa.chunked_array(arr.chunks, type=arr.type).unify_dictionaries()
+                dictionary = arr.chunks[0].dictionary
+                if not (
+                    pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
+                ):
+                    dictionary = pc.cast(dictionary, pa.string())
+                parts = [
+                    (
+                        c.indices.to_numpy()
+                        if c.null_count == 0
+                        else pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False)
+                    )
+                    for c in arr.chunks
+                ]
+                self._codes = (
+                    np.concatenate(parts).astype(np.int64, copy=False)
+                    if parts
+                    else np.zeros(0, dtype=np.int64)
+                )
+                self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
+        return self._codes, self._uniques
+
+    def values(self) -> np.ndarray:
+        """Numeric values as float64 (NaN = null); only for numeric columns."""
+        if self._values is None:
+            arr = self._arr
+            if pa.types.is_boolean(arr.type):
+                arr = pc.cast(arr, pa.float64())
+            self._values = np.asarray(
+                arr.to_numpy() if arr.null_count == 0 else pc.cast(arr, pa.float64()).to_numpy(),
+                dtype=np.float64,
+            )
+        return self._values
+
+    def release(self) -> None:
+        self._arr = None  # type: ignore[assignment]
+
+
+class _Groups:
+    """Row -> group codes with cached run structure for fast "constant within group" checks.
+
+    Olink long files are sorted (assay-major), so most rows continue the previous row's
+    group; only run starts need the scatter/gather.
+    """
+
+    def __init__(self, codes: np.ndarray, n_groups: int):
+        self.codes = codes
+        self.n = n_groups
+        cont = codes[1:] == codes[:-1]
+        n_runs = int(len(codes) - cont.sum()) if len(codes) else 0
+        self.runs = n_runs < len(codes) // 4
+        if self.runs:
+            self.cont = cont
+            self.starts = np.concatenate([[0], np.flatnonzero(~cont) + 1])
+
+    def constant(self, key: np.ndarray) -> tuple[bool, np.ndarray]:
+        """Is ``key`` constant within each group? Returns ``(ok, value per group)``."""
+        first = np.empty(self.n, dtype=key.dtype)
+        if len(key) == 0:
+            return True, first
+        floaty = key.dtype.kind == "f"
+        if self.runs:
+            a, b = key[1:], key[:-1]
+            same = (a == b) | (np.isnan(a) & np.isnan(b)) if floaty else a == b
+            if not np.all(same | ~self.cont):
+                return False, first
+            g, k = self.codes[self.starts], key[self.starts]
+        else:
+            g, k = self.codes, key
+        first[g] = k
+        back = first[g]
+        same = (back == k) | (np.isnan(back) & np.isnan(k)) if floaty else back == k
+        return bool(same.all()), first
+
+
+def _constant_within(group: np.ndarray, n_groups: int, key: np.ndarray) -> tuple[bool, np.ndarray]:
+    """Is ``key`` constant within each group? Returns ``(ok, value per group)``."""
+    return _Groups(group, n_groups).constant(key)
+
+
+def _first_rows(codes: np.ndarray, n: int) -> np.ndarray:
+    """Row number of the first occurrence of each code 0..n-1."""
+    first = np.full(n, -1, dtype=np.int64)
+    rows = np.arange(len(codes), dtype=np.int64)
+    first[codes[::-1]] = rows[::-1]
+    return first
+
+
+def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(key, sort=False)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques)
+
+
+def _is_pass(values: np.ndarray) -> np.ndarray:
+    """True where a QC value is a pass (or missing/empty)."""
+    values = np.asarray(values, dtype=object)
+    if values.size == 0:
+        return np.ones(0, dtype=bool)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    ok_u = np.array([str(u).strip().upper() in PASS_VALUES or str(u).strip() == "" for u in uniques])
+    ok_u = np.append(ok_u, True)
+    return ok_u[np.where(codes < 0, len(ok_u) - 1, codes)]
+
+
+def assay_type_from_name(name: object) -> str:
+    """Olink control-assay class from an assay name (``"assay"`` for real assays)."""
+    s = re.sub(r"[\s_\-]", "", str(name)).lower()
+    if re.search(r"inc(ubation)?c(on)?tr?(o)?l", s):
+        return "inc_ctrl"
+    if re.search(r"ext(ension)?c(on)?tr?(o)?l", s):
+        return "ext_ctrl"
+    if re.search(r"amp(lification)?c(on)?tr?(o)?l", s):
+        return "amp_ctrl"
+    if re.search(r"det(ection)?c(on)?tr?(o)?l", s):
+        return "det_ctrl"
+    if "ctrl" in s or "control" in s:
+        return "control"
+    return "assay"
+
+
+def sample_type_from_name(name: object) -> str:
+    """``"CONTROL"`` for control-looking sample names, else ``"SAMPLE"``."""
+    s = str(name).upper()
+    if "CONTROL" in s or "CTRL" in s or s.startswith(("IPC", "NEG_", "NEGATIVE", "NC_", "PC_")):
+        return "CONTROL"
+    return "SAMPLE"
+
+
+def _to_table(data: pd.DataFrame | pa.Table) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pd.DataFrame):
+        frame = data.reset_index(drop=True)
+        frame.columns = [str(c) for c in frame.columns]
+        cols = {}
+        for c in frame.columns:
+            s = frame[c]
+            if s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype | pd.StringDtype):
+                vals = s.astype(object).where(s.notna(), None)
+                try:
+                    cols[c] = pa.array(vals.tolist(), from_pandas=True)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    cols[c] = pa.array(
+                        [None if v is None else str(v) for v in vals.tolist()], type=pa.string()
+                    )
+            else:
+                cols[c] = pa.array(s, from_pandas=True)
+        return pa.table(cols)
+    msg = f"from_long needs a pandas DataFrame or a pyarrow Table, not {type(data).__name__}."
+    raise NPXFormatError(msg)
+
+
+def _line_numbers(rows: np.ndarray, offset: int) -> list[int]:
+    return [int(r) + offset for r in rows]
+
+
+def from_long(
+    data: pd.DataFrame | pa.Table,
+    *,
+    file: str | None = None,
+    product: str | None = None,
+    duplicates: str = "rename",
+    data_format: str = "long",
+    metadata: dict[str, str] | None = None,
+    row_offset: int = 2,
+) -> ad.AnnData:
+    """Build the olinkpipe AnnData from a long (one row per measurement) table.
+
+    The shared builder behind every reader: Olink column names (``SampleID``, ``OlinkID``,
+    ``NPX`` or ``Quantified_value``/``PCNormalizedNPX``/``Ct``, ``LOD``, ``PlateID``,
+    ``QC_Warning``/``SampleQC``, ``Panel``, ...) are recognised; every other column is kept
+    where it belongs: constant per sample → ``obs``, constant per assay → ``var``, otherwise
+    a layer (numbers as float, text as integer codes with categories in
+    ``uns["olinkpipe"]["coded_layers"]``).
+
+    Parameters
+    ----------
+    data
+        Long table as a pandas DataFrame or pyarrow Table.
+    file
+        Source path, used in messages and provenance.
+    product
+        Product name for ``uns["olinkpipe"]["product"]``; guessed when ``None``.
+    duplicates
+        ``"rename"`` (default): a SampleID measured on two plates within one panel gets one
+        ``obs`` row per plate (index ``SampleID@PlateID``) and a warning; ``"error"`` raises
+        :class:`~olinkpipe.errors.DuplicateSampleError`.
+    data_format
+        ``"long"``, ``"parquet"`` or ``"wide"`` (provenance only).
+    metadata
+        Key-value metadata of the file (parquet), stored in ``uns``.
+    row_offset
+        Added to 0-based row numbers in messages (2 = header line + 1-based lines).
+
+    Returns
+    -------
+    AnnData
+        Samples × assays, laid out as in ``docs/data_model.md``.
+
+    Raises
+    ------
+    MissingColumnError
+        ``SampleID``, ``OlinkID`` or a value column (``NPX``...) is absent.
+    NPXFormatError
+        Empty table, an OlinkID with two Assay names or two panels, missing IDs.
+    DuplicateSampleError
+        One SampleID measured twice for one assay on one plate with different values, or
+        any repeated SampleID with ``duplicates="error"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from olinkpipe.io import from_long
+    >>> df = pd.DataFrame({"SampleID": ["S1", "S2"], "OlinkID": ["OID1", "OID1"],
+    ...                    "Assay": ["IL6", "IL6"], "NPX": [1.5, 2.0]})
+    >>> from_long(df).shape
+    (2, 1)
+    """
+    check_literal("duplicates", duplicates, ["rename", "error"])
+    table = _to_table(data)
+    where = file or "long table"
+    columns = list(table.column_names)
+    roles = resolve_roles(columns)
+    missing = [r for r in ("sample", "olinkid", "value") if roles[r] is None]
+    if missing:
+        names = {"sample": "SampleID", "olinkid": "OlinkID", "value": "NPX"}
+        msg = format_message(
+            f"required column(s) {[names[m] for m in missing]} not found; the columns are "
+            f"{columns[:20]!r}",
+            file=file,
+            hint="An Olink long export needs SampleID, OlinkID and NPX (or Quantified_value / "
+            "Ct); rename your columns to Olink's names.",
+        )
+        raise MissingColumnError(msg)
+    n = table.num_rows
+    if n == 0:
+        msg = format_message("the table has a header but no data rows", file=file)
+        raise NPXFormatError(msg)
+
+    cols = {c: _Column(c, table.column(c)) for c in columns}
+    scol, acol, vcol = roles["sample"], roles["olinkid"], roles["value"]
+
+    # --- identifiers ----------------------------------------------------------------------
+    s_codes, s_uni = cols[scol].codes()
+    a_codes, a_uni = cols[acol].codes()
+    for col, codes in ((scol, s_codes), (acol, a_codes)):
+        bad = np.flatnonzero(codes < 0)
+        if bad.size:
+            msg = format_message(
+                "empty identifier(s)",
+                file=file,
+                column=col,
+                rows=_line_numbers(bad, row_offset),
+                hint="Every row needs a SampleID and an OlinkID; fill them or delete the rows.",
+            )
+            raise NPXFormatError(msg)
+    n_assay = len(a_uni)
+
+    if roles["panel"] is not None:
+        p_codes, p_uni = cols[roles["panel"]].codes()
+        if (p_codes < 0).any():
+            p_uni = np.append(p_uni, "unknown").astype(object)
+            p_codes = np.where(p_codes < 0, len(p_uni) - 1, p_codes)
+    else:
+        p_codes, p_uni = np.zeros(n, dtype=np.int64), np.array(["unknown"], dtype=object)
+    a_groups = _Groups(a_codes, n_assay)
+    ok, assay_panel = a_groups.constant(p_codes)
+    if not ok:
+        bad = np.flatnonzero(assay_panel[a_codes] != p_codes)
+        ids = sorted({a_uni[a_codes[r]] for r in bad})
+        msg = format_message(
+            f"OlinkID(s) {preview(ids)} occur on more than one panel",
+            file=file,
+            column=roles["panel"],
+            rows=_line_numbers(bad, row_offset),
+            hint="An OlinkID belongs to one panel; check the Panel column or split the file.",
+        )
+        raise NPXFormatError(msg)
+    if roles["assay"] is not None:
+        as_codes, as_uni = cols[roles["assay"]].codes()
+        ok, assay_name = a_groups.constant(as_codes)
+        if not ok:
+            bad = np.flatnonzero(assay_name[a_codes] != as_codes)
+            ids = sorted({a_uni[a_codes[r]] for r in bad})
+            detail = "; ".join(
+                f"{i}: "
+                + ", ".join(sorted({str(as_uni[c]) for c in as_codes[a_codes == k] if c >= 0}))
+                for i, k in ((i, int(np.flatnonzero(a_uni == i)[0])) for i in ids[:5])
+            )
+            msg = format_message(
+                f"OlinkID(s) mapped to more than one Assay name ({detail})",
+                file=file,
+                column=roles["assay"],
+                rows=_line_numbers(bad, row_offset),
+                hint="Each OlinkID must name one assay; correct the Assay column or the OlinkIDs.",
+            )
+            raise NPXFormatError(msg)
+
+    if roles["plate"] is not None:
+        q_codes, q_uni = cols[roles["plate"]].codes()
+        if (q_codes < 0).any():
+            q_uni = np.append(q_uni, "").astype(object)
+            q_codes = np.where(q_codes < 0, len(q_uni) - 1, q_codes)
+    else:
+        q_codes, q_uni = np.zeros(n, dtype=np.int64), np.array([""], dtype=object)
+    n_panel, n_plate = len(p_uni), len(q_uni)
+
+    # --- one obs row per (SampleID, occurrence within panel) ----------------------------
+    sp_dense = s_codes * n_panel + p_codes
+    one_plate, _ = _Groups(sp_dense, len(s_uni) * n_panel).constant(q_codes)
+    del sp_dense
+    if one_plate:  # common case: no SampleID on two plates within a panel
+        dup_sample_codes = np.zeros(0, dtype=np.int64)
+    else:
+        sp_codes, sp_uni = _factorize(s_codes * n_panel + p_codes)
+        spq_codes, spq_uni = _factorize(sp_codes * n_plate + q_codes)
+        spq_sp = spq_uni // n_plate
+        occ_uni = pd.Series(spq_sp).groupby(spq_sp).cumcount().to_numpy().astype(np.int64)
+        dup_sample_codes = np.unique(sp_uni[spq_sp[occ_uni > 0]] // n_panel)
+    if dup_sample_codes.size:
+        dup_names = [str(s_uni[c]) for c in dup_sample_codes]
+        if duplicates == "error":
+            msg = format_message(
+                f"{len(dup_names)} SampleID(s) occur on more than one plate within a panel: "
+                f"{preview(dup_names)}",
+                file=file,
+                column=scol,
+                hint='Rename the repeated samples, or use duplicates="rename" to keep each '
+                "occurrence as its own row (index SampleID@PlateID).",
+            )
+            raise DuplicateSampleError(msg)
+        occ = occ_uni[spq_codes]
+        o_codes, o_uni = _factorize(s_codes * (int(occ_uni.max()) + 1) + occ)
+        o_sample = o_uni // (int(occ_uni.max()) + 1)
+    elif isinstance(data, pa.Table):  # pyarrow dictionary order = order of appearance
+        o_codes, o_uni = s_codes, np.arange(len(s_uni))
+        o_sample = o_uni
+    else:
+        o_codes, o_uni = _factorize(s_codes)
+        o_sample = o_uni
+    n_obs = len(o_uni)
+
+    # --- one measurement per (obs, assay) -------------------------------------------------
+    cell = o_codes * n_assay + a_codes
+    counts = np.bincount(cell, minlength=n_obs * n_assay)
+    keep_rows: np.ndarray | None = None
+    if counts.max() > 1:
+        dup_rows = np.flatnonzero(counts[cell] > 1)
+        sub = table.take(pa.array(dup_rows)).to_pandas()
+        sub["_cell"] = cell[dup_rows]
+        varying = sub.groupby("_cell", sort=False).nunique(dropna=False).max(axis=1) > 1
+        if varying.any():
+            bad_cells = set(varying.index[varying])
+            bad_rows = dup_rows[sub["_cell"].isin(bad_cells).to_numpy()]
+            pairs = {
+                (str(s_uni[s_codes[r]]), str(a_uni[a_codes[r]]), str(q_uni[q_codes[r]]))
+                for r in bad_rows
+            }
+            msg = format_message(
+                f"the same SampleID is measured twice for one assay on one plate with different "
+                f"values (SampleID, OlinkID, PlateID): {preview(sorted(pairs))}",
+                file=file,
+                column=scol,
+                rows=_line_numbers(bad_rows, row_offset),
+                hint="Give the repeated wells distinct SampleIDs, or remove the extra rows.",
+            )
+            raise DuplicateSampleError(msg)
+        first = _first_rows(cell, n_obs * n_assay)
+        keep_mask = first[cell] == np.arange(n)
+        dropped = np.flatnonzero(~keep_mask)
+        warn(
+            f"{where}: dropped {dropped.size} exact duplicate row(s): "
+            f"{preview(_line_numbers(dropped, row_offset))}"
+        )
+        keep_rows = np.flatnonzero(keep_mask)
+    if keep_rows is not None:
+        rows_o, rows_a = o_codes[keep_rows], a_codes[keep_rows]
+    else:
+        rows_o, rows_a = o_codes, a_codes
+    flat = rows_o * n_assay + rows_a
+
+    def scatter(values: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
+        out = np.full(n_obs * n_assay, fill, dtype=dtype)
+        out[flat] = values if keep_rows is None else values[keep_rows]
+        return out.reshape(n_obs, n_assay)
+
+    # --- values -----------------------------------------------------------------------------
+    special = {scol, acol, vcol, roles["lod"], roles["plate"], roles["qc"]} - {None}
+    dtypes = {c: cols[c].pandas_dtype for c in columns}
+    X = scatter(_numeric(cols[vcol], file=file, row_offset=row_offset), np.nan, np.float64)
+    layers: dict[str, np.ndarray] = {}
+    if roles["lod"] is not None:
+        layers["lod"] = scatter(
+            _numeric(cols[roles["lod"]], file=file, row_offset=row_offset), np.nan, np.float64
+        )
+    else:
+        layers["lod"] = np.full(X.shape, np.nan)
+
+    # --- per (obs, panel): PlateID and QC_Warning --------------------------------------
+    op_idx = (rows_o * n_panel + assay_panel[rows_a]) if n_panel else rows_o
+    panel_names = [str(p) for p in p_uni]
+    on_panel = np.zeros(n_obs * n_panel, dtype=bool)
+    on_panel[op_idx] = True
+    plate_mat = np.full(n_obs * n_panel, "", dtype=object)
+    plate_mat[op_idx] = q_uni[q_codes if keep_rows is None else q_codes[keep_rows]]
+    plate_mat = plate_mat.reshape(n_obs, n_panel)
+    obsm: dict[str, pd.DataFrame] = {}
+    coded: dict[str, np.ndarray] = {}
+    var_cols: dict[str, np.ndarray] = {}
+    obs_cols: dict[str, np.ndarray] = {}
+
+    qc_mat = np.full(n_obs * n_panel, "", dtype=object)
+    qc_layer_col: str | None = None
+    if roles["qc"] is not None:
+        qcodes, quni = cols[roles["qc"]].codes()
+        quni_ext = np.append(quni, None).astype(object)
+        qk = qcodes if keep_rows is None else qcodes[keep_rows]
+        ok, per_op = _Groups(op_idx, n_obs * n_panel).constant(qk)
+        if ok:
+            vals = quni_ext[per_op]
+            vals = np.where(pd.isna(vals), "", vals)
+            qc_mat = np.where(on_panel, vals, "").astype(object)
+        else:
+            qc_layer_col = roles["qc"]
+    qc_mat = qc_mat.reshape(n_obs, n_panel)
+    obsm["PlateID"] = pd.DataFrame(plate_mat.astype(str), columns=panel_names)
+    obsm["QC_Warning"] = pd.DataFrame(qc_mat.astype(str), columns=panel_names)
+
+    # --- every other column -----------------------------------------------------------------
+    obs_group = o_codes if keep_rows is None else o_codes[keep_rows]
+    a_group = a_codes if keep_rows is None else a_codes[keep_rows]
+    group_cache: dict[str, _Groups] = {}
+    if keep_rows is None:
+        group_cache["var"] = a_groups
+    for c in columns:
+        if c in special and c != qc_layer_col:
+            continue
+        col = cols[c]
+        if col.is_numeric:
+            key = col.values()
+            key = key if keep_rows is None else key[keep_rows]
+            uniques = None
+        else:
+            key, uniques = col.codes()
+            key = key if keep_rows is None else key[keep_rows]
+        placed = False
+        if c not in MEASUREMENT_LEVEL and c != qc_layer_col:
+            order = ("var", "obs") if c in ASSAY_LEVEL else ("obs", "var")
+            for slot in order:
+                if slot not in group_cache:
+                    group, n_groups = (obs_group, n_obs) if slot == "obs" else (a_group, n_assay)
+                    group_cache[slot] = _Groups(group, n_groups)
+                ok, per = group_cache[slot].constant(key)
+                if ok:
+                    if uniques is not None:
+                        per = np.append(uniques, None).astype(object)[per]
+                    (obs_cols if slot == "obs" else var_cols)[c] = per
+                    placed = True
+                    break
+        if placed:
+            continue
+        if uniques is None:
+            layers[c] = scatter(key, np.nan, np.float64)
+        else:
+            layers[c] = scatter(key.astype(np.int32), -1, np.int32)
+            coded[c] = np.asarray([str(u) for u in uniques], dtype=object)
+        col.release()
+
+    # --- obs ----------------------------------------------------------------------------------
+    sample_names = s_uni[o_sample].astype(object)
+    plates_joined = np.array(
+        [";".join(dict.fromkeys(p for p in row if p)) for row in plate_mat], dtype=object
+    )
+    is_pass_op = _is_pass(qc_mat.ravel()).reshape(n_obs, n_panel)
+    qc_joined = []
+    for i in range(n_obs):
+        bad = [v for v, ok in zip(qc_mat[i], is_pass_op[i], strict=True) if not ok]
+        qc_joined.append("PASS" if not bad else ";".join(dict.fromkeys(bad)))
+    index = np.asarray([str(x) for x in sample_names], dtype=object)
+    if dup_sample_codes.size:
+        dup_mask = np.isin(o_sample, dup_sample_codes)
+        index[dup_mask] = [f"{s}@{p}" for s, p in zip(index[dup_mask], plates_joined[dup_mask])]
+        index = _make_unique(index)
+        dup_names = [str(s_uni[c]) for c in dup_sample_codes]
+        warn(
+            f"{where}: {len(dup_names)} SampleID(s) occur on more than one plate within a panel "
+            f"and are kept as one row per plate (index SampleID@PlateID): {preview(dup_names)}"
+        )
+    elif len(set(index)) != len(index):  # pragma: no cover - guarded by factorize
+        index = _make_unique(index)
+    obs = pd.DataFrame(index=pd.Index(index, dtype=object, name=None))
+    obs["SampleID"] = sample_names
+    for c, v in obs_cols.items():
+        if c == "SampleID":
+            continue
+        obs[c] = _as_series(v, dtypes[c], obs.index)
+    if "SampleType" in obs_cols:
+        st = pd.Series(obs["SampleType"]).astype(object)
+        obs["SampleType"] = st.where(st.notna(), "SAMPLE").astype(str).to_numpy()
+    elif "Sample_Type" in obs_cols:
+        st = pd.Series(obs_cols["Sample_Type"], dtype=object).fillna("SAMPLE").astype(str)
+        obs["SampleType"] = st.str.strip().str.upper().to_numpy()
+    else:
+        obs["SampleType"] = [sample_type_from_name(s) for s in sample_names]
+    obs["is_control"] = (obs["SampleType"].astype(str).str.upper() != "SAMPLE").to_numpy()
+    obs["PlateID"] = plates_joined.astype(str)
+    obs["QC_Warning"] = np.asarray(qc_joined, dtype=object).astype(str)
+    obs["qc_pass"] = is_pass_op.all(axis=1)
+    for m in obsm.values():
+        m.index = obs.index
+
+    # --- var ----------------------------------------------------------------------------------
+    var = pd.DataFrame(index=pd.Index(a_uni.astype(str), name=None))
+    var["Assay"] = var_cols.pop(roles["assay"]) if roles["assay"] else a_uni.astype(str)
+    if roles["uniprot"] and roles["uniprot"] in var_cols:
+        var["UniProt"] = var_cols.pop(roles["uniprot"])
+    else:
+        var["UniProt"] = ""
+    var["Panel"] = p_uni[assay_panel].astype(str)
+    if roles["panel"]:
+        var_cols.pop(roles["panel"], None)
+    for c, v in var_cols.items():
+        var[c] = _as_series(v, dtypes[c], var.index)
+    if "AssayType" in var_cols:
+        at = pd.Series(var["AssayType"]).astype(object)
+        var["AssayType"] = at.where(at.notna(), "assay").astype(str).to_numpy()
+    else:
+        var["AssayType"] = [assay_type_from_name(a) for a in var["Assay"]]
+    var["is_control"] = (var["AssayType"].astype(str).str.lower() != "assay").to_numpy()
+    var.index.name = None
+
+    # --- measured cells and QC layers --------------------------------------------------
+    measured = np.zeros(n_obs * n_assay, dtype=bool)
+    measured[flat] = True
+    measured = measured.reshape(n_obs, n_assay)
+    default_present = on_panel.reshape(n_obs, n_panel)[:, assay_panel]
+    if roles["plate"] is not None:
+        default_present = default_present & (plate_mat[:, assay_panel] != "")
+    if not np.array_equal(measured, default_present):
+        layers["measured"] = measured
+    if qc_layer_col is not None:
+        codes_mat = layers[qc_layer_col]
+        cats = coded[qc_layer_col]
+        cat_pass = _is_pass(cats)
+        qc_flag = np.zeros(codes_mat.shape, dtype=bool)
+        valid = codes_mat >= 0
+        qc_flag[valid] = ~cat_pass[codes_mat[valid]]
+        layers["qc_warning"] = qc_flag
+    else:
+        layers["qc_warning"] = (~is_pass_op)[:, assay_panel] & default_present
+    lod = layers["lod"]
+    with np.errstate(invalid="ignore"):
+        layers["below_lod"] = np.asarray(X < lod) & ~np.isnan(X) & ~np.isnan(lod)
+
+    adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
+    data_type = VALUE_ALIASES.get(vcol, "NPX")
+    prov = provenance(adata)
+    prov.update(
+        {
+            "source": [str(file)] if file else [],
+            "format": data_format,
+            "product": product or guess_product(columns, var, metadata),
+            "data_type": data_type,
+            "reader_version": _reader_version(),
+            "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+            "long_columns": list(columns),
+            "columns": {k: v for k, v in roles.items() if v is not None},
+            "dtypes": dtypes,
+            "coded_layers": coded,
+        }
+    )
+    return adata
+
+
+def _as_series(values: np.ndarray, dtype: str, index: pd.Index) -> np.ndarray:
+    if dtype == "int64" and values.dtype.kind == "f" and not np.isnan(values).any():
+        return values.astype(np.int64)
+    if dtype == "bool" and values.dtype.kind == "f" and not np.isnan(values).any():
+        return values.astype(bool)
+    return values
+
+
+def _make_unique(index: np.ndarray) -> np.ndarray:
+    seen: dict[str, int] = {}
+    out = []
+    for name in index:
+        k = seen.get(name, 0)
+        out.append(name if k == 0 else f"{name}#{k}")
+        seen[name] = k + 1
+    return np.asarray(out, dtype=object)
+
+
+def _numeric(col: _Column, *, file: str | None, row_offset: int) -> np.ndarray:
+    """A value column as float64; text markers (``> ULOQ``, ``No Data``, ...) become NaN."""
+    if col.is_numeric:
+        return col.values()
+    codes, uniques = col.codes()
+    parsed = np.full(len(uniques), np.nan)
+    bad_u = []
+    markers = 0
+    for k, u in enumerate(uniques):
+        value, ok, is_marker = parse_number(u)
+        parsed[k] = value
+        markers += is_marker
+        if not ok:
+            bad_u.append(k)
+    if bad_u:
+        bad_rows = np.flatnonzero(np.isin(codes, bad_u))
+        examples = [str(uniques[k]) for k in bad_u[:5]]
+        msg = format_message(
+            f"non-numeric value(s) {preview(examples)}",
+            file=file,
+            column=col.name,
+            rows=_line_numbers(bad_rows, row_offset),
+            hint="Values must be numbers (decimal point or comma), empty, NA or an Olink marker "
+            "such as '> ULOQ' / '< LLOQ' / 'No Data'; fix or remove these rows.",
+        )
+        raise NPXFormatError(msg)
+    out = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
+    if markers:
+        n_marked = int(np.isin(codes, [k for k, u in enumerate(uniques) if parse_number(u)[2]]).sum())
+        warn(
+            f"{file or 'long table'}: column {col.name!r}: {n_marked} value(s) were Olink text "
+            "markers (e.g. '> ULOQ', '< LLOQ', 'No Data') and are read as NaN"
+        )
+    return out
+
+
+_MARKER = re.compile(r"^\s*(>\s*ULOQ|<\s*LLOQ|<\s*LOD|>\s*LOD|No\s*Data|NA|N/A|NaN|-|#+|)\s*$", re.I)
+
+
+def parse_number(value: object) -> tuple[float, bool, bool]:
+    """``(number, ok, is_marker)`` for one cell of an Olink export.
+
+    Accepts numbers, numeric text with a decimal point or comma, and Olink's text markers
+    (``> ULOQ``, ``< LLOQ``, ``No Data``, ``#``), which are NaN.
+    """
+    if value is None:
+        return np.nan, True, False
+    if isinstance(value, bool):
+        return float(value), True, False
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value), True, False
+    s = str(value).strip()
+    if s == "" or s.upper() in {"NA", "NAN", "N/A", "NULL"}:
+        return np.nan, True, False
+    try:
+        return float(s), True, False
+    except ValueError:
+        pass
+    t = s.replace(",", ".") if s.count(",") == 1 and "." not in s else s
+    t = t.rstrip("#").strip() if t.endswith("#") and len(t) > 1 else t
+    try:
+        return float(t), True, False
+    except ValueError:
+        pass
+    if _MARKER.match(s):
+        return np.nan, True, True
+    return np.nan, False, False
+
+
+def guess_product(
+    columns: Sequence[str], var: pd.DataFrame | None, metadata: dict[str, str] | None
+) -> str:
+    """Best guess at the Olink product from metadata, columns and panel names."""
+    meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+    prod = meta.get("product", "")
+    if prod:
+        p = prod.replace(" ", "").lower()
+        if p == "explorehtht" or p == "exploreht":
+            return "Explore HT"
+        if p.startswith("explore"):
+            return "Explore 3072"
+        return prod
+    cols = set(columns)
+    if "Quantified_value" in cols or "Unit" in cols:
+        return "Flex" if "Plate_LQL" in cols or "LLOQ" in cols else "Target 96"
+    if cols & {"ExtNPX", "PCNormalizedNPX", "Count", "Block"}:
+        return "Explore HT" if "AssayType" in cols or "DataAnalysisRefID" in cols else "Explore 3072"
+    panels = [] if var is None or "Panel" not in var else list(pd.unique(var["Panel"]))
+    text = " ".join(str(p) for p in panels).lower()
+    if "target 48" in text or "48" in text.split():
+        return "Target 48"
+    if "ExploreVersion" in cols or "Panel_Lot_Nr" in cols or "explore" in text:
+        return "Explore 3072"
+    if text.startswith("olink") or "target 96" in text:
+        return "Target 96"
+    return "unknown"
+
+
+# ------------------------------------------------------------------------------------------
+# AnnData -> long
+# ------------------------------------------------------------------------------------------
+
+DEFAULT_LONG = [
+    "SampleID",
+    "Index",
+    "OlinkID",
+    "UniProt",
+    "Assay",
+    "MissingFreq",
+    "Panel",
+    "Panel_Version",
+    "PlateID",
+    "QC_Warning",
+    "LOD",
+    "NPX",
+]
+
+
+def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return the data in Olink's long format (one row per sample × assay measurement).
+
+    Rows come assay by assay (``var`` order), samples in ``obs`` order within an assay; a
+    cell is a row when the sample ran on the assay's panel (``obsm["PlateID"]`` non-empty)
+    and, if present, ``layers["measured"]`` is True. For data read with
+    :func:`olinkpipe.read_npx` the columns are the file's, in the file's order, with the
+    file's values (NaN where NPX was missing), so a long file round-trips.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData as returned by :func:`olinkpipe.read_npx`.
+    columns
+        Column names to emit (default: those of the file that was read, else Olink's
+        ``SampleID, Index, OlinkID, UniProt, Assay, MissingFreq, Panel, Panel_Version,
+        PlateID, QC_Warning, LOD, NPX`` plus the other ``obs``/``var`` columns present).
+
+    Returns
+    -------
+    DataFrame
+        Long table with Olink's column names.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import olinkpipe as op
+    >>> df = pd.DataFrame({"SampleID": ["S1", "S2"], "OlinkID": ["OID1", "OID1"],
+    ...                    "Assay": ["IL6", "IL6"], "NPX": [1.5, float("nan")]})
+    >>> op.to_long(op.io.from_long(df))[["SampleID", "OlinkID", "NPX"]].shape
+    (2, 3)
+    """
+    prov = adata.uns.get("olinkpipe", {})
+    roles = dict(prov.get("columns", {})) if isinstance(prov, dict) else {}
+    names = {
+        "sample": roles.get("sample", "SampleID"),
+        "olinkid": roles.get("olinkid", "OlinkID"),
+        "value": roles.get("value", "NPX"),
+        "lod": roles.get("lod", "LOD"),
+        "plate": roles.get("plate", "PlateID"),
+        "qc": roles.get("qc", "QC_Warning"),
+    }
+    dtypes = dict(prov.get("dtypes", {})) if isinstance(prov, dict) else {}
+    coded = dict(prov.get("coded_layers", {})) if isinstance(prov, dict) else {}
+    if columns is None:
+        long_cols = prov.get("long_columns") if isinstance(prov, dict) else None
+        if long_cols is not None and len(long_cols):
+            columns = [str(c) for c in long_cols]
+        else:
+            derived = {"is_control", "qc_pass", "AssayType"}
+            columns = [c for c in DEFAULT_LONG]
+            extra_obs = [c for c in adata.obs.columns if c not in columns and c not in derived]
+            extra_var = [c for c in adata.var.columns if c not in columns and c not in derived]
+            columns += extra_obs + extra_var
+            columns = [c for c in columns if _available(adata, c, names)]
+    columns = list(columns)
+
+    panels = (
+        adata.var["Panel"].astype(str).to_numpy()
+        if "Panel" in adata.var
+        else np.full(adata.n_vars, "unknown", dtype=object)
+    )
+    present = np.ones(adata.shape, dtype=bool)
+    plate_cell = None
+    if "PlateID" in adata.obsm and isinstance(adata.obsm["PlateID"], pd.DataFrame):
+        pm = adata.obsm["PlateID"]
+        cols_idx = [pm.columns.get_loc(p) if p in pm.columns else -1 for p in panels]
+        pvals = pm.to_numpy(dtype=object)
+        plate_cell = np.empty(adata.shape, dtype=object)
+        for j, k in enumerate(cols_idx):
+            plate_cell[:, j] = pvals[:, k] if k >= 0 else ""
+        if "measured" not in adata.layers:
+            present = plate_cell.astype(str) != ""
+    if "measured" in adata.layers:
+        present = np.asarray(adata.layers["measured"], dtype=bool)
+    jj, ii = np.nonzero(present.T)  # assay-major order
+
+    def cell(mat: Any) -> np.ndarray:
+        mat = mat.toarray() if hasattr(mat, "toarray") else np.asarray(mat)
+        return mat[ii, jj]
+
+    out: dict[str, Any] = {}
+    for c in columns:
+        if c == names["sample"]:
+            s = adata.obs["SampleID"] if "SampleID" in adata.obs else adata.obs_names.to_series()
+            v = np.asarray(s, dtype=object)[ii]
+        elif c == names["olinkid"]:
+            v = np.asarray(adata.var_names, dtype=object)[jj]
+        elif c == names["value"]:
+            v = cell(adata.X).astype(np.float64)
+        elif c == names["lod"] and "lod" in adata.layers:
+            v = cell(adata.layers["lod"]).astype(np.float64)
+        elif c == names["plate"] and plate_cell is not None:
+            v = plate_cell[ii, jj]
+            v = np.where(v == "", None, v).astype(object)
+        elif c == names["qc"] and c not in adata.layers and "QC_Warning" in adata.obsm:
+            qm = adata.obsm["QC_Warning"]
+            qv = qm.to_numpy(dtype=object)
+            k = np.asarray([qm.columns.get_loc(p) if p in qm.columns else -1 for p in panels])
+            v = np.where(k[jj] >= 0, qv[ii, np.maximum(k[jj], 0)], "")
+            v = np.where(v == "", None, v).astype(object)
+        elif c in adata.layers:
+            if c in coded:
+                cats = np.append(np.asarray(coded[c], dtype=object), None)
+                codes = cell(adata.layers[c]).astype(np.int64)
+                v = cats[np.where(codes < 0, len(cats) - 1, codes)]
+            else:
+                v = cell(adata.layers[c])
+        elif c in adata.obs.columns:
+            v = _column_values(adata.obs[c])[ii]
+        elif c in adata.var.columns:
+            v = _column_values(adata.var[c])[jj]
+        elif c == "Index":
+            v = (ii + 1).astype(np.int64)
+        else:
+            v = np.full(len(ii), np.nan)
+        out[c] = _restore_dtype(v, dtypes.get(c))
+    return pd.DataFrame(out, columns=columns)
+
+
+def _available(adata: ad.AnnData, c: str, names: dict[str, str]) -> bool:
+    if c in names.values() or c in ("SampleID", "OlinkID"):
+        return c != names["lod"] or "lod" in adata.layers
+    return c in adata.obs.columns or c in adata.var.columns or c in adata.layers
+
+
+def _column_values(s: pd.Series) -> np.ndarray:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    arr = s.to_numpy()
+    if arr.dtype == object:
+        arr = np.where(pd.isna(arr), None, arr)
+    return arr
+
+
+def _restore_dtype(v: np.ndarray, dtype: str | None) -> Any:
+    v = np.asarray(v)
+    if dtype == "int64" and v.dtype.kind in "fiu":
+        if v.dtype.kind == "f" and np.isnan(v).any():
+            return v
+        return v.astype(np.int64)
+    if dtype == "float64" and v.dtype.kind in "iub":
+        return v.astype(np.float64)
+    if dtype == "object" and v.dtype.kind != "O":
+        return v.astype(object)
+    if v.dtype == object:
+        return pd.Series(v, dtype=object).where(pd.notna(v), np.nan).to_numpy()
+    return v

@@ -1,8 +1,311 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""``read_npx``: every Olink export into AnnData, the format sniffed from the content.
 
-__all__ = ['read_npx']
+Long CSV/TSV/TXT (``;`` ``,`` tab ``|``; decimal point or comma; quotes, BOM, CRLF, R
+``write.csv`` row names) are read with ``pyarrow.csv``; Explore parquet with
+``pyarrow.parquet``; Target 96/48 wide xlsx and csv by :mod:`olinkpipe.io.wide`; a ``.zip``
+holding any of them is opened in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from os import PathLike
+from pathlib import Path
+from typing import IO
+
+import anndata as ad
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from .._validate import check_literal
+from ..errors import NPXFormatError, format_message, preview
+from . import _sniff
+from .convert import from_long
+
+__all__ = ["read_npx"]
+
+logger = logging.getLogger("olinkpipe")
+
+HEAD_BYTES = 1 << 16
+# Columns read as dictionary-encoded text: IDs stay text (numeric SampleIDs, leading zeros)
+# and the integer codes feed the long -> matrix pivot directly.
+STRING_COLUMNS = {
+    "SampleID",
+    "Sample_ID",
+    "OlinkID",
+    "UniProt",
+    "Assay",
+    "Panel",
+    "Panel_Version",
+    "Panel_Lot_Nr",
+    "PlateID",
+    "QC_Warning",
+    "SampleQC",
+    "Normalization",
+    "Assay_Warning",
+    "AssayQC",
+    "SampleType",
+    "Sample_Type",
+    "AssayType",
+    "WellID",
+    "Block",
+    "Subject",
+    "Treatment",
+    "Site",
+    "Time",
+    "Project",
+    "ExploreVersion",
+    "DataAnalysisRefID",
+    "Unit",
+}
+_IGNORED_IN_ZIP = ("checksum", "md5", "sha256", "sha1", "readme", "__macosx", ".ds_store")
 
 
-def read_npx(*args, **kwargs):
-    raise NotImplementedError('read_npx')
+def read_npx(
+    path: str | PathLike[str],
+    *,
+    sep: str | None = None,
+    product: str | None = None,
+    duplicates: str = "rename",
+    sheet: str | int | None = None,
+) -> ad.AnnData:
+    """Read an Olink export into an AnnData (samples × assays).
 
+    The format is recognised from the file's content, not only its extension:
+
+    * long NPX files (NPX Manager / Signature / Explore): ``.csv``, ``.txt``, ``.tsv``
+      delimited by ``;``, ``,``, tab or ``|``, with a decimal point or comma, quoted
+      fields, a UTF-8 BOM, Windows line ends or an R ``write.csv`` row-name column;
+    * Olink Explore / Explore HT parquet (key-value metadata to ``uns``);
+    * Target 96 / Target 48 wide exports from NPX Manager, ``.xlsx`` or ``.csv``, the
+      multi-panel layout and the single-panel layout with a summary block; the NPX sheet
+      is found by content in multi-sheet workbooks;
+    * Olink Flex long xlsx (numbers stored as text);
+    * a ``.zip`` holding one of these (checksum and README files are ignored).
+
+    Text markers ``> ULOQ``, ``< LLOQ``, ``No Data`` and ``#`` read as NaN (with a warning).
+    Control samples and control assays are kept and flagged (``obs["is_control"]``,
+    ``var["AssayType"]``), never dropped.
+
+    Parameters
+    ----------
+    path
+        The export file.
+    sep
+        Field delimiter of a text file; sniffed when ``None``.
+    product
+        Olink product for ``uns["olinkpipe"]["product"]`` (e.g. ``"Target 96"``); guessed
+        from the file when ``None``.
+    duplicates
+        ``"rename"`` (default) keeps a SampleID that occurs on two plates within one panel
+        as one row per plate, index ``SampleID@PlateID``, and warns; ``"error"`` raises.
+    sheet
+        Sheet name or 0-based position of the NPX sheet in a workbook; found by content
+        when ``None``.
+
+    Returns
+    -------
+    AnnData
+        ``X`` NPX (float64, NaN = not measured), ``obs`` one row per sample, ``var``
+        indexed by OlinkID, ``layers`` ``lod``, ``qc_warning``, ``below_lod`` (and the
+        file's other per-measurement columns), ``obsm`` ``PlateID``/``QC_Warning`` per
+        panel, provenance in ``uns["olinkpipe"]`` (see ``docs/data_model.md``).
+
+    Raises
+    ------
+    NPXFormatError
+        Empty, truncated or unrecognised file; non-numeric NPX; an OlinkID with two
+        Assay names; a workbook without an NPX sheet.
+    MissingColumnError
+        A long file lacks ``SampleID``, ``OlinkID`` or ``NPX``.
+    DuplicateSampleError
+        The same SampleID twice on one plate for one assay with different values, or
+        any repeated SampleID with ``duplicates="error"``.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> adata = op.read_npx("run1_NPX.csv")  # doctest: +SKIP
+    >>> adata.obs[["SampleID", "PlateID", "QC_Warning"]].head()  # doctest: +SKIP
+    """
+    check_literal("duplicates", duplicates, ["rename", "error"])
+    p = Path(path)
+    if not p.exists():
+        msg = format_message("file not found", file=str(p), hint="Check the path.")
+        raise NPXFormatError(msg)
+    if p.is_dir():
+        msg = format_message("is a directory, not an Olink export", file=str(p))
+        raise NPXFormatError(msg)
+    opts = {"sep": sep, "product": product, "duplicates": duplicates, "sheet": sheet}
+    with open(p, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    adata = _read_any(p, str(p), head, opts)
+    logger.info("read %s: %d samples x %d assays", p, adata.n_obs, adata.n_vars)
+    return adata
+
+
+def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.AnnData:
+    kind = _sniff.container(head)
+    if kind == "empty":
+        msg = format_message(
+            "the file is empty", file=name, hint="Export the data again from Olink's software."
+        )
+        raise NPXFormatError(msg)
+    if kind == "parquet":
+        return _read_parquet(src, name, opts)
+    if kind == "xls":
+        msg = format_message(
+            "legacy .xls workbooks are not supported",
+            file=name,
+            hint="Open it in Excel and save as .xlsx, or export long CSV from NPX Manager.",
+        )
+        raise NPXFormatError(msg)
+    if kind == "zip":
+        return _read_zip(src, name, opts)
+    info = _sniff.inspect_text(head, sep=opts["sep"])
+    if info.layout == "long":
+        return _read_long_text(src, name, info, opts)
+    if info.layout == "wide":
+        from .wide import read_wide_text
+
+        return read_wide_text(src, name, info, opts)
+    msg = format_message(
+        "unknown format: neither an Olink long export (header with SampleID, OlinkID, NPX) "
+        "nor a wide NPX Manager export (rows 'NPX data' ... 'OlinkID'), nor parquet/xlsx/zip",
+        file=name,
+        hint="Pass a file exported by Olink NPX Manager / Signature / Explore, or sep= if "
+        "the delimiter is unusual.",
+    )
+    raise NPXFormatError(msg)
+
+
+def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
+    try:
+        zf = zipfile.ZipFile(src)
+    except zipfile.BadZipFile as err:
+        msg = format_message(f"corrupt zip/xlsx archive ({err})", file=name)
+        raise NPXFormatError(msg) from err
+    with zf:
+        names = zf.namelist()
+        if "xl/workbook.xml" in names or "[Content_Types].xml" in names:
+            from .wide import read_excel
+
+            if isinstance(src, Path):
+                return read_excel(src, name, opts)
+            src.seek(0)
+            return read_excel(io.BytesIO(src.read()), name, opts)
+        members = [
+            m
+            for m in names
+            if not m.endswith("/") and not any(k in m.lower() for k in _IGNORED_IN_ZIP)
+        ]
+        if not members:
+            msg = format_message(
+                f"the zip archive holds no data file (only {preview(names)})", file=name
+            )
+            raise NPXFormatError(msg)
+        if len(members) > 1:
+            msg = format_message(
+                f"the zip archive holds several data files: {preview(members)}",
+                file=name,
+                hint="Extract the archive and read one file at a time.",
+            )
+            raise NPXFormatError(msg)
+        data = zf.read(members[0])
+    inner = f"{name}!{members[0]}"
+    adata = _read_any(io.BytesIO(data), inner, data[:HEAD_BYTES], opts)
+    return adata
+
+
+def _read_long_text(
+    src: Path | IO[bytes], name: str, info: _sniff.TextInfo, opts: dict
+) -> ad.AnnData:
+    header = info.header
+    types = {h: pa.dictionary(pa.int32(), pa.string()) for h in header if h in STRING_COLUMNS}
+    table = _csv(src, name, info, types)
+    temporal = [
+        f.name
+        for f in table.schema
+        if pa.types.is_temporal(f.type) or pa.types.is_date(f.type) or pa.types.is_time(f.type)
+    ]
+    if temporal:  # keep dates as written in the file, not parsed
+        types.update({c: pa.string() for c in temporal})
+        table = _csv(src, name, info, types)
+    drop = [c for c in table.column_names if c in ("", "Unnamed: 0", "...1")]
+    if drop:
+        table = table.drop_columns(drop)
+    return from_long(
+        table,
+        file=name,
+        product=opts["product"],
+        duplicates=opts["duplicates"],
+        data_format="long",
+        row_offset=2 + info.skip_rows,
+    )
+
+
+def _csv(
+    src: Path | IO[bytes], name: str, info: _sniff.TextInfo, types: dict[str, pa.DataType]
+) -> pa.Table:
+    if not isinstance(src, Path):
+        src.seek(0)
+    read_opts = pcsv.ReadOptions(
+        encoding="utf8" if info.encoding == "utf-8" else info.encoding,
+        skip_rows=info.skip_rows,
+        block_size=1 << 24,
+    )
+    parse_opts = pcsv.ParseOptions(delimiter=info.sep, quote_char='"', newlines_in_values=False)
+    conv = pcsv.ConvertOptions(
+        column_types=types,
+        strings_can_be_null=True,
+        decimal_point=info.decimal,
+        quoted_strings_can_be_null=True,
+    )
+    try:
+        return pcsv.read_csv(
+            str(src) if isinstance(src, Path) else src,
+            read_options=read_opts,
+            parse_options=parse_opts,
+            convert_options=conv,
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as err:
+        msg = format_message(
+            f"cannot parse as a {info.sep!r}-delimited long export: {err}",
+            file=name,
+            hint="Check that every row has the same number of fields and the delimiter "
+            "(pass sep=...).",
+        )
+        raise NPXFormatError(msg) from err
+
+
+def _read_parquet(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
+    try:
+        pf = pq.ParquetFile(str(src) if isinstance(src, Path) else src)
+        table = pf.read()
+    except (pa.ArrowInvalid, OSError, pa.ArrowException) as err:
+        msg = format_message(
+            f"truncated or corrupt parquet file ({err})",
+            file=name,
+            hint="Download or export the file again; its footer is missing or damaged.",
+        )
+        raise NPXFormatError(msg) from err
+    raw = table.schema.metadata or {}
+    meta = {}
+    for k, v in raw.items():
+        key = k.decode("utf-8", "replace")
+        if key in ("pandas", "ARROW:schema") or key.startswith("ARROW:"):
+            continue
+        meta[key] = v.decode("utf-8", "replace")
+    table = table.replace_schema_metadata(None)
+    return from_long(
+        table,
+        file=name,
+        product=opts["product"],
+        duplicates=opts["duplicates"],
+        data_format="parquet",
+        metadata=meta,
+        row_offset=1,
+    )

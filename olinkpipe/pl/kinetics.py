@@ -1,16 +1,355 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Kinetics figures: curves by group over days, per-patient peaks by group, correlations."""
 
-__all__ = ['kinetics', 'peaks', 'correlation']
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from .._validate import check_literal, require_columns
+from ..errors import DesignError, ValidationError, format_message, preview
+from ._style import NS, get_ax, group_color
+
+__all__ = ["kinetics", "peaks", "correlation"]
 
 
-def kinetics(*args, **kwargs):
-    raise NotImplementedError('kinetics')
+def _with_group(table: pd.DataFrame, by: str, patients: pd.DataFrame | None) -> pd.DataFrame:
+    if by in table.columns:
+        return table
+    if patients is None or by not in patients.columns:
+        msg = format_message(
+            f"column {by!r} is neither in the table nor in a patient table",
+            column=by,
+            hint="Pass patients=<patient table with that column> (e.g. from "
+            "clinical.dose_groups) or add the column to the table.",
+        )
+        raise ValidationError(msg)
+    require_columns(patients, ["patient"], what="patient table")
+    return table.merge(patients[["patient", by]], on="patient", how="left")
 
 
-def peaks(*args, **kwargs):
-    raise NotImplementedError('peaks')
+def _levels(col: pd.Series) -> list:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return [lv for lv in col.cat.categories if (col == lv).any()]
+    return sorted(col.dropna().unique().tolist(), key=str)
 
 
-def correlation(*args, **kwargs):
-    raise NotImplementedError('correlation')
+def kinetics(
+    measurements: pd.DataFrame,
+    analyte: str,
+    *,
+    by: str = "dose_group",
+    patients: pd.DataFrame | None = None,
+    log: bool = False,
+    individual: bool = False,
+    below_detection: str = "zero",
+    ax: Axes | None = None,
+) -> Axes:
+    """Mean ± SEM of an analyte over days after infusion, one curve per group.
 
+    Parameters
+    ----------
+    measurements
+        Long measurement table (:func:`olinkpipe.clinical.read_measurements`).
+    analyte
+        The analyte to draw, e.g. ``"CAR-T copies/ug DNA"``.
+    by
+        Grouping column, in ``measurements`` or joined from ``patients`` on ``patient``.
+    patients
+        Patient table holding ``by`` (e.g. the output of ``clinical.dose_groups``).
+    log
+        Logarithmic y axis (symmetric-log, linear near 0, when values of 0 occur, so that
+        undetectable samples stay visible).
+    individual
+        Also draw each patient's curve as a thin line.
+    below_detection
+        ``"zero"``, ``"lod_half"`` or ``"missing"``, as in :func:`olinkpipe.clinical.kinetics`.
+    ax
+        Matplotlib Axes to draw on; a new figure is made when ``None``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes; one error-bar line per group, labelled ``"<group> (n=<patients>)"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import olinkpipe as op
+    >>> m = pd.DataFrame({"patient": ["P1", "P1", "P2", "P2"], "day": [0, 7, 0, 7],
+    ...                   "analyte": "IL-6", "value": [2.0, 40.0, 3.0, 20.0],
+    ...                   "dose_group": ["low", "low", "high", "high"]})
+    >>> ax = op.pl.kinetics(m, "IL-6")
+    """
+    check_literal("below_detection", below_detection, ["zero", "lod_half", "missing"])
+    require_columns(measurements, ["patient", "day", "analyte", "value"], what="measurements")
+    m = measurements.loc[measurements["analyte"] == analyte].copy()
+    if m.empty:
+        msg = format_message(
+            f"no measurements of analyte {analyte!r}",
+            column="analyte",
+            hint=f"Choose one of {preview(sorted(measurements['analyte'].unique()))}.",
+        )
+        raise ValidationError(msg)
+    m = _with_group(m, by, patients)
+    value = pd.to_numeric(m["value"], errors="coerce").astype(float)
+    if "below_detection" in m.columns:
+        flag = m["below_detection"].fillna(0).astype(bool).to_numpy()
+        if below_detection == "zero":
+            value[flag] = 0.0
+        elif below_detection == "missing":
+            value[flag] = np.nan
+        else:
+            lod = m["lod"].astype(float) if "lod" in m.columns else value
+            value[flag] = (lod.fillna(value) / 2.0)[flag]
+    m["_v"] = value
+    ax = get_ax(ax)
+    for i, level in enumerate(_levels(m[by])):
+        sub = m.loc[m[by] == level]
+        color = group_color(i)
+        if individual:
+            for _, pat in sub.sort_values("day").groupby("patient"):
+                ax.plot(pat["day"], pat["_v"], color=color, alpha=0.25, lw=0.8)
+        agg = sub.groupby("day")["_v"].agg(["mean", "sem"]).sort_index()
+        ax.errorbar(
+            agg.index,
+            agg["mean"],
+            yerr=agg["sem"].fillna(0.0),
+            color=color,
+            marker="o",
+            ms=4,
+            capsize=3,
+            lw=1.8,
+            label=f"{level} (n={sub['patient'].nunique()})",
+        )
+    ax.axvline(0, color=NS, ls="--", lw=0.8)
+    if log:
+        positive = m["_v"][m["_v"] > 0]
+        if (m["_v"] <= 0).any() and len(positive):
+            ax.set_yscale("symlog", linthresh=float(positive.min()))
+            ax.set_ylim(bottom=0)
+        else:
+            ax.set_yscale("log")
+    unit = None
+    if "unit" in m.columns and m["unit"].notna().any():
+        unit = str(m["unit"].dropna().iloc[0])
+    ax.set_xlabel("Days after infusion")
+    ax.set_ylabel(f"{analyte} ({unit})" if unit else analyte)
+    ax.set_title(f"{analyte}: mean ± SEM by {by}")
+    ax.legend(title=by, frameon=False)
+    return ax
+
+
+def _p_text(p: float) -> str:
+    if not np.isfinite(p):
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
+
+
+def peaks(
+    summary: pd.DataFrame,
+    metric: str,
+    by: str,
+    *,
+    patients: pd.DataFrame | None = None,
+    result: pd.DataFrame | None = None,
+    test: str = "mannwhitney",
+    log: bool = False,
+    ax: Axes | None = None,
+) -> Axes:
+    """Per-patient values of a metric (e.g. peak IL-6) by group: box, dots and the p-value.
+
+    Parameters
+    ----------
+    summary
+        Per-patient table, e.g. from :func:`olinkpipe.clinical.kinetics`.
+    metric
+        The column to plot, e.g. ``"cmax"``.
+    by
+        Grouping column, in ``summary`` or joined from ``patients``.
+    patients
+        Patient table holding ``by``.
+    result
+        Output of :func:`olinkpipe.clinical.compare_groups` with a row for ``metric``; its
+        ``p_value`` is annotated. If ``None`` (and there are two groups) the comparison is
+        run here with ``test``.
+    test
+        ``"mannwhitney"`` or ``"ttest"``, used when ``result`` is ``None``.
+    log
+        Logarithmic y axis.
+    ax
+        Matplotlib Axes to draw on; a new figure is made when ``None``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes, with one box and one dot cloud per group and the p-value over them.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import olinkpipe as op
+    >>> s = pd.DataFrame({"dose_group": ["low"] * 4 + ["high"] * 4,
+    ...                   "cmax": [1.0, 2.0, 3.0, 4.0, 2.5, 5.0, 6.0, 7.0]})
+    >>> ax = op.pl.peaks(s, "cmax", "dose_group")
+    """
+    from ..clinical import compare_groups
+
+    check_literal("test", test, ["mannwhitney", "ttest"])
+    table = _with_group(summary, by, patients)
+    require_columns(table, [metric], what="summary table")
+    levels = _levels(table[by])
+    if not levels:
+        msg = format_message("no groups to plot", column=by)
+        raise DesignError(msg)
+    ax = get_ax(ax, figsize=(3.2 + 0.8 * len(levels), 4.5))
+    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+    data = []
+    for i, level in enumerate(levels):
+        v = pd.to_numeric(table.loc[table[by] == level, metric], errors="coerce").dropna()
+        data.append(v.to_numpy(float))
+        ax.scatter(
+            i + rng.uniform(-0.12, 0.12, len(v)),
+            v,
+            color=group_color(i),
+            s=22,
+            zorder=3,
+            edgecolor="white",
+            lw=0.5,
+        )
+    ax.boxplot(
+        data,
+        positions=range(len(levels)),
+        widths=0.5,
+        showfliers=False,
+        medianprops={"color": "black"},
+        boxprops={"color": NS},
+        whiskerprops={"color": NS},
+        capprops={"color": NS},
+    )
+    ax.set_xticks(range(len(levels)))
+    ax.set_xticklabels([f"{lv}\n(n={len(d)})" for lv, d in zip(levels, data, strict=True)])
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(metric)
+    ax.set_xlabel(by)
+    p = np.nan
+    label = ""
+    if result is not None:
+        rows = result.loc[result["metric"] == metric]
+        if len(rows):
+            p, label = float(rows["p_value"].iloc[0]), str(rows["test"].iloc[0])
+    elif len(levels) == 2 and all(len(d) for d in data):
+        res = compare_groups(table, by=by, metrics=metric, test=test)
+        p, label = float(res["p_value"].iloc[0]), str(res["test"].iloc[0])
+    if label:
+        top = max(float(np.max(d)) for d in data if len(d))
+        ymin, ymax = ax.get_ylim()
+        y = top + 0.05 * (ymax - ymin) if not log else top * 1.15
+        ax.plot([0, len(levels) - 1], [y, y], color="black", lw=0.8)
+        ax.text(
+            (len(levels) - 1) / 2,
+            y,
+            f"{_p_text(p)}\n{label}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+        ax.set_ylim(top=(y + 0.2 * (ymax - ymin)) if not log else y * 1.6)
+    return ax
+
+
+def correlation(
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    method: str = "spearman",
+    hue: str | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    ax: Axes | None = None,
+) -> Axes:
+    """Scatter of two per-patient variables with a least-squares line and the correlation.
+
+    Parameters
+    ----------
+    table
+        One row per patient.
+    x, y
+        Columns to plot (e.g. ``"dose"`` and ``"cmax"``).
+    method
+        ``"spearman"``, ``"pearson"`` or ``"kendall"``, as in
+        :func:`olinkpipe.clinical.correlate`, whose rho, 95 % CI, p and n are printed.
+    hue
+        Optional grouping column for the dot colours.
+    logx, logy
+        Logarithmic axes; the line is then fitted on the log scale.
+    ax
+        Matplotlib Axes to draw on; a new figure is made when ``None``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes with the dots, the fitted line and a text box with the statistics.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import olinkpipe as op
+    >>> t = pd.DataFrame({"dose": [1, 2, 3, 4, 5], "cmax": [2.0, 1.0, 4.0, 3.0, 5.0]})
+    >>> ax = op.pl.correlation(t, "dose", "cmax")
+    """
+    from ..clinical import correlate
+
+    check_literal("method", method, ["spearman", "pearson", "kendall"])
+    require_columns(table, [x, y] + ([hue] if hue else []), what="table")
+    ax = get_ax(ax, figsize=(5.0, 4.5))
+    xs = pd.to_numeric(table[x], errors="coerce")
+    ys = pd.to_numeric(table[y], errors="coerce")
+    if hue:
+        for i, level in enumerate(_levels(table[hue])):
+            sel = (table[hue] == level).to_numpy()
+            ax.scatter(
+                xs[sel],
+                ys[sel],
+                color=group_color(i),
+                s=26,
+                label=str(level),
+                edgecolor="white",
+                lw=0.5,
+                zorder=3,
+            )
+        ax.legend(title=hue, frameon=False)
+    else:
+        ax.scatter(xs, ys, color=group_color(0), s=26, edgecolor="white", lw=0.5, zorder=3)
+    ok = xs.notna() & ys.notna()
+    if logx:
+        ok &= xs > 0
+        ax.set_xscale("log")
+    if logy:
+        ok &= ys > 0
+        ax.set_yscale("log")
+    fx = np.log10(xs[ok]) if logx else xs[ok]
+    fy = np.log10(ys[ok]) if logy else ys[ok]
+    if ok.sum() >= 2 and np.ptp(fx) > 0:
+        slope, intercept = np.polyfit(fx, fy, 1)
+        grid = np.linspace(fx.min(), fx.max(), 50)
+        line = slope * grid + intercept
+        ax.plot(10**grid if logx else grid, 10**line if logy else line, color="black", lw=1)
+    res = correlate(table, x, y, method=method).iloc[0]
+    sym = {"spearman": "Spearman ρ", "pearson": "Pearson r", "kendall": "Kendall τ"}[method]
+    ax.text(
+        0.03,
+        0.97,
+        f"{sym} = {res['rho']:.2f} [{res['ci_low']:.2f}, {res['ci_high']:.2f}]\n"
+        f"{_p_text(res['p_value'])}, n = {int(res['n'])}",
+        transform=ax.transAxes,
+        ha="left",
+        va="top",
+        fontsize=9,
+        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+    )
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    return ax

@@ -1,20 +1,307 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""QC figures: Olink's IQR-vs-median plot, PCA, per-sample NPX distributions, bridge shifts."""
 
-__all__ = ['qc', 'pca', 'distribution', 'bridge']
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+
+from .._docs import doc_ax, doc_params
+from ..errors import ValidationError
+from ._style import HIGHLIGHT, NS, get_ax, group_color
+
+__all__ = ["qc", "pca", "distribution", "bridge"]
 
 
-def qc(*args, **kwargs):
-    raise NotImplementedError('qc')
+@doc_params(ax=doc_ax)
+def qc(
+    data: ad.AnnData | pd.DataFrame,
+    *,
+    sd: float = 3.0,
+    panel: str | None = None,
+    label_outliers: bool = True,
+    ax: Axes | None = None,
+) -> Axes:
+    """Olink's QC plot: per-sample NPX IQR against median, per panel, with outlier lines.
+
+    Dashed lines mark mean ± ``sd`` SD of the sample medians (vertical) and IQRs
+    (horizontal) of each panel, the rule of :func:`olinkpipe.pp.flag_outliers` and
+    OlinkAnalyze ``olink_qc_plot``. Panels share the Axes, one colour each; samples with a
+    QC warning are drawn as crosses; outliers are labelled.
+
+    Parameters
+    ----------
+    data
+        An AnnData, or the frame of ``olinkpipe.pp.qc_summary(adata)``.
+    sd
+        Standard deviations defining an outlier.
+    panel
+        Draw only this panel.
+    label_outliers
+        Write the SampleID next to outliers.
+    {ax}
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> ax = op.pl.qc(adata)  # doctest: +SKIP
+    >>> ax.figure.savefig("qc.png")  # doctest: +SKIP
+    """
+    from ..pp.qc import _outside, qc_limits, qc_summary
+
+    summary = qc_summary(data) if isinstance(data, ad.AnnData) else data
+    if panel is not None:
+        summary = summary[summary["Panel"] == panel]
+        if summary.empty:
+            msg = f"panel {panel!r} not found in the QC summary."
+            raise ValidationError(msg)
+    ax = get_ax(ax)
+    limits = qc_limits(summary, sd=sd).set_index("Panel")
+    handles = []
+    for i, (name, grp) in enumerate(summary.groupby("Panel", sort=False)):
+        color = group_color(i)
+        warn_mask = ~grp["QC_Warning"].astype(str).str.upper().isin(["PASS", ""]).to_numpy()
+        med, iqr = grp["median"].to_numpy(float), grp["iqr"].to_numpy(float)
+        ax.scatter(med[~warn_mask], iqr[~warn_mask], s=18, color=color, alpha=0.8, label=name)
+        if warn_mask.any():
+            ax.scatter(med[warn_mask], iqr[warn_mask], s=30, color=color, marker="x")
+        lim = limits.loc[name]
+        for v in (lim["median_low"], lim["median_high"]):
+            if np.isfinite(v):
+                ax.axvline(v, color=color, linestyle="--", linewidth=0.8)
+        for v in (lim["iqr_low"], lim["iqr_high"]):
+            if np.isfinite(v):
+                ax.axhline(v, color=color, linestyle="--", linewidth=0.8)
+        if label_outliers:
+            out = _outside(med, iqr, sd=sd)
+            for x, y, s in zip(med[out], iqr[out], grp["SampleID"].to_numpy()[out], strict=True):
+                ax.annotate(str(s), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        handles.append(Line2D([], [], marker="o", linestyle="", color=color, label=str(name)))
+    if len(summary):
+        handles.append(Line2D([], [], marker="x", linestyle="", color=NS, label="QC warning"))
+    ax.legend(handles=handles, fontsize=7, frameon=False)
+    ax.set_xlabel("Sample median NPX")
+    ax.set_ylabel("Sample IQR of NPX")
+    ax.set_title(f"QC: outlier lines at mean ± {sd:g} SD")
+    return ax
 
 
-def pca(*args, **kwargs):
-    raise NotImplementedError('pca')
+@doc_params(ax=doc_ax)
+def pca(
+    adata: ad.AnnData,
+    *,
+    color: str | None = None,
+    components: Sequence[int] = (1, 2),
+    controls: str = "include",
+    ax: Axes | None = None,
+) -> Axes:
+    """PCA of the NPX matrix (scanpy), samples coloured by an ``obs`` column.
+
+    NaN values are imputed by the assay median before PCA (the title says how many);
+    assays are centred and scaled to unit variance, as OlinkAnalyze ``olink_pca_plot``;
+    control assays and constant assays are left out.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData.
+    color
+        ``obs`` column to colour by (categorical); none when None.
+    components
+        The two principal components to draw (1-based).
+    controls
+        ``"include"`` or ``"exclude"`` control samples.
+    {ax}
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> ax = op.pl.pca(adata, color="PlateID")  # doctest: +SKIP
+    """
+    from .._validate import check_literal
+    from ..pp.qc import pca_scores
+
+    check_literal("controls", controls, ["include", "exclude"])
+    c1, c2 = (int(c) for c in components)
+    if color is not None and color not in adata.obs:
+        msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
+        raise ValidationError(msg)
+    scores, ratio, n_imp = pca_scores(adata, n_comps=max(c1, c2), controls=controls)  # type: ignore[arg-type]
+    if max(c1, c2) > scores.shape[1]:
+        msg = f"only {scores.shape[1]} components can be computed; got components={components!r}."
+        raise ValidationError(msg)
+    ax = get_ax(ax)
+    x, y = scores[f"PC{c1}"].to_numpy(), scores[f"PC{c2}"].to_numpy()
+    if color is None:
+        ax.scatter(x, y, s=18, color=NS)
+    else:
+        groups = adata.obs.loc[scores.index, color].astype(str).to_numpy()
+        for i, g in enumerate(pd.unique(groups)):
+            m = groups == g
+            ax.scatter(x[m], y[m], s=18, color=group_color(i), label=g)
+        ax.legend(title=color, fontsize=7, frameon=False)
+    ax.set_xlabel(f"PC{c1} ({100 * ratio[c1 - 1]:.1f}%)")
+    ax.set_ylabel(f"PC{c2} ({100 * ratio[c2 - 1]:.1f}%)")
+    ax.set_title(f"PCA of NPX ({n_imp} missing values imputed by assay median)", fontsize=9)
+    return ax
 
 
-def distribution(*args, **kwargs):
-    raise NotImplementedError('distribution')
+@doc_params(ax=doc_ax)
+def distribution(
+    adata: ad.AnnData,
+    *,
+    color: str = "PlateID",
+    ax: Axes | None = None,
+) -> Axes:
+    """Per-sample NPX boxplots, ordered and coloured by plate (or another ``obs`` column).
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData.
+    color
+        ``obs`` column for colour and order (default ``PlateID``).
+    {ax}
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on; one box per sample.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> ax = op.pl.distribution(adata)  # doctest: +SKIP
+    """
+    if color not in adata.obs:
+        msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
+        raise ValidationError(msg)
+    groups = adata.obs[color].astype(str).to_numpy()
+    order = np.argsort(groups, kind="mergesort")
+    X = np.asarray(adata.X, dtype=float)
+    data = [row[~np.isnan(row)] for row in X[order]]
+    ax = get_ax(ax, figsize=(max(6.0, 0.12 * adata.n_obs), 4.5))
+    bp = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.7)
+    levels = list(pd.unique(groups[order]))
+    for box, g in zip(bp["boxes"], groups[order], strict=True):
+        box.set_facecolor(group_color(levels.index(g)))
+        box.set_alpha(0.7)
+    ax.set_xticks(np.arange(1, adata.n_obs + 1))
+    labels = adata.obs_names.to_numpy()[order] if adata.n_obs <= 60 else [""] * adata.n_obs
+    ax.set_xticklabels(labels, rotation=90, fontsize=6)
+    ax.set_ylabel("NPX")
+    ax.set_xlabel("Sample")
+    handles = [
+        Line2D([], [], marker="s", linestyle="", color=group_color(i), label=g)
+        for i, g in enumerate(levels)
+    ]
+    ax.legend(handles=handles, title=color, fontsize=7, frameon=False)
+    return ax
 
 
-def bridge(*args, **kwargs):
-    raise NotImplementedError('bridge')
+def _pair_differences(adata: ad.AnnData) -> tuple[pd.Index, np.ndarray]:
+    """Bridge pairs × assays matrix of NPX(reference) − NPX(other)."""
+    for col in ("Project", "bridge", "bridge_pair"):
+        if col not in adata.obs:
+            msg = (
+                f"pl.bridge needs obs[{col!r}] as written by pp.bridge_normalize; "
+                f"obs has {list(adata.obs.columns)!r}."
+            )
+            raise ValidationError(msg)
+    rec = adata.uns.get("olinkpipe", {}).get("normalization", {}).get("bridge_normalize", {})
+    projects = list(adata.obs["Project"].astype(str).unique())
+    ref = str(rec.get("reference_project", projects[0]))
+    is_bridge = adata.obs["bridge"].astype(bool).to_numpy()
+    proj = adata.obs["Project"].astype(str).to_numpy()
+    pair = adata.obs["bridge_pair"].astype(str).to_numpy()
+    X = np.asarray(adata.X, dtype=float)
+    r = pd.Series(np.flatnonzero(is_bridge & (proj == ref)), index=pair[is_bridge & (proj == ref)])
+    o = pd.Series(np.flatnonzero(is_bridge & (proj != ref)), index=pair[is_bridge & (proj != ref)])
+    common = r.index.intersection(o.index)
+    return common, X[r[common].to_numpy()] - X[o[common].to_numpy()]
 
+
+@doc_params(ax=doc_ax)
+def bridge(
+    before: ad.AnnData | None,
+    after: ad.AnnData,
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Per-assay bridge-sample differences (reference − other) before and after normalization.
+
+    For every assay, the median (dot) and interquartile range (bar) over bridge pairs of
+    NPX_reference − NPX_other, before (grey) and after (orange) normalization, assays
+    sorted by the difference before. After median bridge normalization the medians sit at 0.
+
+    Parameters
+    ----------
+    before
+        The two projects stacked without normalization (same layout as ``after``), or None
+        to reconstruct it from ``after`` by removing ``var["Adj_factor"]`` from the other
+        project (normalization is a pure per-assay shift).
+    after
+        Result of :func:`olinkpipe.pp.bridge_normalize`.
+    {ax}
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> both = op.pp.bridge_normalize(run1, run2, bridges)  # doctest: +SKIP
+    >>> ax = op.pl.bridge(None, both)  # doctest: +SKIP
+    """
+    pairs, d_after = _pair_differences(after)
+    if len(pairs) == 0:
+        msg = "pl.bridge: no bridge pairs found in obs['bridge_pair']."
+        raise ValidationError(msg)
+    if before is None:
+        if "Adj_factor" not in after.var:
+            msg = "pl.bridge: after lacks var['Adj_factor']; pass before explicitly."
+            raise ValidationError(msg)
+        d_before = d_after + after.var["Adj_factor"].to_numpy(float)[None, :]
+    else:
+        p_b, d_b = _pair_differences(before[:, after.var_names])
+        d_before = pd.DataFrame(d_b, index=p_b).reindex(pairs).to_numpy()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stats = {
+            k: np.nanpercentile(d, [25, 50, 75], axis=0)
+            for k, d in (("before", d_before), ("after", d_after))
+        }
+    order = np.argsort(stats["before"][1], kind="mergesort")
+    x = np.arange(after.n_vars)
+    ax = get_ax(ax, figsize=(max(6.0, 0.05 * after.n_vars), 4.5))
+    for key, color, dx in (("before", NS, -0.15), ("after", HIGHLIGHT, 0.15)):
+        q25, q50, q75 = (s[order] for s in stats[key])
+        ax.vlines(x + dx, q25, q75, color=color, linewidth=1, alpha=0.7)
+        ax.scatter(x + dx, q50, s=10, color=color, label=f"{key} normalization", zorder=3)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xlabel(f"Assay (n = {after.n_vars}), sorted by difference before normalization")
+    ax.set_ylabel("NPX reference − other (bridge pairs)")
+    ax.set_title(f"Bridge samples: {len(pairs)} pairs", fontsize=9)
+    if after.n_vars <= 40:
+        ax.set_xticks(x)
+        ax.set_xticklabels(after.var_names.to_numpy()[order], rotation=90, fontsize=6)
+    ax.legend(fontsize=7, frameon=False)
+    return ax

@@ -1,12 +1,258 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Bridge normalization of two projects and Olink's bridge-sample selector."""
 
-__all__ = ['bridge_normalize', 'select_bridge_samples']
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._validate import check_literal
+from ..errors import ValidationError, format_message
+from . import _pair, _utils
+from .qc import _outside, _panel_stats
+
+__all__ = ["bridge_normalize", "select_bridge_samples"]
+
+BridgeSamples = Mapping[str, str] | Iterable[str] | Iterable[tuple[str, str]] | pd.DataFrame
 
 
-def bridge_normalize(*args, **kwargs):
-    raise NotImplementedError('bridge_normalize')
+def bridge_normalize(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    bridge_samples: BridgeSamples,
+    *,
+    method: Literal["median", "paired"] = "median",
+    projects: tuple[str, str] = ("P1", "P2"),
+) -> ad.AnnData:
+    """Bridge-normalize ``other`` to ``ref`` using samples measured in both projects.
+
+    Per assay (OlinkID), with ``method="median"`` (default, OlinkAnalyze's bridge
+    normalization), ``Adj_factor = median over bridge pairs of (NPX_ref − NPX_other)``; pairs
+    with a NaN are skipped and a factor that cannot be computed becomes 0 with a warning.
+    The factor is added to every NPX **and** LOD value of ``other``; ``ref`` is unchanged.
+    QC warnings and LOD play no part, as in OlinkAnalyze.
+
+    Parameters
+    ----------
+    ref
+        Reference project (samples × assays AnnData, see ``docs/data_model.md``).
+    other
+        Project to adjust.
+    bridge_samples
+        Samples measured in both projects: a list of identifiers shared by both, a mapping
+        ``{reference_id: other_id}`` for samples renamed in the second run, a list of
+        ``(reference_id, other_id)`` pairs, or a two-column DataFrame. Identifiers are
+        looked up in ``obs_names`` first, then ``obs["SampleID"]``.
+    method
+        ``"median"``: median of the paired differences (OlinkAnalyze). ``"paired"``: mean of
+        the paired differences (the least-squares paired estimate; more sensitive to a bad
+        bridge sample, no OlinkAnalyze equivalent).
+    projects
+        Names of the reference and the other project, written to ``obs["Project"]``.
+
+    Returns
+    -------
+    anndata.AnnData
+        Both projects stacked (assays shared by both; the others are dropped and recorded in
+        ``uns["olinkpipe"]["excluded"]``), both copies of every bridge sample kept, with
+        ``obs["Project"]``, ``obs["bridge"]`` (bool) and ``obs["bridge_pair"]`` (the
+        reference ID of the pair, ``""`` otherwise). ``var["Adj_factor"]`` holds the factor
+        applied to the other project; ``uns["olinkpipe"]["normalization"]["bridge_normalize"]``
+        the settings and a ``factors`` table (with ``n_pairs`` per assay). Row names shared
+        by both projects get an ``"@<project>"`` suffix to stay unique.
+
+    Raises
+    ------
+    ValidationError
+        A bridge sample is missing from either project.
+    DuplicateSampleError
+        A bridge sample is listed twice or matches several rows.
+    DesignError
+        The projects are Explore 3072 and Explore HT (cross-product bridging).
+
+    Notes
+    -----
+    Before normalizing, assays marked ``Normalization == "EXCLUDED"`` or present in only one
+    project are dropped and reported; differing ``var["Normalization"]`` between the projects
+    and assays with no bridge values in a project are warned about.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> both = op.pp.bridge_normalize(run1, run2, ["A13", "A29", "B3"])  # doctest: +SKIP
+    >>> renamed = op.pp.bridge_normalize(run1, run2, {"A13": "A13_rerun"})  # doctest: +SKIP
+    """
+    step = "bridge_normalize"
+    check_literal("method", method, ["median", "paired"])
+    projects = _pair.check_project_names(tuple(projects))
+    _pair.check_products(ref, other)
+    ids_r, ids_o = _utils.as_mapping(bridge_samples)
+    if not ids_r:
+        msg = "bridge_normalize: no bridge samples given."
+        raise ValidationError(msg)
+    rows_r = _utils.resolve_samples(ref, ids_r, what="bridge_samples", project=projects[0])
+    rows_o = _utils.resolve_samples(other, ids_o, what="bridge_samples", project=projects[1])
+    cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
+
+    Xr = np.asarray(ref.X, dtype=float)
+    Xo = np.asarray(other.X, dtype=float)
+    block_r = Xr[np.ix_(rows_r, cols_r)]
+    block_o = Xo[np.ix_(rows_o, cols_o)]
+    names = ref.var_names[cols_r]
+    _pair.warn_all_nan(
+        {projects[0]: block_r, projects[1]: block_o}, names, step=step, what="bridge samples"
+    )
+    diff = block_r - block_o
+    n_pairs = (~np.isnan(diff)).sum(axis=0)
+    if method == "median":
+        raw = _utils.nanmedian0(diff)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            raw = np.where(n_pairs > 0, np.nansum(diff, axis=0) / n_pairs, np.nan)
+    factor = _pair.zero_missing(raw, names, step=step)
+
+    bridge_r = np.zeros(ref.n_obs, dtype=bool)
+    bridge_o = np.zeros(other.n_obs, dtype=bool)
+    bridge_r[rows_r] = True
+    bridge_o[rows_o] = True
+    pair_r = np.full(ref.n_obs, "", dtype=object)
+    pair_o = np.full(other.n_obs, "", dtype=object)
+    pair_r[rows_r] = ids_r
+    pair_o[rows_o] = ids_r
+    table = _pair.factor_table(names, ref.var.iloc[cols_r], factor, n_pairs=n_pairs)
+    return _pair.combine(
+        ref,
+        other,
+        cols_r,
+        cols_o,
+        factor,
+        projects=projects,
+        step=step,
+        settings={
+            "method": method,
+            "bridge_reference_ids": list(ids_r),
+            "bridge_other_ids": list(ids_o),
+        },
+        factors=table,
+        records=records,
+        obs_marks={"bridge": (bridge_r, bridge_o), "bridge_pair": (pair_r, pair_o)},
+    )
 
 
-def select_bridge_samples(*args, **kwargs):
-    raise NotImplementedError('select_bridge_samples')
+def select_bridge_samples(
+    adata: ad.AnnData,
+    n: int,
+    *,
+    max_missing: float = 0.1,
+) -> pd.DataFrame:
+    """Choose ``n`` bridge samples that pass QC, are well detected and span the NPX range.
 
+    Reproduces OlinkAnalyze 4.5.0 ``olink_bridgeselector(df, sampleMissingFreq, n)``:
+
+    1. control samples (``obs["is_control"]`` or a ``CONTROL_SAMPL`` ID) and control assays
+       are left out;
+    2. per panel, samples whose median or IQR (R ``IQR`` type 7) of NPX lies outside
+       mean ± 3 SD (of all remaining samples) are outliers;
+    3. NPX ≤ LOD (or with no LOD) counts as missing;
+    4. samples with any non-passing QC warning or any outlier panel are dropped;
+    5. samples with ``PercAssaysBelowLOD`` (fraction of the sample's measured assays that are
+       missing) ``< max_missing`` are kept and sorted by ``MeanNPX`` (mean NPX above LOD),
+       descending;
+    6. the rows ``floor(seq(1, N, length.out = n + 2))`` without the first and last are
+       picked.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData with ``layers["lod"]``.
+    n
+        Number of bridge samples wanted (Olink recommends 8–16).
+    max_missing
+        Threshold on the fraction of assays below LOD per sample (OlinkAnalyze
+        ``sampleMissingFreq``); Olink suggests starting at 0.1 and relaxing to 0.2.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``SampleID``, ``PercAssaysBelowLOD`` (a fraction, as in OlinkAnalyze) and
+        ``MeanNPX``, sorted by ``MeanNPX`` descending (OlinkAnalyze returns them in random
+        order); ``attrs`` hold the settings and the number of candidates.
+
+    Raises
+    ------
+    ValidationError
+        Fewer than ``n`` samples qualify.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> op.pp.select_bridge_samples(adata, 8, max_missing=0.1)  # doctest: +SKIP
+    """
+    if int(n) != n or n < 1:
+        msg = f"n must be a positive integer; got {n!r}."
+        raise ValidationError(msg)
+    n = int(n)
+    sample_keep = ~_utils.control_samples(adata)
+    assay_keep = ~_utils.control_assays(adata)
+    sub = adata[sample_keep][:, assay_keep]
+    X = np.asarray(sub.X, dtype=float)
+    lod = _utils.lod_layer(sub, what="select_bridge_samples")
+    pans = _utils.panels(sub)
+    plate_tab = _utils.per_panel_obs(sub, "PlateID")
+    has_plate_info = "PlateID" in sub.obsm and isinstance(sub.obsm["PlateID"], pd.DataFrame)
+
+    outlier = np.zeros(sub.n_obs, dtype=bool)
+    on_panel = np.zeros(X.shape, dtype=bool)
+    for panel in pd.unique(pans):
+        cols = np.flatnonzero(pans == panel)
+        block = X[:, cols]
+        if has_plate_info:
+            ran = plate_tab[panel].to_numpy() != ""
+        else:
+            ran = ~np.isnan(block).all(axis=1)
+        on_panel[np.ix_(ran, cols)] = True
+        med, iqr = _panel_stats(block[ran])
+        flag = _outside(med, iqr, sd=3.0)
+        outlier[np.flatnonzero(ran)[flag]] = True
+
+    qc_fail = _utils.sample_qc_fail(sub)
+    above = X > lod  # False where NPX or LOD is NaN, as R's ifelse(NPX <= LOD, NA, NPX)
+    n_rows = on_panel.sum(axis=1)
+    n_missing = (on_panel & ~above).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        perc = n_missing / n_rows
+        mean_npx = np.where(above, X, 0.0).sum(axis=1) / above.sum(axis=1)
+    ok = ~qc_fail & ~outlier & (n_rows > 0) & (perc < max_missing)
+    cand = pd.DataFrame(
+        {
+            "SampleID": np.asarray(_utils.sample_ids(sub))[ok],
+            "PercAssaysBelowLOD": perc[ok],
+            "MeanNPX": mean_npx[ok],
+        }
+    )
+    if len(cand) < n:
+        msg = format_message(
+            f"with max_missing={max_missing} only {len(cand)} sample(s) qualify as bridge "
+            f"samples, fewer than n={n}",
+            hint="Increase max_missing (e.g. to 0.2) and/or decrease n.",
+        )
+        raise ValidationError(msg)
+    cand = cand.sort_values("MeanNPX", ascending=False, kind="mergesort").reset_index(drop=True)
+    picks = np.floor(np.linspace(1, len(cand), n + 2))[1:-1].astype(int) - 1
+    out = cand.iloc[picks].reset_index(drop=True)
+    out.attrs = {
+        "method": "OlinkAnalyze olink_bridgeselector (4.5.0)",
+        "n": n,
+        "max_missing": float(max_missing),
+        "n_candidates": len(cand),
+        "n_outlier_samples": int(outlier.sum()),
+        "n_qc_fail_samples": int(qc_fail.sum()),
+    }
+    if out["SampleID"].duplicated().any():
+        _utils.warn_user(
+            "select_bridge_samples: the same SampleID was picked twice (duplicated rows)."
+        )
+    return out

@@ -1,20 +1,400 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Limit of detection: flag, censor, compute from negative controls, apply fixed LODs."""
 
-__all__ = ['below_lod', 'censor_lod', 'compute_lod', 'read_fixed_lod']
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._validate import check_literal, require_columns
+from ..errors import NPXFormatError, ValidationError, format_message, preview
+from . import _utils
+
+__all__ = ["below_lod", "censor_lod", "compute_lod", "read_fixed_lod"]
+
+FIXED_LOD_COLUMNS = ["OlinkID", "DataAnalysisRefID", "LodNPX"]
 
 
-def below_lod(*args, **kwargs):
-    raise NotImplementedError('below_lod')
+def below_lod(adata: ad.AnnData, *, copy: bool = True) -> ad.AnnData:
+    """Fill ``layers["below_lod"]`` with ``X < lod`` (False where NPX or LOD is NaN).
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData with ``layers["lod"]``.
+    copy
+        Return a new AnnData (default) or change ``adata`` in place and return it.
+
+    Returns
+    -------
+    anndata.AnnData
+        With the boolean layer ``below_lod``.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> adata = op.pp.below_lod(adata)  # doctest: +SKIP
+    >>> adata.layers["below_lod"].mean()  # doctest: +SKIP
+    """
+    out = _utils.new_result(adata, copy=copy)
+    lod = _utils.lod_layer(out, what="below_lod")
+    out.layers["below_lod"] = np.asarray(out.X, dtype=float) < lod
+    return out
 
 
-def censor_lod(*args, **kwargs):
-    raise NotImplementedError('censor_lod')
+def censor_lod(
+    adata: ad.AnnData,
+    *,
+    how: Literal["keep", "nan", "lod", "lod_half"] = "nan",
+    copy: bool = True,
+) -> ad.AnnData:
+    """Replace values below LOD, for analyses that must censor (Olink advises keeping them).
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData with ``layers["lod"]``.
+    how
+        ``"keep"``: leave NPX as is (only ``layers["below_lod"]`` is refreshed); ``"nan"``:
+        set to NaN; ``"lod"``: set to the LOD; ``"lod_half"``: set to half the LOD on the
+        linear scale — ``LOD − 1`` for log2 data (``NPX``, the default ``data_type``),
+        ``LOD / 2`` when ``uns["olinkpipe"]["data_type"] == "Quantified"``.
+    copy
+        Return a new AnnData (default) or change ``adata`` in place and return it.
+
+    Returns
+    -------
+    anndata.AnnData
+        With censored ``X``, ``layers["below_lod"]`` marking the original values below LOD,
+        and ``uns["olinkpipe"]["censor_lod"]`` (method, number of values replaced).
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> censored = op.pp.censor_lod(adata, how="lod")  # doctest: +SKIP
+    """
+    check_literal("how", how, ["keep", "nan", "lod", "lod_half"])
+    out = _utils.new_result(adata, copy=copy)
+    lod = _utils.lod_layer(out, what="censor_lod")
+    X = np.asarray(out.X, dtype=float).copy()
+    below = X < lod
+    data_type = str(out.uns["olinkpipe"].get("data_type", "NPX"))
+    if how == "nan":
+        X[below] = np.nan
+    elif how == "lod":
+        X[below] = lod[below]
+    elif how == "lod_half":
+        X[below] = lod[below] / 2.0 if data_type == "Quantified" else lod[below] - 1.0
+    out.X = X
+    out.layers["below_lod"] = below
+    out.uns["olinkpipe"]["censor_lod"] = {
+        "how": how,
+        "data_type": data_type,
+        "n_replaced": 0 if how == "keep" else int(below.sum()),
+    }
+    return out
 
 
-def compute_lod(*args, **kwargs):
-    raise NotImplementedError('compute_lod')
+def _nc_rows(adata: ad.AnnData) -> np.ndarray:
+    if "SampleType" not in adata.obs:
+        msg = format_message(
+            "NCLOD needs obs['SampleType'] to find the negative controls",
+            column="SampleType",
+            hint="Read an Explore export with a SampleType column, or use method='fixed'.",
+        )
+        raise ValidationError(msg)
+    return adata.obs["SampleType"].astype(str).str.upper().eq("NEGATIVE_CONTROL").to_numpy()
 
 
-def read_fixed_lod(*args, **kwargs):
-    raise NotImplementedError('read_fixed_lod')
+def _intensity_shift(adata: ad.AnnData, pc: np.ndarray) -> np.ndarray:
+    """Per-assay median PC-normalized NPX over SAMPLEs for intensity-normalized assays, else 0.
 
+    OlinkAnalyze's ``olink_lod`` turns a plate-control-normalized LOD into an intensity-
+    normalized one by subtracting this median.
+    """
+    shift = np.zeros(adata.n_vars)
+    if "Normalization" not in adata.var:
+        return shift
+    inten = adata.var["Normalization"].astype(str).str.lower().eq("intensity").to_numpy()
+    if not inten.any():
+        return shift
+    if "SampleType" in adata.obs:
+        samples = adata.obs["SampleType"].astype(str).str.upper().eq("SAMPLE").to_numpy()
+    else:
+        samples = ~_utils.control_samples(adata)
+    med = _utils.nanmedian0(pc[samples])
+    shift[inten] = med[inten]
+    return np.where(np.isnan(shift), 0.0, shift)
+
+
+def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int) -> np.ndarray:
+    """LOD = median(NC) + max(0.2, 3 · SD(NC)) per assay (and group), as a samples × assays array."""
+    nc = _nc_rows(adata)
+    use_pc = "PCNormalizedNPX" in adata.layers
+    values = np.asarray(adata.layers["PCNormalizedNPX"] if use_pc else adata.X, dtype=float)
+    ok = nc[:, None] & ~_utils.qc_fail_cells(adata) & ~np.isnan(values)
+    ok &= ~_utils.control_assays(adata)[None, :]
+    if groupby is None:
+        codes = np.zeros((adata.n_obs, adata.n_vars), dtype=np.int32)
+        groups = np.array(["all"], dtype=object)
+    elif groupby == "PlateID":
+        codes, groups = _utils.cell_codes(adata, "PlateID")
+    else:
+        if groupby not in adata.obs:
+            msg = format_message(
+                f"groupby column {groupby!r} is not in obs",
+                column=groupby,
+                hint="Pass None, 'PlateID' or an obs column (e.g. 'DataAnalysisRefID').",
+            )
+            raise ValidationError(msg)
+        cat = pd.Categorical(adata.obs[groupby].astype(str))
+        codes = np.repeat(cat.codes.astype(np.int32)[:, None], adata.n_vars, axis=1)
+        groups = np.asarray(cat.categories, dtype=object)
+    lod_cells = np.full((adata.n_obs, adata.n_vars), np.nan)
+    too_few: list[str] = []
+    real = ~_utils.control_assays(adata)
+    for k, g in enumerate(groups):  # one pass per plate/lot, vectorised over assays
+        in_g = codes == k
+        block = np.where(ok & in_g, values, np.nan)
+        n = (~np.isnan(block)).sum(axis=0)
+        present = in_g.any(axis=0) & real
+        short = present & (n < min_nc)
+        too_few.extend(
+            f"{g}/{v} (n={c})" for v, c in zip(adata.var_names[short], n[short], strict=True)
+        )
+        with np.errstate(invalid="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(block, axis=0)
+                sd = np.nanstd(block, axis=0, ddof=1)
+        lod_g = med + np.maximum(0.2, 3.0 * sd)
+        lod_cells = np.where(in_g & present, lod_g[None, :], lod_cells)
+    if too_few:
+        msg = format_message(
+            f"NCLOD needs at least {min_nc} passing negative controls (SampleType "
+            f"NEGATIVE_CONTROL, QC pass, NPX present) per assay"
+            + ("" if groupby is None else f" and {groupby}")
+            + f"; {len(too_few)} group(s) have fewer",
+            column="SampleType",
+            rows=too_few,
+            hint="Use method='fixed' with Olink's fixed-LOD file (pp.read_fixed_lod), or a "
+            "coarser groupby.",
+        )
+        raise ValidationError(msg)
+    if use_pc:
+        lod_cells = lod_cells - _intensity_shift(adata, values)[None, :]
+    return lod_cells
+
+
+def _fixed(adata: ad.AnnData, table: pd.DataFrame) -> np.ndarray:
+    require_columns(
+        table,
+        ["OlinkID", "LodNPX"],
+        what="fixed LOD table",
+        hint="Olink's fixed-LOD files have OlinkID;DataAnalysisRefID;LodNPX;LodCount;LodMethod.",
+    )
+    tab = table.copy()
+    tab["OlinkID"] = tab["OlinkID"].astype(str)
+    ref_col = "DataAnalysisRefID"
+    if ref_col in tab:
+        ids = None
+        if ref_col in adata.var:
+            ids = set(adata.var[ref_col].astype(str))
+        elif ref_col in adata.obs:
+            ids = set(adata.obs[ref_col].astype(str))
+        elif isinstance(adata.uns.get("olinkpipe", {}).get("metadata"), dict):
+            meta = adata.uns["olinkpipe"]["metadata"]
+            if ref_col in meta:
+                ids = {str(meta[ref_col])}
+        if ids is not None:
+            tab = tab[tab[ref_col].astype(str).isin(ids)]
+        if ref_col in adata.var:
+            key = adata.var_names.astype(str) + "\x00" + adata.var[ref_col].astype(str)
+            tab_key = tab["OlinkID"] + "\x00" + tab[ref_col].astype(str)
+            lod = pd.Series(tab["LodNPX"].to_numpy(float), index=tab_key)
+            lod = lod[~lod.index.duplicated()]
+            values = lod.reindex(key).to_numpy()
+        else:
+            dup = tab["OlinkID"][tab["OlinkID"].duplicated()].unique()
+            if len(dup):
+                msg = format_message(
+                    "the fixed LOD table has several DataAnalysisRefIDs for the same OlinkID "
+                    "and the data do not say which applies",
+                    column=ref_col,
+                    rows=dup,
+                    hint="Add var['DataAnalysisRefID'] (or obs) to the data, or filter the table.",
+                )
+                raise ValidationError(msg)
+            values = tab.set_index("OlinkID")["LodNPX"].astype(float).reindex(adata.var_names)
+            values = values.to_numpy()
+    else:
+        values = tab.drop_duplicates("OlinkID").set_index("OlinkID")["LodNPX"].astype(float)
+        values = values.reindex(adata.var_names).to_numpy()
+    if "LodMethod" in tab and tab["LodMethod"].astype(str).str.lower().ne("lod_npx").any():
+        _utils.warn_user(
+            "read_fixed_lod: some rows have LodMethod other than 'lod_npx'; olinkpipe uses "
+            "LodNPX for them (count-based LODs need Count/ExtCount, not supported).",
+        )
+    missing = np.isnan(values) & ~_utils.control_assays(adata)
+    if missing.any():
+        _utils.warn_user(
+            f"fixed LOD: no LOD for {int(missing.sum())} assay(s) "
+            f"({preview(adata.var_names[missing])}); their LOD is NaN.",
+        )
+    lod = np.repeat(values[None, :], adata.n_obs, axis=0)
+    if "PCNormalizedNPX" in adata.layers:
+        pc = np.asarray(adata.layers["PCNormalizedNPX"], dtype=float)
+        lod = lod - _intensity_shift(adata, pc)[None, :]
+    elif (
+        "Normalization" in adata.var
+        and adata.var["Normalization"].astype(str).str.lower().eq("intensity").any()
+    ):
+        _utils.warn_user(
+            "fixed LOD: intensity-normalized assays need layers['PCNormalizedNPX'] to convert "
+            "the plate-control LOD (as OlinkAnalyze does); the LOD was applied unconverted.",
+        )
+    return lod
+
+
+def compute_lod(
+    adata: ad.AnnData,
+    *,
+    method: Literal["nclod", "fixed"] = "nclod",
+    fixed_lod: pd.DataFrame | None = None,
+    groupby: str | None = None,
+    min_nc: int = 10,
+    copy: bool = True,
+) -> ad.AnnData:
+    """Compute ``layers["lod"]`` from negative controls (NCLOD) or a fixed-LOD table.
+
+    ``method="nclod"``: per assay (and ``groupby`` group), over negative controls
+    (``obs["SampleType"] == "NEGATIVE_CONTROL"``) that pass QC and have a value,
+    ``LOD = median(NC) + max(0.2, 3 · SD(NC))`` (SD with n − 1), as OlinkAnalyze
+    ``olink_lod(lod_method = "NCLOD")``. When ``layers["PCNormalizedNPX"]`` exists the NC
+    statistics use it and, for assays with ``var["Normalization"] == "Intensity"``, the
+    LOD is moved to the intensity scale by subtracting the median PC-normalized NPX of the
+    study samples (OlinkAnalyze's ``int_norm_count``). ``method="fixed"`` applies a table
+    as read by :func:`read_fixed_lod`.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData.
+    method
+        ``"nclod"`` or ``"fixed"``.
+    fixed_lod
+        Table with ``OlinkID`` and ``LodNPX`` (and ``DataAnalysisRefID``) for ``"fixed"``.
+    groupby
+        ``None`` (default): one LOD per assay from all negative controls, as OlinkAnalyze
+        does for one reagent lot; ``"PlateID"``: per plate; or any ``obs`` column (e.g.
+        ``"DataAnalysisRefID"``).
+    min_nc
+        Minimum number of passing negative controls per assay and group (Olink: 10).
+    copy
+        Return a new AnnData (default) or change ``adata`` in place and return it.
+
+    Returns
+    -------
+    anndata.AnnData
+        With ``layers["lod"]`` (NaN where NPX is NaN, as OlinkAnalyze), the refreshed
+        ``layers["below_lod"]`` and ``uns["olinkpipe"]["lod"]`` (method, settings).
+
+    Raises
+    ------
+    ValidationError
+        Fewer than ``min_nc`` passing negative controls for some assay/group, naming them.
+
+    Notes
+    -----
+    Count-based LODs (OlinkAnalyze's ``lod_count`` path for assays with low counts) are not
+    implemented: the NPX-based formula is used for every assay.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> adata = op.pp.compute_lod(adata, method="nclod")  # doctest: +SKIP
+    """
+    check_literal("method", method, ["nclod", "fixed"])
+    out = _utils.new_result(adata, copy=copy)
+    if method == "nclod":
+        lod = _nclod(out, groupby=groupby, min_nc=int(min_nc))
+        settings = {"method": "nclod", "groupby": groupby or "", "min_nc": int(min_nc)}
+    else:
+        if fixed_lod is None:
+            msg = "compute_lod(method='fixed') needs fixed_lod (see pp.read_fixed_lod)."
+            raise ValidationError(msg)
+        lod = _fixed(out, fixed_lod)
+        settings = {"method": "fixed"}
+    X = np.asarray(out.X, dtype=float)
+    lod = np.where(np.isnan(X), np.nan, lod)
+    out.layers["lod"] = lod
+    out.layers["below_lod"] = X < lod
+    out.uns["olinkpipe"]["lod"] = settings
+    return out
+
+
+def read_fixed_lod(
+    adata: ad.AnnData, path: str | PathLike[str], *, copy: bool = True
+) -> ad.AnnData:
+    """Apply an Olink fixed-LOD reference file to ``adata``.
+
+    Olink publishes fixed LODs for Explore products as semicolon-separated CSV files with
+    columns ``OlinkID;DataAnalysisRefID;LodNPX;LodCount;LodMethod`` (the format
+    OlinkAnalyze ``olink_lod(lod_method = "FixedLOD")`` reads). Rows are matched on OlinkID
+    and, when the data carry it (``var``, ``obs`` or parquet metadata), on
+    ``DataAnalysisRefID``. Comma-separated files are accepted too.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData.
+    path
+        The fixed-LOD CSV file.
+    copy
+        Return a new AnnData (default) or change ``adata`` in place and return it.
+
+    Returns
+    -------
+    anndata.AnnData
+        As :func:`compute_lod` with ``method="fixed"``; ``uns["olinkpipe"]["lod"]["file"]``
+        records the path.
+
+    Raises
+    ------
+    NPXFormatError
+        The file cannot be read or lacks ``OlinkID`` / ``LodNPX``.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> adata = op.pp.read_fixed_lod(adata, "Explore_HT_fixed_LOD.csv")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        msg = format_message(
+            "fixed LOD file not found", file=path, hint="Check the path (Olink's download)."
+        )
+        raise NPXFormatError(msg)
+    try:
+        table = pd.read_csv(path, sep=None, engine="python", dtype={"OlinkID": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        msg = format_message(f"cannot parse the fixed LOD file ({err})", file=path)
+        raise NPXFormatError(msg) from err
+    missing = [c for c in ("OlinkID", "LodNPX") if c not in table.columns]
+    if missing:
+        msg = format_message(
+            f"the fixed LOD file lacks column(s) {missing!r}; it has {list(table.columns)!r}",
+            file=path,
+            hint="Expected Olink's format OlinkID;DataAnalysisRefID;LodNPX;LodCount;LodMethod.",
+        )
+        raise NPXFormatError(msg)
+    table["LodNPX"] = pd.to_numeric(table["LodNPX"], errors="coerce")
+    out = compute_lod(adata, method="fixed", fixed_lod=table, copy=copy)
+    out.uns["olinkpipe"]["lod"]["file"] = str(path)
+    return out

@@ -1,20 +1,428 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Subset, intensity, reference-median and plate normalization.
 
-__all__ = ['subset_normalize', 'intensity_normalize', 'reference_median_normalize', 'normalize_plates']
+All follow OlinkAnalyze 4.5.0 ``olink_normalization`` semantics: the per-assay adjustment
+factor (``Adj_factor``) is a difference of medians (NA skipped; a factor that cannot be
+computed becomes 0 with a warning) and is added to the non-reference project's NPX **and**
+LOD. The reference project is left unchanged (its factor is 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._validate import check_literal, require_columns
+from ..errors import ValidationError, format_message, preview
+from . import _pair, _utils
+
+__all__ = [
+    "subset_normalize",
+    "intensity_normalize",
+    "reference_median_normalize",
+    "normalize_plates",
+]
 
 
-def subset_normalize(*args, **kwargs):
-    raise NotImplementedError('subset_normalize')
+def _subset_factor(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    rows_r: np.ndarray,
+    rows_o: np.ndarray,
+    cols_r: np.ndarray,
+    cols_o: np.ndarray,
+    *,
+    step: str,
+    projects: tuple[str, str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median of the reference subset minus median of the other subset, per shared assay."""
+    block_r = np.asarray(ref.X, dtype=float)[np.ix_(rows_r, cols_r)]
+    block_o = np.asarray(other.X, dtype=float)[np.ix_(rows_o, cols_o)]
+    names = ref.var_names[cols_r]
+    _pair.warn_all_nan(
+        {projects[0]: block_r, projects[1]: block_o},
+        names,
+        step=step,
+        what="normalization samples",
+    )
+    med_r = _utils.nanmedian0(block_r)
+    med_o = _utils.nanmedian0(block_o)
+    factor = _pair.zero_missing(med_r - med_o, names, step=step)
+    return factor, med_r, med_o
 
 
-def intensity_normalize(*args, **kwargs):
-    raise NotImplementedError('intensity_normalize')
+def _run_subset(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    rows_r: np.ndarray,
+    rows_o: np.ndarray,
+    *,
+    step: str,
+    projects: tuple[str, str],
+    settings: dict,
+) -> ad.AnnData:
+    cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
+    factor, med_r, med_o = _subset_factor(
+        ref, other, rows_r, rows_o, cols_r, cols_o, step=step, projects=projects
+    )
+    mark_r = np.zeros(ref.n_obs, dtype=bool)
+    mark_o = np.zeros(other.n_obs, dtype=bool)
+    mark_r[rows_r] = True
+    mark_o[rows_o] = True
+    names = ref.var_names[cols_r]
+    table = _pair.factor_table(
+        names,
+        ref.var.iloc[cols_r],
+        factor,
+        median_reference=med_r,
+        median_other=med_o,
+        n_reference=(~np.isnan(np.asarray(ref.X, float)[np.ix_(rows_r, cols_r)])).sum(0),
+        n_other=(~np.isnan(np.asarray(other.X, float)[np.ix_(rows_o, cols_o)])).sum(0),
+    )
+    return _pair.combine(
+        ref,
+        other,
+        cols_r,
+        cols_o,
+        factor,
+        projects=projects,
+        step=step,
+        settings=settings,
+        factors=table,
+        records=records,
+        obs_marks={"norm_sample": (mark_r, mark_o)},
+    )
 
 
-def reference_median_normalize(*args, **kwargs):
-    raise NotImplementedError('reference_median_normalize')
+def subset_normalize(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    ref_samples: Iterable[str],
+    other_samples: Iterable[str],
+    *,
+    projects: tuple[str, str] = ("P1", "P2"),
+) -> ad.AnnData:
+    """Normalize ``other`` to ``ref`` with a subset of samples from each project.
+
+    Per assay (OlinkID), ``Adj_factor = median(ref NPX over ref_samples) − median(other NPX
+    over other_samples)``, NaN skipped, exactly as OlinkAnalyze's subset normalization
+    (``olink_normalization`` with ``overlapping_samples_df1/df2``). The factor is added to the
+    other project's NPX and LOD; the reference is unchanged.
+
+    Parameters
+    ----------
+    ref
+        Reference project (samples × assays AnnData, see ``docs/data_model.md``).
+    other
+        Project to adjust.
+    ref_samples
+        Sample identifiers in ``ref`` (``obs_names`` or ``obs["SampleID"]``).
+    other_samples
+        Sample identifiers in ``other``; need not be the same samples.
+    projects
+        Names of the reference and the other project, written to ``obs["Project"]``.
+
+    Returns
+    -------
+    anndata.AnnData
+        Both projects stacked (shared assays only), ``obs["Project"]``, ``obs["norm_sample"]``
+        (used for the factor), ``var["Adj_factor"]`` and
+        ``uns["olinkpipe"]["normalization"]["subset_normalize"]["factors"]``. Assays present in
+        only one project are dropped and recorded in ``uns["olinkpipe"]["excluded"]``.
+
+    Raises
+    ------
+    ValidationError
+        A listed sample is absent; DuplicateSampleError when listed twice.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> both = op.pp.subset_normalize(run1, run2, ["A1", "A2"], ["B7", "B9"])  # doctest: +SKIP
+    >>> both.var["Adj_factor"].head()  # doctest: +SKIP
+    """
+    projects = _pair.check_project_names(tuple(projects))
+    _pair.check_products(ref, other)
+    rows_r = _utils.resolve_samples(
+        ref, ref_samples, what="ref_samples", project=projects[0], allow_multiple=True
+    )
+    rows_o = _utils.resolve_samples(
+        other, other_samples, what="other_samples", project=projects[1], allow_multiple=True
+    )
+    return _run_subset(
+        ref,
+        other,
+        rows_r,
+        rows_o,
+        step="subset_normalize",
+        projects=projects,
+        settings={
+            "method": "subset",
+            "n_ref_samples": len(rows_r),
+            "n_other_samples": len(rows_o),
+        },
+    )
 
 
-def normalize_plates(*args, **kwargs):
-    raise NotImplementedError('normalize_plates')
+def intensity_normalize(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    *,
+    controls: Literal["keep", "drop"] = "keep",
+    qc_warning: Literal["keep", "drop"] = "keep",
+    projects: tuple[str, str] = ("P1", "P2"),
+) -> ad.AnnData:
+    """Intensity normalization: subset normalization using all samples of both projects.
 
+    ``Adj_factor = median(ref NPX) − median(other NPX)`` per assay over all samples.
+
+    Parameters
+    ----------
+    ref
+        Reference project.
+    other
+        Project to adjust.
+    controls
+        ``"keep"`` (default) uses control samples too, which is what OlinkAnalyze does when
+        given ``npx_data1$SampleID`` (its reference outputs include the controls);
+        ``"drop"`` uses study samples only, as OlinkAnalyze's documentation recommends.
+        Dropping them can move factors by ~0.3 NPX on the OlinkAnalyze example data.
+    qc_warning
+        ``"drop"`` leaves samples with a non-passing QC warning out of the medians.
+    projects
+        Names of the reference and the other project.
+
+    Returns
+    -------
+    anndata.AnnData
+        As :func:`subset_normalize`; the step is recorded as ``"intensity_normalize"``.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> both = op.pp.intensity_normalize(run1, run2, controls="drop")  # doctest: +SKIP
+    """
+    check_literal("controls", controls, ["keep", "drop"])
+    check_literal("qc_warning", qc_warning, ["keep", "drop"])
+    projects = _pair.check_project_names(tuple(projects))
+    _pair.check_products(ref, other)
+
+    def rows(a: ad.AnnData) -> np.ndarray:
+        keep = np.ones(a.n_obs, dtype=bool)
+        if controls == "drop":
+            keep &= ~_utils.control_samples(a)
+        if qc_warning == "drop":
+            keep &= ~_utils.sample_qc_fail(a)
+        return np.flatnonzero(keep)
+
+    rows_r, rows_o = rows(ref), rows(other)
+    for r, proj in ((rows_r, projects[0]), (rows_o, projects[1])):
+        if len(r) == 0:
+            msg = f"intensity_normalize: no samples left in project {proj!r} after filtering."
+            raise ValidationError(msg)
+    return _run_subset(
+        ref,
+        other,
+        rows_r,
+        rows_o,
+        step="intensity_normalize",
+        projects=projects,
+        settings={"method": "intensity", "controls": controls, "qc_warning": qc_warning},
+    )
+
+
+def _reference_series(reference_medians: pd.DataFrame | pd.Series | Mapping) -> pd.Series:
+    if isinstance(reference_medians, pd.DataFrame):
+        require_columns(
+            reference_medians,
+            ["OlinkID", "Reference_NPX"],
+            what="reference_medians table",
+            hint="Pass a DataFrame with columns OlinkID and Reference_NPX (as OlinkAnalyze).",
+        )
+        ser = reference_medians.set_index(reference_medians["OlinkID"].astype(str))[
+            "Reference_NPX"
+        ]
+    else:
+        ser = pd.Series(reference_medians)
+        ser.index = ser.index.astype(str)
+    if ser.index.has_duplicates:
+        msg = format_message(
+            "reference_medians lists an OlinkID more than once",
+            column="OlinkID",
+            rows=ser.index[ser.index.duplicated()].unique(),
+            hint="Give one Reference_NPX per OlinkID.",
+        )
+        raise ValidationError(msg)
+    return pd.to_numeric(ser, errors="coerce").astype(float)
+
+
+def reference_median_normalize(
+    adata: ad.AnnData,
+    reference_medians: pd.DataFrame | pd.Series | Mapping[str, float],
+    *,
+    samples: Iterable[str] | None = None,
+    project: str = "P1",
+) -> ad.AnnData:
+    """Shift each assay so that its median over ``samples`` equals a reference median.
+
+    ``Adj_factor = Reference_NPX − median(NPX over samples)`` per OlinkID (NaN skipped; a
+    missing factor becomes 0 with a warning), added to NPX and LOD, as OlinkAnalyze's
+    reference median normalization. Assays without a reference median are dropped and
+    recorded, as OlinkAnalyze drops assays not shared with ``reference_medians``.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData.
+    reference_medians
+        DataFrame with columns ``OlinkID`` and ``Reference_NPX`` (OlinkAnalyze's format), or a
+        Series / mapping OlinkID → reference median.
+    samples
+        Samples whose median is matched (``overlapping_samples_df1``); all samples when None.
+    project
+        Written to ``obs["Project"]``.
+
+    Returns
+    -------
+    anndata.AnnData
+        New object with shifted ``X`` and ``layers["lod"]``, ``var["Adj_factor"]`` and
+        ``uns["olinkpipe"]["normalization"]["reference_median_normalize"]["factors"]``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import olinkpipe as op
+    >>> ref = pd.DataFrame({"OlinkID": ["OID00001"], "Reference_NPX": [5.2]})
+    >>> out = op.pp.reference_median_normalize(adata, ref)  # doctest: +SKIP
+    """
+    step = "reference_median_normalize"
+    refmed = _reference_series(reference_medians)
+    have = adata.var_names.isin(refmed.index)
+    out = adata[:, have].copy()
+    _utils.new_result(out, copy=False)
+    rows = (
+        np.arange(out.n_obs)
+        if samples is None
+        else _utils.resolve_samples(
+            out, samples, what="samples", project=project, allow_multiple=True
+        )
+    )
+    X = np.asarray(out.X, dtype=float)
+    names = out.var_names
+    _pair.warn_all_nan({project: X[rows]}, names, step=step, what="normalization samples")
+    med = _utils.nanmedian0(X[rows])
+    target = refmed.reindex(names).to_numpy()
+    factor = _pair.zero_missing(target - med, names, step=step)
+    out.X = X + factor
+    if "lod" in out.layers:
+        out.layers["lod"] = np.asarray(out.layers["lod"], dtype=float) + factor
+    out.var["Adj_factor"] = factor
+    out.obs["Project"] = project
+    table = _pair.factor_table(
+        names, out.var, factor, Reference_NPX=target, median=med, n=(~np.isnan(X[rows])).sum(0)
+    )
+    _utils.normalization_record(out)[step] = {
+        "method": "reference_median",
+        "n_samples": len(rows),
+        "factors": table,
+    }
+    if (~have).any():
+        _utils.exclude(
+            out, step=step, kind="assay", ids=adata.var_names[~have], reason="no reference median"
+        )
+    return out
+
+
+def normalize_plates(
+    adata: ad.AnnData,
+    *,
+    method: Literal["intensity"] = "intensity",
+    controls: Literal["keep", "drop"] = "drop",
+    copy: bool = True,
+) -> ad.AnnData:
+    """Within-project plate intensity normalization.
+
+    For every plate and assay, ``Adj_factor = median(NPX over all plates) − median(NPX on the
+    plate)``, computed over study samples (controls left out by default) and added to every
+    NPX and LOD value of that plate and assay, so that each plate's median equals the
+    project's. The plate of a cell is its panel's plate (``obsm["PlateID"]``).
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData.
+    method
+        ``"intensity"`` (the only method: median centring per plate).
+    controls
+        ``"drop"`` (default) computes medians from study samples only; all rows are shifted.
+    copy
+        Return a new AnnData (default) or change ``adata`` in place and return it.
+
+    Returns
+    -------
+    anndata.AnnData
+        Shifted ``X`` and ``layers["lod"]``; the plate × assay factors as a long table
+        (``PlateID``, ``OlinkID``, ``Adj_factor``, ``n``) in
+        ``uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]``.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> adata = op.pp.normalize_plates(adata)  # doctest: +SKIP
+    """
+    check_literal("method", method, ["intensity"])
+    check_literal("controls", controls, ["keep", "drop"])
+    step = "normalize_plates"
+    out = _utils.new_result(adata, copy=copy)
+    X = np.asarray(out.X, dtype=float)
+    use = np.ones(out.n_obs, dtype=bool)
+    if controls == "drop":
+        use &= ~_utils.control_samples(out)
+    overall = _utils.nanmedian0(X[use])
+    plate_tab = _utils.per_panel_obs(out, "PlateID")
+    pans = _utils.panels(out)
+    cell_factor = np.zeros_like(X)
+    rows_tab: list[pd.DataFrame] = []
+    missing: list[str] = []
+    # one pass per (panel, plate) block, vectorised over the block's assays
+    for panel in pd.unique(pans):
+        cols = np.flatnonzero(pans == panel)
+        plate_of = plate_tab[panel].to_numpy()
+        for plate in pd.unique(plate_of):
+            rows = np.flatnonzero(plate_of == plate)
+            block = X[np.ix_(rows[use[rows]], cols)]
+            fac = overall[cols] - _utils.nanmedian0(block)
+            bad = np.isnan(fac)
+            if bad.any():
+                missing.extend(f"{plate}/{v}" for v in out.var_names[cols[bad]])
+                fac = np.where(bad, 0.0, fac)
+            cell_factor[np.ix_(rows, cols)] = fac
+            rows_tab.append(
+                pd.DataFrame(
+                    {
+                        "PlateID": str(plate),
+                        "Panel": str(panel),
+                        "OlinkID": out.var_names[cols].astype(str),
+                        "Adj_factor": fac,
+                        "n": (~np.isnan(block)).sum(axis=0),
+                    }
+                )
+            )
+    if missing:
+        _utils.warn_user(
+            f"{step}: no study-sample values for {len(missing)} plate/assay pair(s) "
+            f"({preview(missing)}); their factor is set to 0.",
+        )
+    out.X = X + cell_factor
+    if "lod" in out.layers:
+        out.layers["lod"] = np.asarray(out.layers["lod"], dtype=float) + cell_factor
+    table = pd.concat(rows_tab, ignore_index=True)
+    _utils.normalization_record(out)[step] = {
+        "method": method,
+        "controls": controls,
+        "factors": table,
+    }
+    return out

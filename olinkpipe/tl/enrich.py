@@ -1,12 +1,368 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""Gene-set enrichment of a differential result: over-representation (ORA) and GSEA.
 
-__all__ = ['ora', 'gsea']
+Both take the tidy table of :func:`olinkpipe.tl.differential` or any table with
+``Assay`` (or ``gene``), ``estimate``, ``statistic``, ``p_value``, ``p_adj``, and a
+collection name (offline, see :func:`olinkpipe.genesets.available`), a GMT path, a dict
+or a two-column DataFrame of gene sets.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .._stats import bh_adjust
+from .._validate import check_literal
+from .._warnings import warn
+from ..errors import ValidationError, format_message
+from ..genesets.collections import GeneSetCollection, as_collection
+from ._enrich import METHODS, membership, prepare_genes, ranking_metric
+
+__all__ = ["ora", "gsea"]
+
+logger = logging.getLogger("olinkpipe")
+
+ORA_COLUMNS = [
+    "term",
+    "direction",
+    "set_size",
+    "overlap",
+    "expected",
+    "odds_ratio",
+    "p_value",
+    "p_adj",
+    "genes",
+    "assays",
+]
+GSEA_COLUMNS = ["term", "set_size", "es", "nes", "p_value", "p_adj", "leading_edge"]
+
+GeneSets = str | dict | pd.DataFrame | GeneSetCollection
 
 
-def ora(*args, **kwargs):
-    raise NotImplementedError('ora')
+def _check_sizes(min_size: int, max_size: int) -> None:
+    if not (isinstance(min_size, (int, np.integer)) and isinstance(max_size, (int, np.integer))):
+        msg = f"min_size and max_size must be integers, got {min_size!r} and {max_size!r}."
+        raise ValidationError(msg)
+    if min_size < 1 or max_size < min_size:
+        msg = f"Need 1 <= min_size <= max_size; got min_size={min_size}, max_size={max_size}."
+        raise ValidationError(msg)
 
 
-def gsea(*args, **kwargs):
-    raise NotImplementedError('gsea')
+def _version() -> str:
+    try:
+        return metadata.version("olinkpipe")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
 
+
+def ora(
+    result: pd.DataFrame,
+    gene_sets: GeneSets = "KEGG_2021_Human",
+    *,
+    direction: Literal["up", "down", "both"] = "up",
+    alpha: float = 0.05,
+    universe: list[str] | None = None,
+    min_size: int = 5,
+    max_size: int = 500,
+) -> pd.DataFrame:
+    """Over-representation analysis of significant assays in gene sets.
+
+    Parameters
+    ----------
+    result
+        ``tl.differential`` output or any table with ``Assay`` (or ``gene``),
+        ``estimate``, ``p_value`` and ``p_adj`` (``UniProt``/``OlinkID`` help mapping).
+    gene_sets
+        Collection name (default ``"KEGG_2021_Human"``, offline), GMT path, dict
+        term → genes, or a two-column DataFrame (term, gene).
+    direction
+        ``"up"``: significant = ``p_adj < alpha`` and ``estimate > 0``; ``"down"``:
+        ``estimate < 0``; ``"both"``: either sign.
+    alpha
+        Significance level applied to the assays' ``p_adj``.
+    universe
+        Background genes. Default: every tested gene (non-NaN ``p_value``) that belongs
+        to at least one set of the collection, which is the right background for a
+        targeted panel (not the genome). A given universe is also intersected with the
+        collection's genes.
+    min_size, max_size
+        Keep sets whose size *restricted to the universe* lies in ``[min_size, max_size]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set tested, sorted by ``p_value``: ``term, direction, set_size``
+        (restricted), ``overlap`` (significant genes in the set), ``expected``
+        (``n·K/N``), ``odds_ratio`` (sample odds ratio of the 2×2 table), ``p_value``,
+        ``p_adj`` (Benjamini–Hochberg over the sets tested), ``genes`` and ``assays``
+        (the overlap, ``;``-joined, most significant first). ``attrs``: method, collection
+        name/source/version, direction, alpha, universe size, number selected, sets
+        tested, ``duplicate_genes`` (gene → the assay used and those ignored),
+        ``unmapped``/``untested`` assays.
+
+    Notes
+    -----
+    With ``N`` universe genes, ``n`` of them significant, ``K`` set members and ``k``
+    significant members, ``p = P(X >= k)`` for ``X ~ Hypergeom(N, K, n)``
+    (``scipy.stats.hypergeom.sf(k - 1, N, K, n)``), identical to a one-sided Fisher
+    exact test; computed for every set at once from a sparse membership matrix.
+    Several assays of one gene (the same protein on two panels) count once, using the
+    assay with the smallest ``p_value``.
+
+    Examples
+    --------
+    >>> import pandas as pd, olinkpipe as op
+    >>> res = pd.DataFrame({"Assay": ["IL-2RB", "IL6", "MCP-1", "IL10", "CD274", "ACTB"],
+    ...                     "estimate": [1.2, 0.9, 0.8, 0.7, 0.6, 0.1],
+    ...                     "statistic": [6.0, 5.0, 4.0, 3.5, 3.0, 0.5],
+    ...                     "p_value": [1e-6, 1e-5, 1e-4, 1e-3, 2e-3, 0.6],
+    ...                     "p_adj": [6e-6, 3e-5, 2e-4, 1.5e-3, 2.4e-3, 0.6]})
+    >>> out = op.tl.ora(res, {"JAK-STAT": ["IL2RB", "IL6", "IL10", "CD274", "STAT3"],
+    ...                       "other": ["CCL2", "ACTB"]}, min_size=2)
+    >>> out[["term", "overlap", "set_size"]].values.tolist()
+    [['JAK-STAT', 4, 4], ['other', 1, 2]]
+    """
+    check_literal("direction", direction, ["up", "down", "both"])
+    _check_sizes(min_size, max_size)
+    if not 0 < alpha < 1:
+        msg = f"alpha must lie in (0, 1), got {alpha!r}."
+        raise ValidationError(msg)
+    coll = as_collection(gene_sets)
+    genes = prepare_genes(result, ["estimate", "p_value", "p_adj"], func="tl.ora")
+    table = genes.table
+    coll_genes = coll.genes
+    tested = table["gene"].tolist()
+    if universe is None:
+        uni = [g for g in tested if g in coll_genes]
+        universe_rule = "tested genes in >= 1 set of the collection"
+    else:
+        wanted = {str(g) for g in universe} & coll_genes
+        tested_set = set(tested)
+        uni = [g for g in tested if g in wanted] + sorted(wanted - tested_set)
+        universe_rule = "user universe intersected with the collection's genes"
+    if not uni:
+        msg = format_message(
+            f"tl.ora: none of the {len(tested)} tested genes is in collection {coll.name!r}",
+            rows=tested,
+            hint="Check the gene symbols (genesets.map_assays) or the collection's organism.",
+        )
+        raise ValidationError(msg)
+    info = table.set_index("gene")
+    in_uni = info.reindex(uni)
+    sig = (in_uni["p_adj"] < alpha).to_numpy()
+    est = in_uni["estimate"].to_numpy(dtype=float)
+    if direction == "up":
+        sig &= est > 0
+    elif direction == "down":
+        sig &= est < 0
+    else:
+        sig &= est != 0
+    terms, mat, _ = membership(coll, uni, min_size=min_size, max_size=max_size)
+    if not sig.any():
+        warn(f"tl.ora: no gene is significant ({direction}, p_adj < {alpha}); all p = 1.")
+    if not terms:
+        warn(
+            f"tl.ora: no set of {coll.name!r} has between {min_size} and {max_size} genes in "
+            f"the universe of {len(uni)} genes; returning an empty table."
+        )
+    kern = METHODS["ora"].kernel(mat, sig)
+    p_adj = bh_adjust(kern["p_value"])
+    pvals = in_uni["p_value"].to_numpy(dtype=float)
+    labels = in_uni["label"].to_numpy(dtype=object)
+    gene_arr = np.asarray(uni, dtype=object)
+    genes_col: list[str] = []
+    assays_col: list[str] = []
+    for i in range(len(terms)):
+        idx = mat.indices[mat.indptr[i] : mat.indptr[i + 1]]
+        idx = idx[sig[idx]]
+        idx = idx[np.argsort(pvals[idx], kind="mergesort")]
+        genes_col.append(";".join(gene_arr[idx]))
+        assays_col.append(";".join(labels[idx]))
+    out = pd.DataFrame(
+        {
+            "term": terms,
+            "direction": direction,
+            "set_size": kern["set_size"],
+            "overlap": kern["overlap"],
+            "expected": kern["expected"],
+            "odds_ratio": kern["odds_ratio"],
+            "p_value": kern["p_value"],
+            "p_adj": p_adj,
+            "genes": genes_col,
+            "assays": assays_col,
+        },
+        columns=ORA_COLUMNS,
+    )
+    out = out.sort_values(["p_value", "term"], kind="mergesort").reset_index(drop=True)
+    out.attrs = {
+        "method": "ora",
+        "test": "one-sided hypergeometric, P(X >= overlap) (= Fisher exact, greater)",
+        "p_adj_method": "Benjamini-Hochberg over the sets tested",
+        **coll.describe(),
+        "direction": direction,
+        "alpha": float(alpha),
+        "universe": universe_rule,
+        "universe_size": len(uni),
+        "n_selected": int(sig.sum()),
+        "n_sets_tested": len(terms),
+        "min_size": int(min_size),
+        "max_size": int(max_size),
+        "gene_mapping": genes.mapped_by,
+        "duplicate_genes": genes.duplicates,
+        "duplicate_rule": "several assays of one gene count once: the smallest p_value",
+        "unmapped": genes.unmapped,
+        "untested": genes.untested,
+        "olinkpipe_version": _version(),
+    }
+    return out
+
+
+def gsea(
+    result: pd.DataFrame,
+    gene_sets: GeneSets = "KEGG_2021_Human",
+    *,
+    rank_by: Literal["statistic", "signed_p"] = "statistic",
+    permutations: int = 1000,
+    min_size: int = 5,
+    max_size: int = 500,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Pre-ranked gene-set enrichment analysis (GSEA) with ``gseapy.prerank``.
+
+    Parameters
+    ----------
+    result
+        ``tl.differential`` output or any table with ``Assay`` (or ``gene``),
+        ``estimate``, ``statistic``, ``p_value`` (``p_adj`` is not used).
+    gene_sets
+        Collection name (default ``"KEGG_2021_Human"``, offline), GMT path, dict, or
+        two-column DataFrame.
+    rank_by
+        ``"statistic"`` (the test statistic) or ``"signed_p"`` =
+        ``sign(estimate) · −log10(p_value)``.
+    permutations
+        Gene-set permutations for the null distribution.
+    min_size, max_size
+        Sets are kept when their overlap with the ranked genes lies in this range.
+    seed
+        Random seed; the same seed gives the same result (one thread, fixed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set, sorted by ``p_value``: ``term, set_size`` (ranked genes in
+        the set), ``es``, ``nes``, ``p_value`` (nominal), ``p_adj`` (GSEA's FDR
+        q-value from gseapy), ``leading_edge`` (genes joined by ``;``). ``attrs`` holds
+        the data the plots need (JSON-safe): ``ranking`` (``{"gene": [...],
+        "metric": [...]}`` in decreasing order), ``hits`` (term → positions of its genes
+        in the ranking), ``gene_assay`` (gene → the OlinkID/Assay used), plus method,
+        collection, rank_by, permutations, seed and ``duplicate_genes``.
+
+    Notes
+    -----
+    The running score is the weighted (``p = 1``) Kolmogorov–Smirnov-like statistic of
+    Subramanian et al. (2005); ``nes`` divides ES by the mean of same-signed permutation
+    ES. Every ranked gene is passed to gseapy (genes outside the collection only shift
+    positions, as in GSEA). Several assays of one gene count once, with the smallest
+    ``p_value``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, olinkpipe as op
+    >>> rng = np.random.default_rng(0)
+    >>> genes = [f"G{i}" for i in range(60)]
+    >>> res = pd.DataFrame({"gene": genes, "estimate": rng.normal(size=60),
+    ...                     "statistic": np.linspace(3, -3, 60), "p_value": 0.5, "p_adj": 0.5})
+    >>> out = op.tl.gsea(res, {"top": genes[:8], "bottom": genes[-8:]}, permutations=100)
+    >>> bool(out.set_index("term").loc["top", "es"] > 0)
+    True
+    """
+    check_literal("rank_by", rank_by, ["statistic", "signed_p"])
+    _check_sizes(min_size, max_size)
+    if int(permutations) < 1:
+        msg = f"permutations must be a positive integer, got {permutations!r}."
+        raise ValidationError(msg)
+    import gseapy
+
+    coll = as_collection(gene_sets)
+    needed = ["estimate", "p_value"] + (["statistic"] if rank_by == "statistic" else [])
+    genes = prepare_genes(result, needed, func="tl.gsea")
+    rnk = ranking_metric(genes.table, rank_by)
+    dropped = sorted(set(genes.table["gene"]) - set(rnk.index))
+    if dropped:
+        warn(f"tl.gsea: {len(dropped)} gene(s) have no finite {rank_by} and are not ranked.")
+    ranked = set(rnk.index)
+    sets = {t: [g for g in gs if g in ranked] for t, gs in coll.items()}
+    sets = {t: gs for t, gs in sets.items() if min_size <= len(gs) <= max_size}
+    if not sets:
+        msg = format_message(
+            f"tl.gsea: no set of {coll.name!r} has between {min_size} and {max_size} of the "
+            f"{len(rnk)} ranked genes",
+            hint="Lower min_size, or check the gene symbols (genesets.map_assays).",
+        )
+        raise ValidationError(msg)
+    pre = gseapy.prerank(
+        rnk=rnk,
+        gene_sets=sets,
+        outdir=None,
+        min_size=min_size,
+        max_size=max_size,
+        permutation_num=int(permutations),
+        weight=1.0,
+        threads=1,
+        seed=int(seed),
+        no_plot=True,
+        verbose=False,
+    )
+    rows = []
+    hits: dict[str, list[int]] = {}
+    for term, r in pre.results.items():
+        hits[term] = [int(i) for i in r["hits"]]
+        rows.append(
+            (
+                term,
+                len(r["hits"]),
+                float(r["es"]),
+                float(r["nes"]),
+                float(r["pval"]),
+                float(r["fdr"]),
+                str(r["lead_genes"]),
+            )
+        )
+    out = pd.DataFrame(rows, columns=GSEA_COLUMNS)
+    out = out.assign(_abs=-out["nes"].abs())
+    out = out.sort_values(["p_value", "_abs", "term"], kind="mergesort").drop(columns="_abs")
+    out = out.reset_index(drop=True)
+    ranking = pre.ranking
+    gene_assay = dict(zip(genes.table["gene"], genes.table["OlinkID"], strict=True))
+    out.attrs = {
+        "method": "gsea",
+        "engine": f"gseapy.prerank {gseapy.__version__} (permutation_type gene_set, threads 1)",
+        "p_adj_method": "GSEA FDR q-value (gseapy), not Benjamini-Hochberg",
+        **coll.describe(),
+        "rank_by": rank_by,
+        "permutations": int(permutations),
+        "seed": int(seed),
+        "weight": 1.0,
+        "min_size": int(min_size),
+        "max_size": int(max_size),
+        "n_ranked": len(rnk),
+        "n_sets_tested": len(out),
+        "ranking": {
+            "gene": [str(g) for g in ranking.index],
+            "metric": [float(v) for v in ranking.to_numpy()],
+        },
+        "hits": hits,
+        "gene_assay": gene_assay,
+        "gene_mapping": genes.mapped_by,
+        "duplicate_genes": genes.duplicates,
+        "duplicate_rule": "several assays of one gene count once: the smallest p_value",
+        "unmapped": genes.unmapped,
+        "untested": genes.untested,
+        "olinkpipe_version": _version(),
+    }
+    return out

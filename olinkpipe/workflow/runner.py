@@ -1,8 +1,793 @@
-"""PLACEHOLDER: to be implemented (see the issue). Replace this whole file."""
+"""The step runner behind ``olinkpipe run``: read → QC → DE → enrichment → kinetics →
+outcomes → table one → report.
 
-__all__ = ['run']
+Every number comes from olinkpipe's public API; this module only calls the steps in
+order, saves what they return and records how long each took. It computes nothing itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import pandas as pd
+
+from ..errors import OlinkpipeError
+from .config import WorkflowConfig, load_config, resolve_input
+
+__all__ = ["run", "WorkflowResult", "WorkflowError", "STEPS"]
+
+logger = logging.getLogger("olinkpipe")
+
+#: Steps in the order they run.
+STEPS = [
+    "read",
+    "clinical",
+    "qc",
+    "differential",
+    "enrichment",
+    "kinetics",
+    "outcomes",
+    "table_one",
+    "report",
+]
+
+_VERSIONED = [
+    "olinkpipe",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "anndata",
+    "scanpy",
+    "gseapy",
+    "blitzgsea",
+    "lifelines",
+    "matplotlib",
+    "pydantic",
+]
+
+_OUTPUT_FILES = ["report.html", "run.json", "adata.h5ad"]
+_OUTPUT_DIRS = ["tables", "figures"]
 
 
-def run(*args, **kwargs):
-    raise NotImplementedError('run')
+class WorkflowError(OlinkpipeError, RuntimeError):
+    """A workflow step failed; ``step`` names it and the message says why."""
 
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass
+class WorkflowResult:
+    """What :func:`run` produced.
+
+    Attributes
+    ----------
+    out
+        The output folder.
+    report
+        Path of ``report.html``.
+    tables
+        Name → DataFrame of every table written to ``out/tables``.
+    figures
+        Name → path of every PNG written to ``out/figures`` (PDF/SVG beside it).
+    adata
+        The AnnData after QC (also written to ``out/adata.h5ad``).
+    config
+        The validated :class:`~olinkpipe.workflow.config.WorkflowConfig`.
+    timings
+        Step → seconds.
+    status
+        Step → ``"done"``, ``"skipped"`` or ``"failed: <reason>"``.
+    warnings
+        Every warning raised during the run (text).
+    """
+
+    out: Path
+    report: Path
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    adata: ad.AnnData | None = None
+    config: WorkflowConfig | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (
+            f"WorkflowResult(out={str(self.out)!r}, tables={len(self.tables)}, "
+            f"figures={len(self.figures)}, status={self.status})"
+        )
+
+
+@dataclass
+class _Context:
+    cfg: WorkflowConfig
+    base: Path
+    out: Path
+    result: WorkflowResult
+    inputs: dict[str, Path] = field(default_factory=dict)
+    patients: pd.DataFrame | None = None
+    measurements: pd.DataFrame | None = None
+    de: pd.DataFrame | None = None
+    gene_sets: Any = None
+    captions: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, list[str]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    # -- outputs -------------------------------------------------------------------
+    def table(self, name: str, frame: pd.DataFrame, *, section: str, caption: str = "") -> None:
+        frame = frame.copy()
+        tables = self.out / "tables"
+        csv = frame.copy()
+        for col in csv.columns:
+            if csv[col].map(lambda v: isinstance(v, list | tuple | set)).any():
+                csv[col] = csv[col].map(
+                    lambda v: ";".join(map(str, v)) if isinstance(v, list | tuple | set) else v
+                )
+        csv.to_csv(tables / f"{name}.csv", index=False)
+        if self.cfg.output.parquet:
+            try:
+                pq = csv.copy()
+                for col in pq.columns:
+                    if pq[col].dtype == object:
+                        pq[col] = pq[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+                pq.attrs = {}
+                pq.to_parquet(tables / f"{name}.parquet", index=False)
+            except (ValueError, TypeError, ImportError) as exc:  # pragma: no cover
+                logger.warning("  could not write %s.parquet: %s", name, exc)
+        self.result.tables[name] = frame
+        self.sections.setdefault(section, []).append(f"table:{name}")
+        if caption:
+            self.captions[f"table:{name}"] = caption
+
+    def figure(self, name: str, drawn: Any, *, section: str, caption: str = "") -> None:
+        import matplotlib.pyplot as plt
+
+        fig = _figure_of(drawn)
+        figs = self.out / "figures"
+        for fmt in self.cfg.output.figure_formats:
+            fig.savefig(figs / f"{name}.{fmt}", dpi=self.cfg.output.dpi, bbox_inches="tight")
+        plt.close(fig)
+        self.result.figures[name] = figs / f"{name}.png"
+        self.sections.setdefault(section, []).append(f"figure:{name}")
+        if caption:
+            self.captions[f"figure:{name}"] = caption
+
+    def note(self, section: str, text: str) -> None:
+        self.notes.setdefault(section, []).append(text)
+
+
+def _figure_of(drawn: Any):
+    """The Figure behind whatever a ``pl`` function returned (Axes, Figure, array, dict)."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    if isinstance(drawn, Figure):
+        return drawn
+    if isinstance(drawn, Axes):
+        return drawn.figure
+    if isinstance(drawn, dict):
+        drawn = list(drawn.values())
+    if isinstance(drawn, list | tuple):
+        return _figure_of(drawn[0])
+    if hasattr(drawn, "flat"):
+        return _figure_of(next(iter(drawn.flat)))
+    if hasattr(drawn, "get_figure"):
+        return drawn.get_figure()
+    msg = f"a plot returned {type(drawn).__name__}, not a matplotlib Axes or Figure"
+    raise TypeError(msg)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _prepare_out(out: Path, *, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        msg = f"{out}: exists and is not a folder. Hint: choose another --out."
+        raise WorkflowError(msg)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            msg = (
+                f"{out}: output folder exists and is not empty. Hint: rerun with --force "
+                "(force=True) to overwrite olinkpipe's outputs there, or choose another --out."
+            )
+            raise WorkflowError(msg)
+        for name in _OUTPUT_DIRS:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        for name in _OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+    for name in _OUTPUT_DIRS:
+        (out / name).mkdir(parents=True, exist_ok=True)
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def _step_read(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    cfg = ctx.cfg.inputs
+    for key, path in ctx.inputs.items():
+        if not path.exists():
+            msg = f"{path}: input {key!r} not found. Hint: paths are relative to the config file."
+            raise WorkflowError(msg, step="read")
+    adata = op.read_npx(ctx.inputs["npx"], sep=cfg.sep)
+    logger.info("  %s: %d samples x %d assays", ctx.inputs["npx"].name, *adata.shape)
+    if "samples" in ctx.inputs:
+        sheet = op.read_clinical(ctx.inputs["samples"], id_column=cfg.sample_id_column)
+        adata = op.annotate(adata, sheet, on=cfg.sample_id_column)
+    ctx.result.adata = adata
+
+
+def _step_clinical(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    if "patients" in ctx.inputs:
+        ctx.patients = op.clinical.read_patients(ctx.inputs["patients"])
+        logger.info("  %s: %d patients", ctx.inputs["patients"].name, len(ctx.patients))
+    if "measurements" in ctx.inputs:
+        ctx.measurements = op.clinical.read_measurements(
+            ctx.inputs["measurements"], patients=ctx.patients
+        )
+        logger.info("  %s: %d rows", ctx.inputs["measurements"].name, len(ctx.measurements))
+
+
+def _step_qc(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    q = ctx.cfg.qc
+    adata = ctx.result.adata
+    ctx.table(
+        "qc_samples",
+        op.pp.qc_summary(adata, by="sample").reset_index(),
+        section="qc",
+        caption="Per-sample QC: warnings, fraction below LOD, median and IQR of NPX per panel.",
+    )
+    ctx.table(
+        "qc_assays",
+        op.pp.qc_summary(adata, by="assay").reset_index(),
+        section="qc",
+        caption="Per-assay QC: missing frequency and fraction below LOD.",
+    )
+    adata = op.pp.flag_outliers(adata, sd=q.outlier_sd)
+    ctx.figure(
+        "qc_iqr_median",
+        op.pl.qc(adata),
+        section="qc",
+        caption=f"IQR vs median NPX per sample and panel; lines at ±{q.outlier_sd:g} SD.",
+    )
+    adata = op.pp.filter(
+        adata,
+        qc_warning=q.qc_warning,
+        controls=q.controls,
+        min_detected=q.min_detected,
+        outliers=q.outliers,
+    )
+    if q.normalize_plates:
+        adata = op.pp.normalize_plates(adata, method="intensity")
+    color = q.pca_color if q.pca_color in adata.obs else None
+    ctx.figure(
+        "pca",
+        op.pl.pca(adata, color=color),
+        section="qc",
+        caption="Principal components of NPX after QC" + (f", coloured by {color}." if color else "."),
+    )
+    logger.info("  after QC: %d samples x %d assays", *adata.shape)
+    ctx.result.adata = adata
+
+
+def _step_differential(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    d = ctx.cfg.differential
+    adata = ctx.result.adata
+    res = op.tl.differential(
+        adata,
+        groupby=d.groupby,
+        reference=d.reference,
+        target=d.target,
+        pair=d.pair,
+        method=d.method,
+        covariates=d.covariates,
+        alpha=d.alpha,
+    )
+    ctx.de = res
+    sig = res[res["significant"].astype(bool)]
+    ctx.note(
+        "differential",
+        f"{len(sig)} of {len(res)} assays significant at BH-adjusted p < {d.alpha:g} "
+        f"({int((sig['estimate'] > 0).sum())} up, {int((sig['estimate'] < 0).sum())} down).",
+    )
+    ctx.table(
+        "differential",
+        res,
+        section="differential",
+        caption=f"{d.method} test, {res.attrs.get('sign', 'target - reference')}; one row per assay.",
+    )
+    ctx.figure(
+        "volcano",
+        op.pl.volcano(res, label=d.label or None, top=d.top, alpha=d.alpha),
+        section="differential",
+        caption="Volcano plot: NPX difference vs −log10 p; coloured by BH significance.",
+    )
+    assays = [a for a in d.paired_plot if a in set(adata.var["Assay"])]
+    if assays and d.pair:
+        ctx.figure(
+            "paired",
+            op.pl.paired(adata, assays, d.groupby, d.pair),
+            section="differential",
+            caption="Before/after NPX per patient for " + ", ".join(assays) + ".",
+        )
+
+
+def _step_enrichment(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    e = ctx.cfg.enrichment
+    if ctx.de is None:
+        msg = "needs the differential result; add a 'differential' section to the config."
+        raise WorkflowError(msg, step="enrichment")
+    sets = op.genesets.load(e.gene_sets) if isinstance(e.gene_sets, str) else e.gene_sets
+    ctx.gene_sets = sets
+    if e.ora is not None:
+        ora = op.tl.ora(
+            ctx.de,
+            sets,
+            direction=e.ora.direction,
+            alpha=e.ora.alpha,
+            min_size=e.ora.min_size,
+            max_size=e.ora.max_size,
+        )
+        ctx.table(
+            "ora",
+            ora,
+            section="enrichment",
+            caption=(
+                f"Over-representation ({e.gene_sets}, direction {e.ora.direction}); universe = "
+                "tested assays' genes in the collection."
+            ),
+        )
+        n_sig = int((ora["p_adj"] < e.ora.alpha).sum())
+        ctx.note("enrichment", f"ORA: {n_sig} terms with BH-adjusted p < {e.ora.alpha:g}.")
+        ctx.figure(
+            "ora",
+            op.pl.enrichment(ora, top=e.top),
+            section="enrichment",
+            caption="Top over-represented terms.",
+        )
+    if e.gsea is not None:
+        gs = op.tl.gsea(
+            ctx.de,
+            sets,
+            rank_by=e.gsea.rank_by,
+            permutations=e.gsea.permutations,
+            min_size=e.gsea.min_size,
+            max_size=e.gsea.max_size,
+            seed=ctx.cfg.seed,
+        )
+        ctx.table(
+            "gsea",
+            gs,
+            section="enrichment",
+            caption=f"Pre-ranked GSEA ({e.gsea.permutations} permutations, seed {ctx.cfg.seed}).",
+        )
+        ctx.figure(
+            "gsea",
+            op.pl.enrichment(gs, top=e.top),
+            section="enrichment",
+            caption="Top GSEA terms.",
+        )
+        for term in e.pathways:
+            if term in set(gs["term"]):
+                ctx.figure(
+                    f"gsea_{_slug(term)}",
+                    op.pl.gsea(gs, term),
+                    section="enrichment",
+                    caption=f"GSEA running enrichment score: {term}.",
+                )
+    for term in e.pathways:
+        ctx.figure(
+            f"pathway_{_slug(term)}",
+            op.pl.pathway(ctx.de, sets, term, alpha=ctx.cfg.differential.alpha),
+            section="enrichment",
+            caption=f"Measured members of {term}: estimate and 95 % CI, significant highlighted.",
+        )
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c.lower() if c.isalnum() else "_" for c in text)
+    return "_".join(p for p in keep.split("_") if p)[:40]
+
+
+def _step_kinetics(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    k = ctx.cfg.kinetics
+    if ctx.measurements is None or ctx.patients is None:
+        msg = "needs inputs 'measurements' and 'patients'."
+        raise WorkflowError(msg, step="kinetics")
+    pid = ctx.cfg.inputs.patient_id_column
+    treated = ctx.patients[ctx.patients[k.dose_column].notna()]
+    groups = op.clinical.dose_groups(treated, threshold=k.dose_threshold, column=k.dose_column)
+    summaries = [
+        op.clinical.kinetics(
+            ctx.measurements, analyte=a, window=tuple(k.window), baseline_day=k.baseline_day
+        )
+        for a in k.analytes
+    ]
+    summary = pd.concat(summaries, ignore_index=True)
+    ctx.table(
+        "kinetics",
+        summary,
+        section="kinetics",
+        caption=f"Per patient and analyte: peak, day of peak, AUC over days {k.window[0]:g}–{k.window[1]:g}.",
+    )
+    cmp = op.clinical.compare_groups(
+        summary, by="dose_group", metrics=k.metrics, test=k.test, patients=groups
+    )
+    ctx.table(
+        "kinetics_by_dose",
+        cmp,
+        section="kinetics",
+        caption=f"High vs low dose (> {k.dose_threshold:g} cells/kg), {k.test} test, BH over rows.",
+    )
+    peaks = summary.pivot_table(index="patient", columns="analyte", values="cmax").reset_index()
+    peaks = peaks.merge(groups[[pid, k.dose_column]], left_on="patient", right_on=pid, how="left")
+    corr = op.clinical.correlate(peaks, k.dose_column, list(k.analytes), k.correlation)
+    if len(k.analytes) > 1:
+        more = op.clinical.correlate(peaks, k.analytes[0], list(k.analytes[1:]), k.correlation)
+        corr = pd.concat([corr, more], ignore_index=True)
+    ctx.table(
+        "kinetics_correlations",
+        corr,
+        section="kinetics",
+        caption=f"{k.correlation.capitalize()} correlations of dose and peak values.",
+    )
+    for i, a in enumerate(k.analytes):
+        ctx.figure(
+            f"kinetics_{_slug(a)}",
+            op.pl.kinetics(
+                ctx.measurements, a, by="dose_group", patients=groups, log=k.log_y and i == 0
+            ),
+            section="kinetics",
+            caption=f"{a} over days after infusion, mean ± SEM by dose group.",
+        )
+        sub = summary[summary["analyte"] == a]
+        row = cmp[(cmp["analyte"] == a) & (cmp["metric"] == "cmax")] if "analyte" in cmp else None
+        ctx.figure(
+            f"peak_{_slug(a)}",
+            op.pl.peaks(sub, "cmax", "dose_group", patients=groups, result=row, log=i == 0),
+            section="kinetics",
+            caption=f"Peak {a} by dose group.",
+        )
+
+
+def _step_outcomes(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    o = ctx.cfg.outcomes
+    if ctx.patients is None:
+        msg = "needs input 'patients'."
+        raise WorkflowError(msg, step="outcomes")
+    pts = ctx.patients
+    unit = o.time_unit.capitalize()
+    if o.cumulative_incidence is not None:
+        c = o.cumulative_incidence
+        curve = op.clinical.cumulative_incidence(pts, time=c.time, event=c.event, group=o.group)
+        at = op.clinical.cumulative_incidence(
+            pts, time=c.time, event=c.event, group=o.group, at=o.at
+        )
+        gray = op.clinical.gray_test(pts, time=c.time, event=c.event, group=o.group, cause=None)
+        ctx.table(
+            "cumulative_incidence",
+            at,
+            section="outcomes",
+            caption="Cumulative incidence (Aalen–Johansen) of relapse (cause 1) and non-relapse "
+            f"mortality (cause 2) at {', '.join(f'{t:g}' for t in o.at)} {o.time_unit}.",
+        )
+        ctx.table("gray_test", gray, section="outcomes", caption="Gray's test per cause.")
+        ctx.figure(
+            "cumulative_incidence",
+            op.pl.cumulative_incidence(
+                curve,
+                gray=gray,
+                cause=[1, 2],
+                cause_labels={1: "Relapse", 2: "NRM"},
+                xlabel=unit,
+            ),
+            section="outcomes",
+            caption="Cumulative incidence of relapse (solid) and non-relapse mortality (dashed).",
+        )
+    for name, ep in o.survival.items():
+        curve = op.clinical.kaplan_meier(pts, time=ep.time, event=ep.event, group=o.group)
+        at = op.clinical.kaplan_meier(pts, time=ep.time, event=ep.event, group=o.group, at=o.at)
+        lr = op.clinical.logrank(pts, time=ep.time, event=ep.event, group=o.group)
+        slug = _slug(name)
+        ctx.table(f"km_{slug}", at, section="outcomes", caption=f"{name}: Kaplan–Meier estimates.")
+        ctx.table(f"logrank_{slug}", lr, section="outcomes", caption=f"{name}: log-rank test.")
+        ctx.figure(
+            f"km_{slug}",
+            op.pl.survival(curve, logrank=lr, xlabel=unit, ylabel=name),
+            section="outcomes",
+            caption=f"{name}: Kaplan–Meier curves with 95 % CI and numbers at risk.",
+        )
+    s = o.swimmer
+    if s is not None:
+        sub = pts[pts[s.only_group_column] == s.only_group] if s.only_group else pts
+        ctx.figure(
+            "swimmer",
+            op.pl.swimmer(
+                sub,
+                id=ctx.cfg.inputs.patient_id_column,
+                follow_up=s.follow_up,
+                start=s.start,
+                group=s.group,
+                relapse=s.relapse,
+                relapse_site=s.relapse_site,
+                death=s.death,
+                gvhd=s.gvhd,
+                ongoing=s.ongoing,
+                xlabel=s.xlabel,
+            ),
+            section="outcomes",
+            caption="One bar per treated patient, infusion to last follow-up, with events.",
+        )
+
+
+def _step_table_one(ctx: _Context) -> None:
+    import olinkpipe as op
+
+    t = ctx.cfg.table_one
+    if ctx.patients is None:
+        msg = "needs input 'patients'."
+        raise WorkflowError(msg, step="table_one")
+    tab = op.clinical.table_one(
+        ctx.patients,
+        group=t.group,
+        categorical=t.categorical,
+        continuous=t.continuous,
+        nonnormal=t.nonnormal or None,
+        test=t.test,
+    )
+    ctx.table("table_one", tab, section="table_one", caption="Baseline characteristics.")
+
+
+_STEP_FUNCS: dict[str, Callable[[_Context], None]] = {
+    "read": _step_read,
+    "clinical": _step_clinical,
+    "qc": _step_qc,
+    "differential": _step_differential,
+    "enrichment": _step_enrichment,
+    "kinetics": _step_kinetics,
+    "outcomes": _step_outcomes,
+    "table_one": _step_table_one,
+}
+
+# Which earlier steps each step needs (a failed prerequisite skips the step).
+_NEEDS = {
+    "qc": ["read"],
+    "differential": ["qc"],
+    "enrichment": ["differential"],
+    "kinetics": ["clinical"],
+    "outcomes": ["clinical"],
+    "table_one": ["clinical"],
+}
+
+
+def _enabled(cfg: WorkflowConfig, step: str) -> bool:
+    if step in ("read", "qc", "report"):
+        return True
+    if step == "clinical":
+        return cfg.inputs.patients is not None or cfg.inputs.measurements is not None
+    return getattr(cfg, step) is not None
+
+
+def run(
+    config: str | PathLike[str] | dict | WorkflowConfig | None = None,
+    out: str | PathLike[str] = "olinkpipe_results",
+    *,
+    force: bool = False,
+) -> WorkflowResult:
+    """Run a workflow: read, QC, differential expression, enrichment, kinetics, outcomes,
+    baseline table, figures and the HTML report.
+
+    Parameters
+    ----------
+    config
+        Workflow YAML path, bundled workflow name (``"cart_prophylaxis"``,
+        ``"paired_de"``), a dict or a :class:`WorkflowConfig`. ``None`` runs the bundled
+        ``cart_prophylaxis`` workflow on the bundled example data.
+    out
+        Output folder. Receives ``tables/*.csv`` (+ parquet), ``figures/*.png`` (+ PDF/SVG),
+        ``report.html``, ``adata.h5ad`` and ``run.json``.
+    force
+        Overwrite olinkpipe's outputs in an existing, non-empty ``out``.
+
+    Returns
+    -------
+    WorkflowResult
+        Paths, tables (DataFrames), figure paths, the AnnData after QC, timings, status.
+
+    Raises
+    ------
+    ConfigError
+        The config is invalid (naming the key and the allowed values).
+    WorkflowError
+        ``out`` exists without ``force``, or a step failed (``err.step`` names it; the
+        message says which step and why).
+
+    Notes
+    -----
+    Progress is logged per step on the ``"olinkpipe"`` logger (the CLI shows it). With
+    ``on_error: continue`` a failing step is recorded in the report and ``run.json`` and
+    the steps that do not depend on it still run.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from olinkpipe.workflow import run
+    >>> result = run(out=tempfile.mkdtemp() + "/res")  # doctest: +SKIP
+    >>> result.report.name  # doctest: +SKIP
+    'report.html'
+    """
+    from .report import write_report
+
+    cfg, base = load_config(config)
+    out = Path(out)
+    _prepare_out(out, force=force)
+    result = WorkflowResult(out=out, report=out / "report.html", config=cfg)
+    ctx = _Context(cfg=cfg, base=base, out=out, result=result)
+    ctx.inputs["npx"] = resolve_input(cfg.inputs.npx, base)
+    for key in ("samples", "patients", "measurements"):
+        value = getattr(cfg.inputs, key)
+        if value is not None:
+            ctx.inputs[key] = resolve_input(value, base)
+    steps = [s for s in STEPS if s != "report"]
+    started = time.perf_counter()
+    logger.info("olinkpipe run: %s -> %s", cfg.name, out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i, step in enumerate(steps, start=1):
+            prefix = f"[{i}/{len(STEPS)}] {step}"
+            if not _enabled(cfg, step):
+                result.status[step] = "skipped"
+                logger.info("%s: skipped (not in the config)", prefix)
+                continue
+            failed = [n for n in _NEEDS.get(step, []) if not result.status.get(n, "").startswith("done")]
+            if failed:
+                result.status[step] = f"skipped: needs {', '.join(failed)}"
+                logger.info("%s: skipped (needs %s)", prefix, ", ".join(failed))
+                continue
+            logger.info("%s ...", prefix)
+            t0 = time.perf_counter()
+            try:
+                _STEP_FUNCS[step](ctx)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported with its step
+                result.timings[step] = round(time.perf_counter() - t0, 3)
+                reason = f"{type(exc).__name__}: {exc}"
+                result.status[step] = f"failed: {reason}"
+                logger.error("%s failed: %s", prefix, reason)
+                if cfg.on_error == "stop":
+                    _write_run_json(ctx, started, caught)
+                    msg = (
+                        f"workflow step '{step}' failed: {reason}. Hint: fix the input or the "
+                        f"'{step}' section of the config; set on_error: continue to run the "
+                        "remaining steps."
+                    )
+                    raise WorkflowError(msg, step=step) from exc
+                continue
+            result.timings[step] = round(time.perf_counter() - t0, 3)
+            result.status[step] = "done"
+            logger.info("%s: done in %.1f s", prefix, result.timings[step])
+        result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
+    t0 = time.perf_counter()
+    logger.info("[%d/%d] report ...", len(STEPS), len(STEPS))
+    if cfg.output.h5ad and result.adata is not None:
+        _write_h5ad(result.adata, out / "adata.h5ad")
+    result.timings["report"] = round(time.perf_counter() - t0, 3)
+    result.status["report"] = "done"
+    result.timings["total"] = round(time.perf_counter() - started, 3)
+    versions = _versions()
+    write_report(ctx, versions)
+    result.timings["total"] = round(time.perf_counter() - started, 3)
+    _write_run_json(ctx, started, None, versions=versions)
+    logger.info("done in %.1f s: %s", result.timings["total"], result.report)
+    return result
+
+
+def _write_h5ad(adata: ad.AnnData, path: Path) -> None:
+    """Write the AnnData, making ``uns`` entries h5ad can't hold into strings."""
+    adata = adata.copy()
+    adata.uns = _h5ad_safe(dict(adata.uns))
+    for frame in (adata.obs, adata.var):
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                frame[col] = frame[col].map(lambda v: "" if v is None or v != v else str(v))
+    ad_logger = logging.getLogger("anndata")
+    level = ad_logger.level
+    ad_logger.setLevel(logging.WARNING)  # anndata logs every column it makes categorical
+    try:
+        adata.write_h5ad(path)
+    finally:
+        ad_logger.setLevel(level)
+
+
+def _h5ad_safe(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _h5ad_safe(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        frame = value.copy()
+        frame.attrs = {}
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                frame[col] = frame[col].map(lambda v: "" if v is None else str(v))
+        return frame
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, str) for v in value):
+            return list(value)
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            return np.asarray(value)
+        return json.dumps(value, default=str)
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float | bool | np.ndarray | np.generic):
+        return value
+    return str(value)
+
+
+def _write_run_json(ctx: _Context, started: float, caught, *, versions=None) -> None:
+    result = ctx.result
+    if caught is not None:
+        result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
+    record = {
+        "name": ctx.cfg.name,
+        "config": ctx.cfg.model_dump(mode="json"),
+        "config_base": str(ctx.base),
+        "seed": ctx.cfg.seed,
+        "versions": versions or _versions(),
+        "inputs": {
+            k: {"path": str(p), "sha256": _sha256(p), "bytes": p.stat().st_size}
+            for k, p in ctx.inputs.items()
+            if p.exists()
+        },
+        "status": result.status,
+        "timings_seconds": result.timings,
+        "total_seconds": round(time.perf_counter() - started, 3),
+        "tables": sorted(result.tables),
+        "figures": sorted(result.figures),
+        "warnings": result.warnings,
+    }
+    (ctx.out / "run.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

@@ -1,0 +1,268 @@
+"""Private machinery shared by two-project normalizations (bridge, subset, intensity).
+
+Checks two AnnData objects before normalizing, aligns their assays, and builds the
+concatenated result with the non-reference project shifted by the per-assay factor.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._provenance import EXCLUDED_COLUMNS, provenance
+from ..errors import DesignError, ValidationError, format_message, preview
+from . import _utils
+
+EXPLORE_PRODUCTS = {"explore 3072": "Explore 3072", "explore ht": "Explore HT"}
+
+
+def _product(adata: ad.AnnData) -> str:
+    prov = adata.uns.get("olinkpipe", {})
+    return str(prov.get("product", "unknown")) if isinstance(prov, dict) else "unknown"
+
+
+def check_products(ref: ad.AnnData, other: ad.AnnData) -> None:
+    """Cross-product (Explore 3072 ↔ Explore HT) bridging is out of scope: a clear error."""
+    prods = {_product(ref).strip().lower(), _product(other).strip().lower()}
+    if prods == set(EXPLORE_PRODUCTS):
+        msg = format_message(
+            "normalizing Explore 3072 data to Explore HT data (cross-product bridging) is not "
+            "supported by olinkpipe: the assays differ between the products and need "
+            "OlinkAnalyze's cross-product method (median centring or quantile smoothing)",
+            column="uns['olinkpipe']['product']",
+            hint="Use OlinkAnalyze::olink_normalization(), then read its output with read_npx.",
+        )
+        raise DesignError(msg)
+
+
+def check_project_names(projects: tuple[str, str]) -> tuple[str, str]:
+    if len(projects) != 2 or str(projects[0]) == str(projects[1]):
+        msg = f"projects must be two distinct names (reference, other); got {projects!r}."
+        raise ValidationError(msg)
+    return str(projects[0]), str(projects[1])
+
+
+def _excluded_assays(adata: ad.AnnData) -> np.ndarray:
+    if "Normalization" not in adata.var:
+        return np.zeros(adata.n_vars, dtype=bool)
+    return adata.var["Normalization"].astype(str).str.upper().eq("EXCLUDED").to_numpy()
+
+
+def align_assays(
+    ref: ad.AnnData, other: ad.AnnData, *, step: str, projects: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Column positions of the assays shared by both projects, in the reference order.
+
+    Assays marked ``Normalization == "EXCLUDED"`` and assays present in only one project are
+    dropped (returned as exclusion records). Differing ``Normalization`` types warn.
+    """
+    records: list[dict] = []
+    ex_r, ex_o = _excluded_assays(ref), _excluded_assays(other)
+    for ex, ad_, proj in ((ex_r, ref, projects[0]), (ex_o, other, projects[1])):
+        if ex.any():
+            records.append(
+                {
+                    "kind": "assay",
+                    "ids": list(ad_.var_names[ex]),
+                    "reason": f"Normalization is EXCLUDED in project {proj}",
+                }
+            )
+    names_r = pd.Index(ref.var_names[~ex_r])
+    names_o = pd.Index(other.var_names[~ex_o])
+    if names_r.has_duplicates or names_o.has_duplicates:
+        dup = list(names_r[names_r.duplicated()]) + list(names_o[names_o.duplicated()])
+        msg = format_message(
+            "OlinkIDs must be unique in var_names", rows=dup, hint="Make var_names unique."
+        )
+        raise ValidationError(msg)
+    only_r = names_r.difference(names_o, sort=False)
+    only_o = names_o.difference(names_r, sort=False)
+    if len(only_r):
+        records.append(
+            {
+                "kind": "assay",
+                "ids": list(only_r),
+                "reason": f"assay only in project {projects[0]}",
+            }
+        )
+    if len(only_o):
+        records.append(
+            {
+                "kind": "assay",
+                "ids": list(only_o),
+                "reason": f"assay only in project {projects[1]}",
+            }
+        )
+    common = names_r[names_r.isin(names_o)]
+    if len(common) == 0:
+        msg = format_message(
+            f"{step}: the two projects share no assays (OlinkID)",
+            column="var_names",
+            hint="Check that both objects are indexed by OlinkID.",
+        )
+        raise ValidationError(msg)
+    cols_r = ref.var_names.get_indexer(common)
+    cols_o = other.var_names.get_indexer(common)
+    if "Normalization" in ref.var and "Normalization" in other.var:
+        nr = ref.var["Normalization"].astype(str).to_numpy()[cols_r]
+        no = other.var["Normalization"].astype(str).to_numpy()[cols_o]
+        diff = nr != no
+        if diff.any():
+            _utils.warn_user(
+                f"{step}: {int(diff.sum())} assay(s) were normalized differently in the two "
+                f"projects (var['Normalization'], e.g. {nr[diff][0]!r} vs {no[diff][0]!r}): "
+                f"{preview(common[diff])}. Bridging intensity- and plate-control-normalized "
+                "data mixes scales; check the exports.",
+            )
+    return cols_r, cols_o, records
+
+
+def warn_all_nan(blocks: dict[str, np.ndarray], names: pd.Index, *, step: str, what: str) -> None:
+    """Warn about assays with no value at all in the rows used for the factor."""
+    for proj, block in blocks.items():
+        allnan = np.isnan(block).all(axis=0) if block.shape[0] else np.ones(len(names), bool)
+        if allnan.any():
+            _utils.warn_user(
+                f"{step}: {int(allnan.sum())} assay(s) have no values in the {what} of project "
+                f"{proj}: {preview(names[allnan])}; their adjustment factor is set to 0.",
+            )
+
+
+def zero_missing(factor: np.ndarray, names: pd.Index, *, step: str) -> np.ndarray:
+    """OlinkAnalyze semantics: a factor that cannot be computed (NA) becomes 0, with a warning."""
+    bad = np.isnan(factor)
+    if bad.any():
+        _utils.warn_user(
+            f"{step}: adjustment factor missing for {int(bad.sum())} assay(s) "
+            f"({preview(names[bad])}); set to 0 as in OlinkAnalyze.",
+        )
+        factor = np.where(bad, 0.0, factor)
+    return factor
+
+
+def _unique_index(ref_names: pd.Index, other_names: pd.Index, projects: tuple[str, str]):
+    clash_r = ref_names.isin(other_names)
+    if not clash_r.any():
+        return ref_names, other_names
+    clash_o = other_names.isin(ref_names)
+    r = np.asarray(ref_names, dtype=object).copy()
+    o = np.asarray(other_names, dtype=object).copy()
+    r[clash_r] = [f"{n}@{projects[0]}" for n in r[clash_r]]
+    o[clash_o] = [f"{n}@{projects[1]}" for n in o[clash_o]]
+    return pd.Index(r), pd.Index(o)
+
+
+def _merge_excluded(ref: ad.AnnData, other: ad.AnnData) -> pd.DataFrame:
+    frames = []
+    for a in (ref, other):
+        prov = a.uns.get("olinkpipe", {})
+        if isinstance(prov, dict) and isinstance(prov.get("excluded"), pd.DataFrame):
+            frames.append(prov["excluded"])
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=str) for c in EXCLUDED_COLUMNS})
+    return pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
+
+
+def combine(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    cols_r: np.ndarray,
+    cols_o: np.ndarray,
+    factor: np.ndarray,
+    *,
+    projects: tuple[str, str],
+    step: str,
+    settings: dict,
+    factors: pd.DataFrame,
+    records: list[dict],
+    obs_marks: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> ad.AnnData:
+    """Stack both projects (shared assays), add ``factor`` to the other project's NPX and LOD."""
+    nr, no, m = ref.n_obs, other.n_obs, len(cols_r)
+    identity_r = m == ref.n_vars and np.array_equal(cols_r, np.arange(m))
+    identity_o = m == other.n_vars and np.array_equal(cols_o, np.arange(m))
+
+    def stack(a_r: np.ndarray, a_o: np.ndarray, *, shift: bool) -> np.ndarray:
+        a_r = np.asarray(a_r)
+        a_o = np.asarray(a_o)
+        dtype = np.result_type(a_r.dtype, a_o.dtype)
+        out = np.empty((nr + no, m), dtype=dtype)
+        out[:nr] = a_r if identity_r else a_r[:, cols_r]
+        src = a_o if identity_o else a_o[:, cols_o]
+        if shift:
+            np.add(src, factor, out=out[nr:])
+        else:
+            out[nr:] = src
+        return out
+
+    X = stack(np.asarray(ref.X, dtype=float), np.asarray(other.X, dtype=float), shift=True)
+    layers = {}
+    dropped_layers = sorted(set(ref.layers) ^ set(other.layers))
+    for key in ref.layers:
+        if key in other.layers:
+            layers[key] = stack(ref.layers[key], other.layers[key], shift=key == "lod")
+    if dropped_layers:
+        _utils.warn_user(
+            f"{step}: layer(s) {dropped_layers!r} exist in only one project and are not kept.",
+        )
+
+    idx_r, idx_o = _unique_index(
+        pd.Index(ref.obs_names.astype(str)), pd.Index(other.obs_names.astype(str)), projects
+    )
+    obs_r = ref.obs.copy()
+    obs_o = other.obs.copy()
+    obs_r.index, obs_o.index = idx_r, idx_o
+    obs_r["Project"], obs_o["Project"] = projects
+    for key, (mark_r, mark_o) in (obs_marks or {}).items():
+        obs_r[key], obs_o[key] = mark_r, mark_o
+    obs = pd.concat([obs_r, obs_o], axis=0, join="outer")
+    for c in obs.columns:
+        if isinstance(obs[c].dtype, pd.CategoricalDtype) or obs[c].dtype == object:
+            obs[c] = obs[c].astype(object)
+    obs["Project"] = pd.Categorical(obs["Project"].astype(str), categories=list(projects))
+
+    obsm = {}
+    for key in ref.obsm:
+        if key in other.obsm and isinstance(ref.obsm[key], pd.DataFrame):
+            tab_r, tab_o = ref.obsm[key].copy(), other.obsm[key].copy()
+            tab_r.index, tab_o.index = idx_r, idx_o
+            obsm[key] = pd.concat([tab_r, tab_o], axis=0).fillna("")
+
+    var = ref.var.iloc[cols_r].copy()
+    var["Adj_factor"] = factor
+
+    prov_r = ref.uns.get("olinkpipe", {})
+    prov_o = other.uns.get("olinkpipe", {})
+    prov = _copy.deepcopy(prov_r) if isinstance(prov_r, dict) else {}
+    srcs = []
+    for p in (prov_r, prov_o):
+        if isinstance(p, dict) and "source" in p:
+            srcs.extend(list(np.atleast_1d(p["source"])))
+    if srcs:
+        prov["source"] = [str(s) for s in srcs]
+    prov["excluded"] = _merge_excluded(ref, other)
+    uns = {k: v for k, v in ref.uns.items() if k != "olinkpipe"}
+    uns["olinkpipe"] = prov
+
+    out = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm, uns=uns)
+    norm = _utils.normalization_record(out)
+    norm[step] = {**settings, "reference_project": projects[0], "factors": factors}
+    provenance(out)
+    for rec in records:
+        _utils.exclude(out, step=step, **rec)
+    return out
+
+
+def factor_table(names: pd.Index, var: pd.DataFrame, factor: np.ndarray, **extra) -> pd.DataFrame:
+    """Per-assay factor table stored in ``uns``: OlinkID, Assay, Panel, Adj_factor, extras."""
+    tab = pd.DataFrame({"OlinkID": np.asarray(names, dtype=str)})
+    for col in ("Assay", "Panel"):
+        if col in var:
+            tab[col] = var[col].astype(str).to_numpy()
+    tab["Adj_factor"] = factor
+    for k, v in extra.items():
+        tab[k] = v
+    return tab

@@ -1,0 +1,258 @@
+"""Private helpers shared by the ``pp`` modules: cell-wise plate/QC codes, sample lookup."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._provenance import provenance, record_exclusion
+from ..errors import (
+    DuplicateSampleError,
+    MissingColumnError,
+    OlinkpipeWarning,
+    ValidationError,
+    format_message,
+    preview,
+)
+
+CONTROL_ID = re.compile(r"CONTROL_SAMPL")
+OLINK_ID = re.compile(r"^OID[0-9]{5}$")
+
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def warn_user(message: str) -> None:
+    """Warn (OlinkpipeWarning) pointing at the first caller outside the olinkpipe package."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PKG_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, OlinkpipeWarning, stacklevel=level)
+
+
+def exclude(adata: ad.AnnData, *, step: str, kind: str, ids, reason: str) -> None:
+    """``record_exclusion`` with the warning pointing at the user's line."""
+    ids = [str(i) for i in ids]
+    if ids:
+        record_exclusion(adata, step=step, kind=kind, ids=ids, reason=reason, warn_user=False)
+        warn_user(f"{step}: excluded {len(ids)} {kind}(s) ({reason}): {preview(ids)}")
+
+
+def nanmedian0(block: np.ndarray) -> np.ndarray:
+    """Column medians ignoring NaN (R ``median(na.rm=TRUE)``); all-NaN column → NaN, quietly."""
+    if block.shape[0] == 0:
+        return np.full(block.shape[1], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(block, axis=0)
+
+
+def sample_ids(adata: ad.AnnData) -> pd.Index:
+    """The export's SampleIDs (``obs["SampleID"]``), or ``obs_names`` when absent."""
+    if "SampleID" in adata.obs:
+        return pd.Index(adata.obs["SampleID"].astype(str))
+    return pd.Index(adata.obs_names.astype(str))
+
+
+def control_samples(adata: ad.AnnData) -> np.ndarray:
+    """Boolean mask of control samples (``obs["is_control"]``, SampleType, or the ID pattern)."""
+    obs = adata.obs
+    if "is_control" in obs:
+        mask = obs["is_control"].fillna(value=False).to_numpy(dtype=bool)
+    elif "SampleType" in obs:
+        mask = obs["SampleType"].astype(str).str.upper().ne("SAMPLE").to_numpy()
+    else:
+        mask = np.zeros(adata.n_obs, dtype=bool)
+    by_name = np.array([bool(CONTROL_ID.search(s)) for s in sample_ids(adata)], dtype=bool)
+    return mask | by_name
+
+
+def control_assays(adata: ad.AnnData) -> np.ndarray:
+    """Boolean mask of control assays (``var["is_control"]`` or a non-``OID#####`` index)."""
+    var = adata.var
+    if "is_control" in var:
+        return var["is_control"].fillna(value=False).to_numpy(dtype=bool)
+    if "AssayType" in var:
+        return var["AssayType"].astype(str).ne("assay").to_numpy()
+    return np.array([not OLINK_ID.match(str(v)) for v in adata.var_names], dtype=bool)
+
+
+def panels(adata: ad.AnnData) -> np.ndarray:
+    """Panel of each assay (``var["Panel"]``; one pseudo-panel ``"all"`` when absent)."""
+    if "Panel" in adata.var:
+        return adata.var["Panel"].astype(str).to_numpy()
+    return np.full(adata.n_vars, "all", dtype=object)
+
+
+def per_panel_obs(adata: ad.AnnData, key: str) -> pd.DataFrame:
+    """Sample × panel table of a per-panel field (``obsm[key]``, else ``obs[key]`` broadcast).
+
+    Missing information is the empty string.
+    """
+    pans = pd.unique(panels(adata))
+    if key in adata.obsm and isinstance(adata.obsm[key], pd.DataFrame):
+        tab = adata.obsm[key]
+        out = pd.DataFrame(index=adata.obs_names)
+        for p in pans:
+            out[p] = tab[p].astype(object).fillna("").astype(str) if p in tab else ""
+        return out
+    if key in adata.obs:
+        col = adata.obs[key].astype(object).fillna("").astype(str).to_numpy()
+        return pd.DataFrame({p: col for p in pans}, index=adata.obs_names)
+    return pd.DataFrame({p: [""] * adata.n_obs for p in pans}, index=adata.obs_names)
+
+
+def cell_codes(adata: ad.AnnData, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Integer code of a per-panel field for every sample × assay cell, and its categories.
+
+    The plate of cell (i, j) is ``categories[codes[i, j]]``.
+    """
+    tab = per_panel_obs(adata, key)
+    cats = pd.unique(tab.to_numpy().ravel())
+    lookup = {c: i for i, c in enumerate(cats)}
+    pans = panels(adata)
+    codes = np.empty((adata.n_obs, adata.n_vars), dtype=np.int32)
+    for p in pd.unique(pans):
+        cols = np.flatnonzero(pans == p)
+        panel_codes = np.array([lookup[v] for v in tab[p].to_numpy()], dtype=np.int32)
+        codes[:, cols] = panel_codes[:, None]
+    return codes, np.asarray(cats, dtype=object)
+
+
+def qc_fail_cells(adata: ad.AnnData) -> np.ndarray:
+    """Boolean sample × assay mask of cells whose sample QC warning is not a pass."""
+    if "qc_warning" in adata.layers:
+        return np.asarray(adata.layers["qc_warning"], dtype=bool)
+    tab = per_panel_obs(adata, "QC_Warning")
+    fail_tab = ~tab.apply(lambda s: s.str.upper().isin(["PASS", ""]))
+    pans = panels(adata)
+    out = np.zeros((adata.n_obs, adata.n_vars), dtype=bool)
+    for p in pd.unique(pans):
+        cols = np.flatnonzero(pans == p)
+        out[:, cols] = fail_tab[p].to_numpy()[:, None]
+    return out
+
+
+def sample_qc_fail(adata: ad.AnnData) -> np.ndarray:
+    """Samples with any non-passing QC warning (``obs["qc_pass"]`` when present)."""
+    if "qc_pass" in adata.obs:
+        return ~adata.obs["qc_pass"].fillna(value=False).to_numpy(dtype=bool)
+    tab = per_panel_obs(adata, "QC_Warning")
+    fail = ~tab.apply(lambda s: s.str.upper().isin(["PASS", ""]))
+    return fail.any(axis=1).to_numpy()
+
+
+def lod_layer(adata: ad.AnnData, *, what: str) -> np.ndarray:
+    """``layers["lod"]`` as float, or a clear error."""
+    if "lod" not in adata.layers:
+        msg = format_message(
+            f"{what} needs the LOD layer, but adata.layers has only {list(adata.layers)!r}",
+            column="layers['lod']",
+            hint="Read an export with an LOD column, or run pp.compute_lod / pp.read_fixed_lod.",
+        )
+        raise MissingColumnError(msg)
+    return np.asarray(adata.layers["lod"], dtype=float)
+
+
+def resolve_samples(
+    adata: ad.AnnData,
+    ids: Iterable[object],
+    *,
+    what: str,
+    project: str,
+    allow_multiple: bool = False,
+) -> np.ndarray:
+    """Row positions of sample identifiers (``obs_names`` first, then ``obs["SampleID"]``).
+
+    Raises a clear error for identifiers listed twice or absent, and, unless
+    ``allow_multiple`` (every matching row is used, as OlinkAnalyze's ``%in%``), for
+    identifiers matching several rows.
+    """
+    ids = [str(i) for i in ids]
+    if allow_multiple:  # a set of samples, as R's ``%in%``: repeats are harmless
+        ids = list(dict.fromkeys(ids))
+    dup = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
+    if dup:
+        msg = format_message(
+            f"{what}: sample(s) listed more than once",
+            rows=dup,
+            hint="Pass each sample once.",
+        )
+        raise DuplicateSampleError(msg)
+    name_pos = {n: k for k, n in enumerate(adata.obs_names.astype(str))}
+    sids = np.asarray(sample_ids(adata), dtype=object)
+    by_sid: dict[str, list[int]] = {}
+    for k, s in enumerate(sids):
+        by_sid.setdefault(s, []).append(k)
+    rows, missing, ambiguous = [], [], []
+    for i in ids:
+        if i in name_pos:
+            rows.append(name_pos[i])
+        elif len(by_sid.get(i, ())) == 1 or (i in by_sid and allow_multiple):
+            rows.extend(by_sid[i])
+        elif i in by_sid:
+            ambiguous.append(i)
+        else:
+            missing.append(i)
+    if missing:
+        msg = format_message(
+            f"{what}: sample(s) not found in project {project!r} "
+            f"(looked in obs_names and obs['SampleID'])",
+            column="SampleID",
+            rows=missing,
+            hint="Check the spelling, or pass a mapping {reference_id: other_id} for renamed samples.",
+        )
+        raise ValidationError(msg)
+    if ambiguous:
+        msg = format_message(
+            f"{what}: sample(s) occur on several rows of project {project!r}",
+            column="SampleID",
+            rows=ambiguous,
+            hint="Pass the unique obs_names (e.g. 'ID@PlateID') instead.",
+        )
+        raise DuplicateSampleError(msg)
+    return np.asarray(rows, dtype=np.intp)
+
+
+def new_result(adata: ad.AnnData, *, copy: bool) -> ad.AnnData:
+    """A copy of ``adata`` (or ``adata`` itself) with ``uns["olinkpipe"]`` ready."""
+    out = adata.copy() if copy else adata
+    provenance(out)
+    return out
+
+
+def normalization_record(adata: ad.AnnData) -> dict:
+    """``uns["olinkpipe"]["normalization"]``, created when absent."""
+    prov = provenance(adata)
+    rec = prov.get("normalization")
+    if not isinstance(rec, dict):
+        rec = {}
+        prov["normalization"] = rec
+    return rec
+
+
+def as_mapping(samples: Mapping[object, object] | Iterable[object]) -> tuple[list[str], list[str]]:
+    """Bridge samples as (reference IDs, other IDs): a list of shared IDs, pairs, or a mapping."""
+    if isinstance(samples, Mapping):
+        pairs = [(str(k), str(v)) for k, v in samples.items()]
+    elif isinstance(samples, pd.DataFrame):
+        if samples.shape[1] != 2:
+            msg = "bridge_samples as a DataFrame must have two columns (reference ID, other ID)."
+            raise ValidationError(msg)
+        pairs = [(str(a), str(b)) for a, b in samples.itertuples(index=False)]
+    else:
+        pairs = []
+        for s in samples:
+            if isinstance(s, tuple | list) and len(s) == 2:
+                pairs.append((str(s[0]), str(s[1])))
+            else:
+                pairs.append((str(s), str(s)))
+    return [a for a, _ in pairs], [b for _, b in pairs]

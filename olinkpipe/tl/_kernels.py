@@ -1,0 +1,565 @@
+"""Array-only kernels for two-group tests, vectorised over the assays (columns).
+
+Nothing here knows about AnnData. Every kernel takes float arrays whose columns are assays
+and whose rows are samples (or pairs), with ``NaN`` for a missing value, and returns a dict
+of 1-D arrays (one entry per assay). Missing values are dropped per assay, as
+``nan_policy="omit"`` does in scipy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = [
+    "one_sample_t",
+    "two_sample_t",
+    "signed_rank",
+    "rank_sum",
+    "rank_sorted",
+    "kth_pair_sums",
+]
+
+MIN_N = 3
+_DEBUG = False
+
+
+def _result(m: int) -> dict[str, np.ndarray]:
+    keys = ["estimate", "ci_low", "ci_high", "statistic", "df", "p_value"]
+    out = {k: np.full(m, np.nan) for k in keys}
+    out["reason"] = np.full(m, "", dtype=object)
+    return out
+
+
+def _nan_moments(x: np.ndarray, *, overwrite: bool = False) -> tuple:
+    """Count, mean and centred sum of squares per column, NaN skipped (two-pass)."""
+    isn = np.isnan(x)
+    work = x if overwrite else x.copy()
+    np.copyto(work, 0.0, where=isn)
+    n = x.shape[0] - np.count_nonzero(isn, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = work.sum(axis=0) / n
+    work -= mean
+    np.copyto(work, 0.0, where=isn)
+    ss = np.einsum("ij,ij->j", work, work)
+    return n, mean, ss
+
+
+def _t_p_ci(est, se, df, conf_level, out):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = est / se
+    out["estimate"] = est
+    out["statistic"] = t
+    out["df"] = df
+    out["p_value"] = 2.0 * stats.t.sf(np.abs(t), df)
+    q = stats.t.ppf(0.5 + conf_level / 2.0, df)
+    out["ci_low"] = est - q * se
+    out["ci_high"] = est + q * se
+
+
+def one_sample_t(d: np.ndarray, *, conf_level: float = 0.95, overwrite: bool = False) -> dict:
+    """Paired t-test on within-pair differences ``d`` (pairs × assays); df = n − 1.
+
+    Equals ``scipy.stats.ttest_rel(target, reference, nan_policy="omit")`` column by column.
+    """
+    m = d.shape[1]
+    out = _result(m)
+    n, mean, ss = _nan_moments(d, overwrite=overwrite)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = ss / (n - 1)
+        se = np.sqrt(var / n)
+    bad_n = n < MIN_N
+    zero = ~bad_n & (var <= (1e-13 * np.maximum(np.abs(mean), 1.0)) ** 2)
+    _t_p_ci(mean, se, n - 1.0, conf_level, out)
+    out["n"] = n
+    out["mean"] = mean.copy()
+    _blank(out, bad_n, f"fewer than {MIN_N} complete pairs")
+    _blank(out, zero, "zero variance of the differences", keep_estimate=True)
+    return out
+
+
+def two_sample_t(
+    xt: np.ndarray, xr: np.ndarray, *, equal_var: bool = False, conf_level: float = 0.95
+) -> dict:
+    """Welch (default) or Student two-sample t-test, estimate = mean(target) − mean(reference).
+
+    Equals ``scipy.stats.ttest_ind(target, reference, equal_var=..., nan_policy="omit")``.
+    """
+    m = xt.shape[1]
+    out = _result(m)
+    nt, mt, sst = _nan_moments(xt)
+    nr, mr, ssr = _nan_moments(xr)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vt = sst / (nt - 1)
+        vr = ssr / (nr - 1)
+        if equal_var:
+            df = nt + nr - 2.0
+            sp = (sst + ssr) / df
+            se = np.sqrt(sp * (1.0 / nt + 1.0 / nr))
+        else:
+            at, ar = vt / nt, vr / nr
+            se = np.sqrt(at + ar)
+            df = (at + ar) ** 2 / (at**2 / (nt - 1) + ar**2 / (nr - 1))
+    _t_p_ci(mt - mr, se, df, conf_level, out)
+    out["n"] = nt + nr
+    out["n_target"], out["n_reference"] = nt, nr
+    bad_n = (nt < MIN_N) | (nr < MIN_N)
+    scale = np.maximum(np.maximum(np.abs(mt), np.abs(mr)), 1.0)
+    zero = ~bad_n & (se <= 1e-13 * scale)
+    _blank(out, bad_n, f"fewer than {MIN_N} samples in a group")
+    _blank(out, zero, "zero variance in both groups", keep_estimate=True)
+    return out
+
+
+def _blank(out: dict, mask: np.ndarray, reason: str, *, keep_estimate: bool = False) -> None:
+    """Set the statistics of the masked assays to NaN and record why (first reason wins)."""
+    mask = np.asarray(mask, dtype=bool) & (out["reason"] == "")
+    if not mask.any():
+        return
+    keys = ["ci_low", "ci_high", "statistic", "df", "p_value"]
+    if not keep_estimate:
+        keys.append("estimate")
+    for k in keys:
+        out[k][mask] = np.nan
+    out["reason"][mask] = reason
+
+
+# --------------------------------------------------------------------------------------
+# ranks
+
+
+def rank_sorted(x: np.ndarray) -> tuple:
+    """Sort each row of ``x`` (assays × values) and give average ranks with ties.
+
+    Returns ``order, sorted, ranks, n, ties`` where ``ranks`` (1-based, NaN for the NaN
+    entries, which sort last) is aligned with ``sorted``, ``n`` counts the non-NaN values
+    per row and ``ties`` is the tie term Σ(t³ − t) over groups of equal values.
+    """
+    order = np.argsort(x, axis=1)
+    s = np.take_along_axis(x, order, axis=1)
+    valid = ~np.isnan(s)
+    n = valid.sum(axis=1)
+    k = s.shape[1]
+    pos = np.broadcast_to(np.arange(k), s.shape)
+    new = np.ones(s.shape, dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    start = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
+    last = np.ones(s.shape, dtype=bool)
+    last[:, :-1] = new[:, 1:]
+    end = np.minimum.accumulate(np.where(last, pos, k - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = (start + end) / 2.0 + 1.0
+    ranks[~valid] = np.nan
+    t = (end - start + 1).astype(float)
+    ties = np.where(valid, t * t - 1.0, 0.0).sum(axis=1)
+    return order, s, ranks, n, ties
+
+
+# --------------------------------------------------------------------------------------
+# exact null distributions (cached per sample size; loops over sizes, never over assays)
+
+
+@lru_cache(maxsize=256)
+def _signrank_cdf(n: int) -> np.ndarray:
+    """P(V <= v), v = 0..n(n+1)/2, for the signed-rank statistic without ties."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    top = 0
+    for i in range(1, n + 1):
+        counts[i : top + i + 1] += counts[: top + 1].copy()
+        top += i
+    return np.cumsum(counts) / 2.0**n
+
+
+@lru_cache(maxsize=1024)
+def _ranksum_cdf(n1: int, n2: int) -> np.ndarray:
+    """P(U <= u), u = 0..n1*n2, for the Mann–Whitney U of the first sample, no ties."""
+    # p[a][u] for a first-sample size a and current second-sample size b, built over b.
+    prob = [np.ones(1) for _ in range(n1 + 1)]  # b = 0: U = 0 surely
+    for b in range(1, n2 + 1):
+        new = [np.ones(1)]  # a = 0: U = 0
+        for a in range(1, n1 + 1):
+            size = a * b + 1
+            cur = np.zeros(size)
+            # largest value from sample 1 (prob a/(a+b)): it exceeds all b of sample 2
+            prev1 = new[a - 1]
+            cur[b : b + prev1.size] += a / (a + b) * prev1
+            prev2 = prob[a]
+            cur[: prev2.size] += b / (a + b) * prev2
+            new.append(cur)
+        prob = new
+    return np.cumsum(prob[n1])
+
+
+def _exact_two_sided(stat: float, cdf: np.ndarray, mean: float) -> float:
+    """R's two-sided exact p: 2·P(S >= s) if s > mean else 2·P(S <= s), capped at 1."""
+    s = int(round(stat))
+    if stat > mean:
+        p = 1.0 - cdf[s - 1] if s >= 1 else 1.0
+    else:
+        p = cdf[s]
+    return min(2.0 * p, 1.0)
+
+
+def _q_lower(alpha_half: float, cdf: np.ndarray) -> int:
+    """R's qsignrank/qwilcox: smallest q with P(S <= q) >= p (R's fuzz of 10 eps)."""
+    return int(np.searchsorted(cdf, alpha_half - 10 * np.finfo(float).eps, side="left"))
+
+
+# --------------------------------------------------------------------------------------
+# Wilcoxon signed-rank and rank-sum
+
+
+def signed_rank(
+    d: np.ndarray,
+    *,
+    exact: bool | None = None,
+    correction: bool = True,
+    conf_level: float = 0.95,
+    hodges_lehmann: bool = True,
+) -> dict:
+    """Wilcoxon signed-rank test on within-pair differences ``d`` (pairs × assays).
+
+    Zero differences are dropped (R and scipy ``zero_method="wilcox"``). ``statistic`` is
+    R's V (sum of the ranks of positive differences). The p-value is exact when ``exact``
+    is True, or when ``exact`` is None and the assay has fewer than 50 non-zero
+    differences without ties (R's rule); otherwise normal with tie and continuity
+    correction. The estimate is the Hodges–Lehmann pseudo-median (median of the Walsh
+    averages) and the CI their order statistics (see :func:`kth_pair_sums`).
+    """
+    m = d.shape[1]
+    out = _result(m)
+    dt = np.ascontiguousarray(d.T)
+    n_all = (~np.isnan(dt)).sum(axis=1)
+    zeros = (dt == 0).sum(axis=1)
+    a = np.abs(dt)
+    a[dt == 0] = np.nan
+    order, _, ranks, n, ties = rank_sorted(a)
+    pos = np.take_along_axis(dt, order, axis=1) > 0
+    v = np.where(pos, ranks, 0.0).sum(axis=1)
+    nf = n.astype(float)
+    mu = nf * (nf + 1) / 4.0
+    sigma = np.sqrt(nf * (nf + 1) * (2 * nf + 1) / 24.0 - ties / 48.0)
+    z = v - mu
+    corr = np.sign(z) * 0.5 if correction else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zz = (z - corr) / sigma
+    p = 2.0 * special.ndtr(-np.abs(zz))
+    use_exact = _exact_mask(exact, (n < 50) & (ties == 0) & (zeros == 0))
+    for size in np.unique(n[use_exact & (n > 0)]):
+        cdf = _signrank_cdf(int(size))
+        idx = np.flatnonzero(use_exact & (n == size))
+        p[idx] = [_exact_two_sided(v[i], cdf, size * (size + 1) / 4.0) for i in idx]
+    out["statistic"] = v
+    out["p_value"] = np.minimum(p, 1.0)
+    out["df"] = np.full(m, np.nan)
+    out["n"] = n_all
+    out["exact"] = use_exact
+    if hodges_lehmann:
+        _hl_signed(dt, n_all, n, nf, ties, use_exact, conf_level, out)
+    bad = n_all < MIN_N
+    _blank(out, bad, f"fewer than {MIN_N} complete pairs")
+    _blank(out, n == 0, "all differences are zero", keep_estimate=True)
+    return out
+
+
+def _exact_mask(exact: bool | None, auto: np.ndarray) -> np.ndarray:
+    if exact is None:
+        return auto
+    return np.full(auto.shape, bool(exact))
+
+
+def _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level):
+    """Order-statistic ranks (1-based) of the CI bounds among the N pairwise values."""
+    z = stats.norm.ppf(0.5 + conf_level / 2.0)
+    with np.errstate(invalid="ignore"):
+        k_lo = np.ceil(big_n / 2.0 - z * sigma + 0.5)
+    for i in np.flatnonzero(use_exact):
+        cdf = cdfs(i)
+        if cdf is not None:
+            k_lo[i] = max(_q_lower((1 - conf_level) / 2.0, cdf), 1)
+    k_lo = np.clip(k_lo, 1, np.maximum(big_n, 1))
+    k_hi = big_n + 1 - k_lo
+    return k_lo, k_hi
+
+
+def _hl_signed(dt, n_all, n_nz, nf, ties, use_exact, conf_level, out):
+    s = np.sort(dt, axis=1) / 2.0  # Walsh average = s_i + s_j over i <= j (zeros kept)
+    nn = n_all.astype(float)
+    big_n = nn * (nn + 1) / 2.0
+    # sigma of V(x - d) near the bounds, where x - d has no zeros and (for continuous
+    # data) no ties: R's uniroot evaluates it there
+    sig = np.sqrt(nn * (nn + 1) * (2 * nn + 1) / 24.0)
+
+    def cdfs(i):
+        return _signrank_cdf(int(n_all[i])) if n_all[i] > 0 else None
+
+    k_lo, k_hi = _ci_ranks(big_n, sig, use_exact, cdfs, conf_level)
+    _fill_hl(s, s, n_all, n_all, big_n, k_lo, k_hi, True, out)
+
+
+def rank_sum(
+    xt: np.ndarray,
+    xr: np.ndarray,
+    *,
+    exact: bool | None = None,
+    correction: bool = True,
+    conf_level: float = 0.95,
+    hodges_lehmann: bool = True,
+) -> dict:
+    """Wilcoxon rank-sum (Mann–Whitney) test, target vs reference (samples × assays each).
+
+    ``statistic`` is W = U of the target sample (R's W with ``x`` = target). p-value exact
+    when ``exact`` is True, or when None and both groups have fewer than 50 values and
+    there are no ties (R's rule); otherwise normal with tie and continuity correction. The
+    estimate is the Hodges–Lehmann shift: the median of all target − reference differences.
+    """
+    m = xt.shape[1]
+    out = _result(m)
+    both = np.ascontiguousarray(np.vstack([xt, xr]).T)
+    is_t = np.zeros(both.shape[1], dtype=bool)
+    is_t[: xt.shape[0]] = True
+    order, _, ranks, n, ties = rank_sorted(both)
+    lab = is_t[order]
+    nt = (~np.isnan(xt)).sum(axis=0)
+    nr = (~np.isnan(xr)).sum(axis=0)
+    w = np.where(lab, np.nan_to_num(ranks), 0.0).sum(axis=1) - nt * (nt + 1) / 2.0
+    nt_f, nr_f, n_f = nt.astype(float), nr.astype(float), n.astype(float)
+    mu = nt_f * nr_f / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma = np.sqrt(nt_f * nr_f / 12.0 * ((n_f + 1) - ties / (n_f * (n_f - 1))))
+        z = w - mu
+        corr = np.sign(z) * 0.5 if correction else 0.0
+        zz = (z - corr) / sigma
+    p = 2.0 * special.ndtr(-np.abs(zz))
+    use_exact = _exact_mask(exact, (nt < 50) & (nr < 50) & (ties == 0))
+    use_exact &= (nt > 0) & (nr > 0)
+    for a, b in set(zip(nt[use_exact].tolist(), nr[use_exact].tolist(), strict=True)):
+        cdf = _ranksum_cdf(int(a), int(b))
+        idx = np.flatnonzero(use_exact & (nt == a) & (nr == b))
+        p[idx] = [_exact_two_sided(w[i], cdf, a * b / 2.0) for i in idx]
+    out["statistic"] = w
+    out["p_value"] = np.minimum(p, 1.0)
+    out["n"] = nt + nr
+    out["n_target"], out["n_reference"] = nt, nr
+    out["exact"] = use_exact
+    if hodges_lehmann:
+        a_sorted = np.sort(np.ascontiguousarray(xt.T), axis=1)
+        b_sorted = np.sort(-np.ascontiguousarray(xr.T), axis=1)
+        big_n = nt_f * nr_f
+
+        def cdfs(i):
+            if nt[i] == 0 or nr[i] == 0:
+                return None
+            return _ranksum_cdf(int(nt[i]), int(nr[i]))
+
+        k_lo, k_hi = _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level)
+        _fill_hl(a_sorted, b_sorted, nt, nr, big_n, k_lo, k_hi, False, out)
+    bad = (nt < MIN_N) | (nr < MIN_N)
+    _blank(out, bad, f"fewer than {MIN_N} samples in a group")
+    _blank(out, ~bad & ~(sigma > 0), "all values tied", keep_estimate=True)
+    return out
+
+
+def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, triangular, out):
+    ok = big_n > 0
+    n_ok = np.where(ok, big_n, 1.0)
+    k_med = np.floor((n_ok + 1.0) / 2.0)
+    est = np.full(a.shape[0], np.nan)
+    if ok.any():
+        vals = kth_pair_sums(a, b, na, nb, np.where(ok, k_med, 1.0), triangular, extra=1)
+        odd = (n_ok % 2) == 1
+        est = np.where(odd, vals[:, 0], (vals[:, 0] + vals[:, 1]) / 2.0)
+        lo = kth_pair_sums(a, b, na, nb, np.where(ok, k_lo, 1.0), triangular)[:, 0]
+        hi = kth_pair_sums(a, b, na, nb, np.where(ok, k_hi, 1.0), triangular)[:, 0]
+        est[~ok] = np.nan
+        lo[~ok] = np.nan
+        hi[~ok] = np.nan
+        out["ci_low"], out["ci_high"] = lo, hi
+    out["estimate"] = est
+
+
+# --------------------------------------------------------------------------------------
+# k-th smallest of pairwise sums (Hodges–Lehmann), vectorised over rows
+
+
+class _Counter:
+    """Counts ``#{(i, j): a[r,i] + b[r,j] <= t[r]}`` for any subset of rows at once.
+
+    The rows of ``b`` are laid end to end with offsets so that one ``searchsorted`` over
+    the flattened array answers every row; queries are sorted so numpy's search reuses
+    the previous position.
+    """
+
+    def __init__(self, a, b, na, nb, tmin, tmax, triangular):
+        m, self.ka = a.shape
+        self.kb = b.shape[1]
+        fa = np.where(np.isnan(a), 0.0, a)
+        fb = np.where(np.isnan(b), 0.0, b)
+        big = np.abs(fb).max(initial=0.0) + np.abs(fa).max(initial=0.0)
+        big = float(big + max(abs(tmin), abs(tmax)) + 1.0)
+        self.off = np.arange(m) * (8.0 * big)
+        self.bb = np.where(np.isnan(b), 2.0 * big, b) + self.off[:, None]
+        # query t - a_i, reversed so it ascends; a NaN gives a query below its row
+        self.qa = self.off[:, None] - np.where(np.isnan(a), 4.0 * big, a)[:, ::-1]
+        self.nb = nb
+        self.valid_i = np.arange(self.ka)[None, :] < na[:, None]
+        self.lowj = np.arange(self.ka)[None, :] if triangular else None
+
+    def __call__(self, rows, t):
+        every = rows.size == self.bb.shape[0]
+        bb = self.bb.ravel() if every else self.bb[rows].ravel()
+        q = (self.qa if every else self.qa[rows]) + t[:, None]
+        idx = np.searchsorted(bb, q.ravel(), side="right").reshape(rows.size, self.ka)
+        idx = idx[:, ::-1] - (np.arange(rows.size) * self.kb)[:, None]
+        np.minimum(idx, self.nb[rows][:, None], out=idx)
+        cnt = idx if self.lowj is None else np.maximum(idx - self.lowj, 0)
+        cnt *= self.valid_i if every else self.valid_i[rows]
+        return cnt.sum(axis=1).astype(float), idx
+
+
+def kth_pair_sums(
+    a: np.ndarray,
+    b: np.ndarray,
+    na: np.ndarray,
+    nb: np.ndarray,
+    k: np.ndarray,
+    triangular: bool,
+    *,
+    extra: int = 0,
+    window: int | None = None,
+) -> np.ndarray:
+    """Exact k-th smallest (1-based) of ``a[r, i] + b[r, j]`` for every row r.
+
+    ``a`` and ``b`` are sorted ascending per row with NaN last (``na``, ``nb`` valid
+    counts). With ``triangular`` only pairs ``j >= i`` count (Walsh averages when
+    ``a = b = d/2``). Returns an array (rows, extra + 1) with the values of ranks
+    ``k, k+1, …, k+extra``.
+
+    The search brackets the answer by exact counts (one ``searchsorted`` over all rows at
+    once) with interpolation steps until at most ``window`` pair sums remain between the
+    bounds, then extracts those and sorts them; no pairwise matrix is ever formed, so
+    memory is O(rows × n) and time O(rows × n log n) per step.
+    """
+    m, ka = a.shape
+    res = np.full((m, extra + 1), np.nan)
+    if m == 0:
+        return res
+    na = np.asarray(na)
+    nb = np.asarray(nb)
+    if window is None:
+        window = max(64, ka // 2)
+    k = np.asarray(k, dtype=float)
+    kt = k + extra
+    ia = np.maximum(na - 1, 0)
+    ib = np.maximum(nb - 1, 0)
+    rows = np.arange(m)
+    lo = a[:, 0] + b[:, 0]
+    lo = lo - (np.abs(lo) + 1.0)
+    hi = a[rows, ia] + b[rows, ib]
+    big_n = na * (na + 1) / 2.0 if triangular else na.astype(float) * nb
+    live = (na > 0) & (nb > 0) & (k >= 1) & (kt <= big_n)
+    lo[~live] = 0.0
+    hi[~live] = 1.0
+    counter = _Counter(a, b, na, nb, float(lo.min()), float(hi.max()), triangular)
+    clo = np.zeros(m)
+    chi = big_n.copy()
+    idx_lo = np.zeros((m, ka), dtype=np.intp)
+    idx_hi = np.broadcast_to(nb[:, None], (m, ka)).astype(np.intp)
+    # first guess: the same quantile among pair sums of a coarse grid of each row
+    g = 24
+    gi = np.clip(((np.arange(g) + 0.5) / g * na[:, None]).astype(int), 0, ia[:, None])
+    gj = np.clip(((np.arange(g) + 0.5) / g * nb[:, None]).astype(int), 0, ib[:, None])
+    grid = np.take_along_axis(a, gi, axis=1)[:, :, None] + np.take_along_axis(b, gj, axis=1)[
+        :, None, :
+    ]
+    grid = grid.reshape(m, -1)
+    if triangular:
+        iu = np.triu_indices(g)
+        grid = grid[:, iu[0] * g + iu[1]]
+    grid = np.sort(np.where(np.isnan(grid), np.inf, grid), axis=1)
+    gsize = grid.shape[1]
+    frac = np.clip((kt - 0.5) / np.maximum(big_n, 1.0), 0.0, 1.0)
+
+    def gq(f):
+        return grid[rows, np.clip((f * gsize).astype(int), 0, gsize - 1)]
+
+    guess = gq(frac)
+    # slope dt/dcount of the pair-sum quantile function, from the grid
+    h = 2.0 / g
+    with np.errstate(invalid="ignore"):
+        slope = (gq(frac + h) - gq(frac - h)) / (
+            (np.minimum(frac + h, 1.0) - np.maximum(frac - h, 0.0)) * np.maximum(big_n, 1.0)
+        )
+    slope = np.where(np.isfinite(slope) & (slope > 0), slope, 0.0)
+    t_last = np.full(m, np.nan)
+    c_last = np.full(m, np.nan)
+    active = live & (chi - clo > window)
+    eps = 4 * np.finfo(float).eps
+    quarter = window / 4.0
+    for it in range(200):
+        act = np.flatnonzero(active)
+        if act.size == 0:
+            break
+        l0, h0 = lo[act], hi[act]
+        # aim a little inside the wider side so both bounds close in on the target
+        aim = np.where(kt[act] - clo[act] > chi[act] - kt[act], kt[act] - quarter, kt[act] + quarter)
+        aim = np.clip(aim, clo[act] + 0.5, chi[act] - 0.5)
+        if it == 0:
+            tt = guess[act]
+        else:
+            tl, cl = t_last[act], c_last[act]
+            tt = tl + (aim - cl) * slope[act]
+        mid = l0 + (h0 - l0) / 2.0
+        tt = np.where((tt > l0) & (tt < h0), tt, mid)
+        c, idx = counter(act, tt)
+        # secant slope from this and the previous probe
+        with np.errstate(invalid="ignore", divide="ignore"):
+            new_slope = (tt - t_last[act]) / (c - c_last[act])
+        slope[act] = np.where(np.isfinite(new_slope) & (new_slope > 0), new_slope, slope[act])
+        t_last[act], c_last[act] = tt, c
+        up = c >= kt[act]
+        hi[act] = np.where(up, tt, h0)
+        lo[act] = np.where(up, l0, tt)
+        chi[act] = np.where(up, c, chi[act])
+        clo[act] = np.where(up, clo[act], c)
+        idx_hi[act[up]] = idx[up]
+        idx_lo[act[~up]] = idx[~up]
+        stuck = (hi[act] - lo[act]) <= eps * (np.abs(hi[act]) + np.abs(lo[act]))
+        active[act] = (chi[act] - clo[act] > window) & ~stuck
+        if _DEBUG:
+            print(it, act.size, np.median(chi[act] - clo[act]))
+    # extract the pair sums in (lo, hi] and pick the wanted ranks among them
+    start = idx_lo if not triangular else np.maximum(idx_lo, np.arange(ka)[None, :])
+    stop = np.maximum(idx_hi, start)
+    valid_i = (np.arange(ka)[None, :] < na[:, None]) & live[:, None]
+    length = np.where(valid_i, stop - start, 0)
+    per_row = length.sum(axis=1)
+    total = int(per_row.sum())
+    flat_len = length.ravel()
+    row_of = np.repeat(np.repeat(rows, ka), flat_len)
+    i_of = np.repeat(np.tile(np.arange(ka), m), flat_len)
+    first = np.repeat(start.ravel(), flat_len)
+    seg_start = np.repeat(np.cumsum(flat_len) - flat_len, flat_len)
+    j_of = first + (np.arange(total) - seg_start)
+    vals = a[row_of, i_of] + b[row_of, j_of]
+    width = int(per_row.max(initial=1))
+    mat = np.full((m, max(width, 1)), np.inf)
+    row_start = np.cumsum(per_row) - per_row
+    col = np.arange(total) - np.repeat(row_start, per_row)
+    mat[row_of, col] = vals
+    mat.sort(axis=1)
+    for e in range(extra + 1):
+        r = (k + e - clo - 1).astype(int)
+        okr = live & (r >= 0) & (r < per_row)
+        res[okr, e] = mat[rows[okr], r[okr]]
+        below = live & (r == -1)  # the rank just below the window: the largest sum <= lo
+        if below.any():
+            p = idx_lo[below] - 1
+            okp = valid_i[below] & (p >= 0)
+            if triangular:
+                okp &= p >= np.arange(ka)[None, :]
+            vb = np.take_along_axis(b[below], np.clip(p, 0, b.shape[1] - 1), axis=1)
+            res[below, e] = np.where(okp, a[below] + vb, -np.inf).max(axis=1)
+    return res

@@ -1,0 +1,291 @@
+"""The self-contained HTML report of a workflow run (figures embedded as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runner import _Context
+
+__all__ = ["write_report", "methods_text"]
+
+_SECTIONS = [
+    ("qc", "Quality control"),
+    ("differential", "Differential expression"),
+    ("enrichment", "Pathway enrichment"),
+    ("kinetics", "CAR-T expansion and cytokine kinetics"),
+    ("outcomes", "Clinical outcomes"),
+    ("table_one", "Baseline characteristics"),
+]
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;
+     line-height:1.45}
+main{max-width:1100px;margin:0 auto;padding:1.5em 2em}
+h1{margin-bottom:.1em} h2{border-bottom:2px solid #c0392b;padding-bottom:.2em;margin-top:2em}
+.meta{color:#666} nav a{margin-right:1em}
+table{border-collapse:collapse;font-size:12px;margin:.6em 0 1.2em;display:block;
+      overflow-x:auto;max-width:100%}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0 2em} figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:13px} .caption{color:#555;font-size:13px;margin:0}
+.status-done{color:#1e8449} .status-failed{color:#c0392b} .status-skipped{color:#888}
+.methods p{margin:.4em 0} code{background:#f4f4f4;padding:0 3px}
+"""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return ""
+        a = abs(float(value))
+        if a != 0 and (a < 1e-3 or a >= 1e6):
+            return f"{value:.3g}"
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple | set):
+        return ";".join(map(str, value))
+    return str(value)
+
+
+def _table_html(frame: pd.DataFrame, rows: int) -> str:
+    shown = frame.head(rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    body = []
+    for _, row in shown.iterrows():
+        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.to_numpy())
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def methods_text(cfg, versions: dict[str, str]) -> list[str]:
+    """Methods paragraphs written from the config and the package versions.
+
+    Examples
+    --------
+    >>> from olinkpipe.workflow.config import load_config
+    >>> paragraphs = methods_text(load_config()[0], {"olinkpipe": "0.1.0"})
+    >>> "moderated" in " ".join(paragraphs)
+    True
+    """
+    v = versions.get
+    out = []
+    q = cfg.qc
+    out.append(
+        f"Olink NPX data were read and analysed with olinkpipe {v('olinkpipe', '?')} "
+        f"(Python {v('python', '?')}, numpy {v('numpy', '?')}, pandas {v('pandas', '?')}, "
+        f"scipy {v('scipy', '?')}, statsmodels {v('statsmodels', '?')}, anndata "
+        f"{v('anndata', '?')}, scanpy {v('scanpy', '?')}). Samples with an Olink QC warning "
+        f"were {'excluded' if q.qc_warning == 'drop' else 'kept'}; Olink control samples and "
+        f"control assays were {'excluded' if q.controls == 'drop' else 'kept'}. Outlying "
+        f"samples (IQR or median NPX of a panel, or distance in the first two principal "
+        f"components, more than {q.outlier_sd:g} SD from the mean) were "
+        f"{'excluded' if q.outliers == 'drop' else 'flagged but kept'}"
+        + (
+            f"; assays detected above LOD in fewer than {q.min_detected:.0%} of samples were "
+            "excluded."
+            if q.min_detected > 0
+            else "."
+        )
+        + (" Plates were intensity-normalised within the project." if q.normalize_plates else "")
+    )
+    d = cfg.differential
+    if d is not None:
+        target = d.target or "the other level"
+        test = {
+            "ttest": "paired t-test" if d.pair else "Welch's t-test",
+            "wilcoxon": (
+                "Wilcoxon signed-rank test with the Hodges–Lehmann estimate"
+                if d.pair
+                else "Wilcoxon rank-sum test with the Hodges–Lehmann estimate"
+            ),
+            "moderated": (
+                "limma-style empirical-Bayes moderated t-test (Smyth 2004)"
+                + (f" on the model ~ {d.pair} + {d.groupby}" if d.pair else "")
+            ),
+        }[d.method]
+        out.append(
+            f"Differential expression compared {d.groupby} = {target} with {d.groupby} = "
+            f"{d.reference} (estimate = {target} − {d.reference}, NPX, i.e. log2 fold change)"
+            + (f", pairing samples by {d.pair}" if d.pair else "")
+            + (f", adjusting for {', '.join(d.covariates)}" if d.covariates else "")
+            + f", with the {test}. P-values were adjusted over all tested assays with the "
+            f"Benjamini–Hochberg procedure; assays with adjusted p < {d.alpha:g} are called "
+            "significant."
+        )
+    e = cfg.enrichment
+    if e is not None:
+        parts = [
+            f"Pathway enrichment used the {e.gene_sets} collection shipped with blitzgsea "
+            f"{v('blitzgsea', '?')} (offline; Olink assays mapped to gene symbols by UniProt)."
+        ]
+        if e.ora is not None:
+            parts.append(
+                f"Over-representation of {e.ora.direction}-regulated significant assays was "
+                "tested with the one-sided hypergeometric test against the universe of tested "
+                "assays' genes present in the collection (not the genome), for sets of "
+                f"{e.ora.min_size}–{e.ora.max_size} measured genes, BH-adjusted."
+            )
+        if e.gsea is not None:
+            parts.append(
+                f"Pre-ranked GSEA (gseapy {v('gseapy', '?')}) ranked assays by "
+                f"{'the test statistic' if e.gsea.rank_by == 'statistic' else 'sign(estimate) × −log10 p'}, "
+                f"with {e.gsea.permutations} gene-set permutations (seed {cfg.seed})."
+            )
+        out.append(" ".join(parts))
+    k = cfg.kinetics
+    if k is not None:
+        out.append(
+            f"For {', '.join(k.analytes)}, the peak (Cmax), day of peak (Tmax) and the area "
+            f"under the curve (linear trapezoid) over days {k.window[0]:g}–{k.window[1]:g} "
+            f"after infusion were computed per patient. Patients were grouped by dose "
+            f"(high: > {k.dose_threshold:g} cells/kg) and compared with the "
+            f"{'Mann–Whitney U test (Hodges–Lehmann shift)' if k.test == 'mannwhitney' else 'Welch t-test'}"
+            f"; associations used {k.correlation.capitalize()} correlation. P-values were "
+            "BH-adjusted across comparisons."
+        )
+    o = cfg.outcomes
+    if o is not None:
+        txt = []
+        if o.cumulative_incidence is not None:
+            txt.append(
+                "Cumulative incidence of relapse, with non-relapse mortality as the competing "
+                "risk, was estimated with the Aalen–Johansen estimator (delta-method variance, "
+                "log(−log) confidence intervals as in cmprsk) and compared with Gray's test "
+                "(Gray 1988)."
+            )
+        if o.survival:
+            txt.append(
+                f"{' and '.join(o.survival)} were estimated with the Kaplan–Meier method "
+                f"(lifelines {v('lifelines', '?')}, log(−log) 95 % CI) and compared with the "
+                "log-rank test."
+            )
+        txt.append(
+            f"Estimates are reported at {', '.join(f'{t:g}' for t in o.at)} {o.time_unit}."
+        )
+        out.append(" ".join(txt))
+    t = cfg.table_one
+    if t is not None:
+        out.append(
+            "Baseline characteristics are n (%) or median (range); categorical variables were "
+            "compared with Pearson's chi-square, Yates-corrected chi-square or Fisher's exact "
+            "test by the usual expected-count rule, continuous variables with the Mann–Whitney "
+            "U test (non-normal) or Welch's t-test."
+        )
+    return out
+
+
+def _status_rows(result) -> str:
+    rows = []
+    for step, status in result.status.items():
+        cls = "done" if status == "done" else ("failed" if status.startswith("failed") else "skipped")
+        secs = result.timings.get(step)
+        rows.append(
+            f"<tr><td>{html.escape(step)}</td><td class='status-{cls}'>{html.escape(status)}</td>"
+            f"<td>{'' if secs is None else f'{secs:.2f}'}</td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>step</th><th>status</th><th>seconds</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _exclusions(ctx: _Context) -> str:
+    parts = []
+    adata = ctx.result.adata
+    if adata is not None:
+        exc = adata.uns.get("olinkpipe", {}).get("excluded")
+        if isinstance(exc, pd.DataFrame) and len(exc):
+            parts.append("<p>Samples and assays removed (<code>uns['olinkpipe']['excluded']</code>):</p>")
+            parts.append(_table_html(exc, 200))
+    for name, frame in ctx.result.tables.items():
+        excluded = frame.attrs.get("excluded") if hasattr(frame, "attrs") else None
+        if excluded:
+            text = json.dumps(excluded, default=str) if not isinstance(excluded, str) else excluded
+            parts.append(
+                f"<p>Left out of <code>{html.escape(name)}</code>: {html.escape(text[:2000])}</p>"
+            )
+    if not parts:
+        parts.append("<p>Nothing was excluded.</p>")
+    if ctx.result.warnings:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in dict.fromkeys(ctx.result.warnings))
+        parts.append(f"<p>Warnings raised during the run:</p><ul>{items}</ul>")
+    return "".join(parts)
+
+
+def write_report(ctx: _Context, versions: dict[str, str]) -> None:
+    """Write ``report.html`` for a finished run (called by :func:`olinkpipe.workflow.run`)."""
+    cfg = ctx.cfg
+    result = ctx.result
+    rows = cfg.output.report_rows
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(
+        f'<a href="#{key}">{title}</a>' for key, title in _SECTIONS if key in ctx.sections
+    )
+    body = [
+        f"<h1>{html.escape(cfg.name)}</h1>",
+        f"<p class='meta'>olinkpipe {html.escape(versions.get('olinkpipe', '?'))} · {now} · "
+        f"total {result.timings.get('total', 0):.1f} s · seed {cfg.seed}</p>",
+        f"<nav>{nav}<a href='#methods'>Methods</a><a href='#exclusions'>Exclusions</a></nav>",
+    ]
+    if cfg.description:
+        body.append(f"<p>{html.escape(cfg.description)}</p>")
+    body.append("<h2 id='summary'>Steps</h2>" + _status_rows(result))
+    inputs = "".join(
+        f"<li><code>{html.escape(k)}</code>: {html.escape(str(p))}</li>" for k, p in ctx.inputs.items()
+    )
+    if inputs:
+        body.append(f"<p>Inputs:</p><ul>{inputs}</ul>")
+    for key, title in _SECTIONS:
+        items = ctx.sections.get(key)
+        if not items and key not in ctx.notes:
+            continue
+        body.append(f"<h2 id='{key}'>{title}</h2>")
+        for note in ctx.notes.get(key, []):
+            body.append(f"<p>{html.escape(note)}</p>")
+        for item in items or []:
+            kind, name = item.split(":", 1)
+            caption = ctx.captions.get(item, "")
+            if kind == "table":
+                frame = result.tables[name]
+                more = f" Showing {min(rows, len(frame))} of {len(frame)} rows;" if len(frame) > rows else ""
+                body.append(
+                    f"<h3>{html.escape(name)}</h3><p class='caption'>{html.escape(caption)}{more} "
+                    f"full table: <code>tables/{html.escape(name)}.csv</code></p>"
+                )
+                body.append(_table_html(frame, rows))
+            else:
+                body.append(
+                    f"<figure>{_img(result.figures[name])}<figcaption>{html.escape(caption)} "
+                    f"(<code>figures/{html.escape(name)}.png</code>)</figcaption></figure>"
+                )
+    methods = "".join(f"<p>{html.escape(p)}</p>" for p in methods_text(cfg, versions))
+    vers = ", ".join(f"{k} {v}" for k, v in versions.items())
+    body.append(
+        f"<h2 id='methods'>Methods</h2><div class='methods'>{methods}"
+        f"<p class='meta'>Software: {html.escape(vers)}.</p></div>"
+    )
+    body.append(f"<h2 id='exclusions'>Exclusions and warnings</h2>{_exclusions(ctx)}")
+    cfg_yaml = json.dumps(cfg.model_dump(mode="json"), indent=2)
+    body.append(
+        "<h2 id='config'>Configuration</h2>"
+        f"<pre style='font-size:12px;background:#f8f8f8;padding:1em'>{html.escape(cfg_yaml)}</pre>"
+    )
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(cfg.name)} · olinkpipe report</title>"
+        f"<style>{_CSS}</style></head><body><main>{''.join(body)}</main></body></html>"
+    )
+    result.report.write_text(page, encoding="utf-8")

@@ -1,0 +1,399 @@
+"""clinical.dose_groups / compare_groups / correlate / associate_outcome vs independent fits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from lifelines import CoxPHFitter
+from scipy import stats
+from statsmodels.miscmodels.ordinal_model import OrderedModel
+from statsmodels.stats.multitest import multipletests
+
+from olinkpipe.clinical import associate_outcome, compare_groups, correlate, dose_groups
+from olinkpipe.clinical._firth import detect_separation
+from olinkpipe.clinical._rank import _wilcox_counts, qwilcox, wilcox_test
+from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning, ValidationError
+
+
+def _study(seed: int = 11, n: int = 23) -> pd.DataFrame:
+    """A CAR-T cohort like STUDY.md: dose 1-4.9e6/kg, peaks, CRS, relapse follow-up."""
+    rng = np.random.default_rng(seed)
+    dose = np.round(rng.uniform(1.0, 4.9, n), 1) * 1e6
+    peak = np.exp(9 + 0.2 * dose / 1e6 + rng.normal(0, 0.8, n))
+    il6 = np.exp(3 + 0.3 * np.log(peak) / 9 + rng.normal(0, 0.7, n))
+    crp = np.exp(3.5 + rng.normal(0, 0.6, n))
+    lin = -1.0 + 0.6 * (dose / 1e6 - 2.5) + 0.5 * rng.normal(size=n)
+    crs_grade = np.digitize(lin + rng.logistic(size=n), [0.0, 1.5])  # 0, 1, 2
+    time = rng.exponential(600, n)
+    cens = rng.uniform(200, 900, n)
+    return pd.DataFrame(
+        {
+            "patient": [f"P{i:02d}" for i in range(n)],
+            "dose": dose,
+            "age": rng.integers(9, 63, n).astype(float),
+            "cart_cmax": peak,
+            "il6_cmax": il6,
+            "crp_cmax": crp,
+            "crs_grade": crs_grade,
+            "crs_any": (crs_grade >= 1).astype(int),
+            "pfs_time": np.minimum(time, cens),
+            "pfs_event": (time <= cens).astype(int),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ dose groups
+
+
+def test_dose_groups_threshold_rule_and_quantile():
+    p = pd.DataFrame({"patient": list("ABCD"), "dose": [1e6, 2e6, 2.1e6, 4.9e6]})
+    out = dose_groups(p)
+    assert out["dose_group"].tolist() == ["low", "low", "high", "high"]  # 2e6 is low (> rule)
+    assert list(out["dose_group"].cat.categories) == ["low", "high"]
+    assert dose_groups(p, rule="ge")["dose_group"].tolist() == ["low", "high", "high", "high"]
+    med = dose_groups(p, quantile=0.5, labels=("L", "H"), name="g")
+    assert med["g"].tolist() == ["L", "L", "H", "H"]
+    assert med.attrs["dose_groups"]["threshold"] == pytest.approx(2.05e6)
+    assert "dose_group" not in p.columns  # input untouched
+    p.loc[1, "dose"] = np.nan
+    with pytest.warns(OlinkpipeWarning, match="no dose for 'B'"):
+        assert pd.isna(dose_groups(p)["dose_group"][1])
+    with pytest.raises(DesignError, match="rule"):
+        dose_groups(p, rule="lt")
+
+
+# ----------------------------------------------------------------------- rank-sum internals
+
+
+def test_wilcox_null_distribution_against_brute_force_enumeration():
+    for m, n in [(3, 4), (5, 5), (4, 7)]:
+        counts = np.zeros(m * n + 1, dtype=int)
+        for chosen in itertools.combinations(range(m + n), m):
+            ranks = np.array(chosen) + 1
+            counts[ranks.sum() - m * (m + 1) // 2] += 1
+        assert list(_wilcox_counts(m, n)) == counts.tolist()
+    assert sum(_wilcox_counts(20, 25)) == math.comb(45, 20)
+    # Hollander & Wolfe table: 95% two-sided interval for m = n = 10 uses the 24th smallest and
+    # 24th largest of the 100 differences, i.e. R's qwilcox(0.025, 10, 10) == 24
+    assert qwilcox(0.025, 10, 10) == 24
+
+
+def test_exact_hodges_lehmann_ci_inverts_scipy_exact_test():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(1.0, 1, 9), rng.normal(0, 1, 12)
+    w = wilcox_test(x, y)
+    diffs = np.sort(np.subtract.outer(x, y).ravel())
+    assert w.exact
+    assert w.estimate == pytest.approx(np.median(diffs), abs=1e-14)
+    # a shift d is inside the exact CI iff scipy's exact test of (x - d) vs y has p >= 0.05
+    mids = (diffs[1:] + diffs[:-1]) / 2
+    for d in mids:
+        p = stats.mannwhitneyu(x - d, y, method="exact").pvalue
+        assert (p >= 0.05) == (w.ci_low < d < w.ci_high), d
+
+
+def test_asymptotic_branch_matches_published_r_example():
+    # R: x <- c(1,5,9,24,56,21,3,7,21,4); y <- c(12,15,5,9,9,14,56,22,3,7,32,5)
+    # wilcox.test(x, y) -> W = 51.5, p-value = 0.5966 (with continuity correction; ties)
+    # (endmemo.com/r/wilcoxon.php)
+    x = np.array([1, 5, 9, 24, 56, 21, 3, 7, 21, 4], float)
+    y = np.array([12, 15, 5, 9, 9, 14, 56, 22, 3, 7, 32, 5], float)
+    w = wilcox_test(x, y)
+    assert not w.exact
+    assert w.statistic == 51.5
+    assert w.p_value == pytest.approx(0.5966, abs=5e-5)
+    # CI limits are roots of the corrected z statistic: just inside the interval |z| < 1.96
+    assert w.ci_low < w.estimate < w.ci_high
+    inside = (w.ci_low + w.estimate) / 2
+    assert stats.mannwhitneyu(x - inside, y, method="asymptotic").pvalue > 0.05
+
+
+# -------------------------------------------------------------------------- compare groups
+
+
+@pytest.mark.parametrize("test", ["mannwhitney", "ttest"])
+def test_compare_groups_against_scipy(test):
+    s = dose_groups(_study())
+    metrics = ["cart_cmax", "il6_cmax", "crp_cmax"]
+    s.loc[3, "il6_cmax"] = np.nan  # a missing value is left out of that metric only
+    out = compare_groups(s, by="dose_group", metrics=metrics, test=test)
+    assert list(out.columns[:9]) == [
+        "metric",
+        "test",
+        "statistic",
+        "p_value",
+        "p_adj",
+        "effect",
+        "effect_ci_low",
+        "effect_ci_high",
+        "cliffs_delta",
+    ]
+    assert out.attrs["effect"] == "high - low"
+    for _, row in out.iterrows():
+        v = s[["dose_group", row["metric"]]].dropna()
+        x = v.loc[v["dose_group"] == "high", row["metric"]].to_numpy()
+        y = v.loc[v["dose_group"] == "low", row["metric"]].to_numpy()
+        if test == "mannwhitney":
+            ref = stats.mannwhitneyu(x, y, method="exact")  # continuous data: no ties, n < 50
+            assert row["statistic"] == ref.statistic
+            assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
+            assert row["effect"] == pytest.approx(np.median(np.subtract.outer(x, y)))
+        else:
+            ref = stats.ttest_ind(x, y, equal_var=False)
+            ci = ref.confidence_interval()
+            assert row["statistic"] == pytest.approx(ref.statistic, rel=1e-12)
+            assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
+            assert row["effect"] == pytest.approx(x.mean() - y.mean(), rel=1e-12)
+            assert row["effect_ci_low"] == pytest.approx(ci.low, rel=1e-10)
+            assert row["effect_ci_high"] == pytest.approx(ci.high, rel=1e-10)
+        u = stats.mannwhitneyu(x, y).statistic
+        assert row["cliffs_delta"] == pytest.approx(2 * u / (len(x) * len(y)) - 1, abs=1e-14)
+        assert row["n_high"] == len(x) and row["n_low"] == len(y)
+        assert row["median_low"] == pytest.approx(np.median(y))
+        assert row["q1_high"] == pytest.approx(np.quantile(x, 0.25))  # R type 7
+        assert row["sem_low"] == pytest.approx(stats.sem(y))
+    np.testing.assert_allclose(out["p_adj"], multipletests(out["p_value"], method="fdr_bh")[1])
+
+
+def test_compare_groups_joins_patients_and_splits_analytes():
+    s = _study()
+    pts = dose_groups(s[["patient", "dose"]])
+    long = pd.concat(
+        [
+            s[["patient", "il6_cmax"]].rename(columns={"il6_cmax": "cmax"}).assign(analyte="IL-6"),
+            s[["patient", "crp_cmax"]].rename(columns={"crp_cmax": "cmax"}).assign(analyte="CRP"),
+        ]
+    )
+    out = compare_groups(long, by="dose_group", metrics="cmax", patients=pts)
+    assert out["analyte"].tolist() == ["IL-6", "CRP"]
+    wide = compare_groups(dose_groups(s), by="dose_group", metrics=["il6_cmax", "crp_cmax"])
+    np.testing.assert_allclose(out["p_value"], wide["p_value"])
+    with pytest.raises(DesignError, match="exactly two groups"):
+        compare_groups(s.assign(g=np.arange(len(s)) % 3), by="g", metrics="dose")
+    with pytest.raises(MissingColumnError, match="dose_group"):
+        compare_groups(s, by="dose_group", metrics="dose")
+
+
+# ------------------------------------------------------------------------------ correlate
+
+
+@pytest.mark.parametrize(
+    ("method", "func"),
+    [("spearman", stats.spearmanr), ("pearson", stats.pearsonr), ("kendall", stats.kendalltau)],
+)
+def test_correlate_against_scipy(method, func):
+    s = _study()
+    s.loc[[2, 5], "il6_cmax"] = np.nan
+    out = correlate(s, "cart_cmax", ["dose", "il6_cmax", "crp_cmax"], method=method)
+    assert list(out.columns) == [
+        "x",
+        "y",
+        "method",
+        "rho",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_adj",
+        "n",
+    ]
+    for _, row in out.iterrows():
+        v = s[["cart_cmax", row["y"]]].dropna()
+        ref = func(v["cart_cmax"], v[row["y"]])
+        assert row["n"] == len(v)
+        assert row["rho"] == pytest.approx(ref.statistic, rel=1e-12)
+        assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+        assert row["ci_low"] < row["rho"] < row["ci_high"]
+        if method == "pearson":  # Fisher z as R's cor.test / scipy
+            ci = ref.confidence_interval()
+            assert row["ci_low"] == pytest.approx(ci.low, rel=1e-10)
+            assert row["ci_high"] == pytest.approx(ci.high, rel=1e-10)
+        if method == "spearman":  # Fieller et al.: se = sqrt(1.06 / (n - 3))
+            half = 1.959963984540054 * np.sqrt(1.06 / (len(v) - 3))
+            assert row["ci_high"] == pytest.approx(np.tanh(np.arctanh(ref.statistic) + half))
+    np.testing.assert_allclose(out["p_adj"], multipletests(out["p_value"], method="fdr_bh")[1])
+
+
+def test_correlate_bootstrap_is_seeded():
+    s = _study()
+    a = correlate(s, "dose", "cart_cmax", ci="bootstrap", n_boot=500, seed=1)
+    b = correlate(s, "dose", "cart_cmax", ci="bootstrap", n_boot=500, seed=1)
+    c = correlate(s, "dose", "cart_cmax", ci="bootstrap", n_boot=500, seed=2)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["ci_low"][0] != c["ci_low"][0]
+    # independent percentile bootstrap with the same resamples
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, len(s), size=(500, len(s)))
+    rhos = [
+        stats.spearmanr(s["dose"].to_numpy()[i], s["cart_cmax"].to_numpy()[i]).statistic
+        for i in idx
+    ]
+    lo, hi = np.nanquantile(rhos, [0.025, 0.975])
+    assert a["ci_low"][0] == pytest.approx(lo, abs=1e-12)
+    assert a["ci_high"][0] == pytest.approx(hi, abs=1e-12)
+    k = correlate(s, "dose", "cart_cmax", method="kendall", ci="bootstrap", n_boot=200)
+    assert k["ci_low"][0] < k["rho"][0] < k["ci_high"][0]
+
+
+# ------------------------------------------------------------------------ outcome models
+
+
+def test_logistic_matches_statsmodels_logit():
+    s = _study(seed=4, n=60)
+    s["dose_m"] = s["dose"] / 1e6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no separation, nothing to warn about
+        out = associate_outcome(s, "crs_any", ["dose_m", "age"], "logistic")
+    X = sm.add_constant(s[["dose_m", "age"]])
+    ref = sm.Logit(s["crs_any"], X).fit(disp=0)
+    ci = ref.conf_int()
+    assert out["predictor"].tolist() == ["dose_m", "age"]
+    np.testing.assert_allclose(out["estimate"], np.exp(ref.params[1:]), rtol=1e-6)
+    np.testing.assert_allclose(out["ci_low"], np.exp(ci.iloc[1:, 0]), rtol=1e-6)
+    np.testing.assert_allclose(out["ci_high"], np.exp(ci.iloc[1:, 1]), rtol=1e-6)
+    np.testing.assert_allclose(out["p_value"], ref.pvalues[1:], rtol=1e-5)
+    assert (out["n"] == 60).all() and out["method"].str.startswith("ML logistic").all()
+
+
+def test_ordinal_matches_orderedmodel():
+    s = _study(seed=8, n=50)
+    s["dose_m"] = s["dose"] / 1e6
+    out = associate_outcome(s, "crs_grade", ["dose_m", "age"], "ordinal")
+    y = pd.Series(pd.Categorical(s["crs_grade"], ordered=True))
+    ref = OrderedModel(y, s[["dose_m", "age"]], distr="logit").fit(
+        method="bfgs", disp=False, maxiter=2000
+    )
+    np.testing.assert_allclose(out["coef"], ref.params[:2], rtol=1e-4)
+    np.testing.assert_allclose(out["estimate"], np.exp(ref.params[:2]), rtol=1e-4)
+    np.testing.assert_allclose(out["p_value"], ref.pvalues[:2], rtol=1e-3)
+    np.testing.assert_allclose(out["ci_low"], np.exp(ref.conf_int().iloc[:2, 0]), rtol=1e-4)
+
+
+def test_cox_matches_lifelines_and_dummy_codes_dose_group():
+    s = dose_groups(_study(seed=2, n=67))
+    out = associate_outcome(s, "pfs_event", ["dose_group", "age"], "cox", duration="pfs_time")
+    assert out["predictor"].tolist() == ["dose_group[high]", "age"]
+    df = pd.DataFrame(
+        {
+            "high": (s["dose_group"] == "high").astype(float),
+            "age": s["age"],
+            "t": s["pfs_time"],
+            "e": s["pfs_event"],
+        }
+    )
+    ref = CoxPHFitter().fit(df, "t", "e").summary
+    np.testing.assert_allclose(out["estimate"], ref["exp(coef)"], rtol=1e-6)
+    np.testing.assert_allclose(out["ci_low"], ref["exp(coef) lower 95%"], rtol=1e-6)
+    np.testing.assert_allclose(out["ci_high"], ref["exp(coef) upper 95%"], rtol=1e-6)
+    np.testing.assert_allclose(out["p_value"], ref["p"], rtol=1e-6)
+    assert out["n_events"].iloc[0] == s["pfs_event"].sum()
+    with pytest.raises(ValidationError, match="duration"):
+        associate_outcome(s, "pfs_event", "age", "cox")
+
+
+# Aggregated sex2 data of R's logistf package (urinary tract infection, 239 women; Cytel
+# LogXact manual), columns case, age, oc, vic, vicl, vis, dia, count.
+SEX2 = [
+    (0, 0, 0, 0, 0, 1, 0, 1),
+    (0, 0, 0, 1, 0, 0, 0, 2),
+    (0, 0, 0, 1, 0, 1, 0, 1),
+    (0, 0, 0, 1, 1, 0, 0, 8),
+    (0, 0, 0, 1, 1, 1, 0, 18),
+    (0, 0, 1, 0, 0, 0, 0, 42),
+    (0, 0, 1, 0, 0, 1, 0, 1),
+    (0, 0, 1, 1, 0, 0, 0, 1),
+    (0, 0, 1, 1, 1, 0, 0, 5),
+    (0, 0, 1, 1, 1, 1, 0, 6),
+    (0, 1, 0, 1, 1, 0, 0, 2),
+    (0, 1, 0, 1, 1, 1, 0, 4),
+    (0, 1, 1, 0, 0, 0, 0, 14),
+    (0, 1, 1, 0, 0, 1, 0, 1),
+    (0, 1, 1, 1, 0, 0, 0, 1),
+    (0, 1, 1, 1, 1, 1, 0, 2),
+    (1, 0, 0, 0, 0, 1, 0, 1),
+    (1, 0, 0, 1, 0, 0, 0, 14),
+    (1, 0, 0, 1, 0, 1, 0, 3),
+    (1, 0, 0, 1, 1, 0, 0, 10),
+    (1, 0, 0, 1, 1, 1, 0, 12),
+    (1, 0, 0, 1, 1, 1, 1, 1),
+    (1, 0, 1, 0, 0, 0, 0, 44),
+    (1, 0, 1, 0, 0, 0, 1, 3),
+    (1, 0, 1, 1, 0, 0, 0, 15),
+    (1, 0, 1, 1, 0, 0, 1, 1),
+    (1, 0, 1, 1, 0, 1, 0, 2),
+    (1, 0, 1, 1, 1, 0, 0, 7),
+    (1, 0, 1, 1, 1, 1, 0, 3),
+    (1, 1, 0, 1, 0, 0, 0, 2),
+    (1, 1, 0, 1, 0, 1, 0, 1),
+    (1, 1, 0, 1, 0, 1, 1, 1),
+    (1, 1, 0, 1, 1, 0, 0, 1),
+    (1, 1, 0, 1, 1, 1, 1, 1),
+    (1, 1, 1, 0, 0, 0, 0, 5),
+    (1, 1, 1, 1, 0, 0, 0, 3),
+]
+
+
+def test_firth_matches_logistf_sex2_example():
+    # logistf(case ~ age + oc + vic + vicl + vis + dia, data = sex2) (logistf README/help).
+    # Coefficients and profile-likelihood CIs to 7-8 digits as printed by logistf, transcribed
+    # from jzluo/firthlogist tests/test_firthlogist.py (which checks against logistf); the
+    # penalised LR chi-squares (7.51, 0.02, 22.93, 19.10, 3.70, 7.90) from easystats/parameters
+    # tests/testthat/_snaps/windows/model_parameters.logistf.md (model_parameters(logistf)).
+    agg = pd.DataFrame(SEX2, columns=["case", "age", "oc", "vic", "vicl", "vis", "dia", "n"])
+    sex2 = agg.loc[agg.index.repeat(agg["n"])].drop(columns="n").reset_index(drop=True)
+    assert len(sex2) == 239
+    preds = ["age", "oc", "vic", "vicl", "vis", "dia"]
+    with pytest.warns(OlinkpipeWarning, match="separated"):  # dia = 1 only among cases
+        out = associate_outcome(sex2, "case", preds, "logistic")
+    coef = [-1.10598131, -0.06881673, 2.26887464, -2.11140817, -0.78831694, 3.09601166]
+    lo = [-1.9737884, -0.9414363, 1.2730216, -3.2608611, -1.6080879, 0.7745682]
+    hi = [-0.30742514, 0.78920202, 3.43543273, -1.11773495, 0.01518468, 8.03029352]
+    chi2 = [7.51, 0.02, 22.93, 19.10, 3.70, 7.90]
+    np.testing.assert_allclose(out["coef"], coef, atol=1e-6)
+    np.testing.assert_allclose(np.log(out["ci_low"]), lo, atol=1e-6)
+    np.testing.assert_allclose(np.log(out["ci_high"]), hi, atol=1e-6)
+    np.testing.assert_allclose(stats.chi2.isf(out["p_value"], 1), chi2, atol=0.005)
+    assert out["method"].str.contains("Firth").all()
+    assert out["method"].str.contains("separation detected").all()
+
+
+def test_firth_single_binary_predictor_equals_haldane_correction():
+    # With one binary covariate the model is saturated and Firth's estimate of the log odds
+    # ratio is that of the 2x2 table with 1/2 added to every cell (Firth 1993, Sec. 3).
+    t = pd.DataFrame({"x": [0] * 10 + [1] * 8, "y": [0] * 7 + [1] * 3 + [1] * 8})  # zero cell
+    assert detect_separation(np.column_stack([np.ones(18), t["x"]]), t["y"])
+    with pytest.warns(OlinkpipeWarning, match="Firth"):
+        out = associate_outcome(t, "y", "x")
+    haldane = np.log((8.5 / 0.5) / (3.5 / 7.5))
+    assert out["coef"].iloc[0] == pytest.approx(haldane, abs=1e-8)
+    assert np.isfinite(out["ci_high"].iloc[0]) and out["ci_low"].iloc[0] > 1
+    # ML on separated data: a warning saying the estimate is unstable
+    with pytest.warns(OlinkpipeWarning, match="unstable"):
+        ml = associate_outcome(t, "y", "x", firth=False)
+    assert ml["method"].iloc[0].startswith("ML")
+    forced = associate_outcome(_study(), "crs_any", "age", firth=True)
+    assert "requested" in forced["method"].iloc[0]
+
+
+def test_no_separation_detected_on_overlapping_data():
+    s = _study(seed=4, n=60)
+    X = np.column_stack([np.ones(len(s)), s["dose"] / 1e6])
+    assert not detect_separation(X, s["crs_any"])
+
+
+def test_outcome_input_errors_and_exclusions():
+    s = _study()
+    with pytest.raises(ValidationError, match="0/1"):
+        associate_outcome(s, "crs_grade", "dose", "logistic")
+    with pytest.raises(DesignError, match="kind"):
+        associate_outcome(s, "crs_any", "dose", "poisson")
+    s.loc[[1, 4], "age"] = np.nan
+    with pytest.warns(OlinkpipeWarning, match="left out 2 patient"):
+        out = associate_outcome(s, "crs_any", ["dose", "age"], separately=True)
+    assert out.attrs["excluded"] == ["P01", "P04"]
+    assert out["method"].str.startswith("univariable").all() and (out["n"] == 21).all()

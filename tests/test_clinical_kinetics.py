@@ -1,0 +1,184 @@
+"""clinical.kinetics: Cmax, Tmax, AUC, fold change and persistence per patient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from olinkpipe.clinical import kinetics
+from olinkpipe.errors import DesignError, OlinkpipeWarning, ValidationError
+
+COLUMNS = [
+    "patient",
+    "analyte",
+    "baseline",
+    "cmax",
+    "tmax",
+    "auc",
+    "fold_change",
+    "last_detectable_day",
+    "n_samples",
+    "reason",
+]
+
+
+def _simulated(seed: int = 3, n_patients: int = 12) -> pd.DataFrame:
+    """CAR-T copies and IL-6 on an irregular schedule, some samples below detection."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_patients):
+        days = np.sort(rng.choice([-5, -1, 0, 1, 3, 4, 7, 9, 10, 14, 17, 21, 28, 35], 8, False))
+        peak_day = rng.choice([5, 7, 10])
+        car = 1e4 * np.exp(-0.5 * ((days - peak_day) / 3.0) ** 2) * rng.lognormal(0, 0.3, 8)
+        below = car < 50
+        il6 = 5 + 200 * np.exp(-0.5 * ((days - 2) / 2.0) ** 2) * rng.lognormal(0, 0.3, 8)
+        for d, c, b, v in zip(days, car, below, il6, strict=True):
+            rows.append((f"P{i:02d}", d, "CAR-T copies/ug DNA", 50.0 if b else c, b))
+            rows.append((f"P{i:02d}", d, "IL-6", v, False))
+    return pd.DataFrame(rows, columns=["patient", "day", "analyte", "value", "below_detection"])
+
+
+def test_hand_worked_example():
+    # days      -2   0   3    7    14   21   28   35
+    # value      1   2  10  100   40    5  <LOD  30   (day 35 outside the window)
+    # window 0-28, zero for <LOD: Cmax = 100 at day 7; baseline = day-0 value 2.
+    # AUC (trapezoid): (2+10)/2*3 + (10+100)/2*4 + (100+40)/2*7 + (40+5)/2*7 + (5+0)/2*7
+    #                = 18 + 220 + 490 + 157.5 + 17.5 = 903
+    # last detectable day in the window: 21; fold change 100 / 2 = 50; 6 samples in the window (days 0-28).
+    m = pd.DataFrame(
+        {
+            "patient": "P1",
+            "day": [-2, 0, 3, 7, 14, 21, 28, 35],
+            "analyte": "CAR-T",
+            "value": [1.0, 2.0, 10.0, 100.0, 40.0, 5.0, 0.4, 30.0],
+            "below_detection": [0, 0, 0, 0, 0, 0, 1, 0],
+        }
+    )
+    out = kinetics(m, analyte="CAR-T")
+    assert list(out.columns) == COLUMNS
+    row = out.iloc[0]
+    assert row["baseline"] == 2.0
+    assert row["cmax"] == 100.0 and row["tmax"] == 7.0
+    assert row["auc"] == pytest.approx(903.0, abs=1e-12)
+    assert row["fold_change"] == pytest.approx(50.0)
+    assert row["last_detectable_day"] == 21.0
+    assert row["n_samples"] == 6 and row["reason"] == ""
+    # LOD/2 for the day-28 sample: last interval (5 + 0.2)/2 * 7 = 18.2 instead of 17.5
+    half = kinetics(m, analyte="CAR-T", below_detection="lod_half").iloc[0]
+    assert half["auc"] == pytest.approx(903.0 - 17.5 + 18.2, abs=1e-12)
+    # missing: the day-28 sample is left out, AUC ends at day 21
+    miss = kinetics(m, analyte="CAR-T", below_detection="missing").iloc[0]
+    assert miss["auc"] == pytest.approx(903.0 - 17.5, abs=1e-12)
+    assert miss["n_samples"] == 5
+    # log-down: falling intervals 100->40, 40->5 use (c0-c1) dt / ln(c0/c1); 5->0 stays linear
+    logd = kinetics(m, analyte="CAR-T", auc="linear-up/log-down").iloc[0]
+    expected = 18 + 220 + 60 * 7 / np.log(100 / 40) + 35 * 7 / np.log(40 / 5) + 17.5
+    assert logd["auc"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("below_detection", ["zero", "lod_half", "missing"])
+def test_against_numpy_trapezoid_and_pandas(below_detection):
+    m = _simulated()
+    out = kinetics(
+        m, analyte="CAR-T copies/ug DNA", below_detection=below_detection, min_points=1
+    ).set_index("patient")
+    for pid, sub in m.loc[m["analyte"] == "CAR-T copies/ug DNA"].groupby("patient"):
+        v = sub["value"].to_numpy(float).copy()
+        b = sub["below_detection"].to_numpy()
+        v[b] = {"zero": 0.0, "lod_half": 25.0, "missing": np.nan}[below_detection]
+        d = sub["day"].to_numpy(float)
+        keep = (d >= 0) & (d <= 28) & ~np.isnan(v)
+        dd, vv = d[keep], v[keep]
+        row = out.loc[pid]
+        assert row["n_samples"] == keep.sum()
+        if keep.sum() == 0:
+            assert np.isnan(row["cmax"])
+            continue
+        assert row["auc"] == pytest.approx(np.trapezoid(vv, dd), rel=1e-12, abs=1e-9)
+        assert row["cmax"] == vv.max()
+        assert row["tmax"] == dd[np.argmax(vv)]
+        det = dd[~b[keep] & (vv > 0)] if below_detection != "missing" else dd
+        assert row["last_detectable_day"] == (det.max() if det.size else np.nan) or (
+            np.isnan(row["last_detectable_day"]) and det.size == 0
+        )
+        pre = (d <= 0) & ~np.isnan(v)
+        assert row["baseline"] == (v[pre][-1] if pre.any() else np.nan) or (
+            np.isnan(row["baseline"]) and not pre.any()
+        )
+
+
+def test_tie_at_peak_takes_first_day_and_baseline_before_infusion():
+    m = pd.DataFrame(
+        {"patient": "P1", "day": [-3, 2, 5, 9], "analyte": "CRP", "value": [4.0, 80.0, 80.0, 20.0]}
+    )
+    row = kinetics(m, analyte="CRP").iloc[0]
+    assert row["tmax"] == 2.0
+    assert row["baseline"] == 4.0  # last sample before day 0
+    assert row["fold_change"] == pytest.approx(20.0)
+
+
+def test_too_few_points_are_nan_with_reason_and_warned():
+    m = pd.DataFrame(
+        {
+            "patient": ["P1"] * 4 + ["P2"] * 2 + ["P3"],
+            "day": [0, 3, 7, 14, 0, 7, 0],
+            "analyte": ["IL-6"] * 6 + ["CRP"],
+            "value": [1.0, 20.0, 5.0, 2.0, 3.0, 9.0, 7.0],
+        }
+    )
+    with pytest.warns(OlinkpipeWarning, match="2 patient"):
+        out = kinetics(m, analyte="IL-6").set_index("patient")
+    assert out.loc["P1", "reason"] == ""
+    assert np.isnan(out.loc["P2", ["cmax", "tmax", "auc", "fold_change"]].astype(float)).all()
+    assert out.loc["P2", "baseline"] == 3.0 and out.loc["P2", "n_samples"] == 2
+    assert "only 2 sample(s)" in out.loc["P2", "reason"]
+    assert out.loc["P3", "reason"] == "no IL-6 measurements"
+    assert out.attrs["too_few_samples"] == ["P2", "P3"]
+
+
+def test_zero_or_missing_baseline_gives_nan_fold_change_with_reason():
+    m = pd.DataFrame(
+        {
+            "patient": ["A"] * 3 + ["B"] * 3,
+            "day": [0, 7, 14, 1, 7, 14],
+            "analyte": "CAR-T",
+            "value": [0.0, 5e3, 1e2, 10.0, 4e3, 3e2],
+        }
+    )
+    out = kinetics(m, analyte="CAR-T").set_index("patient")
+    assert np.isnan(out.loc["A", "fold_change"]) and "baseline is 0" in out.loc["A", "reason"]
+    assert np.isnan(out.loc["B", "baseline"]) and "no baseline" in out.loc["B", "reason"]
+    assert out.loc["B", "cmax"] == 4e3
+
+
+def test_window_restricts_and_raw_frames_are_validated():
+    m = _simulated()
+    out = kinetics(m, analyte="IL-6", window=(0, 7), min_points=1)
+    assert (out["tmax"].dropna() <= 7).all()
+    bad = pd.concat([m, m.iloc[[0]].assign(value=1.0)], ignore_index=True)
+    with pytest.raises(ValidationError, match="different values"):
+        kinetics(bad, analyte="CAR-T copies/ug DNA")
+
+
+def test_argument_errors():
+    m = _simulated()
+    with pytest.raises(ValidationError, match="no measurements of analyte 'IL6'"):
+        kinetics(m, analyte="IL6")
+    with pytest.raises(DesignError, match="below_detection"):
+        kinetics(m, analyte="IL-6", below_detection="half")
+    with pytest.raises(DesignError, match="auc"):
+        kinetics(m, analyte="IL-6", auc="log")
+    with pytest.raises(ValidationError, match="window"):
+        kinetics(m, analyte="IL-6", window=(28, 0))
+    nolod = pd.DataFrame(
+        {
+            "patient": "P",
+            "day": [0, 1, 2],
+            "analyte": "X",
+            "value": [np.nan, 3.0, 1.0],
+            "below_detection": [1, 0, 0],
+        }
+    )
+    with pytest.raises(ValidationError, match="lod_half"):
+        kinetics(nolod, analyte="X", below_detection="lod_half")

@@ -1,0 +1,112 @@
+"""The four enrichment figures: drawn from the tl frames, checked and saved."""
+
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+import olinkpipe as op
+from olinkpipe.errors import ValidationError
+
+JAK = ["IL-2RB", "LIF-R", "IFN-gamma", "IL6", "IL10", "IL-10RA", "IL-10RB", "IL-15RA", "IL7"]
+
+
+@pytest.fixture
+def study():
+    """A paired study: 12 subjects, pre/post, JAK-STAT proteins raised after infusion."""
+    rng = np.random.default_rng(4)
+    kegg = op.genesets.load("KEGG_2021_Human")
+    others = sorted(kegg.genes - set(kegg["JAK-STAT signaling pathway"]))
+    assays = JAK + list(rng.choice(others, 110, replace=False))
+    n_sub = 12
+    obs = pd.DataFrame(
+        {
+            "subject": np.repeat([f"P{i:02d}" for i in range(n_sub)], 2),
+            "time": pd.Categorical(["pre", "post"] * n_sub, categories=["pre", "post"]),
+        },
+        index=[f"S{i:02d}" for i in range(2 * n_sub)],
+    )
+    x = rng.normal(5, 1, size=(2 * n_sub, len(assays)))
+    x[1::2, : len(JAK)] += 1.5
+    var = pd.DataFrame({"Assay": assays}, index=[f"OID{i:05d}" for i in range(len(assays))])
+    adata = ad.AnnData(x, obs=obs, var=var)
+    d = x[1::2] - x[0::2]
+    est = d.mean(0)
+    se = d.std(0, ddof=1) / np.sqrt(n_sub)
+    from scipy import stats
+
+    t = est / se
+    p = 2 * stats.t.sf(np.abs(t), n_sub - 1)
+    res = pd.DataFrame(
+        {
+            "OlinkID": var.index,
+            "Assay": assays,
+            "estimate": est,
+            "ci_low": est - 2.2 * se,
+            "ci_high": est + 2.2 * se,
+            "statistic": t,
+            "p_value": p,
+            "p_adj": op._stats.bh_adjust(p),
+        }
+    )
+    res["significant"] = res["p_adj"] < 0.05
+    res.attrs = {"sign": "post - pre"}
+    return adata, res
+
+
+def test_all_four_enrichment_plots_are_saved(study, tmp_path):
+    adata, res = study
+    ora = op.tl.ora(res, "KEGG_2021_Human")
+    gsea = op.tl.gsea(res, "KEGG_2021_Human", permutations=100)
+    term = "JAK-STAT signaling pathway"
+    assert ora["term"].iloc[0] == term or term in ora["term"].head(3).tolist()
+
+    fig, ax = plt.subplots()
+    got = op.pl.enrichment(ora, top=10, ax=ax)
+    assert got is ax and len(ax.get_yticklabels()) == 10
+    assert term in [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ax.collections) >= 1
+    fig.savefig(tmp_path / "ora_dot.png")
+
+    ax2 = op.pl.enrichment(gsea, top=8, kind="bar")
+    assert len(ax2.patches) == 8
+    ax2.figure.savefig(tmp_path / "gsea_bar.png")
+
+    ax3 = op.pl.gsea(gsea, term)
+    assert len(ax3.figure.axes) == 3
+    line = ax3.get_lines()[0].get_ydata()
+    es = gsea.set_index("term").loc[term, "es"]
+    assert np.max(np.abs(line)) == pytest.approx(abs(es), rel=1e-9)
+    ax3.figure.savefig(tmp_path / "gsea_running.png")
+
+    ax4 = op.pl.pathway(res, "KEGG_2021_Human", term)
+    labels = [t.get_text() for t in ax4.get_yticklabels()]
+    assert "IL-2RB (IL2RB)" in labels and "LIF-R (LIFR)" in labels
+    assert len(labels) == len(JAK)  # every measured member, nothing else
+    ax4.figure.savefig(tmp_path / "pathway.png")
+
+    ax5 = op.pl.leading_edge(adata, gsea, term, groupby="time", pair="subject")
+    n_le = len(gsea.set_index("term").loc[term, "leading_edge"].split(";"))
+    image = ax5.get_images()[0].get_array()
+    assert image.shape == (n_le, adata.n_obs)
+    assert [t.get_text() for t in ax5.get_xticklabels()] == ["pre", "post"]
+    ax5.figure.savefig(tmp_path / "leading_edge.png")
+
+    for name in ["ora_dot", "gsea_bar", "gsea_running", "pathway", "leading_edge"]:
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_plot_errors_name_the_problem(study):
+    _, res = study
+    gsea = op.tl.gsea(res, {"S": ["IL2RB", "CD274", "IFNG", "IL6", "IL10", "IL7"]}, permutations=20)
+    with pytest.raises(ValidationError, match="not in the result"):
+        op.pl.gsea(gsea, "missing term")
+    bare = pd.DataFrame(gsea)  # same data, attrs dropped
+    bare.attrs = {}
+    with pytest.raises(ValidationError, match="running-score data"):
+        op.pl.gsea(bare, "S")
+    with pytest.raises(ValidationError, match="JAK-STAT signaling pathway"):
+        op.pl.pathway(res, "KEGG_2021_Human", "JAK-STAT")

@@ -1,0 +1,301 @@
+"""Normalization: every factor against an independent pandas groupby computation.
+
+Data have NaNs, unequal assay sets and renamed bridge samples. Tolerances: factors 1e-12
+(pandas and numpy take the same middle order statistics, so they agree to rounding);
+``normalized − original == factor`` to 1e-12 (one float addition).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_pp_data import make_adata
+
+import olinkpipe as op
+from olinkpipe.errors import (
+    DesignError,
+    DuplicateSampleError,
+    OlinkpipeWarning,
+    ValidationError,
+)
+
+TOL = 1e-12
+
+
+def long(adata, value="X"):
+    """Tidy (SampleID, OlinkID, value) of an AnnData, NaN rows kept."""
+    M = adata.X if value == "X" else adata.layers[value]
+    df = pd.DataFrame(np.asarray(M), index=adata.obs["SampleID"].to_numpy(), columns=adata.var_names)
+    out = df.stack(future_stack=True).rename("NPX").reset_index()
+    out.columns = ["SampleID", "OlinkID", "NPX"]
+    return out
+
+
+@pytest.fixture
+def projects():
+    ref = make_adata(40, 24, seed=1, project="P1", assay_start=1)
+    other = make_adata(36, 24, seed=2, project="P2", assay_start=3, shift=0.8, prefix="T")
+    # bridge samples renamed in the second run: S1..S6 in ref are T1..T6 in other
+    mapping = {f"S{i}": f"T{i}" for i in range(1, 7)}
+    # an assay with no bridge value in other -> factor 0 with a warning
+    rows = other.obs_names.get_indexer(list(mapping.values()))
+    X = other.X.copy()
+    X[rows, other.var_names.get_loc("OID00010")] = np.nan
+    other.X = X
+    return ref, other, mapping
+
+
+def _common(ref, other):
+    return [v for v in ref.var_names if v in set(other.var_names)]
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        return fn(*args, **kwargs)
+
+
+def test_bridge_factor_matches_pandas_groupby_median(projects):
+    ref, other, mapping = projects
+    res = _quiet(op.pp.bridge_normalize, ref, other, mapping, projects=("R", "O"))
+    lr = long(ref)
+    lr = lr[lr["SampleID"].isin(mapping)].assign(pair=lambda d: d["SampleID"])
+    lo = long(other)
+    inv = {v: k for k, v in mapping.items()}
+    lo = lo[lo["SampleID"].isin(inv)].assign(pair=lambda d: d["SampleID"].map(inv))
+    m = lr.merge(lo, on=["pair", "OlinkID"], suffixes=("_r", "_o"))
+    m["d"] = m["NPX_r"] - m["NPX_o"]
+    expected = m.dropna(subset=["d"]).groupby("OlinkID")["d"].median()
+    expected = expected.reindex(_common(ref, other)).fillna(0.0)
+    assert list(res.var_names) == _common(ref, other)
+    np.testing.assert_allclose(res.var["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
+    assert res.var.loc["OID00010", "Adj_factor"] == 0.0
+    tab = res.uns["olinkpipe"]["normalization"]["bridge_normalize"]["factors"]
+    np.testing.assert_allclose(tab["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
+    n_pairs = m.dropna(subset=["d"]).groupby("OlinkID").size().reindex(expected.index).fillna(0)
+    np.testing.assert_array_equal(tab["n_pairs"].to_numpy(), n_pairs.to_numpy())
+
+
+def test_bridge_shift_is_exact_for_every_value_and_lod(projects):
+    ref, other, mapping = projects
+    res = _quiet(op.pp.bridge_normalize, ref, other, mapping)
+    common = _common(ref, other)
+    f = res.var["Adj_factor"].to_numpy()
+    is_o = (res.obs["Project"] == "P2").to_numpy()
+    for layer in ("X", "lod"):
+        new = res.X if layer == "X" else res.layers["lod"]
+        old_o = (other if layer == "X" else other.layers["lod"])
+        old_o = other[:, common].X if layer == "X" else other[:, common].layers["lod"]
+        old_r = ref[:, common].X if layer == "X" else ref[:, common].layers["lod"]
+        assert np.array_equal(np.isnan(new[is_o]), np.isnan(old_o))
+        diff = new[is_o] - old_o
+        ok = ~np.isnan(diff)
+        np.testing.assert_allclose(diff[ok], np.broadcast_to(f, diff.shape)[ok], atol=TOL)
+        np.testing.assert_array_equal(new[~is_o], old_r)  # reference untouched
+
+
+def test_bridge_result_layout(projects):
+    ref, other, mapping = projects
+    with pytest.warns(OlinkpipeWarning) as rec:
+        res = op.pp.bridge_normalize(ref, other, mapping)
+    messages = " ".join(str(w.message) for w in rec)
+    assert "assay only in project P1" in messages and "assay only in project P2" in messages
+    assert "OID00010" in messages and "set to 0" in messages
+    assert res.n_obs == ref.n_obs + other.n_obs and res.obs_names.is_unique
+    assert res.obs["Project"].value_counts().to_dict() == {"P1": ref.n_obs, "P2": other.n_obs}
+    bridged = res.obs[res.obs["bridge"]]
+    assert len(bridged) == 2 * len(mapping)  # both copies kept
+    assert sorted(bridged["bridge_pair"]) == sorted(list(mapping) * 2)
+    ex = res.uns["olinkpipe"]["excluded"]
+    assert set(ex.loc[ex["step"] == "bridge_normalize", "id"]) == {
+        "OID00001",
+        "OID00002",
+        "OID00025",
+        "OID00026",
+    }
+    assert set(res.obsm["PlateID"].columns) == set(res.var["Panel"])
+
+
+def test_bridge_paired_mean(projects):
+    ref, other, mapping = projects
+    pairs = list(mapping.items())
+    res = _quiet(op.pp.bridge_normalize, ref, other, pairs, method="paired")
+    common = _common(ref, other)
+    d = ref[list(mapping), common].X - other[list(mapping.values()), common].X
+    expected = pd.DataFrame(d, columns=common).mean(axis=0, skipna=True).fillna(0.0)
+    np.testing.assert_allclose(res.var["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
+
+
+def test_bridge_shared_ids_get_unique_obs_names():
+    a = make_adata(10, 6, seed=3, project="A", n_controls=0)
+    b = make_adata(10, 6, seed=4, project="B", n_controls=0, shift=1)
+    res = op.pp.bridge_normalize(a, b, ["S1", "S2", "S3"])
+    assert res.obs_names.is_unique
+    assert "S1@P1" in res.obs_names and "S1@P2" in res.obs_names
+    assert (res.obs["SampleID"] == "S1").sum() == 2
+
+
+def test_bridge_input_errors(projects):
+    ref, other, mapping = projects
+    with pytest.raises(ValidationError, match="not found in project 'P2'.*T99"):
+        op.pp.bridge_normalize(ref, other, {"S1": "T99"})
+    with pytest.raises(DuplicateSampleError, match="more than once"):
+        op.pp.bridge_normalize(ref, other, [("S1", "T1"), ("S1", "T1")])
+    ref.uns["olinkpipe"]["product"] = "Explore 3072"
+    other.uns["olinkpipe"]["product"] = "Explore HT"
+    with pytest.raises(DesignError, match="cross-product"):
+        op.pp.bridge_normalize(ref, other, mapping)
+    with pytest.raises(DesignError, match="method"):
+        op.pp.bridge_normalize(ref, ref, ["S1"], method="mean")
+
+
+def test_differing_normalization_types_warn(projects):
+    ref, other, mapping = projects
+    other.var["Normalization"] = "Plate control"
+    with pytest.warns(OlinkpipeWarning, match="normalized differently"):
+        op.pp.bridge_normalize(ref, other, mapping)
+
+
+def test_excluded_normalization_assays_are_dropped_and_recorded(projects):
+    ref, other, mapping = projects
+    ref.var.loc["OID00005", "Normalization"] = "EXCLUDED"
+    res = _quiet(op.pp.bridge_normalize, ref, other, mapping)
+    assert "OID00005" not in res.var_names
+    ex = res.uns["olinkpipe"]["excluded"]
+    assert "Normalization is EXCLUDED in project P1" in set(ex["reason"])
+
+
+def test_subset_factor_matches_pandas(projects):
+    ref, other, _ = projects
+    rs, os_ = ["S3", "S8", "S9", "S20"], ["T2", "T5", "T30", "T31", "T33"]
+    res = _quiet(op.pp.subset_normalize, ref, other, rs, os_)
+    lr, lo = long(ref), long(other)
+    med_r = lr[lr["SampleID"].isin(rs)].groupby("OlinkID")["NPX"].median()
+    med_o = lo[lo["SampleID"].isin(os_)].groupby("OlinkID")["NPX"].median()
+    common = _common(ref, other)
+    expected = (med_r.reindex(common) - med_o.reindex(common)).fillna(0.0)
+    np.testing.assert_allclose(res.var["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
+    is_o = (res.obs["Project"] == "P2").to_numpy()
+    diff = res.layers["lod"][is_o] - other[:, common].layers["lod"]
+    np.testing.assert_allclose(diff, np.broadcast_to(expected.to_numpy(), diff.shape), atol=TOL)
+    assert res.obs["norm_sample"].sum() == len(rs) + len(os_)
+
+
+@pytest.mark.parametrize("controls", ["keep", "drop"])
+def test_intensity_factor_matches_pandas(projects, controls):
+    ref, other, _ = projects
+    res = _quiet(op.pp.intensity_normalize, ref, other, controls=controls)
+    lr, lo = long(ref), long(other)
+    if controls == "drop":
+        lr = lr[~lr["SampleID"].str.startswith("CONTROL")]
+        lo = lo[~lo["SampleID"].str.startswith("CONTROL")]
+    common = _common(ref, other)
+    expected = lr.groupby("OlinkID")["NPX"].median().reindex(common) - lo.groupby("OlinkID")[
+        "NPX"
+    ].median().reindex(common)
+    np.testing.assert_allclose(res.var["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
+
+
+def test_reference_median_normalize_matches_pandas():
+    a = make_adata(30, 10, seed=5)
+    refmed = pd.DataFrame(
+        {"OlinkID": [f"OID{j:05d}" for j in range(1, 9)], "Reference_NPX": np.linspace(3, 7, 8)}
+    )
+    samples = [f"S{i}" for i in range(1, 16)]
+    with pytest.warns(OlinkpipeWarning, match="no reference median"):
+        res = op.pp.reference_median_normalize(a, refmed, samples=samples, project="Study")
+    la = long(a)
+    med = la[la["SampleID"].isin(samples)].groupby("OlinkID")["NPX"].median()
+    expected = refmed.set_index("OlinkID")["Reference_NPX"] - med.reindex(refmed["OlinkID"])
+    assert list(res.var_names) == list(refmed["OlinkID"])
+    np.testing.assert_allclose(res.var["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
+    np.testing.assert_allclose(
+        np.nanmedian(res.X[: len(samples)], axis=0), refmed["Reference_NPX"], atol=1e-12
+    )
+    diff = res.layers["lod"] - a[:, res.var_names].layers["lod"]
+    np.testing.assert_allclose(diff, np.broadcast_to(expected.to_numpy(), diff.shape), atol=TOL)
+    ex = res.uns["olinkpipe"]["excluded"]
+    assert set(ex["id"]) == {"OID00009", "OID00010"}
+    assert (res.obs["Project"] == "Study").all()
+
+
+def test_normalize_plates_matches_pandas():
+    a = make_adata(40, 8, seed=6, plates=3)
+    X = a.X.copy()
+    X[a.obs["PlateID"].to_numpy() == "P_plate2"] += 1.5  # a plate effect
+    a.X = X
+    res = op.pp.normalize_plates(a)
+    la = long(a)
+    la["PlateID"] = np.repeat(a.obs["PlateID"].to_numpy(), a.n_vars)
+    la = la[~la["SampleID"].str.startswith("CONTROL")]
+    overall = la.groupby("OlinkID")["NPX"].median()
+    plate_med = la.groupby(["PlateID", "OlinkID"])["NPX"].median()
+    expected = (overall.reindex(plate_med.index, level="OlinkID") - plate_med).rename("exp")
+    tab = res.uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]
+    got = tab.groupby(["PlateID", "OlinkID"])["Adj_factor"].first()  # same for both panels
+    np.testing.assert_allclose(got.reindex(expected.index).to_numpy(), expected.to_numpy(), atol=TOL)
+    # after normalization every plate's median equals the overall median
+    study = ~res.obs["is_control"].to_numpy()
+    for plate in ("P_plate1", "P_plate2", "P_plate3"):
+        rows = study & (res.obs["PlateID"] == plate).to_numpy()
+        np.testing.assert_allclose(
+            np.nanmedian(res.X[rows], axis=0), overall.reindex(a.var_names), atol=1e-12
+        )
+
+
+def _bridge_selector_reference(adata, n, max_missing):
+    """Independent long-format pandas port of the OlinkAnalyze 4.5.0 rules (README)."""
+    df = long(adata).merge(
+        long(adata, "lod").rename(columns={"NPX": "LOD"}), on=["SampleID", "OlinkID"]
+    )
+    df["Panel"] = df["OlinkID"].map(adata.var["Panel"])
+    qc = adata.obs.set_index("SampleID")["QC_Warning"]
+    df["QC_Warning"] = df["SampleID"].map(qc)
+    df = df[~df["SampleID"].str.contains("CONTROL_SAMPL")]
+    g = df.groupby(["Panel", "SampleID"])["NPX"]
+    st = pd.DataFrame(
+        {"med": g.median(), "iqr": g.quantile(0.75) - g.quantile(0.25)}
+    ).reset_index()
+    grp = st.groupby("Panel")
+    for c in ("med", "iqr"):
+        mean, sd = grp[c].transform("mean"), grp[c].transform("std")  # std: ddof = 1
+        st[c + "_lo"], st[c + "_hi"] = mean - 3 * sd, mean + 3 * sd
+    inside = (
+        (st["med"] < st["med_hi"])
+        & (st["med"] > st["med_lo"])
+        & (st["iqr"] > st["iqr_lo"])
+        & (st["iqr"] < st["iqr_hi"])
+    )
+    outl = set(st.loc[~inside, "SampleID"])
+    df = df[~df["SampleID"].isin(outl) & df["QC_Warning"].str.upper().eq("PASS")].copy()
+    df.loc[~(df["NPX"] > df["LOD"]), "NPX"] = np.nan
+    per = df.groupby("SampleID").agg(
+        Perc=("NPX", lambda s: s.isna().mean()), MeanNPX=("NPX", "mean")
+    )
+    per = per[per["Perc"] < max_missing].sort_values("MeanNPX", ascending=False)
+    idx = np.floor(np.linspace(1, len(per), n + 2))[1:-1].astype(int) - 1
+    return per.iloc[idx]
+
+
+def test_select_bridge_samples_matches_independent_port():
+    a = make_adata(60, 16, seed=7, nan_frac=0.0)
+    X = a.X.copy()
+    X[5, a.var["Panel"].to_numpy() == "Olink Oncology"] += 12  # a QC outlier on one panel
+    a.X = X
+    res = op.pp.select_bridge_samples(a, 6, max_missing=0.3)
+    exp = _bridge_selector_reference(a, 6, 0.3)
+    assert list(res.columns) == ["SampleID", "PercAssaysBelowLOD", "MeanNPX"]
+    assert list(res["SampleID"]) == list(exp.index)
+    np.testing.assert_allclose(res["MeanNPX"], exp["MeanNPX"], atol=1e-12)
+    np.testing.assert_allclose(res["PercAssaysBelowLOD"], exp["Perc"], atol=1e-12)
+    assert "S6" not in set(res["SampleID"]) and res.attrs["n_outlier_samples"] >= 1
+    assert res["MeanNPX"].is_monotonic_decreasing
+
+
+def test_select_bridge_samples_too_few():
+    a = make_adata(12, 6, seed=8)
+    with pytest.raises(ValidationError, match="increase max_missing|Increase max_missing"):
+        op.pp.select_bridge_samples(a, 11, max_missing=0.05)
