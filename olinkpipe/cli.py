@@ -14,22 +14,44 @@ from . import __version__
 from .errors import OlinkpipeError
 
 
-def _info(args: argparse.Namespace) -> int:
-    from .io import read_npx, summarize
+def _read(args: argparse.Namespace):
+    from .io import read_npx
 
-    adata = read_npx(args.file, sep=args.sep)
+    sheet = args.sheet
+    if sheet is not None and sheet.isdigit():
+        sheet = int(sheet)
+    return read_npx(args.file, sep=args.sep, sheet=sheet, duplicates=args.duplicates)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .io import summarize
+
+    adata = _read(args)
     for key, value in summarize(adata).items():
+        if isinstance(value, float):
+            value = f"{value:.2f}"
         print(f"{key:<22} {value}")
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .io import read_npx, write
+    from .io import write
 
-    adata = read_npx(args.file, sep=args.sep)
+    adata = _read(args)
     path = write(adata, args.out)
-    print(f"wrote {path}")
+    print(f"wrote {path} ({adata.n_obs} samples x {adata.n_vars} assays)")
     return 0
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sep", default=None, help="field delimiter of FILE (sniffed by default)")
+    p.add_argument("--sheet", default=None, help="xlsx sheet name or 0-based position")
+    p.add_argument(
+        "--duplicates",
+        default="rename",
+        choices=["rename", "error"],
+        help="a SampleID on two plates within a panel: one row per plate, or an error",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,13 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="summarise an Olink export")
     p.add_argument("file")
-    p.add_argument("--sep", default=None, help="field delimiter (sniffed by default)")
+    _add_read_options(p)
     p.set_defaults(func=_info)
 
     p = sub.add_parser("convert", help="convert an export to .h5ad, .parquet or .csv (long)")
     p.add_argument("file")
-    p.add_argument("out")
-    p.add_argument("--sep", default=None, help="field delimiter of FILE (sniffed by default)")
+    p.add_argument("out", help="output path: .h5ad, .parquet, .csv or .tsv")
+    _add_read_options(p)
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("run", help="run a workflow (the bundled CAR-T example by default)")

@@ -122,7 +122,9 @@ def test_compare_groups_against_scipy(test):
     s = dose_groups(_study())
     metrics = ["cart_cmax", "il6_cmax", "crp_cmax"]
     s.loc[3, "il6_cmax"] = np.nan  # a missing value is left out of that metric only
-    out = compare_groups(s, by="dose_group", metrics=metrics, test=test)
+    with pytest.warns(OlinkpipeWarning, match=r"il6_cmax: 1 \('P03'\)"):
+        out = compare_groups(s, by="dose_group", metrics=metrics, test=test)
+    assert out.attrs["excluded"] == {"il6_cmax": ["P03"]}
     assert list(out.columns[:9]) == [
         "metric",
         "test",
@@ -190,7 +192,9 @@ def test_compare_groups_joins_patients_and_splits_analytes():
 def test_correlate_against_scipy(method, func):
     s = _study()
     s.loc[[2, 5], "il6_cmax"] = np.nan
-    out = correlate(s, "cart_cmax", ["dose", "il6_cmax", "crp_cmax"], method=method)
+    with pytest.warns(OlinkpipeWarning, match="cart_cmax ~ il6_cmax: 2"):
+        out = correlate(s, "cart_cmax", ["dose", "il6_cmax", "crp_cmax"], method=method)
+    assert out.attrs["excluded"] == {"cart_cmax ~ il6_cmax": ["P02", "P05"]}
     assert list(out.columns) == [
         "x",
         "y",
@@ -207,7 +211,10 @@ def test_correlate_against_scipy(method, func):
         ref = func(v["cart_cmax"], v[row["y"]])
         assert row["n"] == len(v)
         assert row["rho"] == pytest.approx(ref.statistic, rel=1e-12)
-        assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+        if method == "spearman":  # no ties: R's exact/Edgeworth p, near the t approximation
+            assert row["p_value"] == pytest.approx(ref.pvalue, rel=0.25)
+        else:  # Kendall: exact without ties and n < 50, as scipy's method="exact" and R
+            assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
         assert row["ci_low"] < row["rho"] < row["ci_high"]
         if method == "pearson":  # Fisher z as R's cor.test / scipy
             ci = ref.confidence_interval()
@@ -217,6 +224,34 @@ def test_correlate_against_scipy(method, func):
             half = 1.959963984540054 * np.sqrt(1.06 / (len(v) - 3))
             assert row["ci_high"] == pytest.approx(np.tanh(np.arctanh(ref.statistic) + half))
     np.testing.assert_allclose(out["p_adj"], multipletests(out["p_value"], method="fdr_bh")[1])
+
+
+# R 4.2.2: y <- <vector>; x <- seq_along(y); cor.test(x, y, method = "spearman" / "kendall")
+# (estimate, p.value), printed with sprintf("%.15g"). n = 8: exact permutation p; 12 and 23:
+# AS 89 Edgeworth series; Kendall n = 40: exact (scipy's "auto" would use the normal
+# approximation above n = 33 and give 2.59e-07 instead).
+R_COR = [
+    ([3, 1, 5, 4, 2, 8, 6, 7], 0.0575892857142857, 0.108680555555555),
+    ([7, 1, 8, 5, 2, 9, 3, 6, 11, 4, 10, 12], 0.0987515700723274, 0.0863171145983646),
+    ([8, 1, 9, 7, 2, 14, 4, 6, 18, 3, 11, 17, 5, 19, 15, 10, 21, 13, 16, 23, 12, 20, 22],
+     0.000287774827256024, 0.000557197648941132),
+    ([13, 1, 12, 8, 2, 19, 5, 6, 23, 3, 14, 21, 4, 24, 16, 7, 31, 11, 15, 32, 9, 26, 29, 10,
+      34, 25, 17, 37, 20, 27, 38, 18, 36, 35, 22, 39, 33, 30, 40, 28],
+     3.76859166261876e-07, 2.90077039055703e-07),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("y", "p_spearman", "p_kendall"), R_COR, ids=["n8", "n12", "n23", "n40"])
+def test_correlate_p_values_match_r_cor_test(y, p_spearman, p_kendall):
+    t = pd.DataFrame({"x": np.arange(1.0, len(y) + 1), "y": np.asarray(y, float)})
+    sp = correlate(t, "x", "y", method="spearman")
+    assert sp["p_value"].iloc[0] == pytest.approx(p_spearman, rel=1e-12)
+    kd = correlate(t, "x", "y", method="kendall")
+    assert kd["p_value"].iloc[0] == pytest.approx(p_kendall, rel=1e-12)
+    # with a tie both fall back to the (tie-corrected) approximations, as R and scipy do
+    tied = t.assign(y=t["y"].where(t["y"] != 1, 2))
+    ref = stats.spearmanr(tied["x"], tied["y"])
+    assert correlate(tied, "x", "y")["p_value"].iloc[0] == pytest.approx(ref.pvalue, rel=1e-12)
 
 
 def test_correlate_bootstrap_is_seeded():
@@ -397,3 +432,23 @@ def test_outcome_input_errors_and_exclusions():
         out = associate_outcome(s, "crs_any", ["dose", "age"], separately=True)
     assert out.attrs["excluded"] == ["P01", "P04"]
     assert out["method"].str.startswith("univariable").all() and (out["n"] == 21).all()
+
+
+def test_ties_use_normal_approximation_and_constant_groups_do_not_fail():
+    s = pd.DataFrame(
+        {
+            "g": ["low"] * 6 + ["high"] * 6,
+            "tmax": [7, 7, 10, 3, 7, 14, 7, 10, 10, 7, 14, 7],
+            "flat": [28.0] * 12,
+        }
+    )
+    out = compare_groups(s, by="g", metrics=["tmax", "flat"]).set_index("metric")
+    x = s.loc[s["g"] == "high", "tmax"].to_numpy(float)
+    y = s.loc[s["g"] == "low", "tmax"].to_numpy(float)
+    ref = stats.mannwhitneyu(x, y, method="asymptotic", use_continuity=True)
+    assert "normal approx" in out.loc["tmax", "test"]
+    assert out.loc["tmax", "p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
+    # the estimate lands exactly on a pairwise difference (no root-finder noise)
+    assert out.loc["tmax", "effect"] in set(np.subtract.outer(x, y).ravel())
+    assert out.loc["flat", "effect"] == 0.0
+    assert np.isnan(out.loc["flat", "effect_ci_low"])

@@ -62,15 +62,19 @@ def test_hand_worked_example():
     assert row["cmax"] == 100.0 and row["tmax"] == 7.0
     assert row["auc"] == pytest.approx(903.0, abs=1e-12)
     assert row["fold_change"] == pytest.approx(50.0)
-    assert row["last_detectable_day"] == 21.0
+    # persistence looks past the window's end: detectable again on day 35
+    assert row["last_detectable_day"] == 35.0
     assert row["n_samples"] == 6 and row["reason"] == ""
     # LOD/2 for the day-28 sample: last interval (5 + 0.2)/2 * 7 = 18.2 instead of 17.5
     half = kinetics(m, analyte="CAR-T", below_detection="lod_half").iloc[0]
     assert half["auc"] == pytest.approx(903.0 - 17.5 + 18.2, abs=1e-12)
-    # missing: the day-28 sample is left out, AUC ends at day 21
-    miss = kinetics(m, analyte="CAR-T", below_detection="missing").iloc[0]
+    # missing: the day-28 sample counts as not taken; observed edges: AUC ends at day 21,
+    # interpolated edges: day 28 = 5 + (30 - 5) * 7/14 = 17.5 from days 21 and 35
+    miss = kinetics(m, analyte="CAR-T", below_detection="missing", edges="observed").iloc[0]
     assert miss["auc"] == pytest.approx(903.0 - 17.5, abs=1e-12)
     assert miss["n_samples"] == 5
+    miss = kinetics(m, analyte="CAR-T", below_detection="missing").iloc[0]
+    assert miss["auc"] == pytest.approx(903.0 - 17.5 + (5 + 17.5) / 2 * 7, abs=1e-12)
     # log-down: falling intervals 100->40, 40->5 use (c0-c1) dt / ln(c0/c1); 5->0 stays linear
     logd = kinetics(m, analyte="CAR-T", auc="linear-up/log-down").iloc[0]
     expected = 18 + 220 + 60 * 7 / np.log(100 / 40) + 35 * 7 / np.log(40 / 5) + 17.5
@@ -78,34 +82,96 @@ def test_hand_worked_example():
 
 
 @pytest.mark.parametrize("below_detection", ["zero", "lod_half", "missing"])
-def test_against_numpy_trapezoid_and_pandas(below_detection):
+@pytest.mark.parametrize("edges", ["interpolate", "observed"])
+def test_against_numpy_trapezoid_and_pandas(below_detection, edges):
     m = _simulated()
     out = kinetics(
-        m, analyte="CAR-T copies/ug DNA", below_detection=below_detection, min_points=1
-    ).set_index("patient")
+        m, analyte="CAR-T copies/ug DNA", below_detection=below_detection, min_points=1,
+        edges=edges,
+    ).set_index("patient")  # fmt: skip
+    n_interpolated = 0
     for pid, sub in m.loc[m["analyte"] == "CAR-T copies/ug DNA"].groupby("patient"):
         v = sub["value"].to_numpy(float).copy()
         b = sub["below_detection"].to_numpy()
         v[b] = {"zero": 0.0, "lod_half": 25.0, "missing": np.nan}[below_detection]
         d = sub["day"].to_numpy(float)
-        keep = (d >= 0) & (d <= 28) & ~np.isnan(v)
+        ok = ~np.isnan(v)
+        keep = (d >= 0) & (d <= 28) & ok
         dd, vv = d[keep], v[keep]
         row = out.loc[pid]
         assert row["n_samples"] == keep.sum()
+        # persistence: last detectable day from day 0 on, also after day 28
+        det = d[(d >= 0) & ~b & (sub["value"].to_numpy() > 0)]
+        if det.size:
+            assert row["last_detectable_day"] == det.max()
+        else:
+            assert np.isnan(row["last_detectable_day"])
+        # baseline: the last sample on or before day 0, NaN if it is below detection and
+        # below_detection="missing" (never an earlier sample instead)
+        pre = d <= 0
+        if pre.any():
+            assert row["baseline"] == pytest.approx(v[pre][-1], nan_ok=True)
+        else:
+            assert np.isnan(row["baseline"])
         if keep.sum() == 0:
-            assert np.isnan(row["cmax"])
+            assert np.isnan(row["cmax"]) and np.isnan(row["auc"])
             continue
-        assert row["auc"] == pytest.approx(np.trapezoid(vv, dd), rel=1e-12, abs=1e-9)
         assert row["cmax"] == vv.max()
         assert row["tmax"] == dd[np.argmax(vv)]
-        det = dd[~b[keep] & (vv > 0)] if below_detection != "missing" else dd
-        assert row["last_detectable_day"] == (det.max() if det.size else np.nan) or (
-            np.isnan(row["last_detectable_day"]) and det.size == 0
-        )
-        pre = (d <= 0) & ~np.isnan(v)
-        assert row["baseline"] == (v[pre][-1] if pre.any() else np.nan) or (
-            np.isnan(row["baseline"]) and not pre.any()
-        )
+        # AUC reference: numpy.trapezoid over the samples in the window, plus (edges =
+        # "interpolate") numpy.interp values on the edges 0 and 28 when samples lie on
+        # both sides of an edge without one on it
+        grid, vals = dd, vv
+        if edges == "interpolate":
+            dk, vk = d[ok], v[ok]
+            add = [e for e in (0.0, 28.0) if dk.min() < e < dk.max() and e not in dk]
+            n_interpolated += len(add)
+            grid = np.sort(np.concatenate([dd, add]))
+            vals = np.interp(grid, dk, vk)
+        if grid.size < 2:
+            assert np.isnan(row["auc"])
+        else:
+            assert row["auc"] == pytest.approx(np.trapezoid(vals, grid), rel=1e-12, abs=1e-9)
+    if edges == "interpolate":
+        assert n_interpolated >= 3  # the simulated schedules do exercise the edges
+
+
+def test_window_edges_are_interpolated_never_extrapolated():
+    # days     -1    3    10    21    35;  window (0, 28), no sample on either edge
+    # values   4    40    20     8     2
+    # day 0:  4 + (40 - 4) * 1/4 = 13;  day 28: 8 + (2 - 8) * 7/14 = 5
+    # AUC = (13+40)/2*3 + (40+20)/2*7 + (20+8)/2*11 + (8+5)/2*7 = 79.5+210+154+45.5 = 489
+    m = pd.DataFrame({"patient": "P1", "day": [-1, 3, 10, 21, 35], "analyte": "IL-6",
+                      "value": [4.0, 40.0, 20.0, 8.0, 2.0]})  # fmt: skip
+    row = kinetics(m, analyte="IL-6").iloc[0]
+    assert row["auc"] == pytest.approx(489.0, abs=1e-12)
+    assert row["n_samples"] == 3 and row["cmax"] == 40.0 and row["baseline"] == 4.0
+    obs = kinetics(m, analyte="IL-6", edges="observed").iloc[0]
+    assert obs["auc"] == pytest.approx(210.0 + 154.0, abs=1e-12)
+    # log-down: the falling edge interval is interpolated log-linearly
+    logd = kinetics(m, analyte="IL-6", auc="linear-up/log-down").iloc[0]
+    c28 = np.exp(np.log(8) + 0.5 * (np.log(2) - np.log(8)))  # = 4
+    expected = 79.5 + 20 * 7 / np.log(2) + 12 * 11 / np.log(20 / 8) + 4 * 7 / np.log(8 / c28)
+    assert logd["auc"] == pytest.approx(expected, rel=1e-12)
+    # no sample after day 21: nothing is extrapolated to day 28
+    short = kinetics(m.iloc[:4], analyte="IL-6").iloc[0]
+    assert short["auc"] == pytest.approx(79.5 + 210.0 + 154.0, abs=1e-12)
+
+
+def test_baseline_below_detection_is_explicit_for_the_fold_change():
+    # day-0 baseline below detection (LOD 10); an earlier detectable sample must not be used
+    m = pd.DataFrame({"patient": "P1", "day": [-7, 0, 7, 14, 21], "analyte": "CAR-T",
+                      "value": [30.0, 10.0, 800.0, 200.0, 50.0],
+                      "below_detection": [0, 1, 0, 0, 0]})  # fmt: skip
+    zero = kinetics(m, analyte="CAR-T").iloc[0]
+    assert zero["baseline"] == 0.0 and np.isnan(zero["fold_change"])
+    assert "baseline below detection" in zero["reason"]
+    miss = kinetics(m, analyte="CAR-T", below_detection="missing").iloc[0]
+    assert np.isnan(miss["baseline"]) and np.isnan(miss["fold_change"])
+    assert "baseline below detection" in miss["reason"]
+    half = kinetics(m, analyte="CAR-T", below_detection="lod_half").iloc[0]
+    assert half["baseline"] == 5.0 and half["fold_change"] == pytest.approx(800 / 5)
+    assert half["reason"] == ""
 
 
 def test_tie_at_peak_takes_first_day_and_baseline_before_infusion():
@@ -182,3 +248,25 @@ def test_argument_errors():
     )
     with pytest.raises(ValidationError, match="lod_half"):
         kinetics(nolod, analyte="X", below_detection="lod_half")
+
+
+def test_never_detectable_patient_has_no_peak_day():
+    m = pd.DataFrame({"patient": "P1", "day": [0, 7, 14, 21], "analyte": "CAR-T",
+                      "value": 10.0, "below_detection": 1})  # fmt: skip
+    row = kinetics(m, analyte="CAR-T").iloc[0]
+    assert row["cmax"] == 0.0 and row["auc"] == 0.0
+    assert np.isnan(row["tmax"]) and np.isnan(row["last_detectable_day"])
+    assert "tmax undefined" in row["reason"] and "baseline below detection" in row["reason"]
+
+
+def test_negative_days_window_and_baseline_before_infusion():
+    # lymphodepletion window: days -5..14, baseline on day -5 (first sample), IL-6 rises
+    # before infusion; hand-computed: AUC = (2+3)/2*4 + (3+9)/2*1 + (9+30)/2*4 + (30+6)/2*10
+    #                                    = 10 + 6 + 78 + 180 = 274; peak 30 on day 4
+    m = pd.DataFrame({"patient": "P1", "day": [-5, -1, 0, 4, 14, 21], "analyte": "IL-6",
+                      "value": [2.0, 3.0, 9.0, 30.0, 6.0, 5.0]})  # fmt: skip
+    row = kinetics(m, analyte="IL-6", window=(-5, 14), baseline_day=-5).iloc[0]
+    assert row["baseline"] == 2.0 and row["cmax"] == 30.0 and row["tmax"] == 4.0
+    assert row["auc"] == pytest.approx(274.0, abs=1e-12)
+    assert row["fold_change"] == pytest.approx(15.0) and row["n_samples"] == 5
+    assert row["last_detectable_day"] == 21.0  # persistence is not capped at the window

@@ -10,6 +10,9 @@ below. The R values were produced by hand with R 4.2.2, survival 3.5-3 and cmprs
     cmprsk::cuminc(d$t, d$ev, d$g, rho = 1)$Tests
     cmprsk::cuminc(d$t, d$ev, d$g, d$s)$Tests          # stratified
     d2 <- d[d$g != "c", ]; cmprsk::cuminc(d2$t, d2$ev, d2$g)$Tests
+    cv <- cbind(gb = d$g == "b", gc = d$g == "c", x = R_DATA$x)
+    cmprsk::crr(d$t, d$ev, cv, gtol = 1e-10, maxiter = 50)          # $coef, $var
+    cmprsk::crr(d$t, d$ev, cv, failcode = 2, gtol = 1e-10, maxiter = 50)
     f <- survfit(Surv(t, ev == 1) ~ g, data = d)       # conf.type = "log" (default)
     summary(f, times = c(3, 5, 10, 20)); survdiff(Surv(t, ev == 1) ~ g, data = d)
 """
@@ -22,6 +25,7 @@ import pytest
 from lifelines import AalenJohansenFitter, KaplanMeierFitter
 from lifelines.statistics import logrank_test, multivariate_logrank_test
 from lifelines.utils import median_survival_times
+from scipy import stats
 
 from olinkpipe import clinical
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning, ValidationError
@@ -158,6 +162,10 @@ R_DATA = pd.DataFrame(
     }  # fmt: skip
 )
 R_DATA["e"] = (R_DATA["ev"] == 1).astype(int)
+R_DATA["x"] = [-0.63, 0.18, -0.84, 1.6, 0.33, -0.82, 0.49, 0.74, 0.58, -0.31, 1.51, 0.39,
+               -0.62, -2.21, 1.12, -0.04, -0.02, 0.94, 0.82, 0.59, 0.92, 0.78, 0.07, -1.99,
+               0.62, -0.06, -0.16, -1.47, -0.48, 0.42, 1.36, -0.1, 0.39, -0.05, -1.38, -0.41,
+               -0.39, -0.06, 1.1, 0.76]  # fmt: skip
 TIMES = [3, 5, 10, 20]
 
 
@@ -217,6 +225,26 @@ def test_km_log_ci_matches_r_survfit():
     med = pd.DataFrame(km.attrs["median"])
     assert med["median"].tolist() == [35, 10, 15]
     assert med["ci_low"].tolist() == [7, 8, 13]
+    assert np.isinf(med["ci_high"]).all()
+
+
+def test_km_log_log_ci_matches_r_survfit():
+    # summary(survfit(Surv(t, ev == 1) ~ g, conf.type = "log-log"), times = c(3, 5, 10, 20))
+    # lower / upper; R gives NA for group c at 3 months where S = 1 (lifelines, and we, 1)
+    km = clinical.kaplan_meier(R_DATA, time="t", event="e", group="g", at=TIMES)
+    r_low = [0.566359466131, 0.566359466131, 0.349181661101, 0.154687887628,
+             0.566359466131, 0.471738410589, 0.151660355451, 0.151660355451,
+             np.nan, 0.508080205770, 0.304706670498, 0.055437356373]  # fmt: skip
+    r_high = [0.988794062304, 0.988794062304, 0.900906203137, 0.814381688832,
+              0.988794062304, 0.955279509761, 0.745064541663, 0.745064541663,
+              np.nan, 0.986673822668, 0.937199145125, 0.721940906668]  # fmt: skip
+    defined = ~np.isnan(r_low)
+    np.testing.assert_allclose(km["ci_low"][defined], np.array(r_low)[defined], atol=1e-11)
+    np.testing.assert_allclose(km["ci_high"][defined], np.array(r_high)[defined], atol=1e-11)
+    assert km.loc[~defined, ["estimate", "ci_low", "ci_high"]].to_numpy().tolist() == [[1, 1, 1]]
+    # quantile(fit, 0.5): medians 35 / 10 / 15, lower limits 7 / 4 / 10, upper NA
+    med = pd.DataFrame(km.attrs["median"])
+    assert med["median"].tolist() == [35, 10, 15] and med["ci_low"].tolist() == [7, 4, 10]
     assert np.isinf(med["ci_high"]).all()
 
 
@@ -441,8 +469,139 @@ def test_errors_and_exclusions():
     assert sum(km.attrs["n"].values()) == 37
 
 
-def test_gray_singular_variance_warns():
+def test_gray_absent_cause_warns_and_cif_still_reports_cause_one():
     df = pd.DataFrame({"t": [1.0, 2, 3, 4], "s": [2, 0, 2, 0], "g": ["a", "a", "b", "b"]})
-    with pytest.warns(OlinkpipeWarning, match="singular"):
+    with pytest.warns(OlinkpipeWarning, match="no events of cause 1"):
         res = clinical.gray_test(df, time="t", event="s", group="g")
     assert np.isnan(res["p_value"].iloc[0])
+    cif = clinical.cumulative_incidence(df, time="t", event="s", at=[4])
+    assert cif["cause"].tolist() == [1, 2]
+    assert cif["estimate"].tolist() == [0.0, 0.25 + 0.75 * 1 / 2]
+
+
+# R 4.2.2, cmprsk 2.2-11, two competing codes (2 and 3), ties of all kinds at t = 4:
+#   t <- c(4,4,4,4,3,34,1,29,6,4,6,4,9,11,19,3,32,8,4,9,1,1,13,8,22,5,6,12,6,1)
+#   e <- c(1,0,3,2,0,2,0,0,2,1,2,1,2,0,1,1,2,1,1,0,1,0,0,2,1,3,1,1,1,1)
+#   g <- rep(c("A", "B"), each = 15); x <- cuminc(t, e, g); x$Tests; timepoints(x, c(4, 10))
+CR3 = pd.DataFrame(
+    {
+        "t": [4, 4, 4, 4, 3, 34, 1, 29, 6, 4, 6, 4, 9, 11, 19, 3, 32, 8, 4, 9, 1, 1, 13, 8, 22,
+              5, 6, 12, 6, 1],
+        "e": [1, 0, 3, 2, 0, 2, 0, 0, 2, 1, 2, 1, 2, 0, 1, 1, 2, 1, 1, 0, 1, 0, 0, 2, 1, 3, 1,
+              1, 1, 1],
+        "g": ["A"] * 15 + ["B"] * 15,
+    }
+)  # fmt: skip
+
+
+def test_two_competing_codes_match_cmprsk():
+    res = clinical.gray_test(CR3, time="t", event="e", group="g", cause=None)
+    assert res["cause"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(
+        res["statistic"], [3.092197263995, 1.685129420055, 0.014354062885], rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        res["p_value"], [0.0786685132544, 0.1942442651719, 0.9046348940029], rtol=1e-10
+    )
+    cif = clinical.cumulative_incidence(CR3, time="t", event="e", group="g", at=[4, 10])
+    est = {
+        ("A", 1): [0.2307692307692, 0.2307692307692],
+        ("B", 1): [0.2777777777778, 0.4944444444444],
+        ("A", 2): [0.0769230769231, 0.3406593406593],
+        ("B", 2): [0.0, 0.0722222222222],
+        ("A", 3): [0.0769230769231, 0.0769230769231],
+        ("B", 3): [0.0, 0.0722222222222],
+    }
+    var = {
+        ("A", 1): [0.01479289940828, 0.01479289940828],
+        ("B", 1): [0.01525875639512, 0.01997875026520],
+        ("A", 2): [0.00591715976331, 0.02116491567041],
+        ("B", 2): [0.0, 0.00561932009601],
+        ("A", 3): [0.00591715976331, 0.00591715976331],
+        ("B", 3): [0.0, 0.00536863694667],
+    }
+    for (g, c), values in est.items():
+        sub = cif.loc[(cif["group"] == g) & (cif["cause"] == c)]
+        np.testing.assert_allclose(sub["estimate"], values, atol=1e-12)
+        np.testing.assert_allclose(sub["variance"], var[(g, c)], atol=1e-13)
+
+
+# --------------------------------------------------------------------------- Fine–Gray
+def test_fine_gray_matches_cmprsk_crr():
+    fg = clinical.fine_gray(R_DATA, time="t", event="ev", covariates=["g", "x"])
+    assert fg["term"].tolist() == ["g[b]", "g[c]", "x"]
+    np.testing.assert_allclose(
+        fg["coef"], [0.2944233677231, -0.3149380013148, 0.0728595754531], atol=1e-8
+    )
+    r_var = np.array(
+        [
+            [0.3425691136091, 0.1754591053614, -0.0389429965024],
+            [0.1754591053614, 0.3944201311488, -0.0268772219325],
+            [-0.0389429965024, -0.0268772219325, 0.0885111204734],
+        ]
+    )
+    np.testing.assert_allclose(fg.attrs["vcov"], r_var, atol=1e-8)
+    np.testing.assert_allclose(fg["se"], np.sqrt(np.diag(r_var)), atol=1e-8)
+    np.testing.assert_allclose(fg["hr"], np.exp(fg["coef"]))
+    np.testing.assert_allclose(fg["ci_low"], np.exp(fg["coef"] - 1.959963984540054 * fg["se"]))
+    np.testing.assert_allclose(
+        fg["p_value"], 2 * stats.norm.sf(np.abs(fg["coef"] / fg["se"])), rtol=1e-12
+    )
+    assert fg.attrs["loglik"] == pytest.approx(-44.9910781055, abs=1e-8)
+    fg2 = clinical.fine_gray(R_DATA, time="t", event="ev", covariates=["g", "x"], cause=2)
+    np.testing.assert_allclose(
+        fg2["coef"], [-0.284048699890, 0.704677598539, -0.318545408770], atol=1e-8
+    )
+    np.testing.assert_allclose(fg2["se"], [0.916220718388, 0.680197134861, 0.275038795694],
+                               atol=1e-8)  # fmt: skip
+    assert fg2.attrs["loglik"] == pytest.approx(-30.9944226691, abs=1e-8)
+
+
+def test_fine_gray_errors():
+    with pytest.raises(ValidationError, match="no events of cause 3"):
+        clinical.fine_gray(R_DATA, time="t", event="ev", covariates=["x"], cause=3)
+    with pytest.raises(DesignError, match="do not vary"):
+        clinical.fine_gray(R_DATA.assign(k=1.0), time="t", event="ev", covariates=["k"])
+    with pytest.raises(MissingColumnError):
+        clinical.fine_gray(R_DATA, time="t", event="ev", covariates=["nope"])
+
+
+def test_boolean_events_and_categorical_group_order():
+    df = R_DATA.assign(
+        e=R_DATA["e"].astype(bool),
+        g=pd.Categorical(R_DATA["g"], categories=["c", "a", "b"]),
+    )
+    km = clinical.kaplan_meier(df, time="t", event="e", group="g", at=[10])
+    assert km["group"].tolist() == ["c", "a", "b"]
+    ref = clinical.kaplan_meier(R_DATA, time="t", event="e", group="g", at=[10])
+    np.testing.assert_allclose(km["estimate"], ref["estimate"].to_numpy()[[2, 0, 1]])
+
+
+def test_at_times_read_the_right_continuous_step_function():
+    # at= on a jump time gives the value after the jump; between jumps the last value; the
+    # full-curve frame and at= agree everywhere (KM and cumulative incidence)
+    df = _cohort(seed=4, ties=True)
+    km = clinical.kaplan_meier(df, time="time", event="dead", group="arm")
+    cif = clinical.cumulative_incidence(df, time="time", event="status", group="arm")
+    for g in ("CAR-T", "control"):
+        curve = km.loc[km["group"] == g]
+        t = curve["time"].to_numpy()
+        mids = (t[1:] + t[:-1]) / 2
+        at = clinical.kaplan_meier(df, time="time", event="dead", group="arm", at=t)
+        at = at.loc[at["group"] == g]
+        for col in ("estimate", "ci_low", "ci_high", "n_at_risk"):
+            np.testing.assert_array_equal(at[col].to_numpy(), curve[col].to_numpy())
+        mid = clinical.kaplan_meier(df, time="time", event="dead", group="arm", at=mids)
+        mid = mid.loc[mid["group"] == g]
+        np.testing.assert_array_equal(mid["estimate"], curve["estimate"].to_numpy()[:-1])
+        # n at risk just after a time = those with follow-up beyond it
+        np.testing.assert_array_equal(
+            mid["n_at_risk"], [(df.loc[df["arm"] == g, "time"] >= m).sum() for m in mids]
+        )
+        c1 = cif.loc[(cif["group"] == g) & (cif["cause"] == 1)]
+        at = clinical.cumulative_incidence(
+            df, time="time", event="status", group="arm", at=c1["time"].to_numpy()
+        )
+        at = at.loc[(at["group"] == g) & (at["cause"] == 1)]
+        for col in ("estimate", "variance", "n_at_risk"):
+            np.testing.assert_array_equal(at[col].to_numpy(), c1[col].to_numpy())

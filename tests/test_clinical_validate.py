@@ -148,6 +148,7 @@ def test_read_patients_reads_file_and_types(tmp_path):
     [
         (2.0, r"implausible.*2\.0.*multiply by 1e6"),  # 2.0 given for 2.0e6/kg
         (1.5e10, r"implausible.*divide a total dose by body weight"),
+        (1.4e8, r"implausible.*divide a total dose by body weight"),  # 2e6/kg x 70 kg
         ("2e6/kg", r"non-numeric"),
     ],
 )

@@ -240,7 +240,15 @@ def test_gsea_matches_gseapy_prerank_directly():
     np.testing.assert_allclose(got["p_value"], ref["NOM p-val"].astype(float), rtol=1e-12)
     np.testing.assert_allclose(got["p_adj"], ref["FDR q-val"].astype(float), rtol=1e-12)
     assert got["leading_edge"].tolist() == ref["Lead_genes"].tolist()
-    assert list(out.columns) == ["term", "set_size", "es", "nes", "p_value", "p_adj", "leading_edge"]
+    assert list(out.columns) == [
+        "term",
+        "set_size",
+        "es",
+        "nes",
+        "p_value",
+        "p_adj",
+        "leading_edge",
+    ]
     for term in ref.index[:5]:
         r = pre.results[term]
         assert got.loc[term, "set_size"] == len(r["hits"])
@@ -285,3 +293,14 @@ def test_gsea_enriches_planted_set_from_assay_names():
     assert out.loc["JAK-STAT-like", "set_size"] == 8
     assert out.loc["JAK-STAT-like", "p_value"] < 0.05
     assert out.attrs["gene_assay"]["CD274"] == "PD-L1"
+
+
+def test_gsea_rank_by_estimate_without_p_values():
+    # OlinkAnalyze ranks by estimate; a table of estimates alone is enough for that
+    genes = [f"G{i:02d}" for i in range(50)]
+    res = pd.DataFrame({"gene": genes[::-1], "estimate": np.linspace(-2, 2, 50)})
+    out = op.tl.gsea(res, {"a": genes[:6], "b": genes[-6:]}, rank_by="estimate", permutations=50)
+    assert out.attrs["ranking"]["gene"] == genes
+    np.testing.assert_allclose(out.attrs["ranking"]["metric"], np.linspace(2, -2, 50))
+    es = out.set_index("term")["es"]
+    assert es["a"] == pytest.approx(1.0) and es["b"] == pytest.approx(-1.0)

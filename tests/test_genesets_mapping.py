@@ -112,6 +112,14 @@ def test_target96_names_map_by_alias_without_uniprot():
     assert set(out["method"]) == {"alias"}
 
 
+def test_name_without_uniprot_uses_alias_table():
+    # Cardiovascular II/III exports leave UniProt empty for NT-proBNP
+    var = pd.DataFrame({"Assay": ["NT-proBNP", "BNP"], "UniProt": [np.nan, "P16860"]})
+    out = op.genesets.map_assays(var)
+    assert out["gene"].tolist() == ["NPPB", "NPPB"]
+    assert out["method"].tolist() == ["alias", "uniprot"]
+
+
 def test_combined_assays_one_row_per_gene():
     out = op.genesets.map_assays(_var(COMBINED))
     expected = [(f"OID{i:05d}", g) for i, r in enumerate(COMBINED) for g in r[2]]
@@ -190,7 +198,9 @@ def test_builtin_table_is_well_formed():
     t = op.genesets.alias_table()
     assert list(t.columns) == ["UniProt", "gene", "olink_names", "panels"]
     assert t["UniProt"].is_unique
-    uniprot = re.compile(r"^([OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9]([A-Z][A-Z0-9]{2}[0-9]){1,2})$")
+    uniprot = re.compile(
+        r"^([OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9]([A-Z][A-Z0-9]{2}[0-9]){1,2})$"
+    )
     assert t["UniProt"].map(lambda u: bool(uniprot.match(u))).all()
     assert t["gene"].map(lambda g: bool(re.match(r"^[A-Z][A-Z0-9]+$", g))).all()
     # every Olink name in the table is not already its symbol (that is the table's purpose)

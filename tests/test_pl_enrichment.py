@@ -94,6 +94,11 @@ def test_all_four_enrichment_plots_are_saved(study, tmp_path):
     assert image.shape == (n_le, adata.n_obs)
     assert [t.get_text() for t in ax5.get_xticklabels()] == ["pre", "post"]
     ax5.figure.savefig(tmp_path / "leading_edge.png")
+    assert gsea.attrs["input"]["sign"] == "post - pre"
+    ax6 = op.pl.leading_edge(adata, gsea, term, groupby="time", order=["post", "pre"])
+    assert [t.get_text() for t in ax6.get_xticklabels()] == ["post", "pre"]
+    first = ax6.get_images()[0].get_array()[:, : adata.n_obs // 2]
+    assert np.nanmean(first) > 0  # post samples (raised) come first
 
     for name in ["ora_dot", "gsea_bar", "gsea_running", "pathway", "leading_edge"]:
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
@@ -101,7 +106,9 @@ def test_all_four_enrichment_plots_are_saved(study, tmp_path):
 
 def test_plot_errors_name_the_problem(study):
     _, res = study
-    gsea = op.tl.gsea(res, {"S": ["IL2RB", "CD274", "IFNG", "IL6", "IL10", "IL7"]}, permutations=20)
+    gsea = op.tl.gsea(
+        res, {"S": ["IL2RB", "CD274", "IFNG", "IL6", "IL10", "IL7"]}, permutations=20
+    )
     with pytest.raises(ValidationError, match="not in the result"):
         op.pl.gsea(gsea, "missing term")
     bare = pd.DataFrame(gsea)  # same data, attrs dropped
@@ -110,3 +117,28 @@ def test_plot_errors_name_the_problem(study):
         op.pl.gsea(bare, "S")
     with pytest.raises(ValidationError, match="JAK-STAT signaling pathway"):
         op.pl.pathway(res, "KEGG_2021_Human", "JAK-STAT")
+
+
+def test_enrichment_colours_follow_direction_and_empty_errors():
+    from matplotlib.colors import to_rgba
+
+    from olinkpipe.pl._style import DOWN, UP
+
+    res = pd.DataFrame(
+        {
+            "term": ["a", "b"],
+            "direction": ["up", "down"],
+            "overlap": [3, 5],
+            "p_value": [1e-3, 1e-2],
+            "p_adj": [2e-3, 1e-2],
+        }
+    )
+    ax = op.pl.enrichment(res)
+    faces = [tuple(c) for c in ax.collections[0].get_facecolors()]
+    # drawn bottom-up: least significant first
+    assert faces == [to_rgba(DOWN), to_rgba(UP)]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]
+    with pytest.raises(ValidationError, match="no terms"):
+        op.pl.enrichment(res.iloc[:0])
+    with pytest.raises(op.errors.DesignError, match="kind"):
+        op.pl.enrichment(res, kind="pie")

@@ -47,7 +47,11 @@ def test_kinetics_plot_mean_sem_by_group(cohort, tmp_path):
     expected = v.groupby(low["day"]).mean().to_numpy()
     np.testing.assert_allclose(np.asarray(ax.containers[0].lines[0].get_ydata(), float), expected)
     assert len(ax.lines) >= 10 + 2  # individual lines + mean lines
-    assert ax.get_yscale() in ("log", "symlog")
+    assert ax.get_yscale() == "symlog"  # undetectable samples (0) stay on the axis
+    linthresh = ax.yaxis.get_transform().linthresh  # a whole decade below the data
+    every = m["value"].where(~m["below_detection"], 0.0)
+    positive = every[every > 0].min()
+    assert linthresh == 10.0 ** np.floor(np.log10(positive))
     assert ax.get_ylabel() == "CAR-T copies/ug DNA (copies/ug)"
     fig.savefig(tmp_path / "kinetics.png")
     assert (tmp_path / "kinetics.png").stat().st_size > 0
@@ -62,10 +66,13 @@ def test_peaks_plot_annotates_p(cohort, tmp_path):
     ax = op.pl.peaks(summary, "cmax", "dose_group", patients=patients, log=True)
     texts = [t.get_text() for t in ax.texts]
     p = res["p_value"].iloc[0]
-    assert any(f"p = {p:.3g}" in t for t in texts)
+    assert any(f"p = {p:.3f}" in t for t in texts)
     assert len(ax.collections) == 2  # one dot cloud per group
     ax2 = op.pl.peaks(summary, "cmax", "dose_group", patients=patients, result=res)
     assert [t.get_text() for t in ax2.texts] == texts
+    # the y label names the analyte and unit of the kinetics result
+    assert ax.get_ylabel() == "Peak CAR-T copies/ug DNA (copies/ug)"
+    assert ax.get_yscale() == "log"
     ax.figure.savefig(tmp_path / "peaks.png")
     assert (tmp_path / "peaks.png").stat().st_size > 0
 
@@ -80,3 +87,15 @@ def test_correlation_plot(cohort, tmp_path):
     assert len(ax.lines) == 1 and len(ax.collections) == 2
     fig.savefig(tmp_path / "correlation.png")
     assert (tmp_path / "correlation.png").stat().st_size > 0
+
+
+def test_kinetics_plot_reads_text_flags_like_clinical_kinetics(cohort):
+    # a CSV gives "TRUE"/"FALSE" strings: "FALSE" must not count as below detection
+    m, patients = cohort
+    text = m.assign(below_detection=m["below_detection"].map({True: "TRUE", False: "FALSE"}))
+    ax = op.pl.kinetics(text, "CAR-T copies/ug DNA", patients=patients)
+    ref = op.pl.kinetics(m, "CAR-T copies/ug DNA", patients=patients)
+    got = np.asarray(ax.containers[0].lines[0].get_ydata(), float)
+    np.testing.assert_allclose(got, np.asarray(ref.containers[0].lines[0].get_ydata(), float))
+    assert got.max() > 1000
+    plt.close("all")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,7 +29,9 @@ TOL = 1e-12
 def long(adata, value="X"):
     """Tidy (SampleID, OlinkID, value) of an AnnData, NaN rows kept."""
     M = adata.X if value == "X" else adata.layers[value]
-    df = pd.DataFrame(np.asarray(M), index=adata.obs["SampleID"].to_numpy(), columns=adata.var_names)
+    df = pd.DataFrame(
+        np.asarray(M), index=adata.obs["SampleID"].to_numpy(), columns=adata.var_names
+    )
     out = df.stack(future_stack=True).rename("NPX").reset_index()
     out.columns = ["SampleID", "OlinkID", "NPX"]
     return out
@@ -87,7 +90,7 @@ def test_bridge_shift_is_exact_for_every_value_and_lod(projects):
     is_o = (res.obs["Project"] == "P2").to_numpy()
     for layer in ("X", "lod"):
         new = res.X if layer == "X" else res.layers["lod"]
-        old_o = (other if layer == "X" else other.layers["lod"])
+        old_o = other if layer == "X" else other.layers["lod"]
         old_o = other[:, common].X if layer == "X" else other[:, common].layers["lod"]
         old_r = ref[:, common].X if layer == "X" else ref[:, common].layers["lod"]
         assert np.array_equal(np.isnan(new[is_o]), np.isnan(old_o))
@@ -155,8 +158,9 @@ def test_bridge_input_errors(projects):
 def test_differing_normalization_types_warn(projects):
     ref, other, mapping = projects
     other.var["Normalization"] = "Plate control"
-    with pytest.warns(OlinkpipeWarning, match="normalized differently"):
+    with pytest.warns(OlinkpipeWarning) as rec:
         op.pp.bridge_normalize(ref, other, mapping)
+    assert any("normalized differently" in str(w.message) for w in rec)
 
 
 def test_excluded_normalization_assays_are_dropped_and_recorded(projects):
@@ -236,7 +240,9 @@ def test_normalize_plates_matches_pandas():
     expected = (overall.reindex(plate_med.index, level="OlinkID") - plate_med).rename("exp")
     tab = res.uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]
     got = tab.groupby(["PlateID", "OlinkID"])["Adj_factor"].first()  # same for both panels
-    np.testing.assert_allclose(got.reindex(expected.index).to_numpy(), expected.to_numpy(), atol=TOL)
+    np.testing.assert_allclose(
+        got.reindex(expected.index).to_numpy(), expected.to_numpy(), atol=TOL
+    )
     # after normalization every plate's median equals the overall median
     study = ~res.obs["is_control"].to_numpy()
     for plate in ("P_plate1", "P_plate2", "P_plate3"):
@@ -299,3 +305,56 @@ def test_select_bridge_samples_too_few():
     a = make_adata(12, 6, seed=8)
     with pytest.raises(ValidationError, match="increase max_missing|Increase max_missing"):
         op.pp.select_bridge_samples(a, 11, max_missing=0.05)
+
+
+def test_sample_on_two_rows_pairs_error_but_subset_uses_both():
+    a = make_adata(12, 6, seed=9, n_controls=0)
+    b = make_adata(12, 6, seed=10, n_controls=0, shift=1.0)
+    # S1 re-run on a second plate in b: two rows, one SampleID (data_model.md)
+    b.obs_names = [f"S1@P_plate{i}" if n == "S1" else n for i, n in enumerate(b.obs_names)]
+    b.obs.loc["S2", "SampleID"] = "S1"
+    b.obs_names = [n if n != "S2" else "S1@P_plate2" for n in b.obs_names]
+    with pytest.raises(DuplicateSampleError, match="several rows"):
+        op.pp.bridge_normalize(a, b, ["S1"])
+    res = op.pp.subset_normalize(a, b, ["S3"], ["S1", "S1"])  # a set: repeats are harmless
+    rows = (b.obs["SampleID"] == "S1").to_numpy()
+    expected = a["S3"].X[0] - np.nanmedian(b.X[rows], axis=0)
+    np.testing.assert_allclose(res.var["Adj_factor"], np.nan_to_num(expected), atol=TOL)
+
+
+def test_intensity_qc_warning_drop():
+    a = make_adata(20, 6, seed=11, n_controls=0)
+    b = make_adata(20, 6, seed=12, n_controls=0, shift=0.5)
+    res = op.pp.intensity_normalize(a, b, qc_warning="drop")
+    ka, kb = a.obs["qc_pass"].to_numpy(), b.obs["qc_pass"].to_numpy()
+    expected = np.nanmedian(a.X[ka], axis=0) - np.nanmedian(b.X[kb], axis=0)
+    np.testing.assert_allclose(res.var["Adj_factor"], expected, atol=TOL)
+    assert res.obs["norm_sample"].sum() == ka.sum() + kb.sum()
+
+
+def test_bridge_result_writes_to_h5ad(projects, tmp_path):
+    ref, other, mapping = projects
+    ref.obs["note"] = "x"  # columns present in one project only
+    ref.obs["flag"] = True
+    other.obs["age"] = 3.0
+    res = _quiet(op.pp.bridge_normalize, ref, other, mapping)
+    assert str(res.obs["flag"].dtype) == "boolean" and res.obs["flag"].isna().sum() == other.n_obs
+    res.write_h5ad(tmp_path / "both.h5ad")
+    back = ad.read_h5ad(tmp_path / "both.h5ad")
+    np.testing.assert_array_equal(back.var["Adj_factor"], res.var["Adj_factor"])
+    factors = back.uns["olinkpipe"]["normalization"]["bridge_normalize"]["factors"]
+    assert len(factors) == res.n_vars
+
+
+def test_normalize_plates_plate_without_study_samples_warns():
+    a = make_adata(20, 4, seed=13, n_controls=2)
+    ctrl = a.obs["is_control"].to_numpy()
+    for key in ("PlateID",):
+        tab = a.obsm[key].copy()
+        tab.loc[ctrl, :] = "ctrl_plate"
+        a.obsm[key] = tab
+    with pytest.warns(OlinkpipeWarning, match="ctrl_plate/OID00001.*set to 0"):
+        res = op.pp.normalize_plates(a)
+    np.testing.assert_array_equal(res.X[ctrl], a.X[ctrl])  # factor 0 on that plate
+    tab = res.uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]
+    assert (tab.loc[tab["PlateID"] == "ctrl_plate", "n"] == 0).all()

@@ -1,10 +1,10 @@
 """The patient side: kinetics, dose and outcome associations, survival and the baseline table."""
 
-from .validate import read_measurements, read_patients
+from .associate import associate_outcome, compare_groups, correlate, dose_groups
 from .kinetics import kinetics
-from .associate import dose_groups, compare_groups, correlate, associate_outcome
-from .survival import kaplan_meier, logrank, cumulative_incidence, gray_test
-from .table_one import table_one, export_table_one
+from .survival import cumulative_incidence, fine_gray, gray_test, kaplan_meier, logrank
+from .table_one import export_table_one, table_one
+from .validate import read_measurements, read_patients
 
 __all__ = [
     "read_measurements",
@@ -18,6 +18,7 @@ __all__ = [
     "logrank",
     "cumulative_incidence",
     "gray_test",
+    "fine_gray",
     "table_one",
     "export_table_one",
 ]

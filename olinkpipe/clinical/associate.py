@@ -14,7 +14,7 @@ from .._validate import check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, ValidationError, format_message, preview
 from ._firth import detect_separation, firth_logistic
-from ._rank import cliffs_delta, wilcox_test
+from ._rank import cliffs_delta, spearman_p, wilcox_test
 
 __all__ = ["dose_groups", "compare_groups", "correlate", "associate_outcome"]
 
@@ -35,6 +35,24 @@ def _join_patients(
         msg = "the table has no 'patient' column to join the patient table on."
         raise ValidationError(msg)
     return table.merge(patients[["patient", *lacking]], on="patient", how="left")
+
+
+def _ids(table: pd.DataFrame, mask: np.ndarray) -> list[str]:
+    """Patient IDs (or index labels) of the rows in ``mask``."""
+    labels = table["patient"] if "patient" in table.columns else table.index.to_series()
+    return [str(v) for v in labels.to_numpy()[np.asarray(mask, dtype=bool)]]
+
+
+def _warn_left_out(step: str, left_out: dict[str, list[str]], what: str) -> None:
+    if left_out:
+        parts = [f"{k}: {len(v)} ({preview(v, 3)})" for k, v in left_out.items()]
+        warn(
+            f"{step}: left out patients with a missing {what}: "
+            + "; ".join(parts[:5])
+            + (f"; and {len(parts) - 5} more" if len(parts) > 5 else "")
+            + ". Recorded in attrs['excluded'].",
+            stacklevel=4,
+        )
 
 
 # ----------------------------------------------------------------------------- dose groups
@@ -155,8 +173,8 @@ def compare_groups(
     ----------
     summary
         Per-patient table, e.g. from :func:`kinetics`. If it has an ``analyte`` column
-        with several analytes (kinetics results concatenated), each analyte × metric is
-        compared separately.
+        (kinetics results, possibly several concatenated), each analyte × metric is
+        compared separately and the output gets an ``analyte`` column.
     by
         Grouping column with exactly two levels (joined from ``patients`` if absent).
     metrics
@@ -183,8 +201,10 @@ def compare_groups(
         ``W`` (U of the other group) or Welch's t; ``effect`` is the Hodges–Lehmann
         shift (Mann–Whitney) or the mean difference (t-test); ``cliffs_delta`` is
         P(other > reference) − P(other < reference). ``p_adj``: Benjamini–Hochberg over
-        the rows. Missing values are left out per metric (see the ``n_`` columns); a metric
-        with too few values gets NaN statistics. ``attrs``: reference, other, sign text.
+        the rows. Patients with a missing value (or group) are left out per metric, with a
+        warning, listed in ``attrs["excluded"]`` (metric → IDs) and visible in the ``n_``
+        columns; a metric with too few values gets NaN statistics. ``attrs`` also hold the
+        reference, other level and sign text.
 
     Examples
     --------
@@ -220,14 +240,19 @@ def compare_groups(
     other = levels[1] if levels[0] == reference else levels[0]
     blocks = (
         list(table.groupby("analyte", sort=False))
-        if "analyte" in table.columns and table["analyte"].nunique() > 1
+        if "analyte" in table.columns
         else [(None, table)]
     )
     rows = []
     notes = []
+    left_out: dict[str, list[str]] = {}
     for analyte, block in blocks:
         for metric in metrics:
             vals = pd.to_numeric(block[metric], errors="coerce")
+            gone = (vals.isna() | block[by].isna()).to_numpy()
+            if gone.any():
+                key = metric if analyte is None else f"{analyte} {metric}"
+                left_out[key] = _ids(block, gone)
             x = vals[(block[by] == other).to_numpy()].dropna().to_numpy(float)
             y = vals[(block[by] == reference).to_numpy()].dropna().to_numpy(float)
             row: dict[str, object] = {} if analyte is None else {"analyte": analyte}
@@ -263,6 +288,7 @@ def compare_groups(
             rows.append(row)
     out = pd.DataFrame(rows)
     out["p_adj"] = bh_adjust(out["p_value"].to_numpy(float))
+    _warn_left_out("compare_groups", left_out, "value or group")
     out.attrs = {
         "method": test,
         "by": by,
@@ -271,6 +297,7 @@ def compare_groups(
         "effect": f"{other} - {reference}",
         "conf_level": conf_level,
         "notes": notes,
+        "excluded": left_out,
     }
     return out
 
@@ -282,12 +309,18 @@ _FISHER_DF = {"pearson": 3, "spearman": 3, "kendall": 4}
 
 
 def _corr(x: np.ndarray, y: np.ndarray, method: str) -> tuple[float, float]:
+    """Coefficient and two-sided p-value with the p-value rules of R's ``cor.test``."""
+    n = len(x)
+    ties = np.unique(x).size < n or np.unique(y).size < n
     if method == "pearson":
         r = stats.pearsonr(x, y)
     elif method == "spearman":
         r = stats.spearmanr(x, y)
-    else:
-        r = stats.kendalltau(x, y)
+        if not ties:  # R: exact / Edgeworth p; with ties the t approximation, as scipy
+            return float(r.statistic), spearman_p(float(r.statistic), n)
+    else:  # R: exact below 50 without ties, else the tie-corrected normal approximation
+        exact = n < 50 and not ties
+        r = stats.kendalltau(x, y, method="exact" if exact else "asymptotic")
     return float(r.statistic), float(r.pvalue)
 
 
@@ -336,9 +369,11 @@ def correlate(
     ys
         Column(s) on the other side; every ``x`` is paired with every ``y`` (not itself).
     method
-        ``"spearman"``, ``"pearson"`` or ``"kendall"`` (tau-b); coefficient and p-value
-        from ``scipy.stats`` (Spearman's p uses the t approximation, whereas R's
-        ``cor.test`` uses an exact/Edgeworth p for n < 1290 without ties).
+        ``"spearman"``, ``"pearson"`` or ``"kendall"`` (tau-b). Coefficients from
+        ``scipy.stats``; p-values as R's ``cor.test``: Pearson's t test; Spearman
+        without ties the exact permutation p (n <= 9) or the Edgeworth series of AS 89
+        (n < 1290), with ties the t approximation; Kendall exact without ties and n < 50,
+        else the tie-corrected normal approximation.
     ci
         ``"fisher"``: Fisher z interval, ``tanh(atanh(r) ± z * se)`` with se
         ``1/sqrt(n-3)`` (Pearson, as R's ``cor.test``), ``sqrt(1.06/(n-3))`` (Spearman)
@@ -356,6 +391,8 @@ def correlate(
     pandas.DataFrame
         One row per pair: ``x, y, method, rho, ci_low, ci_high, p_value, p_adj, n``
         (pairwise complete patients; BH over the rows). Pairs with n < 3 get NaN.
+        Patients left out for a missing value are warned about and listed in
+        ``attrs["excluded"]`` (``"x ~ y"`` → IDs).
 
     Examples
     --------
@@ -372,6 +409,7 @@ def correlate(
     require_columns(table, [*xs, *ylist], what="table")
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
     rows = []
+    left_out: dict[str, list[str]] = {}
     for xc in xs:
         for yc in ylist:
             if yc == xc:
@@ -379,6 +417,8 @@ def correlate(
             a = pd.to_numeric(table[xc], errors="coerce").to_numpy(float)
             b = pd.to_numeric(table[yc], errors="coerce").to_numpy(float)
             ok = ~np.isnan(a) & ~np.isnan(b)
+            if not ok.all():
+                left_out[f"{xc} ~ {yc}"] = _ids(table, ~ok)
             a, b = a[ok], b[ok]
             n = int(ok.sum())
             rho = p = lo = hi = np.nan
@@ -409,8 +449,10 @@ def correlate(
         rows, columns=["x", "y", "method", "rho", "ci_low", "ci_high", "p_value", "p_adj", "n"]
     )
     out["p_adj"] = bh_adjust(out["p_value"].to_numpy(float))
+    _warn_left_out("correlate", left_out, "value (pairwise)")
     out.attrs = {
         "method": method,
+        "excluded": left_out,
         "ci": ci,
         "conf_level": conf_level,
         "n_boot": n_boot if ci == "bootstrap" else None,

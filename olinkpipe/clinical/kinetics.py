@@ -40,6 +40,26 @@ def _interval_auc(
     return area
 
 
+def _edge_point(observed: pd.DataFrame, edge: float, auc: str) -> pd.DataFrame:
+    """Value at ``edge`` for patients with samples on both sides of it but none on it."""
+    before = observed.loc[observed["day"] < edge].groupby("patient", sort=False).tail(1)
+    after = observed.loc[observed["day"] > edge].groupby("patient", sort=False).head(1)
+    on = set(observed.loc[observed["day"] == edge, "patient"])
+    b = before.set_index("patient")[["day", "conc"]]
+    a = after.set_index("patient")[["day", "conc"]]
+    both = [p for p in b.index if p in a.index and p not in on]
+    t0, c0 = b.loc[both, "day"].to_numpy(float), b.loc[both, "conc"].to_numpy(float)
+    t1, c1 = a.loc[both, "day"].to_numpy(float), a.loc[both, "conc"].to_numpy(float)
+    frac = (edge - t0) / (t1 - t0)
+    value = c0 + frac * (c1 - c0)
+    if auc == "linear-up/log-down":
+        down = (c1 < c0) & (c1 > 0) & (c0 > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logv = np.exp(np.log(c0) + frac * (np.log(c1) - np.log(c0)))
+        value = np.where(down, logv, value)
+    return pd.DataFrame({"patient": both, "day": float(edge), "conc": value})
+
+
 def kinetics(
     measurements: pd.DataFrame,
     *,
@@ -48,6 +68,7 @@ def kinetics(
     baseline_day: float = 0,
     below_detection: str = "zero",
     auc: str = "linear",
+    edges: str = "interpolate",
     min_points: int = 3,
 ) -> pd.DataFrame:
     """Peak (Cmax), time to peak (Tmax), AUC, fold change and persistence per patient.
@@ -61,11 +82,12 @@ def kinetics(
     analyte
         The analyte to summarise, e.g. ``"CAR-T copies/ug DNA"``, ``"IL-6"``, ``"CRP"``.
     window
-        Days ``(first, last)``, inclusive, over which Cmax, Tmax, AUC, the last detectable
-        day and ``n_samples`` are computed.
+        Days ``(first, last)``, inclusive, over which Cmax, Tmax, AUC and ``n_samples`` are
+        computed (the last detectable day looks beyond it, see Returns).
     baseline_day
-        The baseline is the sample on this day or, if there is none, the last sample before
-        it (pre-infusion samples have negative days).
+        The baseline is the last sample on or before this day (pre-infusion samples have
+        negative days). If that sample is below detection, the baseline follows
+        ``below_detection`` (0, LOD/2, or missing); an earlier sample is never used instead.
     below_detection
         How values flagged ``below_detection`` enter the calculation: ``"zero"`` (0),
         ``"lod_half"`` (half the detection limit: the ``lod`` column, else ``value``, which
@@ -75,6 +97,12 @@ def kinetics(
         ``"linear-up/log-down"``: the log trapezoid ``(c0 - c1) dt / ln(c0 / c1)`` on
         intervals where the value falls and both ends are > 0, linear otherwise (PKNCA,
         Phoenix WinNonlin "linear up log down").
+    edges
+        ``"interpolate"`` (default): when a patient has no sample on a window edge but
+        samples on both sides of it, the value at the edge is interpolated (linearly, or
+        log-linearly on a falling interval with ``auc="linear-up/log-down"``) and the AUC
+        starts or ends there, as a partial AUC in PKNCA / Phoenix; never extrapolated.
+        ``"observed"``: the AUC spans only the first to the last sample in the window.
     min_points
         Patients with fewer samples in the window get NaN Cmax/Tmax/AUC/fold change/last
         detectable day, with the reason.
@@ -84,19 +112,22 @@ def kinetics(
     pandas.DataFrame
         One row per patient in ``measurements`` (also patients without this analyte):
         ``patient, analyte, baseline, cmax, tmax, auc, fold_change, last_detectable_day,
-        n_samples, reason``. ``tmax`` is the first day the peak is reached; ``auc`` spans
-        the first to the last sample in the window (no extrapolation to the window's
-        ends); ``fold_change`` is ``cmax / baseline`` (NaN when the baseline is missing or
-        0); ``last_detectable_day`` is the last day in the window with a value > 0 not
-        flagged below detection (NaN if never detectable: persistence). ``reason`` says
-        why values are NaN (empty otherwise). ``attrs`` record the options, the unit and
-        the patients with too few samples.
+        n_samples, reason``. ``cmax``/``tmax`` come from the samples in the window
+        (``tmax`` the first day the peak is reached, NaN when no value in the window is above
+        0); ``auc`` is the area over the window
+        (see ``edges``; NaN with fewer than two points); ``fold_change`` is
+        ``cmax / baseline`` (NaN when the baseline is missing, 0 or below detection);
+        ``last_detectable_day`` (persistence) is the last day on or after the window's
+        start, *not* capped at its end, with a value > 0 not flagged below detection (NaN
+        if never detectable). ``n_samples`` counts observed samples in the window.
+        ``reason`` says why values are NaN (empty otherwise). ``attrs`` record the
+        options, the unit and the patients with too few samples.
 
     Notes
     -----
-    Samples are not interpolated to the window's edges; a patient whose last sample is on
-    day 21 has the AUC over days 0–21. Compare AUCs only between patients with the same
-    schedule, or report ``n_samples`` with them.
+    Values are never extrapolated: a patient whose last sample is on day 21 has the AUC
+    over days 0–21 even with ``window=(0, 28)``. Compare AUCs between patients with the
+    same schedule, or report ``n_samples`` with them.
 
     Examples
     --------
@@ -109,6 +140,7 @@ def kinetics(
     """
     check_literal("below_detection", below_detection, ["zero", "lod_half", "missing"])
     check_literal("auc", auc, ["linear", "linear-up/log-down"])
+    check_literal("edges", edges, ["interpolate", "observed"])
     lo, hi = float(window[0]), float(window[1])
     if not lo < hi:
         msg = f"window={window!r} must be (first_day, last_day) with first_day < last_day."
@@ -149,24 +181,34 @@ def kinetics(
     sub["conc"] = value
     sub["detectable"] = ~flagged & (sub["value"].to_numpy() > 0)
 
-    # baseline: sample on baseline_day or the last one before it
-    pre = sub.loc[(sub["day"] <= baseline_day) & sub["conc"].notna()]
-    baseline = pre.groupby("patient", sort=False)["conc"].last()
+    # baseline: the last sample on or before baseline_day, whatever its value
+    last_pre = (
+        sub.loc[sub["day"] <= baseline_day].groupby("patient", sort=False).tail(1)
+    ).set_index("patient")
+    baseline = last_pre["conc"]
+    baseline_blq = last_pre["below_detection"].astype(bool)
 
-    win = sub.loc[sub["day"].between(lo, hi) & sub["conc"].notna()].sort_values(
-        ["patient", "day"], kind="mergesort"
-    )
+    observed = sub.loc[sub["conc"].notna()]
+    win = observed.loc[observed["day"].between(lo, hi)]
     g = win.groupby("patient", sort=False)
     n = g.size()
     peak_idx = g["conc"].idxmax()  # first occurrence of the maximum = earliest day
     cmax = win.loc[peak_idx.to_numpy(), "conc"].set_axis(peak_idx.index)
     tmax = win.loc[peak_idx.to_numpy(), "day"].set_axis(peak_idx.index)
-    last_det = win.loc[win["detectable"]].groupby("patient", sort=False)["day"].max()
+    # persistence: from the window's start on, not capped at its end
+    last_det = (
+        sub.loc[sub["detectable"] & (sub["day"] >= lo)].groupby("patient", sort=False)["day"].max()
+    )
 
-    # AUC: all consecutive intervals at once, masked where the patient changes
-    pid = win["patient"].to_numpy()
-    t = win["day"].to_numpy()
-    c = win["conc"].to_numpy()
+    # AUC: observed points in the window plus interpolated edge points, all intervals at once
+    pts = win[["patient", "day", "conc"]]
+    if edges == "interpolate":
+        extra = [_edge_point(observed, e, auc) for e in (lo, hi)]
+        pts = pd.concat([pts, *extra], ignore_index=True)
+    pts = pts.sort_values(["patient", "day"], kind="mergesort")
+    pid = pts["patient"].to_numpy()
+    t = pts["day"].to_numpy(dtype=float)
+    c = pts["conc"].to_numpy(dtype=float)
     same = pid[1:] == pid[:-1]
     area = _interval_auc(t[:-1], t[1:], c[:-1], c[1:], auc)
     auc_by = pd.Series(area[same], index=pid[1:][same]).groupby(level=0).sum()
@@ -176,9 +218,11 @@ def kinetics(
     out["baseline"] = baseline.reindex(patients)
     out["cmax"] = cmax.reindex(patients)
     out["tmax"] = tmax.reindex(patients)
-    out["auc"] = auc_by.reindex(patients).fillna(0.0)
+    out["auc"] = auc_by.reindex(patients)  # NaN with fewer than two points
+    blq = baseline_blq.reindex(patients, fill_value=False).astype(bool)
+    usable = (out["baseline"] > 0) & ~(blq & (below_detection == "zero"))
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["fold_change"] = out["cmax"] / out["baseline"].where(out["baseline"] > 0)
+        out["fold_change"] = out["cmax"] / out["baseline"].where(usable)
     out["last_detectable_day"] = last_det.reindex(patients)
     out["n_samples"] = n.reindex(patients).fillna(0).astype(int)
 
@@ -190,11 +234,23 @@ def kinetics(
         for k in out.loc[few, "n_samples"]
     ]
     reasons[~has_any] = f"no {analyte} measurements"
-    out.loc[few, ["cmax", "tmax", "auc", "fold_change", "last_detectable_day"]] = np.nan
-    no_base = ~few & out["baseline"].isna()
-    reasons[no_base] = f"no baseline sample on or before day {baseline_day:g}"
-    zero_base = ~few & (out["baseline"] == 0)
+    out.loc[few, ["cmax", "tmax", "auc", "fold_change"]] = np.nan
+    has_pre = pd.Series(patients.isin(last_pre.index), index=patients)
+    reasons[~few & ~has_pre] = f"no baseline sample on or before day {baseline_day:g}"
+    zero_base = ~few & has_pre & (out["baseline"] == 0) & ~blq
     reasons[zero_base] = "baseline is 0: fold change undefined"
+    if below_detection != "lod_half":  # with LOD/2 the fold change is cmax / (LOD/2)
+        blq_base = ~few & has_pre & blq
+        reasons[blq_base] = (
+            f"baseline below detection (below_detection={below_detection!r}): fold change "
+            "undefined; below_detection='lod_half' uses LOD/2"
+        )
+    flat = ~few & (out["cmax"] <= 0)  # nothing above 0 in the window: no peak day
+    out.loc[flat, "tmax"] = np.nan
+    reasons[flat] = [
+        (r + "; " if r else "") + "no value above 0 in the window: tmax undefined"
+        for r in reasons[flat]
+    ]
     out["reason"] = reasons
     out = out.reset_index()[KINETICS_COLUMNS]
     if few.any():
@@ -211,6 +267,7 @@ def kinetics(
         "baseline_day": float(baseline_day),
         "below_detection": below_detection,
         "auc": auc,
+        "edges": edges,
         "min_points": int(min_points),
         "too_few_samples": [str(p) for p in patients[few.to_numpy()]],
         "excluded": m.attrs.get("excluded", []),

@@ -20,7 +20,7 @@ from .._warnings import warn
 from ..errors import DesignError, ValidationError, format_message, preview
 from . import _competing
 
-__all__ = ["kaplan_meier", "logrank", "cumulative_incidence", "gray_test"]
+__all__ = ["kaplan_meier", "logrank", "cumulative_incidence", "gray_test", "fine_gray"]
 
 _ALL = "all"  # group label when no group column is given
 
@@ -194,7 +194,8 @@ def kaplan_meier(
         ``"log-log"`` (default; lifelines' exponential Greenwood interval, also SAS's
         default) or ``"log"`` (R ``survfit``'s default ``conf.type="log"``:
         ``S·exp(±z·σ)``, ``σ² = Σ d/(n(n−d))`` the Greenwood variance of ``log S``, upper
-        limit capped at 1). Where the estimate is 0 both limits are ``NaN``, as in R.
+        limit capped at 1). Where the estimate is 0 both limits are ``NaN``, as in R;
+        where it is 1 the log-log limits are 1, as lifelines gives (R: ``NA``).
     alpha
         1 − confidence level.
 
@@ -422,7 +423,8 @@ def cumulative_incidence(
         Column with time to the first event or censoring (>= 0).
     event
         Column coded 0 = censored, 1 = event of interest (e.g. relapse), 2, 3, … =
-        competing events (e.g. death without relapse = non-relapse mortality).
+        competing events (e.g. death without relapse = non-relapse mortality). Cause 1 is
+        always reported (0 throughout if it never occurs), every other code present too.
     group
         Optional column defining the groups.
     at
@@ -470,10 +472,11 @@ def cumulative_incidence(
     d, levels, attrs = _prepare(
         df, time=time, event=event, group=group, kind="competing", step="cumulative_incidence"
     )
-    causes = np.array(sorted(c for c in d[event].unique() if c != 0), dtype=int)
-    if causes.size == 0:
+    present = {int(c) for c in d[event].unique() if c != 0}
+    if not present:
         warn("cumulative_incidence: no events of any cause; every estimate is 0.", stacklevel=3)
-        causes = np.array([1])
+    # cause 1 (the event of interest) is always reported, at 0 when it never occurs
+    causes = np.array(sorted(present | {1}), dtype=int)
     frames = []
     for lv in levels:
         sub = d.loc[d["_group"] == lv]
@@ -611,7 +614,7 @@ def gray_test(
         extra=extra,
     )
     _need_groups(levels, group, "gray_test")
-    present = sorted(c for c in d[event].unique() if c != 0)
+    present = sorted(int(c) for c in d[event].unique() if c != 0)
     if cause is None:
         causes = present
     else:
@@ -639,7 +642,13 @@ def gray_test(
             s += sk
             v += vk
         stat = float("nan")
-        if np.isfinite(v).all() and np.linalg.matrix_rank(v) == ng - 1:
+        if c not in present:
+            warn(
+                f"gray_test: no events of cause {c} (causes present: {present}); "
+                "statistic set to NaN.",
+                stacklevel=3,
+            )
+        elif np.isfinite(v).all() and np.linalg.matrix_rank(v) == ng - 1:
             stat = float(s @ np.linalg.solve(v, s))
         else:
             warn(
@@ -661,5 +670,149 @@ def gray_test(
         "rho": float(rho),
         "strata": strata,
         **attrs,
+    }
+    return out
+
+
+# --------------------------------------------------------------------------- Fine–Gray
+def _design(d: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    cols, names = [], []
+    for c in covariates:
+        x = d[c]
+        if pd.api.types.is_bool_dtype(x) or not pd.api.types.is_numeric_dtype(x):
+            levels = (
+                [lv for lv in x.cat.categories if (x == lv).any()]
+                if isinstance(x.dtype, pd.CategoricalDtype)
+                else sorted(x.unique(), key=lambda v: (str(type(v)), v))
+            )
+            for lv in levels[1:]:
+                cols.append((x == lv).to_numpy(dtype=float))
+                names.append(f"{c}[{lv}]")
+        else:
+            cols.append(x.to_numpy(dtype=float))
+            names.append(c)
+    return np.column_stack(cols) if cols else np.zeros((len(d), 0)), names
+
+
+def fine_gray(
+    df: pd.DataFrame,
+    *,
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    cause: int = 1,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Fine–Gray proportional subdistribution hazards regression (as R's ``cmprsk::crr``).
+
+    Parameters
+    ----------
+    df
+        Patient table, one row per patient.
+    time
+        Column with time to the first event or censoring (>= 0).
+    event
+        Column coded 0 = censored, 1 = event of interest, 2, 3, … = competing events.
+    covariates
+        Columns entering the model. Numeric columns enter as they are; text, boolean or
+        categorical columns are dummy-coded against their first level (category order,
+        else sorted), named ``"column[level]"``.
+    cause
+        Event code modelled; every other non-zero code is competing.
+    alpha
+        1 − confidence level of the hazard-ratio intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per term: ``term, coef`` (log subdistribution hazard ratio), ``se``,
+        ``hr``, ``ci_low``, ``ci_high`` (for ``hr``), ``statistic`` (Wald z), ``p_value``.
+        The variance is Fine & Gray's (1999) robust sandwich including the term for the
+        estimated censoring distribution, as ``crr`` computes it. ``attrs``: ``method``,
+        ``cause``, ``n``, ``n_events``, ``loglik``, ``converged``, ``vcov``, ``excluded``.
+
+    Raises
+    ------
+    ValidationError
+        Bad event codes or times, or no events of ``cause``.
+
+    References
+    ----------
+    Fine JP, Gray RJ (1999). A proportional hazards model for the subdistribution of a
+    competing risk. JASA 94:496–509.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> import olinkpipe as op
+    >>> rng = np.random.default_rng(0)
+    >>> pts = pd.DataFrame({"months": rng.exponential(20, 80).round(1),
+    ...                     "status": rng.choice([0, 1, 2], 80),
+    ...                     "arm": np.repeat(["CAR-T", "control"], 40)})
+    >>> fg = op.clinical.fine_gray(pts, time="months", event="status", covariates=["arm"])
+    >>> fg["term"].tolist()
+    ['arm[control]']
+    """
+    covariates = list(covariates)
+    if not covariates:
+        msg = "fine_gray needs at least one covariate."
+        raise ValidationError(msg)
+    z_crit = _z(alpha)
+    d, _, attrs = _prepare(
+        df,
+        time=time,
+        event=event,
+        group=None,
+        kind="competing",
+        step="fine_gray",
+        extra=covariates,
+    )
+    d = d.sort_values(time, kind="mergesort")
+    ev = d[event].to_numpy()
+    status = np.where(ev == 0, 0, np.where(ev == cause, 1, 2))
+    if not (status == 1).any():
+        msg = format_message(
+            f"no events of cause {cause} to model",
+            column=event,
+            hint="Check the event coding (0 censored, 1 event of interest, 2+ competing).",
+        )
+        raise ValidationError(msg)
+    z, names = _design(d, covariates)
+    constant = [n for n, col in zip(names, z.T, strict=True) if np.ptp(col) == 0]
+    if constant:
+        msg = format_message(
+            f"covariate term(s) {constant!r} do not vary among the patients analysed",
+            hint="Drop them from covariates.",
+        )
+        raise DesignError(msg)
+    data = _competing.fg_data(d[time].to_numpy(dtype=float), status, z)
+    beta, converged = _competing.fg_fit(data)
+    if not converged:
+        warn("fine_gray: Newton-Raphson did not converge; check for separation.", stacklevel=3)
+    vcov = _competing.fg_sandwich(data, beta)
+    se = np.sqrt(np.diag(vcov))
+    zstat = beta / se
+    out = pd.DataFrame(
+        {
+            "term": names,
+            "coef": beta,
+            "se": se,
+            "hr": np.exp(beta),
+            "ci_low": np.exp(beta - z_crit * se),
+            "ci_high": np.exp(beta + z_crit * se),
+            "statistic": zstat,
+            "p_value": 2 * stats.norm.sf(np.abs(zstat)),
+        }
+    )
+    out.attrs = {
+        "method": "Fine-Gray subdistribution hazards (cmprsk::crr algorithm)",
+        "cause": int(cause),
+        "alpha": alpha,
+        "n_events": int((status == 1).sum()),
+        "loglik": _competing.fg_loglik(data, beta)[0],
+        "converged": converged,
+        "vcov": vcov.tolist(),
+        **{k: v for k, v in attrs.items() if k not in ("group", "groups")},
+        "n": int(len(d)),
     }
     return out

@@ -124,15 +124,41 @@ def _categorical_test(
     return "chi2", float(stats.chi2_contingency(table, correction=False).pvalue)
 
 
+def _small_expected(table: np.ndarray) -> str:
+    """SPSS's footnote for an r×c chi-square: cells with an expected count below 5."""
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        return ""
+    expected = stats.contingency.expected_freq(table)
+    k = int((expected < 5).sum())
+    if k == 0:
+        return ""
+    return (
+        f"{k} of {expected.size} cells ({100 * k / expected.size:.0f}%) have an expected "
+        f"count below 5 (minimum {expected.min():.2f})"
+    )
+
+
 def _continuous_test(values: list[np.ndarray], nonnormal: bool) -> tuple[str, float]:
     values = [v for v in values if v.size > 0]
-    if len(values) < 2 or any(v.size < 2 for v in values) and not nonnormal:
+    if len(values) < 2 or (not nonnormal and any(v.size < 2 for v in values)):
         return "", np.nan
     if len(values) == 2:
         if nonnormal:
-            return "mannwhitney", float(
-                stats.mannwhitneyu(values[0], values[1], alternative="two-sided").pvalue
+            x, y = values
+            # R's wilcox.test rule: exact without ties when both groups have < 50 values,
+            # else the normal approximation with tie and continuity correction (scipy's
+            # "auto" switches to the approximation above 8 values, which R does not)
+            ties = np.unique(np.concatenate([x, y])).size < x.size + y.size
+            exact = x.size < 50 and y.size < 50 and not ties
+            res = stats.mannwhitneyu(
+                x,
+                y,
+                alternative="two-sided",
+                method="exact" if exact else "asymptotic",
+                use_continuity=True,
             )
+            return "mannwhitney", float(res.pvalue)
         return "welch", float(stats.ttest_ind(values[0], values[1], equal_var=False).pvalue)
     if nonnormal:
         return "kruskal", float(stats.kruskal(*values).pvalue)
@@ -204,7 +230,9 @@ def table_one(
         smallest expected count is in [1, 5); Fisher's exact test when n < 40 or some
         expected count < 1. ``"chi2"``, ``"yates"``, ``"fisher"`` force one test (for 2×2
         tables); ``"none"`` reports no p-values. Continuous variables: Welch's t-test
-        (normal) or Mann–Whitney U (``nonnormal``) for two groups; one-way ANOVA or
+        (normal) or Mann–Whitney U (``nonnormal``; exact p without ties when both groups
+        have < 50 patients, else the normal approximation with tie and continuity
+        correction, as R's ``wilcox.test``) for two groups; one-way ANOVA or
         Kruskal–Wallis for more than two.
     rxc_test
         Test for tables larger than 2×2: ``"chi2"`` (Pearson, default) or ``"fisher"``
@@ -231,7 +259,9 @@ def table_one(
         an extra row ``level="missing"`` with the count; percentages and tests use the
         patients with a known value (never silently dropped). ``attrs``: ``group``,
         ``groups``, ``n``, ``tests`` (variable → test key), ``missing`` (variable →
-        count), ``excluded`` (rows without a group), ``test_rule``.
+        count), ``excluded`` (rows without a group), ``test_rule``, ``notes``. An r×c
+        chi-square with expected counts below 5 is warned about (as SPSS's footnote)
+        and noted in ``notes``.
 
     Raises
     ------
@@ -319,6 +349,7 @@ def table_one(
     add("n", "", [str(s) for s in sizes] + ([str(len(d))] if overall else []))
     tests: dict[str, str] = {}
     missing: dict[str, int] = {}
+    notes: list[str] = []
     every = np.ones(len(d), dtype=bool)
     for var in allvars:
         name = labels.get(var, var)
@@ -337,12 +368,21 @@ def table_one(
             kind, p = ("", np.nan)
             if test != "none" and counts.size:
                 kind, p = _categorical_test(counts, test, rxc_test, seed)
+                if kind == "chi2" and counts.shape != (2, 2):
+                    small = _small_expected(counts)
+                    if small:
+                        notes.append(f"{var}: {small}")
+                        warn(
+                            f"table_one: {var!r}: {small}; the chi-square p-value may be "
+                            "inaccurate, rxc_test='fisher' gives the exact test.",
+                            stacklevel=3,
+                        )
             known = counts.sum(axis=0)
             for i, c in enumerate(cats):
                 cells = [_count_cell(counts[i, k], known[k], digits) for k in range(len(masks))]
                 if overall:
                     cells.append(_count_cell(counts[i].sum(), known.sum(), digits))
-                add(name, str(c), cells, kind if i == 0 else "", p if i == 0 else np.nan)
+                add(name, _level(c), cells, kind if i == 0 else "", p if i == 0 else np.nan)
             if not cats:
                 add(name, "", ["NA"] * len(cols))
         else:
@@ -387,9 +427,16 @@ def table_one(
         "excluded": excluded,
         "test_rule": test,
         "rxc_test": rxc_test,
+        "notes": notes,
         "digits": digits,
     }
     return out
+
+
+def _level(value: object) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _count_cell(k: int, n: int, digits: int) -> str:
@@ -461,7 +508,9 @@ def export_table_one(
     check_literal("fmt", fmt, ["csv", "tsv", "markdown", "html", "word"])
     require_columns(table, ["variable", "level", "test", "p_value"], what="table_one result")
     groups = [c for c in table.columns if c not in ("variable", "level", "test", "p_value")]
-    nmap = table.attrs.get("n", {})
+    nmap = dict(table.attrs.get("n", {}))
+    if "Overall" in groups and "Overall" not in nmap and nmap:
+        nmap["Overall"] = sum(nmap.values())
     heads = [f"{c} (n = {nmap[c]})" if c in nmap else str(c) for c in groups]
     body = table.copy()
     body["p_value"] = [format_p(p, p_digits) for p in body["p_value"]]

@@ -25,8 +25,10 @@ __all__ = ["read_measurements", "read_patients"]
 MEASUREMENT_COLUMNS = ["patient", "day", "analyte", "value"]
 _TRUE = {"1", "true", "t", "yes", "y", "below", "<lod", "bdl"}
 _FALSE = {"0", "false", "f", "no", "n", ""}
-#: plausible CAR-T doses in cells per kg body weight (products are dosed 1e5 - 5e8 /kg)
-DOSE_RANGE = (1e4, 1e9)
+#: plausible CAR-T doses in cells per kg body weight: weight-based products and trials dose
+#: about 1e5 - 1e7 cells/kg; flat doses (5e7 - 8e8 cells in total) divided by body weight
+#: stay below 5e7/kg, so a total dose not divided by the weight (>= ~5e7) is caught
+DOSE_RANGE = (1e4, 5e7)
 
 
 def _load(path_or_frame: str | os.PathLike[str] | pd.DataFrame, what: str) -> tuple:
@@ -139,8 +141,8 @@ def read_patients(
         Name of the dose column (``None``: no dose check).
     dose_range
         Plausible dose range in cells/kg; a dose outside it is an error. The default,
-        1e4–1e9 cells/kg, catches a dose written in ×10^6 cells/kg (``2.0`` for
-        ``2.0e6``) and a total dose not divided by body weight.
+        1e4–5e7 cells/kg, catches a dose written in ×10^6 cells/kg (``2.0`` for
+        ``2.0e6``) and most total doses not divided by body weight (``1.4e8`` cells).
 
     Returns
     -------

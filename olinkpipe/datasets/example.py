@@ -68,7 +68,7 @@ class ExampleStudy:
         from ..io import annotate, read_npx
 
         adata = read_npx(self.files["npx"])
-        return annotate(adata, self.samples, on="SampleID")
+        return annotate(adata, self.samples, on="SampleID", id_column="SampleID")
 
 
 def load_example(path: str | PathLike[str] | None = None) -> ExampleStudy:

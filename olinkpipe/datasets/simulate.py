@@ -242,9 +242,7 @@ def _patients(n_treated: int, n_control: int, rng) -> pd.DataFrame:
     width = max(2, len(str(max(n_treated, n_control))))
     ids = [f"P{i + 1:0{width}d}" for i in range(n_treated)]
     ids += [f"C{i + 1:0{width}d}" for i in range(n_control)]
-    df = pd.DataFrame(
-        {"patient": ids, "group": ["CAR-T"] * n_treated + ["Control"] * n_control}
-    )
+    df = pd.DataFrame({"patient": ids, "group": ["CAR-T"] * n_treated + ["Control"] * n_control})
     for name, (levels, treated, control) in _CATEGORICAL.items():
         df[name] = np.concatenate(
             [
@@ -260,7 +258,14 @@ def _patients(n_treated: int, n_control: int, rng) -> pd.DataFrame:
             ]
         )
         df[name] = vals.astype(int) if decimals == 0 else vals
-    df = df[["patient", "group", "age", *[c for c in df.columns if c not in ("patient", "group", "age")]]]
+    df = df[
+        [
+            "patient",
+            "group",
+            "age",
+            *[c for c in df.columns if c not in ("patient", "group", "age")],
+        ]
+    ]
     df = df.copy()
     treated = np.arange(n) < n_treated
 
@@ -348,7 +353,9 @@ def _outcomes(df: pd.DataFrame, rng) -> pd.DataFrame:
 
     df["relapse"] = relapse.astype(int)
     df["relapse_months"] = np.where(relapse, np.round(rel_time, 1), np.nan)
-    site = np.where(treated, "extramedullary", np.where(rng.uniform(size=n) < 0.8, "marrow", "extramedullary"))
+    site = np.where(
+        treated, "extramedullary", np.where(rng.uniform(size=n) < 0.8, "marrow", "extramedullary")
+    )
     df["relapse_site"] = np.where(relapse, site, None)
     death = nrm | post_relapse_death
     death_time = np.where(nrm, nrm_time, np.where(post_relapse_death, death_after, np.nan))
@@ -408,7 +415,9 @@ def _measurements(patients: pd.DataFrame, rng) -> tuple[pd.DataFrame, np.ndarray
         tp = onset + tshift + rng.normal(0, 0.5, n)
         shape = np.exp(-0.5 * ((dc[None, :] - tp[:, None]) / width) ** 2)
         shape[:, 0] = 0.0
-        val = base[:, None] * (1 + amp[:, None] * shape) * np.exp(rng.normal(0, 0.15, (n, dc.size)))
+        val = (
+            base[:, None] * (1 + amp[:, None] * shape) * np.exp(rng.normal(0, 0.15, (n, dc.size)))
+        )
         below = val < lod
         val = np.where(below, lod, np.round(val, 1))
         frames.append(_long(t["patient"], _CYTOKINE_DAYS, analyte, val, unit, below))
@@ -439,9 +448,7 @@ def _choose_assays(n_assays: int | None, rng) -> pd.DataFrame:
         raise ValidationError(msg)
     if n_assays < len(table):
         signal = table["Assay"].isin(SIGNAL_ASSAYS).to_numpy()
-        order = np.concatenate(
-            [np.flatnonzero(signal), rng.permutation(np.flatnonzero(~signal))]
-        )
+        order = np.concatenate([np.flatnonzero(signal), rng.permutation(np.flatnonzero(~signal))])
         keep = np.sort(order[:n_assays])
         return table.iloc[keep].reset_index(drop=True)
     # More than the real table: add assays named by real gene symbols (from the offline
@@ -519,7 +526,9 @@ def _npx(
     x[post] += response[subj_codes[post]][:, None] * effect[None, :]
 
     # LOD per assay and plate: most assays well above LOD, some near it.
-    gap = np.where(rng.uniform(size=n_a) < 0.15, rng.uniform(-0.5, 1.0, n_a), rng.uniform(2, 5, n_a))
+    gap = np.where(
+        rng.uniform(size=n_a) < 0.15, rng.uniform(-0.5, 1.0, n_a), rng.uniform(2, 5, n_a)
+    )
     lod = (mu - gap)[None, :] + rng.normal(0.0, 0.1, (len(plate_levels), n_a))
     lod_cell = lod[plate_codes]
 
@@ -546,35 +555,44 @@ def _npx(
     si = np.tile(np.arange(n_s), n_a)
     cat = pd.Categorical.from_codes
     a_ids = assays["OlinkID"].to_numpy()
+
+    def coded(values: np.ndarray, index: np.ndarray) -> pd.Categorical:
+        codes, uniques = pd.factorize(values)
+        return cat(codes[index], np.asarray(uniques))
+
+    def const(value: str) -> pd.Categorical:
+        return cat(np.zeros(ai.size, dtype=np.int8), [value])
+
+    pass_warn = ["PASS", "WARN"]
     long = pd.DataFrame(
         {
-            "SampleID": cat(np.tile(np.arange(n_s), n_a), samples["SampleID"].to_numpy()),
+            "SampleID": cat(si, samples["SampleID"].to_numpy()),
             "Index": samples["Index"].to_numpy()[si],
             "OlinkID": cat(ai, a_ids),
-            "UniProt": assays["UniProt"].to_numpy()[ai],
+            "UniProt": coded(assays["UniProt"].to_numpy(), ai),
             "Assay": cat(ai, assays["Assay"].to_numpy()),
-            "MissingFreq": np.round(missing_freq[ai], 4),
+            "MissingFreq": np.round(missing_freq, 4)[ai],
             "Panel": cat(panel_codes[ai], np.asarray(panel_levels)),
-            "Panel_Lot_Nr": assays["Panel_Lot_Nr"].to_numpy()[ai],
+            "Panel_Lot_Nr": coded(assays["Panel_Lot_Nr"].to_numpy(), ai),
             "PlateID": cat(plate_codes[si], np.asarray(plate_levels)),
-            "QC_Warning": np.where(qc_cell[si, ai], "WARN", "PASS"),
+            "QC_Warning": cat(qc_cell[si, ai].astype(np.int8), pass_warn),
             "LOD": np.round(lod_cell[si, ai], 4),
             "NPX": np.round(x[si, ai], 4),
-            "Normalization": "Intensity",
-            "Assay_Warning": np.where(assay_warn[plate_codes[si], ai], "WARN", "PASS"),
-            "Sample_Type": np.where(is_control[si], "CONTROL", "SAMPLE"),
-            "ExploreVersion": "6.1.0",
+            "Normalization": const("Intensity"),
+            "Assay_Warning": cat(assay_warn[plate_codes[si], ai].astype(np.int8), pass_warn),
+            "Sample_Type": cat(is_control[si].astype(np.int8), ["SAMPLE", "CONTROL"]),
+            "ExploreVersion": const("6.1.0"),
         }
     )
-    for col in ("UniProt", "Panel_Lot_Nr", "QC_Warning", "Assay_Warning", "Sample_Type"):
-        long[col] = long[col].astype("category")
     truth = pd.DataFrame(
         {"OlinkID": a_ids, "Assay": assays["Assay"].to_numpy(), "Panel": panels, "effect": effect}
     )
     return long, truth
 
 
-def _samples(patients: pd.DataFrame, n_controls_per_plate: int, post_day: int, rng) -> pd.DataFrame:
+def _samples(
+    patients: pd.DataFrame, n_controls_per_plate: int, post_day: int, rng
+) -> pd.DataFrame:
     treated = patients.loc[patients["group"] == "CAR-T", "patient"].to_numpy()
     n = treated.size
     n_plates = max(2, math.ceil(2 * n / 88)) if n else 1
@@ -594,7 +612,9 @@ def _samples(patients: pd.DataFrame, n_controls_per_plate: int, post_day: int, r
             "patient": None,
             "timepoint": None,
             "day": np.nan,
-            "PlateID": [f"Plate{p + 1}" for p in np.repeat(np.arange(n_plates), n_controls_per_plate)],
+            "PlateID": [
+                f"Plate{p + 1}" for p in np.repeat(np.arange(n_plates), n_controls_per_plate)
+            ],
         }
     )
     width = max(4, len(str(2 * n)))
@@ -605,7 +625,9 @@ def _samples(patients: pd.DataFrame, n_controls_per_plate: int, post_day: int, r
         "SampleID",
         [
             f"CONTROL_SAMPLE_{p}_{k + 1}"
-            for p, k in zip(ctrl["PlateID"], np.tile(np.arange(n_controls_per_plate), n_plates))
+            for p, k in zip(
+                ctrl["PlateID"], np.tile(np.arange(n_controls_per_plate), n_plates), strict=True
+            )
         ],
     )
     out = pd.concat([rows, ctrl], ignore_index=True)
@@ -682,7 +704,7 @@ def simulate_cart_study(
     --------
     >>> from olinkpipe.datasets import simulate_cart_study
     >>> study = simulate_cart_study(seed=0)
-    >>> study.samples["patient"].nunique(), (study.patients["dose"] > 2e6).sum()
+    >>> study.samples["patient"].nunique(), int((study.patients["dose"] > 2e6).sum())
     (23, 10)
     """
     check_literal("npx_format", npx_format, ["csv", "parquet", "both"])
@@ -707,7 +729,9 @@ def simulate_cart_study(
         n_qc_warnings=n_qc_warnings,
         effect_scale=effect_scale,
     )
-    sample_sheet = samples.loc[samples["patient"].notna(), ["SampleID", "patient", "timepoint", "day"]]
+    sample_sheet = samples.loc[
+        samples["patient"].notna(), ["SampleID", "patient", "timepoint", "day"]
+    ]
     sample_sheet = sample_sheet.sort_values(["patient", "day"]).reset_index(drop=True)
     sample_sheet["day"] = sample_sheet["day"].astype(int)
     study = CartStudy(
@@ -763,7 +787,9 @@ def _write_parquet(npx: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(npx.astype({c: str for c in npx.select_dtypes("category")}), preserve_index=False)
+    table = pa.Table.from_pandas(
+        npx.astype({c: str for c in npx.select_dtypes("category")}), preserve_index=False
+    )
     meta = dict(table.schema.metadata or {})
     meta.update(
         {

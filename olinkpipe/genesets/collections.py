@@ -64,6 +64,15 @@ class GeneSetCollection(dict):
         self.source = source
         self.version = version
 
+    @classmethod
+    def _from_clean(
+        cls, sets: dict[str, list[str]], *, name: str, source: str, version: str | None
+    ) -> GeneSetCollection:
+        """Build from already de-duplicated, stripped lists (no re-validation)."""
+        out = cls(name=name, source=source, version=version)
+        dict.update(out, sets)
+        return out
+
     @property
     def genes(self) -> set[str]:
         """Every gene symbol in the collection."""
@@ -233,8 +242,8 @@ def load(
     """
     if name in OFFLINE:
         package, rel = OFFLINE[name]
-        sets = dict((t, list(g)) for t, g in _read_offline(name))
-        return GeneSetCollection(
+        sets = {t: list(g) for t, g in _read_offline(name)}
+        return GeneSetCollection._from_clean(
             sets, name=name, source=f"{package}:{rel}", version=_package_version(package)
         )
     path = Path(str(name))

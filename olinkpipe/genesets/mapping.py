@@ -92,7 +92,7 @@ def _known_symbols() -> frozenset[str]:
 
 
 def _split_uniprot(value: object) -> list[str]:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
         return []
     parts = [p for p in _UNIPROT_SPLIT.split(str(value).strip()) if p and p.upper() != "NA"]
     return [p.split("-")[0] for p in parts]  # drop isoform suffixes (P49763-3)

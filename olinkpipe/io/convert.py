@@ -136,21 +136,26 @@ class _Column:
     @property
     def is_numeric(self) -> bool:
         t = self.type
-        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+        return (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_null(t)
+        )
 
     @property
     def pandas_dtype(self) -> str:
         t = self.type
-        if pa.types.is_integer(t):
-            return "int64"
-        if pa.types.is_floating(t):
-            return "float64"
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            return np.dtype(t.to_pandas_dtype()).name
         if pa.types.is_boolean(t):
             return "bool"
+        if pa.types.is_null(t):
+            return "float64"
         return "object"
 
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes, uniques)``: int64 codes (-1 = null), uniques as an object array of str."""
+        """``(codes, uniques)``: int32 codes (-1 = null), uniques as an object array of str."""
         if self._codes is None:
             arr = self._arr
             if not pa.types.is_dictionary(arr.type):
@@ -164,7 +169,8 @@ class _Column:
                 arr = pa.chunked_array(arr.chunks, type=arr.type).unify_dictionaries()
                 dictionary = arr.chunks[0].dictionary
                 if not (
-                    pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
+                    pa.types.is_string(dictionary.type)
+                    or pa.types.is_large_string(dictionary.type)
                 ):
                     dictionary = pc.cast(dictionary, pa.string())
                 parts = [
@@ -176,9 +182,9 @@ class _Column:
                     for c in arr.chunks
                 ]
                 self._codes = (
-                    np.concatenate(parts).astype(np.int64, copy=False)
+                    np.concatenate(parts).astype(np.int32, copy=False)
                     if parts
-                    else np.zeros(0, dtype=np.int64)
+                    else np.zeros(0, dtype=np.int32)
                 )
                 self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
         return self._codes, self._uniques
@@ -186,12 +192,11 @@ class _Column:
     def values(self) -> np.ndarray:
         """Numeric values as float64 (NaN = null); only for numeric columns."""
         if self._values is None:
-            arr = self._arr
-            if pa.types.is_boolean(arr.type):
-                arr = pc.cast(arr, pa.float64())
-            self._values = np.asarray(
-                arr.to_numpy() if arr.null_count == 0 else pc.cast(arr, pa.float64()).to_numpy(),
-                dtype=np.float64,
+            arr = pc.cast(self._arr, pa.float64())
+            self._values = (
+                arr.combine_chunks().to_numpy(zero_copy_only=False)
+                if arr.num_chunks
+                else np.zeros(0, dtype=np.float64)
             )
         return self._values
 
@@ -249,6 +254,13 @@ def _first_rows(codes: np.ndarray, n: int) -> np.ndarray:
     return first
 
 
+def _combine(a: np.ndarray, n: int, b: np.ndarray) -> np.ndarray:
+    """``a * n + b`` in int32 when it cannot overflow, else int64."""
+    top = (int(a.max()) + 1) * n if len(a) else 0
+    dtype = np.int32 if top < np.iinfo(np.int32).max else np.int64
+    return a.astype(dtype, copy=False) * dtype(n) + b.astype(dtype, copy=False)
+
+
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(key, sort=False)
     return codes.astype(np.int64, copy=False), np.asarray(uniques)
@@ -260,25 +272,34 @@ def _is_pass(values: np.ndarray) -> np.ndarray:
     if values.size == 0:
         return np.ones(0, dtype=bool)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    ok_u = np.array([str(u).strip().upper() in PASS_VALUES or str(u).strip() == "" for u in uniques])
+    ok_u = np.array(
+        [str(u).strip().upper() in PASS_VALUES or str(u).strip() == "" for u in uniques]
+    )
     ok_u = np.append(ok_u, True)
     return ok_u[np.where(codes < 0, len(ok_u) - 1, codes)]
 
 
 def assay_type_from_name(name: object) -> str:
-    """Olink control-assay class from an assay name (``"assay"`` for real assays)."""
-    s = re.sub(r"[\s_\-]", "", str(name)).lower()
-    if re.search(r"inc(ubation)?c(on)?tr?(o)?l", s):
-        return "inc_ctrl"
-    if re.search(r"ext(ension)?c(on)?tr?(o)?l", s):
-        return "ext_ctrl"
-    if re.search(r"amp(lification)?c(on)?tr?(o)?l", s):
-        return "amp_ctrl"
-    if re.search(r"det(ection)?c(on)?tr?(o)?l", s):
-        return "det_ctrl"
-    if "ctrl" in s or "control" in s:
-        return "control"
-    return "assay"
+    """Olink control-assay class from an assay name (``"assay"`` for real assays).
+
+    Control assays are named like ``Inc Ctrl 1``, ``Incubation control``, ``Ext Ctrl``,
+    ``Amp Ctrl``, ``Det Ctrl``: a control word after a qualifier. A lone gene symbol such
+    as ``CTRL`` (chymotrypsin-like protease) is an assay.
+    """
+    tokens = [t for t in re.split(r"[\s_\-]+", str(name).strip().lower()) if t]
+    is_ctrl = len(tokens) >= 2 and any(t.startswith(("ctrl", "control")) for t in tokens[1:])
+    if not is_ctrl:
+        return "assay"
+    first = tokens[0]
+    for prefix, kind in (
+        ("inc", "inc_ctrl"),
+        ("ext", "ext_ctrl"),
+        ("amp", "amp_ctrl"),
+        ("det", "det_ctrl"),
+    ):
+        if first.startswith(prefix):
+            return kind
+    return "control"
 
 
 def sample_type_from_name(name: object) -> str:
@@ -469,13 +490,13 @@ def from_long(
     n_panel, n_plate = len(p_uni), len(q_uni)
 
     # --- one obs row per (SampleID, occurrence within panel) ----------------------------
-    sp_dense = s_codes * n_panel + p_codes
+    sp_dense = _combine(s_codes, n_panel, p_codes)
     one_plate, _ = _Groups(sp_dense, len(s_uni) * n_panel).constant(q_codes)
     del sp_dense
     if one_plate:  # common case: no SampleID on two plates within a panel
         dup_sample_codes = np.zeros(0, dtype=np.int64)
     else:
-        sp_codes, sp_uni = _factorize(s_codes * n_panel + p_codes)
+        sp_codes, sp_uni = _factorize(s_codes.astype(np.int64) * n_panel + p_codes)
         spq_codes, spq_uni = _factorize(sp_codes * n_plate + q_codes)
         spq_sp = spq_uni // n_plate
         occ_uni = pd.Series(spq_sp).groupby(spq_sp).cumcount().to_numpy().astype(np.int64)
@@ -493,7 +514,7 @@ def from_long(
             )
             raise DuplicateSampleError(msg)
         occ = occ_uni[spq_codes]
-        o_codes, o_uni = _factorize(s_codes * (int(occ_uni.max()) + 1) + occ)
+        o_codes, o_uni = _factorize(s_codes.astype(np.int64) * (int(occ_uni.max()) + 1) + occ)
         o_sample = o_uni // (int(occ_uni.max()) + 1)
     elif isinstance(data, pa.Table):  # pyarrow dictionary order = order of appearance
         o_codes, o_uni = s_codes, np.arange(len(s_uni))
@@ -504,10 +525,12 @@ def from_long(
     n_obs = len(o_uni)
 
     # --- one measurement per (obs, assay) -------------------------------------------------
-    cell = o_codes * n_assay + a_codes
-    counts = np.bincount(cell, minlength=n_obs * n_assay)
+    cell = _combine(o_codes, n_assay, a_codes)
+    measured = np.zeros(n_obs * n_assay, dtype=bool)
+    measured[cell] = True
     keep_rows: np.ndarray | None = None
-    if counts.max() > 1:
+    if int(np.count_nonzero(measured)) < n:  # some (sample, assay) cell occurs twice
+        counts = np.bincount(cell, minlength=n_obs * n_assay)
         dup_rows = np.flatnonzero(counts[cell] > 1)
         sub = table.take(pa.array(dup_rows)).to_pandas()
         sub["_cell"] = cell[dup_rows]
@@ -537,15 +560,24 @@ def from_long(
         )
         keep_rows = np.flatnonzero(keep_mask)
     if keep_rows is not None:
-        rows_o, rows_a = o_codes[keep_rows], a_codes[keep_rows]
+        rows_o = o_codes[keep_rows]
+        flat = cell[keep_rows]
     else:
-        rows_o, rows_a = o_codes, a_codes
-    flat = rows_o * n_assay + rows_a
+        rows_o = o_codes
+        flat = cell
 
     def scatter(values: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
         out = np.full(n_obs * n_assay, fill, dtype=dtype)
         out[flat] = values if keep_rows is None else values[keep_rows]
         return out.reshape(n_obs, n_assay)
+
+    # rows grouped by sample (Explore) or by assay (Target 96)? to_long writes them back so
+    if len(flat) > 1:
+        sample_changes = int(np.count_nonzero(rows_o[1:] != rows_o[:-1]))
+        assay_changes = int(np.count_nonzero((flat[1:] % n_assay) != (flat[:-1] % n_assay)))
+        row_order = "sample" if sample_changes < assay_changes else "assay"
+    else:
+        row_order = "assay"
 
     # --- values -----------------------------------------------------------------------------
     special = {scol, acol, vcol, roles["lod"], roles["plate"], roles["qc"]} - {None}
@@ -560,13 +592,14 @@ def from_long(
         layers["lod"] = np.full(X.shape, np.nan)
 
     # --- per (obs, panel): PlateID and QC_Warning --------------------------------------
-    op_idx = (rows_o * n_panel + assay_panel[rows_a]) if n_panel else rows_o
+    op_idx = _combine(rows_o, n_panel, p_codes if keep_rows is None else p_codes[keep_rows])
     panel_names = [str(p) for p in p_uni]
     on_panel = np.zeros(n_obs * n_panel, dtype=bool)
     on_panel[op_idx] = True
-    plate_mat = np.full(n_obs * n_panel, "", dtype=object)
-    plate_mat[op_idx] = q_uni[q_codes if keep_rows is None else q_codes[keep_rows]]
-    plate_mat = plate_mat.reshape(n_obs, n_panel)
+    plate_code = np.full(n_obs * n_panel, len(q_uni), dtype=np.int64)
+    plate_code[op_idx] = q_codes if keep_rows is None else q_codes[keep_rows]
+    plate_mat = np.append(q_uni, "").astype(object)[plate_code].reshape(n_obs, n_panel)
+    del plate_code
     obsm: dict[str, pd.DataFrame] = {}
     coded: dict[str, np.ndarray] = {}
     var_cols: dict[str, np.ndarray] = {}
@@ -629,6 +662,27 @@ def from_long(
             coded[c] = np.asarray([str(u) for u in uniques], dtype=object)
         col.release()
 
+    qc_cell_flag = None
+    if qc_layer_col is not None:  # QC varies within a sample's panel: per-cell flags
+        codes_mat = layers[qc_layer_col]
+        cats = coded[qc_layer_col]
+        cat_pass = _is_pass(cats)
+        qc_cell_flag = np.zeros(codes_mat.shape, dtype=bool)
+        valid = codes_mat >= 0
+        qc_cell_flag[valid] = ~cat_pass[codes_mat[valid]]
+        any_flag = np.zeros((n_obs, n_panel), dtype=bool)
+        for k in range(n_panel):
+            any_flag[:, k] = qc_cell_flag[:, assay_panel == k].any(axis=1)
+        bad_labels = [str(c) for c, ok in zip(cats, cat_pass, strict=True) if not ok]
+        good_labels = [str(c) for c, ok in zip(cats, cat_pass, strict=True) if ok and str(c)]
+        qc_mat = np.where(
+            any_flag,
+            bad_labels[0] if bad_labels else "WARN",
+            good_labels[0] if good_labels else "PASS",
+        )
+        qc_mat = np.where(on_panel.reshape(n_obs, n_panel), qc_mat, "").astype(object)
+        obsm["QC_Warning"] = pd.DataFrame(qc_mat.astype(str), columns=panel_names)
+
     # --- obs ----------------------------------------------------------------------------------
     sample_names = s_uni[o_sample].astype(object)
     plates_joined = np.array(
@@ -642,7 +696,9 @@ def from_long(
     index = np.asarray([str(x) for x in sample_names], dtype=object)
     if dup_sample_codes.size:
         dup_mask = np.isin(o_sample, dup_sample_codes)
-        index[dup_mask] = [f"{s}@{p}" for s, p in zip(index[dup_mask], plates_joined[dup_mask])]
+        index[dup_mask] = [
+            f"{s}@{p}" for s, p in zip(index[dup_mask], plates_joined[dup_mask], strict=True)
+        ]
         index = _make_unique(index)
         dup_names = [str(s_uni[c]) for c in dup_sample_codes]
         warn(
@@ -693,24 +749,14 @@ def from_long(
     var.index.name = None
 
     # --- measured cells and QC layers --------------------------------------------------
-    measured = np.zeros(n_obs * n_assay, dtype=bool)
-    measured[flat] = True
     measured = measured.reshape(n_obs, n_assay)
-    default_present = on_panel.reshape(n_obs, n_panel)[:, assay_panel]
-    if roles["plate"] is not None:
-        default_present = default_present & (plate_mat[:, assay_panel] != "")
+    default_present = _present_from_plates(plate_mat)[:, assay_panel]
     if not np.array_equal(measured, default_present):
         layers["measured"] = measured
-    if qc_layer_col is not None:
-        codes_mat = layers[qc_layer_col]
-        cats = coded[qc_layer_col]
-        cat_pass = _is_pass(cats)
-        qc_flag = np.zeros(codes_mat.shape, dtype=bool)
-        valid = codes_mat >= 0
-        qc_flag[valid] = ~cat_pass[codes_mat[valid]]
-        layers["qc_warning"] = qc_flag
+    if qc_cell_flag is not None:
+        layers["qc_warning"] = qc_cell_flag
     else:
-        layers["qc_warning"] = (~is_pass_op)[:, assay_panel] & default_present
+        layers["qc_warning"] = (~is_pass_op)[:, assay_panel] & measured
     lod = layers["lod"]
     with np.errstate(invalid="ignore"):
         layers["below_lod"] = np.asarray(X < lod) & ~np.isnan(X) & ~np.isnan(lod)
@@ -730,14 +776,17 @@ def from_long(
             "columns": {k: v for k, v in roles.items() if v is not None},
             "dtypes": dtypes,
             "coded_layers": coded,
+            "row_order": row_order,
         }
     )
     return adata
 
 
 def _as_series(values: np.ndarray, dtype: str, index: pd.Index) -> np.ndarray:
-    if dtype == "int64" and values.dtype.kind == "f" and not np.isnan(values).any():
-        return values.astype(np.int64)
+    if values.dtype == object:
+        return np.where(pd.isna(values), np.nan, values).astype(object)
+    if dtype[:3] in ("int", "uin") and values.dtype.kind == "f" and not np.isnan(values).any():
+        return values.astype(dtype)
     if dtype == "bool" and values.dtype.kind == "f" and not np.isnan(values).any():
         return values.astype(bool)
     return values
@@ -779,9 +828,13 @@ def _numeric(col: _Column, *, file: str | None, row_offset: int) -> np.ndarray:
             "such as '> ULOQ' / '< LLOQ' / 'No Data'; fix or remove these rows.",
         )
         raise NPXFormatError(msg)
+    if len(uniques) == 0:
+        return np.full(len(codes), np.nan)
     out = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
     if markers:
-        n_marked = int(np.isin(codes, [k for k, u in enumerate(uniques) if parse_number(u)[2]]).sum())
+        n_marked = int(
+            np.isin(codes, [k for k, u in enumerate(uniques) if parse_number(u)[2]]).sum()
+        )
         warn(
             f"{file or 'long table'}: column {col.name!r}: {n_marked} value(s) were Olink text "
             "markers (e.g. '> ULOQ', '< LLOQ', 'No Data') and are read as NaN"
@@ -789,7 +842,9 @@ def _numeric(col: _Column, *, file: str | None, row_offset: int) -> np.ndarray:
     return out
 
 
-_MARKER = re.compile(r"^\s*(>\s*ULOQ|<\s*LLOQ|<\s*LOD|>\s*LOD|No\s*Data|NA|N/A|NaN|-|#+|)\s*$", re.I)
+_MARKER = re.compile(
+    r"^\s*(>\s*ULOQ|<\s*LLOQ|<\s*LOD|>\s*LOD|No\s*Data|NA|N/A|NaN|-|#+|)\s*$", re.I
+)
 
 
 def parse_number(value: object) -> tuple[float, bool, bool]:
@@ -836,18 +891,20 @@ def guess_product(
             return "Explore 3072"
         return prod
     cols = set(columns)
-    if "Quantified_value" in cols or "Unit" in cols:
-        return "Flex" if "Plate_LQL" in cols or "LLOQ" in cols else "Target 96"
-    if cols & {"ExtNPX", "PCNormalizedNPX", "Count", "Block"}:
-        return "Explore HT" if "AssayType" in cols or "DataAnalysisRefID" in cols else "Explore 3072"
     panels = [] if var is None or "Panel" not in var else list(pd.unique(var["Panel"]))
     text = " ".join(str(p) for p in panels).lower()
     if "target 48" in text or "48" in text.split():
         return "Target 48"
-    if "ExploreVersion" in cols or "Panel_Lot_Nr" in cols or "explore" in text:
-        return "Explore 3072"
+    if "Quantified_value" in cols or "Unit" in cols:
+        return "Flex" if "Plate_LQL" in cols or "LLOQ" in cols else "Target 96"
+    if cols & {"ExtNPX", "PCNormalizedNPX", "Count", "Block"}:
+        return (
+            "Explore HT" if "AssayType" in cols or "DataAnalysisRefID" in cols else "Explore 3072"
+        )
     if text.startswith("olink") or "target 96" in text:
         return "Target 96"
+    if "ExploreVersion" in cols or "Panel_Lot_Nr" in cols or "explore" in text:
+        return "Explore 3072"
     return "unknown"
 
 
@@ -874,7 +931,8 @@ DEFAULT_LONG = [
 def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Return the data in Olink's long format (one row per sample × assay measurement).
 
-    Rows come assay by assay (``var`` order), samples in ``obs`` order within an assay; a
+    Rows come assay by assay (``var`` order), samples in ``obs`` order within an assay (or
+    sample by sample when the file that was read was ordered so, as Explore files are); a
     cell is a row when the sample ran on the assay's panel (``obsm["PlateID"]`` non-empty)
     and, if present, ``layers["measured"]`` is True. For data read with
     :func:`olinkpipe.read_npx` the columns are the file's, in the file's order, with the
@@ -943,10 +1001,13 @@ def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.Da
         for j, k in enumerate(cols_idx):
             plate_cell[:, j] = pvals[:, k] if k >= 0 else ""
         if "measured" not in adata.layers:
-            present = plate_cell.astype(str) != ""
+            present = _present_from_plates(plate_cell.astype(str))
     if "measured" in adata.layers:
         present = np.asarray(adata.layers["measured"], dtype=bool)
-    jj, ii = np.nonzero(present.T)  # assay-major order
+    if str(prov.get("row_order", "assay")) == "sample":
+        ii, jj = np.nonzero(present)  # sample by sample, as Explore files
+    else:
+        jj, ii = np.nonzero(present.T)  # assay by assay, as Target 96 files
 
     def cell(mat: Any) -> np.ndarray:
         mat = mat.toarray() if hasattr(mat, "toarray") else np.asarray(mat)
@@ -991,6 +1052,37 @@ def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.Da
     return pd.DataFrame(out, columns=columns)
 
 
+def _present_from_plates(plate_cell: np.ndarray) -> np.ndarray:
+    """Cells that are measurements by default: the sample has a plate on the assay's panel.
+
+    When no plate is known at all (no PlateID column), every cell counts.
+    """
+    present = plate_cell != ""
+    if not present.any():
+        return np.ones(plate_cell.shape, dtype=bool)
+    return present
+
+
+def measured_mask(adata: ad.AnnData) -> np.ndarray:
+    """Boolean samples × assays mask of the cells that are measurements (rows of the long file)."""
+    if "measured" in adata.layers:
+        return np.asarray(adata.layers["measured"], dtype=bool)
+    if "PlateID" in adata.obsm and isinstance(adata.obsm["PlateID"], pd.DataFrame):
+        pm = adata.obsm["PlateID"]
+        panels = (
+            adata.var["Panel"].astype(str).to_numpy()
+            if "Panel" in adata.var
+            else np.full(adata.n_vars, "unknown", dtype=object)
+        )
+        pvals = pm.to_numpy(dtype=object).astype(str)
+        cell = np.full(adata.shape, "", dtype=object)
+        for j, p in enumerate(panels):
+            if p in pm.columns:
+                cell[:, j] = pvals[:, pm.columns.get_loc(p)]
+        return _present_from_plates(cell.astype(str))
+    return np.ones(adata.shape, dtype=bool)
+
+
 def _available(adata: ad.AnnData, c: str, names: dict[str, str]) -> bool:
     if c in names.values() or c in ("SampleID", "OlinkID"):
         return c != names["lod"] or "lod" in adata.layers
@@ -1008,12 +1100,12 @@ def _column_values(s: pd.Series) -> np.ndarray:
 
 def _restore_dtype(v: np.ndarray, dtype: str | None) -> Any:
     v = np.asarray(v)
-    if dtype == "int64" and v.dtype.kind in "fiu":
+    if dtype and dtype[:3] in ("int", "uin") and v.dtype.kind in "fiu":
         if v.dtype.kind == "f" and np.isnan(v).any():
             return v
-        return v.astype(np.int64)
-    if dtype == "float64" and v.dtype.kind in "iub":
-        return v.astype(np.float64)
+        return v.astype(dtype)
+    if dtype and dtype.startswith("float") and v.dtype.kind in "iubf":
+        return v.astype(dtype)
     if dtype == "object" and v.dtype.kind != "O":
         return v.astype(object)
     if v.dtype == object:

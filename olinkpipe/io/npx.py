@@ -127,9 +127,18 @@ def read_npx(
 
     Examples
     --------
+    >>> import os, tempfile
+    >>> import pandas as pd
     >>> import olinkpipe as op
-    >>> adata = op.read_npx("run1_NPX.csv")  # doctest: +SKIP
-    >>> adata.obs[["SampleID", "PlateID", "QC_Warning"]].head()  # doctest: +SKIP
+    >>> path = os.path.join(tempfile.mkdtemp(), "run1_NPX.csv")
+    >>> pd.DataFrame({"SampleID": ["S1", "S2"], "OlinkID": ["OID01216"] * 2,
+    ...               "Assay": ["CHL1"] * 2, "Panel": ["Olink CARDIOMETABOLIC"] * 2,
+    ...               "PlateID": ["Plate1"] * 2, "QC_Warning": ["Pass", "Warning"],
+    ...               "LOD": [2.37, 2.37], "NPX": ["12,96", "1,5"]}
+    ...              ).to_csv(path, sep=";", index=False)
+    >>> adata = op.read_npx(path)
+    >>> adata.X[:, 0].tolist(), adata.obs["qc_pass"].tolist()
+    ([12.96, 1.5], [True, False])
     """
     check_literal("duplicates", duplicates, ["rename", "error"])
     p = Path(path)
@@ -234,6 +243,9 @@ def _read_long_text(
     if temporal:  # keep dates as written in the file, not parsed
         types.update({c: pa.string() for c in temporal})
         table = _csv(src, name, info, types)
+    release = getattr(pa.default_memory_pool(), "release_unused", None)
+    if release is not None:
+        release()  # hand the parser's scratch memory back before building the matrices
     drop = [c for c in table.column_names if c in ("", "Unnamed: 0", "...1")]
     if drop:
         table = table.drop_columns(drop)
@@ -282,8 +294,13 @@ def _csv(
 
 
 def _read_parquet(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
+    source = str(src) if isinstance(src, Path) else src
     try:
-        pf = pq.ParquetFile(str(src) if isinstance(src, Path) else src)
+        names = pq.ParquetFile(source).schema_arrow.names
+        if not isinstance(src, Path):
+            src.seek(0)
+        # text ID columns straight to dictionaries: the codes feed the pivot
+        pf = pq.ParquetFile(source, read_dictionary=[c for c in names if c in STRING_COLUMNS])
         table = pf.read()
     except (pa.ArrowInvalid, OSError, pa.ArrowException) as err:
         msg = format_message(

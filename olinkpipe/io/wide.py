@@ -1,5 +1,485 @@
-"""Target 96 / Target 48 wide exports (NPX Manager): xlsx and csv. Filled in below."""
+"""Target 96 / Target 48 wide exports (Olink NPX Manager, olinkr): ``.xlsx`` and ``.csv``.
+
+Two layouts are recognised (rows 1-based, column A first):
+
+* **A, multi-panel**: A1 project, B1 software; ``NPX data`` (or ``Quantified data`` /
+  ``Ct data``); a ``Panel`` row (a panel per column); ``Assay``, ``Uniprot ID``,
+  ``OlinkID`` rows; one row per sample (SampleID in A, NPX per assay, then ``Plate ID`` and
+  ``QC Warning`` columns, one per panel); footer rows ``LOD``, ``Missing Data freq.`` and
+  ``Normalization``.
+* **B, single panel with a summary block**: ``Panel`` in one cell, then ``# Plates``,
+  ``# Samples`` ... ``Normalization Method`` rows, then the same Assay/Uniprot ID/OlinkID
+  header with ``Plate ID``, ``QC Warning`` and ``QC Deviation from median`` columns.
+
+Workbooks are opened with openpyxl in read-only mode (dimensions reset, so files whose
+sheet dimension or drawing relationships are broken still read), falling back to
+``pandas.read_excel``; the NPX sheet is found by content, not position. Olink Flex long
+xlsx files (numbers stored as text) are read as long tables.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import re
+from pathlib import Path
+from typing import IO, Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ..errors import NPXFormatError, format_message, preview
+from . import _sniff
+from ._util import warn_user
+from .convert import from_long, parse_number, resolve_roles
+
 __all__: list[str] = []
+
+WIDE_TYPES = {"npx data": "NPX", "quantified data": "Quantified", "ct data": "Ct"}
+VALUE_COLUMN = {"NPX": "NPX", "Quantified": "Quantified_value", "Ct": "Ct"}
+FOOTER = {
+    "lod": "LOD",
+    "missing data freq.": "MissingFreq",
+    "missing data freq": "MissingFreq",
+    "normalization": "Normalization",
+}
+EXTRA_HEADER = {"unit", "units"}
+FOOTER_PREFIXES = (
+    "lod",
+    "missing data freq",
+    "lloq",
+    "uloq",
+    "plate lod",
+    "plate lloq",
+    "assay warning",
+    "normalization",
+)
+HEADER_LABELS = {
+    "assay": "Assay",
+    "uniprot id": "UniProt",
+    "uniprot": "UniProt",
+    "olinkid": "OlinkID",
+}
+_PANEL_VERSION = re.compile(r"^(.*?)\s*\((v\.[^)]*)\)\s*$")
+_QCDEV_NAMES = {"inc ctrl 2": "QC_Deviation_Inc_ctrl", "det ctrl": "QC_Deviation_Det_ctrl"}
+
+Grid = list[list[Any]]
+
+
+def _cell_str(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and np.isnan(v):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _label(row: list[Any]) -> str:
+    return _cell_str(row[0]).strip().lower() if row else ""
+
+
+# ------------------------------------------------------------------------------------------
+# loading grids
+# ------------------------------------------------------------------------------------------
+
+
+def _trim(grid: Grid) -> Grid:
+    rows = [list(r) for r in grid]
+    while rows and all(v is None or (isinstance(v, str) and v == "") for v in rows[-1]):
+        rows.pop()
+    return rows
+
+
+def _load_workbook(src: Path | IO[bytes], name: str) -> dict[str, Grid]:
+    """Every sheet of a workbook as a list of rows (values only)."""
+    try:
+        import openpyxl
+
+        wb = openpyxl.load_workbook(src, read_only=True, data_only=True)
+        try:
+            sheets = {}
+            for ws in wb.worksheets:
+                ws.reset_dimensions()
+                sheets[ws.title] = _trim(list(ws.iter_rows(values_only=True)))
+        finally:
+            wb.close()
+        return sheets
+    except Exception as first_err:  # noqa: BLE001 - broken packages: try pandas
+        if not isinstance(src, Path):
+            src.seek(0)
+        try:
+            frames = pd.read_excel(src, sheet_name=None, header=None, dtype=object)
+        except Exception as err:  # noqa: BLE001
+            msg = format_message(
+                f"cannot open the workbook ({first_err}; {err})",
+                file=name,
+                hint="Open and re-save the file in Excel, or export long CSV from NPX Manager.",
+            )
+            raise NPXFormatError(msg) from err
+        return {
+            str(k): _trim(f.astype(object).where(f.notna(), None).values.tolist())
+            for k, f in frames.items()
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# recognising a sheet
+# ------------------------------------------------------------------------------------------
+
+
+def _sheet_kind(grid: Grid) -> tuple[str, int]:
+    """``("wide"|"long"|"none", score)`` for one sheet."""
+    if not grid:
+        return "none", 0
+    head = [_cell_str(v).strip() for v in grid[0]]
+    roles = resolve_roles(head)
+    if roles["sample"] and roles["olinkid"] and roles["value"]:
+        return "long", 1
+    labels = [_label(r) for r in grid[:60]]
+    if "olinkid" in labels and "assay" in labels[: labels.index("olinkid") + 1]:
+        score = 1
+        b1 = _cell_str(grid[0][1]).lower() if len(grid[0]) > 1 else ""
+        if "npx manager" in b1 or "olinkr" in b1 or "olink" in b1:
+            score += 2
+        if any(lb in WIDE_TYPES for lb in labels[:5]):
+            score += 1
+        if any(lb.startswith("# plates") for lb in labels):
+            score += 1
+        return "wide", score
+    return "none", 0
+
+
+def read_excel(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
+    """Read an Olink xlsx: the NPX sheet (wide) or a long sheet (Flex)."""
+    sheets = _load_workbook(src, name)
+    names = list(sheets)
+    sheet = opts.get("sheet")
+    if sheet is not None:
+        key = names[sheet] if isinstance(sheet, int) and 0 <= sheet < len(names) else sheet
+        if key not in sheets:
+            msg = format_message(
+                f"no sheet {sheet!r}; the workbook has {preview(names)}",
+                file=name,
+                hint="Pass sheet= as one of these names or a 0-based position.",
+            )
+            raise NPXFormatError(msg)
+        chosen = str(key)
+        kind, _ = _sheet_kind(sheets[chosen])
+        if kind == "none":
+            msg = format_message(
+                f"sheet {chosen!r} is neither a wide NPX sheet (rows Panel/Assay/OlinkID) nor "
+                "a long table (columns SampleID, OlinkID, NPX)",
+                file=name,
+            )
+            raise NPXFormatError(msg)
+    else:
+        scored = [(k, *_sheet_kind(g)) for k, g in sheets.items()]
+        found = [(s, -i, k, kind) for i, (k, kind, s) in enumerate(scored) if kind != "none"]
+        if not found:
+            msg = format_message(
+                f"no NPX sheet found among {preview(names)}",
+                file=name,
+                hint="An Olink workbook needs a sheet with rows 'Assay' and 'OlinkID' (NPX "
+                "Manager wide export) or columns SampleID, OlinkID, NPX (long); pass sheet= "
+                "if the sheet is there but laid out differently.",
+            )
+            raise NPXFormatError(msg)
+        _, _, chosen, kind = max(found)
+        if len(found) > 1:
+            warn_user(
+                f"{name}: {len(found)} sheets look like Olink data; reading {chosen!r} "
+                "(pass sheet= to choose another)"
+            )
+    where = f"{name} [sheet {chosen}]"
+    grid = sheets[chosen]
+    if kind == "long":
+        return _long_sheet(grid, where, opts)
+    return _wide_grid(grid, where, opts)
+
+
+def read_wide_text(
+    src: Path | IO[bytes], name: str, info: _sniff.TextInfo, opts: dict
+) -> ad.AnnData:
+    """Read a wide NPX Manager export saved as delimited text."""
+    if isinstance(src, Path):
+        data = src.read_bytes()
+    else:
+        src.seek(0)
+        data = src.read()
+    text = data.decode(info.encoding if info.encoding != "utf-8" else "utf-8-sig", "replace")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=info.sep, quotechar='"'))
+    grid = _trim([[None if c.strip() == "" else c for c in r] for r in rows])
+    return _wide_grid(grid, name, opts)
+
+
+# ------------------------------------------------------------------------------------------
+# long sheet (Olink Flex)
+# ------------------------------------------------------------------------------------------
+
+
+def _long_sheet(grid: Grid, where: str, opts: dict) -> ad.AnnData:
+    header = [_cell_str(v).strip() for v in grid[0]]
+    body = [r for r in grid[1:] if any(v is not None and _cell_str(v).strip() for v in r)]
+    width = len(header)
+    body = [list(r[:width]) + [None] * (width - len(r)) for r in body]
+    frame = pd.DataFrame(body, columns=header, dtype=object)
+    frame = frame.loc[:, [c for c in frame.columns if c != ""]]
+    roles = resolve_roles(list(frame.columns))
+    text_cols = {v for k, v in roles.items() if v and k not in ("value", "lod")}
+    from .npx import STRING_COLUMNS
+
+    for c in frame.columns:
+        col = frame[c]
+        if c in text_cols or c in STRING_COLUMNS:
+            frame[c] = col.map(lambda v: None if v is None else _cell_str(v))
+            continue
+        num = pd.to_numeric(
+            col.map(lambda v: None if v is None else _cell_str(v).strip()), errors="coerce"
+        )
+        if (num.notna() | col.isna()).all():
+            frame[c] = num
+    return from_long(
+        frame,
+        file=where,
+        product=opts.get("product"),
+        duplicates=opts.get("duplicates", "rename"),
+        data_format="long",
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# wide grid
+# ------------------------------------------------------------------------------------------
+
+
+def _wide_grid(grid: Grid, where: str, opts: dict) -> ad.AnnData:
+    long, meta, data_type = parse_wide(grid, where)
+    adata = from_long(
+        long,
+        file=where,
+        product=opts.get("product"),
+        duplicates=opts.get("duplicates", "rename"),
+        data_format="wide",
+        metadata=meta,
+        row_offset=1,
+    )
+    prov = adata.uns["olinkpipe"]
+    prov["data_type"] = data_type
+    if opts.get("product") is None and prov["product"] in ("unknown", "Explore 3072"):
+        panels = " ".join(adata.var["Panel"].astype(str).unique()).lower()
+        prov["product"] = "Target 48" if "48" in panels else "Target 96"
+    return adata
+
+
+def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], str]:
+    """Parse a wide NPX Manager grid into a long table, metadata and the data type."""
+    width = max((len(r) for r in grid), default=0)
+    grid = [list(r) + [None] * (width - len(r)) for r in grid]
+    labels = [_label(r) for r in grid]
+    try:
+        i_oid = labels.index("olinkid")
+    except ValueError:
+        i_oid = -1
+    i_assay = max((k for k in range(max(i_oid, 0)) if labels[k] == "assay"), default=-1)
+    if i_oid < 0 or i_assay < 0:
+        msg = format_message(
+            "not a wide NPX export: rows 'Assay' and 'OlinkID' not found in column A",
+            file=where,
+            hint="Export the data from NPX Manager (wide or long) without editing the header.",
+        )
+        raise NPXFormatError(msg)
+    i_panel = max((k for k in range(i_assay) if labels[k] == "panel"), default=-1)
+    data_type = "NPX"
+    for lb in labels[: max(i_panel, 0) + 3]:
+        if lb in WIDE_TYPES:
+            data_type = WIDE_TYPES[lb]
+            break
+    meta: dict[str, str] = {}
+    if _cell_str(grid[0][0]).strip():
+        meta["Project"] = _cell_str(grid[0][0]).strip()
+    if width > 1 and _cell_str(grid[0][1]).strip():
+        meta["Software"] = _cell_str(grid[0][1]).strip()
+    for k in range(max(i_panel, 0) + 1, i_assay):  # layout B summary block
+        if labels[k]:
+            vals = [_cell_str(v).strip() for v in grid[k][1:] if _cell_str(v).strip()]
+            meta[_cell_str(grid[k][0]).strip()] = vals[0] if vals else ""
+
+    panel_row = [_cell_str(v).strip() for v in grid[i_panel]] if i_panel >= 0 else [""] * width
+    panel_cells = [v for v in panel_row[1:] if v]
+    single_panel = panel_cells[0] if len(panel_cells) == 1 else None
+    header_rows: dict[str, list[str]] = {}
+    for k in range(i_assay, i_oid + 1):
+        if labels[k]:
+            name = HEADER_LABELS.get(labels[k], _cell_str(grid[k][0]).strip())
+            header_rows[name] = [_cell_str(v).strip() for v in grid[k]]
+    assay_row, oid_row = header_rows["Assay"], header_rows["OlinkID"]
+    uni_row = header_rows.get("UniProt", [""] * width)
+
+    def panel_of(j: int) -> str:
+        if panel_row[j]:
+            return panel_row[j]
+        if single_panel:
+            return single_panel
+        prev = [panel_row[k] for k in range(1, j) if panel_row[k]]
+        return prev[-1] if prev else "unknown"
+
+    assay_cols, plate_cols, qc_cols, dev_cols = [], {}, {}, {}
+    for j in range(1, width):
+        low = assay_row[j].lower()
+        if oid_row[j]:
+            assay_cols.append(j)
+        elif low == "plate id":
+            plate_cols[panel_of(j)] = j
+        elif low == "qc warning":
+            qc_cols[panel_of(j)] = j
+        elif low.startswith("qc deviation"):
+            key = uni_row[j].lower()
+            dev_cols[_QCDEV_NAMES.get(key, f"QC_Deviation_{uni_row[j] or j}")] = j
+    if not assay_cols:
+        msg = format_message("the OlinkID row is empty", file=where, hint="Check the export.")
+        raise NPXFormatError(msg)
+
+    # header rows such as "Unit" may follow the OlinkID row (Target 48 quant exports)
+    k = i_oid + 1
+    while k < len(grid) and labels[k] in EXTRA_HEADER:
+        header_rows[_cell_str(grid[k][0]).strip()] = [_cell_str(v).strip() for v in grid[k]]
+        k += 1
+
+    # sample rows and footer
+    sample_rows: list[int] = []
+    footer: dict[str, int] = {}
+    while k < len(grid):
+        lb = labels[k]
+        if lb in FOOTER or (sample_rows and lb.startswith(FOOTER_PREFIXES)):
+            break
+        if lb:
+            sample_rows.append(k)
+        elif sample_rows and not any(_cell_str(v).strip() for v in grid[k]):
+            break  # the empty row between the samples and the footer
+        k += 1
+    for kk in range(k, len(grid)):
+        if labels[kk]:
+            footer[FOOTER.get(labels[kk], _cell_str(grid[kk][0]).strip())] = kk
+    if not sample_rows:
+        msg = format_message("no sample rows below the OlinkID row", file=where)
+        raise NPXFormatError(msg)
+
+    raw_ids = [_cell_str(grid[r][0]) for r in sample_rows]
+    stripped = [s.strip() for s in raw_ids]
+    changed = sum(a != b for a, b in zip(raw_ids, stripped, strict=True))
+    if changed and len(set(stripped)) == len(set(raw_ids)):
+        warn_user(
+            f"{where}: removed leading/trailing spaces from {changed} SampleID(s), e.g. "
+            f"{preview([s for s in raw_ids if s != s.strip()][:3])}"
+        )
+        sample_ids = stripped
+    else:
+        sample_ids = raw_ids
+
+    n_s, n_a = len(sample_rows), len(assay_cols)
+    cache: dict[Any, tuple[float, bool, bool]] = {}
+    values = np.empty((n_a, n_s))
+    bad: list[str] = []
+    markers = 0
+    for ai, j in enumerate(assay_cols):
+        for si, r in enumerate(sample_rows):
+            v = grid[r][j]
+            if isinstance(v, float | int) and not isinstance(v, bool):
+                values[ai, si] = v
+                continue
+            hit = cache.get(v)
+            if hit is None:
+                hit = cache[v] = parse_number(v)
+            values[ai, si] = hit[0]
+            markers += hit[2]
+            if not hit[1] and len(bad) < 5:
+                bad.append(f"row {r + 1}, column {oid_row[j]}: {v!r}")
+    if bad:
+        msg = format_message(
+            f"non-numeric {data_type} value(s): {'; '.join(bad)}",
+            file=where,
+            hint="Values must be numbers, empty, or Olink markers ('> ULOQ', '< LLOQ', "
+            "'No Data'); fix these cells.",
+        )
+        raise NPXFormatError(msg)
+    if markers:
+        warn_user(
+            f"{where}: {markers} cell(s) held Olink text markers (e.g. '> ULOQ', '< LLOQ', "
+            "'No Data', '#') and are read as NaN"
+        )
+
+    panels = [panel_of(j) for j in assay_cols]
+    split = [_PANEL_VERSION.match(p) for p in panels]
+    has_version = any(m is not None for m in split)
+    panel_names = [m.group(1) if m else p for m, p in zip(split, panels, strict=True)]
+    versions = [m.group(2) if m else None for m in split]
+
+    def per_sample(col_by_panel: dict[str, int], panel: str) -> list[str | None]:
+        j = col_by_panel.get(panel)
+        if j is None:
+            return [None] * n_s
+        return [(_cell_str(grid[r][j]).strip() or None) for r in sample_rows]
+
+    plate_by_panel = {p: per_sample(plate_cols, p) for p in set(panels)}
+    qc_by_panel = {p: per_sample(qc_cols, p) for p in set(panels)}
+
+    def footer_row(name: str, *, numeric: bool) -> list[Any]:
+        r = footer.get(name)
+        if r is None:
+            return []
+        cells = [grid[r][j] for j in assay_cols]
+        if numeric:
+            return [parse_number(c)[0] if parse_number(c)[1] else np.nan for c in cells]
+        return [(_cell_str(c).strip() or None) for c in cells]
+
+    rep = np.repeat
+    cols: dict[str, Any] = {
+        "SampleID": np.tile(np.asarray(sample_ids, dtype=object), n_a),
+        "Index": np.tile(np.arange(1, n_s + 1), n_a),
+        "OlinkID": rep(np.asarray([oid_row[j] for j in assay_cols], dtype=object), n_s),
+        "UniProt": rep(np.asarray([uni_row[j] or None for j in assay_cols], dtype=object), n_s),
+        "Assay": rep(np.asarray([assay_row[j] for j in assay_cols], dtype=object), n_s),
+    }
+    mf = footer_row("MissingFreq", numeric=True)
+    if mf:
+        cols["MissingFreq"] = rep(np.asarray(mf, dtype=float), n_s)
+    cols["Panel"] = rep(np.asarray(panel_names, dtype=object), n_s)
+    if has_version:
+        cols["Panel_Version"] = rep(np.asarray(versions, dtype=object), n_s)
+    for extra, row in header_rows.items():
+        if extra not in ("Assay", "OlinkID", "UniProt"):
+            cols[extra] = rep(np.asarray([row[j] or None for j in assay_cols], dtype=object), n_s)
+    cols["PlateID"] = np.concatenate([np.asarray(plate_by_panel[p], dtype=object) for p in panels])
+    cols["QC_Warning"] = np.concatenate([np.asarray(qc_by_panel[p], dtype=object) for p in panels])
+    lod = footer_row("LOD", numeric=True)
+    if lod:
+        cols["LOD"] = rep(np.asarray(lod, dtype=float), n_s)
+    cols[VALUE_COLUMN[data_type]] = values.ravel()
+    norm = footer_row("Normalization", numeric=False)
+    if norm:
+        cols["Normalization"] = rep(np.asarray(norm, dtype=object), n_s)
+    for name in footer:
+        if name not in ("LOD", "MissingFreq", "Normalization"):
+            vals = footer_row(name, numeric=False)
+            nums = [parse_number(v) for v in vals]
+            if all(ok for _, ok, _ in nums):
+                cols[name] = rep(np.asarray([x for x, _, _ in nums], dtype=float), n_s)
+            else:
+                cols[name] = rep(np.asarray(vals, dtype=object), n_s)
+    if dev_cols:
+        panel0 = panels[0]
+        for name, j in dev_cols.items():
+            per = [parse_number(grid[r][j])[0] for r in sample_rows]
+            arr = np.asarray(per, dtype=float)
+            cols[name] = np.concatenate(
+                [arr if p == panel0 else np.full(n_s, np.nan) for p in panels]
+            )
+    long = pd.DataFrame(cols)
+    # samples absent from a panel (no plate, no values) are not measurements
+    if len(set(panels)) > 1:
+        on = long["PlateID"].notna() | ~np.isnan(long[VALUE_COLUMN[data_type]].to_numpy())
+        long = long.loc[on.to_numpy()].reset_index(drop=True)
+    return long, meta, data_type

@@ -23,9 +23,19 @@ __all__ = ["enrichment", "gsea", "pathway", "leading_edge"]
 _DIR_COLORS = {"up": UP, "down": DOWN, "both": HIGHLIGHT}
 
 
-def _neglog10(p: pd.Series) -> np.ndarray:
+def _neglog10(p: pd.Series, floor: float = np.finfo(float).tiny) -> np.ndarray:
     v = p.to_numpy(dtype=float)
-    return -np.log10(np.clip(v, np.finfo(float).tiny, 1.0))
+    return -np.log10(np.clip(v, floor, 1.0))
+
+
+def _perm_floor(result: pd.DataFrame) -> float:
+    """Smallest resolvable permutation p (a GSEA p of 0 means < 1/permutations)."""
+    n = result.attrs.get("permutations")
+    return 1.0 / float(n) if n else np.finfo(float).tiny
+
+
+def _fmt_p(p: float, floor: float) -> str:
+    return f"<{floor:.2g}" if p < floor else f"={p:.3g}"
 
 
 def _need(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
@@ -90,12 +100,19 @@ def enrichment(
     """
     check_literal("kind", kind, ["dot", "bar"])
     _need(result, ["term", "p_adj"], "enrichment result")
+    if result.empty:
+        msg = format_message(
+            "the enrichment result has no terms to plot",
+            hint="Check the warnings of tl.ora / tl.gsea (no set within min_size..max_size?).",
+        )
+        raise ValidationError(msg)
     is_gsea = "nes" in result.columns
     sort_cols = ["p_adj"] + (["p_value"] if "p_value" in result.columns else [])
     shown = result.sort_values(sort_cols, kind="mergesort").head(int(top)).iloc[::-1]
     ax = get_ax(ax, figsize=(7.0, max(2.5, 0.35 * len(shown) + 1.2)))
     y = np.arange(len(shown))
-    x = _neglog10(shown["p_adj"])
+    floor = _perm_floor(result) if is_gsea else np.finfo(float).tiny
+    x = _neglog10(shown["p_adj"], floor)
     if is_gsea:
         nes = shown["nes"].to_numpy(dtype=float)
         lim = max(float(np.nanmax(np.abs(nes))) if len(nes) else 1.0, 1e-9)
@@ -125,7 +142,10 @@ def enrichment(
     ax.set_yticks(y)
     ax.set_yticklabels([str(t) for t in shown["term"]])
     ax.axvline(-np.log10(0.05), color=NS, linestyle="--", linewidth=0.8)
-    ax.set_xlabel("−log10 adjusted p")
+    ax.set_xlabel(
+        "−log10 adjusted p"
+        + (f" (GSEA FDR; 0 drawn at 1/{result.attrs['permutations']})" if is_gsea else "")
+    )
     title = result.attrs.get("collection", "")
     if title:
         ax.set_title(f"{result.attrs.get('method', '').upper()} · {title}".strip(" ·"))
@@ -192,9 +212,10 @@ def gsea(result: pd.DataFrame, term: str, *, ax: Axes | None = None) -> Axes:
     peak = int(np.argmax(np.abs(res)))
     ax.axvline(peak, color=NS, linestyle="--", linewidth=0.8)
     ax.set_ylabel("Running enrichment score")
+    floor = _perm_floor(result)
     ax.set_title(
-        f"{term}\nES={row['es']:.2f}  NES={row['nes']:.2f}  p={row['p_value']:.3g}  "
-        f"FDR={row['p_adj']:.3g}",
+        f"{term}\nES={row['es']:.2f}  NES={row['nes']:.2f}  "
+        f"p{_fmt_p(row['p_value'], floor)}  FDR{_fmt_p(row['p_adj'], floor)}",
         fontsize="medium",
     )
     ax.tick_params(labelbottom=False)
@@ -336,8 +357,9 @@ def leading_edge(
     gsea_result: pd.DataFrame,
     term: str,
     groupby: str,
-    pair: str | None = None,
     *,
+    pair: str | None = None,
+    order: Sequence[str] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Heatmap of a term's leading-edge assays, samples ordered by group (and pair).
@@ -355,9 +377,13 @@ def leading_edge(
     term
         The term whose leading edge is drawn.
     groupby
-        ``obs`` column ordering the samples (categorical order, else sorted).
+        ``obs`` column ordering the samples.
     pair
         Optional ``obs`` column (subject) ordering samples within each group.
+    order
+        Order of the ``groupby`` levels. Default: the levels of the differential result
+        the GSEA came from (reference first, from ``attrs["input"]``) when it used the
+        same ``groupby``, else the categorical order, else sorted.
     ax
         Matplotlib Axes to draw on; a new figure is made when ``None``.
 
@@ -421,15 +447,21 @@ def leading_edge(
         raise DesignError(msg)
     obs = adata.obs
     grp = obs[groupby]
-    levels = (
-        list(grp.cat.categories)
-        if isinstance(grp.dtype, pd.CategoricalDtype)
-        else sorted(grp.dropna().astype(str).unique())
-    )
+    source = gsea_result.attrs.get("input", {})
+    if order is not None:
+        levels = [str(v) for v in order]
+    elif source.get("groupby") == groupby and source.get("levels"):
+        levels = [str(v) for v in source["levels"]]
+    elif isinstance(grp.dtype, pd.CategoricalDtype):
+        levels = [str(v) for v in grp.cat.categories]
+    else:
+        levels = sorted(grp.dropna().astype(str).unique())
+    present_values = set(grp.dropna().astype(str))
+    levels += sorted(present_values - set(levels))
     rank = {lv: i for i, lv in enumerate(levels)}
     order_df = pd.DataFrame(
         {
-            "g": grp.astype(object).map(lambda v: rank.get(v, rank.get(str(v), len(rank)))),
+            "g": grp.astype(object).map(lambda v: rank.get(str(v), len(rank))),
             "p": obs[pair].astype(str) if pair else "",
             "i": np.arange(adata.n_obs),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .._validate import check_literal, require_columns
 from ..errors import DesignError, ValidationError, format_message, preview
@@ -26,6 +27,40 @@ def _with_group(table: pd.DataFrame, by: str, patients: pd.DataFrame | None) -> 
         raise ValidationError(msg)
     require_columns(patients, ["patient"], what="patient table")
     return table.merge(patients[["patient", by]], on="patient", how="left")
+
+
+def _readable_log(axis) -> None:  # noqa: ANN001 - a matplotlib Axis
+    """Plain-number ticks at 1, 2, 5 × 10^k on a log axis spanning up to three decades."""
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and hi / lo <= 1e3:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+_METRIC_LABELS = {
+    "cmax": "Peak {a}",
+    "baseline": "Baseline {a}",
+    "auc": "{a} AUC",
+    "tmax": "Day of peak {a}",
+    "fold_change": "{a} fold change from baseline",
+    "last_detectable_day": "Last day {a} detectable",
+    "n_samples": "{a} samples",
+}
+
+
+def _metric_label(summary: pd.DataFrame, metric: str) -> str:
+    """``"Peak IL-6 (pg/mL)"`` for a kinetics result with one analyte, else the column."""
+    if "analyte" not in summary.columns or summary["analyte"].nunique() != 1:
+        return metric
+    analyte = str(summary["analyte"].iloc[0])
+    label = _METRIC_LABELS.get(metric, "{a} " + metric).format(a=analyte)
+    unit = summary.attrs.get("unit")
+    if unit and metric in ("cmax", "baseline"):
+        label += f" ({unit})"
+    elif unit and metric == "auc":
+        label += f" ({unit} × days)"
+    return label
 
 
 def _levels(col: pd.Series) -> list:
@@ -82,7 +117,12 @@ def kinetics(
     >>> ax = op.pl.kinetics(m, "IL-6")
     """
     check_literal("below_detection", below_detection, ["zero", "lod_half", "missing"])
+    from ..clinical import read_measurements
+
     require_columns(measurements, ["patient", "day", "analyte", "value"], what="measurements")
+    if measurements.attrs.get("validated") != "measurements":
+        # typed flags ("FALSE" read from a CSV is not True), numeric days and values
+        measurements = read_measurements(measurements)
     m = measurements.loc[measurements["analyte"] == analyte].copy()
     if m.empty:
         msg = format_message(
@@ -94,7 +134,7 @@ def kinetics(
     m = _with_group(m, by, patients)
     value = pd.to_numeric(m["value"], errors="coerce").astype(float)
     if "below_detection" in m.columns:
-        flag = m["below_detection"].fillna(0).astype(bool).to_numpy()
+        flag = m["below_detection"].to_numpy(dtype=bool)
         if below_detection == "zero":
             value[flag] = 0.0
         elif below_detection == "missing":
@@ -126,10 +166,14 @@ def kinetics(
     if log:
         positive = m["_v"][m["_v"] > 0]
         if (m["_v"] <= 0).any() and len(positive):
-            ax.set_yscale("symlog", linthresh=float(positive.min()))
+            # linear below the first decade under the smallest positive value, so that 0
+            # (undetectable) stays visible without its tick label running into 10^k
+            linthresh = 10.0 ** np.floor(np.log10(float(positive.min())))
+            ax.set_yscale("symlog", linthresh=linthresh, linscale=0.5)
             ax.set_ylim(bottom=0)
         else:
             ax.set_yscale("log")
+            _readable_log(ax.yaxis)
     unit = None
     if "unit" in m.columns and m["unit"].notna().any():
         unit = str(m["unit"].dropna().iloc[0])
@@ -143,7 +187,7 @@ def kinetics(
 def _p_text(p: float) -> str:
     if not np.isfinite(p):
         return "p = n/a"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def peaks(
@@ -196,6 +240,8 @@ def peaks(
     from ..clinical import compare_groups
 
     check_literal("test", test, ["mannwhitney", "ttest"])
+    made = ax is None
+    ylabel = _metric_label(summary, metric)
     table = _with_group(summary, by, patients)
     require_columns(table, [metric], what="summary table")
     levels = _levels(table[by])
@@ -231,12 +277,14 @@ def peaks(
     ax.set_xticklabels([f"{lv}\n(n={len(d)})" for lv, d in zip(levels, data, strict=True)])
     if log:
         ax.set_yscale("log")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(ylabel)
     ax.set_xlabel(by)
     p = np.nan
     label = ""
     if result is not None:
         rows = result.loc[result["metric"] == metric]
+        if "analyte" in rows.columns and "analyte" in table.columns:
+            rows = rows.loc[rows["analyte"].isin(table["analyte"].unique())]
         if len(rows):
             p, label = float(rows["p_value"].iloc[0]), str(rows["test"].iloc[0])
     elif len(levels) == 2 and all(len(d) for d in data):
@@ -256,6 +304,10 @@ def peaks(
             fontsize=8,
         )
         ax.set_ylim(top=(y + 0.2 * (ymax - ymin)) if not log else y * 1.6)
+    if log:
+        _readable_log(ax.yaxis)
+    if made:
+        ax.figure.tight_layout()
     return ax
 
 
@@ -304,6 +356,7 @@ def correlation(
 
     check_literal("method", method, ["spearman", "pearson", "kendall"])
     require_columns(table, [x, y] + ([hue] if hue else []), what="table")
+    made = ax is None
     ax = get_ax(ax, figsize=(5.0, 4.5))
     xs = pd.to_numeric(table[x], errors="coerce")
     ys = pd.to_numeric(table[y], errors="coerce")
@@ -352,4 +405,10 @@ def correlation(
     )
     ax.set_xlabel(x)
     ax.set_ylabel(y)
+    if logx:
+        _readable_log(ax.xaxis)
+    if logy:
+        _readable_log(ax.yaxis)
+    if made:
+        ax.figure.tight_layout()
     return ax

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import anndata as ad
 import numpy as np
@@ -101,7 +102,7 @@ def pca(
     *,
     color: str | None = None,
     components: Sequence[int] = (1, 2),
-    controls: str = "include",
+    controls: Literal["include", "exclude"] = "include",
     ax: Axes | None = None,
 ) -> Axes:
     """PCA of the NPX matrix (scanpy), samples coloured by an ``obs`` column.
@@ -140,7 +141,7 @@ def pca(
     if color is not None and color not in adata.obs:
         msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
         raise ValidationError(msg)
-    scores, ratio, n_imp = pca_scores(adata, n_comps=max(c1, c2), controls=controls)  # type: ignore[arg-type]
+    scores, ratio, n_imp = pca_scores(adata, n_comps=max(c1, c2), controls=controls)
     if max(c1, c2) > scores.shape[1]:
         msg = f"only {scores.shape[1]} components can be computed; got components={components!r}."
         raise ValidationError(msg)

@@ -38,6 +38,19 @@ def _p_text(result: pd.DataFrame | float | None, label: str, cause: int | None =
     return f"{label} p < 0.001" if p < 0.001 else f"{label} p = {p:.3f}"
 
 
+def _legend(ax: Axes, p_text: str) -> None:
+    """Legend placed where it hides least of the curves, the test's p-value as its title."""
+    leg = ax.legend(
+        loc="best",
+        frameon=True,
+        fontsize=9,
+        title=p_text or None,
+        title_fontsize=9,
+        alignment="left",
+    )
+    leg.get_frame().set(facecolor="white", edgecolor="none", alpha=0.85)
+
+
 def _at_risk(times: np.ndarray, n_at_risk: np.ndarray, ticks: np.ndarray) -> list[int]:
     """Patients with follow-up >= t, read off the step table (0 after the last time)."""
     idx = np.searchsorted(times, ticks, side="left")
@@ -109,7 +122,9 @@ def survival(
     ci
         Draw the confidence band (the interval named in ``km.attrs["ci"]``).
     risk_table
-        Write the numbers at risk under the axis at the x ticks (or ``risk_times``).
+        Write the numbers at risk under the axis at the x ticks (or ``risk_times``). On
+        a new figure room is made for it; on an ``ax`` you pass, leave room below the
+        Axes (e.g. ``fig.subplots_adjust(bottom=0.3)``).
     risk_times
         Times for the numbers at risk; default the x ticks.
     censor_marks
@@ -123,7 +138,7 @@ def survival(
     -------
     matplotlib.axes.Axes
         One step line per group (labelled ``"<group> (n=<n>)"``), bands as filled areas,
-        the log-rank p as text.
+        the log-rank p as the legend's title (``ax.get_legend().get_title()``).
 
     Examples
     --------
@@ -176,10 +191,7 @@ def survival(
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="lower left", frameon=False, fontsize=9)
-    text = _p_text(logrank, "Log-rank")
-    if text:
-        ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", fontsize=9)
+    _legend(ax, _p_text(logrank, "Log-rank"))
     ax.spines[["top", "right"]].set_visible(False)
     if risk_table:
         _risk_table(ax, curves, risk_times, made_fig=made)
@@ -227,7 +239,8 @@ def cumulative_incidence(
     Returns
     -------
     matplotlib.axes.Axes
-        One step line per group × cause, Gray's p as text.
+        One step line per group × cause; Gray's p as the legend's title, naming the cause
+        when several are drawn (``"Gray's test (Relapse) p = 0.041"``).
 
     Examples
     --------
@@ -284,10 +297,9 @@ def cumulative_incidence(
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="upper left", frameon=False, fontsize=9)
-    text = _p_text(gray, "Gray's test", cause=causes[0])
-    if text:
-        ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", fontsize=9)
+    # name the cause the p-value belongs to when several causes are drawn
+    which = f" ({labels.get(causes[0], f'cause {causes[0]}')})" if len(causes) > 1 else ""
+    _legend(ax, _p_text(gray, f"Gray's test{which}", cause=causes[0]))
     ax.spines[["top", "right"]].set_visible(False)
     if risk_table:
         _risk_table(ax, curves, risk_times, made_fig=made)
@@ -472,7 +484,13 @@ def swimmer(
     ax.spines[["top", "right"]].set_visible(False)
     handles = ax.get_legend_handles_labels()[0] + handles
     if handles:
-        ax.legend(handles=handles, loc="lower right", frameon=False, fontsize=8)
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            fontsize=8,
+        )
     if made:
         ax.figure.tight_layout()
     return ax

@@ -155,6 +155,22 @@ def _unique_index(ref_names: pd.Index, other_names: pd.Index, projects: tuple[st
     return pd.Index(r), pd.Index(o)
 
 
+def _writable(col: pd.Series) -> pd.Series:
+    """A column present in one project only: nullable bool / string so h5ad can store it."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(object)
+    if col.dtype != object:
+        return col
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    if kind == "boolean":
+        return col.astype("boolean")
+    if kind != "string" or col.isna().any():
+        return col.map(
+            lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+        )
+    return col
+
+
 def _merge_excluded(ref: ad.AnnData, other: ad.AnnData) -> pd.DataFrame:
     frames = []
     for a in (ref, other):
@@ -220,8 +236,7 @@ def combine(
         obs_r[key], obs_o[key] = mark_r, mark_o
     obs = pd.concat([obs_r, obs_o], axis=0, join="outer")
     for c in obs.columns:
-        if isinstance(obs[c].dtype, pd.CategoricalDtype) or obs[c].dtype == object:
-            obs[c] = obs[c].astype(object)
+        obs[c] = _writable(obs[c])
     obs["Project"] = pd.Categorical(obs["Project"].astype(str), categories=list(projects))
 
     obsm = {}

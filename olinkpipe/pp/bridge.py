@@ -215,7 +215,8 @@ def select_bridge_samples(
             ran = ~np.isnan(block).all(axis=1)
         on_panel[np.ix_(ran, cols)] = True
         med, iqr = _panel_stats(block[ran])
-        flag = _outside(med, iqr, sd=3.0)
+        # R: a sample with no NPX on a panel it ran on has NA stats -> NA outlier -> dropped
+        flag = _outside(med, iqr, sd=3.0) | np.isnan(med)
         outlier[np.flatnonzero(ran)[flag]] = True
 
     qc_fail = _utils.sample_qc_fail(sub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Literal
@@ -138,6 +139,8 @@ def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int) -> np.ndarray
     values = np.asarray(adata.layers["PCNormalizedNPX"] if use_pc else adata.X, dtype=float)
     ok = nc[:, None] & ~_utils.qc_fail_cells(adata) & ~np.isnan(values)
     ok &= ~_utils.control_assays(adata)[None, :]
+    if groupby is None and "DataAnalysisRefID" in adata.obs:
+        groupby = "DataAnalysisRefID"  # OlinkAnalyze: per assay and reagent lot
     if groupby is None:
         codes = np.zeros((adata.n_obs, adata.n_vars), dtype=np.int32)
         groups = np.array(["all"], dtype=object)
@@ -157,22 +160,21 @@ def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int) -> np.ndarray
     lod_cells = np.full((adata.n_obs, adata.n_vars), np.nan)
     too_few: list[str] = []
     real = ~_utils.control_assays(adata)
+    nc_rows = np.flatnonzero(nc)
+    ok_nc, values_nc, codes_nc = ok[nc_rows], values[nc_rows], codes[nc_rows]
     for k, g in enumerate(groups):  # one pass per plate/lot, vectorised over assays
         in_g = codes == k
-        block = np.where(ok & in_g, values, np.nan)
+        block = np.where(ok_nc & (codes_nc == k), values_nc, np.nan)  # NC rows only
         n = (~np.isnan(block)).sum(axis=0)
         present = in_g.any(axis=0) & real
         short = present & (n < min_nc)
         too_few.extend(
             f"{g}/{v} (n={c})" for v, c in zip(adata.var_names[short], n[short], strict=True)
         )
-        with np.errstate(invalid="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(block, axis=0)
-                sd = np.nanstd(block, axis=0, ddof=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(block, axis=0)
+            sd = np.nanstd(block, axis=0, ddof=1)
         lod_g = med + np.maximum(0.2, 3.0 * sd)
         lod_cells = np.where(in_g & present, lod_g[None, :], lod_cells)
     if too_few:
@@ -291,11 +293,13 @@ def compute_lod(
     fixed_lod
         Table with ``OlinkID`` and ``LodNPX`` (and ``DataAnalysisRefID``) for ``"fixed"``.
     groupby
-        ``None`` (default): one LOD per assay from all negative controls, as OlinkAnalyze
-        does for one reagent lot; ``"PlateID"``: per plate; or any ``obs`` column (e.g.
-        ``"DataAnalysisRefID"``).
+        ``None`` (default): one LOD per assay and reagent lot (``obs["DataAnalysisRefID"]``
+        when present, else all negative controls together), as OlinkAnalyze;
+        ``"PlateID"``: per plate (Olink Explore runs usually have too few NCs per plate);
+        or any ``obs`` column.
     min_nc
-        Minimum number of passing negative controls per assay and group (Olink: 10).
+        Minimum number of passing negative controls per assay and group (Olink: 10;
+        OlinkAnalyze checks the total number of NC samples, we check every assay/group).
     copy
         Return a new AnnData (default) or change ``adata`` in place and return it.
 

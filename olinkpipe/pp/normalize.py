@@ -179,6 +179,13 @@ def intensity_normalize(
 
     ``Adj_factor = median(ref NPX) − median(other NPX)`` per assay over all samples.
 
+    The defaults reproduce OlinkAnalyze's reference call (``olink_normalization`` with
+    ``overlapping_samples_df1 = df1$SampleID``, ``overlapping_samples_df2 = df2$SampleID``),
+    which includes control samples and samples with QC warnings. OlinkAnalyze's
+    documentation *defines* intensity normalization as using all samples except controls
+    and QC-warning samples: pass ``controls="drop", qc_warning="drop"`` for that (factors can
+    move by ~0.3 NPX on the OlinkAnalyze example data).
+
     Parameters
     ----------
     ref
@@ -186,12 +193,9 @@ def intensity_normalize(
     other
         Project to adjust.
     controls
-        ``"keep"`` (default) uses control samples too, which is what OlinkAnalyze does when
-        given ``npx_data1$SampleID`` (its reference outputs include the controls);
-        ``"drop"`` uses study samples only, as OlinkAnalyze's documentation recommends.
-        Dropping them can move factors by ~0.3 NPX on the OlinkAnalyze example data.
+        ``"keep"`` (default) uses control samples too; ``"drop"`` leaves them out.
     qc_warning
-        ``"drop"`` leaves samples with a non-passing QC warning out of the medians.
+        ``"keep"`` (default) uses samples with a QC warning too; ``"drop"`` leaves them out.
     projects
         Names of the reference and the other project.
 

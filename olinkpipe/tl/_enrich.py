@@ -48,7 +48,8 @@ def prepare_genes(result: pd.DataFrame, needed: Iterable[str], *, func: str) -> 
     Genes come from a ``gene`` column (``;``-separated allowed) or, failing that, from
     :func:`olinkpipe.genesets.map_assays` on ``Assay`` (+ ``UniProt``/``OlinkID``).
     Rows with a NaN ``p_value`` are untested and set aside. Several assays of one gene
-    count once: the one with the smallest ``p_value`` (first on ties) is used.
+    count once: the one with the smallest ``p_value`` (first on ties; without a
+    ``p_value`` column, the largest ``|estimate|``) is used.
     """
     if not isinstance(result, pd.DataFrame):
         msg = format_message(
@@ -108,9 +109,13 @@ def prepare_genes(result: pd.DataFrame, needed: Iterable[str], *, func: str) -> 
     unmapped_mask = long["gene"].isna()
     unmapped = sorted(set(long.loc[unmapped_mask, "label"]))
     long = long[~unmapped_mask]
-    untested_mask = long["p_value"].isna()
+    # untested = no p-value (or, for a table without p-values, no estimate)
+    has_p = "p_value" in frame.columns
+    untested_mask = long["p_value"].isna() if has_p else long["estimate"].isna()
     untested = sorted(set(long.loc[untested_mask, "label"]))
-    long = long[~untested_mask].sort_values(["p_value", "row"], kind="mergesort")
+    long = long[~untested_mask]
+    long = long.assign(_key=long["p_value"] if has_p else -long["estimate"].abs())
+    long = long.sort_values(["_key", "row"], kind="mergesort").drop(columns="_key")
     first = ~long.duplicated("gene", keep="first")
     duplicates: dict[str, dict[str, object]] = {}
     dup_genes = set(long.loc[~first, "gene"])
@@ -195,8 +200,8 @@ def ora_kernel(mat: sparse.csr_matrix, selected: np.ndarray) -> dict[str, np.nda
 
 def ranking_metric(table: pd.DataFrame, rank_by: str) -> pd.Series:
     """Gene → ranking metric, sorted decreasing (ties broken by gene name)."""
-    if rank_by == "statistic":
-        metric = table["statistic"].to_numpy(dtype=float)
+    if rank_by in ("statistic", "estimate"):
+        metric = table[rank_by].to_numpy(dtype=float)
     else:  # signed_p = sign(estimate) * -log10(p)
         p = np.clip(table["p_value"].to_numpy(dtype=float), np.finfo(float).tiny, 1.0)
         metric = np.sign(table["estimate"].to_numpy(dtype=float)) * -np.log10(p)
@@ -221,8 +226,31 @@ def running_score(metric: np.ndarray, hits: Iterable[int], *, weight: float = 1.
     return np.cumsum(step)
 
 
-def _gsea_kernel() -> None:  # placeholder so the registry names a callable for GSEA
-    """GSEA runs in gseapy.prerank; see :func:`olinkpipe.tl.gsea`."""
+def gsea_kernel(
+    rnk: pd.Series,
+    sets: Mapping[str, list[str]],
+    *,
+    permutations: int,
+    min_size: int,
+    max_size: int,
+    seed: int,
+):
+    """Pre-ranked GSEA of ``rnk`` (decreasing) with gseapy, one thread, fixed seed."""
+    import gseapy
+
+    return gseapy.prerank(
+        rnk=rnk,
+        gene_sets=dict(sets),
+        outdir=None,
+        min_size=min_size,
+        max_size=max_size,
+        permutation_num=int(permutations),
+        weight=1.0,
+        threads=1,
+        seed=int(seed),
+        no_plot=True,
+        verbose=False,
+    )
 
 
 METHODS: dict[str, MethodMeta] = {
@@ -234,7 +262,7 @@ METHODS: dict[str, MethodMeta] = {
     ),
     "gsea": MethodMeta(
         "gsea",
-        _gsea_kernel,
+        gsea_kernel,
         "pre-ranked gene-set enrichment analysis (gseapy.prerank, gene-set permutation)",
         "Subramanian et al. (2005) PNAS 102:15545; Fang et al. (2023) Bioinformatics 39:btac757",
     ),

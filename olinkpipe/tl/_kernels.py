@@ -23,7 +23,6 @@ __all__ = [
 ]
 
 MIN_N = 3
-_DEBUG = False
 
 
 def _result(m: int) -> dict[str, np.ndarray]:
@@ -47,16 +46,79 @@ def _nan_moments(x: np.ndarray, *, overwrite: bool = False) -> tuple:
     return n, mean, ss
 
 
+def t_quantile(level: float, df: np.ndarray) -> np.ndarray:
+    """``stats.t.ppf(level, df)`` evaluated once per distinct df (df are few)."""
+    df = np.asarray(df, dtype=float)
+    uniq, inv = np.unique(df, return_inverse=True)
+    with np.errstate(invalid="ignore"):
+        q = special.stdtrit(uniq, level)
+    q = np.where(np.isinf(uniq), special.ndtri(level), q)
+    return q[inv].reshape(df.shape)
+
+
+def t_two_sided_p(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Two-sided p of Student's t (same special function as ``stats.t.sf``)."""
+    with np.errstate(invalid="ignore"):
+        return 2.0 * special.stdtr(df, -np.abs(t))
+
+
 def _t_p_ci(est, se, df, conf_level, out):
     with np.errstate(invalid="ignore", divide="ignore"):
         t = est / se
     out["estimate"] = est
     out["statistic"] = t
     out["df"] = df
-    out["p_value"] = 2.0 * stats.t.sf(np.abs(t), df)
-    q = stats.t.ppf(0.5 + conf_level / 2.0, df)
+    out["p_value"] = t_two_sided_p(t, df)
+    q = t_quantile(0.5 + conf_level / 2.0, df)
     out["ci_low"] = est - q * se
     out["ci_high"] = est + q * se
+
+
+def paired_moments(
+    x: np.ndarray,
+    ir: np.ndarray,
+    it: np.ndarray,
+    cols: np.ndarray | None = None,
+    *,
+    block: int = 128,
+) -> tuple:
+    """Per assay: pairs used, mean and centred sum of squares of ``d = x[it] − x[ir]``,
+    and the mean of ``x[ir]`` over the same pairs (NaN in either member drops the pair).
+
+    Works through blocks of ``block`` assay columns so that each block stays in cache;
+    the difference matrix is never materialised in full. Sums of squares are taken about
+    an observed difference of each assay (shifted one-pass), accurate to ~n·eps relative.
+    """
+    m = x.shape[1] if cols is None else cols.size
+    n = np.empty(m, dtype=np.int64)
+    mean = np.empty(m)
+    ss = np.empty(m)
+    mref = np.empty(m)
+    for c0 in range(0, m, block):
+        sl = slice(c0, min(c0 + block, m))
+        if cols is None:
+            xr = x[ir, sl]
+            d = x[it, sl]
+        else:
+            xr = x[np.ix_(ir, cols[sl])]
+            d = x[np.ix_(it, cols[sl])]
+        d -= xr
+        # shift by one observed difference per assay so that the one-pass sum of squares
+        # does not cancel: sum((d - K)^2) - n * (mean - K)^2 with K a value of the data
+        isn = np.isnan(d)
+        shift = np.nan_to_num(d[isn.argmin(axis=0), np.arange(d.shape[1])])
+        d -= shift
+        cnt = ir.size - np.count_nonzero(isn, axis=0)
+        np.copyto(d, 0.0, where=isn)
+        np.copyto(xr, 0.0, where=isn)
+        s1 = d.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mref[sl] = xr.sum(axis=0) / cnt
+            m1 = s1 / cnt
+        n[sl] = cnt
+        mean[sl] = shift + m1
+        ss[sl] = np.maximum(np.einsum("ij,ij->j", d, d) - s1 * m1, 0.0)
+    return n, mean, ss, mref
 
 
 def one_sample_t(d: np.ndarray, *, conf_level: float = 0.95, overwrite: bool = False) -> dict:
@@ -64,9 +126,13 @@ def one_sample_t(d: np.ndarray, *, conf_level: float = 0.95, overwrite: bool = F
 
     Equals ``scipy.stats.ttest_rel(target, reference, nan_policy="omit")`` column by column.
     """
-    m = d.shape[1]
-    out = _result(m)
     n, mean, ss = _nan_moments(d, overwrite=overwrite)
+    return one_sample_t_moments(n, mean, ss, conf_level=conf_level)
+
+
+def one_sample_t_moments(n, mean, ss, *, conf_level: float = 0.95) -> dict:
+    """Paired t-test from per-assay count, mean and centred sum of squares of differences."""
+    out = _result(n.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = ss / (n - 1)
         se = np.sqrt(var / n)
@@ -130,6 +196,21 @@ def _blank(out: dict, mask: np.ndarray, reason: str, *, keep_estimate: bool = Fa
 # ranks
 
 
+def _runs(new: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average 1-based ranks and the tie term from a sorted-row "starts a new value" mask."""
+    k = new.shape[1]
+    pos = np.broadcast_to(np.arange(k), new.shape)
+    start = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
+    last = np.ones(new.shape, dtype=bool)
+    last[:, :-1] = new[:, 1:]
+    end = np.minimum.accumulate(np.where(last, pos, k - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = (start + end) / 2.0 + 1.0
+    ranks[~valid] = np.nan
+    t = (end - start + 1).astype(float)
+    ties = np.where(valid, t * t - 1.0, 0.0).sum(axis=1)
+    return ranks, ties
+
+
 def rank_sorted(x: np.ndarray) -> tuple:
     """Sort each row of ``x`` (assays × values) and give average ranks with ties.
 
@@ -140,20 +221,45 @@ def rank_sorted(x: np.ndarray) -> tuple:
     order = np.argsort(x, axis=1)
     s = np.take_along_axis(x, order, axis=1)
     valid = ~np.isnan(s)
-    n = valid.sum(axis=1)
-    k = s.shape[1]
-    pos = np.broadcast_to(np.arange(k), s.shape)
     new = np.ones(s.shape, dtype=bool)
     new[:, 1:] = s[:, 1:] != s[:, :-1]
-    start = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
-    last = np.ones(s.shape, dtype=bool)
-    last[:, :-1] = new[:, 1:]
-    end = np.minimum.accumulate(np.where(last, pos, k - 1)[:, ::-1], axis=1)[:, ::-1]
-    ranks = (start + end) / 2.0 + 1.0
-    ranks[~valid] = np.nan
-    t = (end - start + 1).astype(float)
-    ties = np.where(valid, t * t - 1.0, 0.0).sum(axis=1)
-    return order, s, ranks, n, ties
+    ranks, ties = _runs(new, valid)
+    return order, s, ranks, valid.sum(axis=1), ties
+
+
+def _signed_abs_ranks(dt: np.ndarray) -> tuple:
+    """Sum of ranks of |d| over positive d, count and tie term, per row; NaN/0 dropped.
+
+    Sorting one unsigned 64-bit key per value, ``(bits(|d|) << 1) | (d > 0)``, orders the
+    values by |d| (the IEEE bits of non-negative doubles sort like the numbers, and their
+    top bit is 0 so the shift loses nothing) while carrying the sign: no argsort needed.
+    Rows without ties (the usual case for NPX) take ranks 1..n directly; only rows with
+    ties go through the average-rank computation.
+    """
+    isn = np.isnan(dt)
+    n_all = dt.shape[1] - np.count_nonzero(isn, axis=1)
+    valid_in = dt != 0
+    valid_in &= ~isn
+    n = np.count_nonzero(valid_in, axis=1)
+    key = np.abs(dt).view(np.uint64) << np.uint64(1)
+    key |= (dt > 0).view(np.uint8).astype(np.uint64)
+    key[~valid_in] = np.uint64(0xFFFFFFFFFFFFFFFE)  # NaN and zeros last, sign bit 0
+    key.sort(axis=1)
+    k = key.shape[1]
+    same = (key[:, 1:] ^ key[:, :-1]) < np.uint64(2)  # equal |d| (sign bit ignored)
+    same &= np.arange(1, k)[None, :] < n[:, None]
+    tied = same.any(axis=1)
+    lsb = (key & np.uint64(1)).astype(np.float64)
+    v = lsb @ np.arange(1.0, k + 1.0)
+    ties = np.zeros(key.shape[0])
+    if tied.any():
+        rows = np.flatnonzero(tied)
+        new = np.ones((rows.size, k), dtype=bool)
+        new[:, 1:] = ~same[rows]
+        valid = np.arange(k)[None, :] < n[rows][:, None]
+        ranks, ties[rows] = _runs(new, valid)
+        v[rows] = np.where(lsb[rows] > 0, ranks, 0.0).sum(axis=1)
+    return v, n, ties, n_all
 
 
 # --------------------------------------------------------------------------------------
@@ -231,13 +337,8 @@ def signed_rank(
     m = d.shape[1]
     out = _result(m)
     dt = np.ascontiguousarray(d.T)
-    n_all = (~np.isnan(dt)).sum(axis=1)
-    zeros = (dt == 0).sum(axis=1)
-    a = np.abs(dt)
-    a[dt == 0] = np.nan
-    order, _, ranks, n, ties = rank_sorted(a)
-    pos = np.take_along_axis(dt, order, axis=1) > 0
-    v = np.where(pos, ranks, 0.0).sum(axis=1)
+    v, n, ties, n_all = _signed_abs_ranks(dt)
+    zeros = n_all - n
     nf = n.astype(float)
     mu = nf * (nf + 1) / 4.0
     sigma = np.sqrt(nf * (nf + 1) * (2 * nf + 1) / 24.0 - ties / 48.0)
@@ -274,7 +375,7 @@ def _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level):
     """Order-statistic ranks (1-based) of the CI bounds among the N pairwise values."""
     z = stats.norm.ppf(0.5 + conf_level / 2.0)
     with np.errstate(invalid="ignore"):
-        k_lo = np.ceil(big_n / 2.0 - z * sigma + 0.5)
+        k_lo = np.ceil(big_n / 2.0 - z * sigma - 0.5)
     for i in np.flatnonzero(use_exact):
         cdf = cdfs(i)
         if cdf is not None:
@@ -296,7 +397,7 @@ def _hl_signed(dt, n_all, n_nz, nf, ties, use_exact, conf_level, out):
         return _signrank_cdf(int(n_all[i])) if n_all[i] > 0 else None
 
     k_lo, k_hi = _ci_ranks(big_n, sig, use_exact, cdfs, conf_level)
-    _fill_hl(s, s, n_all, n_all, big_n, k_lo, k_hi, True, out)
+    _fill_hl(s, s, n_all, n_all, big_n, k_lo, k_hi, triangular=True, out=out)
 
 
 def rank_sum(
@@ -355,24 +456,31 @@ def rank_sum(
             return _ranksum_cdf(int(nt[i]), int(nr[i]))
 
         k_lo, k_hi = _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level)
-        _fill_hl(a_sorted, b_sorted, nt, nr, big_n, k_lo, k_hi, False, out)
+        _fill_hl(a_sorted, b_sorted, nt, nr, big_n, k_lo, k_hi, triangular=False, out=out)
     bad = (nt < MIN_N) | (nr < MIN_N)
     _blank(out, bad, f"fewer than {MIN_N} samples in a group")
     _blank(out, ~bad & ~(sigma > 0), "all values tied", keep_estimate=True)
     return out
 
 
-def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, triangular, out):
+def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, *, triangular, out):
     ok = big_n > 0
     n_ok = np.where(ok, big_n, 1.0)
     k_med = np.floor((n_ok + 1.0) / 2.0)
     est = np.full(a.shape[0], np.nan)
     if ok.any():
-        vals = kth_pair_sums(a, b, na, nb, np.where(ok, k_med, 1.0), triangular, extra=1)
+        rows = np.arange(a.shape[0])
+        ia, ib = np.maximum(na - 1, 0), np.maximum(nb - 1, 0)
+        tmin = float(np.nanmin(a[:, 0] + b[:, 0], initial=0.0))
+        tmin -= abs(tmin) + 1.0
+        tmax = float(np.nanmax(a[rows, ia] + b[rows, ib], initial=0.0))
+        cnt = _Counter(a, b, na, nb, tmin, tmax, triangular)
+        kw = {"counter": cnt, "grid": _pair_grid(a, b, na, nb, triangular=triangular)}
+        vals = kth_pair_sums(a, b, na, nb, np.where(ok, k_med, 1.0), triangular, extra=1, **kw)
         odd = (n_ok % 2) == 1
         est = np.where(odd, vals[:, 0], (vals[:, 0] + vals[:, 1]) / 2.0)
-        lo = kth_pair_sums(a, b, na, nb, np.where(ok, k_lo, 1.0), triangular)[:, 0]
-        hi = kth_pair_sums(a, b, na, nb, np.where(ok, k_hi, 1.0), triangular)[:, 0]
+        lo = kth_pair_sums(a, b, na, nb, np.where(ok, k_lo, 1.0), triangular, **kw)[:, 0]
+        hi = kth_pair_sums(a, b, na, nb, np.where(ok, k_hi, 1.0), triangular, **kw)[:, 0]
         est[~ok] = np.nan
         lo[~ok] = np.nan
         hi[~ok] = np.nan
@@ -387,9 +495,11 @@ def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, triangular, out):
 class _Counter:
     """Counts ``#{(i, j): a[r,i] + b[r,j] <= t[r]}`` for any subset of rows at once.
 
-    The rows of ``b`` are laid end to end with offsets so that one ``searchsorted`` over
-    the flattened array answers every row; queries are sorted so numpy's search reuses
-    the previous position.
+    The first call lays the rows of ``b`` end to end with offsets so that one
+    ``searchsorted`` answers every row (queries sorted, so numpy reuses the previous
+    position). Later calls start from the previous positions and only move the entries
+    whose position changed (the thresholds of an interpolation search move little), so
+    they cost a couple of passes plus work proportional to the change.
     """
 
     def __init__(self, a, b, na, nb, tmin, tmax, triangular):
@@ -399,24 +509,75 @@ class _Counter:
         fb = np.where(np.isnan(b), 0.0, b)
         big = np.abs(fb).max(initial=0.0) + np.abs(fa).max(initial=0.0)
         big = float(big + max(abs(tmin), abs(tmax)) + 1.0)
-        self.off = np.arange(m) * (8.0 * big)
-        self.bb = np.where(np.isnan(b), 2.0 * big, b) + self.off[:, None]
-        # query t - a_i, reversed so it ascends; a NaN gives a query below its row
-        self.qa = self.off[:, None] - np.where(np.isnan(a), 4.0 * big, a)[:, ::-1]
+        self.big = big
+        off = np.arange(m) * (8.0 * big)
+        self.bfill = np.where(np.isnan(b), 2.0 * big, b)
+        self.afill = np.where(np.isnan(a), 4.0 * big, a)
+        # rows laid end to end with offsets; queries reversed so they ascend within a row
+        self.bb = self.bfill + off[:, None]
+        self.qa = (off[:, None] - self.afill)[:, ::-1].copy()
         self.nb = nb
         self.valid_i = np.arange(self.ka)[None, :] < na[:, None]
         self.lowj = np.arange(self.ka)[None, :] if triangular else None
+        self.last: np.ndarray | None = None
 
-    def __call__(self, rows, t):
+    def _full(self, rows, t, block=64):
         every = rows.size == self.bb.shape[0]
-        bb = self.bb.ravel() if every else self.bb[rows].ravel()
+        bb = self.bb if every else self.bb[rows]
         q = (self.qa if every else self.qa[rows]) + t[:, None]
-        idx = np.searchsorted(bb, q.ravel(), side="right").reshape(rows.size, self.ka)
-        idx = idx[:, ::-1] - (np.arange(rows.size) * self.kb)[:, None]
-        np.minimum(idx, self.nb[rows][:, None], out=idx)
+        idx = np.empty(q.shape, dtype=np.intp)
+        for r0 in range(0, rows.size, block):
+            r1 = min(r0 + block, rows.size)
+            hit = np.searchsorted(bb[r0:r1].ravel(), q[r0:r1].ravel(), side="right")
+            idx[r0:r1] = hit.reshape(r1 - r0, self.ka)
+        # positions are relative to the start of each block of rows
+        idx = idx[:, ::-1] - ((np.arange(rows.size) % block) * self.kb)[:, None]
+        return np.minimum(idx, self.nb[rows][:, None])
+
+    def _moved(self, rows, t):
+        idx = self.last[rows].ravel()
+        q = (t[:, None] - self.afill[rows]).ravel()
+        row_of = np.repeat(rows, self.ka)
+        nb = self.nb[row_of]
+        bf = self.bfill
+        top = self.kb - 1
+        cand = np.flatnonzero((idx < nb) & (bf[row_of, np.minimum(idx, top)] <= q))
+        while cand.size:
+            idx[cand] += 1
+            ok = (idx[cand] < nb[cand]) & (bf[row_of[cand], np.minimum(idx[cand], top)] <= q[cand])
+            cand = cand[ok]
+        cand = np.flatnonzero((idx > 0) & (bf[row_of, np.maximum(idx - 1, 0)] > q))
+        while cand.size:
+            idx[cand] -= 1
+            ok = (idx[cand] > 0) & (bf[row_of[cand], np.maximum(idx[cand] - 1, 0)] > q[cand])
+            cand = cand[ok]
+        return idx.reshape(rows.size, self.ka)
+
+    def __call__(self, rows, t, *, incremental=False):
+        if self.last is None:
+            self.last = np.zeros((self.bfill.shape[0], self.ka), dtype=np.intp)
+        idx = self._moved(rows, t) if incremental else self._full(rows, t)
+        self.last[rows] = idx
         cnt = idx if self.lowj is None else np.maximum(idx - self.lowj, 0)
-        cnt *= self.valid_i if every else self.valid_i[rows]
+        cnt = cnt * self.valid_i[rows]
         return cnt.sum(axis=1).astype(float), idx
+
+
+def _pair_grid(a, b, na, nb, *, triangular, g=24):
+    """Sorted sums of a g × g grid of quantiles of each row: a cheap first guess."""
+    ia = np.maximum(na - 1, 0)
+    ib = np.maximum(nb - 1, 0)
+    gi = np.clip(((np.arange(g) + 0.5) / g * na[:, None]).astype(int), 0, ia[:, None])
+    gj = np.clip(((np.arange(g) + 0.5) / g * nb[:, None]).astype(int), 0, ib[:, None])
+    grid = (
+        np.take_along_axis(a, gi, axis=1)[:, :, None]
+        + np.take_along_axis(b, gj, axis=1)[:, None, :]
+    )
+    grid = grid.reshape(a.shape[0], -1)
+    if triangular:
+        iu = np.triu_indices(g)
+        grid = grid[:, iu[0] * g + iu[1]]
+    return np.sort(np.where(np.isnan(grid), np.inf, grid), axis=1)
 
 
 def kth_pair_sums(
@@ -429,6 +590,8 @@ def kth_pair_sums(
     *,
     extra: int = 0,
     window: int | None = None,
+    counter: _Counter | None = None,
+    grid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact k-th smallest (1-based) of ``a[r, i] + b[r, j]`` for every row r.
 
@@ -462,23 +625,16 @@ def kth_pair_sums(
     live = (na > 0) & (nb > 0) & (k >= 1) & (kt <= big_n)
     lo[~live] = 0.0
     hi[~live] = 1.0
-    counter = _Counter(a, b, na, nb, float(lo.min()), float(hi.max()), triangular)
+    if counter is None:
+        counter = _Counter(a, b, na, nb, float(lo.min()), float(hi.max()), triangular)
+    counter.last = None
     clo = np.zeros(m)
     chi = big_n.copy()
     idx_lo = np.zeros((m, ka), dtype=np.intp)
     idx_hi = np.broadcast_to(nb[:, None], (m, ka)).astype(np.intp)
     # first guess: the same quantile among pair sums of a coarse grid of each row
-    g = 24
-    gi = np.clip(((np.arange(g) + 0.5) / g * na[:, None]).astype(int), 0, ia[:, None])
-    gj = np.clip(((np.arange(g) + 0.5) / g * nb[:, None]).astype(int), 0, ib[:, None])
-    grid = np.take_along_axis(a, gi, axis=1)[:, :, None] + np.take_along_axis(b, gj, axis=1)[
-        :, None, :
-    ]
-    grid = grid.reshape(m, -1)
-    if triangular:
-        iu = np.triu_indices(g)
-        grid = grid[:, iu[0] * g + iu[1]]
-    grid = np.sort(np.where(np.isnan(grid), np.inf, grid), axis=1)
+    if grid is None:
+        grid = _pair_grid(a, b, na, nb, triangular=triangular)
     gsize = grid.shape[1]
     frac = np.clip((kt - 0.5) / np.maximum(big_n, 1.0), 0.0, 1.0)
 
@@ -487,7 +643,7 @@ def kth_pair_sums(
 
     guess = gq(frac)
     # slope dt/dcount of the pair-sum quantile function, from the grid
-    h = 2.0 / g
+    h = 2.0 / np.sqrt(gsize)
     with np.errstate(invalid="ignore"):
         slope = (gq(frac + h) - gq(frac - h)) / (
             (np.minimum(frac + h, 1.0) - np.maximum(frac - h, 0.0)) * np.maximum(big_n, 1.0)
@@ -504,7 +660,9 @@ def kth_pair_sums(
             break
         l0, h0 = lo[act], hi[act]
         # aim a little inside the wider side so both bounds close in on the target
-        aim = np.where(kt[act] - clo[act] > chi[act] - kt[act], kt[act] - quarter, kt[act] + quarter)
+        aim = np.where(
+            kt[act] - clo[act] > chi[act] - kt[act], kt[act] - quarter, kt[act] + quarter
+        )
         aim = np.clip(aim, clo[act] + 0.5, chi[act] - 0.5)
         if it == 0:
             tt = guess[act]
@@ -513,7 +671,8 @@ def kth_pair_sums(
             tt = tl + (aim - cl) * slope[act]
         mid = l0 + (h0 - l0) / 2.0
         tt = np.where((tt > l0) & (tt < h0), tt, mid)
-        c, idx = counter(act, tt)
+        # once the bracket is narrow, update the previous positions instead of searching
+        c, idx = counter(act, tt, incremental=it >= 2)
         # secant slope from this and the previous probe
         with np.errstate(invalid="ignore", divide="ignore"):
             new_slope = (tt - t_last[act]) / (c - c_last[act])
@@ -528,8 +687,6 @@ def kth_pair_sums(
         idx_lo[act[~up]] = idx[~up]
         stuck = (hi[act] - lo[act]) <= eps * (np.abs(hi[act]) + np.abs(lo[act]))
         active[act] = (chi[act] - clo[act] > window) & ~stuck
-        if _DEBUG:
-            print(it, act.size, np.median(chi[act] - clo[act]))
     # extract the pair sums in (lo, hi] and pick the wanted ranks among them
     start = idx_lo if not triangular else np.maximum(idx_lo, np.arange(ka)[None, :])
     stop = np.maximum(idx_hi, start)

@@ -14,11 +14,11 @@ Biology 3, Article 3.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
-from ._kernels import MIN_N, _blank, _result
+from ._kernels import MIN_N, _blank, _result, t_quantile, t_two_sided_p
 
-__all__ = ["trigamma_inverse", "fit_f_dist", "masked_ols", "moderated_t"]
+__all__ = ["trigamma_inverse", "fit_f_dist", "masked_ols", "moderated_t", "ebayes"]
 
 
 def trigamma_inverse(x: np.ndarray | float) -> np.ndarray:
@@ -93,8 +93,10 @@ def masked_ols(y: np.ndarray, z: np.ndarray, coef: int) -> dict:
     else:
         gram = np.einsum("ik,il,ij->jkl", z, z, w, optimize=True)
     zy = (z.T @ y0).T[:, :, None]  # assays × p × 1
-    rank = np.linalg.matrix_rank(gram, tol=None)
-    full = rank == p
+    if p == 1:
+        full = gram[:, 0, 0] > 0
+    else:
+        full = np.linalg.matrix_rank(gram, tol=None) == p
     safe = np.where(full[:, None, None], gram, np.eye(p)[None])
     inv = np.linalg.inv(safe)
     beta = (inv @ zy)[:, :, 0]
@@ -129,35 +131,69 @@ def moderated_t(
     ``s̃² = (d0·s0² + d·s²)/(d0 + d)``, ``t = β / (s̃·u)`` with ``u`` the unscaled sd, on
     ``d + d0`` df (capped at the pooled residual df, as limma). Assays with fewer than
     ``min_units`` units (pairs or samples per group, ``n_units``) are not tested and do
-    not enter the prior.
+    not enter the prior; neither do assays with zero residual variance (limma would
+    offset them to 1e-5 × the median variance and test them; here they get NaN and a
+    reason, like the t-test).
     """
-    m = y.shape[1]
-    out = _result(m)
     fit = masked_ols(y, z, coef)
+    return ebayes(
+        fit["coef"],
+        fit["unscaled"],
+        fit["s2"],
+        fit["df"],
+        n_units=n_units,
+        full_rank=fit["full_rank"],
+        conf_level=conf_level,
+        min_units=min_units,
+        unit_name=unit_name,
+    )
+
+
+def ebayes(
+    coef: np.ndarray,
+    unscaled: np.ndarray,
+    s2: np.ndarray,
+    df: np.ndarray,
+    *,
+    n_units: np.ndarray,
+    full_rank: np.ndarray | None = None,
+    conf_level: float = 0.95,
+    min_units: int = MIN_N,
+    unit_name: str = "complete pairs",
+) -> dict:
+    """Squeeze the residual variances towards the prior and form the moderated t."""
+    m = coef.size
+    out = _result(m)
+    if full_rank is None:
+        full_rank = np.ones(m, dtype=bool)
     few = np.asarray(n_units) < min_units
-    df = np.where(few, 0.0, fit["df"])
-    s2 = np.where(few, np.nan, fit["s2"])
+    scale = np.maximum(np.abs(coef), 1.0)
+    with np.errstate(invalid="ignore"):
+        zero = ~few & (s2 <= (1e-13 * scale) ** 2)
+    df = np.where(few | zero, 0.0, df)
+    s2 = np.where(few | zero, np.nan, s2)
     s0, d0 = fit_f_dist(s2, df)
     with np.errstate(invalid="ignore", divide="ignore"):
         if np.isinf(d0):
             s2_post = np.full(m, s0)
         else:
             s2_post = (d0 * s0 + df * np.nan_to_num(s2)) / (d0 + df)
-        se = np.sqrt(s2_post) * fit["unscaled"]
-        t = fit["coef"] / se
+        se = np.sqrt(s2_post) * unscaled
+        t = coef / se
     df_total = np.minimum(df + d0, np.nansum(df))
-    out["estimate"] = fit["coef"]
+    out["estimate"] = coef
     out["statistic"] = t
     out["df"] = df_total
-    out["p_value"] = 2.0 * stats.t.sf(np.abs(t), df_total)
-    q = stats.t.ppf(0.5 + conf_level / 2.0, df_total)
-    out["ci_low"] = fit["coef"] - q * se
-    out["ci_high"] = fit["coef"] + q * se
+    out["p_value"] = t_two_sided_p(t, df_total)
+    q = t_quantile(0.5 + conf_level / 2.0, df_total)
+    out["ci_low"] = coef - q * se
+    out["ci_high"] = coef + q * se
     out["s2"] = s2
     out["s2_post"] = s2_post
     out["df_residual"] = df
     _blank(out, few, f"fewer than {min_units} {unit_name}")
-    _blank(out, ~fit["full_rank"], "design not of full rank for this assay (missing values)")
+    _blank(out, zero, "zero residual variance", keep_estimate=True)
+    _blank(out, ~full_rank, "design not of full rank for this assay (missing values)")
     _blank(out, df <= 0, "no residual degrees of freedom")
     out["prior"] = {"s2_prior": s0, "df_prior": d0}
     return out

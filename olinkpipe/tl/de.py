@@ -57,7 +57,7 @@ class _Method:
 
 def _k_ttest(design, opts):
     if design.paired:
-        return _kernels.one_sample_t(design.d, conf_level=opts["conf_level"], overwrite=True)
+        return _kernels.one_sample_t_moments(*design.moments, conf_level=opts["conf_level"])
     return _kernels.two_sample_t(
         design.xt, design.xr, equal_var=opts["equal_var"], conf_level=opts["conf_level"]
     )
@@ -76,12 +76,25 @@ def _k_wilcoxon(design, opts):
 
 
 def _k_moderated(design, opts):
+    if design.paired and design.moments is not None:
+        n, mean, ss = design.moments
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s2 = ss / (n - 1.0)
+            unscaled = 1.0 / np.sqrt(n)
+        out = _limma.ebayes(
+            mean,
+            unscaled,
+            s2,
+            np.maximum(n - 1.0, 0.0),
+            n_units=n,
+            conf_level=opts["conf_level"],
+        )
+        out["n"] = n
+        return out
     if design.paired:
         z = np.column_stack([np.ones(design.d.shape[0]), design.zcov])
         n_units = (~np.isnan(design.d)).sum(axis=0)
-        out = _limma.moderated_t(
-            design.d, z, 0, n_units=n_units, conf_level=opts["conf_level"]
-        )
+        out = _limma.moderated_t(design.d, z, 0, n_units=n_units, conf_level=opts["conf_level"])
         out["n"] = n_units
         return out
     y = np.vstack([design.xt, design.xr])
@@ -133,6 +146,7 @@ class _Design:
     xr: np.ndarray | None = None
     xt: np.ndarray | None = None
     zcov: np.ndarray | None = None
+    moments: tuple | None = None
     mean_reference: np.ndarray | None = None
     mean_target: np.ndarray | None = None
 
@@ -163,8 +177,8 @@ def _covariate_matrix(obs: pd.DataFrame, covariates: Sequence[str]) -> tuple:
 
 
 def _levels(obs: pd.DataFrame, groupby: str, reference: str, target: str | None) -> tuple:
-    values = obs[groupby]
-    lab = values.astype(str).where(values.notna(), None)
+    values = obs[groupby].to_numpy(dtype=object)
+    lab = pd.Series(np.where(pd.isna(values), None, values.astype(str)), index=obs.index)
     levels = sorted(pd.unique(lab.dropna()))
     if str(reference) not in levels:
         msg = format_message(
@@ -198,34 +212,31 @@ def _levels(obs: pd.DataFrame, groupby: str, reference: str, target: str | None)
 
 def _pairing(obs: pd.DataFrame, lab: pd.Series, keep: np.ndarray, pair: str, ref: str, tgt: str):
     """Positions of reference and target samples aligned by pair, and excluded pairs."""
-    in_lv = keep & lab.isin([ref, tgt]).to_numpy()
+    labv = lab.to_numpy()
+    is_ref = keep & (labv == ref)
+    is_tgt = keep & (labv == tgt)
     pid = obs[pair]
-    no_pair = in_lv & pid.isna().to_numpy()
+    no_pair = (is_ref | is_tgt) & pid.isna().to_numpy()
     excluded_samples = list(obs.index[no_pair])
-    use = in_lv & ~no_pair
-    frame = pd.DataFrame(
-        {"pair": pid.to_numpy()[use].astype(str), "level": lab.to_numpy()[use]},
-    )
-    frame["pos"] = np.flatnonzero(use)
-    counts = pd.crosstab(frame["pair"], frame["level"]).reindex(columns=[ref, tgt], fill_value=0)
-    complete = (counts[ref] == 1) & (counts[tgt] == 1)
+    use = np.flatnonzero((is_ref | is_tgt) & ~no_pair)
+    codes, uniques = pd.factorize(pid.to_numpy()[use].astype(str), sort=True)
+    level = is_tgt[use].astype(np.int64)
+    counts = np.bincount(codes * 2 + level, minlength=2 * len(uniques)).reshape(-1, 2)
+    complete = (counts[:, 0] == 1) & (counts[:, 1] == 1)
     reasons = np.where(
-        (counts[ref] > 1) | (counts[tgt] > 1),
+        (counts[:, 0] > 1) | (counts[:, 1] > 1),
         "more than one sample per level",
-        np.where(counts[ref] == 0, f"no {ref} sample", f"no {tgt} sample"),
+        np.where(counts[:, 0] == 0, f"no {ref} sample", f"no {tgt} sample"),
     )
     excluded_pairs = [
-        [str(p), str(r)] for p, r in zip(counts.index[~complete], reasons[~complete], strict=True)
+        [str(p), str(r)] for p, r in zip(uniques[~complete], reasons[~complete], strict=True)
     ]
-    good = frame[frame["pair"].isin(counts.index[complete])]
-    piv = good.pivot(index="pair", columns="level", values="pos")
-    return (
-        piv[ref].to_numpy(dtype=int),
-        piv[tgt].to_numpy(dtype=int),
-        list(piv.index),
-        excluded_pairs,
-        excluded_samples,
-    )
+    ir = np.full(len(uniques), -1, dtype=np.int64)
+    it = np.full(len(uniques), -1, dtype=np.int64)
+    ok = complete[codes]
+    ir[codes[ok & (level == 0)]] = use[ok & (level == 0)]
+    it[codes[ok & (level == 1)]] = use[ok & (level == 1)]
+    return ir[complete], it[complete], list(uniques[complete]), excluded_pairs, excluded_samples
 
 
 @doc_params(adata=doc_adata, alpha=doc_alpha)
@@ -385,7 +396,7 @@ def differential(
 
     keep = np.ones(adata.n_obs, dtype=bool)
     if exclude_controls and "is_control" in obs:
-        ctrl = obs["is_control"].fillna(False).to_numpy(dtype=bool)
+        ctrl = obs["is_control"].fillna(value=False).to_numpy(dtype=bool)
         ctrl_in = ctrl & lab.isin([reference, target]).to_numpy()
         if ctrl_in.any():
             ids = list(obs.index[ctrl_in])
@@ -395,7 +406,7 @@ def differential(
     var = adata.var
     acols = np.arange(adata.n_vars)
     if exclude_controls and "is_control" in var:
-        vctrl = var["is_control"].fillna(False).to_numpy(dtype=bool)
+        vctrl = var["is_control"].fillna(value=False).to_numpy(dtype=bool)
         if vctrl.any():
             ids = list(var.index[vctrl])
             warn(f"differential: left out {len(ids)} control assay(s): {preview(ids)}")
@@ -406,8 +417,10 @@ def differential(
         cov_na &= lab.isin([reference, target]).to_numpy()
         if cov_na.any():
             ids = list(obs.index[cov_na])
-            warn(f"differential: left out {len(ids)} sample(s) with missing covariates: "
-                 f"{preview(ids)}")
+            warn(
+                f"differential: left out {len(ids)} sample(s) with missing covariates: "
+                f"{preview(ids)}"
+            )
             attrs_excl["excluded_samples"] += ids
             keep &= ~cov_na
 
@@ -425,8 +438,10 @@ def differential(
     if pair is not None:
         ir, it, pairs, excluded_pairs, no_pair = _pairing(obs, lab, keep, pair, reference, target)
         if no_pair:
-            warn(f"differential: left out {len(no_pair)} sample(s) with no {pair!r} value: "
-                 f"{preview(no_pair)}")
+            warn(
+                f"differential: left out {len(no_pair)} sample(s) with no {pair!r} value: "
+                f"{preview(no_pair)}"
+            )
             attrs_excl["excluded_samples"] += [str(i) for i in no_pair]
         if excluded_pairs:
             warn(
@@ -442,14 +457,25 @@ def differential(
             )
             raise DesignError(msg)
         n_pairs = len(pairs)
-        xr = take(ir)
-        d = take(it)
-        d -= xr
-        valid = ~np.isnan(d)
-        cnt = valid.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            design.mean_reference = np.where(valid, xr, 0.0).sum(axis=0) / cnt
-        design.d = d
+        if method == "ttest" or (method == "moderated" and not covariates):
+            # fused, cache-blocked pass: the moments are all these methods need
+            cols = None if acols.size == adata.n_vars else acols
+            n_d, mean_d, ss_d, mref = _kernels.paired_moments(x_all, ir, it, cols)
+            design.moments = (n_d, mean_d, ss_d)
+            design.mean_reference = mref
+            design.mean_target = mref + mean_d
+        else:
+            xr = take(ir)
+            d = take(it)
+            d -= xr
+            valid = ~np.isnan(d)
+            cnt = valid.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                design.mean_reference = np.where(valid, xr, 0.0).sum(axis=0) / cnt
+                design.mean_target = (
+                    design.mean_reference + np.where(valid, d, 0.0).sum(axis=0) / cnt
+                )
+            design.d = d
         if covariates:
             zc, names = _covariate_matrix(obs, covariates)
             dz = zc[it] - zc[ir]
@@ -480,11 +506,6 @@ def differential(
     }
     meta = _METHODS[method]
     res = meta.kernel(design, opts)
-    if design.paired:
-        if "mean" not in res:  # the kernel overwrote nothing: d is intact
-            with np.errstate(invalid="ignore", divide="ignore"):
-                res["mean"] = np.where(valid, design.d, 0.0).sum(axis=0) / cnt
-        design.mean_target = design.mean_reference + res["mean"]
     frame = _frame(adata, acols, res, design, alpha)
     frame.attrs = {
         "method": method,
@@ -542,6 +563,5 @@ def _frame(adata, acols, res, design, alpha) -> pd.DataFrame:
             "reason": res["reason"].astype(str),
         }
     )
-    frame = pd.DataFrame(cols)
     order = np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
+    return pd.DataFrame({k: np.asarray(v)[order] for k, v in cols.items()})

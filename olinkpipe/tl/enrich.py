@@ -52,6 +52,24 @@ def _check_sizes(min_size: int, max_size: int) -> None:
         raise ValidationError(msg)
 
 
+_INPUT_KEYS = ("method", "groupby", "reference", "target", "levels", "sign", "pair")
+
+
+def _input_attrs(result: pd.DataFrame) -> dict[str, object]:
+    """The differential result's design, JSON-safe (method, levels, sign text, pair)."""
+    out: dict[str, object] = {}
+    for key in _INPUT_KEYS:
+        if key in result.attrs:
+            val = result.attrs[key]
+            if isinstance(val, (list, tuple)):
+                out[key] = [str(v) for v in val]
+            elif val is None or isinstance(val, (str, int, float, bool)):
+                out[key] = val
+            else:
+                out[key] = str(val)
+    return out
+
+
 def _version() -> str:
     try:
         return metadata.version("olinkpipe")
@@ -102,7 +120,8 @@ def ora(
         (the overlap, ``;``-joined, most significant first). ``attrs``: method, collection
         name/source/version, direction, alpha, universe size, number selected, sets
         tested, ``duplicate_genes`` (gene → the assay used and those ignored),
-        ``unmapped``/``untested`` assays.
+        ``unmapped``/``untested`` assays and ``input`` (the differential result's
+        groupby, levels and sign text, when it had them).
 
     Notes
     -----
@@ -112,6 +131,18 @@ def ora(
     exact test; computed for every set at once from a sparse membership matrix.
     Several assays of one gene (the same protein on two panels) count once, using the
     assay with the smallest ``p_value``.
+
+    Compared with OlinkAnalyze ``olink_pathway_enrichment(method = "ORA")``
+    (clusterProfiler ``enricher``): the test (``phyper`` upper tail), the universe
+    (tested assays intersected with the annotated genes) and BH are the same. It differs
+    in (1) selection: OlinkAnalyze takes both signs (``abs(estimate) > 0``); use
+    ``direction="both"`` for that; (2) size limits: clusterProfiler's default is
+    10–500; use ``min_size=10``; (3) gene symbols: OlinkAnalyze uses ``Assay`` names as
+    they are, so Target 96 names such as ``IL-2RB`` or ``MCP-1`` match no set; here they
+    are mapped to HGNC symbols first; (4) duplicate assays: OlinkAnalyze keeps the most
+    often detected one, this keeps the smallest p-value (the table alone has no detection
+    rates); (5) gene sets: MSigDB via msigdbr there, the offline Enrichr libraries here
+    (pass an MSigDB GMT with :func:`olinkpipe.genesets.read_gmt` to use the same sets).
 
     Examples
     --------
@@ -216,6 +247,7 @@ def ora(
         "duplicate_rule": "several assays of one gene count once: the smallest p_value",
         "unmapped": genes.unmapped,
         "untested": genes.untested,
+        "input": _input_attrs(result),
         "olinkpipe_version": _version(),
     }
     return out
@@ -225,7 +257,7 @@ def gsea(
     result: pd.DataFrame,
     gene_sets: GeneSets = "KEGG_2021_Human",
     *,
-    rank_by: Literal["statistic", "signed_p"] = "statistic",
+    rank_by: Literal["statistic", "signed_p", "estimate"] = "statistic",
     permutations: int = 1000,
     min_size: int = 5,
     max_size: int = 500,
@@ -242,8 +274,8 @@ def gsea(
         Collection name (default ``"KEGG_2021_Human"``, offline), GMT path, dict, or
         two-column DataFrame.
     rank_by
-        ``"statistic"`` (the test statistic) or ``"signed_p"`` =
-        ``sign(estimate) · −log10(p_value)``.
+        ``"statistic"`` (the test statistic), ``"signed_p"`` =
+        ``sign(estimate) · −log10(p_value)``, or ``"estimate"`` (as OlinkAnalyze).
     permutations
         Gene-set permutations for the null distribution.
     min_size, max_size
@@ -255,12 +287,14 @@ def gsea(
     -------
     pandas.DataFrame
         One row per set, sorted by ``p_value``: ``term, set_size`` (ranked genes in
-        the set), ``es``, ``nes``, ``p_value`` (nominal), ``p_adj`` (GSEA's FDR
-        q-value from gseapy), ``leading_edge`` (genes joined by ``;``). ``attrs`` holds
-        the data the plots need (JSON-safe): ``ranking`` (``{"gene": [...],
-        "metric": [...]}`` in decreasing order), ``hits`` (term → positions of its genes
+        the set), ``es``, ``nes``, ``p_value`` (nominal permutation p; 0 means below
+        ``1/permutations``), ``p_adj`` (GSEA's FDR q-value from gseapy),
+        ``leading_edge`` (genes joined by ``;``). ``attrs`` holds the data the plots
+        need (JSON-safe): ``ranking`` (``{"gene": [...], "metric": [...]}`` in
+        decreasing order), ``hits`` (term → positions of its genes
         in the ranking), ``gene_assay`` (gene → the OlinkID/Assay used), plus method,
-        collection, rank_by, permutations, seed and ``duplicate_genes``.
+        collection, rank_by, permutations, seed, ``duplicate_genes`` and ``input``
+        (the differential result's groupby, levels and sign text).
 
     Notes
     -----
@@ -269,6 +303,14 @@ def gsea(
     ES. Every ranked gene is passed to gseapy (genes outside the collection only shift
     positions, as in GSEA). Several assays of one gene count once, with the smallest
     ``p_value``.
+
+    OlinkAnalyze ``olink_pathway_enrichment(method = "GSEA")`` calls clusterProfiler
+    ``GSEA`` (fgsea, adaptive multilevel p-values, BH ``p.adjust``, sizes 10–500) on
+    the genes ranked by ``estimate`` with Assay names as symbols. Use
+    ``rank_by="estimate", min_size=10`` for the same ranking and sets; p-values still
+    differ because the permutation schemes differ (fgsea vs gseapy), and ``p_adj`` here
+    is GSEA's FDR q-value. ``statistic`` is the default ranking because it accounts for
+    each assay's precision.
 
     Examples
     --------
@@ -281,7 +323,7 @@ def gsea(
     >>> bool(out.set_index("term").loc["top", "es"] > 0)
     True
     """
-    check_literal("rank_by", rank_by, ["statistic", "signed_p"])
+    check_literal("rank_by", rank_by, ["statistic", "signed_p", "estimate"])
     _check_sizes(min_size, max_size)
     if int(permutations) < 1:
         msg = f"permutations must be a positive integer, got {permutations!r}."
@@ -289,7 +331,9 @@ def gsea(
     import gseapy
 
     coll = as_collection(gene_sets)
-    needed = ["estimate", "p_value"] + (["statistic"] if rank_by == "statistic" else [])
+    needed = ["estimate"] + {"statistic": ["statistic", "p_value"], "signed_p": ["p_value"]}.get(
+        rank_by, []
+    )
     genes = prepare_genes(result, needed, func="tl.gsea")
     rnk = ranking_metric(genes.table, rank_by)
     dropped = sorted(set(genes.table["gene"]) - set(rnk.index))
@@ -305,18 +349,8 @@ def gsea(
             hint="Lower min_size, or check the gene symbols (genesets.map_assays).",
         )
         raise ValidationError(msg)
-    pre = gseapy.prerank(
-        rnk=rnk,
-        gene_sets=sets,
-        outdir=None,
-        min_size=min_size,
-        max_size=max_size,
-        permutation_num=int(permutations),
-        weight=1.0,
-        threads=1,
-        seed=int(seed),
-        no_plot=True,
-        verbose=False,
+    pre = METHODS["gsea"].kernel(
+        rnk, sets, permutations=permutations, min_size=min_size, max_size=max_size, seed=seed
     )
     rows = []
     hits: dict[str, list[int]] = {}
@@ -343,6 +377,7 @@ def gsea(
         "method": "gsea",
         "engine": f"gseapy.prerank {gseapy.__version__} (permutation_type gene_set, threads 1)",
         "p_adj_method": "GSEA FDR q-value (gseapy), not Benjamini-Hochberg",
+        "p_value_note": "permutation p-values; 0 means p < 1/permutations",
         **coll.describe(),
         "rank_by": rank_by,
         "permutations": int(permutations),
@@ -363,6 +398,7 @@ def gsea(
         "duplicate_rule": "several assays of one gene count once: the smallest p_value",
         "unmapped": genes.unmapped,
         "untested": genes.untested,
+        "input": _input_attrs(result),
         "olinkpipe_version": _version(),
     }
     return out

@@ -167,7 +167,9 @@ class TableOne(_Section):
 class Output(_Section):
     """What is written besides the report."""
 
-    figure_formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
+    figure_formats: list[Literal["png", "pdf", "svg"]] = Field(
+        default_factory=lambda: ["png", "pdf"]
+    )
     dpi: int = Field(110, ge=50, le=600)
     parquet: bool = True
     h5ad: bool = True
@@ -276,9 +278,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"key {key!r} is required but missing")
         elif kind in ("literal_error", "enum"):
             expected = e.get("ctx", {}).get("expected", "")
-            lines.append(
-                f"key {key!r}: {e['input']!r} is not allowed; allowed values: {expected}"
-            )
+            lines.append(f"key {key!r}: {e['input']!r} is not allowed; allowed values: {expected}")
         else:
             lines.append(f"key {key!r}: {e['msg']} (got {e.get('input')!r})")
     shown = "; ".join(lines[:5])

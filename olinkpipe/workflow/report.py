@@ -70,6 +70,14 @@ def _img(path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _sci(x: float) -> str:
+    """2000000.0 -> '2.0 × 10^6' (plain text for the methods)."""
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:g}"
+    exp = int(np.floor(np.log10(abs(x))))
+    return f"{x / 10**exp:.1f} × 10^{exp}"
+
+
 def methods_text(cfg, versions: dict[str, str]) -> list[str]:
     """Methods paragraphs written from the config and the package versions.
 
@@ -151,7 +159,7 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
             f"For {', '.join(k.analytes)}, the peak (Cmax), day of peak (Tmax) and the area "
             f"under the curve (linear trapezoid) over days {k.window[0]:g}–{k.window[1]:g} "
             f"after infusion were computed per patient. Patients were grouped by dose "
-            f"(high: > {k.dose_threshold:g} cells/kg) and compared with the "
+            f"(high: > {_sci(k.dose_threshold)} cells/kg) and compared with the "
             f"{'Mann–Whitney U test (Hodges–Lehmann shift)' if k.test == 'mannwhitney' else 'Welch t-test'}"
             f"; associations used {k.correlation.capitalize()} correlation. P-values were "
             "BH-adjusted across comparisons."
@@ -172,9 +180,7 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
                 f"(lifelines {v('lifelines', '?')}, log(−log) 95 % CI) and compared with the "
                 "log-rank test."
             )
-        txt.append(
-            f"Estimates are reported at {', '.join(f'{t:g}' for t in o.at)} {o.time_unit}."
-        )
+        txt.append(f"Estimates are reported at {', '.join(f'{t:g}' for t in o.at)} {o.time_unit}.")
         out.append(" ".join(txt))
     t = cfg.table_one
     if t is not None:
@@ -190,7 +196,11 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
 def _status_rows(result) -> str:
     rows = []
     for step, status in result.status.items():
-        cls = "done" if status == "done" else ("failed" if status.startswith("failed") else "skipped")
+        cls = (
+            "done"
+            if status == "done"
+            else ("failed" if status.startswith("failed") else "skipped")
+        )
         secs = result.timings.get(step)
         rows.append(
             f"<tr><td>{html.escape(step)}</td><td class='status-{cls}'>{html.escape(status)}</td>"
@@ -208,14 +218,20 @@ def _exclusions(ctx: _Context) -> str:
     if adata is not None:
         exc = adata.uns.get("olinkpipe", {}).get("excluded")
         if isinstance(exc, pd.DataFrame) and len(exc):
-            parts.append("<p>Samples and assays removed (<code>uns['olinkpipe']['excluded']</code>):</p>")
+            parts.append(
+                "<p>Samples and assays removed (<code>uns['olinkpipe']['excluded']</code>):</p>"
+            )
             parts.append(_table_html(exc, 200))
     for name, frame in ctx.result.tables.items():
-        excluded = frame.attrs.get("excluded") if hasattr(frame, "attrs") else None
-        if excluded:
-            text = json.dumps(excluded, default=str) if not isinstance(excluded, str) else excluded
+        for key, value in getattr(frame, "attrs", {}).items():
+            if not (key.startswith("excluded") or key in ("unmapped", "untested")):
+                continue
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            if text.strip() in ("", "[]", "{}", "None", "null"):
+                continue
             parts.append(
-                f"<p>Left out of <code>{html.escape(name)}</code>: {html.escape(text[:2000])}</p>"
+                f"<p>Left out of <code>{html.escape(name)}</code> "
+                f"(<code>{html.escape(key)}</code>): {html.escape(text[:2000])}</p>"
             )
     if not parts:
         parts.append("<p>Nothing was excluded.</p>")
@@ -244,7 +260,8 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
         body.append(f"<p>{html.escape(cfg.description)}</p>")
     body.append("<h2 id='summary'>Steps</h2>" + _status_rows(result))
     inputs = "".join(
-        f"<li><code>{html.escape(k)}</code>: {html.escape(str(p))}</li>" for k, p in ctx.inputs.items()
+        f"<li><code>{html.escape(k)}</code>: {html.escape(str(p))}</li>"
+        for k, p in ctx.inputs.items()
     )
     if inputs:
         body.append(f"<p>Inputs:</p><ul>{inputs}</ul>")
@@ -260,12 +277,27 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
             caption = ctx.captions.get(item, "")
             if kind == "table":
                 frame = result.tables[name]
-                more = f" Showing {min(rows, len(frame))} of {len(frame)} rows;" if len(frame) > rows else ""
+                more = (
+                    f" Showing {min(rows, len(frame))} of {len(frame)} rows;"
+                    if len(frame) > rows
+                    else ""
+                )
                 body.append(
                     f"<h3>{html.escape(name)}</h3><p class='caption'>{html.escape(caption)}{more} "
                     f"full table: <code>tables/{html.escape(name)}.csv</code></p>"
                 )
                 body.append(_table_html(frame, rows))
+                if frame.attrs:
+                    details = pd.DataFrame(
+                        {
+                            "attribute": list(frame.attrs),
+                            "value": [str(v)[:300] for v in frame.attrs.values()],
+                        }
+                    )
+                    body.append(
+                        f"<details><summary>how <code>{html.escape(name)}</code> was made "
+                        f"(attrs)</summary>{_table_html(details, 100)}</details>"
+                    )
             else:
                 body.append(
                     f"<figure>{_img(result.figures[name])}<figcaption>{html.escape(caption)} "

@@ -24,7 +24,7 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 
-from ..errors import OlinkpipeError
+from ..errors import OlinkpipeError, OlinkpipeWarning
 from .config import WorkflowConfig, load_config, resolve_input
 
 __all__ = ["run", "WorkflowResult", "WorkflowError", "STEPS"]
@@ -145,7 +145,9 @@ class _Context:
                 pq = csv.copy()
                 for col in pq.columns:
                     if pq[col].dtype == object:
-                        pq[col] = pq[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+                        pq[col] = pq[col].map(
+                            lambda v: v if v is None or isinstance(v, str) else str(v)
+                        )
                 pq.attrs = {}
                 pq.to_parquet(tables / f"{name}.parquet", index=False)
             except (ValueError, TypeError, ImportError) as exc:  # pragma: no cover
@@ -243,7 +245,14 @@ def _step_read(ctx: _Context) -> None:
             msg = f"{path}: input {key!r} not found. Hint: paths are relative to the config file."
             raise WorkflowError(msg, step="read")
     adata = op.read_npx(ctx.inputs["npx"], sep=cfg.sep)
-    logger.info("  %s: %d samples x %d assays", ctx.inputs["npx"].name, *adata.shape)
+    prov = adata.uns.get("olinkpipe", {})
+    panels = sorted(map(str, adata.var["Panel"].unique())) if "Panel" in adata.var else []
+    ctx.note(
+        "qc",
+        f"Read {ctx.inputs['npx'].name}: {adata.n_obs} samples × {adata.n_vars} assays, "
+        f"product {prov.get('product', 'unknown')}, data type {prov.get('data_type', 'NPX')}, "
+        f"panels {', '.join(panels) or 'unknown'}.",
+    )
     if "samples" in ctx.inputs:
         sheet = op.read_clinical(ctx.inputs["samples"], id_column=cfg.sample_id_column)
         adata = op.annotate(adata, sheet, on=cfg.sample_id_column)
@@ -270,20 +279,20 @@ def _step_qc(ctx: _Context) -> None:
     adata = ctx.result.adata
     ctx.table(
         "qc_samples",
-        op.pp.qc_summary(adata, by="sample").reset_index(),
+        _tidy(op.pp.qc_summary(adata, by="sample")),
         section="qc",
         caption="Per-sample QC: warnings, fraction below LOD, median and IQR of NPX per panel.",
     )
     ctx.table(
         "qc_assays",
-        op.pp.qc_summary(adata, by="assay").reset_index(),
+        _tidy(op.pp.qc_summary(adata, by="assay")),
         section="qc",
         caption="Per-assay QC: missing frequency and fraction below LOD.",
     )
     adata = op.pp.flag_outliers(adata, sd=q.outlier_sd)
     ctx.figure(
         "qc_iqr_median",
-        op.pl.qc(adata),
+        op.pl.qc(adata, sd=q.outlier_sd),
         section="qc",
         caption=f"IQR vs median NPX per sample and panel; lines at ±{q.outlier_sd:g} SD.",
     )
@@ -301,10 +310,20 @@ def _step_qc(ctx: _Context) -> None:
         "pca",
         op.pl.pca(adata, color=color),
         section="qc",
-        caption="Principal components of NPX after QC" + (f", coloured by {color}." if color else "."),
+        caption="Principal components of NPX after QC"
+        + (f", coloured by {color}." if color else "."),
     )
     logger.info("  after QC: %d samples x %d assays", *adata.shape)
+    ctx.note("qc", f"After QC: {adata.n_obs} samples × {adata.n_vars} assays.")
     ctx.result.adata = adata
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Move a meaningful index into a column (a RangeIndex is dropped)."""
+    if isinstance(frame.index, pd.RangeIndex):
+        return frame
+    name = frame.index.name or "id"
+    return frame.rename_axis(name).reset_index()
 
 
 def _step_differential(ctx: _Context) -> None:
@@ -324,6 +343,9 @@ def _step_differential(ctx: _Context) -> None:
     )
     ctx.de = res
     sig = res[res["significant"].astype(bool)]
+    n_pairs = res.attrs.get("n_pairs")
+    if n_pairs is not None:
+        ctx.note("differential", f"{n_pairs} complete pairs of {d.pair} were compared.")
     ctx.note(
         "differential",
         f"{len(sig)} of {len(res)} assays significant at BH-adjusted p < {d.alpha:g} "
@@ -345,7 +367,7 @@ def _step_differential(ctx: _Context) -> None:
     if assays and d.pair:
         ctx.figure(
             "paired",
-            op.pl.paired(adata, assays, d.groupby, d.pair),
+            op.pl.paired(adata, assays, d.groupby, d.pair, reference=d.reference, target=d.target),
             section="differential",
             caption="Before/after NPX per patient for " + ", ".join(assays) + ".",
         )
@@ -460,7 +482,7 @@ def _step_kinetics(ctx: _Context) -> None:
         "kinetics_by_dose",
         cmp,
         section="kinetics",
-        caption=f"High vs low dose (> {k.dose_threshold:g} cells/kg), {k.test} test, BH over rows.",
+        caption=f"High vs low dose (> {k.dose_threshold:.3g} cells/kg), {k.test} test, BH over rows.",
     )
     peaks = summary.pivot_table(index="patient", columns="analyte", values="cmax").reset_index()
     peaks = peaks.merge(groups[[pid, k.dose_column]], left_on="patient", right_on=pid, how="left")
@@ -473,6 +495,12 @@ def _step_kinetics(ctx: _Context) -> None:
         corr,
         section="kinetics",
         caption=f"{k.correlation.capitalize()} correlations of dose and peak values.",
+    )
+    ctx.figure(
+        "dose_vs_peak",
+        op.pl.correlation(peaks, k.dose_column, k.analytes[0], method=k.correlation, logy=k.log_y),
+        section="kinetics",
+        caption=f"Dose vs peak {k.analytes[0]} per patient ({k.correlation}).",
     )
     for i, a in enumerate(k.analytes):
         ctx.figure(
@@ -684,13 +712,16 @@ def run(
                 result.status[step] = "skipped"
                 logger.info("%s: skipped (not in the config)", prefix)
                 continue
-            failed = [n for n in _NEEDS.get(step, []) if not result.status.get(n, "").startswith("done")]
+            failed = [
+                n for n in _NEEDS.get(step, []) if not result.status.get(n, "").startswith("done")
+            ]
             if failed:
                 result.status[step] = f"skipped: needs {', '.join(failed)}"
                 logger.info("%s: skipped (needs %s)", prefix, ", ".join(failed))
                 continue
             logger.info("%s ...", prefix)
             t0 = time.perf_counter()
+            seen = len(caught)
             try:
                 _STEP_FUNCS[step](ctx)
             except Exception as exc:  # noqa: BLE001 - every failure is reported with its step
@@ -709,6 +740,9 @@ def run(
                 continue
             result.timings[step] = round(time.perf_counter() - t0, 3)
             result.status[step] = "done"
+            for w in caught[seen:]:
+                if issubclass(w.category, OlinkpipeWarning):
+                    logger.warning("  warning: %s", w.message)
             logger.info("%s: done in %.1f s", prefix, result.timings[step])
         result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
     t0 = time.perf_counter()

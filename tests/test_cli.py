@@ -1,0 +1,55 @@
+"""The ``olinkpipe`` command line: info and convert."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import anndata as ad
+import pytest
+from test_io_helpers import make_long, write_long
+
+from olinkpipe.cli import main
+from olinkpipe.errors import OlinkpipeWarning
+
+
+@pytest.fixture
+def export(tmp_path):
+    return write_long(make_long(controls=False), tmp_path / "run1_NPX.csv", sep=";")
+
+
+def test_info(export, capsys):
+    assert main(["info", str(export)]) == 0
+    out = capsys.readouterr().out
+    assert "product                Target 96" in out
+    assert "samples                6" in out and "assays                 6" in out
+    assert "plates                 4" in out and "qc_warnings            1" in out
+
+
+@pytest.mark.parametrize("ext", ["h5ad", "parquet", "csv"])
+def test_convert(export, tmp_path, capsys, ext):
+    out = tmp_path / f"o.{ext}"
+    assert main(["convert", str(export), str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    if ext == "h5ad":
+        assert ad.read_h5ad(out).shape == (6, 6)
+
+
+def test_errors_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("")
+    assert main(["info", str(bad)]) == 2
+    assert "the file is empty" in capsys.readouterr().err
+    dup = write_long(make_long(), tmp_path / "dup.csv")
+    assert main(["info", str(dup), "--duplicates", "error"]) == 2
+    with pytest.warns(OlinkpipeWarning):
+        assert main(["info", str(dup)]) == 0
+
+
+def test_entry_point_subprocess(export):
+    exe = shutil.which("olinkpipe")
+    cmd = [exe] if exe else [sys.executable, "-m", "olinkpipe"]
+    res = subprocess.run([*cmd, "info", str(export)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "samples                6" in res.stdout

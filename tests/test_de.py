@@ -1,0 +1,335 @@
+"""tl.differential against independent per-assay references (scipy, statsmodels, enumeration)."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+import olinkpipe as op
+from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning
+
+TOL = 1e-10
+
+
+def make_study(*, n_pairs=24, m=30, nan_frac=0.06, seed=0, ties=False):
+    """Paired Baseline/Week.6 study with NaNs, unpaired subjects, a control, edge assays."""
+    rng = np.random.default_rng(seed)
+    subj = [f"P{i:02d}" for i in range(n_pairs)]
+    obs = pd.DataFrame(
+        {
+            "Subject": np.repeat(subj, 2),
+            "Time": ["Baseline", "Week.6"] * n_pairs,
+            "age": rng.normal(60, 8, 2 * n_pairs),
+        }
+    )
+    extra = pd.DataFrame(
+        {
+            "Subject": ["P90", "P91", "P91", "P91", "CTRL"],
+            "Time": ["Baseline", "Baseline", "Week.6", "Week.6", "Baseline"],
+            "age": [50.0, 55.0, 55.0, 55.0, np.nan],
+        }
+    )
+    obs = pd.concat([obs, extra], ignore_index=True)
+    obs.index = [f"S{i:03d}" for i in range(len(obs))]
+    obs["SampleID"] = obs.index
+    obs["is_control"] = obs["Subject"].eq("CTRL")
+    n = len(obs)
+    base = rng.normal(5, 1, (1, m)) + rng.normal(0, 0.8, (n, m))
+    effect = np.where(obs["Time"].eq("Week.6").to_numpy()[:, None], rng.normal(0, 0.6, m), 0.0)
+    x = base + effect + rng.normal(0, 0.7, (n, m))
+    if ties:
+        x = np.round(x, 1)
+    x[rng.random(x.shape) < nan_frac] = np.nan
+    x[:, 1] = np.nan  # almost empty assay: < 3 pairs
+    x[:4, 1] = rng.normal(size=4)
+    wk = obs["Time"].eq("Week.6").to_numpy()
+    x[:, 2] = 3.0 + np.where(wk, 0.5, 0.0)  # constant difference: zero variance
+    var = pd.DataFrame(
+        {
+            "Assay": [f"A{j}" for j in range(m)],
+            "UniProt": [f"U{j}" for j in range(m)],
+            "Panel": "Inflammation",
+            "is_control": [False] * (m - 1) + [True],
+        },
+        index=pd.Index([f"OID{j:05d}" for j in range(m)], name="OlinkID"),
+    )
+    return ad.AnnData(x, obs=obs, var=var)
+
+
+def _pairs(adata):
+    obs = adata.obs[~adata.obs["is_control"]]
+    good = [s for s, g in obs.groupby("Subject") if sorted(g["Time"]) == ["Baseline", "Week.6"]]
+    rb = [
+        adata.obs_names.get_loc(obs.index[(obs.Subject == s) & (obs.Time == "Baseline")][0])
+        for s in good
+    ]
+    rw = [
+        adata.obs_names.get_loc(obs.index[(obs.Subject == s) & (obs.Time == "Week.6")][0])
+        for s in good
+    ]
+    return np.array(rb), np.array(rw)
+
+
+def _run(adata, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        return op.tl.differential(adata, groupby="Time", reference="Baseline", **kw)
+
+
+def _by_id(res):
+    return res.set_index("OlinkID")
+
+
+def _check_bh(res):
+    p = res["p_value"].to_numpy()
+    ok = ~np.isnan(p)
+    exp = multipletests(p[ok], method="fdr_bh")[1]
+    np.testing.assert_allclose(res["p_adj"].to_numpy()[ok], exp, rtol=0, atol=TOL)
+    assert res["p_adj"][~ok].isna().all()
+    assert (res["significant"] == (res["p_adj"].fillna(1) < 0.05)).all()
+
+
+def test_paired_ttest_matches_scipy_ttest_rel():
+    adata = make_study()
+    res = _by_id(_run(adata, pair="Subject"))
+    rb, rw = _pairs(adata)
+    tested = 0
+    for j, oid in enumerate(adata.var_names[:-1]):
+        a, b = adata.X[rw, j], adata.X[rb, j]
+        ok = ~np.isnan(a) & ~np.isnan(b)
+        row = res.loc[oid]
+        assert row["n"] == ok.sum()
+        if ok.sum() < 3 or np.var(a[ok] - b[ok]) == 0:
+            assert np.isnan(row["p_value"]) and row["reason"]
+            continue
+        r = stats.ttest_rel(a[ok], b[ok])
+        ci = r.confidence_interval(0.95)
+        got = row[["estimate", "statistic", "df", "p_value", "ci_low", "ci_high"]].to_numpy(float)
+        exp = [np.mean(a[ok] - b[ok]), r.statistic, r.df, r.pvalue, ci.low, ci.high]
+        np.testing.assert_allclose(got, exp, rtol=0, atol=TOL)
+        assert row["mean_target"] == pytest.approx(a[ok].mean(), abs=TOL)
+        assert row["mean_reference"] == pytest.approx(b[ok].mean(), abs=TOL)
+        tested += 1
+    assert tested >= 25
+    full = _run(adata, pair="Subject")
+    _check_bh(full)
+    p = full["p_value"].to_numpy()
+    assert np.all(np.diff(p[~np.isnan(p)]) >= 0) and np.isnan(p[-2:]).all()
+
+
+def test_pairing_exclusions_are_warned_and_recorded():
+    adata = make_study()
+    with pytest.warns(OlinkpipeWarning) as rec:
+        res = op.tl.differential(adata, groupby="Time", reference="Baseline", pair="Subject")
+    msgs = " | ".join(str(w.message) for w in rec)
+    assert "2 incomplete or duplicated pair(s)" in msgs
+    assert "1 control sample(s): 'S052'" in msgs and "1 control assay(s)" in msgs
+    ex = dict(map(tuple, res.attrs["excluded_pairs"]))
+    assert ex == {"P90": "no Week.6 sample", "P91": "more than one sample per level"}
+    assert res.attrs["excluded_assays"] == ["OID00029"]
+    assert res.attrs["excluded_samples"] == ["S052"]  # the control sample
+    assert res.attrs["sign"] == "Week.6 - Baseline" and res.attrs["n_pairs"] == 24
+    assert "OID00029" not in set(res["OlinkID"])
+    few = _by_id(res).loc["OID00001"]
+    assert np.isnan(few["statistic"]) and "fewer than 3" in few["reason"]
+    zero = _by_id(res).loc["OID00002"]
+    assert np.isnan(zero["p_value"]) and "zero variance" in zero["reason"]
+    assert zero["estimate"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("equal_var", [False, True])
+def test_unpaired_ttest_matches_scipy_ttest_ind(equal_var):
+    adata = make_study(seed=3)
+    res = _by_id(_run(adata, equal_var=equal_var))
+    keep = ~adata.obs["is_control"].to_numpy()
+    wk = keep & adata.obs["Time"].eq("Week.6").to_numpy()
+    bl = keep & adata.obs["Time"].eq("Baseline").to_numpy()
+    for j, oid in enumerate(adata.var_names[:-1]):
+        if j in (1, 2):
+            continue
+        r = stats.ttest_ind(adata.X[wk, j], adata.X[bl, j], equal_var=equal_var, nan_policy="omit")
+        row = res.loc[oid]
+        exp = [r.statistic, r.pvalue, r.df]
+        np.testing.assert_allclose(
+            row[["statistic", "p_value", "df"]].to_numpy(float), exp, rtol=0, atol=TOL
+        )
+        ci = r.confidence_interval()
+        np.testing.assert_allclose([row["ci_low"], row["ci_high"]], [ci.low, ci.high], atol=TOL)
+        est = np.nanmean(adata.X[wk, j]) - np.nanmean(adata.X[bl, j])
+        assert row["estimate"] == pytest.approx(est, abs=TOL)
+    assert res.loc["OID00001", "reason"].startswith("fewer than 3")
+
+
+def _walsh(d):
+    i, j = np.triu_indices(d.size)
+    return np.sort((d[i] + d[j]) / 2.0)
+
+
+def _enumerated_signrank_q(n, p):
+    """Smallest q with P(V <= q) >= p, by enumerating all 2^n sign patterns (independent)."""
+    ranks = np.arange(1, n + 1)
+    v = np.array(
+        [ranks[list(s)].sum() for r in range(n + 1) for s in itertools.combinations(range(n), r)]
+    )
+    cdf = np.array([(v <= q).mean() for q in range(v.max() + 1)])
+    return int(np.argmax(cdf >= p - 1e-12))
+
+
+@pytest.mark.parametrize("exact", [None, False])
+def test_signed_rank_matches_scipy_and_walsh_averages(exact):
+    adata = make_study(seed=5, n_pairs=60)
+    res = _by_id(_run(adata, pair="Subject", method="wilcoxon", exact=exact))
+    rb, rw = _pairs(adata)
+    z = stats.norm.ppf(0.975)
+    for j, oid in enumerate(adata.var_names[:-1]):
+        if j in (1, 2):
+            continue
+        d = adata.X[rw, j] - adata.X[rb, j]
+        d = d[~np.isnan(d)]
+        row = res.loc[oid]
+        use_exact = exact is None and d.size < 50  # R's rule (continuous data: no ties)
+        ref = stats.wilcoxon(d, method="exact" if use_exact else "approx", correction=True)
+        assert row["p_value"] == pytest.approx(ref.pvalue, abs=TOL)
+        v = stats.wilcoxon(d, alternative="greater", method="approx").statistic
+        assert row["statistic"] == v
+        w = _walsh(d)
+        assert row["estimate"] == pytest.approx(np.median(w), abs=TOL)
+        big_n = w.size
+        if use_exact:
+            continue  # exact CI ranks are checked by enumeration below
+        k = int(
+            np.ceil(big_n / 2 - z * np.sqrt(d.size * (d.size + 1) * (2 * d.size + 1) / 24) - 0.5)
+        )
+        assert row["ci_low"] == pytest.approx(w[k - 1], abs=TOL)
+        assert row["ci_high"] == pytest.approx(w[big_n - k], abs=TOL)
+    _check_bh(res.reset_index())
+
+
+def test_signed_rank_exact_small_sample_matches_enumeration():
+    adata = make_study(seed=7, n_pairs=10, nan_frac=0.0, m=6)
+    res = _by_id(_run(adata, pair="Subject", method="wilcoxon"))
+    rb, rw = _pairs(adata)
+    q = _enumerated_signrank_q(10, 0.025)
+    for j in (0, 3, 4):
+        d = adata.X[rw, j] - adata.X[rb, j]
+        row = res.loc[adata.var_names[j]]
+        assert row["p_value"] == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, abs=TOL)
+        w = _walsh(d)
+        assert row["estimate"] == pytest.approx(np.median(w), abs=TOL)
+        assert row["ci_low"] == pytest.approx(w[q - 1], abs=TOL)
+        assert row["ci_high"] == pytest.approx(w[w.size - q], abs=TOL)
+
+
+def test_signed_rank_ties_and_zeros_use_corrected_normal():
+    adata = make_study(seed=11, ties=True, n_pairs=30)
+    res = _by_id(_run(adata, pair="Subject", method="wilcoxon"))
+    rb, rw = _pairs(adata)
+    for j in (0, 3, 5, 8):
+        d = adata.X[rw, j] - adata.X[rb, j]
+        d = d[~np.isnan(d)]
+        ref = stats.wilcoxon(d, method="approx", correction=True, zero_method="wilcox")
+        assert res.loc[adata.var_names[j], "p_value"] == pytest.approx(ref.pvalue, abs=TOL)
+
+
+@pytest.mark.parametrize(("seed", "n_pairs", "ties"), [(2, 30, False), (4, 60, True)])
+def test_rank_sum_matches_mannwhitneyu(seed, n_pairs, ties):
+    adata = make_study(seed=seed, n_pairs=n_pairs, ties=ties)
+    res = _by_id(_run(adata, method="wilcoxon"))
+    keep = ~adata.obs["is_control"].to_numpy()
+    wk = keep & adata.obs["Time"].eq("Week.6").to_numpy()
+    bl = keep & adata.obs["Time"].eq("Baseline").to_numpy()
+    for j, oid in enumerate(adata.var_names[:-1]):
+        if j in (1, 2):
+            continue
+        a, b = adata.X[wk, j], adata.X[bl, j]
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+        has_ties = np.unique(np.r_[a, b]).size < a.size + b.size
+        exact = a.size < 50 and b.size < 50 and not has_ties
+        ref = stats.mannwhitneyu(
+            a, b, method="exact" if exact else "asymptotic", use_continuity=True
+        )
+        row = res.loc[oid]
+        assert row["p_value"] == pytest.approx(ref.pvalue, abs=TOL)
+        assert row["statistic"] == ref.statistic
+        assert row["estimate"] == pytest.approx(np.median(np.subtract.outer(a, b)), abs=TOL)
+
+
+def test_rank_sum_exact_ci_matches_enumeration():
+    rng = np.random.default_rng(3)
+    obs = pd.DataFrame({"g": ["r"] * 6 + ["t"] * 7}, index=[f"s{i}" for i in range(13)])
+    x = rng.normal(size=(13, 3))
+    adata = ad.AnnData(x, obs=obs)
+    res = op.tl.differential(adata, groupby="g", reference="r", method="wilcoxon")
+    # U distribution of the target sample (size 7 among 13) by enumeration
+    u = []
+    for s in itertools.combinations(range(13), 7):
+        ranks = np.array(s) + 1
+        u.append(ranks.sum() - 7 * 8 / 2)
+    u = np.array(u)
+    cdf = np.array([(u <= q).mean() for q in range(43)])
+    q = int(np.argmax(cdf >= 0.025 - 1e-12))
+    for j in range(3):
+        diffs = np.sort(np.subtract.outer(x[6:, j], x[:6, j]).ravel())
+        row = res.set_index("OlinkID").loc[adata.var_names[j]]
+        assert row["ci_low"] == pytest.approx(diffs[q - 1], abs=TOL)
+        assert row["ci_high"] == pytest.approx(diffs[diffs.size - q], abs=TOL)
+        ref = stats.mannwhitneyu(x[6:, j], x[:6, j], method="exact")
+        assert row["p_value"] == pytest.approx(ref.pvalue, abs=TOL)
+
+
+def test_hodges_lehmann_can_be_skipped():
+    adata = make_study(seed=1)
+    res = _run(adata, pair="Subject", method="wilcoxon", hodges_lehmann=False)
+    assert res["estimate"].isna().all() and res["p_value"].notna().sum() > 20
+
+
+def test_sign_follows_named_reference():
+    adata = make_study(seed=2)
+    a = _by_id(_run(adata, pair="Subject"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        b = _by_id(op.tl.differential(adata, groupby="Time", reference="Week.6", pair="Subject"))
+    b = b.loc[a.index]
+    np.testing.assert_allclose(a["estimate"], -b["estimate"], atol=TOL)
+    np.testing.assert_allclose(a["p_value"], b["p_value"], atol=TOL)
+    assert b.attrs["sign"] == "Baseline - Week.6"
+
+
+def test_errors_name_the_problem():
+    adata = make_study(m=5)
+    with pytest.raises(DesignError, match="reference level 'Day0'"):
+        op.tl.differential(adata, groupby="Time", reference="Day0")
+    with pytest.raises(MissingColumnError, match="Patient"):
+        op.tl.differential(adata, groupby="Time", reference="Baseline", pair="Patient")
+    with pytest.raises(DesignError, match="only supported by method='moderated'"):
+        op.tl.differential(adata, groupby="Time", reference="Baseline", covariates=["age"])
+    with pytest.raises(DesignError, match="method='anova'"):
+        op.tl.differential(adata, groupby="Time", reference="Baseline", method="anova")
+    adata.obs["Time3"] = np.resize(["a", "b", "c"], adata.n_obs)
+    with pytest.raises(DesignError, match="target= must be given"):
+        op.tl.differential(adata, groupby="Time3", reference="a")
+
+
+def test_controls_kept_on_request_and_layer_used():
+    adata = make_study(seed=6, m=6)
+    adata.layers["shifted"] = adata.X + 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        base = _run(adata, pair="Subject")
+        shifted = _run(adata, pair="Subject", layer="shifted")
+    np.testing.assert_allclose(shifted["estimate"], base["estimate"], atol=TOL)
+    np.testing.assert_allclose(shifted["mean_reference"], base["mean_reference"] + 1, atol=TOL)
+    with pytest.warns(OlinkpipeWarning, match="incomplete or duplicated"):
+        res = op.tl.differential(
+            adata, groupby="Time", reference="Baseline", pair="Subject", exclude_controls=False
+        )
+    assert "OID00005" in set(res["OlinkID"]) and res.attrs["excluded_assays"] == []
+    # the control sample (Subject "CTRL", Baseline only) is now an incomplete pair
+    assert ["CTRL", "no Week.6 sample"] in res.attrs["excluded_pairs"]

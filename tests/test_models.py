@@ -1,0 +1,180 @@
+"""tl.anova / anova_posthoc / longitudinal against statsmodels and scipy fitted per assay."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multicomp import pairwise_tukeyhsd
+from statsmodels.stats.multitest import multipletests
+
+import olinkpipe as op
+from olinkpipe.errors import DesignError, OlinkpipeWarning
+
+
+def make_long(*, n_subj=12, m=6, seed=0, nan_frac=0.05, ties=False):
+    rng = np.random.default_rng(seed)
+    times = ["D0", "D14", "D28"]
+    obs = pd.DataFrame(
+        {
+            "Subject": np.repeat([f"P{i:02d}" for i in range(n_subj)], 3),
+            "Time": times * n_subj,
+            "Site": np.repeat(np.resize(["A", "B", "C"], n_subj), 3),
+            "age": np.repeat(rng.normal(60, 10, n_subj), 3),
+        }
+    )
+    obs.index = [f"S{i:03d}" for i in range(len(obs))]
+    obs["is_control"] = False
+    n = len(obs)
+    subj_eff = np.repeat(rng.normal(0, 1, (n_subj, m)), 3, axis=0)
+    t_eff = np.array([0.0, 0.6, 0.2])[np.tile(np.arange(3), n_subj)][:, None]
+    x = 5 + subj_eff + t_eff * rng.uniform(0, 1.5, m) + rng.normal(0, 0.7, (n, m))
+    if ties:
+        x = np.round(x, 0)
+    x[rng.random(x.shape) < nan_frac] = np.nan
+    var = pd.DataFrame(
+        {"Assay": [f"A{j}" for j in range(m)], "is_control": False},
+        index=pd.Index([f"OID{j:05d}" for j in range(m)], name="OlinkID"),
+    )
+    return ad.AnnData(x, obs=obs, var=var)
+
+
+def _frame(adata, j):
+    df = adata.obs.copy()
+    df["y"] = adata.X[:, j]
+    return df.dropna(subset=["y"])
+
+
+@pytest.mark.parametrize("terms", [["Site"], ["Site", "Time"]])
+def test_anova_matches_statsmodels_type3(terms):
+    adata = make_long(seed=1)
+    res = op.tl.anova(adata, formula_terms=terms).set_index(["OlinkID", "term"])
+    rhs = "*".join(f"C({t}, Sum)" for t in terms)
+    rows = []
+    for j, oid in enumerate(adata.var_names):
+        tab = anova_lm(smf.ols(f"y ~ {rhs}", data=_frame(adata, j)).fit(), typ=3)
+        for idx, rec in tab.iterrows():
+            if idx in ("Intercept", "Residual"):
+                continue
+            term = idx.replace("C(", "").replace(", Sum)", "")
+            got = res.loc[(oid, term)]
+            np.testing.assert_allclose(
+                [got["sumsq"], got["df"], got["statistic"], got["p_value"]],
+                [rec["sum_sq"], rec["df"], rec["F"], rec["PR(>F)"]],
+                rtol=1e-9,
+                atol=1e-12,
+            )
+            rows.append(rec["PR(>F)"])
+    full = op.tl.anova(adata, formula_terms=terms)
+    np.testing.assert_allclose(
+        np.sort(full["p_adj"]),
+        np.sort(multipletests(full["p_value"], method="fdr_bh")[1]),
+        atol=1e-12,
+    )
+    assert len(rows) == len(full)
+
+
+def test_anova_with_numeric_covariate_matches_statsmodels():
+    adata = make_long(seed=2)
+    res = op.tl.anova(adata, formula_terms="Time", covariates="age").set_index(["OlinkID", "term"])
+    for j, oid in enumerate(adata.var_names[:3]):
+        tab = anova_lm(smf.ols("y ~ C(Time, Sum) + age", data=_frame(adata, j)).fit(), typ=3)
+        assert res.loc[(oid, "Time"), "statistic"] == pytest.approx(tab.loc["C(Time, Sum)", "F"])
+        assert res.loc[(oid, "age"), "p_value"] == pytest.approx(tab.loc["age", "PR(>F)"])
+
+
+def test_posthoc_one_way_matches_tukeyhsd():
+    adata = make_long(seed=3, n_subj=15, m=3)
+    res = op.tl.anova_posthoc(adata, formula_terms="Site", effect="Site")
+    res = res.set_index(["OlinkID", "contrast"])
+    for j, oid in enumerate(adata.var_names):
+        df = _frame(adata, j)
+        tk = pairwise_tukeyhsd(df["y"], df["Site"])
+        s = tk.summary()
+        for row in s.data[1:]:
+            g1, g2, meandiff, padj, lower, upper = row[:6]
+            got = res.loc[(oid, f"{g1} - {g2}")]
+            # statsmodels reports group2 - group1 and rounds its summary; use raw arrays
+            k = [i for i, r in enumerate(s.data[1:]) if r[0] == g1 and r[1] == g2][0]
+            assert got["estimate"] == pytest.approx(-tk.meandiffs[k], abs=1e-10)
+            assert got["p_adj"] == pytest.approx(tk.pvalues[k], abs=1e-6)
+            assert got["ci_high"] == pytest.approx(-tk.confint[k][0], abs=1e-6)
+
+
+def test_longitudinal_mixed_matches_statsmodels_per_assay():
+    adata = make_long(seed=4, m=4)
+    res = op.tl.longitudinal(adata, time="Time", subject="Subject", reference="D0")
+    res = res.set_index(["OlinkID", "term"])
+    for j, oid in enumerate(adata.var_names):
+        df = _frame(adata, j)
+        fit = smf.mixedlm("y ~ C(Time, Treatment('D0'))", df, groups=df["Subject"]).fit(reml=True)
+        names = [f"C(Time, Treatment('D0'))[T.{t}]" for t in ("D14", "D28")]
+        b = fit.fe_params[names].to_numpy()
+        v = fit.cov_params().loc[names, names].to_numpy()
+        chi2 = b @ np.linalg.solve(v, b)
+        got = res.loc[(oid, "time")]
+        assert got["statistic"] == pytest.approx(chi2, rel=1e-5)
+        assert got["p_value"] == pytest.approx(stats.chi2.sf(chi2, 2), rel=1e-4, abs=1e-10)
+        assert got["n"] == len(df)
+        for t, nm in zip(("D14", "D28"), names, strict=True):
+            c = res.loc[(oid, f"{t} - D0")]
+            assert c["estimate"] == pytest.approx(fit.fe_params[nm], rel=1e-5, abs=1e-8)
+            assert c["statistic"] == pytest.approx(fit.tvalues[nm], rel=1e-4)
+    for term in ["time", "D14 - D0", "D28 - D0"]:
+        sub = res.xs(term, level="term")
+        np.testing.assert_allclose(
+            sub["p_adj"], multipletests(sub["p_value"], method="fdr_bh")[1], atol=1e-12
+        )
+
+
+def test_longitudinal_balanced_contrast_is_mean_difference():
+    # complete balanced data: the mixed-model time contrast equals the mean difference
+    adata = make_long(seed=5, m=2, nan_frac=0.0)
+    with joblib.parallel_config(backend="threading"):  # exercise n_jobs without process start-up
+        res = op.tl.longitudinal(adata, time="Time", subject="Subject", reference="D0", n_jobs=2)
+    res = res.set_index(["OlinkID", "term"])
+    for j, oid in enumerate(adata.var_names):
+        t = adata.obs["Time"].to_numpy()
+        diff = adata.X[t == "D28", j].mean() - adata.X[t == "D0", j].mean()
+        assert res.loc[(oid, "D28 - D0"), "estimate"] == pytest.approx(diff, abs=1e-6)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_friedman_matches_scipy(ties):
+    adata = make_long(seed=6, n_subj=10, ties=ties, nan_frac=0.04)
+    adata.obs.loc["S000", "Time"] = "D14"  # P00 twice at D14: excluded, warned
+    with pytest.warns(OlinkpipeWarning, match="more than one sample"):
+        res = op.tl.longitudinal(adata, time="Time", subject="Subject", method="friedman")
+    assert res.attrs["excluded_subjects"] == ["P00"]
+    res = res.set_index("OlinkID")
+    obs = adata.obs
+    for j, oid in enumerate(adata.var_names):
+        tab = pd.DataFrame({"s": obs["Subject"], "t": obs["Time"], "y": adata.X[:, j]})
+        tab = tab[tab.s != "P00"].pivot(index="s", columns="t", values="y").dropna()
+        r = stats.friedmanchisquare(*[tab[c] for c in ["D0", "D14", "D28"]])
+        assert res.loc[oid, "statistic"] == pytest.approx(r.statistic, abs=1e-10)
+        assert res.loc[oid, "p_value"] == pytest.approx(r.pvalue, abs=1e-12)
+        assert res.loc[oid, "n_subjects"] == len(tab)
+
+
+def test_model_errors():
+    adata = make_long(m=2)
+    with pytest.raises(DesignError, match="reference 'D99'"):
+        op.tl.longitudinal(adata, time="Time", subject="Subject", reference="D99")
+    with pytest.raises(DesignError, match="not among formula_terms"):
+        op.tl.anova_posthoc(adata, formula_terms="Site", effect="Time")
+    with pytest.raises(DesignError, match="method"):
+        op.tl.longitudinal(adata, time="Time", subject="Subject", method="gee")
+    adata.obs.loc["S000", "Site"] = np.nan
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = op.tl.anova(adata, formula_terms="Site")
+    assert res.attrs["excluded_samples"] == ["S000"]
+    assert any(issubclass(x.category, OlinkpipeWarning) for x in w)
