@@ -97,11 +97,22 @@ def kernel_vs_loop(res: pd.DataFrame) -> None:
     )
 
 
+def best_of(func, repeat: int) -> tuple[float, object]:
+    """Smallest wall time of ``repeat`` runs (the machine is shared) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = func()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
 def main() -> None:
     warnings.simplefilter("ignore")
     from olinkpipe.genesets import collections as _coll
 
     _coll._read_offline.cache_clear()
+    _coll._offline_index.cache_clear()
     t0 = time.perf_counter()
     for name in COLLECTIONS:
         op.genesets.load(name)
@@ -111,16 +122,23 @@ def main() -> None:
     print(f"{N_ASSAYS} assays, {int((res['p_adj'] < 0.05).sum())} significant")
 
     t0 = time.perf_counter()
-    ora = {name: op.tl.ora(res, name) for name in COLLECTIONS}
-    t_ora = time.perf_counter() - t0
-    n_sets = sum(len(v) for v in ora.values())
-    print(f"tl.ora over both collections ({n_sets} sets tested): {t_ora:.3f} s (target < 1 s)")
-
-    t0 = time.perf_counter()
-    ref = {name: fisher_loop(res, name) for name in COLLECTIONS}
-    t_ref = time.perf_counter() - t0
+    for name in COLLECTIONS:
+        op.tl.ora(res, name)
+    t_first = time.perf_counter() - t0
     print(
-        f"per-set fisher_exact loop over both collections (incl. set restriction): {t_ref:.3f} s"
+        f"tl.ora first call over both collections (builds the cached membership index): "
+        f"{t_first:.3f} s"
+    )
+    t_ora, ora = best_of(lambda: {name: op.tl.ora(res, name) for name in COLLECTIONS}, 5)
+    n_sets = sum(len(v) for v in ora.values())
+    print(
+        f"tl.ora over both collections ({n_sets} sets tested, best of 5): {t_ora:.3f} s "
+        "(target < 1 s)"
+    )
+    t_ref, ref = best_of(lambda: {name: fisher_loop(res, name) for name in COLLECTIONS}, 3)
+    print(
+        f"per-set fisher_exact loop over both collections (incl. set restriction, best of 3): "
+        f"{t_ref:.3f} s"
     )
     print(f"ORA end-to-end speed ratio (fisher loop / tl.ora): {t_ref / t_ora:.1f}x")
     kernel_vs_loop(res)
@@ -139,6 +157,11 @@ def main() -> None:
     print(
         f"tl.gsea KEGG, 1000 permutations ({len(gs)} sets): {t_gsea:.2f} s (target < 15 s); "
         f"top term: {gs['term'].iloc[0]}"
+    )
+    t_copy, _ = best_of(lambda: [gs[gs["p_value"] < 0.5] for _ in range(20)], 3)
+    print(
+        f"filtering the GSEA result (pandas deep-copies attrs with the plot data): "
+        f"{t_copy / 20 * 1e3:.2f} ms per operation"
     )
 
 

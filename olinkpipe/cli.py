@@ -8,10 +8,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import OlinkpipeError
+from .errors import OlinkpipeError, OlinkpipeWarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one plain line on stderr (no source line of the olinkpipe script)."""
+    name = "warning" if issubclass(category, OlinkpipeWarning) else category.__name__
+    print(f"olinkpipe: {name}: {message}", file=sys.stderr)
 
 
 def _read(args: argparse.Namespace):
@@ -20,7 +27,8 @@ def _read(args: argparse.Namespace):
     sheet = args.sheet
     if sheet is not None and sheet.isdigit():
         sheet = int(sheet)
-    return read_npx(args.file, sep=args.sep, sheet=sheet, duplicates=args.duplicates)
+    sep = {"\\t": "\t", "tab": "\t"}.get(args.sep, args.sep) if args.sep else None
+    return read_npx(args.file, sep=sep, sheet=sheet, duplicates=args.duplicates)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -97,11 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
         format="%(message)s",
     )
-    try:
-        return args.func(args)
-    except OlinkpipeError as err:
-        print(f"olinkpipe {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", OlinkpipeWarning)
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except OlinkpipeError as err:
+            print(f"olinkpipe {args.command}: error: {err}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

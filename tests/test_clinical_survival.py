@@ -605,3 +605,23 @@ def test_at_times_read_the_right_continuous_step_function():
         at = at.loc[(at["group"] == g) & (at["cause"] == 1)]
         for col in ("estimate", "variance", "n_at_risk"):
             np.testing.assert_array_equal(at[col].to_numpy(), c1[col].to_numpy())
+
+
+def test_edge_cohorts_group_without_events_all_censored_single_patient():
+    # R: survdiff(Surv(1:6, c(1, 1, 0, 0, 0, 0)) ~ rep(c("a", "b"), each = 3))$chisq
+    #    = 2.469387755 (group b has no events)
+    noev = pd.DataFrame({"t": [1.0, 2, 3, 4, 5, 6], "e": [1, 1, 0, 0, 0, 0], "g": list("aaabbb")})
+    lr = clinical.logrank(noev, time="t", event="e", group="g")
+    assert lr["statistic"].iloc[0] == pytest.approx(2.469387755, abs=1e-9)
+    km = clinical.kaplan_meier(noev, time="t", event="e", group="g", at=[3])
+    assert km["estimate"].tolist() == [pytest.approx((2 / 3) * (1 / 2)), 1.0]
+    # all censored: S = 1 throughout, median not reached
+    cens = noev.assign(e=0)
+    km = clinical.kaplan_meier(cens, time="t", event="e")
+    assert (km["estimate"] == 1).all() and km.attrs["median"][0]["median"] == np.inf
+    # one patient: R cuminc(c(3), c(1)) -> estimate 1 at t = 3; beyond follow-up NaN
+    one = pd.DataFrame({"t": [3.0], "e": [1]})
+    km = clinical.kaplan_meier(one, time="t", event="e", at=[0, 3, 4])
+    np.testing.assert_array_equal(km["estimate"], [1.0, 0.0, np.nan])
+    cif = clinical.cumulative_incidence(one, time="t", event="e", at=[2.9, 3])
+    assert cif["estimate"].tolist() == [0.0, 1.0]

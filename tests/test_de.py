@@ -333,3 +333,29 @@ def test_controls_kept_on_request_and_layer_used():
     assert "OID00005" in set(res["OlinkID"]) and res.attrs["excluded_assays"] == []
     # the control sample (Subject "CTRL", Baseline only) is now an incomplete pair
     assert ["CTRL", "no Week.6 sample"] in res.attrs["excluded_pairs"]
+
+
+@pytest.mark.parametrize("triangular", [True, False])
+def test_kth_pair_sums_matches_brute_force_with_nan_and_ties(triangular):
+    from olinkpipe.tl._kernels import kth_pair_sums
+
+    rng = np.random.default_rng(12)
+    m, n = 7, 90
+    a = np.round(rng.normal(size=(m, n)), 1)  # many tied sums
+    a[rng.random(a.shape) < 0.1] = np.nan
+    a = np.sort(a, axis=1)
+    b = a if triangular else np.sort(np.round(rng.normal(size=(m, n)), 2), axis=1)
+    na = (~np.isnan(a)).sum(axis=1)
+    nb = (~np.isnan(b)).sum(axis=1)
+    for frac in (0.0, 0.03, 0.5, 0.97, 1.0):
+        sums, ks = [], []
+        for r in range(m):
+            x, y = a[r, : na[r]], b[r, : nb[r]]
+            s = np.add.outer(x, y)
+            s = np.sort(s[np.triu_indices(x.size)] if triangular else s.ravel())
+            sums.append(s)
+            ks.append(max(1, int(frac * (s.size - 1))))
+        got = kth_pair_sums(a, b, na, nb, np.array(ks, dtype=float), triangular, extra=1)
+        for r in range(m):
+            assert got[r, 0] == pytest.approx(sums[r][ks[r] - 1], abs=1e-12)
+            assert got[r, 1] == pytest.approx(sums[r][ks[r]], abs=1e-12)

@@ -97,6 +97,20 @@ def test_ora_matches_hypergeom_fisher_and_bh(direction):
         "p_value", "p_adj", "genes", "assays",
     ]  # fmt: skip
     assert (out["direction"] == direction).all()
+    # the overlap columns list exactly the selected members, most significant first
+    tested = res[res["p_value"].notna()]
+    sel = tested["p_adj"] < 0.1
+    if direction == "up":
+        sel &= tested["estimate"] > 0
+    elif direction == "down":
+        sel &= tested["estimate"] < 0
+    p_of = dict(zip(tested["gene"], tested["p_value"], strict=True))
+    selected = set(tested.loc[sel, "gene"])
+    for term, row in out.set_index("term").iterrows():
+        expect = sorted(set(sets[term]) & selected, key=lambda g: (p_of[g], g))
+        got_genes = row["genes"].split(";") if row["genes"] else []
+        assert got_genes == expect, term
+        assert row["assays"] == row["genes"]  # a gene column: the label is the gene
 
 
 def test_ora_hand_worked_example():
@@ -300,7 +314,104 @@ def test_gsea_rank_by_estimate_without_p_values():
     genes = [f"G{i:02d}" for i in range(50)]
     res = pd.DataFrame({"gene": genes[::-1], "estimate": np.linspace(-2, 2, 50)})
     out = op.tl.gsea(res, {"a": genes[:6], "b": genes[-6:]}, rank_by="estimate", permutations=50)
-    assert out.attrs["ranking"]["gene"] == genes
+    assert list(out.attrs["ranking"]["gene"]) == genes
     np.testing.assert_allclose(out.attrs["ranking"]["metric"], np.linspace(2, -2, 50))
     es = out.set_index("term")["es"]
     assert es["a"] == pytest.approx(1.0) and es["b"] == pytest.approx(-1.0)
+
+
+def test_ora_user_mapping_overrides_and_unmapped_are_listed():
+    sets = {"S": ["IL6", "TNF", "MYGENE", "CCL2"], "T": ["TNF", "CCL2", "IL10", "CD274"]}
+    res = pd.DataFrame(
+        {
+            "OlinkID": ["OID1", "OID2", "OID3", "OID4", "OID5", "OID6"],
+            "Assay": ["IL6", "TNF", "odd assay", "MCP-1", "IL10", "PD-L1"],
+            "UniProt": ["P05231", "P01375", "", "P13500", "P22301", "Q9NZQ7"],
+            "estimate": [1.0, 1.0, 1.0, 1.0, -1.0, 0.2],
+            "statistic": 1.0,
+            "p_value": [1e-6, 1e-5, 1e-4, 0.5, 0.5, 0.6],
+            "p_adj": [1e-5, 1e-4, 1e-3, 0.6, 0.6, 0.6],
+        }
+    )
+    with pytest.warns(op.OlinkpipeWarning, match=r"1 assay\(s\) could not be mapped.*odd assay"):
+        plain = op.tl.ora(res, sets, min_size=2)
+    assert plain.attrs["unmapped"] == ["odd assay"]
+    assert plain.attrs["universe_size"] == 5  # IL6, TNF, CCL2 (MCP-1), IL10, CD274 (PD-L1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mapped = op.tl.ora(res, sets, min_size=2, mapping={"OID3": "MYGENE"})
+    s_row = mapped.set_index("term").loc["S"]
+    assert s_row["genes"] == "IL6;TNF;MYGENE" and s_row["assays"] == "IL6;TNF;odd assay"
+    assert mapped.attrs["unmapped"] == [] and mapped.attrs["universe_size"] == 6
+    assert s_row["p_value"] == pytest.approx(hypergeom.sf(2, 6, 4, 3), rel=1e-12)
+
+
+def test_ora_offline_name_loaded_and_edited_collections_agree():
+    # offline collections reuse a cached membership index; an edited copy must not
+    kegg = op.genesets.load("KEGG_2021_Human")
+    jak = kegg["JAK-STAT signaling pathway"]
+    rng = np.random.default_rng(8)
+    genes = list(rng.choice(sorted(kegg.genes - set(jak)), 200, replace=False)) + jak[:20]
+    res = pd.DataFrame({"gene": genes, "estimate": 1.0, "statistic": 1.0})
+    res["p_value"] = np.r_[rng.uniform(0.2, 1, 200), np.full(20, 1e-6)]
+    res["p_adj"] = multipletests(res["p_value"], method="fdr_bh")[1]
+    by_name = op.tl.ora(res, "KEGG_2021_Human")
+    by_obj = op.tl.ora(res, kegg)
+    by_dict = op.tl.ora(res, dict(kegg))
+    pd.testing.assert_frame_equal(by_name, by_obj)
+    cols = ["term", "set_size", "overlap", "p_value", "p_adj", "genes"]
+    pd.testing.assert_frame_equal(by_name[cols], by_dict[cols])
+    assert by_obj.attrs["collection"] == "KEGG_2021_Human"
+    # edit a set in place: the cached index must not be used for the edited collection
+    kegg["JAK-STAT signaling pathway"].append(genes[0])
+    edited = op.tl.ora(res, kegg).set_index("term")
+    ref = by_name.set_index("term")
+    term = "JAK-STAT signaling pathway"
+    assert edited.loc[term, "set_size"] == ref.loc[term, "set_size"] + 1
+    assert edited.attrs["collection"] == "KEGG_2021_Human"
+
+
+def test_set_index_restrict_matches_a_python_loop():
+    from olinkpipe.genesets.collections import SetIndex
+
+    sets = _sets(seed=9, n_sets=30)
+    sets["dup"] = ["G001", "G001", "G002"]
+    idx = SetIndex.from_sets(sets)
+    rng = np.random.default_rng(2)
+    universe = list(rng.choice(GENES, 120, replace=False)) + ["NOT_IN_ANY_SET"]
+    terms, mat = idx.restrict(universe, min_size=2, max_size=25)
+    pos = {g: i for i, g in enumerate(universe)}
+    expect = {}
+    for term, members in sets.items():
+        cols = sorted({pos[g] for g in members if g in pos})
+        if 2 <= len(cols) <= 25:
+            expect[term] = cols
+    assert list(terms) == list(expect)
+    assert mat.shape == (len(expect), len(universe))
+    for i, term in enumerate(terms):
+        assert mat.indices[mat.indptr[i] : mat.indptr[i + 1]].tolist() == expect[term]
+    assert set(mat.data.tolist()) <= {1}
+
+
+def test_gsea_plot_data_is_shared_read_only_and_json_safe():
+    import copy
+    import pickle
+
+    res, sets = _gsea_inputs()
+    out = op.tl.gsea(res, sets, permutations=20, seed=0)
+    ranking = out.attrs["ranking"]
+    # pandas deep-copies attrs on every operation: the heavy plot data must be shared
+    assert copy.deepcopy(out.attrs)["ranking"] is ranking
+    assert out[out["p_value"] <= 1].attrs["hits"] is out.attrs["hits"]
+    assert out.copy().attrs["gene_assay"] is out.attrs["gene_assay"]
+    with pytest.raises(TypeError, match="read-only"):
+        ranking["gene"] = ()
+    with pytest.raises(TypeError, match="read-only"):
+        out.attrs["hits"].update({})
+    assert isinstance(ranking["gene"], tuple)
+    back = json.loads(json.dumps(out.attrs))
+    assert back["ranking"]["gene"] == list(ranking["gene"])
+    assert back["hits"] == {k: list(v) for k, v in out.attrs["hits"].items()}
+    again = pickle.loads(pickle.dumps(out))
+    assert again.attrs["ranking"] == ranking and again.attrs["hits"] == out.attrs["hits"]
+    assert len(repr(out.attrs)) < 3000  # printing attrs does not dump the whole ranking

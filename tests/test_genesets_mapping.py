@@ -208,3 +208,24 @@ def test_builtin_table_is_well_formed():
         assert names and all(n for n in names.split("|")), gene
     panels = {p for ps in t["panels"] for p in ps.split(";")}
     assert {"INF", "IO", "CVD2", "CVD3", "ONC2", "NEU", "ODA", "DEV", "CRE", "CYT48"} <= panels
+
+
+def test_uniprot_wins_over_name_and_partial_uniprot_falls_back_to_name():
+    var = pd.DataFrame(
+        {
+            # a name that the alias table maps to CCL2, with IL2RB's accession: UniProt wins
+            "Assay": ["MCP-1", "IL12A_IL12B", "CGA_LHB", "IL-6"],
+            "UniProt": ["P14784", "P29459_Q99999", "P01215_P01229", "P05231"],
+        },
+        index=["a", "b", "c", "d"],
+    )
+    out = op.genesets.map_assays(var)
+    assert out.loc[out["OlinkID"] == "a", ["gene", "method"]].values.tolist() == [
+        ["IL2RB", "uniprot"]
+    ]
+    # one accession unknown to the table -> the name decides (split into both genes)
+    assert out.loc[out["OlinkID"] == "b", "gene"].tolist() == ["IL12A", "IL12B"]
+    assert out.loc[out["OlinkID"] == "c", "gene"].tolist() == ["CGA", "LHB"]
+    assert out.loc[out["OlinkID"] == "d", ["gene", "method"]].values.tolist() == [
+        ["IL6", "normalised"]
+    ]

@@ -72,8 +72,7 @@ def test_annotate_by_subject_in_place(adata):
     )
     clin["patient"] = clin["patient"].str.replace("P1001", "P1")
     clin = clin.drop_duplicates("patient")
-    with pytest.warns(OlinkpipeWarning, match="control"):
-        out = op.annotate(adata, clin, on="Subject", id_column="patient", copy=False)
+    out = op.annotate(adata, clin, on="Subject", id_column="patient", copy=False)
     assert out is adata
     assert adata.obs.loc["S2", "age"] == 60 and adata.obs.loc["1001", "age"] == 50
 

@@ -163,3 +163,10 @@ def test_every_error_is_an_olinkpipe_error():
     for cls in (NPXFormatError, MissingColumnError, DuplicateSampleError):
         assert issubclass(cls, OlinkpipeError)
     assert isinstance(pd.DataFrame(), pd.DataFrame)
+
+
+def test_repeated_column_names(tmp_path):
+    path = tmp_path / "dupcol.csv"
+    path.write_text("SampleID,OlinkID,Assay,NPX,NPX\nS1,O1,IL6,1,2\n")
+    with pytest.raises(NPXFormatError, match="'NPX' occur more than once"):
+        op.read_npx(path)

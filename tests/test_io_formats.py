@@ -111,3 +111,19 @@ def test_zip_holding_parquet_or_xlsx(tmp_path, inner):
     with pytest.warns(OlinkpipeWarning) if inner == "xlsx" else contextlib.nullcontext():
         adata = op.read_npx(path)
     assert adata.shape == (6, 6)
+
+
+def test_parquet_sniffed_despite_extension(tmp_path):
+    path = tmp_path / "export.csv"
+    pq.write_table(pa.Table.from_pandas(make_long(controls=False), preserve_index=False), path)
+    adata = op.read_npx(path)
+    assert adata.shape == (6, 6) and adata.uns["olinkpipe"]["format"] == "parquet"
+
+
+def test_gzip_long_csv(tmp_path):
+    df = make_long(controls=False)
+    path = tmp_path / "run_NPX.csv.gz"
+    df.to_csv(path, sep=";", index=False, compression="gzip")
+    adata = op.read_npx(path)
+    assert adata.shape == (6, 6)
+    np.testing.assert_array_equal(sort_long(op.to_long(adata))["NPX"], sort_long(df)["NPX"])

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 PANELS = [
-    ("Olink INFLAMMATION", "v.3021", "INF", ["IL6", "TNF", "CXCL8"]),
-    ("Olink CARDIOMETABOLIC", "v.3602", "CAM", ["CHL1", "NRP1", "TNF"]),
+    ("Olink Inflammation", "v.3021", "INF", ["IL6", "TNF", "CXCL8"]),
+    ("Olink Cardiometabolic", "v.3602", "CAM", ["CHL1", "NRP1", "TNF"]),
 ]
 
 
@@ -156,8 +156,17 @@ def wide_grid(
     """The cell grid of an NPX Manager wide export (layout A or B) of ``long``."""
     assays, keys, long = _wide_parts(long)
     panels = list(dict.fromkeys(assays["Panel"]))
-    full = [f"{p}({v})" for p, v in zip(assays["Panel"], assays["Panel_Version"], strict=True)]
-    panel_full = {p: f"{p}({long.loc[long.Panel == p, 'Panel_Version'].iloc[0]})" for p in panels}
+
+    # NPX Manager writes e.g. "Olink INFLAMMATION(v.3021)"
+    def shout(p: str) -> str:
+        return "Olink " + p.removeprefix("Olink ").upper() if p.startswith("Olink ") else p
+
+    full = [
+        f"{shout(p)}({v})" for p, v in zip(assays["Panel"], assays["Panel_Version"], strict=True)
+    ]
+    panel_full = {
+        p: f"{shout(p)}({long.loc[long.Panel == p, 'Panel_Version'].iloc[0]})" for p in panels
+    }
     value = long.set_index(["SampleID", "_occ", "OlinkID"])["NPX"]
     plate = long.drop_duplicates(["SampleID", "_occ", "Panel"]).set_index(
         ["SampleID", "_occ", "Panel"]

@@ -82,13 +82,13 @@ def test_data_model_contract(tmp_path):
     # numeric-looking SampleIDs stay text
     assert "1001" in adata.obs_names and adata.obs.loc["1001", "SampleID"] == "1001"
     # per-panel plate and QC
-    assert list(adata.obsm["PlateID"].columns) == ["Olink INFLAMMATION", "Olink CARDIOMETABOLIC"]
+    assert list(adata.obsm["PlateID"].columns) == ["Olink Inflammation", "Olink Cardiometabolic"]
     assert adata.obsm["PlateID"].loc["S1"].tolist() == ["Run_INF_plate1", "Run_CAM_plate1"]
     assert adata.obs.loc["S1", "PlateID"] == "Run_INF_plate1;Run_CAM_plate1"
     assert adata.obsm["QC_Warning"].loc["S2"].tolist() == ["Warning", "Pass"]
     assert adata.obs.loc["S2", "QC_Warning"] == "Warning" and not adata.obs.loc["S2", "qc_pass"]
     assert adata.obs.loc["S1", "QC_Warning"] == "PASS" and adata.obs.loc["S1", "qc_pass"]
-    inf = (adata.var["Panel"] == "Olink INFLAMMATION").to_numpy()
+    inf = (adata.var["Panel"] == "Olink Inflammation").to_numpy()
     i2 = adata.obs_names.get_loc("S2")
     assert (
         adata.layers["qc_warning"][i2, inf].all()

@@ -16,6 +16,7 @@ from test_io_helpers import (
 
 import olinkpipe as op
 from olinkpipe.errors import NPXFormatError, OlinkpipeWarning
+from olinkpipe.io.wide import olink_panel_name
 
 
 def _read(path, **kw):
@@ -24,7 +25,7 @@ def _read(path, **kw):
 
 
 def _check_against_long(adata, long: pd.DataFrame) -> None:
-    got = op.to_long(adata).rename(columns={"Quantified_value": "NPX"})
+    got = op.to_long(adata).rename(columns={"Quantified_value": "NPX", "Plate_LOD": "LOD"})
     m = long.merge(
         got,
         on=["SampleID", "OlinkID", "PlateID"],
@@ -38,7 +39,7 @@ def _check_against_long(adata, long: pd.DataFrame) -> None:
     np.testing.assert_allclose(m["LOD_w"], m["LOD"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(m["MissingFreq_w"], m["MissingFreq"], rtol=0, atol=1e-12)
     assert (m["Assay_w"] == m["Assay"]).all() and (m["UniProt_w"] == m["UniProt"]).all()
-    assert (m["Panel_w"] == m["Panel"]).all() and (
+    assert (m["Panel_w"] == m["Panel"].map(olink_panel_name)).all() and (
         m["Panel_Version_w"] == m["Panel_Version"]
     ).all()
 
@@ -61,7 +62,7 @@ def test_layout_a_xlsx_matches_long(tmp_path):
 
 def test_layout_b_summary_block_single_panel(tmp_path):
     long = make_long()
-    long = long[long.Panel == "Olink CARDIOMETABOLIC"].reset_index(drop=True)
+    long = long[long.Panel == "Olink Cardiometabolic"].reset_index(drop=True)
     grid = wide_grid(long, layout="B", normalization=False, trailing_space=None)
     path = write_wide_xlsx(tmp_path / "cvd2.xlsx", grid, sheet="CVD II", user_sheet_first=True)
     with pytest.warns(OlinkpipeWarning) as rec:
@@ -71,11 +72,12 @@ def test_layout_b_summary_block_single_panel(tmp_path):
     assert adata.shape == (8, 3)
     _check_against_long(adata, long)
     meta = adata.uns["olinkpipe"]["metadata"]
+    assert adata.uns["olinkpipe"]["source"] == [str(path)] and meta["Sheet"] == "CVD II"
     assert meta["# Plates"] == "2" and meta["Normalization Method"] == "Intensity Normalized (v.2)"
     assert meta["# Proteins detected > 75%"] == "3 / 3"
     assert "Normalization" not in adata.var
-    np.testing.assert_allclose(adata.obs["QC_Deviation_Inc_ctrl"], 0.1)
-    np.testing.assert_allclose(adata.obs["QC_Deviation_Det_ctrl"], -0.05)
+    np.testing.assert_allclose(adata.obs["QC Deviation Inc Ctrl"], 0.1)
+    np.testing.assert_allclose(adata.obs["QC Deviation Det Ctrl"], -0.05)
 
 
 def test_sheet_argument(tmp_path):
@@ -218,8 +220,8 @@ def test_flex_long_xlsx_numbers_as_text(tmp_path):
 
 def test_target48_quant_with_unit_row_and_quant_footers(tmp_path):
     long = make_long(controls=False)
-    long = long[long.Panel == "Olink INFLAMMATION"].copy()
-    long["Panel"] = "Olink Target 48 Cytokine"
+    long = long[long.Panel == "Olink Inflammation"].copy()
+    long["Panel"] = "Olink Target 48 Cytokine"  # the panel cell; read as "Olink Cytokine"
     grid = wide_grid(long, data_type="Quantified data", normalization=False, trailing_space=None)
     i_oid = next(k for k, r in enumerate(grid) if r and r[0] == "OlinkID")
     grid.insert(i_oid + 1, ["Unit"] + ["pg/mL"] * 3)
@@ -231,10 +233,48 @@ def test_target48_quant_with_unit_row_and_quant_footers(tmp_path):
     assert adata.var["Unit"].eq("pg/mL").all()
     np.testing.assert_array_equal(adata.var["LLOQ"], [0.5, 0.6, 0.7])
     np.testing.assert_array_equal(adata.var["ULOQ"], [900.0, 800.0, 700.0])
+    assert adata.var["Panel"].eq("Olink Cytokine").all()
+    assert "Plate_LOD" in op.to_long(adata).columns
     _check_against_long(adata, long)
+
+
+def test_olinkanalyze_panel_names():
+    assert olink_panel_name("Olink CARDIOVASCULAR III(v.6112)") == "Olink Cardiovascular III"
+    assert olink_panel_name("Olink Target 96 Cardiometabolic") == "Olink Cardiometabolic"
+    assert olink_panel_name("Olink Target 96 Immuno-Oncology") == "Olink Immuno-Oncology"
 
 
 def test_product_argument_overrides():
     long = make_long(controls=False)
     adata = op.io.from_long(long, product="Target 96 (custom)")
     assert adata.uns["olinkpipe"]["product"] == "Target 96 (custom)"
+
+
+def test_layout_b_as_csv(tmp_path):
+    long = make_long(controls=False)
+    long = long[long.Panel == "Olink Inflammation"].reset_index(drop=True)
+    grid = wide_grid(long, layout="B", normalization=False, trailing_space=None)
+    adata = op.read_npx(write_wide_csv(tmp_path / "b.csv", grid, sep=";", decimal=","))
+    assert adata.shape == (6, 3) and adata.uns["olinkpipe"]["metadata"]["# Plates"] == "2"
+    _check_against_long(adata, long)
+
+
+def test_pandas_fallback_when_openpyxl_fails(tmp_path, monkeypatch):
+    from olinkpipe.io import wide
+
+    long = make_long(controls=False)
+    path = write_wide_xlsx(tmp_path / "w.xlsx", wide_grid(long, trailing_space=None))
+
+    def broken(*args, **kwargs):
+        raise KeyError("There is no item named 'xl/drawings/drawing1.xml' in the archive")
+
+    monkeypatch.setattr(wide, "_openpyxl_grids", broken)
+    _check_against_long(op.read_npx(path), long)
+
+
+def test_hash_marker(tmp_path):
+    long = make_long(controls=False)
+    grid = wide_grid(long, markers={("S1", "OID01001"): "#"}, trailing_space=None)
+    with pytest.warns(OlinkpipeWarning, match="1 cell"):
+        adata = op.read_npx(write_wide_xlsx(tmp_path / "h.xlsx", grid))
+    assert np.isnan(adata["S1", "OID01001"].X[0, 0])

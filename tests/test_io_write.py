@@ -47,8 +47,7 @@ def test_parquet_metadata(tmp_path, adata):
 def test_h5ad_with_coded_layers_and_clinical(tmp_path):
     a = op.io.from_long(make_explore())
     clin = pd.DataFrame({"SampleID": ["S01", "S02"], "dose": [1.5, None], "arm": ["A", None]})
-    with pytest.warns(OlinkpipeWarning):
-        a = op.annotate(a, clin, id_column="SampleID")
+    a = op.annotate(a, clin, id_column="SampleID")
     path = op.io.write(a, tmp_path / "e.h5ad")
     back = ad.read_h5ad(path)
     pd.testing.assert_frame_equal(

@@ -178,3 +178,21 @@ def test_model_errors():
         res = op.tl.anova(adata, formula_terms="Site")
     assert res.attrs["excluded_samples"] == ["S000"]
     assert any(issubclass(x.category, OlinkpipeWarning) for x in w)
+
+
+def test_longitudinal_lr_test_matches_statsmodels_ml_fits():
+    adata = make_long(seed=8, m=2)
+    res = op.tl.longitudinal(
+        adata, time="Time", subject="Subject", reference="D0", test="lr", progress=False
+    )
+    res = res.set_index(["OlinkID", "term"])
+    for j, oid in enumerate(adata.var_names):
+        df = _frame(adata, j)
+        full = smf.mixedlm("y ~ C(Time, Treatment('D0'))", df, groups=df["Subject"]).fit(
+            reml=False
+        )
+        null = smf.mixedlm("y ~ 1", df, groups=df["Subject"]).fit(reml=False)
+        lr = 2 * (full.llf - null.llf)
+        assert res.loc[(oid, "time"), "statistic"] == pytest.approx(lr, rel=1e-4)
+        assert res.loc[(oid, "time"), "p_value"] == pytest.approx(stats.chi2.sf(lr, 2), rel=1e-3)
+    assert "likelihood-ratio" in res.attrs["test"]

@@ -142,3 +142,45 @@ def test_enrichment_colours_follow_direction_and_empty_errors():
         op.pl.enrichment(res.iloc[:0])
     with pytest.raises(op.errors.DesignError, match="kind"):
         op.pl.enrichment(res, kind="pie")
+
+
+def test_pathway_rows_labels_and_significance(tmp_path):
+    # one row per assay: a combined assay is one row naming both genes; an assay name
+    # measured on two panels carries its panel; p_adj is printed, significant in bold
+    res = pd.DataFrame(
+        {
+            "OlinkID": ["OID1", "OID2", "OID3", "OID4", "OID5", "OID6"],
+            "Assay": ["IL6", "IL6", "IL12", "IL-2RB", "ACTB", "IL-10RB"],
+            "UniProt": ["P05231", "P05231", "P29459_P29460", "P14784", "P60709", "Q08334"],
+            "Panel": ["Inflammation", "Oncology", "Immuno-Oncology", "Inflammation", "X", "Y"],
+            "estimate": [1.2, 0.9, 0.3, 1.5, 2.0, -0.8],
+            "ci_low": [0.8, 0.4, -0.2, 1.0, 1.5, -1.2],
+            "ci_high": [1.6, 1.4, 0.8, 2.0, 2.5, -0.4],
+            "p_adj": [0.001, 0.02, 0.4, 1e-5, 1e-6, 0.003],
+        }
+    )
+    res.attrs = {"sign": "post - pre", "conf_level": 0.95}
+    sets = {"JAK": ["IL6", "IL12A", "IL12B", "IL2RB", "IL10RB", "STAT3"]}
+    fig, ax = plt.subplots()
+    assert op.pl.pathway(res, sets, "JAK", ax=ax) is ax
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    # sorted by estimate, largest on top (ACTB is not in the set)
+    assert labels == [
+        "IL-10RB (IL10RB)",
+        "IL12 (IL12A, IL12B)",
+        "IL6 [Oncology]",
+        "IL6 [Inflammation]",
+        "IL-2RB (IL2RB)",
+    ]
+    bold = [t.get_fontweight() == "bold" for t in ax.get_yticklabels()]
+    assert bold == [True, False, True, True, True]
+    points = ax.collections[-1].get_offsets()
+    np.testing.assert_allclose(points[:, 0], [-0.8, 0.3, 0.9, 1.2, 1.5])
+    texts = [t.get_text() for t in ax.texts]
+    assert "1.0e-05" in texts and "0.400" in texts and "p_adj" in texts
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["up (3)", "down (1)", "not significant (1)"]
+    assert "4 of 5 measured members" in ax.get_title()
+    assert ax.get_xlabel() == "estimate (post - pre), 95% CI"
+    fig.savefig(tmp_path / "pathway.png")
+    plt.close(fig)

@@ -1,8 +1,11 @@
 """Normalization: every factor against an independent pandas groupby computation.
 
-Data have NaNs, unequal assay sets and renamed bridge samples. Tolerances: factors 1e-12
-(pandas and numpy take the same middle order statistics, so they agree to rounding);
-``normalized − original == factor`` to 1e-12 (one float addition).
+Data have NaNs, unequal assay sets (and the second project lists its samples and assays in
+another order) and renamed bridge samples. Tolerances: factors 1e-12 (pandas and numpy take
+the same middle order statistics, so they agree to rounding). Shifts are checked two ways
+for every NPX and LOD value: ``normalized == original + factor`` bit for bit (one IEEE
+addition, as OlinkAnalyze's ``NPX + Adj_factor``), and ``normalized − original == factor``
+to 1e-12 (the subtraction rounds).
 """
 
 from __future__ import annotations
@@ -37,10 +40,27 @@ def long(adata, value="X"):
     return out
 
 
+def assert_shifted(res, project, original, factor):
+    """Rows of ``project`` in ``res`` are ``original`` (matched by name, not position) plus
+    ``factor`` (per assay of ``res``, or a samples × assays matrix) in NPX and LOD."""
+    part = res[(res.obs["Project"] == project).to_numpy()]
+    assert list(part.obs["SampleID"]) == list(original.obs["SampleID"])
+    orig = original[:, list(res.var_names)]  # by OlinkID, independent of the code's alignment
+    f = np.broadcast_to(np.asarray(factor, dtype=float), orig.shape)
+    for new, old in ((part.X, orig.X), (part.layers["lod"], orig.layers["lod"])):
+        np.testing.assert_array_equal(np.isnan(new), np.isnan(old))
+        np.testing.assert_array_equal(new, old + f)  # bit for bit, NaN where NaN
+        ok = ~np.isnan(old)
+        np.testing.assert_allclose((new - old)[ok], f[ok], rtol=0, atol=TOL)
+
+
 @pytest.fixture
 def projects():
     ref = make_adata(40, 24, seed=1, project="P1", assay_start=1)
     other = make_adata(36, 24, seed=2, project="P2", assay_start=3, shift=0.8, prefix="T")
+    # the second run lists its samples and assays in another order
+    rng = np.random.default_rng(99)
+    other = other[rng.permutation(other.n_obs)][:, rng.permutation(other.n_vars)].copy()
     # bridge samples renamed in the second run: S1..S6 in ref are T1..T6 in other
     mapping = {f"S{i}": f"T{i}" for i in range(1, 7)}
     # an assay with no bridge value in other -> factor 0 with a warning
@@ -82,22 +102,29 @@ def test_bridge_factor_matches_pandas_groupby_median(projects):
     np.testing.assert_array_equal(tab["n_pairs"].to_numpy(), n_pairs.to_numpy())
 
 
-def test_bridge_shift_is_exact_for_every_value_and_lod(projects):
+@pytest.mark.parametrize("method", ["median", "paired"])
+def test_bridge_shift_is_exact_for_every_value_and_lod(projects, method):
     ref, other, mapping = projects
-    res = _quiet(op.pp.bridge_normalize, ref, other, mapping)
-    common = _common(ref, other)
+    res = _quiet(op.pp.bridge_normalize, ref, other, mapping, method=method)
     f = res.var["Adj_factor"].to_numpy()
-    is_o = (res.obs["Project"] == "P2").to_numpy()
-    for layer in ("X", "lod"):
-        new = res.X if layer == "X" else res.layers["lod"]
-        old_o = other if layer == "X" else other.layers["lod"]
-        old_o = other[:, common].X if layer == "X" else other[:, common].layers["lod"]
-        old_r = ref[:, common].X if layer == "X" else ref[:, common].layers["lod"]
-        assert np.array_equal(np.isnan(new[is_o]), np.isnan(old_o))
-        diff = new[is_o] - old_o
-        ok = ~np.isnan(diff)
-        np.testing.assert_allclose(diff[ok], np.broadcast_to(f, diff.shape)[ok], atol=TOL)
-        np.testing.assert_array_equal(new[~is_o], old_r)  # reference untouched
+    assert_shifted(res, "P2", other, f)
+    assert_shifted(res, "P1", ref, 0.0)  # reference untouched
+    # boolean layers are carried over, and still say X < LOD after the shift
+    np.testing.assert_array_equal(res.layers["below_lod"], res.X < res.layers["lod"])
+    np.testing.assert_array_equal(
+        res.layers["qc_warning"][res.obs["Project"].to_numpy() == "P2"],
+        other[:, list(res.var_names)].layers["qc_warning"],
+    )
+
+
+def test_bridge_mapping_forms_agree(projects):
+    ref, other, mapping = projects
+    want = _quiet(op.pp.bridge_normalize, ref, other, mapping).var["Adj_factor"]
+    pairs = list(mapping.items())
+    frame = pd.DataFrame(pairs, columns=["ref", "other"])
+    for form in (pairs, frame):
+        got = _quiet(op.pp.bridge_normalize, ref, other, form).var["Adj_factor"]
+        np.testing.assert_array_equal(got, want)
 
 
 def test_bridge_result_layout(projects):
@@ -182,10 +209,14 @@ def test_subset_factor_matches_pandas(projects):
     common = _common(ref, other)
     expected = (med_r.reindex(common) - med_o.reindex(common)).fillna(0.0)
     np.testing.assert_allclose(res.var["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
-    is_o = (res.obs["Project"] == "P2").to_numpy()
-    diff = res.layers["lod"][is_o] - other[:, common].layers["lod"]
-    np.testing.assert_allclose(diff, np.broadcast_to(expected.to_numpy(), diff.shape), atol=TOL)
+    assert_shifted(res, "P2", other, res.var["Adj_factor"].to_numpy())
+    assert_shifted(res, "P1", ref, 0.0)
     assert res.obs["norm_sample"].sum() == len(rs) + len(os_)
+    tab = res.uns["olinkpipe"]["normalization"]["subset_normalize"]["factors"]
+    np.testing.assert_allclose(tab["median_reference"], med_r.reindex(common), atol=TOL)
+    np.testing.assert_array_equal(
+        tab["n_other"], lo[lo["SampleID"].isin(os_)].groupby("OlinkID")["NPX"].count()[common]
+    )
 
 
 @pytest.mark.parametrize("controls", ["keep", "drop"])
@@ -201,6 +232,10 @@ def test_intensity_factor_matches_pandas(projects, controls):
         "NPX"
     ].median().reindex(common)
     np.testing.assert_allclose(res.var["Adj_factor"].to_numpy(), expected.to_numpy(), atol=TOL)
+    assert_shifted(res, "P2", other, expected.to_numpy())
+    n_ctrl = int(ref.obs["is_control"].sum() + other.obs["is_control"].sum())
+    n_used = ref.n_obs + other.n_obs - (n_ctrl if controls == "drop" else 0)
+    assert res.obs["norm_sample"].sum() == n_used
 
 
 def test_reference_median_normalize_matches_pandas():
@@ -219,8 +254,8 @@ def test_reference_median_normalize_matches_pandas():
     np.testing.assert_allclose(
         np.nanmedian(res.X[: len(samples)], axis=0), refmed["Reference_NPX"], atol=1e-12
     )
-    diff = res.layers["lod"] - a[:, res.var_names].layers["lod"]
-    np.testing.assert_allclose(diff, np.broadcast_to(expected.to_numpy(), diff.shape), atol=TOL)
+    assert_shifted(res, "Study", a, expected.to_numpy())
+    assert "Project" not in a.obs and "Adj_factor" not in a.var  # input untouched
     ex = res.uns["olinkpipe"]["excluded"]
     assert set(ex["id"]) == {"OID00009", "OID00010"}
     assert (res.obs["Project"] == "Study").all()
@@ -243,6 +278,12 @@ def test_normalize_plates_matches_pandas():
     np.testing.assert_allclose(
         got.reindex(expected.index).to_numpy(), expected.to_numpy(), atol=TOL
     )
+    # every NPX and LOD moves by its plate's factor (bit for bit), controls included
+    cell = expected.unstack("OlinkID").reindex(columns=a.var_names)
+    F = cell.loc[a.obs["PlateID"]].to_numpy()
+    res.obs["Project"] = "P"
+    a.obs["Project"] = "P"
+    assert_shifted(res, "P", a, F)
     # after normalization every plate's median equals the overall median
     study = ~res.obs["is_control"].to_numpy()
     for plate in ("P_plate1", "P_plate2", "P_plate3"):
@@ -326,10 +367,15 @@ def test_intensity_qc_warning_drop():
     a = make_adata(20, 6, seed=11, n_controls=0)
     b = make_adata(20, 6, seed=12, n_controls=0, shift=0.5)
     res = op.pp.intensity_normalize(a, b, qc_warning="drop")
-    ka, kb = a.obs["qc_pass"].to_numpy(), b.obs["qc_pass"].to_numpy()
-    expected = np.nanmedian(a.X[ka], axis=0) - np.nanmedian(b.X[kb], axis=0)
-    np.testing.assert_allclose(res.var["Adj_factor"], expected, atol=TOL)
-    assert res.obs["norm_sample"].sum() == ka.sum() + kb.sum()
+    la, lb = long(a), long(b)
+    pa = la["SampleID"].map(a.obs.set_index("SampleID")["QC_Warning"]).eq("PASS")
+    pb = lb["SampleID"].map(b.obs.set_index("SampleID")["QC_Warning"]).eq("PASS")
+    expected = (
+        la[pa].groupby("OlinkID")["NPX"].median() - lb[pb].groupby("OlinkID")["NPX"].median()
+    )
+    np.testing.assert_allclose(res.var["Adj_factor"], expected[res.var_names], atol=TOL)
+    assert_shifted(res, "P2", b, expected[res.var_names].to_numpy())
+    assert res.obs["norm_sample"].sum() == a.obs["qc_pass"].sum() + b.obs["qc_pass"].sum()
 
 
 def test_bridge_result_writes_to_h5ad(projects, tmp_path):
@@ -358,3 +404,29 @@ def test_normalize_plates_plate_without_study_samples_warns():
     np.testing.assert_array_equal(res.X[ctrl], a.X[ctrl])  # factor 0 on that plate
     tab = res.uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]
     assert (tab.loc[tab["PlateID"] == "ctrl_plate", "n"] == 0).all()
+
+
+def test_bridge_coded_and_measured_layers_are_merged():
+    a = make_adata(10, 6, seed=14, n_controls=0)
+    b = make_adata(10, 6, seed=15, n_controls=0, shift=0.5)
+    rng = np.random.default_rng(0)
+    cats_a, cats_b = ["PASS", "WARN"], ["ASSAY_WARN", "PASS"]  # different category lists
+    code_a = rng.integers(-1, 2, a.shape).astype(np.int32)
+    code_b = rng.integers(-1, 2, b.shape).astype(np.int32)
+    a.layers["QC_Flag"], b.layers["QC_Flag"] = code_a, code_b
+    a.uns["olinkpipe"]["coded_layers"] = {"QC_Flag": cats_a}
+    b.uns["olinkpipe"]["coded_layers"] = {"QC_Flag": cats_b}
+    measured = np.ones(b.shape, dtype=bool)
+    measured[0, :3] = False  # b is not a full grid
+    b.layers["measured"] = measured
+    res = op.pp.bridge_normalize(a, b, ["S1", "S2", "S3"])
+    cats = list(res.uns["olinkpipe"]["coded_layers"]["QC_Flag"])
+
+    def labels(codes, categories):
+        return np.where(codes < 0, "", np.asarray(categories, dtype=object)[codes])
+
+    got = labels(res.layers["QC_Flag"], cats)
+    want = np.vstack([labels(code_a, cats_a), labels(code_b, cats_b)])
+    np.testing.assert_array_equal(got, want)
+    expected_measured = np.vstack([np.ones(a.shape, dtype=bool), measured])
+    np.testing.assert_array_equal(res.layers["measured"], expected_measured)

@@ -13,11 +13,14 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib import metadata, resources
 from os import PathLike
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from ..errors import MissingColumnError, OlinkpipeError, ValidationError, format_message
 
@@ -105,6 +108,7 @@ def _unique(genes: Iterable[str] | str) -> list[str]:
     return list(seen)
 
 
+@functools.cache
 def _package_version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -364,3 +368,100 @@ def as_collection(gene_sets: object) -> GeneSetCollection:
         hint=f"Offline collections: {available()!r}.",
     )
     raise ValidationError(msg)
+
+
+# ---------------------------------------------------------------------------------------
+# Membership index: sets x genes as a sparse 0/1 matrix (cached for offline collections)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetIndex:
+    """A collection as a sparse sets × genes 0/1 matrix (CSC, for fast column slicing).
+
+    ``genes`` is a :class:`pandas.Index` of every member gene (its hash table maps
+    symbols to columns in one vectorised call); ``terms`` the set names in row order.
+    """
+
+    terms: np.ndarray
+    genes: pd.Index
+    matrix: sparse.csc_matrix
+
+    @classmethod
+    def from_sets(cls, sets: Mapping[str, Iterable[str]]) -> SetIndex:
+        """Build from ``term -> genes`` (duplicates within a set count once)."""
+        terms = list(sets)
+        members = [list(dict.fromkeys(sets[t])) for t in terms]
+        lengths = np.fromiter((len(m) for m in members), dtype=np.int64, count=len(members))
+        flat = pd.Index([g for m in members for g in m], dtype=object)
+        codes, uniques = pd.factorize(flat, sort=True)
+        rows = np.repeat(np.arange(len(terms), dtype=np.int64), lengths)
+        mat = sparse.csc_matrix(
+            (np.ones(len(codes), dtype=np.int8), (rows, codes.astype(np.int64))),
+            shape=(len(terms), len(uniques)),
+        )
+        mat.sum_duplicates()
+        return cls(np.asarray(terms, dtype=object), pd.Index(uniques, dtype=object), mat)
+
+    def restrict(
+        self, universe: Iterable[str], *, min_size: int, max_size: int
+    ) -> tuple[np.ndarray, sparse.csr_matrix]:
+        """Sets restricted to ``universe`` (columns in that order), size-filtered.
+
+        Returns the kept terms and their sets × universe CSR 0/1 matrix; genes of the
+        universe outside the collection get an empty column.
+        """
+        universe = pd.Index(list(universe), dtype=object)
+        cols = self.genes.get_indexer(universe)
+        inside = cols >= 0
+        sub = self.matrix[:, cols[inside]].tocsr()
+        sub.sort_indices()
+        if not inside.all():  # renumber columns: empty ones for genes outside the collection
+            perm = np.flatnonzero(inside)
+            sub = sparse.csr_matrix(
+                (sub.data, perm[sub.indices], sub.indptr), shape=(sub.shape[0], len(universe))
+            )
+        sizes = np.diff(sub.indptr)
+        keep = (sizes >= min_size) & (sizes <= max_size)
+        return self.terms[keep], sub[keep]
+
+
+@dataclass(frozen=True)
+class _OfflineIndex:
+    index: SetIndex
+    reference: dict[str, list[str]]  # the parsed sets, to recognise an unmodified load()
+
+
+@functools.lru_cache(maxsize=8)
+def _offline_index(name: str) -> _OfflineIndex:
+    sets = {t: list(g) for t, g in _read_offline(name)}
+    return _OfflineIndex(SetIndex.from_sets(sets), sets)
+
+
+def collection_index(gene_sets: object) -> tuple[SetIndex, dict[str, object]]:
+    """The membership index of ``gene_sets`` and its JSON-safe provenance.
+
+    An offline collection given by name, or an unmodified :func:`load` of it, reuses an
+    index built once per session; anything else is indexed on the fly.
+    """
+    name = None
+    if isinstance(gene_sets, str) and gene_sets in OFFLINE:
+        name = gene_sets
+    elif isinstance(gene_sets, GeneSetCollection) and gene_sets.name in OFFLINE:
+        ref = _offline_index(gene_sets.name).reference
+        if len(gene_sets) == len(ref) and all(
+            gene_sets.get(t) == genes for t, genes in ref.items()
+        ):
+            name = gene_sets.name
+    if name is not None:
+        package, rel = OFFLINE[name]
+        cached = _offline_index(name)
+        info = {
+            "collection": name,
+            "collection_source": f"{package}:{rel}",
+            "collection_version": _package_version(package),
+            "n_sets_in_collection": len(cached.reference),
+        }
+        return cached.index, info
+    coll = as_collection(gene_sets)
+    return SetIndex.from_sets(coll), coll.describe()

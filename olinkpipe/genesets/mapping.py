@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 
 import anndata as ad
@@ -91,10 +91,18 @@ def _known_symbols() -> frozenset[str]:
     return frozenset(genes)
 
 
-def _split_uniprot(value: object) -> list[str]:
-    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+def _uniprot_text(value: object) -> str:
+    """The UniProt cell as text; ``""`` for None/NaN/empty (a float is never an accession)."""
+    if value is None or isinstance(value, float):
+        return ""
+    text = str(value).strip()
+    return "" if text.upper() in ("NA", "NAN", "NONE") else text
+
+
+def _split_uniprot(text: str) -> list[str]:
+    if not text:
         return []
-    parts = [p for p in _UNIPROT_SPLIT.split(str(value).strip()) if p and p.upper() != "NA"]
+    parts = [p for p in _UNIPROT_SPLIT.split(text) if p and p.upper() != "NA"]
     return [p.split("-")[0] for p in parts]  # drop isoform suffixes (P49763-3)
 
 
@@ -109,16 +117,19 @@ def _by_symbol(name: str, known: frozenset[str]) -> tuple[str | None, str]:
     return None, "unmapped"
 
 
-def _map_one(assay: str, uniprot: object, known: frozenset[str]) -> tuple[list[str], str]:
+@functools.lru_cache(maxsize=65536)
+def _map_one(assay: str, uniprot: str) -> tuple[tuple[str, ...], str]:
+    """Genes and method of one (assay name, UniProt text); cached across calls."""
     by_uniprot, by_name = _lookups()
+    known = _known_symbols()
     ups = _split_uniprot(uniprot)
     if ups and all(u in by_uniprot for u in ups):
-        return list(dict.fromkeys(by_uniprot[u] for u in ups)), "uniprot"
+        return tuple(dict.fromkeys(by_uniprot[u] for u in ups)), "uniprot"
     if _norm(assay) in by_name:
-        return by_name[_norm(assay)], "alias"
+        return tuple(by_name[_norm(assay)]), "alias"
     gene, how = _by_symbol(assay, known)
     if gene is not None and how != "assumed_symbol":
-        return [gene], how
+        return (gene,), how
     # Combined assays (IL12A_IL12B, CGA_LHB, MIC-A/B style)
     parts = [p for p in _NAME_SPLIT.split(assay) if p]
     if len(parts) > 1:
@@ -132,10 +143,10 @@ def _map_one(assay: str, uniprot: object, known: frozenset[str]) -> tuple[list[s
                 break
             genes.append(g)
         else:
-            return list(dict.fromkeys(genes)), "symbol"
+            return tuple(dict.fromkeys(genes)), "symbol"
     if gene is not None:
-        return [gene], how
-    return [], "unmapped"
+        return (gene,), how
+    return (), "unmapped"
 
 
 def _user_lookup(mapping: Mapping | pd.DataFrame | None) -> dict[str, list[str]]:
@@ -203,6 +214,40 @@ def _assay_frame(adata_or_var: ad.AnnData | pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def map_rows(
+    ids: Sequence[str],
+    assays: Sequence[str],
+    uniprots: Sequence[object],
+    *,
+    controls: Sequence[bool] | None = None,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Genes and method for each assay (row), in input order; the engine of map_assays.
+
+    ``method`` is one of :data:`METHODS`, ``"control"`` or ``"unmapped"`` (no genes).
+    """
+    user = _user_lookup(mapping)
+    genes_out: list[tuple[str, ...]] = []
+    methods: list[str] = []
+    ctrl = controls if controls is not None else [False] * len(ids)
+    for oid, assay, up, is_ctrl in zip(ids, assays, uniprots, ctrl, strict=True):
+        up_text = _uniprot_text(up)
+        if user:
+            hit = next((user[k] for k in (str(oid), str(assay), up_text) if k in user), None)
+            if hit is not None:
+                genes_out.append(tuple(hit))
+                methods.append("user" if hit else "unmapped")
+                continue
+        if is_ctrl:
+            genes_out.append(())
+            methods.append("control")
+            continue
+        genes, how = _map_one(str(assay), up_text)
+        genes_out.append(genes)
+        methods.append(how)
+    return genes_out, methods
+
+
 def map_assays(
     adata_or_var: ad.AnnData | pd.DataFrame,
     *,
@@ -251,38 +296,32 @@ def map_assays(
     ['IL2RB', 'CCL2', 'IL12A', 'IL12B']
     """
     frame = _assay_frame(adata_or_var)
-    user = _user_lookup(mapping)
-    known = _known_symbols()
+    genes_per_row, methods = map_rows(
+        frame["OlinkID"].tolist(),
+        frame["Assay"].tolist(),
+        frame["UniProt"].tolist(),
+        controls=frame["_control"].tolist(),
+        mapping=mapping,
+    )
     rows: list[tuple[str, str, object, object, str]] = []
     unmapped: list[str] = []
+    unmapped_names: list[str] = []
     controls: list[str] = []
-    cache: dict[tuple[str, str], tuple[list[str], str]] = {}
-    for oid, assay, up, ctrl in frame[["OlinkID", "Assay", "UniProt", "_control"]].itertuples(
-        index=False, name=None
+    for oid, assay, up, genes, how in zip(
+        frame["OlinkID"], frame["Assay"], frame["UniProt"], genes_per_row, methods, strict=True
     ):
-        genes: list[str] | None = None
-        how = ""
-        for key in (oid, assay, "" if up is None else str(up)):
-            if key in user:
-                genes, how = user[key], "user"
-                break
-        if genes is None and ctrl:
+        if how == "control":
             controls.append(oid)
             rows.append((oid, assay, up, np.nan, "control"))
-            continue
-        if genes is None:
-            ck = (assay, str(up))
-            if ck not in cache:
-                cache[ck] = _map_one(assay, up, known)
-            genes, how = cache[ck]
-        if not genes:
+        elif not genes:
             unmapped.append(oid)
+            unmapped_names.append(assay)
             rows.append((oid, assay, up, np.nan, "unmapped"))
-            continue
-        rows.extend((oid, assay, up, g, how) for g in genes)
+        else:
+            rows.extend((oid, assay, up, g, how) for g in genes)
     out = pd.DataFrame(rows, columns=["OlinkID", "Assay", "UniProt", "gene", "method"])
     if unmapped:
-        names = frame.set_index("OlinkID").loc[unmapped, "Assay"].tolist()
+        names = unmapped_names
         warn(
             f"map_assays: {len(unmapped)} assay(s) could not be mapped to a gene symbol and "
             f"are kept with gene=NaN: {preview(names)}. Pass mapping={{assay: gene}} to fix.",

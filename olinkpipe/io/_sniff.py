@@ -25,7 +25,7 @@ class TextInfo:
 
 
 def container(head: bytes) -> str:
-    """``"empty"``, ``"parquet"``, ``"zip"``, ``"xls"`` or ``"text"`` from the first bytes."""
+    """``"empty"``, ``"parquet"``, ``"zip"``, ``"gzip"``, ``"xls"`` or ``"text"``."""
     if not head.strip(b" \t\r\n\x00\xef\xbb\xbf"):
         return "empty"
     if head[:4] == b"PAR1":
@@ -34,6 +34,8 @@ def container(head: bytes) -> str:
         return "zip"
     if head[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         return "xls"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
     return "text"
 
 

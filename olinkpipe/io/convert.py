@@ -404,6 +404,14 @@ def from_long(
     table = _to_table(data)
     where = file or "long table"
     columns = list(table.column_names)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        msg = format_message(
+            f"column name(s) {preview(repeated)} occur more than once in the header",
+            file=file,
+            hint="Rename or delete the repeated columns.",
+        )
+        raise NPXFormatError(msg)
     roles = resolve_roles(columns)
     missing = [r for r in ("sample", "olinkid", "value") if roles[r] is None]
     if missing:
@@ -574,7 +582,8 @@ def from_long(
     # rows grouped by sample (Explore) or by assay (Target 96)? to_long writes them back so
     if len(flat) > 1:
         sample_changes = int(np.count_nonzero(rows_o[1:] != rows_o[:-1]))
-        assay_changes = int(np.count_nonzero((flat[1:] % n_assay) != (flat[:-1] % n_assay)))
+        rows_a = a_codes if keep_rows is None else a_codes[keep_rows]
+        assay_changes = int(np.count_nonzero(rows_a[1:] != rows_a[:-1]))
         row_order = "sample" if sample_changes < assay_changes else "assay"
     else:
         row_order = "assay"
@@ -685,14 +694,9 @@ def from_long(
 
     # --- obs ----------------------------------------------------------------------------------
     sample_names = s_uni[o_sample].astype(object)
-    plates_joined = np.array(
-        [";".join(dict.fromkeys(p for p in row if p)) for row in plate_mat], dtype=object
-    )
     is_pass_op = _is_pass(qc_mat.ravel()).reshape(n_obs, n_panel)
-    qc_joined = []
-    for i in range(n_obs):
-        bad = [v for v, ok in zip(qc_mat[i], is_pass_op[i], strict=True) if not ok]
-        qc_joined.append("PASS" if not bad else ";".join(dict.fromkeys(bad)))
+    plates_joined = _join_rows(plate_mat, plate_mat != "", "")
+    qc_joined = _join_rows(qc_mat, ~is_pass_op, "PASS")
     index = np.asarray([str(x) for x in sample_names], dtype=object)
     if dup_sample_codes.size:
         dup_mask = np.isin(o_sample, dup_sample_codes)
@@ -790,6 +794,19 @@ def _as_series(values: np.ndarray, dtype: str, index: pd.Index) -> np.ndarray:
     if dtype == "bool" and values.dtype.kind == "f" and not np.isnan(values).any():
         return values.astype(bool)
     return values
+
+
+def _join_rows(mat: np.ndarray, keep: np.ndarray, empty: str) -> np.ndarray:
+    """Per row, the distinct kept values joined with ";" (``empty`` when none); the work is
+    done once per distinct row pattern."""
+    codes, uniques = pd.factorize(pd.Series(mat.ravel(), dtype=object).astype(str))
+    codes = np.where(keep.ravel(), codes, -1).reshape(mat.shape)
+    patterns, inverse = np.unique(codes, axis=0, return_inverse=True)
+    joined = [
+        ";".join(dict.fromkeys(str(uniques[c]) for c in row if c >= 0)) or empty
+        for row in patterns
+    ]
+    return np.asarray(joined, dtype=object)[np.asarray(inverse).ravel()]
 
 
 def _make_unique(index: np.ndarray) -> np.ndarray:

@@ -84,7 +84,8 @@ def read_npx(
       multi-panel layout and the single-panel layout with a summary block; the NPX sheet
       is found by content in multi-sheet workbooks;
     * Olink Flex long xlsx (numbers stored as text);
-    * a ``.zip`` holding one of these (checksum and README files are ignored).
+    * a ``.zip`` holding one of these (checksum and README files are ignored), or a
+      gzip-compressed file.
 
     Text markers ``> ULOQ``, ``< LLOQ``, ``No Data`` and ``#`` read as NaN (with a warning).
     Control samples and control assays are kept and flagged (``obs["is_control"]``,
@@ -174,6 +175,16 @@ def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.A
         raise NPXFormatError(msg)
     if kind == "zip":
         return _read_zip(src, name, opts)
+    if kind == "gzip":
+        import gzip
+
+        try:
+            with gzip.open(src if isinstance(src, Path) else src, "rb") as fh:
+                data = fh.read()
+        except (OSError, EOFError) as err:
+            msg = format_message(f"corrupt gzip file ({err})", file=name)
+            raise NPXFormatError(msg) from err
+        return _read_any(io.BytesIO(data), name, data[:HEAD_BYTES], opts)
     info = _sniff.inspect_text(head, sep=opts["sep"])
     if info.layout == "long":
         return _read_long_text(src, name, info, opts)

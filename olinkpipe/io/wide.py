@@ -40,6 +40,12 @@ WIDE_TYPES = {"npx data": "NPX", "quantified data": "Quantified", "ct data": "Ct
 VALUE_COLUMN = {"NPX": "NPX", "Quantified": "Quantified_value", "Ct": "Ct"}
 FOOTER = {
     "lod": "LOD",
+    "plate lod": "PlateLOD",
+    "max lod": "MaxLOD",
+    "assay warning": "Assay_Warning",
+    "lowest quantifiable level": "Plate_LQL",
+    "lloq": "LLOQ",
+    "uloq": "ULOQ",
     "missing data freq.": "MissingFreq",
     "missing data freq": "MissingFreq",
     "normalization": "Normalization",
@@ -62,7 +68,32 @@ HEADER_LABELS = {
     "olinkid": "OlinkID",
 }
 _PANEL_VERSION = re.compile(r"^(.*?)\s*\((v\.[^)]*)\)\s*$")
-_QCDEV_NAMES = {"inc ctrl 2": "QC_Deviation_Inc_ctrl", "det ctrl": "QC_Deviation_Det_ctrl"}
+# names as OlinkAnalyze::read_NPX gives them
+_QCDEV_NAMES = {
+    "inc ctrl 1": "QC Deviation Inc Ctrl",
+    "inc ctrl 2": "QC Deviation Inc Ctrl",
+    "inc ctrl": "QC Deviation Inc Ctrl",
+    "det ctrl": "QC Deviation Det Ctrl",
+}
+
+
+def olink_panel_name(raw: str) -> str:
+    """Panel name as OlinkAnalyze's ``read_NPX`` writes it for wide exports.
+
+    The ``(v.xxxx)`` suffix is dropped, "Olink", "Target 96" and "Target 48" are removed,
+    the rest is title-cased with Roman numerals upper-cased, and "Olink " put in front:
+    ``"Olink CARDIOVASCULAR III(v.6112)"`` and ``"Olink Target 96 Cardiovascular III"``
+    both become ``"Olink Cardiovascular III"``.
+    """
+    name = re.sub(r"\(.*\)", "", raw)
+    name = re.sub(r"(?i)\btarget\s*(96|48)\b", "", name)
+    name = re.sub(r"(?i)\bolink\b", "", name)
+    words = []
+    for w in name.split():
+        t = w.title()
+        words.append(t.upper() if re.fullmatch(r"(?i)[ivx]+", w) else t)
+    return " ".join(["Olink", *words]) if words else raw.strip()
+
 
 Grid = list[list[Any]]
 
@@ -93,20 +124,25 @@ def _trim(grid: Grid) -> Grid:
     return rows
 
 
+def _openpyxl_grids(src: Path | IO[bytes]) -> dict[str, Grid]:
+    """Sheets via openpyxl read-only mode, dimensions reset (olinkr writes ``A1:A1``)."""
+    import openpyxl
+
+    wb = openpyxl.load_workbook(src, read_only=True, data_only=True)
+    try:
+        sheets = {}
+        for ws in wb.worksheets:
+            ws.reset_dimensions()
+            sheets[ws.title] = _trim(list(ws.iter_rows(values_only=True)))
+    finally:
+        wb.close()
+    return sheets
+
+
 def _load_workbook(src: Path | IO[bytes], name: str) -> dict[str, Grid]:
     """Every sheet of a workbook as a list of rows (values only)."""
     try:
-        import openpyxl
-
-        wb = openpyxl.load_workbook(src, read_only=True, data_only=True)
-        try:
-            sheets = {}
-            for ws in wb.worksheets:
-                ws.reset_dimensions()
-                sheets[ws.title] = _trim(list(ws.iter_rows(values_only=True)))
-        finally:
-            wb.close()
-        return sheets
+        return _openpyxl_grids(src)
     except Exception as first_err:  # noqa: BLE001 - broken packages: try pandas
         if not isinstance(src, Path):
             src.seek(0)
@@ -196,8 +232,13 @@ def read_excel(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
     where = f"{name} [sheet {chosen}]"
     grid = sheets[chosen]
     if kind == "long":
-        return _long_sheet(grid, where, opts)
-    return _wide_grid(grid, where, opts)
+        adata = _long_sheet(grid, where, opts)
+    else:
+        adata = _wide_grid(grid, where, opts)
+    prov = adata.uns["olinkpipe"]
+    prov["source"] = [name]
+    prov["metadata"]["Sheet"] = chosen
+    return adata
 
 
 def read_wide_text(
@@ -256,26 +297,24 @@ def _long_sheet(grid: Grid, where: str, opts: dict) -> ad.AnnData:
 
 
 def _wide_grid(grid: Grid, where: str, opts: dict) -> ad.AnnData:
-    long, meta, data_type = parse_wide(grid, where)
+    long, meta, data_type, raw_panels = parse_wide(grid, where)
+    per_panel = pd.Series(raw_panels).value_counts()
+    t48 = "target 48" in " ".join(raw_panels).lower() or bool((per_panel == 45).all())
     adata = from_long(
         long,
         file=where,
-        product=opts.get("product"),
+        product=opts.get("product") or ("Target 48" if t48 else "Target 96"),
         duplicates=opts.get("duplicates", "rename"),
         data_format="wide",
         metadata=meta,
         row_offset=1,
     )
-    prov = adata.uns["olinkpipe"]
-    prov["data_type"] = data_type
-    if opts.get("product") is None and prov["product"] in ("unknown", "Explore 3072"):
-        panels = " ".join(adata.var["Panel"].astype(str).unique()).lower()
-        prov["product"] = "Target 48" if "48" in panels else "Target 96"
+    adata.uns["olinkpipe"]["data_type"] = data_type
     return adata
 
 
-def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], str]:
-    """Parse a wide NPX Manager grid into a long table, metadata and the data type."""
+def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], str, list[str]]:
+    """Parse a wide NPX Manager grid: long table, metadata, data type, raw panel per assay."""
     width = max((len(r) for r in grid), default=0)
     grid = [list(r) + [None] * (width - len(r)) for r in grid]
     labels = [_label(r) for r in grid]
@@ -414,7 +453,7 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
     panels = [panel_of(j) for j in assay_cols]
     split = [_PANEL_VERSION.match(p) for p in panels]
     has_version = any(m is not None for m in split)
-    panel_names = [m.group(1) if m else p for m, p in zip(split, panels, strict=True)]
+    panel_names = [olink_panel_name(p) for p in panels]
     versions = [m.group(2) if m else None for m in split]
 
     def per_sample(col_by_panel: dict[str, int], panel: str) -> list[str | None]:
@@ -455,14 +494,20 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
     cols["PlateID"] = np.concatenate([np.asarray(plate_by_panel[p], dtype=object) for p in panels])
     cols["QC_Warning"] = np.concatenate([np.asarray(qc_by_panel[p], dtype=object) for p in panels])
     lod = footer_row("LOD", numeric=True)
-    if lod:
-        cols["LOD"] = rep(np.asarray(lod, dtype=float), n_s)
+    if lod:  # quantified exports call the plate LOD Plate_LOD (as OlinkAnalyze)
+        cols["LOD" if data_type != "Quantified" else "Plate_LOD"] = rep(
+            np.asarray(lod, dtype=float), n_s
+        )
     cols[VALUE_COLUMN[data_type]] = values.ravel()
     norm = footer_row("Normalization", numeric=False)
     if norm:
         cols["Normalization"] = rep(np.asarray(norm, dtype=object), n_s)
     for name in footer:
         if name not in ("LOD", "MissingFreq", "Normalization"):
+            if name in ("PlateLOD", "MaxLOD", "LLOQ", "ULOQ", "Plate_LQL"):
+                vals = footer_row(name, numeric=True)
+                cols[name] = rep(np.asarray(vals, dtype=float), n_s)
+                continue
             vals = footer_row(name, numeric=False)
             nums = [parse_number(v) for v in vals]
             if all(ok for _, ok, _ in nums):
@@ -482,4 +527,4 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
     if len(set(panels)) > 1:
         on = long["PlateID"].notna() | ~np.isnan(long[VALUE_COLUMN[data_type]].to_numpy())
         long = long.loc[on.to_numpy()].reset_index(drop=True)
-    return long, meta, data_type
+    return long, meta, data_type, panels

@@ -141,7 +141,8 @@ def _safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _safe_uns(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _safe_uns(v) for k, v in value.items() if v is not None}
+        # HDF5 names cannot hold "/"
+        return {str(k).replace("/", "_"): _safe_uns(v) for k, v in value.items() if v is not None}
     if isinstance(value, pd.DataFrame):
         df = value.copy()
         df.columns = [str(c) for c in df.columns]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import anndata as ad
@@ -231,23 +232,34 @@ def gsea(result: pd.DataFrame, term: str, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def _result_genes(de_result: pd.DataFrame) -> pd.DataFrame:
-    if "gene" in de_result.columns:
-        long = de_result.copy()
-        long["gene"] = long["gene"].astype(str).str.split(r"[;,]")
-        return long.explode("gene")
-    _need(de_result, ["Assay"], "differential result")
-    from ..genesets import map_assays
-
+def _pathway_rows(
+    de_result: pd.DataFrame,
+    members: set[str],
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of ``de_result`` whose gene(s) are in ``members`` and those genes, per row."""
     frame = de_result.reset_index(drop=True)
-    var = pd.DataFrame({"Assay": frame["Assay"].astype(str).to_numpy()})
-    var.index = var.index.astype(str)
-    if "UniProt" in frame.columns:
-        var["UniProt"] = frame["UniProt"].to_numpy()
-    mapped = map_assays(var)
-    mapped["_row"] = mapped["OlinkID"].astype(int)
-    out = frame.reset_index(drop=True).assign(_row=np.arange(len(frame)))
-    return out.merge(mapped[["_row", "gene"]], on="_row", how="inner").drop(columns="_row")
+    if "gene" in frame.columns:
+        genes_per_row = [
+            () if pd.isna(g) else tuple(x for x in re.split(r"[;,\s]+", str(g)) if x)
+            for g in frame["gene"].tolist()
+        ]
+    else:
+        _need(frame, ["Assay"], "differential result")
+        from ..genesets.mapping import map_rows
+
+        ids = (
+            frame["OlinkID"].astype(str).tolist()
+            if "OlinkID" in frame.columns
+            else frame["Assay"].astype(str).tolist()
+        )
+        uniprot = frame["UniProt"].tolist() if "UniProt" in frame.columns else [None] * len(ids)
+        genes_per_row, _ = map_rows(
+            ids, frame["Assay"].astype(str).tolist(), uniprot, mapping=mapping
+        )
+    hits = [[g for g in gs if g in members] for gs in genes_per_row]
+    keep = [i for i, h in enumerate(hits) if h]
+    return frame.iloc[keep].reset_index(drop=True), [", ".join(hits[i]) for i in keep]
 
 
 def pathway(
@@ -256,25 +268,31 @@ def pathway(
     term: str,
     *,
     alpha: float = 0.05,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Every measured member of one pathway with its estimate and CI.
 
     Shows which proteins drive an enrichment: one row per assay whose gene is in the
-    set, sorted by estimate; significant ones coloured (up red, down blue) from the
-    ``significant`` column (or ``p_adj < alpha``), the rest grey.
+    set, sorted by estimate (largest on top); significant ones coloured (up red, down
+    blue) from the ``significant`` column (or ``p_adj < alpha``), the rest grey, with
+    their ``p_adj`` written at the right. Labels give the assay name and, when it
+    differs, the gene symbol (``IL-2RB (IL2RB)``); an assay name measured on several
+    panels gets the panel in brackets.
 
     Parameters
     ----------
     de_result
         ``tl.differential`` output (``Assay`` or ``gene``, ``estimate``; ``ci_low``,
-        ``ci_high``, ``significant``/``p_adj`` used when present).
+        ``ci_high``, ``significant``/``p_adj``, ``Panel`` used when present).
     gene_sets
         Collection name, GMT path, dict or two-column DataFrame holding ``term``.
     term
         The pathway, e.g. ``"JAK-STAT signaling pathway"``.
     alpha
         Threshold on ``p_adj`` when there is no ``significant`` column.
+    mapping
+        Assay → gene overrides, as in :func:`olinkpipe.genesets.map_assays`.
     ax
         Matplotlib Axes to draw on; a new figure is made when ``None``.
 
@@ -304,24 +322,28 @@ def pathway(
         )
         raise ValidationError(msg)
     members = set(coll[term])
-    long = _result_genes(de_result)
-    sub = long[long["gene"].isin(members)].copy()
+    sub, genes = _pathway_rows(de_result, members, mapping)
     if sub.empty:
         msg = format_message(
             f"no measured assay belongs to {term!r} ({len(members)} genes)",
             hint="Check the assay-to-gene mapping with genesets.map_assays.",
         )
         raise ValidationError(msg)
-    sub = sub.sort_values("estimate", kind="mergesort").reset_index(drop=True)
+    sub = sub.assign(_genes=genes).sort_values("estimate", kind="mergesort")
+    sub = sub.reset_index(drop=True)
     if "significant" in sub.columns:
         sig = sub["significant"].fillna(value=False).astype(bool).to_numpy()
+        rule = "significant"
     elif "p_adj" in sub.columns:
         sig = (sub["p_adj"] < alpha).to_numpy()
+        rule = f"p_adj < {alpha:g}"
     else:
         sig = np.zeros(len(sub), dtype=bool)
+        rule = "no p_adj"
     est = sub["estimate"].to_numpy(dtype=float)
-    colors = np.where(sig & (est > 0), UP, np.where(sig & (est < 0), DOWN, NS))
-    ax = get_ax(ax, figsize=(6.0, max(2.5, 0.3 * len(sub) + 1.2)))
+    up, down = sig & (est > 0), sig & (est < 0)
+    colors = np.where(up, UP, np.where(down, DOWN, NS))
+    ax = get_ax(ax, figsize=(6.5, max(2.5, 0.28 * len(sub) + 1.4)))
     y = np.arange(len(sub))
     if {"ci_low", "ci_high"} <= set(sub.columns):
         lo = est - sub["ci_low"].to_numpy(dtype=float)
@@ -329,26 +351,50 @@ def pathway(
         for yi, e, lw, hw, c in zip(y, est, lo, hi, colors, strict=True):
             ax.errorbar(e, yi, xerr=[[lw], [hw]], fmt="none", ecolor=c, elinewidth=1.2, capsize=2)
     ax.scatter(est, y, c=list(colors), s=36, zorder=3, edgecolors="black", linewidths=0.4)
-    labels = [
-        a if a == g else f"{a} ({g})"
-        for a, g in zip(
-            sub["Assay"].astype(str) if "Assay" in sub.columns else sub["gene"],
-            sub["gene"].astype(str),
-            strict=True,
-        )
-    ]
+    names = sub["Assay"].astype(str) if "Assay" in sub.columns else sub["_genes"]
+    repeated = names.duplicated(keep=False).to_numpy()
+    labels = []
+    for i, (name, g) in enumerate(zip(names, sub["_genes"], strict=True)):
+        text = name if name == g else f"{name} ({g})"
+        if repeated[i] and "Panel" in sub.columns:
+            text += f" [{sub['Panel'].iloc[i]}]"
+        labels.append(text)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize="small")
+    for tick, is_sig in zip(ax.get_yticklabels(), sig, strict=True):
+        tick.set_fontweight("bold" if is_sig else "normal")
+    ax.set_ylim(-0.7, len(sub) - 0.3)
+    if "p_adj" in sub.columns:
+        trans = ax.get_yaxis_transform()
+        for yi, p, is_sig in zip(y, sub["p_adj"].to_numpy(dtype=float), sig, strict=True):
+            if np.isfinite(p):
+                ax.text(
+                    1.01, yi, f"{p:.1e}" if p < 1e-3 else f"{p:.3f}", transform=trans,
+                    va="center", ha="left", fontsize="x-small",
+                    color="black" if is_sig else NS,
+                )  # fmt: skip
+        ax.text(1.01, 1.0, "p_adj", transform=ax.transAxes, va="bottom", fontsize="x-small")
     ax.axvline(0, color="black", linewidth=0.6)
     sign = de_result.attrs.get("sign") or de_result.attrs.get("contrast")
     ax.set_xlabel(f"estimate ({sign})" if sign else "estimate")
-    ax.set_title(f"{term}: {len(sub)} measured of {len(members)} genes", fontsize="medium")
+    ci = de_result.attrs.get("conf_level")
+    if ci and {"ci_low", "ci_high"} <= set(sub.columns):
+        ax.set_xlabel(ax.get_xlabel() + f", {float(ci):.0%} CI")
+    ax.set_title(
+        f"{term} ({len(members)} genes)\n{int(sig.sum())} of {len(sub)} measured members "
+        f"{rule}: {int(up.sum())} up, {int(down.sum())} down",
+        fontsize="medium",
+    )
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=UP, label="up"),
-        Line2D([], [], marker="o", linestyle="", color=DOWN, label="down"),
-        Line2D([], [], marker="o", linestyle="", color=NS, label="not significant"),
+        Line2D([], [], marker="o", linestyle="", color=c, label=f"{lab} ({n})")
+        for c, lab, n in [
+            (UP, "up", int(up.sum())),
+            (DOWN, "down", int(down.sum())),
+            (NS, "not significant", int((~sig).sum())),
+        ]
+        if n
     ]
-    ax.legend(handles=handles, loc="lower right", fontsize="small", frameon=False)
+    ax.legend(handles=handles, loc="lower right", fontsize="small", frameon=True, framealpha=0.9)
     return ax
 
 

@@ -57,6 +57,7 @@ def qc(
     >>> ax = op.pl.qc(adata)  # doctest: +SKIP
     >>> ax.figure.savefig("qc.png")  # doctest: +SKIP
     """
+    from ..pp._utils import PASS_LABELS
     from ..pp.qc import _outside, qc_limits, qc_summary
 
     summary = qc_summary(data) if isinstance(data, ad.AnnData) else data
@@ -70,7 +71,8 @@ def qc(
     handles = []
     for i, (name, grp) in enumerate(summary.groupby("Panel", sort=False)):
         color = group_color(i)
-        warn_mask = ~grp["QC_Warning"].astype(str).str.upper().isin(["PASS", ""]).to_numpy()
+        qc_text = grp["QC_Warning"].fillna("").astype(str).str.strip().str.upper()
+        warn_mask = ~qc_text.isin(PASS_LABELS).to_numpy()
         med, iqr = grp["median"].to_numpy(float), grp["iqr"].to_numpy(float)
         ax.scatter(med[~warn_mask], iqr[~warn_mask], s=18, color=color, alpha=0.8, label=name)
         if warn_mask.any():

@@ -45,10 +45,19 @@ def check_project_names(projects: tuple[str, str]) -> tuple[str, str]:
     return str(projects[0]), str(projects[1])
 
 
-def _excluded_assays(adata: ad.AnnData) -> np.ndarray:
+def _normalization(adata: ad.AnnData) -> np.ndarray | None:
+    """``var["Normalization"]`` as a str array (string work on its few distinct values)."""
     if "Normalization" not in adata.var:
+        return None
+    codes, uniq = pd.factorize(adata.var["Normalization"], use_na_sentinel=False)
+    return np.asarray([str(u) for u in uniq], dtype=object)[codes]
+
+
+def _excluded_assays(adata: ad.AnnData, norm: np.ndarray | None) -> np.ndarray:
+    if norm is None:
         return np.zeros(adata.n_vars, dtype=bool)
-    return adata.var["Normalization"].astype(str).str.upper().eq("EXCLUDED").to_numpy()
+    codes, uniq = pd.factorize(norm)
+    return np.asarray([u.upper() == "EXCLUDED" for u in uniq], dtype=bool)[codes]
 
 
 def align_assays(
@@ -60,7 +69,8 @@ def align_assays(
     dropped (returned as exclusion records). Differing ``Normalization`` types warn.
     """
     records: list[dict] = []
-    ex_r, ex_o = _excluded_assays(ref), _excluded_assays(other)
+    norm_r, norm_o = _normalization(ref), _normalization(other)
+    ex_r, ex_o = _excluded_assays(ref, norm_r), _excluded_assays(other, norm_o)
     for ex, ad_, proj in ((ex_r, ref, projects[0]), (ex_o, other, projects[1])):
         if ex.any():
             records.append(
@@ -106,9 +116,8 @@ def align_assays(
         raise ValidationError(msg)
     cols_r = ref.var_names.get_indexer(common)
     cols_o = other.var_names.get_indexer(common)
-    if "Normalization" in ref.var and "Normalization" in other.var:
-        nr = ref.var["Normalization"].astype(str).to_numpy()[cols_r]
-        no = other.var["Normalization"].astype(str).to_numpy()[cols_o]
+    if norm_r is not None and norm_o is not None:
+        nr, no = norm_r[cols_r], norm_o[cols_o]
         diff = nr != no
         if diff.any():
             _utils.warn_user(
@@ -171,6 +180,12 @@ def _writable(col: pd.Series) -> pd.Series:
     return col
 
 
+def _coded(adata: ad.AnnData) -> dict:
+    prov = adata.uns.get("olinkpipe", {})
+    coded = prov.get("coded_layers", {}) if isinstance(prov, dict) else {}
+    return {k: [str(c) for c in v] for k, v in coded.items()} if isinstance(coded, dict) else {}
+
+
 def _merge_excluded(ref: ad.AnnData, other: ad.AnnData) -> pd.DataFrame:
     frames = []
     for a in (ref, other):
@@ -201,25 +216,53 @@ def combine(
     identity_r = m == ref.n_vars and np.array_equal(cols_r, np.arange(m))
     identity_o = m == other.n_vars and np.array_equal(cols_o, np.arange(m))
 
+    def put(dst: np.ndarray, src: np.ndarray, cols: np.ndarray, identity: bool) -> None:
+        """Write ``src[:, cols]`` into ``dst`` without an intermediate copy."""
+        if identity:
+            np.copyto(dst, src, casting="unsafe")
+        elif src.dtype == dst.dtype:
+            np.take(src, cols, axis=1, out=dst, mode="clip")  # cols are valid positions
+        else:
+            dst[...] = src[:, cols]
+
     def stack(a_r: np.ndarray, a_o: np.ndarray, *, shift: bool) -> np.ndarray:
+        """One preallocated (n_ref + n_other) × m array, written in place (one pass each)."""
         a_r = np.asarray(a_r)
         a_o = np.asarray(a_o)
-        dtype = np.result_type(a_r.dtype, a_o.dtype)
+        dtype = np.result_type(a_r.dtype, a_o.dtype, *([factor.dtype] if shift else []))
         out = np.empty((nr + no, m), dtype=dtype)
-        out[:nr] = a_r if identity_r else a_r[:, cols_r]
-        src = a_o if identity_o else a_o[:, cols_o]
-        if shift:
-            np.add(src, factor, out=out[nr:])
+        put(out[:nr], a_r, cols_r, identity_r)
+        if shift and identity_o:
+            np.add(a_o, factor, out=out[nr:], casting="unsafe")
         else:
-            out[nr:] = src
+            put(out[nr:], a_o, cols_o, identity_o)
+            if shift:
+                np.add(out[nr:], factor, out=out[nr:])
         return out
 
+    # NPX and LOD of the other project are shifted by the factor on the way in; boolean
+    # layers (below_lod, qc_warning) are copied once: shifting NPX and LOD by the same
+    # amount does not change which values are below LOD.
     X = stack(np.asarray(ref.X, dtype=float), np.asarray(other.X, dtype=float), shift=True)
+    layers_r, layers_o = ref.layers, other.layers  # anndata rebuilds the mapping per access
+    coded_r, coded_o = _coded(ref), _coded(other)
+    coded: dict[str, list[str]] = {}
     layers = {}
-    dropped_layers = sorted(set(ref.layers) ^ set(other.layers))
-    for key in ref.layers:
-        if key in other.layers:
-            layers[key] = stack(ref.layers[key], other.layers[key], shift=key == "lod")
+    for key in layers_r:
+        if key not in layers_o or key == "measured":
+            continue
+        a_o = layers_o[key]
+        if key in coded_r and key in coded_o:  # code layers: one category list for both
+            cats = list(coded_r[key]) + [c for c in coded_o[key] if c not in set(coded_r[key])]
+            coded[key] = cats
+            lookup = np.array([-1] + [cats.index(c) for c in coded_o[key]], dtype=np.int32)
+            a_o = lookup[np.asarray(a_o, dtype=np.int64) + 1]
+        layers[key] = stack(layers_r[key], a_o, shift=key == "lod")
+    if "measured" in layers_r or "measured" in layers_o:  # not a full grid in one project
+        from ..io.convert import measured_mask
+
+        layers["measured"] = stack(measured_mask(ref), measured_mask(other), shift=False)
+    dropped_layers = sorted((set(layers_r) ^ set(layers_o)) - {"measured"})
     if dropped_layers:
         _utils.warn_user(
             f"{step}: layer(s) {dropped_layers!r} exist in only one project and are not kept.",
@@ -235,8 +278,13 @@ def combine(
     for key, (mark_r, mark_o) in (obs_marks or {}).items():
         obs_r[key], obs_o[key] = mark_r, mark_o
     obs = pd.concat([obs_r, obs_o], axis=0, join="outer")
-    for c in obs.columns:
-        obs[c] = _writable(obs[c])
+    for c in obs.columns:  # a column in one project only (NaN-filled) or of mixed type
+        if c in obs_r and c in obs_o and obs_r[c].dtype == obs_o[c].dtype != object:
+            continue
+        col = obs[c]
+        fixed = _writable(col)
+        if fixed is not col:
+            obs[c] = fixed
     obs["Project"] = pd.Categorical(obs["Project"].astype(str), categories=list(projects))
 
     obsm = {}
@@ -259,6 +307,8 @@ def combine(
     if srcs:
         prov["source"] = [str(s) for s in srcs]
     prov["excluded"] = _merge_excluded(ref, other)
+    if coded:
+        prov["coded_layers"] = {**prov.get("coded_layers", {}), **coded}
     uns = {k: v for k, v in ref.uns.items() if k != "olinkpipe"}
     uns["olinkpipe"] = prov
 

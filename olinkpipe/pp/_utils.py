@@ -24,6 +24,8 @@ from ..errors import (
 
 CONTROL_ID = re.compile(r"CONTROL_SAMPL")
 OLINK_ID = re.compile(r"^OID[0-9]{5}$")
+#: QC_Warning values that count as a pass (upper-cased; missing = ""), as docs/data_model.md
+PASS_LABELS = ("PASS", "OK", "")
 
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,7 +134,7 @@ def qc_fail_cells(adata: ad.AnnData) -> np.ndarray:
     if "qc_warning" in adata.layers:
         return np.asarray(adata.layers["qc_warning"], dtype=bool)
     tab = per_panel_obs(adata, "QC_Warning")
-    fail_tab = ~tab.apply(lambda s: s.str.upper().isin(["PASS", ""]))
+    fail_tab = ~tab.apply(lambda s: s.str.strip().str.upper().isin(PASS_LABELS))
     pans = panels(adata)
     out = np.zeros((adata.n_obs, adata.n_vars), dtype=bool)
     for p in pd.unique(pans):
@@ -146,7 +148,7 @@ def sample_qc_fail(adata: ad.AnnData) -> np.ndarray:
     if "qc_pass" in adata.obs:
         return ~adata.obs["qc_pass"].fillna(value=False).to_numpy(dtype=bool)
     tab = per_panel_obs(adata, "QC_Warning")
-    fail = ~tab.apply(lambda s: s.str.upper().isin(["PASS", ""]))
+    fail = ~tab.apply(lambda s: s.str.strip().str.upper().isin(PASS_LABELS))
     return fail.any(axis=1).to_numpy()
 
 
@@ -187,17 +189,25 @@ def resolve_samples(
             hint="Pass each sample once.",
         )
         raise DuplicateSampleError(msg)
-    name_pos = {n: k for k, n in enumerate(adata.obs_names.astype(str))}
-    sids = np.asarray(sample_ids(adata), dtype=object)
-    by_sid: dict[str, list[int]] = {}
-    for k, s in enumerate(sids):
-        by_sid.setdefault(s, []).append(k)
-    rows, missing, ambiguous = [], [], []
-    for i in ids:
-        if i in name_pos:
-            rows.append(name_pos[i])
+    names = pd.Index(adata.obs_names.astype(str))
+    if names.is_unique:
+        pos = names.get_indexer(ids)
+    else:  # non-unique obs_names: only a name on exactly one row identifies a sample
+        counts = names.value_counts()
+        pos = np.array(
+            [names.get_loc(i) if counts.get(i, 0) == 1 else -1 for i in ids], dtype=np.intp
+        )
+    by_sid: dict[str, np.ndarray] = {}
+    if (pos < 0).any():  # fall back to obs["SampleID"], grouped once (vectorised)
+        sids = sample_ids(adata)
+        by_sid = pd.Series(np.arange(adata.n_obs)).groupby(np.asarray(sids)).indices
+    rows: list[int] = []
+    missing, ambiguous = [], []
+    for i, p in zip(ids, pos, strict=True):
+        if p >= 0:
+            rows.append(int(p))
         elif len(by_sid.get(i, ())) == 1 or (i in by_sid and allow_multiple):
-            rows.extend(by_sid[i])
+            rows.extend(int(k) for k in by_sid[i])
         elif i in by_sid:
             ambiguous.append(i)
         else:

@@ -97,21 +97,10 @@ def bridge_normalize(
     rows_o = _utils.resolve_samples(other, ids_o, what="bridge_samples", project=projects[1])
     cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
 
-    Xr = np.asarray(ref.X, dtype=float)
-    Xo = np.asarray(other.X, dtype=float)
-    block_r = Xr[np.ix_(rows_r, cols_r)]
-    block_o = Xo[np.ix_(rows_o, cols_o)]
     names = ref.var_names[cols_r]
-    _pair.warn_all_nan(
-        {projects[0]: block_r, projects[1]: block_o}, names, step=step, what="bridge samples"
+    raw, n_pairs = _bridge_factor(
+        ref, other, rows_r, rows_o, cols_r, cols_o, method=method, projects=projects
     )
-    diff = block_r - block_o
-    n_pairs = (~np.isnan(diff)).sum(axis=0)
-    if method == "median":
-        raw = _utils.nanmedian0(diff)
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            raw = np.where(n_pairs > 0, np.nansum(diff, axis=0) / n_pairs, np.nan)
     factor = _pair.zero_missing(raw, names, step=step)
 
     bridge_r = np.zeros(ref.n_obs, dtype=bool)
@@ -140,6 +129,37 @@ def bridge_normalize(
         records=records,
         obs_marks={"bridge": (bridge_r, bridge_o), "bridge_pair": (pair_r, pair_o)},
     )
+
+
+def _bridge_factor(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    rows_r: np.ndarray,
+    rows_o: np.ndarray,
+    cols_r: np.ndarray,
+    cols_o: np.ndarray,
+    *,
+    method: str,
+    projects: tuple[str, str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-assay factor over bridge pairs (NaN where no pair) and the number of pairs.
+
+    Only the small bridge block (pairs × shared assays) is read; one ``np.nanmedian``.
+    """
+    block_r = np.asarray(ref.X, dtype=float)[np.ix_(rows_r, cols_r)]
+    block_o = np.asarray(other.X, dtype=float)[np.ix_(rows_o, cols_o)]
+    _pair.warn_all_nan(
+        {projects[0]: block_r, projects[1]: block_o},
+        ref.var_names[cols_r],
+        step="bridge_normalize",
+        what="bridge samples",
+    )
+    diff = np.subtract(block_r, block_o, out=block_r)  # block_r is a private copy
+    n_pairs = diff.shape[0] - np.isnan(diff).sum(axis=0)
+    if method == "median":
+        return _utils.nanmedian0(diff), n_pairs
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_pairs > 0, np.nansum(diff, axis=0) / n_pairs, np.nan), n_pairs
 
 
 def select_bridge_samples(

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from ..errors import MissingColumnError, ValidationError, format_message
+from .._warnings import warn
+from ..errors import MissingColumnError, ValidationError, format_message, preview
+from ..genesets.collections import SetIndex
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,54 @@ class MethodMeta:
     kernel: Callable
     description: str
     reference: str
+
+
+class SharedData(dict):
+    """A read-only ``dict`` of JSON values that :func:`copy.deepcopy` shares, not copies.
+
+    pandas deep-copies ``DataFrame.attrs`` on nearly every operation (a column, a filter,
+    ``copy()``); the GSEA plot data (ranking of thousands of genes, hit positions of
+    hundreds of sets) would cost about 10 ms per copy as plain lists. This mapping is
+    immutable (tuples inside, mutators raise), so sharing it between copies is safe, and
+    being a ``dict`` it stays JSON-safe (``json.dumps``, parquet attrs metadata).
+
+    Examples
+    --------
+    >>> import copy
+    >>> d = SharedData({"gene": ("IL6", "TNF"), "metric": (2.0, -1.0)})
+    >>> copy.deepcopy(d) is d
+    True
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> None:
+        msg = f"{type(self).__name__} is read-only (it is shared between DataFrame copies)"
+        raise TypeError(msg)
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
+    def __deepcopy__(self, memo: dict) -> SharedData:
+        return self
+
+    def __copy__(self) -> SharedData:
+        return self
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (dict(self),))
+
+    def __repr__(self) -> str:
+        items = list(self.items())
+        shown = ", ".join(f"{k!r}: {_short(v)}" for k, v in items[:3])
+        more = f", … ({len(items)} items)" if len(items) > 3 else ""
+        return "{" + shown + more + "}"
+
+
+def _short(value: object, limit: int = 5) -> str:
+    if isinstance(value, tuple) and len(value) > limit:
+        return "(" + ", ".join(repr(v) for v in value[:limit]) + f", … {len(value)} values)"
+    return repr(value)
 
 
 # ---------------------------------------------------------------------------------------
@@ -42,11 +92,18 @@ class GeneTable:
     mapped_by: str
 
 
-def prepare_genes(result: pd.DataFrame, needed: Iterable[str], *, func: str) -> GeneTable:
+def prepare_genes(
+    result: pd.DataFrame,
+    needed: Iterable[str],
+    *,
+    func: str,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+) -> GeneTable:
     """Validate ``result`` and collapse it to one row per gene symbol.
 
     Genes come from a ``gene`` column (``;``-separated allowed) or, failing that, from
-    :func:`olinkpipe.genesets.map_assays` on ``Assay`` (+ ``UniProt``/``OlinkID``).
+    :func:`olinkpipe.genesets.map_assays` on ``Assay`` (+ ``UniProt``/``OlinkID``), with
+    ``mapping`` (keyed by OlinkID, Assay or UniProt) overriding.
     Rows with a NaN ``p_value`` are untested and set aside. Several assays of one gene
     count once: the one with the smallest ``p_value`` (first on ties; without a
     ``p_value`` column, the largest ``|estimate|``) is used.
@@ -72,59 +129,78 @@ def prepare_genes(result: pd.DataFrame, needed: Iterable[str], *, func: str) -> 
         )
         raise MissingColumnError(msg)
     frame = result.reset_index(drop=True)
-    label = frame["Assay"] if "Assay" in frame.columns else frame["gene"]
-    base = pd.DataFrame(
-        {
-            "row": np.arange(len(frame)),
-            "label": label.astype(str).to_numpy(),
-            "OlinkID": (
-                frame["OlinkID"].astype(str).to_numpy()
-                if "OlinkID" in frame.columns
-                else label.astype(str).to_numpy()
-            ),
-        }
+    n_rows = len(frame)
+    label = (frame["Assay"] if "Assay" in frame.columns else frame["gene"]).astype(str)
+    labels = label.to_numpy(dtype=object)
+    olink_ids = (
+        frame["OlinkID"].astype(str).to_numpy(dtype=object)
+        if "OlinkID" in frame.columns
+        else labels
     )
-    for col in ("estimate", "statistic", "p_value", "p_adj"):
-        base[col] = (
+    values = {
+        col: (
             pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
             if col in frame.columns
-            else np.nan
+            else np.full(n_rows, np.nan)
         )
+        for col in ("estimate", "statistic", "p_value", "p_adj")
+    }
     if "gene" in frame.columns:
-        genes = frame["gene"].map(
-            lambda g: [] if pd.isna(g) else [x for x in re.split(r"[;,\s]+", str(g)) if x]
-        )
-        long = base.assign(gene=genes.to_numpy()).explode("gene")
+        genes_per_row = [
+            () if pd.isna(g) else tuple(x for x in re.split(r"[;,\s]+", str(g)) if x)
+            for g in frame["gene"].tolist()
+        ]
         mapped_by = "gene column"
     else:
-        from ..genesets import map_assays
+        from ..genesets.mapping import map_rows
 
-        var = pd.DataFrame({"Assay": base["label"].to_numpy()}, index=base["row"].astype(str))
-        if "UniProt" in frame.columns:
-            var["UniProt"] = frame["UniProt"].to_numpy()
-        mapped = map_assays(var)
-        mapped["row"] = mapped["OlinkID"].astype(int)
-        long = base.merge(mapped[["row", "gene"]], on="row", how="left")
-        mapped_by = "genesets.map_assays (UniProt, alias table, symbol)"
-    unmapped_mask = long["gene"].isna()
-    unmapped = sorted(set(long.loc[unmapped_mask, "label"]))
-    long = long[~unmapped_mask]
+        uniprot = frame["UniProt"].tolist() if "UniProt" in frame.columns else [None] * n_rows
+        genes_per_row, _ = map_rows(list(olink_ids), list(labels), uniprot, mapping=mapping)
+        bad = [lab for lab, g in zip(labels, genes_per_row, strict=True) if not g]
+        if bad:
+            warn(
+                f"{func}: {len(bad)} assay(s) could not be mapped to a gene symbol and are "
+                f"left out (listed in attrs['unmapped']): {preview(bad)}. Pass "
+                "mapping={assay: gene} to fix.",
+                stacklevel=4,
+            )
+        mapped_by = "genesets.map_assays (user mapping, UniProt, alias table, symbol)"
+    lengths = np.fromiter((len(g) for g in genes_per_row), dtype=np.int64, count=n_rows)
+    unmapped = sorted(set(labels[lengths == 0]))
+    # one entry per (row, gene), rows in input order
+    row = np.repeat(np.arange(n_rows), lengths)
+    gene = np.asarray([g for gs in genes_per_row for g in gs], dtype=object)
     # untested = no p-value (or, for a table without p-values, no estimate)
     has_p = "p_value" in frame.columns
-    untested_mask = long["p_value"].isna() if has_p else long["estimate"].isna()
-    untested = sorted(set(long.loc[untested_mask, "label"]))
-    long = long[~untested_mask]
-    long = long.assign(_key=long["p_value"] if has_p else -long["estimate"].abs())
-    long = long.sort_values(["_key", "row"], kind="mergesort").drop(columns="_key")
-    first = ~long.duplicated("gene", keep="first")
+    key = values["p_value"] if has_p else -np.abs(values["estimate"])
+    untested_rows = np.isnan(key)
+    untested = sorted(set(labels[untested_rows & (lengths > 0)]))
+    ok = ~untested_rows[row]
+    row, gene = row[ok], gene[ok]
+    # smallest key first, then input order; keep the first entry of each gene
+    order = np.lexsort((row, key[row]))
+    row, gene = row[order], gene[order]
+    codes, _ = pd.factorize(gene)
+    first = np.zeros(len(gene), dtype=bool)
+    if len(gene):
+        first[np.unique(codes, return_index=True)[1]] = True
     duplicates: dict[str, dict[str, object]] = {}
-    dup_genes = set(long.loc[~first, "gene"])
-    if dup_genes:
-        for gene, grp in long[long["gene"].isin(dup_genes)].groupby("gene", sort=True):
-            ids = grp["OlinkID"].tolist()
-            duplicates[str(gene)] = {"used": ids[0], "ignored": ids[1:]}
-    table = long[first].reset_index(drop=True)
-    table["gene"] = table["gene"].astype(str)
+    dup_codes = np.unique(codes[~first])
+    if len(dup_codes):
+        is_dup = np.isin(codes, dup_codes)
+        for g in sorted(set(gene[is_dup])):
+            ids = olink_ids[row[is_dup & (gene == g)]].tolist()
+            duplicates[str(g)] = {"used": ids[0], "ignored": ids[1:]}
+    keep = row[first]
+    table = pd.DataFrame(
+        {
+            "row": keep,
+            "label": labels[keep],
+            "OlinkID": olink_ids[keep],
+            **{col: v[keep] for col, v in values.items()},
+            "gene": gene[first].astype(str),
+        }
+    )
     return GeneTable(table, duplicates, unmapped, untested, mapped_by)
 
 
@@ -134,30 +210,22 @@ def prepare_genes(result: pd.DataFrame, needed: Iterable[str], *, func: str) -> 
 
 
 def membership(
-    sets: Mapping[str, Iterable[str]], universe: list[str], *, min_size: int, max_size: int
+    sets: Mapping[str, Iterable[str]] | SetIndex,
+    universe: list[str],
+    *,
+    min_size: int,
+    max_size: int,
 ) -> tuple[list[str], sparse.csr_matrix, np.ndarray]:
     """Sets restricted to ``universe`` as a sparse sets × genes 0/1 matrix.
 
-    Returns the kept terms (restricted size in ``[min_size, max_size]``), the matrix and
-    the restricted sizes.
+    ``sets`` is a mapping or a prebuilt :class:`~olinkpipe.genesets.collections.SetIndex`
+    (the restriction is then one sparse column selection). Returns the kept terms
+    (restricted size in ``[min_size, max_size]``), the CSR matrix (columns in
+    ``universe`` order) and the restricted sizes.
     """
-    index = {g: i for i, g in enumerate(universe)}
-    terms: list[str] = []
-    indptr = [0]
-    indices: list[int] = []
-    for term, genes in sets.items():
-        idx = sorted({index[g] for g in genes if g in index})
-        if min_size <= len(idx) <= max_size:
-            terms.append(term)
-            indices.extend(idx)
-            indptr.append(len(indices))
-    data = np.ones(len(indices), dtype=np.int64)
-    mat = sparse.csr_matrix(
-        (data, np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
-        shape=(len(terms), len(universe)),
-    )
-    sizes = np.diff(mat.indptr)
-    return terms, mat, sizes
+    index = sets if isinstance(sets, SetIndex) else SetIndex.from_sets(sets)
+    terms, mat = index.restrict(universe, min_size=min_size, max_size=max_size)
+    return [str(t) for t in terms], mat, np.diff(mat.indptr)
 
 
 def ora_kernel(mat: sparse.csr_matrix, selected: np.ndarray) -> dict[str, np.ndarray]:

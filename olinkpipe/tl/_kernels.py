@@ -622,7 +622,8 @@ def kth_pair_sums(
     lo = lo - (np.abs(lo) + 1.0)
     hi = a[rows, ia] + b[rows, ib]
     big_n = na * (na + 1) / 2.0 if triangular else na.astype(float) * nb
-    live = (na > 0) & (nb > 0) & (k >= 1) & (kt <= big_n)
+    live = (na > 0) & (nb > 0) & (k >= 1) & (k <= big_n)
+    kt = np.minimum(kt, big_n)  # ranks beyond N come back NaN
     lo[~live] = 0.0
     hi[~live] = 1.0
     if counter is None:

@@ -8,6 +8,7 @@ the matrices; the statistics are array-only kernels in :mod:`olinkpipe.tl._kerne
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -24,6 +25,12 @@ from ..errors import DesignError, format_message, preview
 from . import _kernels, _limma
 
 __all__ = ["differential"]
+
+
+def _indent(fragment: str) -> str:
+    """Indent a shared docstring fragment to the Parameters block (first line as placed)."""
+    return textwrap.indent(fragment, "    ").lstrip()
+
 
 logger = logging.getLogger("olinkpipe")
 
@@ -239,7 +246,7 @@ def _pairing(obs: pd.DataFrame, lab: pd.Series, keep: np.ndarray, pair: str, ref
     return ir[complete], it[complete], list(uniques[complete]), excluded_pairs, excluded_samples
 
 
-@doc_params(adata=doc_adata, alpha=doc_alpha)
+@doc_params(adata=_indent(doc_adata), alpha=_indent(doc_alpha))
 def differential(
     adata: ad.AnnData,
     *,
@@ -312,7 +319,7 @@ def differential(
         (e.g. ``"Week.6 - Baseline"``), ``groupby``, ``pair``, ``alpha``, ``conf_level``,
         ``n_tested``, ``n_pairs``, ``excluded_pairs`` ([pair, reason] lists),
         ``excluded_samples``, ``excluded_assays``, ``covariates``; moderated adds
-        ``df_prior`` and ``s2_prior``.
+        ``df_prior`` (None when infinite: all variances equal the prior) and ``s2_prior``.
 
     Raises
     ------
@@ -528,7 +535,8 @@ def differential(
         "covariates_absorbed_by_pair": dropped_cov,
     }
     if "prior" in res:
-        frame.attrs["df_prior"] = float(res["prior"]["df_prior"])
+        d0 = float(res["prior"]["df_prior"])
+        frame.attrs["df_prior"] = d0 if np.isfinite(d0) else None  # None = infinite
         frame.attrs["s2_prior"] = float(res["prior"]["s2_prior"])
     logger.info("differential: %s on %d assays", method, frame.shape[0])
     return frame

@@ -8,7 +8,9 @@ or a two-column DataFrame of gene sets.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Literal
 
@@ -19,8 +21,8 @@ from .._stats import bh_adjust
 from .._validate import check_literal
 from .._warnings import warn
 from ..errors import ValidationError, format_message
-from ..genesets.collections import GeneSetCollection, as_collection
-from ._enrich import METHODS, membership, prepare_genes, ranking_metric
+from ..genesets.collections import GeneSetCollection, as_collection, collection_index
+from ._enrich import METHODS, SharedData, membership, prepare_genes, ranking_metric
 
 __all__ = ["ora", "gsea"]
 
@@ -70,6 +72,7 @@ def _input_attrs(result: pd.DataFrame) -> dict[str, object]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _version() -> str:
     try:
         return metadata.version("olinkpipe")
@@ -86,6 +89,7 @@ def ora(
     universe: list[str] | None = None,
     min_size: int = 5,
     max_size: int = 500,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Over-representation analysis of significant assays in gene sets.
 
@@ -109,6 +113,10 @@ def ora(
         collection's genes.
     min_size, max_size
         Keep sets whose size *restricted to the universe* lies in ``[min_size, max_size]``.
+    mapping
+        Assay → gene overrides for tables without a ``gene`` column, keyed by
+        ``OlinkID``, ``Assay`` or ``UniProt`` (see :func:`olinkpipe.genesets.map_assays`);
+        they win over the built-in UniProt / alias mapping.
 
     Returns
     -------
@@ -162,28 +170,30 @@ def ora(
     if not 0 < alpha < 1:
         msg = f"alpha must lie in (0, 1), got {alpha!r}."
         raise ValidationError(msg)
-    coll = as_collection(gene_sets)
-    genes = prepare_genes(result, ["estimate", "p_value", "p_adj"], func="tl.ora")
+    index, coll_info = collection_index(gene_sets)
+    genes = prepare_genes(result, ["estimate", "p_value", "p_adj"], func="tl.ora", mapping=mapping)
     table = genes.table
-    coll_genes = coll.genes
-    tested = table["gene"].tolist()
+    tested = table["gene"].to_numpy(dtype=object)
+    in_coll = index.genes.get_indexer(tested) >= 0
     if universe is None:
-        uni = [g for g in tested if g in coll_genes]
+        uni = tested[in_coll]
         universe_rule = "tested genes in >= 1 set of the collection"
     else:
-        wanted = {str(g) for g in universe} & coll_genes
-        tested_set = set(tested)
-        uni = [g for g in tested if g in wanted] + sorted(wanted - tested_set)
+        wanted = pd.Index(pd.unique(np.asarray([str(g) for g in universe], dtype=object)))
+        wanted = wanted[index.genes.get_indexer(wanted) >= 0]
+        keep = in_coll & (wanted.get_indexer(tested) >= 0)
+        extra = wanted.difference(pd.Index(tested), sort=True)
+        uni = np.concatenate([tested[keep], extra.to_numpy(dtype=object)])
         universe_rule = "user universe intersected with the collection's genes"
-    if not uni:
+    if not len(uni):
         msg = format_message(
-            f"tl.ora: none of the {len(tested)} tested genes is in collection {coll.name!r}",
-            rows=tested,
+            f"tl.ora: none of the {len(tested)} tested genes is in collection "
+            f"{coll_info['collection']!r}",
+            rows=list(tested),
             hint="Check the gene symbols (genesets.map_assays) or the collection's organism.",
         )
         raise ValidationError(msg)
-    info = table.set_index("gene")
-    in_uni = info.reindex(uni)
+    in_uni = table.set_index("gene").reindex(uni)
     sig = (in_uni["p_adj"] < alpha).to_numpy()
     est = in_uni["estimate"].to_numpy(dtype=float)
     if direction == "up":
@@ -192,27 +202,31 @@ def ora(
         sig &= est < 0
     else:
         sig &= est != 0
-    terms, mat, _ = membership(coll, uni, min_size=min_size, max_size=max_size)
+    terms, mat, _ = membership(index, list(uni), min_size=min_size, max_size=max_size)
     if not sig.any():
         warn(f"tl.ora: no gene is significant ({direction}, p_adj < {alpha}); all p = 1.")
     if not terms:
         warn(
-            f"tl.ora: no set of {coll.name!r} has between {min_size} and {max_size} genes in "
-            f"the universe of {len(uni)} genes; returning an empty table."
+            f"tl.ora: no set of {coll_info['collection']!r} has between {min_size} and "
+            f"{max_size} genes in the universe of {len(uni)} genes; returning an empty table."
         )
     kern = METHODS["ora"].kernel(mat, sig)
     p_adj = bh_adjust(kern["p_value"])
+    # overlap genes/assays, most significant first: columns of the selected genes in
+    # p-value order, then one short join per set with a non-empty overlap
     pvals = in_uni["p_value"].to_numpy(dtype=float)
-    labels = in_uni["label"].to_numpy(dtype=object)
-    gene_arr = np.asarray(uni, dtype=object)
-    genes_col: list[str] = []
-    assays_col: list[str] = []
-    for i in range(len(terms)):
-        idx = mat.indices[mat.indptr[i] : mat.indptr[i + 1]]
-        idx = idx[sig[idx]]
-        idx = idx[np.argsort(pvals[idx], kind="mergesort")]
-        genes_col.append(";".join(gene_arr[idx]))
-        assays_col.append(";".join(labels[idx]))
+    sel_cols = np.flatnonzero(sig)
+    sel_cols = sel_cols[np.argsort(pvals[sel_cols], kind="mergesort")]
+    hits = mat[:, sel_cols].tocsr()
+    hits.sort_indices()
+    sel_genes = np.asarray(uni, dtype=object)[sel_cols]
+    sel_labels = in_uni["label"].to_numpy(dtype=object)[sel_cols]
+    genes_col = [""] * len(terms)
+    assays_col = [""] * len(terms)
+    for i in np.flatnonzero(np.diff(hits.indptr)):
+        idx = hits.indices[hits.indptr[i] : hits.indptr[i + 1]]
+        genes_col[i] = ";".join(sel_genes[idx])
+        assays_col[i] = ";".join(sel_labels[idx])
     out = pd.DataFrame(
         {
             "term": terms,
@@ -233,7 +247,7 @@ def ora(
         "method": "ora",
         "test": "one-sided hypergeometric, P(X >= overlap) (= Fisher exact, greater)",
         "p_adj_method": "Benjamini-Hochberg over the sets tested",
-        **coll.describe(),
+        **coll_info,
         "direction": direction,
         "alpha": float(alpha),
         "universe": universe_rule,
@@ -262,6 +276,7 @@ def gsea(
     min_size: int = 5,
     max_size: int = 500,
     seed: int = 0,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Pre-ranked gene-set enrichment analysis (GSEA) with ``gseapy.prerank``.
 
@@ -282,6 +297,10 @@ def gsea(
         Sets are kept when their overlap with the ranked genes lies in this range.
     seed
         Random seed; the same seed gives the same result (one thread, fixed).
+    mapping
+        Assay → gene overrides for tables without a ``gene`` column, keyed by
+        ``OlinkID``, ``Assay`` or ``UniProt`` (see :func:`olinkpipe.genesets.map_assays`);
+        they win over the built-in UniProt / alias mapping.
 
     Returns
     -------
@@ -334,7 +353,7 @@ def gsea(
     needed = ["estimate"] + {"statistic": ["statistic", "p_value"], "signed_p": ["p_value"]}.get(
         rank_by, []
     )
-    genes = prepare_genes(result, needed, func="tl.gsea")
+    genes = prepare_genes(result, needed, func="tl.gsea", mapping=mapping)
     rnk = ranking_metric(genes.table, rank_by)
     dropped = sorted(set(genes.table["gene"]) - set(rnk.index))
     if dropped:
@@ -353,9 +372,9 @@ def gsea(
         rnk, sets, permutations=permutations, min_size=min_size, max_size=max_size, seed=seed
     )
     rows = []
-    hits: dict[str, list[int]] = {}
+    hits: dict[str, tuple[int, ...]] = {}
     for term, r in pre.results.items():
-        hits[term] = [int(i) for i in r["hits"]]
+        hits[term] = tuple(int(i) for i in r["hits"])
         rows.append(
             (
                 term,
@@ -387,12 +406,12 @@ def gsea(
         "max_size": int(max_size),
         "n_ranked": len(rnk),
         "n_sets_tested": len(out),
-        "ranking": {
-            "gene": [str(g) for g in ranking.index],
-            "metric": [float(v) for v in ranking.to_numpy()],
-        },
-        "hits": hits,
-        "gene_assay": gene_assay,
+        "ranking": SharedData(
+            gene=tuple(str(g) for g in ranking.index),
+            metric=tuple(float(v) for v in ranking.to_numpy()),
+        ),
+        "hits": SharedData(hits),
+        "gene_assay": SharedData(gene_assay),
         "gene_mapping": genes.mapped_by,
         "duplicate_genes": genes.duplicates,
         "duplicate_rule": "several assays of one gene count once: the smallest p_value",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import textwrap
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -26,6 +27,12 @@ from ..errors import DesignError, format_message, preview
 from .de import ANNOTATION, _matrix
 
 __all__ = ["longitudinal", "anova", "anova_posthoc"]
+
+
+def _indent(fragment: str) -> str:
+    """Indent a shared docstring fragment to the Parameters block (first line as placed)."""
+    return textwrap.indent(fragment, "    ").lstrip()
+
 
 logger = logging.getLogger("olinkpipe")
 
@@ -210,7 +217,7 @@ def _anova_setup(adata, formula_terms, covariates, exclude_controls, step):
     return model, obs, z, spans, y, acols, excl
 
 
-@doc_params(adata=doc_adata, alpha=doc_alpha)
+@doc_params(adata=_indent(doc_adata), alpha=_indent(doc_alpha))
 def anova(
     adata: ad.AnnData,
     *,
@@ -318,7 +325,7 @@ def anova(
     return frame
 
 
-@doc_params(adata=doc_adata, alpha=doc_alpha)
+@doc_params(adata=_indent(doc_adata), alpha=_indent(doc_alpha))
 def anova_posthoc(
     adata: ad.AnnData,
     *,
@@ -476,8 +483,8 @@ def _level_key(cell: str, model: _Model, effect: list[str]) -> tuple:
 # longitudinal
 
 
-def _fit_mixed(y, x, groups, n_time, names):
-    """MixedLM with a random intercept for one assay; Wald test of the time terms."""
+def _fit_mixed(y, x, groups, n_time, test):
+    """MixedLM with a random intercept for one assay; Wald or LR test of the time terms."""
     import statsmodels.api as sm
 
     out = {"reason": ""}
@@ -505,6 +512,13 @@ def _fit_mixed(y, x, groups, n_time, names):
     out["chi2"] = float(b @ np.linalg.solve(v, b))
     out["est"] = b
     out["se"] = np.sqrt(np.diag(v))
+    if test == "lr":  # ML fits of the model with and without the time terms
+        keep = np.r_[0, np.arange(1 + n_time, x.shape[1])]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = sm.MixedLM(y, x, groups=groups).fit(reml=False)
+            reduced = sm.MixedLM(y, x[:, keep], groups=groups).fit(reml=False)
+        out["chi2"] = float(max(2.0 * (full.llf - reduced.llf), 0.0))
     return out
 
 
@@ -540,7 +554,7 @@ def _friedman(blocks: np.ndarray):
     return chi2, p, n
 
 
-@doc_params(adata=doc_adata, alpha=doc_alpha)
+@doc_params(adata=_indent(doc_adata), alpha=_indent(doc_alpha))
 def longitudinal(
     adata: ad.AnnData,
     *,
@@ -549,6 +563,7 @@ def longitudinal(
     reference: str | None = None,
     method: Literal["mixed", "friedman"] = "mixed",
     covariates: Sequence[str] | None = None,
+    test: Literal["wald", "lr"] = "wald",
     alpha: float = 0.05,
     n_jobs: int = 1,
     progress: bool = True,
@@ -574,6 +589,10 @@ def longitudinal(
     covariates
         Fixed-effect columns of ``obs`` (``"mixed"`` only); numeric as they are,
         others as treatment dummies.
+    test
+        Overall time test of ``"mixed"``: ``"wald"`` (χ² on the REML fit) or ``"lr"``
+        (likelihood ratio of ML fits with and without time; two more fits per assay).
+        The per-time-point contrasts are always Wald z from the REML fit.
     {alpha}
     n_jobs
         Parallel workers (joblib) for the per-assay mixed-model loop.
@@ -616,6 +635,7 @@ def longitudinal(
     [2.0, 2.0]
     """
     check_literal("method", method, ["mixed", "friedman"])
+    check_literal("test", test, ["wald", "lr"])
     covs = list(covariates or [])
     if covs and method == "friedman":
         msg = format_message(
@@ -677,7 +697,7 @@ def longitudinal(
         frame["n"] = n * len(levels)
         frame["n_subjects"] = n
         frame["reason"] = np.where(n >= 2, "", "fewer than 2 subjects with every time point")
-        test = "Friedman rank-sum test (complete subjects per assay)"
+        test_text = "Friedman rank-sum test (complete subjects per assay)"
     else:
         tcols = np.column_stack([(tlab == lv).astype(float) for lv in others])
         parts = [np.ones((len(obs), 1)), tcols]
@@ -687,7 +707,7 @@ def longitudinal(
             zc, _ = _covariate_matrix(obs, covs)
             parts.append(zc)
         x = np.hstack(parts)
-        jobs = [(y[:, j], x, subj, len(others), others) for j in range(m)]
+        jobs = [(y[:, j], x, subj, len(others), test) for j in range(m)]
         fits = _run_per_assay(
             _fit_mixed, jobs, n_jobs=n_jobs, progress=progress, desc="mixed models"
         )
@@ -725,7 +745,11 @@ def longitudinal(
             [ann.iloc[rec["_a"].to_numpy()].reset_index(drop=True), rec.drop(columns="_a")],
             axis=1,
         )
-        test = "linear mixed model (REML) with random subject intercept; Wald chi2 for time"
+        test_text = "linear mixed model with random subject intercept; " + (
+            "Wald chi2 (REML) for time"
+            if test == "wald"
+            else "likelihood-ratio chi2 (ML) for time"
+        )
     frame["p_adj"] = frame.groupby("term")["p_value"].transform(lambda s: bh_adjust(s.to_numpy()))
     frame["significant"] = frame["p_adj"].fillna(1.0) < alpha
     order_terms = {t: i for i, t in enumerate(["time"] + [f"{lv} - {reference}" for lv in others])}
@@ -748,7 +772,7 @@ def longitudinal(
     frame = frame[cols].reset_index(drop=True)
     frame.attrs = {
         "method": method,
-        "test": test,
+        "test": test_text,
         "time": time,
         "subject": subject,
         "levels": levels,
