@@ -12,19 +12,41 @@ best of 5 runs in this one process:
   the private kernel ``bridge_normalize`` calls) and its ratio to the floor;
 * the **memory floor**: a bare ``np.concatenate`` of the two X and the two LOD matrices,
   and the ratio end-to-end / memory floor;
-* the same end-to-end run when the second project lacks 30 assays (same order: block
-  copies of the runs of shared columns) and when it lists its assays in another order
-  and lacks one (the column-gather path, ``np.take(..., out=...)``, memory-latency bound).
+* the **output floor**: every array the result holds (NPX and LOD with the factor added,
+  the two boolean layers) written with bare numpy, and the lowest reachable ratio
+  (output floor + nanmedian) / nanmedian;
+* the same end-to-end run when the second project lacks 30 assays (same order) and when it
+  lists its assays in another order and lacks one; both take the column-gather path
+  (``np.take(..., out=...)`` into the preallocated array; a random permutation is
+  memory-latency bound).
 
 Why the target of 5 is not reachable: the result must hold two new 4,000 × 3,000 float64
-matrices (NPX and LOD, 96 MB each). Writing them into freshly allocated memory, the
-page faults included, takes 5–10× the nanmedian over the 50 × 3,000 bridge block on this
-machine, before any normalization work. ``bridge_normalize`` writes each output array once
-(one preallocated ``np.empty`` per array, the reference half copied, the other half written
-by ``np.add(other, factor, out=...)``; columns gathered with ``np.take(..., out=...)`` when
-the assay order differs), copies the boolean layers once, never calls ``anndata.concat``
-and runs ``np.nanmedian`` once on the bridge block only, so the meaningful ratio is the one
-to the memory floor (close to 1). Timings on a shared machine vary by ±30 % between runs.
+matrices (NPX and LOD, 96 MB each, the second project's half shifted by the factor) and
+the two boolean layers (12 MB each). Writing just these four arrays with bare numpy into
+freshly allocated memory (the "output floor", page faults included) takes 5.5–6× the
+nanmedian floor here, so no implementation returning this AnnData can get below
+(output floor + nanmedian) / nanmedian ≈ 6.6–7.1; the script prints that lowest reachable
+ratio in every run. ``bridge_normalize`` writes each output array once: one preallocated
+``np.empty`` per array, the reference half copied in, the other half written by
+``np.add(other, factor, out=...)`` (columns gathered with ``np.take(..., out=...)`` when
+the assay sets differ); boolean layers are copied once and ``below_lod`` is not recomputed
+(NPX and LOD move together); no ``anndata.concat``; one ``np.nanmedian`` on the bridge
+block only. What is left above the floors is ~8 ms of fixed obs/var/AnnData bookkeeping.
+
+Measured on this 2-core machine shared with other jobs, best of 5 in each of 3 runs (the
+nanmedian floor itself varies 3–8 ms between runs, which moves its ratios most):
+
+=======================================  =============  =============
+                                         before review  after review
+=======================================  =============  =============
+end-to-end (same assays), ms             51.5–53.8      46.7–50.2
+ratio to nanmedian floor                 9.5–13.1       8.0–9.2
+ratio to memory floor (concat X, LOD)    2.3–2.4        2.2–2.3
+ratio to (output floor + nanmedian)      --             1.26–1.33
+factor step / nanmedian floor            1.7–2.4        1.2–1.3
+30 assays missing in P2, ms              146–148        82–83
+assays reordered, ms                     206–210        129–133
+=======================================  =============  =============
 
 Run: ``python benchmarks/bench_normalize.py``
 """
@@ -65,7 +87,11 @@ def project(rng: np.random.Generator, name: str, shift: np.ndarray) -> ad.AnnDat
     )
     panel = np.array([PANELS[j % len(PANELS)] for j in range(N_ASSAYS)], dtype=object)
     var = pd.DataFrame(
-        {"Assay": [f"G{j}" for j in range(N_ASSAYS)], "Panel": panel, "Normalization": "Intensity"},
+        {
+            "Assay": [f"G{j}" for j in range(N_ASSAYS)],
+            "Panel": panel,
+            "Normalization": "Intensity",
+        },
         index=pd.Index([f"OID{j:05d}" for j in range(N_ASSAYS)], name="OlinkID"),
     )
     lod = np.full(X.shape, 3.0) + shift
@@ -130,6 +156,24 @@ def main() -> None:
             np.concatenate([ref.layers["lod"], other.layers["lod"]]),
         )
 
+    shift = np.nan_to_num(floor())
+
+    def output_floor():
+        # every array the result must hold, in bare numpy: NPX and LOD with the shift added
+        # to the second project, and the two boolean layers
+        outs = []
+        for key in ("X", "lod", "below_lod", "qc_warning"):
+            a = ref.X if key == "X" else ref.layers[key]
+            b = other.X if key == "X" else other.layers[key]
+            out = np.empty((2 * N_SAMPLES, N_ASSAYS), dtype=a.dtype)
+            out[:N_SAMPLES] = a
+            if key in ("X", "lod"):
+                np.add(b, shift, out=out[N_SAMPLES:])
+            else:
+                out[N_SAMPLES:] = b
+            outs.append(out)
+        return outs
+
     result = ours()
     expected = np.nan_to_num(floor())
     np.testing.assert_array_equal(result.var["Adj_factor"].to_numpy(), expected)
@@ -147,12 +191,14 @@ def main() -> None:
             "floor": floor,
             "factor": factor_step,
             "memory": memory_floor,
+            "output": output_floor,
             "missing": lambda: ours(other_missing),
             "shuffled": lambda: ours(other_shuffled),
         }
     )
     t_ours, t_floor, t_factor = best["ours"], best["floor"], best["factor"]
     t_mem, t_missing, t_shuffled = best["memory"], best["missing"], best["shuffled"]
+    t_out = best["output"]
     print(
         f"bridge_normalize: 2 x {N_SAMPLES} samples x {N_ASSAYS} assays, {N_BRIDGE} bridges "
         f"(best of {REPEATS})"
@@ -165,6 +211,10 @@ def main() -> None:
     print(f"  memory floor (np.concatenate X and LOD) : {t_mem * 1e3:8.1f} ms")
     print(f"  ratio memory floor / nanmedian floor    : {t_mem / t_floor:8.2f}")
     print(f"  ratio end-to-end / memory floor         : {t_ours / t_mem:8.2f}")
+    print(f"  output floor (all 4 arrays, bare numpy) : {t_out * 1e3:8.1f} ms")
+    lowest = (t_out + t_floor) / t_floor
+    print(f"  (output floor + nanmedian) / nanmedian  : {lowest:8.2f}  (lowest reachable ratio)")
+    print(f"  ratio end-to-end / (output + nanmedian) : {t_ours / (t_out + t_floor):8.2f}")
     print(f"  end-to-end, 30 assays missing in P2     : {t_missing * 1e3:8.1f} ms")
     print(f"  ratio 30 missing / memory floor         : {t_missing / t_mem:8.2f}")
     print(f"  end-to-end, assays reordered (-1 assay) : {t_shuffled * 1e3:8.1f} ms")

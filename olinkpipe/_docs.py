@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -26,11 +28,19 @@ ax
 
 
 def doc_params(**kwds: str) -> Callable[[F], F]:
-    """Fill ``{name}`` placeholders in a docstring with the shared fragments above."""
+    """Fill ``{name}`` placeholders in a docstring with the shared fragments above.
+
+    A placeholder stands alone on its line; the fragment's continuation lines are
+    indented like the placeholder, so numpy-style sections stay well formed.
+    """
 
     def dec(obj: F) -> F:
-        if obj.__doc__:
-            obj.__doc__ = obj.__doc__.format(**kwds)
+        doc = obj.__doc__
+        if doc:
+            for name, fragment in kwds.items():
+                pattern = re.compile(rf"^([ \t]*)\{{{name}\}}", re.MULTILINE)
+                doc = pattern.sub(lambda m, frag=fragment: textwrap.indent(frag, m.group(1)), doc)
+            obj.__doc__ = doc
         return obj
 
     return dec

@@ -178,3 +178,29 @@ def test_subject_level_covariate_is_absorbed_and_reported():
     )
     assert res.attrs["covariates_absorbed_by_pair"] == ["site[Y]"]
     pd.testing.assert_series_equal(res["statistic"], plain["statistic"])
+
+
+def test_unpaired_moderated_without_covariates_is_pooled_variance_ebayes():
+    rng = np.random.default_rng(21)
+    n, m = 16, 10
+    obs = pd.DataFrame({"g": np.resize(["a", "b"], n)}, index=[f"S{i}" for i in range(n)])
+    x = rng.normal(size=(n, m)) * rng.uniform(0.5, 2, m)
+    x[3, 2] = np.nan
+    adata = ad.AnnData(x, obs=obs)
+    res = op.tl.differential(adata, groupby="g", reference="a", method="moderated")
+    res = res.set_index("OlinkID").loc[adata.var_names]
+    isb = obs["g"].eq("b").to_numpy()
+    coef, s2, df, unscaled = [], [], [], []
+    for j in range(m):
+        xb, xa = x[isb, j], x[~isb, j]
+        xb, xa = xb[~np.isnan(xb)], xa[~np.isnan(xa)]
+        coef.append(xb.mean() - xa.mean())
+        d = xb.size + xa.size - 2.0
+        s2.append((((xb - xb.mean()) ** 2).sum() + ((xa - xa.mean()) ** 2).sum()) / d)
+        df.append(d)
+        unscaled.append(np.sqrt(1 / xb.size + 1 / xa.size))
+    coef, s2, df, unscaled = map(np.asarray, (coef, s2, df, unscaled))
+    s0, d0 = _hand_prior(s2, df)
+    t = coef / (np.sqrt((d0 * s0 + df * s2) / (d0 + df)) * unscaled)
+    np.testing.assert_allclose(res["statistic"], t, atol=1e-9)
+    np.testing.assert_allclose(res["df"], np.minimum(df + d0, df.sum()), atol=1e-8)

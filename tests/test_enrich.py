@@ -369,6 +369,8 @@ def test_ora_offline_name_loaded_and_edited_collections_agree():
     term = "JAK-STAT signaling pathway"
     assert edited.loc[term, "set_size"] == ref.loc[term, "set_size"] + 1
     assert edited.attrs["collection"] == "KEGG_2021_Human"
+    assert edited.attrs["collection_source"].endswith("(edited after loading)")
+    assert by_obj.attrs["collection_source"] == "blitzgsea:data/KEGG_2021_Human"
 
 
 def test_set_index_restrict_matches_a_python_loop():

@@ -278,3 +278,27 @@ def test_hash_marker(tmp_path):
     with pytest.warns(OlinkpipeWarning, match="1 cell"):
         adata = op.read_npx(write_wide_xlsx(tmp_path / "h.xlsx", grid))
     assert np.isnan(adata["S1", "OID01001"].X[0, 0])
+
+
+def test_quant_footer_rows_per_plate(tmp_path):
+    """Target 48 quant exports repeat LOD / Assay warning once per plate."""
+    long = make_long(controls=False, lod_per_plate=True)
+    long = long[long.Panel == "Olink Inflammation"].reset_index(drop=True)
+    grid = wide_grid(long, data_type="Quantified data", normalization=False, trailing_space=None)
+    i_lod = next(k for k, r in enumerate(grid) if r and r[0] == "LOD")
+    assays = list(dict.fromkeys(long.OlinkID))
+    lods = {
+        plate: ["LOD"]
+        + [float(long[(long.OlinkID == o) & (long.PlateID == plate)].LOD.iloc[0]) for o in assays]
+        for plate in ["Run_INF_plate1", "Run_INF_plate2"]
+    }
+    grid[i_lod : i_lod + 1] = [lods["Run_INF_plate1"], lods["Run_INF_plate2"]]
+    grid += [
+        ["Assay warning", "Pass", "Pass", "Pass"],
+        ["Assay warning", "Warning", "Pass", "Pass"],
+    ]
+    adata = op.read_npx(write_wide_xlsx(tmp_path / "q2.xlsx", grid))
+    _check_against_long(adata, long)  # LOD per plate
+    got = op.to_long(adata)
+    warn = got[(got.OlinkID == assays[0])].set_index("PlateID")["Assay_Warning"]
+    assert set(warn["Run_INF_plate1"]) == {"Pass"} and set(warn["Run_INF_plate2"]) == {"Warning"}

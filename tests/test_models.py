@@ -196,3 +196,25 @@ def test_longitudinal_lr_test_matches_statsmodels_ml_fits():
         assert res.loc[(oid, "time"), "statistic"] == pytest.approx(lr, rel=1e-4)
         assert res.loc[(oid, "time"), "p_value"] == pytest.approx(stats.chi2.sf(lr, 2), rel=1e-3)
     assert "likelihood-ratio" in res.attrs["test"]
+
+
+def test_control_samples_are_left_out_and_reported():
+    adata = make_long(seed=9, m=2)
+    adata.obs.loc[["S000", "S001"], "is_control"] = True
+    with pytest.warns(OlinkpipeWarning, match="2 control sample"):
+        res = op.tl.anova(adata, formula_terms="Site")
+    assert res.attrs["excluded_samples"] == ["S000", "S001"]
+    assert (res["n"] <= adata.n_obs - 2).all()
+
+
+def test_longitudinal_with_covariate_matches_statsmodels():
+    adata = make_long(seed=10, m=2)
+    res = op.tl.longitudinal(
+        adata, time="Time", subject="Subject", reference="D0", covariates=["age"], progress=False
+    )
+    res = res.set_index(["OlinkID", "term"])
+    for j, oid in enumerate(adata.var_names):
+        df = _frame(adata, j)
+        fit = smf.mixedlm("y ~ C(Time, Treatment('D0')) + age", df, groups=df["Subject"]).fit()
+        nm = "C(Time, Treatment('D0'))[T.D14]"
+        assert res.loc[(oid, "D14 - D0"), "estimate"] == pytest.approx(fit.fe_params[nm], rel=1e-4)

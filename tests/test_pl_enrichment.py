@@ -80,6 +80,12 @@ def test_all_four_enrichment_plots_are_saved(study, tmp_path):
     line = ax3.get_lines()[0].get_ydata()
     es = gsea.set_index("term").loc[term, "es"]
     assert np.max(np.abs(line)) == pytest.approx(abs(es), rel=1e-9)
+    n_lead = len(gsea.set_index("term").loc[term, "leading_edge"].split(";"))
+    n_hits = gsea.set_index("term").loc[term, "set_size"]
+    # the highlighted ticks are gseapy's leading edge
+    assert f"leading edge: {n_lead} of {n_hits} genes" in [t.get_text() for t in ax3.texts]
+    ticks = ax3.figure.axes[1].collections
+    assert [len(c.get_segments()) for c in ticks] == [n_hits - n_lead, n_lead]
     ax3.figure.savefig(tmp_path / "gsea_running.png")
 
     ax4 = op.pl.pathway(res, "KEGG_2021_Human", term)
@@ -184,3 +190,23 @@ def test_pathway_rows_labels_and_significance(tmp_path):
     assert ax.get_xlabel() == "estimate (post - pre), 95% CI"
     fig.savefig(tmp_path / "pathway.png")
     plt.close(fig)
+
+
+def test_gsea_plot_leading_edge_of_a_negative_term():
+    genes = [f"G{i:02d}" for i in range(60)]
+    rng = np.random.default_rng(1)
+    res = pd.DataFrame(
+        {"gene": genes, "estimate": 1.0, "statistic": np.linspace(3, -3, 60), "p_value": 0.5}
+    )
+    members = list(rng.choice(genes[40:], 8, replace=False)) + ["G05", "G20"]
+    g = op.tl.gsea(res, {"down": members}, permutations=20)
+    row = g.set_index("term").loc["down"]
+    assert row["es"] < 0
+    ax = op.pl.gsea(g, "down")
+    n_lead = len(row["leading_edge"].split(";"))
+    assert f"leading edge: {n_lead} of 10 genes" in [t.get_text() for t in ax.texts]
+    lead_ticks = ax.figure.axes[1].collections[1].get_segments()
+    assert sorted(int(s[0][0]) for s in lead_ticks) == sorted(
+        g.attrs["ranking"]["gene"].index(x) for x in row["leading_edge"].split(";")
+    )
+    plt.close(ax.figure)

@@ -430,3 +430,20 @@ def test_bridge_coded_and_measured_layers_are_merged():
     np.testing.assert_array_equal(got, want)
     expected_measured = np.vstack([np.ones(a.shape, dtype=bool), measured])
     np.testing.assert_array_equal(res.layers["measured"], expected_measured)
+
+
+def test_normalize_plates_skips_cells_not_measured():
+    a = make_adata(20, 6, seed=16, n_controls=0, nan_frac=0.0)
+    onc = (a.var["Panel"] == "Olink Oncology").to_numpy()
+    tab = a.obsm["PlateID"].copy()
+    tab.loc["S1", "Olink Oncology"] = ""  # S1 did not run on the Oncology panel
+    a.obsm["PlateID"] = tab
+    X, lod = a.X.copy(), a.layers["lod"].copy()
+    X[0, onc], lod[0, onc] = np.nan, np.nan
+    a.X, a.layers["lod"] = X, lod
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OlinkpipeWarning)  # no "set to 0" warning for S1
+        res = op.pp.normalize_plates(a)
+    tab = res.uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]
+    assert "" not in set(tab["PlateID"])
+    assert np.isnan(res.X[0, onc]).all() and not np.isnan(res.X[0, ~onc]).any()

@@ -86,6 +86,7 @@ def test_flag_outliers_qc_rule_and_pca():
     onc = a.var["Panel"].to_numpy() == "Olink Oncology"
     X[4, onc] += 6.0  # median outlier on one panel
     X[9] = X[9] + np.random.default_rng(0).normal(0, 6, a.n_vars)  # scrambled profile
+    X[20:26, :3] = np.nan  # 3 assays missing in 6 / 62 samples (> 5 %)
     a.X = X
     res = op.pp.flag_outliers(a, sd=3.0)
     expected = _limits_outliers(op.pp.qc_summary(a), 3.0)
@@ -93,8 +94,12 @@ def test_flag_outliers_qc_rule_and_pca():
     assert "S5" in expected
     assert bool(res.obsm["qc_outlier"].loc["S5", "Olink Oncology"])
     assert not bool(res.obsm["qc_outlier"].loc["S5", "Olink Inflammation"])
-    # PCA rule against an independent SVD (scores are sign-ambiguous; the rule is not)
-    Xi = np.where(np.isnan(a.X), np.nanmedian(a.X, axis=0), a.X)
+    # PCA rule against an independent SVD (scores are sign-ambiguous; the rule is not), with
+    # OlinkAnalyze's preprocessing: <= 88 samples, so assays > 5 % missing are left out
+    keep = np.isnan(a.X).mean(axis=0) <= 0.05
+    assert res.uns["olinkpipe"]["outliers"]["n_assays_too_missing"] == int((~keep).sum()) > 0
+    Xk = a.X[:, keep]
+    Xi = np.where(np.isnan(Xk), np.nanmedian(Xk, axis=0), Xk)
     Z = (Xi - Xi.mean(0)) / Xi.std(0, ddof=1)
     U, S, _ = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
     scores = U[:, :2] * S[:2]
@@ -242,3 +247,19 @@ def test_read_fixed_lod(tmp_path):
         op.pp.read_fixed_lod(a, bad)
     with pytest.raises(NPXFormatError, match="not found"):
         op.pp.read_fixed_lod(a, tmp_path / "missing.csv")
+
+
+def test_pass_labels_follow_the_data_model():
+    # Pass / PASS / OK / missing count as a pass (docs/data_model.md); anything else fails
+    a = make_adata(6, 4, seed=12, n_controls=0)
+    del a.obs["qc_pass"]
+    del a.layers["qc_warning"]
+    labels = ["Pass", "OK", "", "PASS", "WARN", "Warning"]
+    a.obsm["QC_Warning"] = pd.DataFrame(
+        {p: labels for p in a.obsm["QC_Warning"]}, index=a.obs_names
+    )
+    with pytest.warns(OlinkpipeWarning, match="QC warning"):
+        res = op.pp.filter(a, qc_warning="drop", controls="keep")
+    assert list(res.obs_names) == ["S1", "S2", "S3", "S4"]
+    masked = op.pp.filter(a, qc_warning="mask", controls="keep")
+    assert np.isnan(masked.X[4:]).all() and not np.isnan(masked.X[:4]).all(axis=1).any()

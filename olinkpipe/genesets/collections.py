@@ -445,6 +445,7 @@ def collection_index(gene_sets: object) -> tuple[SetIndex, dict[str, object]]:
     index built once per session; anything else is indexed on the fly.
     """
     name = None
+    edited = False
     if isinstance(gene_sets, str) and gene_sets in OFFLINE:
         name = gene_sets
     elif isinstance(gene_sets, GeneSetCollection) and gene_sets.name in OFFLINE:
@@ -453,6 +454,8 @@ def collection_index(gene_sets: object) -> tuple[SetIndex, dict[str, object]]:
             gene_sets.get(t) == genes for t, genes in ref.items()
         ):
             name = gene_sets.name
+        else:
+            edited = True
     if name is not None:
         package, rel = OFFLINE[name]
         cached = _offline_index(name)
@@ -464,4 +467,7 @@ def collection_index(gene_sets: object) -> tuple[SetIndex, dict[str, object]]:
         }
         return cached.index, info
     coll = as_collection(gene_sets)
-    return SetIndex.from_sets(coll), coll.describe()
+    info = coll.describe()
+    if edited:
+        info["collection_source"] = f"{info['collection_source']} (edited after loading)"
+    return SetIndex.from_sets(coll), info

@@ -22,6 +22,7 @@ class TextInfo:
     encoding: str
     header: list[str]
     skip_rows: int
+    note: str = ""  # how the encoding was chosen, for the user's warning
 
 
 def container(head: bytes) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._provenance import provenance
+from .._provenance import provenance, record_exclusion
 from .._validate import check_literal
 from ..errors import (
     DuplicateSampleError,
@@ -346,7 +346,9 @@ def from_long(
     duplicates: str = "rename",
     data_format: str = "long",
     metadata: dict[str, str] | None = None,
-    row_offset: int = 2,
+    row_offset: int | None = None,
+    decimal: str | None = None,
+    row_labels: Sequence[str] | None = None,
 ) -> ad.AnnData:
     """Build the olinkpipe AnnData from a long (one row per measurement) table.
 
@@ -374,7 +376,16 @@ def from_long(
     metadata
         Key-value metadata of the file (parquet), stored in ``uns``.
     row_offset
-        Added to 0-based row numbers in messages (2 = header line + 1-based lines).
+        Added to 0-based row numbers in messages: 2 (header line + 1-based lines) when
+        ``file`` is given, else 0 (positions in ``data``).
+    decimal
+        The file's decimal mark (``"."`` or ``","``) when known: text values are then
+        parsed in that convention, thousands separators included (``"1.234,5"``), and a
+        value that is ambiguous in it (``"1.234"`` in a decimal-comma file) is an error.
+        ``None``: a single comma or point is a decimal mark.
+    row_labels
+        How to name each row of ``data`` in messages (e.g. the sheet cell a value came
+        from); overrides ``row_offset``.
 
     Returns
     -------
@@ -401,6 +412,16 @@ def from_long(
     (2, 1)
     """
     check_literal("duplicates", duplicates, ["rename", "error"])
+    if decimal is not None:
+        check_literal("decimal", decimal, [".", ","])
+    if row_offset is None:
+        row_offset = 2 if file else 0
+
+    def lines(rows: np.ndarray) -> list[object]:
+        if row_labels is not None:
+            return [row_labels[int(r)] for r in rows]
+        return _line_numbers(rows, row_offset)
+
     table = _to_table(data)
     where = file or "long table"
     columns = list(table.column_names)
@@ -426,7 +447,11 @@ def from_long(
         raise MissingColumnError(msg)
     n = table.num_rows
     if n == 0:
-        msg = format_message("the table has a header but no data rows", file=file)
+        msg = format_message(
+            "the table has a header but no data rows",
+            file=file,
+            hint="The export is incomplete; export the data again from Olink's software.",
+        )
         raise NPXFormatError(msg)
 
     cols = {c: _Column(c, table.column(c)) for c in columns}
@@ -442,7 +467,7 @@ def from_long(
                 "empty identifier(s)",
                 file=file,
                 column=col,
-                rows=_line_numbers(bad, row_offset),
+                rows=lines(bad),
                 hint="Every row needs a SampleID and an OlinkID; fill them or delete the rows.",
             )
             raise NPXFormatError(msg)
@@ -464,7 +489,7 @@ def from_long(
             f"OlinkID(s) {preview(ids)} occur on more than one panel",
             file=file,
             column=roles["panel"],
-            rows=_line_numbers(bad, row_offset),
+            rows=lines(bad),
             hint="An OlinkID belongs to one panel; check the Panel column or split the file.",
         )
         raise NPXFormatError(msg)
@@ -483,7 +508,7 @@ def from_long(
                 f"OlinkID(s) mapped to more than one Assay name ({detail})",
                 file=file,
                 column=roles["assay"],
-                rows=_line_numbers(bad, row_offset),
+                rows=lines(bad),
                 hint="Each OlinkID must name one assay; correct the Assay column or the OlinkIDs.",
             )
             raise NPXFormatError(msg)
@@ -537,6 +562,7 @@ def from_long(
     measured = np.zeros(n_obs * n_assay, dtype=bool)
     measured[cell] = True
     keep_rows: np.ndarray | None = None
+    dropped_ids: list[str] = []
     if int(np.count_nonzero(measured)) < n:  # some (sample, assay) cell occurs twice
         counts = np.bincount(cell, minlength=n_obs * n_assay)
         dup_rows = np.flatnonzero(counts[cell] > 1)
@@ -555,16 +581,20 @@ def from_long(
                 f"values (SampleID, OlinkID, PlateID): {preview(sorted(pairs))}",
                 file=file,
                 column=scol,
-                rows=_line_numbers(bad_rows, row_offset),
+                rows=lines(bad_rows),
                 hint="Give the repeated wells distinct SampleIDs, or remove the extra rows.",
             )
             raise DuplicateSampleError(msg)
         first = _first_rows(cell, n_obs * n_assay)
         keep_mask = first[cell] == np.arange(n)
         dropped = np.flatnonzero(~keep_mask)
+        dropped_ids = [
+            f"{s_uni[s_codes[r]]} / {a_uni[a_codes[r]]} (row {lab})"
+            for r, lab in zip(dropped, lines(dropped), strict=True)
+        ]
         warn(
-            f"{where}: dropped {dropped.size} exact duplicate row(s): "
-            f"{preview(_line_numbers(dropped, row_offset))}"
+            f"{where}: dropped {dropped.size} exact duplicate row(s) (SampleID / OlinkID, "
+            f"recorded in uns['olinkpipe']['excluded']): {preview(dropped_ids)}"
         )
         keep_rows = np.flatnonzero(keep_mask)
     if keep_rows is not None:
@@ -590,12 +620,20 @@ def from_long(
 
     # --- values -----------------------------------------------------------------------------
     special = {scol, acol, vcol, roles["lod"], roles["plate"], roles["qc"]} - {None}
+    assay_level = ASSAY_LEVEL | {roles[k] for k in ("assay", "uniprot", "panel") if roles[k]}
     dtypes = {c: cols[c].pandas_dtype for c in columns}
-    X = scatter(_numeric(cols[vcol], file=file, row_offset=row_offset), np.nan, np.float64)
+    X = scatter(_numeric(cols[vcol], file=file, lines=lines, decimal=decimal), np.nan, np.float64)
+    if not np.isfinite(X).any():
+        warn(
+            f"{where}: column {vcol!r} holds no numeric value at all (every value is missing); "
+            "check that this is the right column and file"
+        )
     layers: dict[str, np.ndarray] = {}
     if roles["lod"] is not None:
         layers["lod"] = scatter(
-            _numeric(cols[roles["lod"]], file=file, row_offset=row_offset), np.nan, np.float64
+            _numeric(cols[roles["lod"]], file=file, lines=lines, decimal=decimal),
+            np.nan,
+            np.float64,
         )
     else:
         layers["lod"] = np.full(X.shape, np.nan)
@@ -650,7 +688,7 @@ def from_long(
             key = key if keep_rows is None else key[keep_rows]
         placed = False
         if c not in MEASUREMENT_LEVEL and c != qc_layer_col:
-            order = ("var", "obs") if c in ASSAY_LEVEL else ("obs", "var")
+            order = ("var", "obs") if c in assay_level else ("obs", "var")
             for slot in order:
                 if slot not in group_cache:
                     group, n_groups = (obs_group, n_obs) if slot == "obs" else (a_group, n_assay)
@@ -711,45 +749,57 @@ def from_long(
         )
     elif len(set(index)) != len(index):  # pragma: no cover - guarded by factorize
         index = _make_unique(index)
-    obs = pd.DataFrame(index=pd.Index(index, dtype=object, name=None))
-    obs["SampleID"] = sample_names
+    obs_index = pd.Index(index, dtype=object, name=None)
+    ocols: dict[str, Any] = {"SampleID": sample_names}
     for c, v in obs_cols.items():
-        if c == "SampleID":
-            continue
-        obs[c] = _as_series(v, dtypes[c], obs.index)
+        if c != "SampleID":
+            ocols[c] = _as_series(v, dtypes[c], obs_index)
     if "SampleType" in obs_cols:
-        st = pd.Series(obs["SampleType"]).astype(object)
-        obs["SampleType"] = st.where(st.notna(), "SAMPLE").astype(str).to_numpy()
+        st = pd.Series(ocols["SampleType"], dtype=object)
+        ocols["SampleType"] = st.where(st.notna(), "SAMPLE").astype(str).to_numpy()
     elif "Sample_Type" in obs_cols:
         st = pd.Series(obs_cols["Sample_Type"], dtype=object).fillna("SAMPLE").astype(str)
-        obs["SampleType"] = st.str.strip().str.upper().to_numpy()
+        ocols["SampleType"] = st.str.strip().str.upper().to_numpy()
     else:
-        obs["SampleType"] = [sample_type_from_name(s) for s in sample_names]
-    obs["is_control"] = (obs["SampleType"].astype(str).str.upper() != "SAMPLE").to_numpy()
-    obs["PlateID"] = plates_joined.astype(str)
-    obs["QC_Warning"] = np.asarray(qc_joined, dtype=object).astype(str)
-    obs["qc_pass"] = is_pass_op.all(axis=1)
+        ocols["SampleType"] = np.asarray(
+            [sample_type_from_name(s) for s in sample_names], dtype=object
+        )
+    ocols["is_control"] = pd.Series(ocols["SampleType"]).astype(str).str.upper().to_numpy() != (
+        "SAMPLE"
+    )
+    ocols["PlateID"] = plates_joined.astype(str)
+    ocols["QC_Warning"] = np.asarray(qc_joined, dtype=object).astype(str)
+    ocols["qc_pass"] = is_pass_op.all(axis=1)
+    # one constructor call: a file with thousands of extra columns builds no fragmented frame
+    obs = pd.DataFrame(ocols, index=obs_index)
     for m in obsm.values():
         m.index = obs.index
 
     # --- var ----------------------------------------------------------------------------------
-    var = pd.DataFrame(index=pd.Index(a_uni.astype(str), name=None))
-    var["Assay"] = var_cols.pop(roles["assay"]) if roles["assay"] else a_uni.astype(str)
+    var_index = pd.Index(a_uni.astype(str), name=None)
+    vcols: dict[str, Any] = {
+        "Assay": var_cols.pop(roles["assay"]) if roles["assay"] else a_uni.astype(str)
+    }
     if roles["uniprot"] and roles["uniprot"] in var_cols:
-        var["UniProt"] = var_cols.pop(roles["uniprot"])
+        vcols["UniProt"] = var_cols.pop(roles["uniprot"])
     else:
-        var["UniProt"] = ""
-    var["Panel"] = p_uni[assay_panel].astype(str)
+        vcols["UniProt"] = np.full(n_assay, "", dtype=object)
+    vcols["Panel"] = p_uni[assay_panel].astype(str)
     if roles["panel"]:
         var_cols.pop(roles["panel"], None)
     for c, v in var_cols.items():
-        var[c] = _as_series(v, dtypes[c], var.index)
+        vcols[c] = _as_series(v, dtypes[c], var_index)
     if "AssayType" in var_cols:
-        at = pd.Series(var["AssayType"]).astype(object)
-        var["AssayType"] = at.where(at.notna(), "assay").astype(str).to_numpy()
+        at = pd.Series(vcols["AssayType"], dtype=object)
+        vcols["AssayType"] = at.where(at.notna(), "assay").astype(str).to_numpy()
     else:
-        var["AssayType"] = [assay_type_from_name(a) for a in var["Assay"]]
-    var["is_control"] = (var["AssayType"].astype(str).str.lower() != "assay").to_numpy()
+        vcols["AssayType"] = np.asarray(
+            [assay_type_from_name(a) for a in vcols["Assay"]], dtype=object
+        )
+    vcols["is_control"] = pd.Series(vcols["AssayType"]).astype(str).str.lower().to_numpy() != (
+        "assay"
+    )
+    var = pd.DataFrame(vcols, index=var_index)
     var.index.name = None
 
     # --- measured cells and QC layers --------------------------------------------------
@@ -783,6 +833,15 @@ def from_long(
             "row_order": row_order,
         }
     )
+    if dropped_ids:
+        record_exclusion(
+            adata,
+            step="read_npx",
+            kind="measurement",
+            ids=dropped_ids,
+            reason="exact duplicate row (same SampleID, OlinkID, PlateID and values)",
+            warn_user=False,
+        )
     return adata
 
 
@@ -819,39 +878,82 @@ def _make_unique(index: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
-def _numeric(col: _Column, *, file: str | None, row_offset: int) -> np.ndarray:
-    """A value column as float64; text markers (``> ULOQ``, ``No Data``, ...) become NaN."""
+def _numeric(
+    col: _Column,
+    *,
+    file: str | None,
+    lines: Any = None,
+    decimal: str | None = None,
+) -> np.ndarray:
+    """A value column as float64; text markers (``> ULOQ``, ``No Data``, ...) become NaN.
+
+    ``lines`` turns 0-based row positions into the row names used in messages.
+    """
+    if lines is None:
+
+        def lines(rows: np.ndarray) -> list[int]:
+            return _line_numbers(rows, 2 if file else 0)
+
     if col.is_numeric:
-        return col.values()
-    codes, uniques = col.codes()
-    parsed = np.full(len(uniques), np.nan)
-    bad_u = []
-    markers = 0
-    for k, u in enumerate(uniques):
-        value, ok, is_marker = parse_number(u)
-        parsed[k] = value
-        markers += is_marker
-        if not ok:
-            bad_u.append(k)
-    if bad_u:
-        bad_rows = np.flatnonzero(np.isin(codes, bad_u))
-        examples = [str(uniques[k]) for k in bad_u[:5]]
+        out = col.values()
+        markers = 0
+        marker_u: list[int] = []
+        codes = None
+    else:
+        codes, uniques = col.codes()
+        parsed = np.full(len(uniques), np.nan)
+        bad_u, ambiguous_u, marker_u = [], [], []
+        for k, u in enumerate(uniques):
+            value, ok, is_marker = parse_number(u, decimal=decimal)
+            parsed[k] = value
+            if is_marker:
+                marker_u.append(k)
+            if not ok:
+                (ambiguous_u if _ambiguous(u, decimal) else bad_u).append(k)
+        for bad, problem, hint in (
+            (
+                bad_u,
+                "non-numeric value(s)",
+                "Values must be numbers (decimal point or comma), empty, NA or an Olink "
+                "marker such as '> ULOQ' / '< LLOQ' / 'No Data'; fix or remove these rows.",
+            ),
+            (
+                ambiguous_u,
+                f"value(s) that are ambiguous in a file with decimal mark {decimal!r} (a "
+                "thousands separator or a decimal mark of the other convention?)",
+                "Export the file again with one decimal mark and no thousands separators, "
+                "or fix these values.",
+            ),
+        ):
+            if bad:
+                bad_rows = np.flatnonzero(np.isin(codes, bad))
+                examples = [str(uniques[k]) for k in bad[:5]]
+                msg = format_message(
+                    f"{problem} {preview(examples)}",
+                    file=file,
+                    column=col.name,
+                    rows=lines(bad_rows),
+                    hint=hint,
+                )
+                raise NPXFormatError(msg)
+        out = (
+            np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
+            if len(uniques)
+            else np.full(len(codes), np.nan)
+        )
+        markers = len(marker_u)
+    infinite = np.flatnonzero(np.isinf(out))
+    if infinite.size:
         msg = format_message(
-            f"non-numeric value(s) {preview(examples)}",
+            "infinite value(s) (Inf / -Inf) are not valid measurements",
             file=file,
             column=col.name,
-            rows=_line_numbers(bad_rows, row_offset),
-            hint="Values must be numbers (decimal point or comma), empty, NA or an Olink marker "
-            "such as '> ULOQ' / '< LLOQ' / 'No Data'; fix or remove these rows.",
+            rows=lines(infinite),
+            hint="Replace them with NA (not measured) or the measured value.",
         )
         raise NPXFormatError(msg)
-    if len(uniques) == 0:
-        return np.full(len(codes), np.nan)
-    out = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
     if markers:
-        n_marked = int(
-            np.isin(codes, [k for k, u in enumerate(uniques) if parse_number(u)[2]]).sum()
-        )
+        n_marked = int(np.isin(codes, marker_u).sum())
         warn(
             f"{file or 'long table'}: column {col.name!r}: {n_marked} value(s) were Olink text "
             "markers (e.g. '> ULOQ', '< LLOQ', 'No Data') and are read as NaN"
@@ -862,13 +964,38 @@ def _numeric(col: _Column, *, file: str | None, row_offset: int) -> np.ndarray:
 _MARKER = re.compile(
     r"^\s*(>\s*ULOQ|<\s*LLOQ|<\s*LOD|>\s*LOD|No\s*Data|NA|N/A|NaN|-|#+|)\s*$", re.I
 )
+# thousands separators: both marks present (the last one is the decimal mark), or a mark
+# repeated between groups of three digits
+_GROUPED = {
+    ",": re.compile(r"^[-+]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?$"),  # 1.234,5  12.345.678
+    ".": re.compile(r"^[-+]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$"),  # 1,234.5  12,345,678
+}
+_ONE_GROUP = {
+    ",": re.compile(r"^[-+]?[1-9]\d{0,2}\.\d{3}$"),  # 1.234: 1234 or 1.234?
+    ".": re.compile(r"^[-+]?[1-9]\d{0,2},\d{3}$"),  # 1,234: 1234 or 1.234?
+}
 
 
-def parse_number(value: object) -> tuple[float, bool, bool]:
+def _ambiguous(value: object, decimal: str | None) -> bool:
+    """A single thousands-like group (``1.234`` with decimal comma) where it is ambiguous."""
+    return decimal in _ONE_GROUP and bool(_ONE_GROUP[decimal].match(str(value).strip()))
+
+
+def parse_number(value: object, *, decimal: str | None = None) -> tuple[float, bool, bool]:
     """``(number, ok, is_marker)`` for one cell of an Olink export.
 
-    Accepts numbers, numeric text with a decimal point or comma, and Olink's text markers
-    (``> ULOQ``, ``< LLOQ``, ``No Data``, ``#``), which are NaN.
+    Accepts numbers, numeric text with a decimal point or comma, thousands separators
+    where they are unambiguous (``1.234,5``, ``12,345,678``), and Olink's text markers
+    (``> ULOQ``, ``< LLOQ``, ``No Data``, ``#``), which are NaN. With ``decimal`` (the
+    file's decimal mark) a single group such as ``1.234`` in a decimal-comma file is
+    ambiguous (``ok`` False) rather than guessed.
+
+    Examples
+    --------
+    >>> parse_number("1,5"), parse_number("1.234,5"), parse_number("> ULOQ")[1:]
+    ((1.5, True, False), (1234.5, True, False), (True, True))
+    >>> parse_number("1.234", decimal=",")[1]
+    False
     """
     if value is None:
         return np.nan, True, False
@@ -879,6 +1006,12 @@ def parse_number(value: object) -> tuple[float, bool, bool]:
     s = str(value).strip()
     if s == "" or s.upper() in {"NA", "NAN", "N/A", "NULL"}:
         return np.nan, True, False
+    if _ambiguous(s, decimal):
+        return np.nan, False, False
+    for dec, pattern in _GROUPED.items():
+        if ("," in s and "." in s or s.count("." if dec == "," else ",") > 1) and pattern.match(s):
+            thousands = "." if dec == "," else ","
+            return float(s.replace(thousands, "").replace(",", ".")), True, False
     try:
         return float(s), True, False
     except ValueError:

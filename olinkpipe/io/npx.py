@@ -8,9 +8,12 @@ holding any of them is opened in memory.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import io
 import logging
 import zipfile
+import zlib
 from os import PathLike
 from pathlib import Path
 from typing import IO
@@ -23,6 +26,7 @@ import pyarrow.parquet as pq
 from .._validate import check_literal
 from ..errors import NPXFormatError, format_message, preview
 from . import _sniff
+from ._util import warn_user
 from .convert import from_long
 
 __all__ = ["read_npx"]
@@ -168,9 +172,10 @@ def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.A
         return _read_parquet(src, name, opts)
     if kind == "xls":
         msg = format_message(
-            "legacy .xls workbooks are not supported",
+            "legacy .xls workbooks (and password-protected .xlsx) are not supported",
             file=name,
-            hint="Open it in Excel and save as .xlsx, or export long CSV from NPX Manager.",
+            hint="Open it in Excel, remove any password and save as .xlsx, or export long "
+            "CSV from NPX Manager.",
         )
         raise NPXFormatError(msg)
     if kind == "zip":
@@ -206,7 +211,11 @@ def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
     try:
         zf = zipfile.ZipFile(src)
     except zipfile.BadZipFile as err:
-        msg = format_message(f"corrupt zip/xlsx archive ({err})", file=name)
+        msg = format_message(
+            f"corrupt or truncated zip/xlsx archive ({err})",
+            file=name,
+            hint="Download or export the file again.",
+        )
         raise NPXFormatError(msg) from err
     with zf:
         names = zf.namelist()
@@ -223,8 +232,12 @@ def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
             if not m.endswith("/") and not any(k in m.lower() for k in _IGNORED_IN_ZIP)
         ]
         if not members:
+            found = f"only {preview(names)}" if names else "it is empty"
             msg = format_message(
-                f"the zip archive holds no data file (only {preview(names)})", file=name
+                f"the zip archive holds no data file ({found})",
+                file=name,
+                hint="Zip the Olink export itself (.csv, .txt, .parquet or .xlsx), or read "
+                "the export directly.",
             )
             raise NPXFormatError(msg)
         if len(members) > 1:
@@ -234,7 +247,16 @@ def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
                 hint="Extract the archive and read one file at a time.",
             )
             raise NPXFormatError(msg)
-        data = zf.read(members[0])
+        try:
+            data = zf.read(members[0])
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, zlib.error) as err:
+            msg = format_message(
+                f"cannot extract {members[0]!r} from the zip archive ({err})",
+                file=name,
+                hint="The archive is damaged, encrypted or uses an unsupported compression; "
+                "extract it with your system's tools and read the file itself.",
+            )
+            raise NPXFormatError(msg) from err
     inner = f"{name}!{members[0]}"
     adata = _read_any(io.BytesIO(data), inner, data[:HEAD_BYTES], opts)
     return adata
@@ -245,7 +267,18 @@ def _read_long_text(
 ) -> ad.AnnData:
     header = info.header
     types = {h: pa.dictionary(pa.int32(), pa.string()) for h in header if h in STRING_COLUMNS}
-    table = _csv(src, name, info, types)
+    try:
+        table, info, trailing = _csv_tolerant(src, name, info, types)
+    except _NotUTF8 as bad:
+        # Windows-1252 (Excel "CSV" on Western European Windows) is the usual culprit
+        info = dataclasses.replace(info, encoding="cp1252")
+        table, info, trailing = _csv_tolerant(src, name, info, types)
+        info.note = f"not valid UTF-8 (first at line {bad.line})"
+    if info.encoding == "cp1252":
+        warn_user(
+            f"{name}: {info.note or 'not valid UTF-8'}; decoded as Windows-1252 (Western "
+            "European); check names with accents, or save the file as UTF-8"
+        )
     temporal = [
         f.name
         for f in table.schema
@@ -253,11 +286,11 @@ def _read_long_text(
     ]
     if temporal:  # keep dates as written in the file, not parsed
         types.update({c: pa.string() for c in temporal})
-        table = _csv(src, name, info, types)
+        table = _csv(src, name, info, types, trailing=trailing)
     release = getattr(pa.default_memory_pool(), "release_unused", None)
     if release is not None:
         release()  # hand the parser's scratch memory back before building the matrices
-    drop = [c for c in table.column_names if c in ("", "Unnamed: 0", "...1")]
+    drop = [c for c in table.column_names if c in ("", "Unnamed: 0", "...1", _TRAILING)]
     if drop:
         table = table.drop_columns(drop)
     return from_long(
@@ -267,17 +300,122 @@ def _read_long_text(
         duplicates=opts["duplicates"],
         data_format="long",
         row_offset=2 + info.skip_rows,
+        decimal=info.decimal,
     )
 
 
-def _csv(
+_TRAILING = "__olinkpipe_trailing_delimiter__"
+
+
+class _NotUTF8(Exception):
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
+
+
+def _csv_tolerant(
     src: Path | IO[bytes], name: str, info: _sniff.TextInfo, types: dict[str, pa.DataType]
+) -> tuple[pa.Table, _sniff.TextInfo, bool]:
+    """Read with pyarrow; on failure, diagnose (encoding, trailing delimiter, ragged rows)."""
+    try:
+        return _csv(src, name, info, types), info, False
+    except (pa.ArrowException, UnicodeDecodeError) as err:
+        first_err = err
+    if "UTF8" in str(first_err) and info.encoding == "utf-8":
+        raise _NotUTF8(_first_bad_utf8_line(src))
+    if isinstance(first_err, UnicodeDecodeError):
+        msg = format_message(
+            f"cannot decode the text as {info.encoding} ({first_err})",
+            file=name,
+            hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8') and read it again.",
+        )
+        raise NPXFormatError(msg) from first_err
+    layout = _field_counts(src, info)
+    if layout["trailing"]:  # every data line ends with one extra, empty field
+        try:
+            table = _csv(src, name, info, types, trailing=True)
+        except (pa.ArrowException, UnicodeDecodeError):
+            pass
+        else:
+            if table.column(_TRAILING).null_count == table.num_rows:
+                return table, info, True
+    detail = ""
+    if layout["bad_lines"]:
+        detail = (
+            f"; the header has {layout['n_header']} fields but these lines do not: "
+            + ", ".join(f"line {k} ({n} fields)" for k, n in layout["bad_lines"][:5])
+        )
+    msg = format_message(
+        f"cannot parse as a {info.sep!r}-delimited long export{detail} ({first_err})",
+        file=name,
+        column=None,
+        rows=[k for k, _ in layout["bad_lines"]] or None,
+        hint="Check that every row has the same number of fields and one delimiter "
+        "throughout (pass sep=... if it was guessed wrong); quotes must be closed.",
+    )
+    raise NPXFormatError(msg) from first_err
+
+
+def _raw_bytes(src: Path | IO[bytes]) -> bytes:
+    if isinstance(src, Path):
+        return src.read_bytes()
+    src.seek(0)
+    return src.read()
+
+
+def _first_bad_utf8_line(src: Path | IO[bytes]) -> int:
+    data = _raw_bytes(src)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return data.count(b"\n", 0, err.start) + 1
+    return 0
+
+
+def _field_counts(src: Path | IO[bytes], info: _sniff.TextInfo) -> dict:
+    """Lines whose field count differs from the header's (error path only)."""
+    enc = "utf-8-sig" if info.encoding == "utf-8" else info.encoding
+    text = _raw_bytes(src).decode(enc, errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=info.sep, quotechar='"')
+    n_header, bad, trailing, n_data = None, [], True, 0
+    for rec in reader:
+        if not any(f.strip() for f in rec):
+            continue
+        if n_header is None:
+            n_header = len(rec)
+            continue
+        n_data += 1
+        if len(rec) != n_header:
+            bad.append((reader.line_num, len(rec)))
+        if not (len(rec) == n_header + 1 and rec[-1].strip() == ""):
+            trailing = False
+    return {
+        "n_header": n_header or 0,
+        "bad_lines": bad,
+        "trailing": trailing and n_data > 0 and len(bad) == n_data,
+    }
+
+
+def _csv(
+    src: Path | IO[bytes],
+    name: str,
+    info: _sniff.TextInfo,
+    types: dict[str, pa.DataType],
+    *,
+    trailing: bool = False,
 ) -> pa.Table:
+    """``pyarrow.csv.read_csv`` with the sniffed dialect (raises pyarrow's errors)."""
     if not isinstance(src, Path):
         src.seek(0)
+    names = None
+    if trailing:  # name the header's columns ourselves, plus one for the empty last field
+        names = [*(_sniff.split_line(_header_line(src, info), info.sep)), _TRAILING]
+        if not isinstance(src, Path):
+            src.seek(0)
     read_opts = pcsv.ReadOptions(
         encoding="utf8" if info.encoding == "utf-8" else info.encoding,
-        skip_rows=info.skip_rows,
+        skip_rows=info.skip_rows + (1 if trailing else 0),
+        column_names=names,
         block_size=1 << 24,
     )
     parse_opts = pcsv.ParseOptions(delimiter=info.sep, quote_char='"', newlines_in_values=False)
@@ -287,21 +425,19 @@ def _csv(
         decimal_point=info.decimal,
         quoted_strings_can_be_null=True,
     )
-    try:
-        return pcsv.read_csv(
-            str(src) if isinstance(src, Path) else src,
-            read_options=read_opts,
-            parse_options=parse_opts,
-            convert_options=conv,
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as err:
-        msg = format_message(
-            f"cannot parse as a {info.sep!r}-delimited long export: {err}",
-            file=name,
-            hint="Check that every row has the same number of fields and the delimiter "
-            "(pass sep=...).",
-        )
-        raise NPXFormatError(msg) from err
+    return pcsv.read_csv(
+        str(src) if isinstance(src, Path) else src,
+        read_options=read_opts,
+        parse_options=parse_opts,
+        convert_options=conv,
+    )
+
+
+def _header_line(src: Path | IO[bytes], info: _sniff.TextInfo) -> str:
+    enc = "utf-8-sig" if info.encoding == "utf-8" else info.encoding
+    head = _raw_bytes(src)[: 1 << 20].decode(enc, errors="replace")
+    lines = [ln for ln in head.splitlines() if ln.strip()]
+    return lines[0] if lines else ""
 
 
 def _read_parquet(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:

@@ -28,6 +28,7 @@ from typing import IO, Any
 import anndata as ad
 import numpy as np
 import pandas as pd
+from openpyxl.utils import get_column_letter
 
 from ..errors import NPXFormatError, format_message, preview
 from . import _sniff
@@ -297,7 +298,7 @@ def _long_sheet(grid: Grid, where: str, opts: dict) -> ad.AnnData:
 
 
 def _wide_grid(grid: Grid, where: str, opts: dict) -> ad.AnnData:
-    long, meta, data_type, raw_panels = parse_wide(grid, where)
+    long, meta, data_type, raw_panels, cells = parse_wide(grid, where)
     per_panel = pd.Series(raw_panels).value_counts()
     t48 = "target 48" in " ".join(raw_panels).lower() or bool((per_panel == 45).all())
     adata = from_long(
@@ -307,14 +308,20 @@ def _wide_grid(grid: Grid, where: str, opts: dict) -> ad.AnnData:
         duplicates=opts.get("duplicates", "rename"),
         data_format="wide",
         metadata=meta,
-        row_offset=1,
+        row_labels=cells,
     )
     adata.uns["olinkpipe"]["data_type"] = data_type
     return adata
 
 
-def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], str, list[str]]:
-    """Parse a wide NPX Manager grid: long table, metadata, data type, raw panel per assay."""
+def parse_wide(
+    grid: Grid, where: str
+) -> tuple[pd.DataFrame, dict[str, str], str, list[str], np.ndarray]:
+    """Parse a wide NPX Manager grid.
+
+    Returns the long table, metadata, data type, raw panel per assay and, per long row, the
+    sheet cell it came from (``"cell C9"``) for messages.
+    """
     width = max((len(r) for r in grid), default=0)
     grid = [list(r) + [None] * (width - len(r)) for r in grid]
     labels = [_label(r) for r in grid]
@@ -380,6 +387,23 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
     if not assay_cols:
         msg = format_message("the OlinkID row is empty", file=where, hint="Check the export.")
         raise NPXFormatError(msg)
+    seen: dict[str, list[int]] = {}
+    for j in assay_cols:
+        seen.setdefault(oid_row[j], []).append(j)
+    repeated = {o: js for o, js in seen.items() if len(js) > 1}
+    if repeated:
+        shown = [
+            f"{o} in columns {', '.join(get_column_letter(j + 1) for j in js)}"
+            for o, js in repeated.items()
+        ]
+        msg = format_message(
+            f"OlinkID(s) occur in more than one column: {'; '.join(shown[:5])}",
+            file=where,
+            column="OlinkID",
+            hint="Each assay column needs its own OlinkID; delete the copied columns or correct "
+            "the OlinkID row.",
+        )
+        raise NPXFormatError(msg)
 
     # header rows such as "Unit" may follow the OlinkID row (Target 48 quant exports)
     k = i_oid + 1
@@ -389,7 +413,7 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
 
     # sample rows and footer
     sample_rows: list[int] = []
-    footer: dict[str, int] = {}
+    footer: dict[str, list[int]] = {}
     while k < len(grid):
         lb = labels[k]
         if lb in FOOTER or (sample_rows and lb.startswith(FOOTER_PREFIXES)):
@@ -401,7 +425,8 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
         k += 1
     for kk in range(k, len(grid)):
         if labels[kk]:
-            footer[FOOTER.get(labels[kk], _cell_str(grid[kk][0]).strip())] = kk
+            name = FOOTER.get(labels[kk], _cell_str(grid[kk][0]).strip())
+            footer.setdefault(name, []).append(kk)  # one row per plate in quant exports
     if not sample_rows:
         msg = format_message("no sample rows below the OlinkID row", file=where)
         raise NPXFormatError(msg)
@@ -465,14 +490,32 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
     plate_by_panel = {p: per_sample(plate_cols, p) for p in set(panels)}
     qc_by_panel = {p: per_sample(qc_cols, p) for p in set(panels)}
 
-    def footer_row(name: str, *, numeric: bool) -> list[Any]:
-        r = footer.get(name)
-        if r is None:
-            return []
-        cells = [grid[r][j] for j in assay_cols]
-        if numeric:
-            return [parse_number(c)[0] if parse_number(c)[1] else np.nan for c in cells]
-        return [(_cell_str(c).strip() or None) for c in cells]
+    def footer_row(name: str, *, numeric: bool) -> np.ndarray | None:
+        """A footer row as one value per cell (assay-major); a label repeated once per
+        plate (Target 48 quant: LOD, Assay warning per plate) maps each sample's plate."""
+        rows = footer.get(name)
+        if not rows:
+            return None
+
+        def cell(r: int, j: int) -> Any:
+            c = grid[r][j]
+            if numeric:
+                v, ok, _ = parse_number(c)
+                return v if ok else np.nan
+            return _cell_str(c).strip() or None
+
+        out = np.empty((n_a, n_s), dtype=float if numeric else object)
+        for ai, j in enumerate(assay_cols):
+            plates = plate_by_panel[panels[ai]]
+            order = (
+                list(dict.fromkeys(p for p in plates if p is not None)) if len(rows) > 1 else []
+            )
+            if len(rows) > 1 and len(rows) == len(order):
+                by_plate = {p: cell(r, j) for p, r in zip(order, rows, strict=True)}
+                out[ai] = [by_plate.get(p, np.nan if numeric else None) for p in plates]
+            else:
+                out[ai] = cell(rows[0], j)
+        return out.ravel()
 
     rep = np.repeat
     cols: dict[str, Any] = {
@@ -483,8 +526,8 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
         "Assay": rep(np.asarray([assay_row[j] for j in assay_cols], dtype=object), n_s),
     }
     mf = footer_row("MissingFreq", numeric=True)
-    if mf:
-        cols["MissingFreq"] = rep(np.asarray(mf, dtype=float), n_s)
+    if mf is not None:
+        cols["MissingFreq"] = mf
     cols["Panel"] = rep(np.asarray(panel_names, dtype=object), n_s)
     if has_version:
         cols["Panel_Version"] = rep(np.asarray(versions, dtype=object), n_s)
@@ -494,26 +537,24 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
     cols["PlateID"] = np.concatenate([np.asarray(plate_by_panel[p], dtype=object) for p in panels])
     cols["QC_Warning"] = np.concatenate([np.asarray(qc_by_panel[p], dtype=object) for p in panels])
     lod = footer_row("LOD", numeric=True)
-    if lod:  # quantified exports call the plate LOD Plate_LOD (as OlinkAnalyze)
-        cols["LOD" if data_type != "Quantified" else "Plate_LOD"] = rep(
-            np.asarray(lod, dtype=float), n_s
-        )
+    if lod is not None:  # quantified exports call the plate LOD Plate_LOD (as OlinkAnalyze)
+        cols["LOD" if data_type != "Quantified" else "Plate_LOD"] = lod
     cols[VALUE_COLUMN[data_type]] = values.ravel()
     norm = footer_row("Normalization", numeric=False)
-    if norm:
-        cols["Normalization"] = rep(np.asarray(norm, dtype=object), n_s)
+    if norm is not None:
+        cols["Normalization"] = norm
     for name in footer:
-        if name not in ("LOD", "MissingFreq", "Normalization"):
-            if name in ("PlateLOD", "MaxLOD", "LLOQ", "ULOQ", "Plate_LQL"):
-                vals = footer_row(name, numeric=True)
-                cols[name] = rep(np.asarray(vals, dtype=float), n_s)
-                continue
-            vals = footer_row(name, numeric=False)
-            nums = [parse_number(v) for v in vals]
-            if all(ok for _, ok, _ in nums):
-                cols[name] = rep(np.asarray([x for x, _, _ in nums], dtype=float), n_s)
-            else:
-                cols[name] = rep(np.asarray(vals, dtype=object), n_s)
+        if name in ("LOD", "MissingFreq", "Normalization"):
+            continue
+        if name in ("PlateLOD", "MaxLOD", "LLOQ", "ULOQ", "Plate_LQL"):
+            cols[name] = footer_row(name, numeric=True)
+            continue
+        vals = footer_row(name, numeric=False)
+        nums = [parse_number(v) for v in vals]
+        if all(ok for _, ok, _ in nums):
+            cols[name] = np.asarray([x for x, _, _ in nums], dtype=float)
+        else:
+            cols[name] = vals
     if dev_cols:
         panel0 = panels[0]
         for name, j in dev_cols.items():
@@ -523,8 +564,13 @@ def parse_wide(grid: Grid, where: str) -> tuple[pd.DataFrame, dict[str, str], st
                 [arr if p == panel0 else np.full(n_s, np.nan) for p in panels]
             )
     long = pd.DataFrame(cols)
+    letters = [get_column_letter(j + 1) for j in assay_cols]
+    cells = np.asarray([f"cell {c}{r + 1}" for c in letters for r in sample_rows], dtype=object)
     # samples absent from a panel (no plate, no values) are not measurements
     if len(set(panels)) > 1:
-        on = long["PlateID"].notna() | ~np.isnan(long[VALUE_COLUMN[data_type]].to_numpy())
-        long = long.loc[on.to_numpy()].reset_index(drop=True)
-    return long, meta, data_type, panels
+        on = (
+            long["PlateID"].notna() | ~np.isnan(long[VALUE_COLUMN[data_type]].to_numpy())
+        ).to_numpy()
+        long = long.loc[on].reset_index(drop=True)
+        cells = cells[on]
+    return long, meta, data_type, panels, cells

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 
 import anndata as ad
@@ -15,11 +14,6 @@ from ..errors import DesignError, MissingColumnError, format_message
 from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax, group_color
 
 __all__ = ["volcano", "paired", "heatmap"]
-
-
-def _indent(fragment: str) -> str:
-    """Indent a shared docstring fragment to the Parameters block (first line as placed)."""
-    return textwrap.indent(fragment, "    ").lstrip()
 
 
 def _need(frame: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -54,7 +48,7 @@ def _resolve_assays(adata: ad.AnnData, assays: str | Sequence[str]) -> list[int]
     return pos
 
 
-@doc_params(ax=_indent(doc_ax))
+@doc_params(ax=doc_ax)
 def volcano(
     result: pd.DataFrame,
     *,
@@ -149,7 +143,7 @@ def volcano(
     return ax
 
 
-@doc_params(ax=_indent(doc_ax))
+@doc_params(ax=doc_ax)
 def paired(
     adata: ad.AnnData,
     assays: str | Sequence[str],
@@ -253,7 +247,7 @@ def paired(
     return ax
 
 
-@doc_params(ax=_indent(doc_ax))
+@doc_params(ax=doc_ax)
 def heatmap(
     adata: ad.AnnData,
     assays: str | Sequence[str],

@@ -143,8 +143,9 @@ def enrichment(
     ax.set_yticks(y)
     ax.set_yticklabels([str(t) for t in shown["term"]])
     ax.axvline(-np.log10(0.05), color=NS, linestyle="--", linewidth=0.8)
+    ax.set_xlim(left=0, right=max(float(np.nanmax(x)) if len(x) else 0.0, 1.5) * 1.08)
     ax.set_xlabel(
-        "−log10 adjusted p"
+        "−log10 adjusted p (dashed line: 0.05)"
         + (f" (GSEA FDR; 0 drawn at 1/{result.attrs['permutations']})" if is_gsea else "")
     )
     title = result.attrs.get("collection", "")
@@ -213,6 +214,19 @@ def gsea(result: pd.DataFrame, term: str, *, ax: Axes | None = None) -> Axes:
     peak = int(np.argmax(np.abs(res)))
     ax.axvline(peak, color=NS, linestyle="--", linewidth=0.8)
     ax.set_ylabel("Running enrichment score")
+    positive = row["es"] >= 0
+    hit_pos = np.asarray(hits, dtype=int)
+    lead = hit_pos <= peak if positive else hit_pos >= peak  # GSEA's leading edge
+    ax.text(
+        0.99,
+        0.97 if positive else 0.03,
+        f"leading edge: {int(lead.sum())} of {len(hit_pos)} genes",
+        transform=ax.transAxes,
+        ha="right",
+        va="top" if positive else "bottom",
+        fontsize="small",
+        color=color,
+    )
     floor = _perm_floor(result)
     ax.set_title(
         f"{term}\nES={row['es']:.2f}  NES={row['nes']:.2f}  "
@@ -220,7 +234,8 @@ def gsea(result: pd.DataFrame, term: str, *, ax: Axes | None = None) -> Axes:
         fontsize="medium",
     )
     ax.tick_params(labelbottom=False)
-    ax_hits.vlines(hits, 0, 1, color="black", linewidth=0.6)
+    ax_hits.vlines(hit_pos[~lead], 0, 1, color="black", linewidth=0.6)
+    ax_hits.vlines(hit_pos[lead], 0, 1, color=color, linewidth=0.9)
     ax_hits.set_yticks([])
     ax_hits.set_ylim(0, 1)
     ax_hits.tick_params(labelbottom=False)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from .._docs import doc_ax, doc_params
 from ..errors import ValidationError
@@ -27,12 +28,14 @@ def qc(
     label_outliers: bool = True,
     ax: Axes | None = None,
 ) -> Axes:
-    """Olink's QC plot: per-sample NPX IQR against median, per panel, with outlier lines.
+    """Olink's QC plot: per-sample NPX IQR against median, per panel, with outlier limits.
 
-    Dashed lines mark mean ± ``sd`` SD of the sample medians (vertical) and IQRs
-    (horizontal) of each panel, the rule of :func:`olinkpipe.pp.flag_outliers` and
-    OlinkAnalyze ``olink_qc_plot``. Panels share the Axes, one colour each; samples with a
-    QC warning are drawn as crosses; outliers are labelled.
+    One point per sample and panel. A dashed box per panel spans mean ± ``sd`` SD of the
+    sample medians (x) and IQRs (y): samples outside it are outliers, the rule of
+    :func:`olinkpipe.pp.flag_outliers` and OlinkAnalyze ``olink_qc_plot`` (which draws the
+    same limits as lines, one facet per panel). Panels share the Axes, one colour each
+    (pass ``panel`` for one panel alone); samples with a QC warning are drawn as crosses;
+    outliers are labelled with their SampleID.
 
     Parameters
     ----------
@@ -54,8 +57,12 @@ def qc(
     Examples
     --------
     >>> import olinkpipe as op
-    >>> ax = op.pl.qc(adata)  # doctest: +SKIP
-    >>> ax.figure.savefig("qc.png")  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> ax = op.pl.qc(adata)
+    >>> len(ax.patches)  # one dashed outlier box per panel
+    4
+    >>> [t.get_text() for t in ax.texts]  # the outlier, labelled
+    ['OL0041']
     """
     from ..pp._utils import PASS_LABELS
     from ..pp.qc import _outside, qc_limits, qc_summary
@@ -78,12 +85,22 @@ def qc(
         if warn_mask.any():
             ax.scatter(med[warn_mask], iqr[warn_mask], s=30, color=color, marker="x")
         lim = limits.loc[name]
-        for v in (lim["median_low"], lim["median_high"]):
-            if np.isfinite(v):
-                ax.axvline(v, color=color, linestyle="--", linewidth=0.8)
-        for v in (lim["iqr_low"], lim["iqr_high"]):
-            if np.isfinite(v):
-                ax.axhline(v, color=color, linestyle="--", linewidth=0.8)
+        lo_m, hi_m, lo_i, hi_i = (
+            float(lim[k]) for k in ("median_low", "median_high", "iqr_low", "iqr_high")
+        )
+        if np.isfinite([lo_m, hi_m, lo_i, hi_i]).all():  # the panel's "inside" region
+            ax.add_patch(
+                Rectangle(
+                    (lo_m, lo_i),
+                    hi_m - lo_m,
+                    hi_i - lo_i,
+                    fill=False,
+                    edgecolor=color,
+                    linestyle="--",
+                    linewidth=0.9,
+                    label=f"_{name} limits",
+                )
+            )
         if label_outliers:
             out = _outside(med, iqr, sd=sd)
             for x, y, s in zip(med[out], iqr[out], grp["SampleID"].to_numpy()[out], strict=True):
@@ -91,10 +108,14 @@ def qc(
         handles.append(Line2D([], [], marker="o", linestyle="", color=color, label=str(name)))
     if len(summary):
         handles.append(Line2D([], [], marker="x", linestyle="", color=NS, label="QC warning"))
-    ax.legend(handles=handles, fontsize=7, frameon=False)
-    ax.set_xlabel("Sample median NPX")
-    ax.set_ylabel("Sample IQR of NPX")
-    ax.set_title(f"QC: outlier lines at mean ± {sd:g} SD")
+        handles.append(
+            Line2D([], [], linestyle="--", color=NS, label=f"mean ± {sd:g} SD (per panel)")
+        )
+    ax.autoscale_view()
+    ax.legend(handles=handles, fontsize=7, framealpha=0.85, loc="best")
+    ax.set_xlabel("Sample median NPX (per panel)")
+    ax.set_ylabel("Sample IQR of NPX (per panel)")
+    ax.set_title(f"QC: samples outside the dashed box (mean ± {sd:g} SD) are outliers", fontsize=9)
     return ax
 
 
@@ -109,9 +130,10 @@ def pca(
 ) -> Axes:
     """PCA of the NPX matrix (scanpy), samples coloured by an ``obs`` column.
 
-    NaN values are imputed by the assay median before PCA (the title says how many);
-    assays are centred and scaled to unit variance, as OlinkAnalyze ``olink_pca_plot``;
-    control assays and constant assays are left out.
+    Preprocessing as OlinkAnalyze ``olink_pca_plot``: control and constant assays are
+    left out, so are assays missing in more than 10 % of the samples (5 % with 88 samples
+    or fewer); the remaining NaN are imputed by the assay median (the title says how many
+    values and assays); assays are centred and scaled to unit variance.
 
     Parameters
     ----------
@@ -133,7 +155,10 @@ def pca(
     Examples
     --------
     >>> import olinkpipe as op
-    >>> ax = op.pl.pca(adata, color="PlateID")  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> ax = op.pl.pca(adata, color="PlateID")
+    >>> ax.get_legend().get_title().get_text()
+    'PlateID'
     """
     from .._validate import check_literal
     from ..pp.qc import pca_scores
@@ -143,7 +168,7 @@ def pca(
     if color is not None and color not in adata.obs:
         msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
         raise ValidationError(msg)
-    scores, ratio, n_imp = pca_scores(adata, n_comps=max(c1, c2), controls=controls)
+    scores, ratio, n_imp, n_miss = pca_scores(adata, n_comps=max(c1, c2), controls=controls)
     if max(c1, c2) > scores.shape[1]:
         msg = f"only {scores.shape[1]} components can be computed; got components={components!r}."
         raise ValidationError(msg)
@@ -159,7 +184,13 @@ def pca(
         ax.legend(title=color, fontsize=7, frameon=False)
     ax.set_xlabel(f"PC{c1} ({100 * ratio[c1 - 1]:.1f}%)")
     ax.set_ylabel(f"PC{c2} ({100 * ratio[c2 - 1]:.1f}%)")
-    ax.set_title(f"PCA of NPX ({n_imp} missing values imputed by assay median)", fontsize=9)
+    notes = [
+        "no missing values" if n_imp == 0 else f"{n_imp} missing values imputed by assay median"
+    ]
+    if n_miss:
+        cutoff = 5 if len(scores) <= 88 else 10  # OlinkAnalyze's rule, as pp.qc.pca_scores
+        notes.append(f"{n_miss} assays > {cutoff}% missing left out")
+    ax.set_title("PCA of NPX\n" + "; ".join(notes), fontsize=9)
     return ax
 
 
@@ -168,51 +199,97 @@ def distribution(
     adata: ad.AnnData,
     *,
     color: str = "PlateID",
+    panel: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Per-sample NPX boxplots, ordered and coloured by plate (or another ``obs`` column).
+
+    Each box summarises one sample's NPX over the assays (control assays left out):
+    median line, quartile box, whiskers to 1.5 IQR, no fliers. A plate with shifted or
+    compressed boxes needs plate normalization (:func:`olinkpipe.pp.normalize_plates`).
 
     Parameters
     ----------
     adata
         Samples × assays AnnData.
     color
-        ``obs`` column for colour and order (default ``PlateID``).
+        ``obs`` column for colour and order (default ``PlateID``; with ``panel`` given,
+        that panel's plate from ``obsm["PlateID"]``).
+    panel
+        Only the assays of this ``var["Panel"]`` (OlinkAnalyze ``olink_dist_plot`` draws
+        one facet per panel); all assays when None.
     {ax}
 
     Returns
     -------
     matplotlib.axes.Axes
-        The Axes drawn on; one box per sample.
+        The Axes drawn on; one box per sample (samples with no value on the assays drawn,
+        e.g. not run on ``panel``, get none; the x label gives the count).
 
     Examples
     --------
     >>> import olinkpipe as op
-    >>> ax = op.pl.distribution(adata)  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> ax = op.pl.distribution(adata, panel="Oncology")
+    >>> len(ax.patches) == adata.n_obs
+    True
     """
+    from ..pp import _utils
+
+    cols = ~_utils.control_assays(adata)
+    if panel is not None:
+        on_panel = _utils.panels(adata) == panel
+        if not on_panel.any():
+            msg = (
+                f"panel={panel!r} is not in var['Panel']; choose one of "
+                f"{list(pd.unique(_utils.panels(adata)))!r}."
+            )
+            raise ValidationError(msg)
+        cols &= on_panel
     if color not in adata.obs:
         msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
         raise ValidationError(msg)
     groups = adata.obs[color].astype(str).to_numpy()
-    order = np.argsort(groups, kind="mergesort")
-    X = np.asarray(adata.X, dtype=float)
+    if panel is not None and color == "PlateID":
+        groups = _utils.per_panel_obs(adata, "PlateID")[panel].to_numpy().astype(str)
+    X = np.asarray(adata.X, dtype=float)[:, cols]
+    keep = ~np.isnan(X).all(axis=1)  # samples not measured on these assays get no box
+    order = np.flatnonzero(keep)[np.argsort(groups[keep], kind="mergesort")]
     data = [row[~np.isnan(row)] for row in X[order]]
-    ax = get_ax(ax, figsize=(max(6.0, 0.12 * adata.n_obs), 4.5))
-    bp = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.7)
+    new_fig = ax is None
+    ax = get_ax(ax, figsize=(min(14.0, max(6.0, 0.12 * len(order))), 4.5))
+    if new_fig:
+        ax.figure.set_layout_engine("constrained")
+    bp = ax.boxplot(
+        data,
+        patch_artist=True,
+        showfliers=False,
+        widths=0.7,
+        medianprops={"color": "black", "linewidth": 1.2, "gid": "median"},
+    )
     levels = list(pd.unique(groups[order]))
     for box, g in zip(bp["boxes"], groups[order], strict=True):
         box.set_facecolor(group_color(levels.index(g)))
         box.set_alpha(0.7)
-    ax.set_xticks(np.arange(1, adata.n_obs + 1))
-    labels = adata.obs_names.to_numpy()[order] if adata.n_obs <= 60 else [""] * adata.n_obs
+    ax.set_xticks(np.arange(1, len(order) + 1))
+    labels = adata.obs_names.to_numpy()[order] if len(order) <= 60 else [""] * len(order)
     ax.set_xticklabels(labels, rotation=90, fontsize=6)
-    ax.set_ylabel("NPX")
-    ax.set_xlabel("Sample")
+    ax.set_ylabel("NPX" if panel is None else f"NPX ({panel})")
+    ax.set_xlabel(f"Sample (n = {len(order)})")
     handles = [
         Line2D([], [], marker="s", linestyle="", color=group_color(i), label=g)
         for i, g in enumerate(levels)
     ]
-    ax.legend(handles=handles, title=color, fontsize=7, frameon=False)
+    ax.legend(
+        handles=handles,
+        title=color,
+        fontsize=7,
+        title_fontsize=8,
+        frameon=False,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=min(len(levels), 4),
+    )
     return ax
 
 
@@ -225,9 +302,7 @@ def _pair_differences(adata: ad.AnnData) -> tuple[pd.Index, np.ndarray]:
                 f"obs has {list(adata.obs.columns)!r}."
             )
             raise ValidationError(msg)
-    rec = adata.uns.get("olinkpipe", {}).get("normalization", {}).get("bridge_normalize", {})
-    projects = list(adata.obs["Project"].astype(str).unique())
-    ref = str(rec.get("reference_project", projects[0]))
+    ref, _ = _project_names(adata)
     is_bridge = adata.obs["bridge"].astype(bool).to_numpy()
     proj = adata.obs["Project"].astype(str).to_numpy()
     pair = adata.obs["bridge_pair"].astype(str).to_numpy()
@@ -236,6 +311,15 @@ def _pair_differences(adata: ad.AnnData) -> tuple[pd.Index, np.ndarray]:
     o = pd.Series(np.flatnonzero(is_bridge & (proj != ref)), index=pair[is_bridge & (proj != ref)])
     common = r.index.intersection(o.index)
     return common, X[r[common].to_numpy()] - X[o[common].to_numpy()]
+
+
+def _project_names(adata: ad.AnnData) -> tuple[str, str]:
+    """(reference, other) project names of a two-project normalization result."""
+    rec = adata.uns.get("olinkpipe", {}).get("normalization", {}).get("bridge_normalize", {})
+    projects = [str(p) for p in pd.unique(adata.obs["Project"].astype(str))]
+    ref = str(rec.get("reference_project", projects[0]))
+    others = [p for p in projects if p != ref]
+    return ref, (others[0] if others else "other")
 
 
 @doc_params(ax=doc_ax)
@@ -268,9 +352,16 @@ def bridge(
 
     Examples
     --------
+    >>> import numpy as np
     >>> import olinkpipe as op
-    >>> both = op.pp.bridge_normalize(run1, run2, bridges)  # doctest: +SKIP
-    >>> ax = op.pl.bridge(None, both)  # doctest: +SKIP
+    >>> run1 = op.datasets.load_example().adata
+    >>> run2 = run1.copy()  # a second run reading 0.5 NPX higher on every assay
+    >>> run2.X = run2.X + 0.5
+    >>> run2.layers["lod"] = run2.layers["lod"] + 0.5
+    >>> both = op.pp.bridge_normalize(run1, run2, ["OL0002", "OL0006", "OL0008"])
+    >>> ax = op.pl.bridge(None, both)
+    >>> ax.get_ylabel()
+    'NPX P1 − P2'
     """
     pairs, d_after = _pair_differences(after)
     if len(pairs) == 0:
@@ -294,17 +385,24 @@ def bridge(
         }
     order = np.argsort(stats["before"][1], kind="mergesort")
     x = np.arange(after.n_vars)
-    ax = get_ax(ax, figsize=(max(6.0, 0.05 * after.n_vars), 4.5))
+    ref, other = _project_names(after)
+    new_fig = ax is None
+    ax = get_ax(ax, figsize=(min(14.0, max(6.0, 0.05 * after.n_vars)), 4.5))
+    if new_fig:
+        ax.figure.set_layout_engine("constrained")
     for key, color, dx in (("before", NS, -0.15), ("after", HIGHLIGHT, 0.15)):
         q25, q50, q75 = (s[order] for s in stats[key])
         ax.vlines(x + dx, q25, q75, color=color, linewidth=1, alpha=0.7)
         ax.scatter(x + dx, q50, s=10, color=color, label=f"{key} normalization", zorder=3)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xlabel(f"Assay (n = {after.n_vars}), sorted by difference before normalization")
-    ax.set_ylabel("NPX reference − other (bridge pairs)")
-    ax.set_title(f"Bridge samples: {len(pairs)} pairs", fontsize=9)
+    ax.set_ylabel(f"NPX {ref} − {other}")
+    ax.set_title(
+        f"Bridge samples: {len(pairs)} pairs; dot = median, bar = IQR over pairs", fontsize=9
+    )
     if after.n_vars <= 40:
+        names = after.var["Assay"] if "Assay" in after.var else after.var_names
         ax.set_xticks(x)
-        ax.set_xticklabels(after.var_names.to_numpy()[order], rotation=90, fontsize=6)
+        ax.set_xticklabels(np.asarray(names, dtype=str)[order], rotation=90, fontsize=6)
     ax.legend(fontsize=7, frameon=False)
     return ax

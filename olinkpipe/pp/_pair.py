@@ -292,7 +292,9 @@ def combine(
         if key in other.obsm and isinstance(ref.obsm[key], pd.DataFrame):
             tab_r, tab_o = ref.obsm[key].copy(), other.obsm[key].copy()
             tab_r.index, tab_o.index = idx_r, idx_o
-            obsm[key] = pd.concat([tab_r, tab_o], axis=0).fillna("")
+            tab = pd.concat([tab_r, tab_o], axis=0)
+            # a panel of one project only: empty string = "not on that panel" (data model)
+            obsm[key] = tab if tab_r.columns.equals(tab_o.columns) else tab.fillna("")
 
     var = ref.var.iloc[cols_r].copy()
     var["Adj_factor"] = factor

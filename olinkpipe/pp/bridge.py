@@ -79,11 +79,37 @@ def bridge_normalize(
     project are dropped and reported; differing ``var["Normalization"]`` between the projects
     and assays with no bridge values in a project are warned about.
 
+    Layers: ``lod`` is shifted with NPX; boolean layers (``below_lod``, ``qc_warning``) are
+    carried over unchanged (shifting NPX and LOD by the same amount does not change which
+    values are below LOD); code layers are re-coded to one category list
+    (``uns["olinkpipe"]["coded_layers"]``); ``measured`` is kept when either project is not
+    a full grid; other layers present in only one project are dropped with a warning.
+
     Examples
     --------
+    >>> import numpy as np
     >>> import olinkpipe as op
-    >>> both = op.pp.bridge_normalize(run1, run2, ["A13", "A29", "B3"])  # doctest: +SKIP
-    >>> renamed = op.pp.bridge_normalize(run1, run2, {"A13": "A13_rerun"})  # doctest: +SKIP
+    >>> run1 = op.datasets.load_example().adata
+    >>> run2 = run1.copy()  # a second run reading 0.5 NPX higher on every assay
+    >>> run2.X = run2.X + 0.5
+    >>> run2.layers["lod"] = run2.layers["lod"] + 0.5
+    >>> both = op.pp.bridge_normalize(run1, run2, ["OL0002", "OL0006", "OL0008"])
+    >>> both.shape
+    (100, 359)
+    >>> bool(np.allclose(both.var["Adj_factor"], -0.5))
+    True
+    >>> both.obs.loc[both.obs["bridge"], ["Project", "bridge_pair"]].head(2)
+              Project bridge_pair
+    OL0002@P1      P1      OL0002
+    OL0006@P1      P1      OL0006
+
+    Bridge samples renamed in the second run:
+
+    >>> run2.obs_names = [f"{s}_rerun" for s in run2.obs_names]
+    >>> run2.obs["SampleID"] = list(run2.obs_names)
+    >>> both = op.pp.bridge_normalize(run1, run2, {"OL0002": "OL0002_rerun", "OL0006": "OL0006_rerun"})
+    >>> int(both.obs["bridge"].sum())
+    4
     """
     step = "bridge_normalize"
     check_literal("method", method, ["median", "paired"])
@@ -209,7 +235,12 @@ def select_bridge_samples(
     Examples
     --------
     >>> import olinkpipe as op
-    >>> op.pp.select_bridge_samples(adata, 8, max_missing=0.1)  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> bridges = op.pp.select_bridge_samples(adata, 4, max_missing=0.1)
+    >>> list(bridges.columns)
+    ['SampleID', 'PercAssaysBelowLOD', 'MeanNPX']
+    >>> bool(bridges["MeanNPX"].is_monotonic_decreasing)
+    True
     """
     if int(n) != n or n < 1:
         msg = f"n must be a positive integer; got {n!r}."

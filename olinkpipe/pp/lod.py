@@ -38,8 +38,10 @@ def below_lod(adata: ad.AnnData, *, copy: bool = True) -> ad.AnnData:
     Examples
     --------
     >>> import olinkpipe as op
-    >>> adata = op.pp.below_lod(adata)  # doctest: +SKIP
-    >>> adata.layers["below_lod"].mean()  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> out = op.pp.below_lod(adata)
+    >>> round(float(out.layers["below_lod"].mean()), 3)
+    0.063
     """
     out = _utils.new_result(adata, copy=copy)
     lod = _utils.lod_layer(out, what="below_lod")
@@ -75,8 +77,14 @@ def censor_lod(
 
     Examples
     --------
+    >>> import numpy as np
     >>> import olinkpipe as op
-    >>> censored = op.pp.censor_lod(adata, how="lod")  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> censored = op.pp.censor_lod(adata, how="lod")
+    >>> censored.uns["olinkpipe"]["censor_lod"]["n_replaced"]
+    1129
+    >>> bool((censored.X >= censored.layers["lod"])[~np.isnan(adata.X)].all())
+    True
     """
     check_literal("how", how, ["keep", "nan", "lod", "lod_half"])
     out = _utils.new_result(adata, copy=copy)
@@ -321,8 +329,25 @@ def compute_lod(
 
     Examples
     --------
+    Twelve negative controls and twenty samples on three assays:
+
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
     >>> import olinkpipe as op
-    >>> adata = op.pp.compute_lod(adata, method="nclod")  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(8, 1, (20, 3)), rng.normal(2, 0.3, (12, 3))])
+    >>> obs = pd.DataFrame(
+    ...     {"SampleType": ["SAMPLE"] * 20 + ["NEGATIVE_CONTROL"] * 12},
+    ...     index=[f"S{i}" for i in range(32)],
+    ... )
+    >>> adata = ad.AnnData(X, obs=obs, var=pd.DataFrame(index=["OID00001", "OID00002", "OID00003"]))
+    >>> out = op.pp.compute_lod(adata)
+    >>> nc = X[20:, 0]
+    >>> bool(out.layers["lod"][0, 0] == np.median(nc) + max(0.2, 3 * nc.std(ddof=1)))
+    True
+    >>> out.uns["olinkpipe"]["lod"]["method"]
+    'nclod'
     """
     check_literal("method", method, ["nclod", "fixed"])
     out = _utils.new_result(adata, copy=copy)
@@ -376,8 +401,19 @@ def read_fixed_lod(
 
     Examples
     --------
+    >>> import pathlib
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
     >>> import olinkpipe as op
-    >>> adata = op.pp.read_fixed_lod(adata, "Explore_HT_fixed_LOD.csv")  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fixed_lod.csv"
+    >>> table = pd.DataFrame({"OlinkID": adata.var_names, "LodNPX": 1.5, "LodMethod": "lod_npx"})
+    >>> table.to_csv(path, sep=";", index=False)
+    >>> del adata.var["Normalization"]  # plate-control scale: the LOD applies as written
+    >>> out = op.pp.read_fixed_lod(adata, path)
+    >>> float(np.nanmax(out.layers["lod"]))
+    1.5
     """
     path = Path(path)
     if not path.exists():

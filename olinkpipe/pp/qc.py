@@ -110,22 +110,25 @@ def _sample_panel_table(adata: ad.AnnData) -> pd.DataFrame:
 
 
 def qc_summary(adata: ad.AnnData, *, by: Literal["sample", "assay"] = "sample") -> pd.DataFrame:
-    """QC overview per sample and panel, or per assay.
+    """QC overview per sample (one row per sample and panel) or per assay.
 
     Parameters
     ----------
     adata
         Samples × assays AnnData (``docs/data_model.md``).
     by
-        ``"sample"``: one row per sample × panel it ran on, with ``sample`` (obs name),
-        ``SampleID``, ``Panel``, ``PlateID``, ``QC_Warning`` (that panel's), ``is_control``,
-        ``n_assays`` (measured), ``pct_below_lod`` (% of measured assays with NPX < LOD),
-        ``median`` and ``iqr`` (R ``IQR`` type 7) of the sample's NPX on the panel —
-        the coordinates of Olink's QC plot. Control assays are left out.
+        ``"sample"``: one row per sample **and panel** it ran on (QC warning, plate, median
+        and IQR are per panel in Olink data, so a single row per sample would have to mix
+        panels), with ``sample`` (obs name), ``SampleID``, ``Panel``, ``PlateID``,
+        ``QC_Warning`` (that panel's), ``is_control``, ``n_assays`` (measured),
+        ``pct_below_lod`` (% of measured assays with NPX < LOD), ``median`` and ``iqr``
+        (R ``IQR`` type 7) of the sample's NPX on the panel — the coordinates of Olink's
+        QC plot. Control assays are left out. For one row per sample use
+        ``frame.pivot(index="sample", columns="Panel", values=["median", "iqr"])``.
         ``"assay"``: one row per assay with ``OlinkID``, ``Assay``, ``Panel``, ``n_samples``
         (measured study samples), ``missing_freq`` (fraction of study samples with no value),
         ``below_lod_freq`` (fraction of measured study samples with NPX < LOD, Olink's
-        ``MissingFreq``), ``median`` and ``is_control``.
+        ``MissingFreq``), ``median`` and ``is_control``; control samples are left out.
 
     Returns
     -------
@@ -135,8 +138,15 @@ def qc_summary(adata: ad.AnnData, *, by: Literal["sample", "assay"] = "sample") 
     Examples
     --------
     >>> import olinkpipe as op
-    >>> op.pp.qc_summary(adata).head()  # doctest: +SKIP
-    >>> op.pp.qc_summary(adata, by="assay").sort_values("below_lod_freq").tail()  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> per_sample = op.pp.qc_summary(adata)
+    >>> len(per_sample)  # 50 samples x 4 panels
+    200
+    >>> per_sample.loc[0, ["SampleID", "Panel", "QC_Warning"]].tolist()
+    ['CONTROL_SAMPLE_Plate1_1', 'Cardiometabolic', 'PASS']
+    >>> per_assay = op.pp.qc_summary(adata, by="assay")
+    >>> list(per_assay.columns[3:6])
+    ['n_samples', 'missing_freq', 'below_lod_freq']
     """
     check_literal("by", by, ["sample", "assay"])
     if by == "sample":
@@ -187,11 +197,14 @@ def qc_limits(summary: pd.DataFrame, *, sd: float = 3.0) -> pd.DataFrame:
 
 def pca_scores(
     adata: ad.AnnData, *, n_comps: int = 2, controls: Literal["include", "exclude"] = "include"
-) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """PCA of NPX via scanpy: NaN imputed by the assay median, assays centred and scaled.
+) -> tuple[pd.DataFrame, np.ndarray, int, int]:
+    """PCA of NPX via scanpy, with OlinkAnalyze's preprocessing (``npxProcessing_forDimRed``).
 
-    Returns the scores frame (index = obs names, columns PC1..), the variance ratio and the
-    number of imputed values. Assays with no values or no variance are left out.
+    Control assays and assays with no variance are left out; assays missing in more than
+    10 % of the samples (5 % with 88 samples or fewer) are left out; the remaining NaN are
+    imputed by the assay median; assays are centred and scaled (``prcomp(scale. = TRUE)``).
+    Returns the scores frame (index = obs names, columns PC1..), the variance ratio, the
+    number of imputed values and the number of assays left out for missingness.
     """
     import scanpy as sc
 
@@ -200,13 +213,21 @@ def pca_scores(
         rows = ~_utils.control_samples(adata)
     cols = ~_utils.control_assays(adata)
     X = np.asarray(adata.X, dtype=float)[np.ix_(rows, cols)]
-    med = _utils.nanmedian0(X)
     nan = np.isnan(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        var = np.nanvar(X, axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
+    varying = ~np.isnan(var) & (var > 0)
+    cutoff = 0.05 if X.shape[0] <= 88 else 0.1
+    too_missing = varying & (nan.mean(axis=0) > cutoff)
+    good = varying & ~too_missing
+    X, nan = X[:, good], nan[:, good]
+    med = _utils.nanmedian0(X)
     n_imputed = int(nan.sum())
     X = np.where(nan, med[None, :], X)
     sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
-    good = ~np.isnan(med) & (sd > 0)
-    X = (X[:, good] - X[:, good].mean(axis=0)) / sd[good]
+    keep = sd > 0
+    X = (X[:, keep] - X[:, keep].mean(axis=0)) / sd[keep]
     k = int(min(n_comps, X.shape[0] - 1, X.shape[1]))
     if k < 1:
         msg = "PCA needs at least 2 samples and 1 assay with varying NPX."
@@ -218,7 +239,8 @@ def pca_scores(
         index=adata.obs_names[rows],
         columns=[f"PC{i + 1}" for i in range(k)],
     )
-    return scores, np.asarray(tmp.uns["pca"]["variance_ratio"])[:k], n_imputed
+    ratio = np.asarray(tmp.uns["pca"]["variance_ratio"])[:k]
+    return scores, ratio, n_imputed, int(too_missing.sum())
 
 
 def flag_outliers(
@@ -235,8 +257,9 @@ def flag_outliers(
     IQR (R type 7) over the panel's assays lies outside ``mean ± sd · SD`` (R ``sd``, n − 1)
     of all samples' medians / IQRs is an outlier on that panel. PCA rule (OlinkAnalyze
     ``olink_pca_plot(outlierDefX = sd, outlierDefY = sd)``): PC1 or PC2 score outside
-    ``mean ± sd · SD``; PCA is scanpy's on the centred and scaled NPX matrix with NaN
-    imputed by the assay median.
+    ``mean ± sd · SD``; PCA is scanpy's on the centred and scaled NPX matrix, with
+    OlinkAnalyze's preprocessing: assays missing in more than 10 % of the samples (5 % with
+    88 samples or fewer) left out, the remaining NaN imputed by the assay median.
 
     Parameters
     ----------
@@ -256,14 +279,18 @@ def flag_outliers(
     -------
     anndata.AnnData
         With ``obs`` columns ``qc_outlier`` (any panel), ``pca_outlier``, ``outlier`` (either)
-        and ``obsm["qc_outlier"]`` (sample × panel, bool); the per-panel limits in
-        ``uns["olinkpipe"]["outliers"]``.
+        and ``obsm["qc_outlier"]`` (sample × panel, bool); the per-panel limits and the
+        PCA's ``n_imputed`` / ``n_assays_too_missing`` in ``uns["olinkpipe"]["outliers"]``.
 
     Examples
     --------
     >>> import olinkpipe as op
-    >>> adata = op.pp.flag_outliers(adata, sd=3)  # doctest: +SKIP
-    >>> adata.obs.loc[adata.obs["outlier"], "SampleID"]  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> flagged = op.pp.flag_outliers(adata, sd=3)
+    >>> flagged.obs.loc[flagged.obs["outlier"], ["qc_outlier", "pca_outlier"]]
+            qc_outlier  pca_outlier
+    OL0041        True        False
+    OL0017       False         True
     """
     check_literal("controls", controls, ["include", "exclude"])
     if not sd > 0:
@@ -285,14 +312,18 @@ def flag_outliers(
     pca_flag = np.zeros(out.n_obs, dtype=bool)
     pca_info: dict = {}
     if pca:
-        scores, ratio, n_imp = pca_scores(out, n_comps=2, controls=controls)
+        scores, ratio, n_imp, n_miss = pca_scores(out, n_comps=2, controls=controls)
         bad = np.zeros(len(scores), dtype=bool)
         for c in scores.columns[:2]:
             lo, hi = _limits(scores[c].to_numpy(), sd)
             v = scores[c].to_numpy()
             bad |= ~((v > lo) & (v < hi))
         pca_flag[out.obs_names.get_indexer(scores.index)] = bad
-        pca_info = {"variance_ratio": ratio.tolist(), "n_imputed": n_imp}
+        pca_info = {
+            "variance_ratio": ratio.tolist(),
+            "n_imputed": n_imp,
+            "n_assays_too_missing": n_miss,
+        }
     out.obs["pca_outlier"] = pca_flag
     out.obs["outlier"] = out.obs["qc_outlier"].to_numpy() | pca_flag
     provenance(out)["outliers"] = {
@@ -347,8 +378,15 @@ def filter(
     Examples
     --------
     >>> import olinkpipe as op
-    >>> clean = op.pp.filter(adata, qc_warning="drop", min_detected=0.25)  # doctest: +SKIP
-    >>> op.io.excluded(clean)  # doctest: +SKIP
+    >>> adata = op.datasets.load_example().adata
+    >>> import warnings
+    >>> with warnings.catch_warnings():  # each removal is also warned about
+    ...     warnings.simplefilter("ignore")
+    ...     clean = op.pp.filter(adata, qc_warning="drop", min_detected=0.25)
+    >>> clean.shape
+    (44, 359)
+    >>> clean.uns["olinkpipe"]["excluded"]["reason"].value_counts().to_dict()
+    {'control sample': 4, 'QC warning': 2}
     """
     check_literal("qc_warning", qc_warning, ["drop", "mask", "keep"])
     check_literal("controls", controls, ["drop", "keep"])

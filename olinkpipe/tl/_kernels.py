@@ -14,7 +14,8 @@ import numpy as np
 from scipy import special, stats
 
 __all__ = [
-    "one_sample_t",
+    "paired_moments",
+    "one_sample_t_moments",
     "two_sample_t",
     "signed_rank",
     "rank_sum",
@@ -80,7 +81,7 @@ def paired_moments(
     it: np.ndarray,
     cols: np.ndarray | None = None,
     *,
-    block: int = 128,
+    block: int = 512,
 ) -> tuple:
     """Per assay: pairs used, mean and centred sum of squares of ``d = x[it] − x[ir]``,
     and the mean of ``x[ir]`` over the same pairs (NaN in either member drops the pair).
@@ -106,9 +107,14 @@ def paired_moments(
         # shift by one observed difference per assay so that the one-pass sum of squares
         # does not cancel: sum((d - K)^2) - n * (mean - K)^2 with K a value of the data
         isn = np.isnan(d)
-        shift = np.nan_to_num(d[isn.argmin(axis=0), np.arange(d.shape[1])])
+        shift = np.fmax.reduce(d[:8], axis=0)  # an observed value (NaN ignored)
+        lost = np.isnan(shift)
+        if lost.any():  # first 8 pairs all missing: take the first observed pair
+            cols_l = np.flatnonzero(lost)
+            shift[cols_l] = d[isn[:, cols_l].argmin(axis=0), cols_l]
+        shift = np.nan_to_num(shift)
         d -= shift
-        cnt = ir.size - np.count_nonzero(isn, axis=0)
+        cnt = ir.size - isn.sum(axis=0)
         np.copyto(d, 0.0, where=isn)
         np.copyto(xr, 0.0, where=isn)
         s1 = d.sum(axis=0)
@@ -121,17 +127,11 @@ def paired_moments(
     return n, mean, ss, mref
 
 
-def one_sample_t(d: np.ndarray, *, conf_level: float = 0.95, overwrite: bool = False) -> dict:
-    """Paired t-test on within-pair differences ``d`` (pairs × assays); df = n − 1.
-
-    Equals ``scipy.stats.ttest_rel(target, reference, nan_policy="omit")`` column by column.
-    """
-    n, mean, ss = _nan_moments(d, overwrite=overwrite)
-    return one_sample_t_moments(n, mean, ss, conf_level=conf_level)
-
-
 def one_sample_t_moments(n, mean, ss, *, conf_level: float = 0.95) -> dict:
-    """Paired t-test from per-assay count, mean and centred sum of squares of differences."""
+    """Paired t-test from per-assay count, mean and centred sum of squares of differences.
+
+    Equals ``scipy.stats.ttest_rel(target, reference, nan_policy="omit")`` per assay.
+    """
     out = _result(n.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = ss / (n - 1)

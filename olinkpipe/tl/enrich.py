@@ -309,11 +309,13 @@ def gsea(
         the set), ``es``, ``nes``, ``p_value`` (nominal permutation p; 0 means below
         ``1/permutations``), ``p_adj`` (GSEA's FDR q-value from gseapy),
         ``leading_edge`` (genes joined by ``;``). ``attrs`` holds the data the plots
-        need (JSON-safe): ``ranking`` (``{"gene": [...], "metric": [...]}`` in
-        decreasing order), ``hits`` (term → positions of its genes
-        in the ranking), ``gene_assay`` (gene → the OlinkID/Assay used), plus method,
-        collection, rank_by, permutations, seed, ``duplicate_genes`` and ``input``
-        (the differential result's groupby, levels and sign text).
+        need: ``ranking`` (``{"gene": (...), "metric": (...)}`` in decreasing order),
+        ``hits`` (term → positions of its genes in the ranking) and ``gene_assay``
+        (gene → the OlinkID/Assay used), each a read-only, JSON-safe ``dict`` of
+        tuples that pandas' attrs deep copies share instead of copying (so filtering
+        or copying the table stays cheap); plus method, collection, rank_by,
+        permutations, seed, ``duplicate_genes`` and ``input`` (the differential
+        result's groupby, levels and sign text).
 
     Notes
     -----

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import textwrap
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -27,11 +26,6 @@ from ..errors import DesignError, format_message, preview
 from .de import ANNOTATION, _matrix
 
 __all__ = ["longitudinal", "anova", "anova_posthoc"]
-
-
-def _indent(fragment: str) -> str:
-    """Indent a shared docstring fragment to the Parameters block (first line as placed)."""
-    return textwrap.indent(fragment, "    ").lstrip()
 
 
 logger = logging.getLogger("olinkpipe")
@@ -59,12 +53,16 @@ def _select(
     excl: dict[str, list[str]] = {"excluded_samples": [], "excluded_assays": []}
     if exclude_controls and "is_control" in obs:
         ctrl = obs["is_control"].fillna(value=False).to_numpy(dtype=bool)
+        if ctrl.any():
+            ids = [str(i) for i in obs.index[ctrl]]
+            warn(f"{step}: left out {len(ids)} control sample(s): {preview(ids)}")
+            excl["excluded_samples"] += ids
         keep &= ~ctrl
     miss = obs[list(columns)].isna().any(axis=1).to_numpy() & keep
     if miss.any():
         ids = [str(i) for i in obs.index[miss]]
         warn(f"{step}: left out {len(ids)} sample(s) with missing {list(columns)}: {preview(ids)}")
-        excl["excluded_samples"] = ids
+        excl["excluded_samples"] += ids
         keep &= ~miss
     acols = np.arange(adata.n_vars)
     if exclude_controls and "is_control" in adata.var:
@@ -217,7 +215,7 @@ def _anova_setup(adata, formula_terms, covariates, exclude_controls, step):
     return model, obs, z, spans, y, acols, excl
 
 
-@doc_params(adata=_indent(doc_adata), alpha=_indent(doc_alpha))
+@doc_params(adata=doc_adata, alpha=doc_alpha)
 def anova(
     adata: ad.AnnData,
     *,
@@ -325,7 +323,7 @@ def anova(
     return frame
 
 
-@doc_params(adata=_indent(doc_adata), alpha=_indent(doc_alpha))
+@doc_params(adata=doc_adata, alpha=doc_alpha)
 def anova_posthoc(
     adata: ad.AnnData,
     *,
@@ -554,7 +552,7 @@ def _friedman(blocks: np.ndarray):
     return chi2, p, n
 
 
-@doc_params(adata=_indent(doc_adata), alpha=_indent(doc_alpha))
+@doc_params(adata=doc_adata, alpha=doc_alpha)
 def longitudinal(
     adata: ad.AnnData,
     *,
