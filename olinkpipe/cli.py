@@ -32,13 +32,20 @@ def _read(args: argparse.Namespace):
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .io import summarize
+    import pandas as pd
+
+    from .io import summarize, summarize_panels
 
     adata = _read(args)
     for key, value in summarize(adata).items():
         if isinstance(value, float):
             value = f"{value:.2f}"
         print(f"{key:<22} {value}")
+    per_panel = summarize_panels(adata)
+    if len(per_panel):
+        print("\nper panel:")
+        with pd.option_context("display.width", 200, "display.max_rows", 100):
+            print(per_panel.to_string(float_format=lambda v: f"{v:.2f}"))
     return 0
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import anndata as ad
+import pandas as pd
 import pytest
 from test_io_helpers import make_long, write_long
 
@@ -24,6 +25,23 @@ def test_info(export, capsys):
     assert "product                Target 96" in out
     assert "samples                6" in out and "assays                 6" in out
     assert "plates                 4" in out and "qc_warnings            1" in out
+    assert "format                 long" in out and "qc_warning_samples     'S2'" in out
+    assert "repeated_sample_ids    none" in out and "excluded               0" in out
+    # per-panel table: INF has the QC warning, both panels 6 samples on 2 plates
+    table = out.split("per panel:")[1].splitlines()
+    inf = next(ln for ln in table if ln.startswith("Olink Inflammation")).split()
+    cam = next(ln for ln in table if ln.startswith("Olink Cardiometabolic")).split()
+    assert inf[2:7] == ["3", "6", "2", "1", "0.00"] and cam[2:6] == ["3", "6", "2", "0"]
+
+
+def test_info_counts_repeated_ids_and_dropped_rows(tmp_path, capsys):
+    df = make_long()
+    path = write_long(pd.concat([df, df.iloc[[0]]]), tmp_path / "d.csv")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "repeated_sample_ids    'CONTROL_SAMPLE_AS 1'" in out
+    assert "sample_ids             7" in out and "samples                8" in out
+    assert "excluded               1" in out
 
 
 @pytest.mark.parametrize("ext", ["h5ad", "parquet", "csv"])

@@ -264,13 +264,15 @@ def test_windows_1252_encoding_and_explicit_sep(tmp_path):
     df.loc[df.SampleID == "S1", "SampleID"] = "Ö31"
     path = tmp_path / "cp.csv"
     df.to_csv(path, sep="|", index=False, encoding="cp1252")
-    adata = op.read_npx(path, sep="|")
+    with pytest.warns(OlinkpipeWarning, match="decoded as Windows-1252"):
+        adata = op.read_npx(path, sep="|")
     assert "Ö31" in adata.obs_names and adata.shape == (6, 6)
 
 
 def test_all_missing_npx_column(tmp_path):
     df = make_long(controls=False)
     df["NPX"] = np.nan
-    adata = op.read_npx(write_long(df, tmp_path / "na.csv"))
+    with pytest.warns(OlinkpipeWarning, match="'NPX' holds no numeric value"):
+        adata = op.read_npx(write_long(df, tmp_path / "na.csv"))
     assert adata.shape == (6, 6) and np.isnan(adata.X).all()
     assert op.io.summarize(adata)["pct_missing"] == 100.0

@@ -3,7 +3,16 @@
 from .clinical import annotate, read_clinical
 from .convert import from_long, to_long
 from .npx import read_npx
-from .summary import summarize
+from .summary import summarize, summarize_panels
 from .write import write
 
-__all__ = ["read_npx", "to_long", "from_long", "read_clinical", "annotate", "summarize", "write"]
+__all__ = [
+    "read_npx",
+    "to_long",
+    "from_long",
+    "read_clinical",
+    "annotate",
+    "summarize",
+    "summarize_panels",
+    "write",
+]

@@ -77,7 +77,8 @@ def sniff_sep(lines: list[str]) -> str:
 
 
 def sniff_decimal(lines: list[str], sep: str) -> str:
-    """``","`` when numbers in the data lines use a decimal comma (only if sep is not ``,``)."""
+    """``","`` when most numbers in the data lines use a decimal comma (only if sep is not
+    ``,``, where an unquoted decimal comma cannot occur)."""
     if sep == ",":
         return "."
     comma = point = 0
@@ -88,7 +89,9 @@ def sniff_decimal(lines: list[str], sep: str) -> str:
                 comma += 1
             elif _POINT_DEC.match(f):
                 point += 1
-    return "," if comma > 0 and point == 0 else "."
+    # the majority convention; values of the other one are parsed one by one later, and
+    # those that are ambiguous in the file's convention (1.234 with decimal comma) are errors
+    return "," if comma > point else "."
 
 
 def inspect_text(head: bytes, *, sep: str | None = None) -> TextInfo:

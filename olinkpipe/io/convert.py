@@ -497,15 +497,22 @@ def from_long(
         as_codes, as_uni = cols[roles["assay"]].codes()
         ok, assay_name = a_groups.constant(as_codes)
         if not ok:
-            bad = np.flatnonzero(assay_name[a_codes] != as_codes)
-            ids = sorted({a_uni[a_codes[r]] for r in bad})
+            bad_ids = np.unique(a_codes[assay_name[a_codes] != as_codes])
+            in_bad = np.isin(a_codes, bad_ids)
+            # name the rows that disagree with the OlinkID's most common Assay name
+            pairs = pd.DataFrame({"a": a_codes[in_bad], "n": as_codes[in_bad]})
+            common = pairs.groupby("a")["n"].agg(lambda v: v.value_counts().index[0])
+            bad_mask = in_bad.copy()
+            bad_mask[in_bad] = pairs["n"].to_numpy() != common.loc[pairs["a"]].to_numpy()
+            bad = np.flatnonzero(bad_mask)
             detail = "; ".join(
-                f"{i}: "
+                f"{a_uni[k]}: "
                 + ", ".join(sorted({str(as_uni[c]) for c in as_codes[a_codes == k] if c >= 0}))
-                for i, k in ((i, int(np.flatnonzero(a_uni == i)[0])) for i in ids[:5])
+                for k in bad_ids[:5]
             )
             msg = format_message(
-                f"OlinkID(s) mapped to more than one Assay name ({detail})",
+                f"{len(bad_ids)} OlinkID(s) mapped to more than one Assay name ({detail}); the "
+                "rows listed differ from the most common name",
                 file=file,
                 column=roles["assay"],
                 rows=lines(bad),

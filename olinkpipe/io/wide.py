@@ -189,6 +189,21 @@ def _sheet_kind(grid: Grid) -> tuple[str, int]:
     return "none", 0
 
 
+def _missing_rows(grid: Grid) -> str:
+    """For a sheet that looks like a wide export but lacks a header row: which one."""
+    labels = [_label(r) for r in grid[:60]]
+    looks_wide = any(lb in WIDE_TYPES for lb in labels[:6]) or (
+        "assay" in labels and ("uniprot id" in labels or "panel" in labels)
+    )
+    if not looks_wide:
+        return ""
+    if "assay" not in labels:
+        return "'Assay'"
+    if "olinkid" not in labels[labels.index("assay") :]:
+        return "'OlinkID'"
+    return ""
+
+
 def read_excel(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
     """Read an Olink xlsx: the NPX sheet (wide) or a long sheet (Flex)."""
     sheets = _load_workbook(src, name)
@@ -215,6 +230,26 @@ def read_excel(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
     else:
         scored = [(k, *_sheet_kind(g)) for k, g in sheets.items()]
         found = [(s, -i, k, kind) for i, (k, kind, s) in enumerate(scored) if kind != "none"]
+        if not names:
+            msg = format_message(
+                "the workbook has no worksheet with cells (only chart sheets or nothing)",
+                file=name,
+                hint="Export the NPX data again from NPX Manager (wide or long).",
+            )
+            raise NPXFormatError(msg)
+        partial = [(k, _missing_rows(g)) for k, g in sheets.items()]
+        partial = [(k, m) for k, m in partial if m]
+        if not found and partial:
+            k, missing = partial[0]
+            msg = format_message(
+                f"sheet {k!r} looks like a wide NPX Manager export but column A has no "
+                f"{missing} row",
+                file=name,
+                column="A",
+                hint="The header rows Panel, Assay, Uniprot ID and OlinkID (in that order, "
+                "above the samples) are needed; restore them from the original export.",
+            )
+            raise NPXFormatError(msg)
         if not found:
             msg = format_message(
                 f"no NPX sheet found among {preview(names)}",
@@ -251,7 +286,23 @@ def read_wide_text(
     else:
         src.seek(0)
         data = src.read()
-    text = data.decode(info.encoding if info.encoding != "utf-8" else "utf-8-sig", "replace")
+    try:
+        text = data.decode("utf-8-sig" if info.encoding == "utf-8" else info.encoding)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError as err2:
+            msg = format_message(
+                f"cannot decode the text (not UTF-8 from line {line}, nor Windows-1252)",
+                file=name,
+                hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8') and read it again.",
+            )
+            raise NPXFormatError(msg) from err2
+        warn_user(
+            f"{name}: not valid UTF-8 (first at line {line}); decoded as Windows-1252 "
+            "(Western European); check names with accents, or save the file as UTF-8"
+        )
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=info.sep, quotechar='"'))
     grid = _trim([[None if c.strip() == "" else c for c in r] for r in rows])
     return _wide_grid(grid, name, opts)

@@ -90,9 +90,9 @@ def volcano(
     --------
     >>> import pandas as pd
     >>> import olinkpipe as op
-    >>> res = pd.DataFrame({{"OlinkID": ["O1", "O2", "O3"], "Assay": ["SIT1", "CD28", "IL6"],
+    >>> res = pd.DataFrame({"OlinkID": ["O1", "O2", "O3"], "Assay": ["SIT1", "CD28", "IL6"],
     ...                     "estimate": [1.2, -0.8, 0.1], "p_value": [1e-4, 1e-3, 0.6],
-    ...                     "p_adj": [3e-4, 1.5e-3, 0.6]}})
+    ...                     "p_adj": [3e-4, 1.5e-3, 0.6]})
     >>> res.attrs["sign"] = "Week.6 - Baseline"
     >>> ax = op.pl.volcano(res, label=["IL6"])
     >>> ax.get_title()
@@ -185,9 +185,9 @@ def paired(
     >>> import numpy as np
     >>> import pandas as pd
     >>> import olinkpipe as op
-    >>> obs = pd.DataFrame({{"Subject": ["P1", "P1", "P2", "P2"], "Time": ["Pre", "Post"] * 2}},
+    >>> obs = pd.DataFrame({"Subject": ["P1", "P1", "P2", "P2"], "Time": ["Pre", "Post"] * 2},
     ...                    index=["S1", "S2", "S3", "S4"])
-    >>> var = pd.DataFrame({{"Assay": ["CD28"]}}, index=pd.Index(["OID1"], name="OlinkID"))
+    >>> var = pd.DataFrame({"Assay": ["CD28"]}, index=pd.Index(["OID1"], name="OlinkID"))
     >>> adata = ad.AnnData(np.array([[1.0], [2.0], [1.5], [2.5]]), obs=obs, var=var)
     >>> ax = op.pl.paired(adata, ["CD28"], "Time", "Subject", reference="Pre")
     """
@@ -287,8 +287,8 @@ def heatmap(
     >>> import numpy as np
     >>> import pandas as pd
     >>> import olinkpipe as op
-    >>> obs = pd.DataFrame({{"Time": ["Pre", "Post", "Pre", "Post"]}}, index=list("abcd"))
-    >>> var = pd.DataFrame({{"Assay": ["CD28", "SIT1"]}}, index=pd.Index(["O1", "O2"], name="OlinkID"))
+    >>> obs = pd.DataFrame({"Time": ["Pre", "Post", "Pre", "Post"]}, index=list("abcd"))
+    >>> var = pd.DataFrame({"Assay": ["CD28", "SIT1"]}, index=pd.Index(["O1", "O2"], name="OlinkID"))
     >>> adata = ad.AnnData(np.arange(8.0).reshape(4, 2), obs=obs, var=var)
     >>> ax = op.pl.heatmap(adata, ["CD28", "SIT1"], groupby="Time")
     """

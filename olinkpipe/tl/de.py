@@ -370,11 +370,11 @@ def differential(
     >>> import olinkpipe as op
     >>> rng = np.random.default_rng(0)
     >>> obs = pd.DataFrame(
-    ...     {{"Subject": np.repeat([f"P{{i}}" for i in range(8)], 2),
-    ...      "Time": ["Baseline", "Week.6"] * 8}},
-    ...     index=[f"S{{i}}" for i in range(16)],
+    ...     {"Subject": np.repeat([f"P{i}" for i in range(8)], 2),
+    ...      "Time": ["Baseline", "Week.6"] * 8},
+    ...     index=[f"S{i}" for i in range(16)],
     ... )
-    >>> var = pd.DataFrame({{"Assay": ["IL6", "CD28", "SIT1"]}},
+    >>> var = pd.DataFrame({"Assay": ["IL6", "CD28", "SIT1"]},
     ...                    index=pd.Index(["OID1", "OID2", "OID3"], name="OlinkID"))
     >>> adata = ad.AnnData(rng.normal(5, 1, (16, 3)), obs=obs, var=var)
     >>> res = op.tl.differential(adata, groupby="Time", reference="Baseline",

@@ -263,8 +263,8 @@ def anova(
     >>> import pandas as pd
     >>> import olinkpipe as op
     >>> rng = np.random.default_rng(0)
-    >>> obs = pd.DataFrame({{"Site": np.repeat(["A", "B", "C"], 6)}},
-    ...                    index=[f"S{{i}}" for i in range(18)])
+    >>> obs = pd.DataFrame({"Site": np.repeat(["A", "B", "C"], 6)},
+    ...                    index=[f"S{i}" for i in range(18)])
     >>> var = pd.DataFrame(index=pd.Index(["OID1", "OID2"], name="OlinkID"))
     >>> adata = ad.AnnData(rng.normal(size=(18, 2)), obs=obs, var=var)
     >>> res = op.tl.anova(adata, formula_terms="Site")
@@ -379,8 +379,8 @@ def anova_posthoc(
     >>> import pandas as pd
     >>> import olinkpipe as op
     >>> rng = np.random.default_rng(0)
-    >>> obs = pd.DataFrame({{"Site": np.repeat(["A", "B", "C"], 6)}},
-    ...                    index=[f"S{{i}}" for i in range(18)])
+    >>> obs = pd.DataFrame({"Site": np.repeat(["A", "B", "C"], 6)},
+    ...                    index=[f"S{i}" for i in range(18)])
     >>> var = pd.DataFrame(index=pd.Index(["OID1"], name="OlinkID"))
     >>> adata = ad.AnnData(rng.normal(size=(18, 1)), obs=obs, var=var)
     >>> op.tl.anova_posthoc(adata, formula_terms="Site", effect="Site")["contrast"].tolist()
@@ -623,9 +623,9 @@ def longitudinal(
     >>> import pandas as pd
     >>> import olinkpipe as op
     >>> rng = np.random.default_rng(0)
-    >>> obs = pd.DataFrame({{"Subject": np.repeat([f"P{{i}}" for i in range(6)], 3),
-    ...                     "Time": ["D0", "D7", "D28"] * 6}},
-    ...                    index=[f"S{{i}}" for i in range(18)])
+    >>> obs = pd.DataFrame({"Subject": np.repeat([f"P{i}" for i in range(6)], 3),
+    ...                     "Time": ["D0", "D7", "D28"] * 6},
+    ...                    index=[f"S{i}" for i in range(18)])
     >>> var = pd.DataFrame(index=pd.Index(["OID1", "OID2"], name="OlinkID"))
     >>> adata = ad.AnnData(rng.normal(size=(18, 2)), obs=obs, var=var)
     >>> res = op.tl.longitudinal(adata, time="Time", subject="Subject", method="friedman")

@@ -1,4 +1,5 @@
-"""Test-wide fixtures: no network, a headless matplotlib, figures closed after each test."""
+"""Fixtures for the tests and the docstring examples: no network, headless matplotlib,
+figures closed after each test."""
 
 from __future__ import annotations
 
