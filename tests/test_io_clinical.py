@@ -92,3 +92,16 @@ def test_annotate_only_controls_missing_is_quiet(adata, recwarn):
     out = op.annotate(adata, clin, id_column="SampleID")
     assert not [w for w in recwarn if issubclass(w.category, OlinkpipeWarning)]
     assert len(out.uns["olinkpipe"]["annotate"]["unmatched_samples"]) == 2
+
+
+def test_read_clinical_keeps_leading_zeros_and_reads_windows_1252(tmp_path):
+    path = tmp_path / "clin.csv"
+    path.write_bytes("id;dose\n007;50\n0012;60\nÖ31;70\n".encode("cp1252"))
+    with pytest.warns(OlinkpipeWarning, match="decoded as Windows-1252"):
+        clin = op.read_clinical(path, id_column="id")
+    assert list(clin.index) == ["007", "0012", "Ö31"]
+    npx = pd.DataFrame(
+        {"SampleID": ["007", "0012", "Ö31"], "OlinkID": ["OID1"] * 3, "NPX": [1.0, 2.0, 3.0]}
+    )
+    out = op.annotate(op.io.from_long(npx), clin)
+    assert out.obs["dose"].tolist() == [50, 60, 70]

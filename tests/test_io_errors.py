@@ -138,7 +138,7 @@ def test_xlsx_without_npx_sheet(tmp_path):
 def test_wide_non_numeric_cell_named(tmp_path):
     long = make_long(controls=False)
     grid = wide_grid(long, markers={("S2", "OID01004"): "oops"}, trailing_space=None)
-    with pytest.raises(NPXFormatError, match=r"row \d+, column OID01004: 'oops'"):
+    with pytest.raises(NPXFormatError, match=r"cell [A-Z]+\d+ \(OID01004\): 'oops'"):
         op.read_npx(write_wide_xlsx(tmp_path / "w.xlsx", grid))
 
 

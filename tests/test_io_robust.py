@@ -354,3 +354,54 @@ def test_summaries_match_the_long_table():
     has = df.NPX.notna()
     assert head["pct_below_lod"] == round(100 * (df.NPX < df.LOD)[has].mean(), 2)
     assert head["sample_ids"] == df.SampleID.nunique() == head["samples"] - 1
+
+
+@pytest.mark.parametrize("sep", [";;", "", 1])
+def test_bad_sep_argument(tmp_path, sep):
+    path = write_long(make_long(controls=False), tmp_path / "a.csv")
+    with pytest.raises(op.errors.DesignError, match="must be one character"):
+        op.read_npx(path, sep=sep)
+
+
+def test_wide_csv_in_windows_1252(tmp_path):
+    from test_io_helpers import write_wide_csv
+
+    grid = wide_grid(make_long(controls=False), trailing_space=None)
+    k = next(i for i, r in enumerate(grid) if r and r[0] == "S2")
+    grid[k][0] = "Ö31"
+    path = write_wide_csv(tmp_path / "w.csv", grid)
+    path.write_bytes(path.read_text(encoding="utf-8").encode("cp1252"))
+    with pytest.warns(OlinkpipeWarning, match=r"not valid UTF-8 \(first at line 1\)"):
+        adata = op.read_npx(path)
+    assert "Ö31" in adata.obs_names and adata.uns["olinkpipe"]["metadata"]["Project"] == (
+        "Biomarkörer study"
+    )
+
+
+def test_ids_differing_only_by_spaces_are_kept_apart_with_a_warning(tmp_path):
+    df = make_long(controls=False)
+    df.loc[df.index[(df.SampleID == "S1")][:3], "SampleID"] = "S1 "
+    with pytest.warns(OlinkpipeWarning, match=r"'SampleID': 2 IDs differ only by .*'S1 '"):
+        adata = op.read_npx(write_long(df, tmp_path / "sp.csv"))
+    assert {"S1", "S1 "} <= set(adata.obs_names)
+
+
+def test_excel_error_values_are_nan_with_a_warning_naming_cells(tmp_path):
+    long = make_long(controls=False)
+    grid = wide_grid(long, markers={("S2", "OID01004"): "#N/A"}, trailing_space=None)
+    with pytest.warns(
+        OlinkpipeWarning, match=r"1 cell\(s\) held text markers.*'#N/A' \(e.g. cell"
+    ):
+        adata = op.read_npx(write_wide_xlsx(tmp_path / "w.xlsx", grid))
+    assert np.isnan(adata[adata.obs_names == "S2", "OID01004"].X).all()
+    assert np.isnan(adata.X).sum() == long.NPX.isna().sum() + 1
+
+
+def test_wide_sample_row_without_values_or_plate_is_kept(tmp_path):
+    grid = wide_grid(make_long(controls=False), trailing_space=None)
+    k = next(i for i, r in enumerate(grid) if r and r[0] == "S2")
+    grid[k] = ["S2"] + [None] * (len(grid[k]) - 1)
+    with pytest.warns(OlinkpipeWarning, match=r"1 sample row\(s\) have no NPX value.*'S2'"):
+        adata = op.read_npx(write_wide_xlsx(tmp_path / "w.xlsx", grid))
+    assert adata.n_obs == 6 and np.isnan(adata[["S2"]].X).all()
+    assert op.io.summarize(adata)["samples"] == 6

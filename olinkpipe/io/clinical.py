@@ -40,6 +40,21 @@ def _id_strings(values: pd.Series) -> pd.Series:
     return values.astype(object).map(one)
 
 
+def _read_text_table(path: Path, *, sep: str | None, id_column: str) -> pd.DataFrame:
+    """A delimited clinical table; the ID column as text (``007`` stays ``007``), UTF-8 or,
+    failing that, Windows-1252 (with a warning)."""
+    kw = {"sep": sep, "engine": "python", "dtype": {id_column: str}}
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", **kw)
+    except UnicodeDecodeError:
+        frame = pd.read_csv(path, encoding="cp1252", **kw)
+        warn_user(
+            f"{path}: not valid UTF-8; decoded as Windows-1252 (Western European); check names "
+            "with accents, or save the file as UTF-8"
+        )
+        return frame
+
+
 def read_clinical(
     path_or_frame: str | PathLike[str] | pd.DataFrame,
     *,
@@ -102,7 +117,7 @@ def read_clinical(
             elif suffix == ".parquet":
                 frame = pd.read_parquet(p)
             else:
-                frame = pd.read_csv(p, sep=sep, engine="python", encoding="utf-8-sig")
+                frame = _read_text_table(p, sep=sep, id_column=id_column)
         except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             msg = format_message(f"cannot read the clinical table ({err})", file=name)
             raise NPXFormatError(msg) from err

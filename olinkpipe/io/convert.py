@@ -472,6 +472,17 @@ def from_long(
             )
             raise NPXFormatError(msg)
     n_assay = len(a_uni)
+    for col, uni in ((scol, s_uni), (acol, a_uni)):
+        # IDs are kept as written, so "S1" and "S1 " are two samples: say so
+        stripped = pd.Series([str(u).strip() for u in uni], dtype=object)
+        clash = stripped.duplicated(keep=False).to_numpy()
+        if clash.any():
+            shown = sorted({repr(str(u)) for u in uni[clash]})
+            warn(
+                f"{where}: column {col!r}: {clash.sum()} IDs differ only by leading/trailing "
+                f"spaces and are kept apart: {', '.join(shown[:6])}; strip them in the file "
+                "if they are the same"
+            )
 
     if roles["panel"] is not None:
         p_codes, p_uni = cols[roles["panel"]].codes()
@@ -962,14 +973,18 @@ def _numeric(
     if markers:
         n_marked = int(np.isin(codes, marker_u).sum())
         warn(
-            f"{file or 'long table'}: column {col.name!r}: {n_marked} value(s) were Olink text "
-            "markers (e.g. '> ULOQ', '< LLOQ', 'No Data') and are read as NaN"
+            f"{file or 'long table'}: column {col.name!r}: {n_marked} value(s) were text "
+            f"markers ({preview([str(uniques[k]).strip() for k in marker_u])}: Olink's "
+            "'> ULOQ', '< LLOQ', 'No Data', '#' or Excel errors such as '#N/A') and are read "
+            "as NaN"
         )
     return out
 
 
 _MARKER = re.compile(
-    r"^\s*(>\s*ULOQ|<\s*LLOQ|<\s*LOD|>\s*LOD|No\s*Data|NA|N/A|NaN|-|#+|)\s*$", re.I
+    r"^\s*(>\s*ULOQ|<\s*LLOQ|<\s*LOD|>\s*LOD|No\s*Data|NA|N/A|NaN|-|#+|"
+    r"#N/A|#DIV/0!|#VALUE!|#REF!|#NUM!|#NAME\?|#NULL!|)\s*$",  # Excel's error values
+    re.I,
 )
 # thousands separators: both marks present (the last one is the decimal mark), or a mark
 # repeated between groups of three digits

@@ -8,6 +8,7 @@ holding any of them is opened in memory.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import io
@@ -24,7 +25,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from .._validate import check_literal
-from ..errors import NPXFormatError, format_message, preview
+from ..errors import DesignError, NPXFormatError, format_message, preview
 from . import _sniff
 from ._util import warn_user
 from .convert import from_long
@@ -91,7 +92,11 @@ def read_npx(
     * a ``.zip`` holding one of these (checksum and README files are ignored), or a
       gzip-compressed file.
 
-    Text markers ``> ULOQ``, ``< LLOQ``, ``No Data`` and ``#`` read as NaN (with a warning).
+    Text markers ``> ULOQ``, ``< LLOQ``, ``No Data``, ``#`` and Excel error values such as
+    ``#N/A`` read as NaN (with a warning). Thousands separators are accepted where they are
+    unambiguous (``1.234,5``); a text file that is not UTF-8 is decoded as Windows-1252 (with
+    a warning); exact duplicate rows are dropped, warned about and recorded in
+    ``uns["olinkpipe"]["excluded"]``.
     Control samples and control assays are kept and flagged (``obs["is_control"]``,
     ``var["AssayType"]``), never dropped.
 
@@ -122,8 +127,12 @@ def read_npx(
     Raises
     ------
     NPXFormatError
-        Empty, truncated or unrecognised file; non-numeric NPX; an OlinkID with two
-        Assay names; a workbook without an NPX sheet.
+        Empty, truncated or unrecognised file; rows with the wrong number of fields;
+        non-numeric, infinite or ambiguous (``1.234`` in a decimal-comma file) values; an
+        OlinkID with two Assay names; a workbook without an NPX sheet or without its
+        ``Assay``/``OlinkID`` header row.
+    DesignError
+        ``sep`` is not one character, or ``duplicates`` is not an allowed value.
     MissingColumnError
         A long file lacks ``SampleID``, ``OlinkID`` or ``NPX``.
     DuplicateSampleError
@@ -146,6 +155,9 @@ def read_npx(
     ([12.96, 1.5], [True, False])
     """
     check_literal("duplicates", duplicates, ["rename", "error"])
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1):
+        msg = f"Argument sep={sep!r} must be one character, e.g. ';', ',', '\\t' or '|'."
+        raise DesignError(msg)
     p = Path(path)
     if not p.exists():
         msg = format_message("file not found", file=str(p), hint="Check the path.")
@@ -275,6 +287,8 @@ def _read_long_text(
         table, info, trailing = _csv_tolerant(src, name, info, types)
         info.note = f"not valid UTF-8 (first at line {bad.line})"
     if info.encoding == "cp1252":
+        if not info.note:
+            info.note = f"not valid UTF-8 (first at line {_first_bad_utf8_line(src)})"
         warn_user(
             f"{name}: {info.note or 'not valid UTF-8'}; decoded as Windows-1252 (Western "
             "European); check names with accents, or save the file as UTF-8"
@@ -356,39 +370,56 @@ def _csv_tolerant(
     raise NPXFormatError(msg) from first_err
 
 
-def _raw_bytes(src: Path | IO[bytes]) -> bytes:
-    if isinstance(src, Path):
-        return src.read_bytes()
-    src.seek(0)
-    return src.read()
-
-
 def _first_bad_utf8_line(src: Path | IO[bytes]) -> int:
-    data = _raw_bytes(src)
+    """Line number of the first byte that is not UTF-8 (streamed; 0 when all is UTF-8)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    fh = open(src, "rb") if isinstance(src, Path) else src  # noqa: SIM115
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return data.count(b"\n", 0, err.start) + 1
+        if not isinstance(src, Path):
+            src.seek(0)
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                return line + chunk.count(b"\n", 0, max(err.start, 0))
+            line += chunk.count(b"\n")
+    finally:
+        if isinstance(src, Path):
+            fh.close()
     return 0
 
 
-def _field_counts(src: Path | IO[bytes], info: _sniff.TextInfo) -> dict:
-    """Lines whose field count differs from the header's (error path only)."""
+def _text_stream(src: Path | IO[bytes], info: _sniff.TextInfo) -> IO[str]:
     enc = "utf-8-sig" if info.encoding == "utf-8" else info.encoding
-    text = _raw_bytes(src).decode(enc, errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=info.sep, quotechar='"')
+    if isinstance(src, Path):
+        return open(src, encoding=enc, errors="replace", newline="")  # noqa: SIM115
+    src.seek(0)
+    return io.TextIOWrapper(io.BytesIO(src.read()), encoding=enc, errors="replace", newline="")
+
+
+def _field_counts(src: Path | IO[bytes], info: _sniff.TextInfo) -> dict:
+    """Lines whose field count differs from the header's (error path only, streamed).
+
+    Stops after five such lines, or after 1,000 data lines that all end with one extra,
+    empty field (a trailing delimiter; the read that follows verifies the rest).
+    """
     n_header, bad, trailing, n_data = None, [], True, 0
-    for rec in reader:
-        if not any(f.strip() for f in rec):
-            continue
-        if n_header is None:
-            n_header = len(rec)
-            continue
-        n_data += 1
-        if len(rec) != n_header:
-            bad.append((reader.line_num, len(rec)))
-        if not (len(rec) == n_header + 1 and rec[-1].strip() == ""):
-            trailing = False
+    with _text_stream(src, info) as fh:
+        reader = csv.reader(fh, delimiter=info.sep, quotechar='"')
+        for rec in reader:
+            if not any(f.strip() for f in rec):
+                continue
+            if n_header is None:
+                n_header = len(rec)
+                continue
+            n_data += 1
+            if len(rec) != n_header:
+                bad.append((reader.line_num, len(rec)))
+            if not (len(rec) == n_header + 1 and rec[-1].strip() == ""):
+                trailing = False
+            if (len(bad) >= 5 and not trailing) or (trailing and n_data >= 1000):
+                break
     return {
         "n_header": n_header or 0,
         "bad_lines": bad,
@@ -434,10 +465,11 @@ def _csv(
 
 
 def _header_line(src: Path | IO[bytes], info: _sniff.TextInfo) -> str:
-    enc = "utf-8-sig" if info.encoding == "utf-8" else info.encoding
-    head = _raw_bytes(src)[: 1 << 20].decode(enc, errors="replace")
-    lines = [ln for ln in head.splitlines() if ln.strip()]
-    return lines[0] if lines else ""
+    with _text_stream(src, info) as fh:
+        for line in fh:
+            if line.strip():
+                return line.rstrip("\r\n")
+    return ""
 
 
 def _read_parquet(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:

@@ -287,7 +287,7 @@ def read_wide_text(
         src.seek(0)
         data = src.read()
     try:
-        text = data.decode("utf-8-sig" if info.encoding == "utf-8" else info.encoding)
+        text = data.decode("utf-8-sig" if info.encoding in ("utf-8", "cp1252") else info.encoding)
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         try:
@@ -479,7 +479,11 @@ def parse_wide(
             name = FOOTER.get(labels[kk], _cell_str(grid[kk][0]).strip())
             footer.setdefault(name, []).append(kk)  # one row per plate in quant exports
     if not sample_rows:
-        msg = format_message("no sample rows below the OlinkID row", file=where)
+        msg = format_message(
+            "no sample rows below the OlinkID row",
+            file=where,
+            hint="The export holds no samples; export the data again from NPX Manager.",
+        )
         raise NPXFormatError(msg)
 
     raw_ids = [_cell_str(grid[r][0]) for r in sample_rows]
@@ -498,7 +502,9 @@ def parse_wide(
     cache: dict[Any, tuple[float, bool, bool]] = {}
     values = np.empty((n_a, n_s))
     bad: list[str] = []
+    n_bad = 0
     markers = 0
+    marker_values: dict[str, str] = {}
     for ai, j in enumerate(assay_cols):
         for si, r in enumerate(sample_rows):
             v = grid[r][j]
@@ -509,21 +515,27 @@ def parse_wide(
             if hit is None:
                 hit = cache[v] = parse_number(v)
             values[ai, si] = hit[0]
-            markers += hit[2]
-            if not hit[1] and len(bad) < 5:
-                bad.append(f"row {r + 1}, column {oid_row[j]}: {v!r}")
+            if hit[2]:
+                markers += 1
+                marker_values.setdefault(str(v).strip(), f"{get_column_letter(j + 1)}{r + 1}")
+            if not hit[1]:
+                n_bad += 1
+                if len(bad) < 5:
+                    bad.append(f"cell {get_column_letter(j + 1)}{r + 1} ({oid_row[j]}): {v!r}")
     if bad:
+        more = f" (and {n_bad - len(bad)} more)" if n_bad > len(bad) else ""
         msg = format_message(
-            f"non-numeric {data_type} value(s): {'; '.join(bad)}",
+            f"non-numeric {data_type} value(s): {'; '.join(bad)}{more}",
             file=where,
             hint="Values must be numbers, empty, or Olink markers ('> ULOQ', '< LLOQ', "
             "'No Data'); fix these cells.",
         )
         raise NPXFormatError(msg)
     if markers:
+        shown = ", ".join(f"{k!r} (e.g. cell {c})" for k, c in list(marker_values.items())[:5])
         warn_user(
-            f"{where}: {markers} cell(s) held Olink text markers (e.g. '> ULOQ', '< LLOQ', "
-            "'No Data', '#') and are read as NaN"
+            f"{where}: {markers} cell(s) held text markers and are read as NaN: {shown} "
+            "(Olink's '> ULOQ', '< LLOQ', 'No Data', '#'; Excel errors such as '#N/A')"
         )
 
     panels = [panel_of(j) for j in assay_cols]
@@ -617,11 +629,18 @@ def parse_wide(
     long = pd.DataFrame(cols)
     letters = [get_column_letter(j + 1) for j in assay_cols]
     cells = np.asarray([f"cell {c}{r + 1}" for c in letters for r in sample_rows], dtype=object)
+    on = (long["PlateID"].notna() | ~np.isnan(long[VALUE_COLUMN[data_type]].to_numpy())).to_numpy()
+    row_of = np.tile(np.arange(n_s), n_a)
+    has_any = np.bincount(row_of[on], minlength=n_s) > 0
+    if not has_any.all():  # a sample row with an ID but no value and no plate: keep, say so
+        empty = [sample_ids[i] for i in np.flatnonzero(~has_any)]
+        warn_user(
+            f"{where}: {len(empty)} sample row(s) have no {data_type} value and no plate; kept "
+            f"as all-NaN rows: {preview(empty)}"
+        )
+        on |= ~has_any[row_of]
     # samples absent from a panel (no plate, no values) are not measurements
-    if len(set(panels)) > 1:
-        on = (
-            long["PlateID"].notna() | ~np.isnan(long[VALUE_COLUMN[data_type]].to_numpy())
-        ).to_numpy()
+    if len(set(panels)) > 1 and not on.all():
         long = long.loc[on].reset_index(drop=True)
         cells = cells[on]
     return long, meta, data_type, panels, cells

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 from scipy import special, stats
 
 __all__ = [
@@ -30,6 +31,7 @@ def _result(m: int) -> dict[str, np.ndarray]:
     keys = ["estimate", "ci_low", "ci_high", "statistic", "df", "p_value"]
     out = {k: np.full(m, np.nan) for k in keys}
     out["reason"] = np.full(m, "", dtype=object)
+    out["blanked"] = np.zeros(m, dtype=bool)  # True once a reason is set
     return out
 
 
@@ -50,7 +52,9 @@ def _nan_moments(x: np.ndarray, *, overwrite: bool = False) -> tuple:
 def t_quantile(level: float, df: np.ndarray) -> np.ndarray:
     """``stats.t.ppf(level, df)`` evaluated once per distinct df (df are few)."""
     df = np.asarray(df, dtype=float)
-    uniq, inv = np.unique(df, return_inverse=True)
+    codes, uniq = pd.factorize(df.ravel())  # hashing: cheaper than np.unique's sort
+    inv = np.where(codes < 0, uniq.size, codes)  # NaN df -> NaN quantile
+    uniq = np.append(uniq, np.nan)
     with np.errstate(invalid="ignore"):
         q = special.stdtrit(uniq, level)
     q = np.where(np.isinf(uniq), special.ndtri(level), q)
@@ -86,78 +90,66 @@ def paired_moments(
     """Per assay: pairs used, mean and centred sum of squares of ``d = x[it] − x[ir]``,
     and the mean of ``x[ir]`` over the same pairs (NaN in either member drops the pair).
 
-    Works through blocks of pairs (whole rows, ~``block_bytes`` per buffer) so that every
-    pass after the two row gathers runs in cache; the difference matrix is never
-    materialised in full and ``x`` is read once. Missing cells are found once per block
-    (``isnan`` of the differences) and zeroed by position, which costs time in
-    proportion to the number of missing cells. Sums of squares are taken about an
-    observed difference of each assay (shifted one-pass), accurate to ~n·eps relative,
-    and exactly 0 when all differences of an assay are equal.
+    Works through blocks of pairs (whole rows gathered into two buffers of about
+    ``block_bytes``) so that every pass after the gathers runs in cache; ``x`` is read
+    once and the difference matrix is never materialised in full. Missing cells are
+    found once per block (``isnan`` of the differences) and zeroed by position, which
+    costs time in proportion to the number of missing cells. The sum of squares is
+    taken in one pass as ``Σd² − (Σd)²/n``; assays where that cancels (``|mean|`` above
+    ~10 standard deviations, or all differences equal) are recomputed with an exact
+    two-pass sum, so the result is accurate to a few ulps and exactly tiny when all
+    differences are equal.
     """
     x = np.asarray(x, dtype=float)
-    m_all = x.shape[1]
-    if cols is not None and cols.size < 0.75 * m_all:
+    if cols is not None and cols.size < 0.75 * x.shape[1]:
         x = x[:, cols]  # few columns wanted: copy them once
         cols = None
     m = x.shape[1]
     npair = ir.size
     ir = np.asarray(ir, dtype=np.intp)
     it = np.asarray(it, dtype=np.intp)
-    rows = int(max(8, min(npair, block_bytes // (8 * max(m, 1)))))
+    rows = int(max(1, min(npair, block_bytes // (8 * max(m, 1)))))
     nan_cnt = np.zeros(m, dtype=np.int64)
     s1 = np.zeros(m)
     s2 = np.zeros(m)
     sref = np.zeros(m)
-    a_buf = np.empty((min(rows, npair), m))
+    a_buf = np.empty((rows, m))
     b_buf = np.empty_like(a_buf)
     m_buf = np.empty(a_buf.shape, dtype=bool)
-    shift = np.zeros(m)
     for r0 in range(0, npair, rows):
         r1 = min(r0 + rows, npair)
         a, b, isn = a_buf[: r1 - r0], b_buf[: r1 - r0], m_buf[: r1 - r0]
-        np.take(x, ir[r0:r1], axis=0, out=a, mode="clip")  # indices valid: no buffering
+        np.take(x, ir[r0:r1], axis=0, out=a, mode="clip")  # valid indices; unbuffered
         np.take(x, it[r0:r1], axis=0, out=b, mode="clip")
         np.subtract(b, a, out=b)
         np.isnan(b, out=isn)
-        if r0 == 0:
-            shift = _observed_value(b, x, ir, it)
-        b -= shift
         miss = np.flatnonzero(isn)
-        if miss.size:
-            if miss.size * 8 > isn.size:  # dense missingness: a masked pass is cheaper
-                np.copyto(b, 0.0, where=isn)
-                np.copyto(a, 0.0, where=isn)
-                nan_cnt += isn.sum(axis=0)
-            else:
-                b.put(miss, 0.0)
-                a.put(miss, 0.0)
-                nan_cnt += np.bincount(miss % m, minlength=m)
+        if miss.size * 8 > isn.size:  # dense missingness: masked passes are cheaper
+            np.copyto(b, 0.0, where=isn)
+            np.copyto(a, 0.0, where=isn)
+            nan_cnt += isn.sum(axis=0)
+        elif miss.size:
+            b.put(miss, 0.0)
+            a.put(miss, 0.0)
+            nan_cnt += np.bincount(miss % m, minlength=m)
         s1 += b.sum(axis=0)
         s2 += np.einsum("ij,ij->j", b, b)
         sref += a.sum(axis=0)
     cnt = npair - nan_cnt
     with np.errstate(invalid="ignore", divide="ignore"):
         mref = sref / cnt
-        m1 = s1 / cnt
-    mean = shift + m1
-    ss = np.maximum(s2 - s1 * m1, 0.0)
+        mean = s1 / cnt
+    ss = s2 - s1 * mean
+    redo = np.flatnonzero((cnt > 0) & ~(ss > 1e-2 * s2))  # cancellation: exact two-pass
+    if redo.size:
+        d = x[np.ix_(it, redo)] - x[np.ix_(ir, redo)]
+        _, mean[redo], ss[redo] = _nan_moments(d, overwrite=True)
+    ss = np.maximum(ss, 0.0)
     ss[cnt == 0] = np.nan
     out = (cnt, mean, ss, mref)
     if cols is not None:
         out = tuple(v[cols] for v in out)
     return out
-
-
-def _observed_value(b: np.ndarray, x: np.ndarray, ir: np.ndarray, it: np.ndarray) -> np.ndarray:
-    """One observed difference per assay (from block ``b`` if it has one), 0 if none."""
-    shift = np.fmax.reduce(b, axis=0)  # the largest observed value (NaN ignored)
-    lost = np.flatnonzero(np.isnan(shift))
-    if lost.size:  # nothing observed in the first block: look at all pairs
-        dl = x[np.ix_(it, lost)] - x[np.ix_(ir, lost)]
-        seen = ~np.isnan(dl)
-        first = seen.argmax(axis=0)
-        shift[lost] = np.where(seen.any(axis=0), dl[first, np.arange(lost.size)], 0.0)
-    return shift
 
 
 def one_sample_t_moments(n, mean, ss, *, conf_level: float = 0.95) -> dict:
@@ -214,9 +206,10 @@ def two_sample_t(
 
 def _blank(out: dict, mask: np.ndarray, reason: str, *, keep_estimate: bool = False) -> None:
     """Set the statistics of the masked assays to NaN and record why (first reason wins)."""
-    mask = np.asarray(mask, dtype=bool) & (out["reason"] == "")
+    mask = np.asarray(mask, dtype=bool) & ~out["blanked"]
     if not mask.any():
         return
+    out["blanked"] |= mask
     keys = ["ci_low", "ci_high", "statistic", "df", "p_value"]
     if not keep_estimate:
         keys.append("estimate")
@@ -528,11 +521,13 @@ def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, *, triangular, out):
 class _Counter:
     """Counts ``#{(i, j): a[r,i] + b[r,j] <= t[r]}`` for any subset of rows at once.
 
-    The first call lays the rows of ``b`` end to end with offsets so that one
-    ``searchsorted`` answers every row (queries sorted, so numpy reuses the previous
-    position). Later calls start from the previous positions and only move the entries
-    whose position changed (the thresholds of an interpolation search move little), so
-    they cost a couple of passes plus work proportional to the change.
+    A full count lays the rows of ``b`` end to end with offsets so that one
+    ``searchsorted`` per block of rows answers every query (queries sorted, so numpy
+    reuses the previous position). Later counts start from the previous positions and
+    only move the entries whose position changed (the thresholds of an interpolation
+    search move little): ``b`` is kept padded with ``-inf``/``+inf`` at both ends of
+    every row, so a move is one flat gather and compare per step over the entries
+    still moving, with no bounds checks.
     """
 
     def __init__(self, a, b, na, nb, tmin, tmax, triangular):
@@ -544,56 +539,63 @@ class _Counter:
         big = float(big + max(abs(tmin), abs(tmax)) + 1.0)
         self.big = big
         off = np.arange(m) * (8.0 * big)
-        self.bfill = np.where(np.isnan(b), 2.0 * big, b)
+        bfill = np.where(np.isnan(b), 2.0 * big, b)
+        # missing a: a huge value, so that t - a lies below every b and counts nothing
         self.afill = np.where(np.isnan(a), 4.0 * big, a)
         # rows laid end to end with offsets; queries reversed so they ascend within a row
-        self.bb = self.bfill + off[:, None]
+        self.bb = bfill + off[:, None]
         self.qa = (off[:, None] - self.afill)[:, ::-1].copy()
+        pad = np.empty((m, self.kb + 2))
+        pad[:, 0] = -np.inf
+        pad[:, 1:-1] = bfill
+        pad[:, -1] = np.inf
+        self.bflat = pad.ravel()
+        self.base = np.arange(m) * (self.kb + 2) + 1  # flat index of b[r, 0]
         self.nb = nb
-        self.valid_i = np.arange(self.ka)[None, :] < na[:, None]
         self.lowj = np.arange(self.ka)[None, :] if triangular else None
         self.last: np.ndarray | None = None
 
     def _full(self, rows, t, block=64):
         every = rows.size == self.bb.shape[0]
         bb = self.bb if every else self.bb[rows]
-        q = (self.qa if every else self.qa[rows]) + t[:, None]
+        q = self.qa if every else self.qa[rows]
+        q = q + t[:, None]
         idx = np.empty(q.shape, dtype=np.intp)
         for r0 in range(0, rows.size, block):
             r1 = min(r0 + block, rows.size)
             hit = np.searchsorted(bb[r0:r1].ravel(), q[r0:r1].ravel(), side="right")
             idx[r0:r1] = hit.reshape(r1 - r0, self.ka)
         # positions are relative to the start of each block of rows
-        idx = idx[:, ::-1] - ((np.arange(rows.size) % block) * self.kb)[:, None]
-        return np.minimum(idx, self.nb[rows][:, None])
+        idx = idx[:, ::-1]
+        idx -= ((np.arange(rows.size) % block) * self.kb)[:, None]
+        return np.minimum(idx, self.nb[rows][:, None], out=idx)
 
     def _moved(self, rows, t):
-        idx = self.last[rows].ravel()
+        base = self.base[rows][:, None]
+        flat = (self.last[rows] + base).ravel()
         q = (t[:, None] - self.afill[rows]).ravel()
-        row_of = np.repeat(rows, self.ka)
-        nb = self.nb[row_of]
-        bf = self.bfill
-        top = self.kb - 1
-        cand = np.flatnonzero((idx < nb) & (bf[row_of, np.minimum(idx, top)] <= q))
+        bf = self.bflat
+        cand = np.flatnonzero(bf[flat] <= q)  # b[idx] <= q: move up
         while cand.size:
-            idx[cand] += 1
-            ok = (idx[cand] < nb[cand]) & (bf[row_of[cand], np.minimum(idx[cand], top)] <= q[cand])
-            cand = cand[ok]
-        cand = np.flatnonzero((idx > 0) & (bf[row_of, np.maximum(idx - 1, 0)] > q))
+            flat[cand] += 1
+            cand = cand[bf[flat[cand]] <= q[cand]]
+        cand = np.flatnonzero(bf[flat - 1] > q)  # b[idx - 1] > q: move down
         while cand.size:
-            idx[cand] -= 1
-            ok = (idx[cand] > 0) & (bf[row_of[cand], np.maximum(idx[cand] - 1, 0)] > q[cand])
-            cand = cand[ok]
-        return idx.reshape(rows.size, self.ka)
+            flat[cand] -= 1
+            cand = cand[bf[flat[cand] - 1] > q[cand]]
+        return flat.reshape(rows.size, self.ka) - base
 
     def __call__(self, rows, t, *, incremental=False):
         if self.last is None:
-            self.last = np.zeros((self.bfill.shape[0], self.ka), dtype=np.intp)
+            self.last = np.zeros((self.bb.shape[0], self.ka), dtype=np.intp)
         idx = self._moved(rows, t) if incremental else self._full(rows, t)
         self.last[rows] = idx
-        cnt = idx if self.lowj is None else np.maximum(idx - self.lowj, 0)
-        cnt = cnt * self.valid_i[rows]
-        return cnt.sum(axis=1).astype(float), idx
+        # rows with a missing a[i] have idx 0 there (t - 4·big lies below every b)
+        if self.lowj is None:
+            cnt = idx.sum(axis=1)
+        else:
+            cnt = np.maximum(idx - self.lowj, 0).sum(axis=1)
+        return cnt.astype(float), idx
 
 
 def _pair_grid(a, b, na, nb, *, triangular, g=24):
@@ -725,21 +727,20 @@ def kth_pair_sums(
     start = idx_lo if not triangular else np.maximum(idx_lo, np.arange(ka)[None, :])
     stop = np.maximum(idx_hi, start)
     valid_i = (np.arange(ka)[None, :] < na[:, None]) & live[:, None]
-    length = np.where(valid_i, stop - start, 0)
-    per_row = length.sum(axis=1)
-    total = int(per_row.sum())
-    flat_len = length.ravel()
-    row_of = np.repeat(np.repeat(rows, ka), flat_len)
-    i_of = np.repeat(np.tile(np.arange(ka), m), flat_len)
-    first = np.repeat(start.ravel(), flat_len)
-    seg_start = np.repeat(np.cumsum(flat_len) - flat_len, flat_len)
-    j_of = first + (np.arange(total) - seg_start)
-    vals = a[row_of, i_of] + b[row_of, j_of]
-    width = int(per_row.max(initial=1))
-    mat = np.full((m, max(width, 1)), np.inf)
-    row_start = np.cumsum(per_row) - per_row
-    col = np.arange(total) - np.repeat(row_start, per_row)
-    mat[row_of, col] = vals
+    length = np.where(valid_i, stop - start, 0).ravel()
+    seg = np.flatnonzero(length)  # (row, i) cells with candidates, as flat indices
+    seg_len = length[seg]
+    total = int(seg_len.sum())
+    cell = np.repeat(seg, seg_len)
+    row_of = cell // ka
+    offs = np.arange(total) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
+    kb = b.shape[1]
+    vals = a.ravel()[cell] + b.ravel()[row_of * kb + start.ravel()[cell] + offs]
+    per_row = np.bincount(row_of, minlength=m)
+    width = max(int(per_row.max(initial=1)), 1)
+    mat = np.full((m, width), np.inf)
+    col = np.arange(total) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    mat.ravel()[row_of * width + col] = vals
     mat.sort(axis=1)
     for e in range(extra + 1):
         r = (k + e - clo - 1).astype(int)

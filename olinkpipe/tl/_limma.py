@@ -61,9 +61,11 @@ def fit_f_dist(s2: np.ndarray, df: np.ndarray) -> tuple[float, float]:
     if med == 0:
         med = 1.0
     x = np.maximum(x, 1e-5 * med)
-    e = np.log(x) - special.digamma(d / 2.0) + np.log(d / 2.0)
+    # df take few distinct values: evaluate the special functions once per value
+    half, inv = np.unique(d / 2.0, return_inverse=True)
+    e = np.log(x) - special.digamma(half)[inv] + np.log(d / 2.0)
     emean = e.mean()
-    evar = ((e - emean) ** 2).sum() / (n - 1) - special.polygamma(1, d / 2.0).mean()
+    evar = ((e - emean) ** 2).sum() / (n - 1) - special.polygamma(1, half)[inv].mean()
     if evar > 0:
         d0 = 2.0 * float(trigamma_inverse(evar))
         s0 = float(np.exp(emean + special.digamma(d0 / 2.0) - np.log(d0 / 2.0)))

@@ -525,7 +525,7 @@ def differential(
         "pair": pair,
         "alpha": float(alpha),
         "conf_level": float(conf_level),
-        "n_tested": int(np.isfinite(frame["p_value"]).sum()),
+        "n_tested": int(np.isfinite(res["p_value"]).sum()),
         "n_pairs": n_pairs,
         "excluded_pairs": excluded_pairs,
         "excluded_samples": [str(i) for i in attrs_excl["excluded_samples"]],
@@ -547,28 +547,35 @@ def _nanmean(x: np.ndarray) -> np.ndarray:
 
 
 def _frame(adata, acols, res, design, alpha) -> pd.DataFrame:
-    var = adata.var if acols.size == adata.n_vars else adata.var.iloc[acols]
-    cols: dict[str, object] = {"OlinkID": var.index.astype(str).to_numpy()}
+    """The result table, built once from arrays already in ``p_value`` order."""
+    p = np.asarray(res["p_value"], dtype=float)
+    order = np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")
+    var = adata.var
+    idx = var.index
+    if idx.dtype != object or idx.inferred_type != "string":
+        idx = idx.astype(str)
+    sel = order if acols.size == adata.n_vars else acols[order]
+    cols: dict[str, np.ndarray] = {"OlinkID": idx.to_numpy()[sel]}
     for c in ANNOTATION[1:]:
         if c in var:
-            cols[c] = var[c].to_numpy()
-    p = res["p_value"]
-    padj = bh_adjust(p)
-    cols.update(
-        {
-            "estimate": res["estimate"],
-            "ci_low": res["ci_low"],
-            "ci_high": res["ci_high"],
-            "statistic": res["statistic"],
-            "df": res["df"],
-            "p_value": p,
-            "p_adj": padj,
-            "significant": np.nan_to_num(padj, nan=1.0) < alpha,
-            "n": np.asarray(res["n"], dtype=int),
-            "mean_reference": design.mean_reference,
-            "mean_target": design.mean_target,
-            "reason": res["reason"].astype(str),
-        }
-    )
-    order = np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")
-    return pd.DataFrame({k: np.asarray(v)[order] for k, v in cols.items()})
+            cols[c] = var[c].to_numpy()[sel]
+    p_sorted = p[order]
+    padj = bh_adjust(p_sorted)  # sorted input: BH's own sort is a linear pass
+    values = {
+        "estimate": res["estimate"],
+        "ci_low": res["ci_low"],
+        "ci_high": res["ci_high"],
+        "statistic": res["statistic"],
+        "df": res["df"],
+    }
+    for k, v in values.items():
+        cols[k] = np.asarray(v, dtype=float)[order]
+    cols["p_value"] = p_sorted
+    cols["p_adj"] = padj
+    cols["significant"] = padj < alpha  # NaN compares False
+    cols["n"] = np.asarray(res["n"], dtype=np.int64)[order]
+    cols["mean_reference"] = np.asarray(design.mean_reference, dtype=float)[order]
+    cols["mean_target"] = np.asarray(design.mean_target, dtype=float)[order]
+    cols["reason"] = np.asarray(res["reason"], dtype=object)[order]
+    # fresh arrays: no copy needed (and pandas would otherwise consolidate the floats)
+    return pd.DataFrame(cols, copy=False)
