@@ -359,3 +359,69 @@ def test_kth_pair_sums_matches_brute_force_with_nan_and_ties(triangular):
         for r in range(m):
             assert got[r, 0] == pytest.approx(sums[r][ks[r] - 1], abs=1e-12)
             assert got[r, 1] == pytest.approx(sums[r][ks[r]], abs=1e-12)
+
+
+def test_signed_rank_means_and_large_sample_hodges_lehmann():
+    # 300 pairs: the selection runs its full path (estimate, two counts, extraction)
+    adata = make_study(seed=13, n_pairs=300, m=8, nan_frac=0.05)
+    for ties in (False, True):
+        if ties:
+            adata.X = np.round(adata.X, 1)  # many tied Walsh averages
+        res = _by_id(_run(adata, pair="Subject", method="wilcoxon"))
+        rb, rw = _pairs(adata)
+        z = stats.norm.ppf(0.975)
+        for j in (0, 3, 4, 5, 6):
+            a, b = adata.X[rw, j], adata.X[rb, j]
+            ok = ~np.isnan(a) & ~np.isnan(b)
+            d = a[ok] - b[ok]
+            row = res.loc[adata.var_names[j]]
+            assert row["mean_target"] == pytest.approx(a[ok].mean(), abs=TOL)
+            assert row["mean_reference"] == pytest.approx(b[ok].mean(), abs=TOL)
+            w = _walsh(d)
+            assert row["estimate"] == pytest.approx(np.median(w), abs=1e-12)
+            nn = d.size
+            k = int(np.ceil(w.size / 2 - z * np.sqrt(nn * (nn + 1) * (2 * nn + 1) / 24) - 0.5))
+            assert row["ci_low"] == pytest.approx(w[k - 1], abs=1e-12)
+            assert row["ci_high"] == pytest.approx(w[w.size - k], abs=1e-12)
+
+
+def test_rank_sum_normal_approximation_ci_is_order_statistics():
+    rng = np.random.default_rng(14)
+    n1, n2 = 70, 55  # both >= 50: normal approximation; continuous data: no ties
+    obs = pd.DataFrame({"g": ["r"] * n1 + ["t"] * n2}, index=[f"s{i}" for i in range(n1 + n2)])
+    x = rng.normal(size=(n1 + n2, 4)) + np.r_[np.zeros(n1), np.full(n2, 0.4)][:, None]
+    x[3, 1] = np.nan
+    adata = ad.AnnData(x, obs=obs)
+    res = op.tl.differential(adata, groupby="g", reference="r", method="wilcoxon")
+    res = res.set_index("OlinkID")
+    z = stats.norm.ppf(0.975)
+    for j in range(4):
+        xt, xr = x[n1:, j], x[:n1, j]
+        xt, xr = xt[~np.isnan(xt)], xr[~np.isnan(xr)]
+        diffs = np.sort(np.subtract.outer(xt, xr).ravel())
+        sigma = np.sqrt(xt.size * xr.size * (xt.size + xr.size + 1) / 12)
+        k = int(np.ceil(diffs.size / 2 - z * sigma - 0.5))
+        row = res.loc[adata.var_names[j]]
+        assert row["estimate"] == pytest.approx(np.median(diffs), abs=1e-12)
+        assert row["ci_low"] == pytest.approx(diffs[k - 1], abs=1e-12)
+        assert row["ci_high"] == pytest.approx(diffs[diffs.size - k], abs=1e-12)
+
+
+@pytest.mark.parametrize("nan_frac", [0.02, 0.3])
+def test_paired_ttest_dense_missingness_and_ill_conditioned_assays(nan_frac):
+    adata = make_study(seed=15, n_pairs=40, m=10, nan_frac=nan_frac)
+    wk = adata.obs["Time"].eq("Week.6").to_numpy()
+    rng = np.random.default_rng(1)
+    adata.X[wk, 3] = adata.X[~wk, 3][: wk.sum()] + 50.0 + 1e-3 * rng.normal(size=wk.sum())
+    res = _by_id(_run(adata, pair="Subject"))
+    rb, rw = _pairs(adata)
+    for j in (0, 3, 4, 7):
+        a, b = adata.X[rw, j], adata.X[rb, j]
+        ok = ~np.isnan(a) & ~np.isnan(b)
+        r = stats.ttest_rel(a[ok], b[ok])
+        row = res.loc[adata.var_names[j]]
+        assert row["n"] == ok.sum()
+        assert row["estimate"] == pytest.approx(np.mean(a[ok] - b[ok]), abs=TOL)
+        # |mean| / sd = 5e4 for assay 3: a one-pass sum of squares would lose ~9 digits
+        assert row["statistic"] == pytest.approx(r.statistic, rel=1e-9)
+        assert row["p_value"] == pytest.approx(r.pvalue, abs=TOL)

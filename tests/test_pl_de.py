@@ -36,8 +36,12 @@ def test_volcano_colours_labels_and_title(result, tmp_path):
     fig, ax = plt.subplots()
     out = op.pl.volcano(result, label=["A7"], top=2, ax=ax)
     assert out is ax
-    assert ax.get_title() == "Week.6 - Baseline (moderated)"
+    assert ax.get_title() == "Week.6 vs Baseline (reference): moderated t, 24 pairs"
     assert "Week.6 - Baseline" in ax.get_xlabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    n_up = int(((result["p_adj"] < 0.05) & (result["estimate"] > 0)).sum())
+    assert f"up, p_adj < 0.05 ({n_up})" in legend and "named in label=" in legend
+    assert any(t.startswith("BH cut-off") for t in legend)
     colours = {}
     for coll in ax.collections:
         fc = coll.get_facecolor()
@@ -63,6 +67,8 @@ def test_paired_draws_one_line_per_complete_pair(adata, tmp_path):
     n_lines = len(ax.lines)
     assert n_lines >= 2 * 20  # pairs with both values, two assays, plus mean lines
     assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["Baseline", "Week.6"]
+    assert ax.get_title() == "Baseline → Week.6, paired by Subject"
+    assert len(ax.get_legend().get_texts()) == 2
     assert np.isfinite(a).any() and np.isfinite(b).any()
     ax.figure.savefig(tmp_path / "paired.png")
     assert (tmp_path / "paired.png").exists()
@@ -75,6 +81,19 @@ def test_heatmap_orders_by_group(adata, tmp_path):
     img = ax.get_images()[0].get_array()
     assert img.shape == (3, adata.n_obs)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["A5", "A6", "A7"]
-    assert {t.get_text() for t in ax.get_xticklabels()} == {"Baseline", "Week.6"}
+    n_base = int(adata.obs["Time"].eq("Baseline").sum())
+    n_week = int(adata.obs["Time"].eq("Week.6").sum())
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [f"Baseline (n={n_base})", f"Week.6 (n={n_week})"]
     ax.figure.savefig(tmp_path / "heatmap.png")
     assert (tmp_path / "heatmap.png").exists()
+    # levels in the order given (reference first), others left out; missing values last
+    adata.obs.loc[adata.obs_names[:2], "Time"] = np.nan
+    ax = op.pl.heatmap(adata, ["A5"], groupby="Time", order=["Week.6", "Baseline"], ax=None)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [f"Week.6 (n={n_week - 1})", f"Baseline (n={n_base - 1})"]
+    img = ax.get_images()[0].get_array()
+    assert img.shape == (1, adata.n_obs - 2)
+    ax = op.pl.heatmap(adata, ["A5"], groupby="Time")
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "NA (n=2)"
+    plt.close("all")

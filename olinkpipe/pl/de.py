@@ -8,10 +8,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
 
 from .._docs import doc_ax, doc_params
 from ..errors import DesignError, MissingColumnError, format_message
-from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax, group_color
+from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax
 
 __all__ = ["volcano", "paired", "heatmap"]
 
@@ -84,7 +85,11 @@ def volcano(
     Returns
     -------
     matplotlib.axes.Axes
-        The Axes with the plot; title and x label carry the comparison (``attrs["sign"]``).
+        The Axes with the plot. The title names the levels, test and pairs from
+        ``result.attrs`` (e.g. ``"post vs pre (reference): moderated t, 23 pairs"``;
+        just ``attrs["sign"]`` when those are missing), the x label the sign; the
+        legend gives the colour criterion and counts, the BH cut-off line and the
+        assays named in ``label``.
 
     Examples
     --------
@@ -106,11 +111,20 @@ def volcano(
     sig = (result["p_adj"].to_numpy(dtype=float) < alpha) & (np.abs(x) > fc_threshold)
     colors = np.where(sig & (x > 0), UP, np.where(sig & (x < 0), DOWN, NS))
     ok = np.isfinite(x) & np.isfinite(y)
+    crit = f"p_adj < {alpha:g}" + (f", |estimate| > {fc_threshold:g}" if fc_threshold > 0 else "")
     for col, name in [(NS, "not significant"), (UP, "up"), (DOWN, "down")]:
         sel = ok & (colors == col)
-        ax.scatter(x[sel], y[sel], s=14, c=col, alpha=0.8, linewidths=0, label=name)
+        text = f"{name} ({int(sel.sum())})" if col == NS else f"{name}, {crit} ({int(sel.sum())})"
+        ax.scatter(x[sel], y[sel], s=14, c=col, alpha=0.8, linewidths=0, label=text)
     if sig.any():
-        ax.axhline(-np.log10(np.nanmax(p[sig])), color="0.4", lw=0.8, ls="--")
+        # the BH cut-off on the p-value scale: the largest p-value still significant
+        ax.axhline(
+            -np.log10(np.nanmax(p[sig])),
+            color="0.4",
+            lw=0.8,
+            ls="--",
+            label=f"BH cut-off (FDR {alpha:g})",
+        )
     if fc_threshold > 0:
         for v in (-fc_threshold, fc_threshold):
             ax.axvline(v, color="0.4", lw=0.8, ls="--")
@@ -127,20 +141,62 @@ def volcano(
             i for i in range(len(result)) if ok[i] and (names[i] in wanted or ids[i] in wanted)
         ]
         if chosen:
-            ax.scatter(x[chosen], y[chosen], s=28, facecolors="none", edgecolors=HIGHLIGHT, lw=1.4)
+            ax.scatter(
+                x[chosen],
+                y[chosen],
+                s=34,
+                facecolors="none",
+                edgecolors=HIGHLIGHT,
+                lw=1.4,
+                label="named in label=",
+                zorder=3,
+            )
         to_label = list(dict.fromkeys(to_label + chosen))
-        texts = [ax.text(x[i], y[i], names[i], fontsize=8) for i in to_label]
+        texts = [
+            ax.text(
+                x[i],
+                y[i],
+                names[i],
+                fontsize=8,
+                fontweight="bold" if i in chosen else "normal",
+                zorder=4,
+            )
+            for i in to_label
+        ]
         if texts:
             from adjustText import adjust_text
 
-            adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
+            near = ok & (sig | np.isin(np.arange(len(x)), chosen))  # points labels avoid
+            pts_x, pts_y = x[near], y[near]
+            adjust_text(
+                texts,
+                x=pts_x,
+                y=pts_y,
+                ax=ax,
+                expand=(1.3, 1.6),
+                arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5},
+            )
     sign = result.attrs.get("sign", "target - reference")
     ax.set_xlabel(f"estimate ({sign}, NPX)")
     ax.set_ylabel(r"$-\log_{10}$ p-value")
-    method = result.attrs.get("method")
-    ax.set_title(f"{sign} ({method})" if method else sign)
-    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.set_title(_title(result.attrs, sign))
+    ax.margins(y=0.08)
+    ax.legend(frameon=False, fontsize=7, loc="upper left")
     return ax
+
+
+_TEST_NAMES = {"ttest": "t-test", "wilcoxon": "Wilcoxon", "moderated": "moderated t"}
+
+
+def _title(attrs: dict, sign: str) -> str:
+    """``"post vs pre (reference) · moderated t, 23 pairs"`` from a result's attrs."""
+    target, reference = attrs.get("target"), attrs.get("reference")
+    head = f"{target} vs {reference} (reference)" if target and reference else sign
+    method = attrs.get("method")
+    parts = [_TEST_NAMES.get(method, str(method))] if method else []
+    if attrs.get("n_pairs"):
+        parts.append(f"{attrs['n_pairs']} pairs")
+    return f"{head}: {', '.join(parts)}" if parts else head
 
 
 @doc_params(ax=doc_ax)
@@ -226,7 +282,8 @@ def paired(
         ax.scatter(np.full(ok.sum(), x0), a[ok], s=10, color=NS, zorder=3)
         ax.scatter(np.full(ok.sum(), x1), b[ok], s=10, color=NS, zorder=3)
         if ok.any():
-            ax.plot([x0, x1], [a[ok].mean(), b[ok].mean()], color=group_color(k), lw=2.5, zorder=4)
+            ax.plot([x0, x1], [a[ok].mean(), b[ok].mean()], color="0.15", lw=2.8, zorder=4)
+            ax.scatter([x0, x1], [a[ok].mean(), b[ok].mean()], s=30, color="0.15", zorder=5)
         nm = adata.var["Assay"].iloc[j] if "Assay" in adata.var else adata.var_names[j]
         names.append(f"{nm}\n(n={int(ok.sum())})")
     ticks = [3 * k + d for k in range(len(pos)) for d in (0, 1)]
@@ -244,6 +301,12 @@ def paired(
         )
     ax.set_xlim(-0.5, 3 * len(pos) - 1.5)
     ax.set_ylabel("NPX")
+    ax.set_title(f"{ref} → {tgt}, paired by {pair}", pad=28, fontsize=10)
+    handles = [
+        Line2D([], [], color=NS, lw=0.8, marker="o", ms=3, label=f"one {pair} (both values)"),
+        Line2D([], [], color="0.15", lw=2.8, marker="o", ms=5, label="mean of those shown"),
+    ]
+    ax.legend(handles=handles, frameon=False, fontsize=7, loc="best")
     return ax
 
 
@@ -253,6 +316,7 @@ def heatmap(
     assays: str | Sequence[str],
     *,
     groupby: str | None = None,
+    order: Sequence[str] | None = None,
     zscore: bool = True,
     cmap: str = "RdBu_r",
     layer: str | None = None,
@@ -268,6 +332,11 @@ def heatmap(
         OlinkIDs or assay names, e.g. the top hits of ``tl.differential``.
     groupby
         Column of ``obs`` to order the samples by; group boundaries and names are drawn.
+        Samples with no value are shown last, as ``"NA"``.
+    order
+        Order of the ``groupby`` levels (e.g. ``["pre", "post"]``, reference first);
+        default the categories of a categorical column, otherwise sorted. Levels not
+        listed are left out.
     zscore
         Standardise each assay over the samples shown (NaN ignored).
     cmap
@@ -295,16 +364,29 @@ def heatmap(
     pos = _resolve_assays(adata, assays)
     x_all = adata.X if layer is None else adata.layers[layer]
     x_all = np.asarray(x_all.toarray() if hasattr(x_all, "toarray") else x_all, dtype=float)
-    order = np.arange(adata.n_obs)
     groups = None
     if groupby is not None:
         if groupby not in adata.obs:
             msg = format_message(f"obs has no column {groupby!r}", column=groupby)
             raise MissingColumnError(msg)
-        groups = adata.obs[groupby].astype(str).to_numpy()
-        order = np.argsort(groups, kind="stable")
-        groups = groups[order]
-    mat = x_all[np.ix_(order, pos)].T
+        col = adata.obs[groupby]
+        groups = np.where(col.isna().to_numpy(), "NA", col.astype(str).to_numpy())
+        if order is not None:
+            levels = [str(lv) for lv in order]
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            levels = [str(c) for c in col.cat.categories]
+        else:
+            levels = sorted(set(groups) - {"NA"})
+        if order is None and "NA" in groups:
+            levels.append("NA")
+        rank = {lv: i for i, lv in enumerate(levels)}
+        key = np.array([rank.get(g, -1) for g in groups])
+        rows = np.flatnonzero(key >= 0)
+        rows = rows[np.argsort(key[rows], kind="stable")]
+        groups = groups[rows]
+    else:
+        rows = np.arange(adata.n_obs)
+    mat = x_all[np.ix_(rows, pos)].T
     if zscore:
         with np.errstate(invalid="ignore", divide="ignore"):
             mu = np.nanmean(mat, axis=1, keepdims=True)
@@ -332,7 +414,9 @@ def heatmap(
         starts = np.r_[0, np.ceil(bounds)].astype(int)
         ends = np.r_[np.ceil(bounds), len(groups)].astype(int)
         ax.set_xticks((starts + ends - 1) / 2.0)
-        ax.set_xticklabels([groups[s] for s in starts], fontsize=8)
+        ax.set_xticklabels(
+            [f"{groups[a]} (n={b - a})" for a, b in zip(starts, ends, strict=True)], fontsize=8
+        )
     else:
         ax.set_xticks([])
     ax.set_xlabel("samples")

@@ -1,7 +1,7 @@
 """Statistics over all assays at once; every function returns a tidy DataFrame."""
 
 from .de import differential
-from .models import longitudinal, anova, anova_posthoc
-from .enrich import ora, gsea
+from .enrich import gsea, ora
+from .models import anova, anova_posthoc, longitudinal
 
 __all__ = ['differential', 'longitudinal', 'anova', 'anova_posthoc', 'ora', 'gsea']

@@ -85,7 +85,7 @@ def paired_moments(
     it: np.ndarray,
     cols: np.ndarray | None = None,
     *,
-    block_bytes: int = 1 << 19,
+    block_bytes: int = 1 << 21,
 ) -> tuple:
     """Per assay: pairs used, mean and centred sum of squares of ``d = x[it] − x[ir]``,
     and the mean of ``x[ir]`` over the same pairs (NaN in either member drops the pair).
@@ -256,27 +256,29 @@ def rank_sorted(x: np.ndarray) -> tuple:
 def _signed_abs_ranks(dt: np.ndarray) -> tuple:
     """Sum of ranks of |d| over positive d, count and tie term, per row; NaN/0 dropped.
 
-    Sorting one unsigned 64-bit key per value, ``(bits(|d|) << 1) | (d > 0)``, orders the
-    values by |d| (the IEEE bits of non-negative doubles sort like the numbers, and their
-    top bit is 0 so the shift loses nothing) while carrying the sign: no argsort needed.
-    Rows without ties (the usual case for NPX) take ranks 1..n directly; only rows with
-    ties go through the average-rank computation.
+    Sorting one unsigned 64-bit key per value, the IEEE bits of ``d`` rotated left by one,
+    ``(bits(|d|) << 1) | sign``, orders the values by |d| (the bits of non-negative
+    doubles sort like the numbers) while carrying the sign in the lowest bit (1 =
+    negative): no argsort needed. NaN and zeros get the largest key (lowest bit 1, so they
+    never count as positive) and sort last. Rows without ties (the usual case for NPX)
+    take ranks 1..n directly; only rows with ties go through the average-rank computation.
     """
     isn = np.isnan(dt)
     n_all = dt.shape[1] - np.count_nonzero(isn, axis=1)
-    valid_in = dt != 0
-    valid_in &= ~isn
-    n = np.count_nonzero(valid_in, axis=1)
-    key = np.abs(dt).view(np.uint64) << np.uint64(1)
-    key |= (dt > 0).view(np.uint8).astype(np.uint64)
-    key[~valid_in] = np.uint64(0xFFFFFFFFFFFFFFFE)  # NaN and zeros last, sign bit 0
+    drop = dt == 0
+    drop |= isn
+    n = dt.shape[1] - np.count_nonzero(drop, axis=1)
+    bits = dt.view(np.uint64)
+    key = bits << np.uint64(1)
+    key |= bits >> np.uint64(63)
+    key[drop] = np.uint64(0xFFFFFFFFFFFFFFFF)
     key.sort(axis=1)
     k = key.shape[1]
     same = (key[:, 1:] ^ key[:, :-1]) < np.uint64(2)  # equal |d| (sign bit ignored)
     same &= np.arange(1, k)[None, :] < n[:, None]
     tied = same.any(axis=1)
-    lsb = (key & np.uint64(1)).astype(np.float64)
-    v = lsb @ np.arange(1.0, k + 1.0)
+    neg = (key & np.uint64(1)).astype(np.float64)  # negative, NaN or zero
+    v = k * (k + 1) / 2.0 - neg @ np.arange(1.0, k + 1.0)
     ties = np.zeros(key.shape[0])
     if tied.any():
         rows = np.flatnonzero(tied)
@@ -284,7 +286,7 @@ def _signed_abs_ranks(dt: np.ndarray) -> tuple:
         new[:, 1:] = ~same[rows]
         valid = np.arange(k)[None, :] < n[rows][:, None]
         ranks, ties[rows] = _runs(new, valid)
-        v[rows] = np.where(lsb[rows] > 0, ranks, 0.0).sum(axis=1)
+        v[rows] = np.where(neg[rows] == 0, ranks, 0.0).sum(axis=1)
     return v, n, ties, n_all
 
 
@@ -412,7 +414,8 @@ def _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level):
 
 
 def _hl_signed(dt, n_all, n_nz, nf, ties, use_exact, conf_level, out):
-    s = np.sort(dt, axis=1) / 2.0  # Walsh average = s_i + s_j over i <= j (zeros kept)
+    s = np.sort(dt, axis=1)
+    s *= 0.5  # Walsh average = s_i + s_j over i <= j (zeros kept)
     nn = n_all.astype(float)
     big_n = nn * (nn + 1) / 2.0
     # sigma of V(x - d) near the bounds, where x - d has no zeros and (for continuous
@@ -502,11 +505,13 @@ def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, *, triangular, out):
         tmax = float(np.nanmax(a[rows, ia] + b[rows, ib], initial=0.0))
         cnt = _Counter(a, b, na, nb, tmin, tmax, triangular)
         kw = {"counter": cnt, "grid": _pair_grid(a, b, na, nb, triangular=triangular)}
-        vals = kth_pair_sums(a, b, na, nb, np.where(ok, k_med, 1.0), triangular, extra=1, **kw)
+        ks = [np.where(ok, k_med, 1.0), np.where(ok, k_lo, 1.0), np.where(ok, k_hi, 1.0)]
+        g_med, g_lo, g_hi = _estimate_kth(a, b, na, nb, ks, triangular, kw["grid"], cnt)
+        vals = kth_pair_sums(a, b, na, nb, ks[0], triangular, extra=1, guess=g_med, **kw)
         odd = (n_ok % 2) == 1
         est = np.where(odd, vals[:, 0], (vals[:, 0] + vals[:, 1]) / 2.0)
-        lo = kth_pair_sums(a, b, na, nb, np.where(ok, k_lo, 1.0), triangular, **kw)[:, 0]
-        hi = kth_pair_sums(a, b, na, nb, np.where(ok, k_hi, 1.0), triangular, **kw)[:, 0]
+        lo = kth_pair_sums(a, b, na, nb, ks[1], triangular, guess=g_lo, **kw)[:, 0]
+        hi = kth_pair_sums(a, b, na, nb, ks[2], triangular, guess=g_hi, **kw)[:, 0]
         est[~ok] = np.nan
         lo[~ok] = np.nan
         hi[~ok] = np.nan
@@ -521,59 +526,104 @@ def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, *, triangular, out):
 class _Counter:
     """Counts ``#{(i, j): a[r,i] + b[r,j] <= t[r]}`` for any subset of rows at once.
 
-    A full count lays the rows of ``b`` end to end with offsets so that one
-    ``searchsorted`` per block of rows answers every query (queries sorted, so numpy
-    reuses the previous position). Later counts start from the previous positions and
-    only move the entries whose position changed (the thresholds of an interpolation
-    search move little): ``b`` is kept padded with ``-inf``/``+inf`` at both ends of
-    every row, so a move is one flat gather and compare per step over the entries
-    still moving, with no bounds checks.
+    A full count searches every ``t − a[r, i]`` in row ``r`` of ``b``: the rows of a
+    small block are laid end to end with block-local offsets (small, so the comparisons
+    stay exact to ~1e-13) and one ``searchsorted`` answers the whole block (queries
+    ascend, so numpy reuses the previous position). Later counts start from the previous
+    positions and only move the entries whose position changed (the thresholds of an
+    interpolation search move little): ``b`` is kept padded with ``-inf``/``+inf`` at
+    both ends of every row, so a move is one flat gather and compare per step over the
+    entries still moving, with no bounds checks.
+
+    Triangular (Walsh averages, ``a = b`` sorted): a pair ``i <= j`` with
+    ``a_i + a_j <= t`` needs ``a_i <= t/2``, so only the ``h`` entries with
+    ``a_i <= t/2`` are searched; the others get position ``i`` (they count nothing, and
+    ``max(position, i)`` is then exact for the extraction of candidates).
     """
 
-    def __init__(self, a, b, na, nb, tmin, tmax, triangular):
+    def __init__(self, a, b, na, nb, tmin, tmax, triangular, *, acols=None, like=None):
         m, self.ka = a.shape
         self.kb = b.shape[1]
-        fa = np.where(np.isnan(a), 0.0, a)
-        fb = np.where(np.isnan(b), 0.0, b)
-        big = np.abs(fb).max(initial=0.0) + np.abs(fa).max(initial=0.0)
-        big = float(big + max(abs(tmin), abs(tmax)) + 1.0)
-        self.big = big
-        off = np.arange(m) * (8.0 * big)
-        bfill = np.where(np.isnan(b), 2.0 * big, b)
-        # missing a: a huge value, so that t - a lies below every b and counts nothing
-        self.afill = np.where(np.isnan(a), 4.0 * big, a)
-        # rows laid end to end with offsets; queries reversed so they ascend within a row
-        self.bb = bfill + off[:, None]
-        self.qa = (off[:, None] - self.afill)[:, ::-1].copy()
-        pad = np.empty((m, self.kb + 2))
-        pad[:, 0] = -np.inf
-        pad[:, 1:-1] = bfill
-        pad[:, -1] = np.inf
-        self.bflat = pad.ravel()
-        self.base = np.arange(m) * (self.kb + 2) + 1  # flat index of b[r, 0]
+        if like is not None:  # same b (and bounds): share its arrays
+            self.big, self.bfill, self.bflat = like.big, like.bfill, like.bflat
+            self.base, self._local_b = like.base, like._local_b
+        else:
+            big = np.nanmax(np.abs(b), initial=0.0) + np.nanmax(np.abs(a), initial=0.0)
+            self.big = big = float(big + max(abs(tmin), abs(tmax)) + 1.0)
+            # missing b: above every t - a (counts nothing)
+            self.bfill = np.where(np.isnan(b), 2.0 * big, b)
+            pad = np.empty((m, self.kb + 2))
+            pad[:, 0] = -np.inf
+            pad[:, 1:-1] = self.bfill
+            pad[:, -1] = np.inf
+            self.bflat = pad.ravel()
+            self.base = np.arange(m) * (self.kb + 2) + 1  # flat index of b[r, 0]
+            self._local_b = {}
+        # missing a: t - a below every b (counts nothing)
+        self.afill = np.where(np.isnan(a), 4.0 * self.big, a)
+        self.arev = self.afill[:, ::-1].copy()  # queries ascend along reversed rows
         self.nb = nb
-        self.lowj = np.arange(self.ka)[None, :] if triangular else None
+        self.triangular = triangular
+        # acols: the column of b that each column of a is (a subsample of columns)
+        self.cols = np.arange(self.ka) if acols is None else np.asarray(acols)
+        self.rev_cols = self.cols[::-1].copy()
+        self.lowj = self.cols[None, :] if triangular else None
         self.last: np.ndarray | None = None
 
-    def _full(self, rows, t, block=64):
-        every = rows.size == self.bb.shape[0]
-        bb = self.bb if every else self.bb[rows]
-        q = self.qa if every else self.qa[rows]
-        q = q + t[:, None]
-        idx = np.empty(q.shape, dtype=np.intp)
+    def _rows(self, arr, rows):
+        """``arr[rows]`` without a copy when ``rows`` are all rows (sorted, unique)."""
+        return arr if rows.size == arr.shape[0] else arr[rows]
+
+    def _searched(self, rows, t):
+        """Entries to search: all valid ``a`` or, triangular, those with a_i <= t/2."""
+        afill = self._rows(self.afill, rows)
+        if self.triangular:
+            h = np.count_nonzero(afill <= (t / 2.0)[:, None], axis=1)
+        else:
+            h = np.count_nonzero(afill < 2.0 * self.big, axis=1)
+        return afill, h
+
+    block = 8  # rows per searchsorted: small offsets keep the comparisons exact
+
+    def _full(self, rows, t):
+        ka, kb, block = self.ka, self.kb, self.block
+        _, h = self._searched(rows, t)
+        big_h = int(h.max(initial=0))  # search entries i < max(h) of every row: the
+        # extra ones get their exact position too, and no ragged compaction is needed
+        out = np.empty((rows.size, ka), dtype=np.intp)
+        out[:, : ka - big_h] = self.rev_cols[: ka - big_h] if self.triangular else 0
+        if big_h == 0:
+            return out[:, ::-1]
+        step = 8.0 * self.big
+        local = (np.arange(rows.size) % block) * step
+        # queries t - a_i for i = big_h-1 .. 0 (ascending within a row)
+        q = (t + local)[:, None] - self._rows(self.arev, rows)[:, ka - big_h :]
+        if rows.size == self.bfill.shape[0]:  # b with block-local offsets, made once
+            if block not in self._local_b:
+                self._local_b[block] = self.bfill + local[:, None]
+            bf = self._local_b[block]
+        else:
+            bf = self.bfill[rows] + local[:, None]
+        pos = out[:, ka - big_h :]
         for r0 in range(0, rows.size, block):
             r1 = min(r0 + block, rows.size)
-            hit = np.searchsorted(bb[r0:r1].ravel(), q[r0:r1].ravel(), side="right")
-            idx[r0:r1] = hit.reshape(r1 - r0, self.ka)
-        # positions are relative to the start of each block of rows
-        idx = idx[:, ::-1]
-        idx -= ((np.arange(rows.size) % block) * self.kb)[:, None]
-        return np.minimum(idx, self.nb[rows][:, None], out=idx)
+            hit = np.searchsorted(bf[r0:r1].ravel(), q[r0:r1].ravel(), side="right")
+            pos[r0:r1] = hit.reshape(r1 - r0, big_h)
+        # positions relative to the start of each block of rows
+        pos -= ((np.arange(rows.size) % block) * kb)[:, None]
+        self.searched_upto = big_h
+        return out[:, ::-1]
 
     def _moved(self, rows, t):
-        base = self.base[rows][:, None]
-        flat = (self.last[rows] + base).ravel()
-        q = (t[:, None] - self.afill[rows]).ravel()
+        afill, h = self._searched(rows, t)
+        base = self._rows(self.base, rows)[:, None]
+        flat_all = self._rows(self.last, rows) + base
+        q_all = t[:, None] - afill
+        if self.triangular:
+            sel = np.flatnonzero(np.arange(self.ka)[None, :] < h[:, None])
+            flat, q = flat_all.ravel()[sel], q_all.ravel()[sel]
+        else:
+            flat, q = flat_all.ravel(), q_all.ravel()
         bf = self.bflat
         cand = np.flatnonzero(bf[flat] <= q)  # b[idx] <= q: move up
         while cand.size:
@@ -583,18 +633,28 @@ class _Counter:
         while cand.size:
             flat[cand] -= 1
             cand = cand[bf[flat[cand] - 1] > q[cand]]
-        return flat.reshape(rows.size, self.ka) - base
+        if not self.triangular:
+            return flat.reshape(rows.size, self.ka) - base
+        out = np.empty((rows.size, self.ka), dtype=np.intp)
+        out[:] = self.cols  # position i for the entries not searched
+        out.ravel()[sel] = flat - np.repeat(base.ravel(), h)
+        return out
 
     def __call__(self, rows, t, *, incremental=False):
         if self.last is None:
-            self.last = np.zeros((self.bb.shape[0], self.ka), dtype=np.intp)
+            self.last = np.zeros((self.bfill.shape[0], self.ka), dtype=np.intp)
+        self.searched_upto = self.ka
         idx = self._moved(rows, t) if incremental else self._full(rows, t)
-        self.last[rows] = idx
-        # rows with a missing a[i] have idx 0 there (t - 4·big lies below every b)
+        if rows.size == self.last.shape[0]:
+            self.last = idx
+        else:
+            self.last[rows] = idx
         if self.lowj is None:
             cnt = idx.sum(axis=1)
         else:
-            cnt = np.maximum(idx - self.lowj, 0).sum(axis=1)
+            # entries past the searched ones sit at position i: they count nothing
+            upto = self.searched_upto
+            cnt = np.maximum(idx[:, :upto] - self.lowj[:, :upto], 0).sum(axis=1)
         return cnt.astype(float), idx
 
 
@@ -615,6 +675,63 @@ def _pair_grid(a, b, na, nb, *, triangular, g=24):
     return np.sort(np.where(np.isnan(grid), np.inf, grid), axis=1)
 
 
+def _estimate_kth(a, b, na, nb, ks, triangular, grid, counter, *, stride=7, steps=1):
+    """Thresholds near the k-th pair sum of every row, for each rank array in ``ks``.
+
+    Counts only every ``stride``-th entry of ``a`` (the middle of each run of
+    ``stride``, odd so that the middle is an entry) and scales by ``stride``, a midpoint
+    rule for the monotone per-entry counts, so each step costs ~1/stride of an exact count; a few secant steps from the
+    grid quantile then land within a few dozen ranks of ``k`` for smooth data. Only a
+    first guess: :func:`kth_pair_sums` makes the result exact.
+    """
+    m, ka = a.shape
+    rows = np.arange(m)
+    acols = np.arange(min(stride // 2, ka - 1), ka, stride)
+    big_n = na * (na + 1) / 2.0 if triangular else na.astype(float) * nb
+    ia, ib = np.maximum(na - 1, 0), np.maximum(nb - 1, 0)
+    lo = a[:, 0] + b[:, 0]
+    hi = a[rows, ia] + b[rows, ib]
+    finite = np.isfinite(lo) & np.isfinite(hi)
+    sub = _Counter(
+        np.ascontiguousarray(a[:, acols]),
+        b,
+        na,
+        nb,
+        0.0,
+        0.0,
+        triangular,
+        acols=acols,
+        like=counter,
+    )
+    sub.block = 64  # fewer, longer searches: the offsets' rounding is harmless here
+    gsize = grid.shape[1]
+    out = []
+    for k in ks:
+        frac = np.clip((k - 0.5) / np.maximum(big_n, 1.0), 0.0, 1.0)
+        t0 = grid[rows, np.clip((frac * gsize).astype(int), 0, gsize - 1)]
+        h = 2.0 / np.sqrt(gsize)
+        f1 = np.clip((np.minimum(frac + h, 1.0) * gsize).astype(int), 0, gsize - 1)
+        f0 = np.clip((np.maximum(frac - h, 0.0) * gsize).astype(int), 0, gsize - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = (grid[rows, f1] - grid[rows, f0]) / (
+                (np.minimum(frac + h, 1.0) - np.maximum(frac - h, 0.0)) * np.maximum(big_n, 1.0)
+            )
+        slope = np.where(np.isfinite(slope) & (slope > 0), slope, 0.0)
+        t = np.where(np.isfinite(t0), t0, 0.0)
+        t = np.clip(t, lo, hi, where=finite, out=t)
+        c = sub(rows, t)[0] * stride
+        for _ in range(steps - 1):
+            t_new = np.clip(t + (k - c) * slope, lo, hi, where=finite)
+            c_new = sub(rows, t_new)[0] * stride
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sec = (t_new - t) / (c_new - c)
+            slope = np.where(np.isfinite(sec) & (sec > 0), sec, slope)
+            t, c = t_new, c_new
+        t = np.clip(t + (k - c) * slope, lo, hi, where=finite)
+        out.append(np.where(finite, t, np.nan))
+    return out
+
+
 def kth_pair_sums(
     a: np.ndarray,
     b: np.ndarray,
@@ -627,6 +744,7 @@ def kth_pair_sums(
     window: int | None = None,
     counter: _Counter | None = None,
     grid: np.ndarray | None = None,
+    guess: np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact k-th smallest (1-based) of ``a[r, i] + b[r, j]`` for every row r.
 
@@ -638,7 +756,9 @@ def kth_pair_sums(
     The search brackets the answer by exact counts (one ``searchsorted`` over all rows at
     once) with interpolation steps until at most ``window`` pair sums remain between the
     bounds, then extracts those and sorts them; no pairwise matrix is ever formed, so
-    memory is O(rows × n) and time O(rows × n log n) per step.
+    memory is O(rows × n) and time O(rows × n log n) per step. ``guess`` (a first
+    threshold per row, e.g. from :func:`_estimate_kth`) saves steps: with a good one the
+    first exact count lands next to rank ``k`` and a second closes the bracket.
     """
     m, ka = a.shape
     res = np.full((m, extra + 1), np.nan)
@@ -667,7 +787,13 @@ def kth_pair_sums(
     clo = np.zeros(m)
     chi = big_n.copy()
     idx_lo = np.zeros((m, ka), dtype=np.intp)
-    idx_hi = np.broadcast_to(nb[:, None], (m, ka)).astype(np.intp)
+    idx_hi = np.empty((m, ka), dtype=np.intp)
+    idx_hi[:] = nb[:, None]
+    has_hi = np.zeros(m, dtype=bool)
+    # triangular: entries past the searched ones sit at position i (count nothing, and
+    # max(position, i) = i for the extraction), so only the first `width` columns of
+    # the positions ever need updating or reading
+    width = 0 if triangular else ka
     # first guess: the same quantile among pair sums of a coarse grid of each row
     if grid is None:
         grid = _pair_grid(a, b, na, nb, triangular=triangular)
@@ -677,7 +803,8 @@ def kth_pair_sums(
     def gq(f):
         return grid[rows, np.clip((f * gsize).astype(int), 0, gsize - 1)]
 
-    guess = gq(frac)
+    if guess is None:
+        guess = gq(frac)
     # slope dt/dcount of the pair-sum quantile function, from the grid
     h = 2.0 / np.sqrt(gsize)
     with np.errstate(invalid="ignore"):
@@ -719,23 +846,40 @@ def kth_pair_sums(
         lo[act] = np.where(up, l0, tt)
         chi[act] = np.where(up, c, chi[act])
         clo[act] = np.where(up, clo[act], c)
-        idx_hi[act[up]] = idx[up]
-        idx_lo[act[~up]] = idx[~up]
+        w = max(width, counter.searched_upto)
+        if w > width and has_hi.any():  # rows bracketed earlier: new columns at i
+            idx_hi[np.flatnonzero(has_hi), width:w] = np.arange(width, w)
+        width = w
+        r_up, r_dn = np.flatnonzero(up), np.flatnonzero(~up)
+        idx_hi[act[r_up], :w] = idx[r_up, :w]
+        idx_lo[act[r_dn], :w] = idx[r_dn, :w]
+        has_hi[act[up]] = True
         stuck = (hi[act] - lo[act]) <= eps * (np.abs(hi[act]) + np.abs(lo[act]))
         active[act] = (chi[act] - clo[act] > window) & ~stuck
     # extract the pair sums in (lo, hi] and pick the wanted ranks among them
-    start = idx_lo if not triangular else np.maximum(idx_lo, np.arange(ka)[None, :])
-    stop = np.maximum(idx_hi, start)
-    valid_i = (np.arange(ka)[None, :] < na[:, None]) & live[:, None]
-    length = np.where(valid_i, stop - start, 0).ravel()
-    seg = np.flatnonzero(length)  # (row, i) cells with candidates, as flat indices
-    seg_len = length[seg]
+    if triangular and not has_hi[live].all():  # a row never probed: all its columns
+        if width:
+            idx_hi[has_hi, width:] = np.arange(width, ka)
+        width = ka
+    w = width
+    start = idx_lo[:, :w] if not triangular else np.maximum(idx_lo[:, :w], np.arange(w))
+    stop = np.maximum(idx_hi[:, :w], start)
+    length = stop - start
+    if triangular:  # a missing a[i] (i >= na) has nothing in (start, stop] here
+        length[~live] = 0
+    else:
+        length[(np.arange(w)[None, :] >= na[:, None]) | ~live[:, None]] = 0
+    length = length.ravel()
+    seg_w = np.flatnonzero(length)  # (row, i) cells with candidates
+    seg_len = length[seg_w]
+    seg = (seg_w // max(w, 1)) * ka + seg_w % max(w, 1)  # as flat indices of (m, ka)
+    start = start.ravel()[seg_w]
     total = int(seg_len.sum())
     cell = np.repeat(seg, seg_len)
     row_of = cell // ka
     offs = np.arange(total) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
     kb = b.shape[1]
-    vals = a.ravel()[cell] + b.ravel()[row_of * kb + start.ravel()[cell] + offs]
+    vals = a.ravel()[cell] + b.ravel()[row_of * kb + np.repeat(start, seg_len) + offs]
     per_row = np.bincount(row_of, minlength=m)
     width = max(int(per_row.max(initial=1)), 1)
     mat = np.full((m, width), np.inf)
@@ -749,7 +893,7 @@ def kth_pair_sums(
         below = live & (r == -1)  # the rank just below the window: the largest sum <= lo
         if below.any():
             p = idx_lo[below] - 1
-            okp = valid_i[below] & (p >= 0)
+            okp = (np.arange(ka)[None, :] < na[below][:, None]) & (p >= 0)
             if triangular:
                 okp &= p >= np.arange(ka)[None, :]
             vb = np.take_along_axis(b[below], np.clip(p, 0, b.shape[1] - 1), axis=1)

@@ -178,9 +178,10 @@ def _covariate_matrix(obs: pd.DataFrame, covariates: Sequence[str]) -> tuple:
 
 
 def _levels(obs: pd.DataFrame, groupby: str, reference: str, target: str | None) -> tuple:
-    values = obs[groupby].to_numpy(dtype=object)
-    lab = pd.Series(np.where(pd.isna(values), None, values.astype(str)), index=obs.index)
-    levels = sorted(pd.unique(lab.dropna()))
+    codes, uniques = pd.factorize(obs[groupby])  # missing -> -1
+    names = [str(u) for u in uniques]
+    lab = pd.Series(np.array([*names, None], dtype=object)[codes], index=obs.index)
+    levels = sorted(set(names))
     if str(reference) not in levels:
         msg = format_message(
             f"reference level {reference!r} is not a value of obs[{groupby!r}]",
@@ -220,17 +221,20 @@ def _pairing(obs: pd.DataFrame, lab: pd.Series, keep: np.ndarray, pair: str, ref
     no_pair = (is_ref | is_tgt) & pid.isna().to_numpy()
     excluded_samples = list(obs.index[no_pair])
     use = np.flatnonzero((is_ref | is_tgt) & ~no_pair)
-    codes, uniques = pd.factorize(pid.to_numpy()[use].astype(str), sort=True)
+    raw_codes, raw = pd.factorize(pid.to_numpy()[use])  # then compare as text
+    str_codes, uniques = pd.factorize(np.array([str(u) for u in raw], dtype=object), sort=True)
+    codes = str_codes[raw_codes]
     level = is_tgt[use].astype(np.int64)
     counts = np.bincount(codes * 2 + level, minlength=2 * len(uniques)).reshape(-1, 2)
     complete = (counts[:, 0] == 1) & (counts[:, 1] == 1)
-    reasons = np.where(
-        (counts[:, 0] > 1) | (counts[:, 1] > 1),
-        "more than one sample per level",
-        np.where(counts[:, 0] == 0, f"no {ref} sample", f"no {tgt} sample"),
-    )
     excluded_pairs = [
-        [str(p), str(r)] for p, r in zip(uniques[~complete], reasons[~complete], strict=True)
+        [
+            str(uniques[i]),
+            "more than one sample per level"
+            if counts[i].max() > 1
+            else (f"no {ref} sample" if counts[i, 0] == 0 else f"no {tgt} sample"),
+        ]
+        for i in np.flatnonzero(~complete)
     ]
     ir = np.full(len(uniques), -1, dtype=np.int64)
     it = np.full(len(uniques), -1, dtype=np.int64)
@@ -471,16 +475,12 @@ def differential(
             design.mean_reference = mref
             design.mean_target = mref + mean_d
         else:
-            xr = take(ir)
+            cols = None if acols.size == adata.n_vars else acols
+            _, mean_d, _, mref = _kernels.paired_moments(x_all, ir, it, cols)
+            design.mean_reference = mref
+            design.mean_target = mref + mean_d
             d = take(it)
-            d -= xr
-            valid = ~np.isnan(d)
-            cnt = valid.sum(axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                design.mean_reference = np.where(valid, xr, 0.0).sum(axis=0) / cnt
-                design.mean_target = (
-                    design.mean_reference + np.where(valid, d, 0.0).sum(axis=0) / cnt
-                )
+            d -= take(ir)
             design.d = d
         if covariates:
             zc, names = _covariate_matrix(obs, covariates)
