@@ -28,7 +28,9 @@ def test_public_functions_are_documented_and_typed(ns):
         assert len(positional) <= 4, f"{ns.__name__}.{name}: too many positional parameters"
         for p in params:
             if isinstance(p.default, bool):
-                assert p.kind is p.KEYWORD_ONLY, f"{ns.__name__}.{name}: boolean {p.name} positional"
+                assert p.kind is p.KEYWORD_ONLY, (
+                    f"{ns.__name__}.{name}: boolean {p.name} positional"
+                )
         assert sig.return_annotation is not inspect.Signature.empty, f"{ns.__name__}.{name}"
 
 
@@ -44,8 +46,10 @@ def test_bh_matches_statsmodels_with_nan():
 
 
 def test_bh_hand_example():
-    # m = 4: p*(m/rank) = .04, .06, .04*4/3, .4*1; cumulative min from the top.
-    np.testing.assert_allclose(bh_adjust([0.01, 0.04, 0.03, 0.4]), [0.04, 0.0533333333, 0.0533333333, 0.4])
+    # m = 4, sorted p .01 .03 .04 .4 -> p*m/rank = .04 .06 .0533 .4; cumulative min from the top.
+    np.testing.assert_allclose(
+        bh_adjust([0.01, 0.04, 0.03, 0.4]), [0.04, 0.0533333333, 0.0533333333, 0.4]
+    )
 
 
 def test_error_message_names_file_column_rows_and_hint():

@@ -6,4 +6,22 @@ from .kinetics import correlation, kinetics, peaks
 from .qc import bridge, distribution, pca, qc
 from .survival import cumulative_incidence, survival, swimmer
 
-__all__ = ['qc', 'pca', 'distribution', 'bridge', 'volcano', 'paired', 'heatmap', 'enrichment', 'gsea', 'pathway', 'leading_edge', 'kinetics', 'peaks', 'correlation', 'survival', 'cumulative_incidence', 'swimmer']
+__all__ = [
+    "qc",
+    "pca",
+    "distribution",
+    "bridge",
+    "volcano",
+    "paired",
+    "heatmap",
+    "enrichment",
+    "gsea",
+    "pathway",
+    "leading_edge",
+    "kinetics",
+    "peaks",
+    "correlation",
+    "survival",
+    "cumulative_incidence",
+    "swimmer",
+]
