@@ -134,7 +134,7 @@ def _parse_gmt_text(text: str, *, file: str) -> dict[str, list[str]]:
             bad.append(lineno)
             continue
         # Enrichr libraries may weight genes as "GENE,1.0"; keep the symbol.
-        genes = _unique(f.split(",")[0] for f in fields[2:])
+        genes = list(dict.fromkeys(g for f in fields[2:] if (g := f.split(",", 1)[0].strip())))
         term = fields[0].strip()
         if not term or not genes:
             bad.append(lineno)
