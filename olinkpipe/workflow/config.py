@@ -162,6 +162,7 @@ class TableOne(_Section):
     continuous: list[str] = Field(default_factory=list)
     nonnormal: list[str] = Field(default_factory=list)
     test: Literal["auto", "chi2", "fisher"] = "auto"
+    rxc_test: Literal["chi2", "fisher"] = "chi2"
 
 
 class Output(_Section):

@@ -187,8 +187,14 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
         out.append(
             "Baseline characteristics are n (%) or median (range); categorical variables were "
             "compared with Pearson's chi-square, Yates-corrected chi-square or Fisher's exact "
-            "test by the usual expected-count rule, continuous variables with the Mann–Whitney "
-            "U test (non-normal) or Welch's t-test."
+            "test by the usual expected-count rule"
+            + (
+                ", larger tables with the Fisher–Freeman–Halton exact test"
+                if t.rxc_test == "fisher"
+                else ", larger tables with Pearson's chi-square"
+            )
+            + "; continuous variables with the Mann–Whitney U test (non-normal) or Welch's "
+            "t-test."
         )
     return out
 

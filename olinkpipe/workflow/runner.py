@@ -607,6 +607,7 @@ def _step_table_one(ctx: _Context) -> None:
         continuous=t.continuous,
         nonnormal=t.nonnormal or None,
         test=t.test,
+        rxc_test=t.rxc_test,
     )
     ctx.table("table_one", tab, section="table_one", caption="Baseline characteristics.")
 
