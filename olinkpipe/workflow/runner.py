@@ -490,11 +490,31 @@ def _step_kinetics(ctx: _Context) -> None:
     if len(k.analytes) > 1:
         more = op.clinical.correlate(peaks, k.analytes[0], list(k.analytes[1:]), k.correlation)
         corr = pd.concat([corr, more], ignore_index=True)
+    d = ctx.cfg.differential
+    if d is not None and d.pair and d.target and d.label and ctx.result.adata is not None:
+        # proteomic change (target - reference NPX per patient) vs peak of the first analyte
+        changes = op.clinical.protein_changes(
+            ctx.result.adata,
+            groupby=d.groupby,
+            reference=d.reference,
+            target=d.target,
+            pair=d.pair,
+            assays=d.label,
+        )
+        both = peaks.merge(changes, left_on="patient", right_on=d.pair, how="inner")
+        assays = [c for c in changes.columns if c != d.pair]
+        more = op.clinical.correlate(both, k.analytes[0], assays, k.correlation)
+        corr = pd.concat([corr, more], ignore_index=True)
+        ctx.note(
+            "kinetics",
+            f"Correlations include the per-patient change ({changes.attrs['sign']}) of "
+            f"{', '.join(assays)} against peak {k.analytes[0]}.",
+        )
     ctx.table(
         "kinetics_correlations",
         corr,
         section="kinetics",
-        caption=f"{k.correlation.capitalize()} correlations of dose and peak values.",
+        caption=f"{k.correlation.capitalize()} correlations of dose, peak values and proteomic changes.",
     )
     ctx.figure(
         "dose_vs_peak",
