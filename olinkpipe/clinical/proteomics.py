@@ -83,8 +83,7 @@ def protein_changes(
                 hint="Use names from var['Assay'] or OlinkIDs from var_names.",
             )
             raise DesignError(msg)
-        cols = np.unique(np.concatenate(per), return_index=True)[1]
-        cols = np.concatenate(per)[np.sort(cols)]  # the caller's order, each assay once
+        cols = pd.unique(np.concatenate(per))  # the caller's order, each assay once
     lab, ref, tgt = _levels(adata.obs, groupby, reference, target)
     keep = np.ones(adata.n_obs, dtype=bool)
     ir, it, pairs, excluded, _ = _pairing(adata.obs, lab, keep, pair, ref, tgt)

@@ -21,6 +21,21 @@ from ._style import NS, UP, get_ax, group_color
 __all__ = ["survival", "cumulative_incidence", "swimmer"]
 
 
+def _step_curve(ax: Axes, sub: pd.DataFrame, t, y, *, color, band: float | None, **step_kw):
+    """Right-continuous step curve with its CI band (``ci_low``/``ci_high``) when ``band``."""
+    ax.step(t, y, where="post", color=color, **step_kw)
+    if band is not None:
+        ax.fill_between(
+            t,
+            sub["ci_low"].to_numpy(dtype=float),
+            sub["ci_high"].to_numpy(dtype=float),
+            step="post",
+            color=color,
+            alpha=band,
+            lw=0,
+        )
+
+
 def _p_text(result: pd.DataFrame | float | None, label: str, cause: int | None = None) -> str:
     if result is None:
         return ""
@@ -172,17 +187,16 @@ def survival(
         color = group_color(i)
         n0 = int(sub["n_at_risk"].iloc[0])
         label = str(g) if len(groups) > 1 or g != "all" else "All patients"
-        ax.step(t, s, where="post", color=color, lw=1.8, label=f"{label} (n={n0})")
-        if ci:
-            ax.fill_between(
-                t,
-                sub["ci_low"].to_numpy(dtype=float),
-                sub["ci_high"].to_numpy(dtype=float),
-                step="post",
-                color=color,
-                alpha=0.15,
-                lw=0,
-            )
+        _step_curve(
+            ax,
+            sub,
+            t,
+            s,
+            color=color,
+            band=0.15 if ci else None,
+            lw=1.8,
+            label=f"{label} (n={n0})",
+        )
         if censor_marks:
             cens = sub["n_censored"].to_numpy() > 0
             ax.plot(t[cens], s[cens], ls="none", marker="+", ms=7, mew=1.2, color=color)
@@ -280,17 +294,17 @@ def cumulative_incidence(
             t = sub["time"].to_numpy(dtype=float)
             f = sub["estimate"].to_numpy(dtype=float)
             name = gl if len(causes) == 1 else f"{gl}: {labels.get(c, f'cause {c}')}"
-            ax.step(t, f, where="post", color=color, ls=styles[j % 4], lw=1.8, label=name)
-            if ci:
-                ax.fill_between(
-                    t,
-                    sub["ci_low"].to_numpy(dtype=float),
-                    sub["ci_high"].to_numpy(dtype=float),
-                    step="post",
-                    color=color,
-                    alpha=0.12,
-                    lw=0,
-                )
+            _step_curve(
+                ax,
+                sub,
+                t,
+                f,
+                color=color,
+                band=0.12 if ci else None,
+                ls=styles[j % 4],
+                lw=1.8,
+                label=name,
+            )
             if j == 0:
                 curves.append((gl, color, t, sub["n_at_risk"].to_numpy()))
     ax.set_ylim(-0.02, 1.0)
