@@ -19,6 +19,7 @@ import pytest
 from test_pp_data import make_adata
 
 import olinkpipe as op
+from olinkpipe import _parallel
 from olinkpipe.errors import (
     DesignError,
     DuplicateSampleError,
@@ -27,6 +28,18 @@ from olinkpipe.errors import (
 )
 
 TOL = 1e-12
+
+
+@pytest.fixture(autouse=True, params=["one thread", "threads"])
+def write_mode(request, monkeypatch):
+    """Every test runs twice: stacked arrays written inline, and written in row blocks by
+    three threads (the threshold lowered so that these small objects take that path)."""
+    if request.param == "threads":
+        monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+        monkeypatch.setenv(_parallel.ENV_THREADS, "3")
+    else:
+        monkeypatch.setenv(_parallel.ENV_THREADS, "1")
+    return request.param
 
 
 def long(adata, value="X"):
@@ -447,3 +460,20 @@ def test_normalize_plates_skips_cells_not_measured():
     tab = res.uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]
     assert "" not in set(tab["PlateID"])
     assert np.isnan(res.X[0, onc]).all() and not np.isnan(res.X[0, ~onc]).any()
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 2, 5, 50, 88, 700])
+def test_nanmedian_kernel_equals_numpy_bit_for_bit(n_rows):
+    from olinkpipe.pp._utils import nanmedian0
+
+    rng = np.random.default_rng(n_rows)
+    block = rng.normal(size=(n_rows, 400))
+    block[rng.random(block.shape) < 0.3] = np.nan
+    if n_rows:
+        block[:, 0] = np.nan  # all missing -> NaN
+        block[0, 1] = np.inf
+        block[:, 2] = 1.0  # ties
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(block, axis=0) if n_rows else np.full(400, np.nan)
+    np.testing.assert_array_equal(nanmedian0(block), expected)

@@ -7,11 +7,13 @@ concatenated result with the non-reference project shifted by the per-assay fact
 from __future__ import annotations
 
 import copy as _copy
+from functools import partial
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .. import _parallel
 from .._provenance import EXCLUDED_COLUMNS, provenance
 from ..errors import DesignError, ValidationError, format_message, preview
 from . import _utils
@@ -80,8 +82,12 @@ def align_assays(
                     "reason": f"Normalization is EXCLUDED in project {proj}",
                 }
             )
-    names_r = pd.Index(ref.var_names[~ex_r])
-    names_o = pd.Index(other.var_names[~ex_o])
+    names_r = ref.var_names[~ex_r] if ex_r.any() else ref.var_names
+    names_o = other.var_names[~ex_o] if ex_o.any() else other.var_names
+    if names_r.equals(names_o) and names_r.is_unique:  # same assays, same order: no search
+        cols_r, cols_o = np.flatnonzero(~ex_r), np.flatnonzero(~ex_o)
+        _warn_normalization(norm_r, norm_o, cols_r, cols_o, names_r, step=step)
+        return cols_r, cols_o, records
     if names_r.has_duplicates or names_o.has_duplicates:
         dup = list(names_r[names_r.duplicated()]) + list(names_o[names_o.duplicated()])
         msg = format_message(
@@ -116,17 +122,32 @@ def align_assays(
         raise ValidationError(msg)
     cols_r = ref.var_names.get_indexer(common)
     cols_o = other.var_names.get_indexer(common)
-    if norm_r is not None and norm_o is not None:
-        nr, no = norm_r[cols_r], norm_o[cols_o]
-        diff = nr != no
-        if diff.any():
-            _utils.warn_user(
-                f"{step}: {int(diff.sum())} assay(s) were normalized differently in the two "
-                f"projects (var['Normalization'], e.g. {nr[diff][0]!r} vs {no[diff][0]!r}): "
-                f"{preview(common[diff])}. Bridging intensity- and plate-control-normalized "
-                "data mixes scales; check the exports.",
-            )
+    _warn_normalization(norm_r, norm_o, cols_r, cols_o, common, step=step)
     return cols_r, cols_o, records
+
+
+def _warn_normalization(norm_r, norm_o, cols_r, cols_o, common: pd.Index, *, step: str) -> None:
+    """Warn when a shared assay's ``var["Normalization"]`` differs between the projects."""
+    if norm_r is None or norm_o is None:
+        return
+    nr, no = norm_r[cols_r], norm_o[cols_o]
+    diff = nr != no
+    if diff.any():
+        _utils.warn_user(
+            f"{step}: {int(diff.sum())} assay(s) were normalized differently in the two "
+            f"projects (var['Normalization'], e.g. {nr[diff][0]!r} vs {no[diff][0]!r}): "
+            f"{preview(common[diff])}. Bridging intensity- and plate-control-normalized "
+            "data mixes scales; check the exports.",
+        )
+
+
+def block(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """A private float copy of ``X[rows][:, cols]``: rows first (contiguous), columns only
+    when they are not all of them in order."""
+    out = np.asarray(adata.X, dtype=float)[np.asarray(rows, dtype=np.intp)]
+    if len(cols) == adata.n_vars and np.array_equal(cols, np.arange(adata.n_vars)):
+        return out
+    return out[:, cols]
 
 
 def warn_all_nan(blocks: dict[str, np.ndarray], names: pd.Index, *, step: str, what: str) -> None:
@@ -153,15 +174,17 @@ def zero_missing(factor: np.ndarray, names: pd.Index, *, step: str) -> np.ndarra
 
 
 def _unique_index(ref_names: pd.Index, other_names: pd.Index, projects: tuple[str, str]):
+    """Both projects' row names, those found in both suffixed ``@<project>``, as one Index."""
+    both = ref_names.append(other_names)
+    if both.is_unique:
+        return both
     clash_r = ref_names.isin(other_names)
-    if not clash_r.any():
-        return ref_names, other_names
     clash_o = other_names.isin(ref_names)
     r = np.asarray(ref_names, dtype=object).copy()
     o = np.asarray(other_names, dtype=object).copy()
     r[clash_r] = [f"{n}@{projects[0]}" for n in r[clash_r]]
     o[clash_o] = [f"{n}@{projects[1]}" for n in o[clash_o]]
-    return pd.Index(r), pd.Index(o)
+    return pd.Index(np.concatenate([r, o]))
 
 
 def _writable(col: pd.Series) -> pd.Series:
@@ -169,6 +192,9 @@ def _writable(col: pd.Series) -> pd.Series:
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype(object)
     if col.dtype != object:
+        return col
+    kind = pd.api.types.infer_dtype(col, skipna=False)
+    if kind == "string":  # all str, none missing: the common case, one pass
         return col
     kind = pd.api.types.infer_dtype(col, skipna=True)
     if kind == "boolean":
@@ -197,87 +223,138 @@ def _merge_excluded(ref: ad.AnnData, other: ad.AnnData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
 
 
+def _fill(dst: np.ndarray, src: np.ndarray, cols: np.ndarray, identity: bool, shift) -> None:
+    """``dst[...] = src[:, cols] (+ shift)`` without an intermediate copy."""
+    if identity:
+        if shift is None:
+            np.copyto(dst, src, casting="unsafe")
+        else:
+            np.add(src, shift, out=dst, casting="unsafe")
+        return
+    if src.dtype == dst.dtype:
+        np.take(src, cols, axis=1, out=dst, mode="clip")  # cols are valid positions
+    else:
+        dst[...] = src[:, cols]
+    if shift is not None:
+        np.add(dst, shift, out=dst)
+
+
+class Stack:
+    """Both projects' NPX and layers stacked on the shared assays, written in the background.
+
+    Creating it allocates every output array ((n_ref + n_other) × shared assays, one
+    ``np.empty`` each) and starts copying the reference project in row blocks on background
+    threads (:class:`olinkpipe._parallel.Jobs`); :meth:`shift` queues the other project
+    with the factor added to NPX and LOD on the way in; :meth:`arrays` waits (this thread
+    helping) and returns them. Each output value is written once. Boolean layers
+    (``below_lod``, ``qc_warning``) are copied: shifting NPX and LOD by the same amount does
+    not change which values are below LOD. Code layers are re-coded to one category list.
+    Use it as a context manager, so that no thread outlives an error.
+    """
+
+    SHIFTED = ("X", "lod")
+
+    def __init__(
+        self, ref: ad.AnnData, other: ad.AnnData, cols_r: np.ndarray, cols_o: np.ndarray
+    ) -> None:
+        self.n_ref, m = ref.n_obs, len(cols_r)
+        self.cols = (cols_r, cols_o)
+        self.identity = (
+            m == ref.n_vars and np.array_equal(cols_r, np.arange(m)),
+            m == other.n_vars and np.array_equal(cols_o, np.arange(m)),
+        )
+        sources = {"X": (np.asarray(ref.X, dtype=float), np.asarray(other.X, dtype=float))}
+        layers_r, layers_o = ref.layers, other.layers  # anndata rebuilds these per access
+        coded_r, coded_o = _coded(ref), _coded(other)
+        self.coded: dict[str, list[str]] = {}
+        for key in layers_r:
+            if key not in layers_o or key == "measured":
+                continue
+            a_o = layers_o[key]
+            if key in coded_r and key in coded_o:  # code layers: one category list for both
+                known = set(coded_r[key])
+                cats = list(coded_r[key]) + [c for c in coded_o[key] if c not in known]
+                self.coded[key] = cats
+                lookup = np.array([-1] + [cats.index(c) for c in coded_o[key]], dtype=np.int32)
+                a_o = lookup[np.asarray(a_o, dtype=np.int64) + 1]
+            sources[key] = (np.asarray(layers_r[key]), np.asarray(a_o))
+        if "measured" in layers_r or "measured" in layers_o:  # not a full grid in one project
+            from ..io.convert import measured_mask
+
+            sources["measured"] = (measured_mask(ref), measured_mask(other))
+        self.dropped_layers = sorted((set(layers_r) ^ set(layers_o)) - {"measured"})
+        self.sources = sources
+        self.out = {}
+        for key, (a_r, a_o) in sources.items():
+            shifted = (np.float64,) if key in self.SHIFTED else ()
+            dtype = np.result_type(a_r.dtype, a_o.dtype, *shifted)
+            self.out[key] = np.empty((ref.n_obs + other.n_obs, m), dtype=dtype)
+        self.jobs = _parallel.Jobs(nbytes=sum(a.nbytes for a in self.out.values()))
+        self._blocks = 2 * _parallel.n_threads()
+        self._queue(0, None)
+
+    def _queue(self, half: int, factor: np.ndarray | None) -> None:
+        cols, identity = self.cols[half], self.identity[half]
+        offset = 0 if half == 0 else self.n_ref
+        for key, out in self.out.items():
+            src = self.sources[key][half]
+            shift = factor if key in self.SHIFTED else None
+            for lo, hi in _parallel.row_blocks(src.shape[0], self._blocks):
+                dst = out[offset + lo : offset + hi]
+                self.jobs.add(partial(_fill, dst, src[lo:hi], cols, identity, shift))
+
+    def shift(self, factor: np.ndarray) -> None:
+        """Queue the other project, ``factor`` (per shared assay) added to NPX and LOD."""
+        self._queue(1, np.asarray(factor, dtype=float))
+
+    def arrays(self, *, wait: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The stacked NPX and layers, after waiting for every write (``wait=False``: at
+        once, still being written; only for code that does not read them before a wait)."""
+        if wait:
+            self.jobs.wait()
+        layers = dict(self.out)
+        return layers.pop("X"), layers
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.jobs.__exit__(*exc)
+
+
 def combine(
+    stack: Stack,
     ref: ad.AnnData,
     other: ad.AnnData,
-    cols_r: np.ndarray,
-    cols_o: np.ndarray,
     factor: np.ndarray,
     *,
     projects: tuple[str, str],
     step: str,
     settings: dict,
-    factors: pd.DataFrame,
+    factor_columns: dict[str, np.ndarray],
     records: list[dict],
     obs_marks: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> ad.AnnData:
-    """Stack both projects (shared assays), add ``factor`` to the other project's NPX and LOD."""
-    nr, no, m = ref.n_obs, other.n_obs, len(cols_r)
-    identity_r = m == ref.n_vars and np.array_equal(cols_r, np.arange(m))
-    identity_o = m == other.n_vars and np.array_equal(cols_o, np.arange(m))
+    """The normalized AnnData: ``stack``'s arrays (``factor`` already queued with
+    :meth:`Stack.shift`) with both projects' obs, the shared assays' var plus
+    ``Adj_factor``, merged obsm and uns, and the factor table (``OlinkID``, ``Assay``,
+    ``Panel``, ``Adj_factor`` and ``factor_columns``). Built while the arrays are written.
+    """
+    cols_r = stack.cols[0]
 
-    def put(dst: np.ndarray, src: np.ndarray, cols: np.ndarray, identity: bool) -> None:
-        """Write ``src[:, cols]`` into ``dst`` without an intermediate copy."""
-        if identity:
-            np.copyto(dst, src, casting="unsafe")
-        elif src.dtype == dst.dtype:
-            np.take(src, cols, axis=1, out=dst, mode="clip")  # cols are valid positions
-        else:
-            dst[...] = src[:, cols]
-
-    def stack(a_r: np.ndarray, a_o: np.ndarray, *, shift: bool) -> np.ndarray:
-        """One preallocated (n_ref + n_other) × m array, written in place (one pass each)."""
-        a_r = np.asarray(a_r)
-        a_o = np.asarray(a_o)
-        dtype = np.result_type(a_r.dtype, a_o.dtype, *([factor.dtype] if shift else []))
-        out = np.empty((nr + no, m), dtype=dtype)
-        put(out[:nr], a_r, cols_r, identity_r)
-        if shift and identity_o:
-            np.add(a_o, factor, out=out[nr:], casting="unsafe")
-        else:
-            put(out[nr:], a_o, cols_o, identity_o)
-            if shift:
-                np.add(out[nr:], factor, out=out[nr:])
-        return out
-
-    # NPX and LOD of the other project are shifted by the factor on the way in; boolean
-    # layers (below_lod, qc_warning) are copied once: shifting NPX and LOD by the same
-    # amount does not change which values are below LOD.
-    X = stack(np.asarray(ref.X, dtype=float), np.asarray(other.X, dtype=float), shift=True)
-    layers_r, layers_o = ref.layers, other.layers  # anndata rebuilds the mapping per access
-    coded_r, coded_o = _coded(ref), _coded(other)
-    coded: dict[str, list[str]] = {}
-    layers = {}
-    for key in layers_r:
-        if key not in layers_o or key == "measured":
-            continue
-        a_o = layers_o[key]
-        if key in coded_r and key in coded_o:  # code layers: one category list for both
-            cats = list(coded_r[key]) + [c for c in coded_o[key] if c not in set(coded_r[key])]
-            coded[key] = cats
-            lookup = np.array([-1] + [cats.index(c) for c in coded_o[key]], dtype=np.int32)
-            a_o = lookup[np.asarray(a_o, dtype=np.int64) + 1]
-        layers[key] = stack(layers_r[key], a_o, shift=key == "lod")
-    if "measured" in layers_r or "measured" in layers_o:  # not a full grid in one project
-        from ..io.convert import measured_mask
-
-        layers["measured"] = stack(measured_mask(ref), measured_mask(other), shift=False)
-    dropped_layers = sorted((set(layers_r) ^ set(layers_o)) - {"measured"})
+    dropped_layers = stack.dropped_layers
     if dropped_layers:
         _utils.warn_user(
             f"{step}: layer(s) {dropped_layers!r} exist in only one project and are not kept.",
         )
 
-    idx_r, idx_o = _unique_index(
+    nr = ref.n_obs
+    index = _unique_index(
         pd.Index(ref.obs_names.astype(str)), pd.Index(other.obs_names.astype(str)), projects
     )
-    obs_r = ref.obs.copy()
-    obs_o = other.obs.copy()
-    obs_r.index, obs_o.index = idx_r, idx_o
-    obs_r["Project"], obs_o["Project"] = projects
-    for key, (mark_r, mark_o) in (obs_marks or {}).items():
-        obs_r[key], obs_o[key] = mark_r, mark_o
-    obs = pd.concat([obs_r, obs_o], axis=0, join="outer")
+    obs_r, obs_o = ref.obs, other.obs
+    obs = pd.concat([obs_r, obs_o], axis=0, join="outer", ignore_index=True)
+    obs.index = index
     for c in obs.columns:  # a column in one project only (NaN-filled) or of mixed type
         if c in obs_r and c in obs_o and obs_r[c].dtype == obs_o[c].dtype != object:
             continue
@@ -285,14 +362,22 @@ def combine(
         fixed = _writable(col)
         if fixed is not col:
             obs[c] = fixed
-    obs["Project"] = pd.Categorical(obs["Project"].astype(str), categories=list(projects))
+    added = {
+        "Project": pd.Categorical.from_codes(
+            np.repeat(np.array([0, 1], dtype=np.int8), [nr, other.n_obs]),
+            categories=list(projects),
+        )
+    }
+    for key, (mark_r, mark_o) in (obs_marks or {}).items():
+        added[key] = np.concatenate([np.asarray(mark_r), np.asarray(mark_o)])
+    obs = obs.drop(columns=[c for c in added if c in obs]).assign(**added)
 
     obsm = {}
     for key in ref.obsm:
         if key in other.obsm and isinstance(ref.obsm[key], pd.DataFrame):
-            tab_r, tab_o = ref.obsm[key].copy(), other.obsm[key].copy()
-            tab_r.index, tab_o.index = idx_r, idx_o
-            tab = pd.concat([tab_r, tab_o], axis=0)
+            tab_r, tab_o = ref.obsm[key], other.obsm[key]
+            tab = pd.concat([tab_r, tab_o], axis=0, ignore_index=True)
+            tab.index = index
             # a panel of one project only: empty string = "not on that panel" (data model)
             obsm[key] = tab if tab_r.columns.equals(tab_o.columns) else tab.fillna("")
 
@@ -309,27 +394,31 @@ def combine(
     if srcs:
         prov["source"] = [str(s) for s in srcs]
     prov["excluded"] = _merge_excluded(ref, other)
-    if coded:
-        prov["coded_layers"] = {**prov.get("coded_layers", {}), **coded}
+    if stack.coded:
+        prov["coded_layers"] = {**prov.get("coded_layers", {}), **stack.coded}
     uns = {k: v for k, v in ref.uns.items() if k != "olinkpipe"}
     uns["olinkpipe"] = prov
 
+    factors = factor_table(ref.var_names[cols_r], var, factor, **factor_columns)
+    # AnnData only takes references to the (allocated, still being written) arrays and
+    # checks their shapes, so it is built before waiting; nothing reads a value until then.
+    X, layers = stack.arrays(wait=False)
     out = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm, uns=uns)
     norm = _utils.normalization_record(out)
     norm[step] = {**settings, "reference_project": projects[0], "factors": factors}
     provenance(out)
     for rec in records:
         _utils.exclude(out, step=step, **rec)
+    stack.arrays()  # wait for every write
     return out
 
 
 def factor_table(names: pd.Index, var: pd.DataFrame, factor: np.ndarray, **extra) -> pd.DataFrame:
     """Per-assay factor table stored in ``uns``: OlinkID, Assay, Panel, Adj_factor, extras."""
-    tab = pd.DataFrame({"OlinkID": np.asarray(names, dtype=str)})
+    cols = {"OlinkID": np.asarray(names.astype(str), dtype=object)}
     for col in ("Assay", "Panel"):
         if col in var:
-            tab[col] = var[col].astype(str).to_numpy()
-    tab["Adj_factor"] = factor
-    for k, v in extra.items():
-        tab[k] = v
-    return tab
+            cols[col] = var[col].astype(str).to_numpy()
+    cols["Adj_factor"] = factor
+    cols.update(extra)
+    return pd.DataFrame(cols)

@@ -79,6 +79,9 @@ def bridge_normalize(
     project are dropped and reported; differing ``var["Normalization"]`` between the projects
     and assays with no bridge values in a project are warned about.
 
+    The stacked arrays are written on a few threads (``OLINKPIPE_NUM_THREADS``; see
+    ``docs/api/pp.md``); the result does not depend on it.
+
     Layers: ``lod`` is shifted with NPX; boolean layers (``below_lod``, ``qc_warning``) are
     carried over unchanged (shifting NPX and LOD by the same amount does not change which
     values are below LOD); code layers are re-coded to one category list
@@ -119,42 +122,39 @@ def bridge_normalize(
     if not ids_r:
         msg = "bridge_normalize: no bridge samples given."
         raise ValidationError(msg)
-    rows_r = _utils.resolve_samples(ref, ids_r, what="bridge_samples", project=projects[0])
-    rows_o = _utils.resolve_samples(other, ids_o, what="bridge_samples", project=projects[1])
     cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
-
-    names = ref.var_names[cols_r]
-    raw, n_pairs = _bridge_factor(
-        ref, other, rows_r, rows_o, cols_r, cols_o, method=method, projects=projects
-    )
-    factor = _pair.zero_missing(raw, names, step=step)
-
-    bridge_r = np.zeros(ref.n_obs, dtype=bool)
-    bridge_o = np.zeros(other.n_obs, dtype=bool)
-    bridge_r[rows_r] = True
-    bridge_o[rows_o] = True
-    pair_r = np.full(ref.n_obs, "", dtype=object)
-    pair_o = np.full(other.n_obs, "", dtype=object)
-    pair_r[rows_r] = ids_r
-    pair_o[rows_o] = ids_r
-    table = _pair.factor_table(names, ref.var.iloc[cols_r], factor, n_pairs=n_pairs)
-    return _pair.combine(
-        ref,
-        other,
-        cols_r,
-        cols_o,
-        factor,
-        projects=projects,
-        step=step,
-        settings={
-            "method": method,
-            "bridge_reference_ids": list(ids_r),
-            "bridge_other_ids": list(ids_o),
-        },
-        factors=table,
-        records=records,
-        obs_marks={"bridge": (bridge_r, bridge_o), "bridge_pair": (pair_r, pair_o)},
-    )
+    with _pair.Stack(ref, other, cols_r, cols_o) as stack:  # copying the reference starts
+        rows_r = _utils.resolve_samples(ref, ids_r, what="bridge_samples", project=projects[0])
+        rows_o = _utils.resolve_samples(other, ids_o, what="bridge_samples", project=projects[1])
+        raw, n_pairs = _bridge_factor(
+            ref, other, rows_r, rows_o, cols_r, cols_o, method=method, projects=projects
+        )
+        factor = _pair.zero_missing(raw, ref.var_names[cols_r], step=step)
+        stack.shift(factor)
+        bridge_r = np.zeros(ref.n_obs, dtype=bool)
+        bridge_o = np.zeros(other.n_obs, dtype=bool)
+        bridge_r[rows_r] = True
+        bridge_o[rows_o] = True
+        pair_r = np.full(ref.n_obs, "", dtype=object)
+        pair_o = np.full(other.n_obs, "", dtype=object)
+        pair_r[rows_r] = ids_r
+        pair_o[rows_o] = ids_r
+        return _pair.combine(
+            stack,
+            ref,
+            other,
+            factor,
+            projects=projects,
+            step=step,
+            settings={
+                "method": method,
+                "bridge_reference_ids": list(ids_r),
+                "bridge_other_ids": list(ids_o),
+            },
+            factor_columns={"n_pairs": n_pairs},
+            records=records,
+            obs_marks={"bridge": (bridge_r, bridge_o), "bridge_pair": (pair_r, pair_o)},
+        )
 
 
 def _bridge_factor(
@@ -172,8 +172,8 @@ def _bridge_factor(
 
     Only the small bridge block (pairs × shared assays) is read; one ``np.nanmedian``.
     """
-    block_r = np.asarray(ref.X, dtype=float)[np.ix_(rows_r, cols_r)]
-    block_o = np.asarray(other.X, dtype=float)[np.ix_(rows_o, cols_o)]
+    block_r = _pair.block(ref, rows_r, cols_r)
+    block_o = _pair.block(other, rows_o, cols_o)
     _pair.warn_all_nan(
         {projects[0]: block_r, projects[1]: block_o},
         ref.var_names[cols_r],

@@ -181,7 +181,7 @@ def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int) -> np.ndarray
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(block, axis=0)
+            med = _utils.nanmedian0(block)
             sd = np.nanstd(block, axis=0, ddof=1)
         lod_g = med + np.maximum(0.2, 3.0 * sd)
         lod_cells = np.where(in_g & present, lod_g[None, :], lod_cells)

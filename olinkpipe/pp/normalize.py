@@ -37,10 +37,11 @@ def _subset_factor(
     *,
     step: str,
     projects: tuple[str, str],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median of the reference subset minus median of the other subset, per shared assay."""
-    block_r = np.asarray(ref.X, dtype=float)[np.ix_(rows_r, cols_r)]
-    block_o = np.asarray(other.X, dtype=float)[np.ix_(rows_o, cols_o)]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Median of the reference subset minus median of the other subset, per shared assay,
+    and the factor table's extra columns (both medians, values per subset)."""
+    block_r = _pair.block(ref, rows_r, cols_r)
+    block_o = _pair.block(other, rows_o, cols_o)
     names = ref.var_names[cols_r]
     _pair.warn_all_nan(
         {projects[0]: block_r, projects[1]: block_o},
@@ -51,7 +52,12 @@ def _subset_factor(
     med_r = _utils.nanmedian0(block_r)
     med_o = _utils.nanmedian0(block_o)
     factor = _pair.zero_missing(med_r - med_o, names, step=step)
-    return factor, med_r, med_o
+    return factor, {
+        "median_reference": med_r,
+        "median_other": med_o,
+        "n_reference": (~np.isnan(block_r)).sum(axis=0),
+        "n_other": (~np.isnan(block_o)).sum(axis=0),
+    }
 
 
 def _run_subset(
@@ -65,36 +71,27 @@ def _run_subset(
     settings: dict,
 ) -> ad.AnnData:
     cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
-    factor, med_r, med_o = _subset_factor(
-        ref, other, rows_r, rows_o, cols_r, cols_o, step=step, projects=projects
-    )
-    mark_r = np.zeros(ref.n_obs, dtype=bool)
-    mark_o = np.zeros(other.n_obs, dtype=bool)
-    mark_r[rows_r] = True
-    mark_o[rows_o] = True
-    names = ref.var_names[cols_r]
-    table = _pair.factor_table(
-        names,
-        ref.var.iloc[cols_r],
-        factor,
-        median_reference=med_r,
-        median_other=med_o,
-        n_reference=(~np.isnan(np.asarray(ref.X, float)[np.ix_(rows_r, cols_r)])).sum(0),
-        n_other=(~np.isnan(np.asarray(other.X, float)[np.ix_(rows_o, cols_o)])).sum(0),
-    )
-    return _pair.combine(
-        ref,
-        other,
-        cols_r,
-        cols_o,
-        factor,
-        projects=projects,
-        step=step,
-        settings=settings,
-        factors=table,
-        records=records,
-        obs_marks={"norm_sample": (mark_r, mark_o)},
-    )
+    with _pair.Stack(ref, other, cols_r, cols_o) as stack:  # copying the reference starts
+        factor, columns = _subset_factor(
+            ref, other, rows_r, rows_o, cols_r, cols_o, step=step, projects=projects
+        )
+        stack.shift(factor)
+        mark_r = np.zeros(ref.n_obs, dtype=bool)
+        mark_o = np.zeros(other.n_obs, dtype=bool)
+        mark_r[rows_r] = True
+        mark_o[rows_o] = True
+        return _pair.combine(
+            stack,
+            ref,
+            other,
+            factor,
+            projects=projects,
+            step=step,
+            settings=settings,
+            factor_columns=columns,
+            records=records,
+            obs_marks={"norm_sample": (mark_r, mark_o)},
+        )
 
 
 def subset_normalize(

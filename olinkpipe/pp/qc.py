@@ -21,7 +21,7 @@ def _panel_stats(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample median and IQR (R ``IQR`` type 7 = numpy's linear default), NaN skipped."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(block, axis=1)
+        med = _utils.nanmedian0(block.T)
         q75, q25 = np.nanpercentile(block, [75, 25], axis=1)
     return med, q75 - q25
 
