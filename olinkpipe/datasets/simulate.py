@@ -384,8 +384,9 @@ def _outcomes(df: pd.DataFrame, rng) -> pd.DataFrame:
     return df
 
 
-def _measurements(patients: pd.DataFrame, rng) -> tuple[pd.DataFrame, np.ndarray]:
-    """CAR-T expansion, IL-6 and CRP over days after infusion (treated patients only)."""
+def _measurements(patients: pd.DataFrame, rng) -> tuple[pd.DataFrame, pd.Series]:
+    """CAR-T expansion, IL-6 and CRP over days after infusion (treated patients only), and
+    each treated patient's log10 peak expansion (indexed by patient)."""
     t = patients[patients["group"] == "CAR-T"].reset_index(drop=True)
     n = len(t)
     # Expansion: peak day ~7 (3-14), peak ~1e4 copies/ug DNA, no dose effect.
@@ -422,7 +423,8 @@ def _measurements(patients: pd.DataFrame, rng) -> tuple[pd.DataFrame, np.ndarray
         val = np.where(below, lod, np.round(val, 1))
         frames.append(_long(t["patient"], _CYTOKINE_DAYS, analyte, val, unit, below))
     meas = pd.concat(frames, ignore_index=True)
-    return meas, np.log10(np.nanmax(np.where(np.isfinite(logc), copies, np.nan), axis=1))
+    log_peak = np.log10(np.nanmax(np.where(np.isfinite(logc), copies, np.nan), axis=1))
+    return meas, pd.Series(log_peak, index=t["patient"].to_numpy())
 
 
 def _long(patients, days, analyte, values, unit, below) -> pd.DataFrame:
@@ -492,7 +494,7 @@ def _extra_symbols(used: set[str], n: int) -> list[str]:
 def _npx(
     assays: pd.DataFrame,
     samples: pd.DataFrame,
-    response: np.ndarray,
+    response: pd.Series,
     rng,
     *,
     n_factors: int,
@@ -523,7 +525,9 @@ def _npx(
 
     effect = assays["Assay"].map(SIGNAL_ASSAYS).fillna(0.0).to_numpy() * effect_scale
     post = (samples["timepoint"] == "post").to_numpy()
-    x[post] += response[subj_codes[post]][:, None] * effect[None, :]
+    # response is indexed by patient; subj_codes follow the samples' order (plate layout)
+    by_subject = response.reindex(subj_levels).fillna(1.0).to_numpy()
+    x[post] += by_subject[subj_codes[post]][:, None] * effect[None, :]
 
     # LOD per assay and plate: most assays well above LOD, some near it.
     gap = np.where(
@@ -717,9 +721,11 @@ def simulate_cart_study(
     measurements, log_peak = _measurements(patients, rng)
     samples = _samples(patients, n_controls_per_plate, post_day, rng)
     assays = _choose_assays(n_assays, rng)
-    # response multiplier follows the patient's peak expansion (mean 1)
-    z = (log_peak - log_peak.mean()) / (log_peak.std() or 1.0) if log_peak.size else log_peak
-    response = np.clip(1.0 + 0.35 * z + rng.normal(0, 0.2, log_peak.size), 0.2, None)
+    # response multiplier follows the patient's peak expansion (mean 1), by patient ID
+    lp = log_peak.to_numpy()
+    z = (lp - lp.mean()) / (lp.std() or 1.0) if lp.size else lp
+    noise = rng.normal(0, 0.2, lp.size)
+    response = pd.Series(np.clip(1.0 + 0.35 * z + noise, 0.2, None), index=log_peak.index)
     npx, truth = _npx(
         assays,
         samples,

@@ -82,7 +82,7 @@ def censor_lod(
     >>> adata = op.datasets.load_example().adata
     >>> censored = op.pp.censor_lod(adata, how="lod")
     >>> censored.uns["olinkpipe"]["censor_lod"]["n_replaced"]
-    1129
+    1131
     >>> bool((censored.X >= censored.layers["lod"])[~np.isnan(adata.X)].all())
     True
     """
