@@ -10,9 +10,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import anndata
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from statsmodels.stats.multitest import multipletests
 
 from olinkpipe.cli import main
 from olinkpipe.errors import ConfigError, OlinkpipeError
@@ -215,6 +217,16 @@ def test_end_to_end_on_bundled_example(example_run):
     ora = pd.read_csv(out / "tables" / "ora.csv")
     hits = set(ora.loc[ora["p_adj"] < 0.05, "term"])
     assert {"JAK-STAT signaling pathway", "PI3K-Akt signaling pathway"} <= hits
+    # kinetics correlations: three named families, BH within each (statsmodels)
+    corr = pd.read_csv(out / "tables" / "kinetics_correlations.csv")
+    assert corr["family"].nunique() == 3
+    for _, fam in corr.groupby("family"):
+        ok = fam["p_value"].notna()
+        bh = multipletests(fam.loc[ok, "p_value"], method="fdr_bh")[1]
+        np.testing.assert_allclose(fam.loc[ok, "p_adj"], bh, rtol=1e-12)
+    change = corr[corr["family"].str.endswith("protein change")]
+    assert set(change["y"]) == {"SIT1", "CD28", "IL2RB"}
+    assert (change["rho"] > 0).all()  # the rise follows the patient's peak expansion
     # run.json
     record = json.loads((out / "run.json").read_text())
     assert record["seed"] == 0 and record["versions"]["olinkpipe"]

@@ -291,7 +291,11 @@ class Stack:
             self.out[key] = np.empty((ref.n_obs + other.n_obs, m), dtype=dtype)
         self.jobs = _parallel.Jobs(nbytes=sum(a.nbytes for a in self.out.values()))
         self._blocks = 2 * _parallel.n_threads()
-        self._queue(0, None)
+        try:
+            self._queue(0, None)
+        except BaseException as exc:  # not yet in a with block: end the threads here
+            self.jobs.__exit__(type(exc), exc, exc.__traceback__)
+            raise
 
     def _queue(self, half: int, factor: np.ndarray | None) -> None:
         cols, identity = self.cols[half], self.identity[half]

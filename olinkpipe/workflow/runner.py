@@ -486,9 +486,12 @@ def _step_kinetics(ctx: _Context) -> None:
     )
     peaks = summary.pivot_table(index="patient", columns="analyte", values="cmax").reset_index()
     peaks = peaks.merge(groups[[pid, k.dose_column]], left_on="patient", right_on=pid, how="left")
+    # three families of tests, each BH-adjusted on its own and named in ``family``
     corr = op.clinical.correlate(peaks, k.dose_column, list(k.analytes), k.correlation)
+    corr.insert(0, "family", "dose vs peaks")
     if len(k.analytes) > 1:
         more = op.clinical.correlate(peaks, k.analytes[0], list(k.analytes[1:]), k.correlation)
+        more.insert(0, "family", f"peak {k.analytes[0]} vs other peaks")
         corr = pd.concat([corr, more], ignore_index=True)
     d = ctx.cfg.differential
     if d is not None and d.pair and d.target and d.label and ctx.result.adata is not None:
@@ -504,6 +507,7 @@ def _step_kinetics(ctx: _Context) -> None:
         both = peaks.merge(changes, left_on="patient", right_on=d.pair, how="inner")
         assays = [c for c in changes.columns if c != d.pair]
         more = op.clinical.correlate(both, k.analytes[0], assays, k.correlation)
+        more.insert(0, "family", f"peak {k.analytes[0]} vs protein change")
         corr = pd.concat([corr, more], ignore_index=True)
         ctx.note(
             "kinetics",
@@ -514,7 +518,10 @@ def _step_kinetics(ctx: _Context) -> None:
         "kinetics_correlations",
         corr,
         section="kinetics",
-        caption=f"{k.correlation.capitalize()} correlations of dose, peak values and proteomic changes.",
+        caption=(
+            f"{k.correlation.capitalize()} correlations of dose, peak values and proteomic "
+            "changes; p_adj is BH within each family (first column)."
+        ),
     )
     ctx.figure(
         "dose_vs_peak",
