@@ -91,20 +91,21 @@ class Jobs:
     """
 
     def __init__(self, *, nbytes: int) -> None:
-        threads = n_threads()
-        self._inline = threads < 2 or nbytes < MIN_BYTES
+        threads = 1 if nbytes < MIN_BYTES else n_threads()
+        self._inline = threads < 2
         self._queue: deque[Callable[[], object]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._errors: list[BaseException] = []
-        self._workers = []
-        if not self._inline:
-            self._workers = [
-                threading.Thread(target=self._work, kwargs={"block": True}, daemon=True)
-                for _ in range(threads - 1)
-            ]
-            for worker in self._workers:
+        self._workers: list[threading.Thread] = []
+        try:
+            for _ in range(threads - 1):
+                worker = threading.Thread(target=self._work, kwargs={"block": True}, daemon=True)
                 worker.start()
+                self._workers.append(worker)
+        except BaseException:
+            self._stop()
+            raise
 
     def add(self, job: Callable[[], object]) -> None:
         """Queue ``job`` (or run it now when not threaded)."""
@@ -125,17 +126,34 @@ class Jobs:
                 job = self._queue.popleft()
             try:
                 job()
-            except BaseException as exc:  # re-raised by wait() in the caller's thread
+            except Exception as exc:  # re-raised by wait() in the caller's thread
                 self._errors.append(exc)
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop at once
+                self._errors.append(exc)
+                if not block:  # the caller's thread: let it go up now (wait() stops all)
+                    raise
+
+    def _stop(self) -> None:
+        """Drop queued jobs and join the threads (after their current job)."""
+        with self._cond:
+            self._queue.clear()
+            self._closed = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join()
 
     def wait(self) -> None:
         """Run what is still queued here, join the threads, raise the first job error."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._work(block=False)
-        for worker in self._workers:
-            worker.join()
+        try:
+            self._work(block=False)
+            for worker in self._workers:
+                worker.join()
+        except BaseException:  # Ctrl-C here: no thread may go on writing
+            self._stop()
+            raise
         if self._errors:
             raise self._errors[0]
 
@@ -146,9 +164,4 @@ class Jobs:
         if exc_type is None:
             self.wait()
             return
-        with self._cond:  # an error in the block: drop queued jobs, let the threads end
-            self._queue.clear()
-            self._closed = True
-            self._cond.notify_all()
-        for worker in self._workers:
-            worker.join()
+        self._stop()  # an error in the block: drop queued jobs, let the threads end

@@ -78,3 +78,29 @@ def test_row_blocks_cover_all_rows_once():
             blocks = _parallel.row_blocks(n_rows, n_blocks)
             covered = np.concatenate([np.arange(a, b) for a, b in blocks])
             np.testing.assert_array_equal(covered, np.arange(n_rows))
+
+
+def test_interrupt_in_a_job_stops_every_thread(threaded):
+    before = threading.active_count()
+    done = []
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    jobs = _parallel.Jobs(nbytes=10**9)
+    for i in range(20):
+        jobs.add(interrupted if i == 3 else (lambda i=i: (time.sleep(0.001), done.append(i))))
+    with pytest.raises(KeyboardInterrupt):
+        jobs.wait()
+    assert threading.active_count() == before
+    assert len(done) < 19  # the queue was dropped, not run to the end after the interrupt
+
+
+def test_thread_setting_is_read_only_for_large_outputs(monkeypatch):
+    monkeypatch.setenv(_parallel.ENV_THREADS, "many")
+    out = []
+    with _parallel.Jobs(nbytes=1024) as jobs:  # small: inline, the setting is not read
+        jobs.add(lambda: out.append(1))
+    assert out == [1]
+    with pytest.raises(ValidationError, match="OLINKPIPE_NUM_THREADS"):
+        _parallel.Jobs(nbytes=10**9)

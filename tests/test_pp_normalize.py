@@ -462,18 +462,79 @@ def test_normalize_plates_skips_cells_not_measured():
     assert np.isnan(res.X[0, onc]).all() and not np.isnan(res.X[0, ~onc]).any()
 
 
-@pytest.mark.parametrize("n_rows", [0, 1, 2, 5, 50, 88, 700])
-def test_nanmedian_kernel_equals_numpy_bit_for_bit(n_rows):
+@pytest.mark.parametrize("n_rows", [0, 1, 2, 5, 50, 88, 599, 600, 701])
+def test_nanmedian_kernel_equals_numpy(n_rows):
+    """Same values as np.nanmedian (numpy uses masked arrays below 600 rows and
+    apply_along_axis from 600): NaN, all-NaN, inf, -inf with inf, ties, even and odd."""
     from olinkpipe.pp._utils import nanmedian0
 
     rng = np.random.default_rng(n_rows)
-    block = rng.normal(size=(n_rows, 400))
+    block = np.round(rng.normal(size=(n_rows, 400)), 2)  # rounded: ties, as in NPX
     block[rng.random(block.shape) < 0.3] = np.nan
     if n_rows:
         block[:, 0] = np.nan  # all missing -> NaN
         block[0, 1] = np.inf
-        block[:, 2] = 1.0  # ties
+        block[:, 2] = 1.0
+    if n_rows >= 2:
+        block[:, 3] = np.nan
+        block[:2, 3] = [-np.inf, np.inf]  # mean of -inf and inf: NaN in both
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        expected = np.nanmedian(block, axis=0) if n_rows else np.full(400, np.nan)
-    np.testing.assert_array_equal(nanmedian0(block), expected)
+        expected = np.nanmedian(block, axis=0)
+    got = nanmedian0(block)
+    assert got.dtype == np.float64 and got.shape == (400,)
+    np.testing.assert_array_equal(got, expected)  # values, NaN where NaN
+    finite = np.isfinite(expected) & (expected != 0)  # the sign of a zero may differ
+    assert (got[finite].view(np.int64) == expected[finite].view(np.int64)).all()  # bits
+
+
+def test_two_projects_without_shared_assays_is_an_error():
+    a = make_adata(10, 6, seed=21, n_controls=0)
+    b = make_adata(10, 6, seed=22, n_controls=0)
+    for x in (a, b):
+        x.var["Normalization"] = "EXCLUDED"
+    with pytest.raises(ValidationError, match="share no assays"):
+        _quiet(op.pp.bridge_normalize, a, b, ["S1", "S2"])
+
+
+def test_obs_columns_keep_their_order():
+    """Reference columns first (a Project or bridge column already there keeps its place,
+    the new ones follow), then the columns of the other project only."""
+    a = make_adata(10, 6, seed=23, n_controls=0)
+    b = make_adata(10, 6, seed=24, n_controls=0, shift=0.3)
+    a.obs.insert(0, "bridge", False)
+    b.obs["batch_note"] = "rerun"
+    res = op.pp.bridge_normalize(a, b, ["S1", "S2", "S3"])
+    ref_cols = list(a.obs.columns)
+    assert list(res.obs.columns) == [*ref_cols, "Project", "bridge_pair", "batch_note"]
+    assert res.obs["bridge"].sum() == 6
+    assert list(res.obs["batch_note"]) == [""] * 10 + ["rerun"] * 10
+
+
+def test_nothing_reads_the_arrays_before_the_writes_finish(monkeypatch):
+    """Outputs pre-filled with a sentinel and every write deferred to the final wait: the
+    result still equals the inline one, so no value is read before the writes finish."""
+    from olinkpipe.pp import _pair
+
+    a = make_adata(30, 12, seed=25, n_controls=0)
+    b = make_adata(30, 12, seed=26, n_controls=0, shift=0.4)
+    b = b[:, ::-1].copy()  # other assay order: the column-gather path
+    monkeypatch.setenv(_parallel.ENV_THREADS, "1")
+    inline = _quiet(op.pp.bridge_normalize, a, b, ["S1", "S2", "S3"])
+
+    class Deferred(_parallel.Jobs):
+        def __init__(self, *, nbytes):
+            super().__init__(nbytes=0)  # inline mode...
+            self._inline = False  # ...but queue everything, run it only in wait()
+
+    def sentinel(shape, dtype):
+        return np.full(shape, True if np.dtype(dtype) == bool else 12345, dtype=dtype)
+
+    monkeypatch.setattr(_parallel, "Jobs", Deferred)
+    monkeypatch.setattr(_pair, "_allocate", sentinel)
+    deferred = _quiet(op.pp.bridge_normalize, a, b, ["S1", "S2", "S3"])
+    np.testing.assert_array_equal(deferred.X, inline.X)
+    for key in inline.layers:
+        np.testing.assert_array_equal(deferred.layers[key], inline.layers[key])
+    pd.testing.assert_frame_equal(deferred.obs, inline.obs)
+    pd.testing.assert_frame_equal(deferred.var, inline.var)

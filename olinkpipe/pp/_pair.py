@@ -84,7 +84,7 @@ def align_assays(
             )
     names_r = ref.var_names[~ex_r] if ex_r.any() else ref.var_names
     names_o = other.var_names[~ex_o] if ex_o.any() else other.var_names
-    if names_r.equals(names_o) and names_r.is_unique:  # same assays, same order: no search
+    if len(names_r) and names_r.equals(names_o) and names_r.is_unique:  # same, same order
         cols_r, cols_o = np.flatnonzero(~ex_r), np.flatnonzero(~ex_o)
         _warn_normalization(norm_r, norm_o, cols_r, cols_o, names_r, step=step)
         return cols_r, cols_o, records
@@ -239,6 +239,11 @@ def _fill(dst: np.ndarray, src: np.ndarray, cols: np.ndarray, identity: bool, sh
         np.add(dst, shift, out=dst)
 
 
+def _allocate(shape: tuple[int, int], dtype) -> np.ndarray:
+    """An output array of :class:`Stack`, uninitialised (every value is written once)."""
+    return np.empty(shape, dtype=dtype)
+
+
 class Stack:
     """Both projects' NPX and layers stacked on the shared assays, written in the background.
 
@@ -288,7 +293,7 @@ class Stack:
         for key, (a_r, a_o) in sources.items():
             shifted = (np.float64,) if key in self.SHIFTED else ()
             dtype = np.result_type(a_r.dtype, a_o.dtype, *shifted)
-            self.out[key] = np.empty((ref.n_obs + other.n_obs, m), dtype=dtype)
+            self.out[key] = _allocate((ref.n_obs + other.n_obs, m), dtype)
         self.jobs = _parallel.Jobs(nbytes=sum(a.nbytes for a in self.out.values()))
         self._blocks = 2 * _parallel.n_threads()
         try:
@@ -374,7 +379,11 @@ def combine(
     }
     for key, (mark_r, mark_o) in (obs_marks or {}).items():
         added[key] = np.concatenate([np.asarray(mark_r), np.asarray(mark_o)])
-    obs = obs.drop(columns=[c for c in added if c in obs]).assign(**added)
+    # column order: the reference's columns (Project and the marks where they were, else
+    # after them), then those of the other project only
+    order = list(obs_r.columns) + [c for c in added if c not in obs_r.columns]
+    order += [c for c in obs.columns if c not in set(order)]
+    obs = obs.assign(**added)[order]
 
     obsm = {}
     for key in ref.obsm:

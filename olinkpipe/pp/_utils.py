@@ -51,11 +51,11 @@ def exclude(adata: ad.AnnData, *, step: str, kind: str, ids, reason: str) -> Non
 def nanmedian0(block: np.ndarray) -> np.ndarray:
     """Column medians ignoring NaN (R ``median(na.rm=TRUE)``); all-NaN column → NaN, quietly.
 
-    Equal bit for bit to ``np.nanmedian(block, axis=0)`` (the mean of the two middle values
-    is ``(a + b) / 2`` in both), but one ``np.sort`` of the block instead of numpy's
-    masked-array path (axis < 600 rows) or per-column ``apply_along_axis``: 6–8× faster on
-    bridge and plate blocks. ``np.sort`` puts NaN last, so the k-th smallest non-NaN value
-    of a column with ``n`` values sits at row ``k`` for ``k < n``.
+    The values of ``np.nanmedian(block, axis=0)`` (the mean of the two middle values is
+    ``(a + b) / 2`` in both; the sign of a zero median may differ), in float64, with one
+    ``np.sort`` of the block instead of numpy's masked-array path (< 600 rows) or per-column
+    ``apply_along_axis``: 6–8× faster on bridge and plate blocks. ``np.sort`` puts NaN
+    last, so the k-th smallest non-NaN value of a column with ``n`` values is at row ``k``.
     """
     block = np.asarray(block, dtype=float)
     n_rows, n_cols = block.shape
@@ -66,8 +66,8 @@ def nanmedian0(block: np.ndarray) -> np.ndarray:
     cols = np.arange(n_cols)
     lo = srt[np.maximum((n - 1) // 2, 0), cols]
     hi = srt[np.maximum(n // 2, 0), cols]
-    with np.errstate(invalid="ignore"):  # inf + -inf, as numpy
-        med = (lo + hi) / 2
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, as numpy
+        med = np.where(lo == hi, lo, (lo + hi) / 2)  # one middle value: itself, no overflow
     med[n == 0] = np.nan
     return med
 

@@ -122,10 +122,10 @@ def bridge_normalize(
     if not ids_r:
         msg = "bridge_normalize: no bridge samples given."
         raise ValidationError(msg)
+    rows_r = _utils.resolve_samples(ref, ids_r, what="bridge_samples", project=projects[0])
+    rows_o = _utils.resolve_samples(other, ids_o, what="bridge_samples", project=projects[1])
     cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
     with _pair.Stack(ref, other, cols_r, cols_o) as stack:  # copying the reference starts
-        rows_r = _utils.resolve_samples(ref, ids_r, what="bridge_samples", project=projects[0])
-        rows_o = _utils.resolve_samples(other, ids_o, what="bridge_samples", project=projects[1])
         raw, n_pairs = _bridge_factor(
             ref, other, rows_r, rows_o, cols_r, cols_o, method=method, projects=projects
         )
