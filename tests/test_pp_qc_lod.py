@@ -263,3 +263,11 @@ def test_pass_labels_follow_the_data_model():
     assert list(res.obs_names) == ["S1", "S2", "S3", "S4"]
     masked = op.pp.filter(a, qc_warning="mask", controls="keep")
     assert np.isnan(masked.X[4:]).all() and not np.isnan(masked.X[:4]).all(axis=1).any()
+
+
+def test_flag_outliers_without_enough_samples_for_pca():
+    adata = make_adata(10, 6, seed=3, n_controls=0)[:1].copy()
+    with pytest.warns(OlinkpipeWarning, match="no PCA outliers flagged"):
+        out = op.pp.flag_outliers(adata)
+    assert not out.obs["pca_outlier"].any()
+    assert "PCA needs" in out.uns["olinkpipe"]["outliers"]["pca_skipped"]

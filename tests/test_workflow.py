@@ -50,7 +50,7 @@ def test_bundled_configs_validate():
     [
         (
             _base(qc={"qc_warning": "dorp"}),
-            r"'qc\.qc_warning'.*'dorp'.*allowed values: 'drop' or 'keep'",
+            r"'qc\.qc_warning'.*'dorp'.*allowed values: 'drop', 'mask' or 'keep'",
         ),
         (_base(qc={"qcwarning": "drop"}), r"'qc\.qcwarning' is not a known setting.*'qc_warning'"),
         (_base(differntial={}), r"'differntial' is not a known setting.*'differential'"),
@@ -319,3 +319,47 @@ def test_on_error_continue_records_the_failure(tmp_path):
     assert json.loads((tmp_path / "res" / "run.json").read_text())["status"][
         "kinetics"
     ].startswith("failed")
+
+
+def _qc_only_run(tmp_path, npx: pd.DataFrame, qc: dict | None = None):
+    npx.to_csv(tmp_path / "npx.csv", sep=";", index=False)
+    cfg = {"name": "qc only", "inputs": {"npx": "npx.csv"}}
+    cfg["output"] = {"figure_formats": ["png"], "h5ad": False, "parquet": False}
+    if qc is not None:
+        cfg["qc"] = qc
+    path = tmp_path / "qc.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return run(path, out=tmp_path / f"res_{len(list(tmp_path.iterdir()))}")
+
+
+def test_qc_warnings_on_every_sample_explain_mask(tmp_path):
+    """Explore flags QC per sample and block, so 'drop' can remove every sample: the step
+    says so and names qc_warning: mask; with mask the run completes and only the flagged
+    values are NaN."""
+    from olinkpipe.datasets import simulate_cart_study
+
+    study = simulate_cart_study(seed=7, n_treated=6, n_control=0, n_assays=30)
+    npx = study.npx.copy()
+    panels = sorted(npx["Panel"].unique())
+    warned = npx["Panel"] == panels[0]  # every sample warned on one panel
+    npx["QC_Warning"] = np.where(warned, "WARN", "PASS")
+    npx = npx[~npx["SampleID"].str.contains("CONTROL")]
+    with pytest.raises(WorkflowError, match=r"QC left 0 of \d+ samples.*qc_warning: mask"):
+        _qc_only_run(tmp_path, npx)
+    res = _qc_only_run(tmp_path, npx, {"qc_warning": "mask"})
+    adata = res.adata
+    assert adata.n_obs == npx["SampleID"].nunique()
+    on_first = (adata.var["Panel"] == panels[0]).to_numpy()
+    assert np.isnan(adata.X[:, on_first]).all() and not np.isnan(adata.X[:, ~on_first]).all()
+
+
+def test_qc_on_a_one_sample_export_skips_pca(tmp_path, caplog):
+    from olinkpipe.datasets import simulate_cart_study
+
+    npx = simulate_cart_study(seed=8, n_treated=3, n_control=0, n_assays=20).npx
+    one = npx[npx["SampleID"] == npx["SampleID"].iloc[0]]
+    with caplog.at_level("WARNING", logger="olinkpipe"):
+        res = _qc_only_run(tmp_path, one, {"controls": "keep"})
+    assert "no PCA outliers flagged" in caplog.text  # the runner logs warnings
+    assert res.status["qc"] == "done" and "pca" not in res.figures
+    assert "No PCA plot" in res.report.read_text(encoding="utf-8")

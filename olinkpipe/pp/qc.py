@@ -312,7 +312,13 @@ def flag_outliers(
     pca_flag = np.zeros(out.n_obs, dtype=bool)
     pca_info: dict = {}
     if pca:
-        scores, ratio, n_imp, n_miss = pca_scores(out, n_comps=2, controls=controls)
+        try:
+            scores, ratio, n_imp, n_miss = pca_scores(out, n_comps=2, controls=controls)
+        except ValidationError as exc:  # too few samples / varying assays: no PCA rule
+            _utils.warn_user(f"flag_outliers: no PCA outliers flagged: {exc}")
+            pca_info = {"pca_skipped": str(exc)}
+            pca = False
+    if pca:
         bad = np.zeros(len(scores), dtype=bool)
         for c in scores.columns[:2]:
             lo, hi = _limits(scores[c].to_numpy(), sd)

@@ -52,7 +52,7 @@ class Inputs(_Section):
 class QC(_Section):
     """Sample / assay QC before any statistics (``olinkpipe.pp``)."""
 
-    qc_warning: Literal["drop", "keep"] = "drop"
+    qc_warning: Literal["drop", "mask", "keep"] = "drop"
     controls: Literal["drop", "keep"] = "drop"
     outliers: Literal["drop", "keep"] = "keep"
     outlier_sd: float = Field(3.0, gt=0)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from ..errors import OlinkpipeError, OlinkpipeWarning
@@ -272,6 +273,40 @@ def _step_clinical(ctx: _Context) -> None:
         logger.info("  %s: %d rows", ctx.inputs["measurements"].name, len(ctx.measurements))
 
 
+def _check_qc_left(before: ad.AnnData, after: ad.AnnData, qc_warning: str) -> None:
+    """A clear error when QC filtering leaves fewer than 2 samples of an export that had
+    them, and a warning when ``qc_warning: drop`` alone removed more than half of them."""
+    from ..errors import ValidationError, format_message
+
+    tab = after.uns.get("olinkpipe", {}).get("excluded")
+    removed = {}
+    if isinstance(tab, pd.DataFrame) and len(tab):
+        rows = tab[(tab["step"] == "filter") & (tab["kind"] == "sample")]
+        removed = rows["reason"].value_counts().to_dict()
+    by_qc = removed.get("QC warning", 0)
+    hint = (
+        "QC warnings are flagged per sample and panel (Target 96) or per sample and block "
+        "(Explore): set qc: {qc_warning: mask} to set only the flagged values to NaN, or "
+        "qc_warning: keep."
+    )
+    if after.n_obs < 2 <= before.n_obs:
+        what = ", ".join(f"{n} {reason}" for reason, n in removed.items()) or "none"
+        msg = format_message(
+            f"QC left {after.n_obs} of {before.n_obs} samples (removed: {what}); "
+            "nothing can be analysed",
+            hint=hint
+            if by_qc
+            else "Control samples are dropped by default; set qc: {controls: keep} to keep them.",
+        )
+        raise ValidationError(msg)
+    if qc_warning == "drop" and by_qc > before.n_obs / 2:
+        warnings.warn(
+            f"qc: qc_warning=drop removed {by_qc} of {before.n_obs} samples. {hint}",
+            OlinkpipeWarning,
+            stacklevel=2,
+        )
+
+
 def _step_qc(ctx: _Context) -> None:
     import olinkpipe as op
 
@@ -296,6 +331,7 @@ def _step_qc(ctx: _Context) -> None:
         section="qc",
         caption=f"IQR vs median NPX per sample and panel; lines at ±{q.outlier_sd:g} SD.",
     )
+    before = adata
     adata = op.pp.filter(
         adata,
         qc_warning=q.qc_warning,
@@ -303,16 +339,26 @@ def _step_qc(ctx: _Context) -> None:
         min_detected=q.min_detected,
         outliers=q.outliers,
     )
+    _check_qc_left(before, adata, q.qc_warning)
     if q.normalize_plates:
         adata = op.pp.normalize_plates(adata, method="intensity")
     color = q.pca_color if q.pca_color in adata.obs else None
-    ctx.figure(
-        "pca",
-        op.pl.pca(adata, color=color),
-        section="qc",
-        caption="Principal components of NPX after QC"
-        + (f", coloured by {color}." if color else "."),
-    )
+    X = adata.X
+    varying = int((np.nanstd(X, axis=0) > 0).sum()) if adata.n_obs else 0
+    if adata.n_obs >= 3 and varying >= 2:
+        ctx.figure(
+            "pca",
+            op.pl.pca(adata, color=color),
+            section="qc",
+            caption="Principal components of NPX after QC"
+            + (f", coloured by {color}." if color else "."),
+        )
+    else:
+        ctx.note(
+            "qc",
+            f"No PCA plot: it needs at least 3 samples and 2 varying assays; after QC there "
+            f"are {adata.n_obs} sample(s) and {varying} varying assay(s).",
+        )
     logger.info("  after QC: %d samples x %d assays", *adata.shape)
     ctx.note("qc", f"After QC: {adata.n_obs} samples × {adata.n_vars} assays.")
     ctx.result.adata = adata
