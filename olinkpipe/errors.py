@@ -14,6 +14,7 @@ from os import PathLike
 __all__ = [
     "OlinkpipeError",
     "NPXFormatError",
+    "UnknownFormatError",
     "MissingColumnError",
     "DuplicateSampleError",
     "DesignError",
@@ -31,6 +32,10 @@ class OlinkpipeError(Exception):
 
 class NPXFormatError(OlinkpipeError, ValueError):
     """A file is not a readable Olink export (empty, unknown layout, bad values)."""
+
+
+class UnknownFormatError(NPXFormatError):
+    """A file is not an Olink export at all (neither long, wide, parquet nor a zip of one)."""
 
 
 class MissingColumnError(OlinkpipeError, KeyError):

@@ -363,3 +363,33 @@ def test_qc_on_a_one_sample_export_skips_pca(tmp_path, caplog):
     assert "no PCA outliers flagged" in caplog.text  # the runner logs warnings
     assert res.status["qc"] == "done" and "pca" not in res.figures
     assert "No PCA plot" in res.report.read_text(encoding="utf-8")
+
+
+def test_folder_of_exports(tmp_path):
+    """inputs.npx may be a folder: one export per panel plus the sample sheet next to them
+    gives the same paired DE as the single export."""
+    from olinkpipe.datasets import simulate_cart_study
+
+    study = simulate_cart_study(seed=9, n_treated=8, n_control=0, n_assays=40, n_qc_warnings=0)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for panel, rows in study.npx.groupby("Panel", observed=True):
+        rows.to_csv(folder / f"{panel}_NPX.csv", sep=";", index=False)
+    study.samples.to_csv(folder / "samples.csv", index=False)
+    study.npx.to_csv(tmp_path / "all_NPX.csv", sep=";", index=False)
+    tables = {}
+    for name, npx in (("folder", "exports"), ("file", "all_NPX.csv")):
+        cfg = yaml.safe_load(bundled_config("paired_de").read_text())
+        cfg["inputs"] = {"npx": npx, "samples": "exports/samples.csv"}
+        cfg["enrichment"] = None
+        cfg["output"] = {"figure_formats": ["png"], "h5ad": False, "parquet": False}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        res = run(path, out=tmp_path / f"res_{name}")
+        tables[name] = res.tables["differential"].set_index("OlinkID").sort_index()
+        if name == "folder":
+            record = json.loads((res.out / "run.json").read_text())
+            files = {k for k in record["inputs"] if k.startswith("npx[")}
+            assert len(files) == study.npx["Panel"].nunique()  # each file checksummed
+    cols = ["estimate", "statistic", "p_value", "p_adj"]
+    pd.testing.assert_frame_equal(tables["folder"][cols], tables["file"][cols])

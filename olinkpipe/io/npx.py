@@ -25,7 +25,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from .._validate import check_literal
-from ..errors import DesignError, NPXFormatError, format_message, preview
+from ..errors import DesignError, NPXFormatError, UnknownFormatError, format_message, preview
 from . import _sniff
 from ._util import warn_user
 from .convert import from_long
@@ -216,7 +216,7 @@ def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.A
         hint="Pass a file exported by Olink NPX Manager / Signature / Explore, or sep= if "
         "the delimiter is unusual.",
     )
-    raise NPXFormatError(msg)
+    raise UnknownFormatError(msg)
 
 
 def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:

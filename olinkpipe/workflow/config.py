@@ -36,7 +36,11 @@ class _Section(BaseModel):
 class Inputs(_Section):
     """Where the data are. Relative paths are relative to the config file."""
 
-    npx: str = Field(description="Olink export (long CSV/TXT, parquet, wide xlsx, or zip).")
+    npx: str | list[str] = Field(
+        description="Olink export (long CSV/TXT, parquet, wide xlsx, or zip), a folder of "
+        "exports, or a list of files; several files are read as one study "
+        "(`olinkpipe.io.read_exports`)."
+    )
     samples: str | None = Field(
         None, description="Sample sheet joined to the samples (SampleID -> patient, timepoint)."
     )

@@ -122,6 +122,7 @@ class _Context:
     out: Path
     result: WorkflowResult
     inputs: dict[str, Path] = field(default_factory=dict)
+    npx_paths: list[Path] = field(default_factory=list)
     patients: pd.DataFrame | None = None
     measurements: pd.DataFrame | None = None
     de: pd.DataFrame | None = None
@@ -241,16 +242,27 @@ def _step_read(ctx: _Context) -> None:
     import olinkpipe as op
 
     cfg = ctx.cfg.inputs
-    for key, path in ctx.inputs.items():
+    named = [("npx", p) for p in ctx.npx_paths] + list(ctx.inputs.items())
+    for key, path in named:
         if not path.exists():
             msg = f"{path}: input {key!r} not found. Hint: paths are relative to the config file."
             raise WorkflowError(msg, step="read")
-    adata = op.read_npx(ctx.inputs["npx"], sep=cfg.sep)
+    paths = ctx.npx_paths
+    if len(paths) == 1 and not paths[0].is_dir():
+        adata = op.read_npx(paths[0], sep=cfg.sep)
+        what = paths[0].name
+        ctx.inputs["npx"] = paths[0]
+    else:  # a folder of exports, or several files: one AnnData (olinkpipe.io.read_exports)
+        adata = op.io.read_exports(paths, sep=cfg.sep, exclude=list(ctx.inputs.values()))
+        sources = [Path(s) for s in adata.uns["olinkpipe"]["source"]]
+        for i, src in enumerate(sources):
+            ctx.inputs[f"npx[{i}]"] = src
+        what = f"{len(sources)} export(s) ({', '.join(s.name for s in sources)})"
     prov = adata.uns.get("olinkpipe", {})
     panels = sorted(map(str, adata.var["Panel"].unique())) if "Panel" in adata.var else []
     ctx.note(
         "qc",
-        f"Read {ctx.inputs['npx'].name}: {adata.n_obs} samples × {adata.n_vars} assays, "
+        f"Read {what}: {adata.n_obs} samples × {adata.n_vars} assays, "
         f"product {prov.get('product', 'unknown')}, data type {prov.get('data_type', 'NPX')}, "
         f"panels {', '.join(panels) or 'unknown'}.",
     )
@@ -770,7 +782,8 @@ def run(
     _prepare_out(out, force=force)
     result = WorkflowResult(out=out, report=out / "report.html", config=cfg)
     ctx = _Context(cfg=cfg, base=base, out=out, result=result)
-    ctx.inputs["npx"] = resolve_input(cfg.inputs.npx, base)
+    npx = cfg.inputs.npx
+    ctx.npx_paths = [resolve_input(v, base) for v in (npx if isinstance(npx, list) else [npx])]
     for key in ("samples", "patients", "measurements"):
         value = getattr(cfg.inputs, key)
         if value is not None:

@@ -1,0 +1,247 @@
+"""``read_exports``: several Olink exports of one study (a folder, or a list of files).
+
+Studies often arrive as more than one file: one per panel (NPX Manager), one per plate or
+run, or an export plus later re-runs. Each file is read with :func:`read_npx`, brought back
+to Olink's long format (:func:`to_long`), and the rows are built into one AnnData by the
+same builder every reader uses, so samples measured on several panels become one row and
+assays measured on several plates one column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from os import PathLike
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from .._provenance import record_exclusion
+from ..errors import (
+    DesignError,
+    DuplicateSampleError,
+    MissingColumnError,
+    NPXFormatError,
+    UnknownFormatError,
+    format_message,
+)
+from ._util import warn_user
+from .convert import from_long, to_long
+from .npx import read_npx
+
+__all__ = ["read_exports", "EXPORT_SUFFIXES"]
+
+#: file name endings looked at in a folder (case-insensitive)
+EXPORT_SUFFIXES = (".csv", ".txt", ".tsv", ".parquet", ".xlsx", ".zip", ".gz")
+#: column added to the long rows: the file each measurement came from
+SOURCE_COLUMN = "SourceFile"
+
+
+def _files(
+    paths: str | PathLike[str] | Iterable[str | PathLike[str]],
+    exclude: Iterable[str | PathLike[str]],
+) -> tuple[list[Path], bool]:
+    """The export files to read and whether they came from scanning a folder."""
+    if isinstance(paths, str | PathLike):
+        paths = [paths]
+    given = [Path(p) for p in paths]
+    skip = {Path(p).resolve() for p in exclude}
+    files: list[Path] = []
+    scanned = False
+    for p in given:
+        if p.is_dir():
+            scanned = True
+            files.extend(
+                f
+                for f in sorted(p.iterdir())
+                if f.is_file()
+                and not f.name.startswith(".")
+                and f.name.lower().endswith(EXPORT_SUFFIXES)
+                and f.resolve() not in skip
+            )
+        elif not p.exists():
+            msg = format_message("file not found", file=str(p), hint="Check the path.")
+            raise NPXFormatError(msg)
+        else:
+            files.append(p)
+    if not files:
+        msg = format_message(
+            "no Olink export found",
+            file=", ".join(map(str, given)) or "(no paths)",
+            hint=f"A folder is searched for files ending in {', '.join(EXPORT_SUFFIXES)}.",
+        )
+        raise NPXFormatError(msg)
+    return files, scanned
+
+
+def _one(values: dict[str, str], key: str) -> str:
+    """The one value of ``key`` shared by every file (``unknown`` ignored), or an error."""
+    known = {f: v for f, v in values.items() if v and v != "unknown"}
+    distinct = sorted(set(known.values()))
+    if len(distinct) > 1:
+        rows = [f"{f}: {v}" for f, v in known.items()]
+        msg = format_message(
+            f"the exports differ in {key} ({', '.join(distinct)}); they cannot be combined "
+            "as one study",
+            rows=rows,
+            hint="Read them separately with read_npx and normalize them to each other "
+            "(op.pp.bridge_normalize or op.pp.subset_normalize).",
+        )
+        raise DesignError(msg)
+    return distinct[0] if distinct else "unknown"
+
+
+def _check_overlap(longs: list[pd.DataFrame], names: list[str]) -> None:
+    """The same sample, assay (and plate) in two files is a re-run, not more data: error."""
+    keys = []
+    for long, name in zip(longs, names, strict=True):
+        cols = ["SampleID", "OlinkID"] + (["PlateID"] if "PlateID" in long else [])
+        k = long[cols].astype(str).drop_duplicates()
+        keys.append(k.assign(**{SOURCE_COLUMN: name}))
+    allk = pd.concat(keys, ignore_index=True)
+    cols = [c for c in allk.columns if c != SOURCE_COLUMN]
+    dup = allk[allk.duplicated(cols, keep=False)]
+    if len(dup):
+        first = dup.groupby(cols, sort=False)[SOURCE_COLUMN].agg(lambda s: " and ".join(s))
+        rows = [f"{'/'.join(map(str, k))} in {files}" for k, files in first.head(5).items()]
+        msg = format_message(
+            f"{len(first)} measurement(s) (SampleID/OlinkID"
+            + ("/PlateID" if "PlateID" in cols else "")
+            + ") are in more than one file",
+            column=", ".join(cols),
+            rows=rows,
+            hint="Two runs of the same samples are two projects: read them separately and "
+            "bridge them (op.pp.bridge_normalize); or leave the duplicate file out.",
+        )
+        raise DuplicateSampleError(msg)
+
+
+def read_exports(
+    paths: str | PathLike[str] | Iterable[str | PathLike[str]],
+    *,
+    sep: str | None = None,
+    product: str | None = None,
+    duplicates: str = "rename",
+    exclude: Iterable[str | PathLike[str]] = (),
+) -> ad.AnnData:
+    """Read the Olink exports of one study, from a folder or a list of files, as one AnnData.
+
+    Each file is read with :func:`olinkpipe.read_npx` (any format it reads; they may be
+    mixed), converted back to Olink's long rows with a ``SourceFile`` column, and the rows of
+    all files are built into one AnnData: a sample measured on several panels (one file per
+    panel) is one row; an assay measured on several plates (one file per plate) is one
+    column. ``SourceFile`` lands in ``obs`` when each sample comes from one file, in ``var``
+    when each assay does, else in a layer.
+
+    Parameters
+    ----------
+    paths
+        A folder (every file ending in ``.csv``, ``.txt``, ``.tsv``, ``.parquet``,
+        ``.xlsx``, ``.zip`` or ``.gz``, hidden files left out), one file, or a list of
+        files and folders.
+    sep, product, duplicates
+        As in :func:`olinkpipe.read_npx` (``duplicates`` also applies across files: a
+        control sample run on each plate becomes one row per plate).
+    exclude
+        Files in the folder that are not exports (a sample sheet, a patient table).
+
+    Returns
+    -------
+    anndata.AnnData
+        As :func:`olinkpipe.read_npx` returns; ``uns["olinkpipe"]["source"]`` lists the files.
+        Files in a folder that are not Olink exports (an unknown layout, or no
+        SampleID/OlinkID/NPX columns) are skipped with a warning and recorded in ``uns["olinkpipe"]["excluded"]`` (kind
+        ``"file"``).
+
+    Raises
+    ------
+    NPXFormatError
+        A path does not exist, no export was found, or a file is unreadable (its error).
+    DesignError
+        The files are of different products (e.g. Explore 3072 and Explore HT) or data
+        types (NPX and Quantified).
+    DuplicateSampleError
+        The same SampleID, OlinkID (and PlateID) is in two files: two runs of the same
+        samples are two projects to normalize, not one.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import olinkpipe as op
+    >>> long = op.to_long(op.datasets.load_example().adata)
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for panel, rows in long.groupby("Panel"):  # one file per panel
+    ...     rows.to_csv(folder / f"{panel}_NPX.csv", sep=";", index=False)
+    >>> adata = op.io.read_exports(folder)
+    >>> adata.shape
+    (50, 359)
+    >>> adata.var["SourceFile"].nunique()
+    4
+    """
+    files, scanned = _files(paths, exclude)
+    parts: list[tuple[str, ad.AnnData]] = []
+    skipped: list[tuple[str, str]] = []
+    for f in files:
+        try:
+            parts.append((str(f), read_npx(f, sep=sep, product=product, duplicates=duplicates)))
+        except (UnknownFormatError, MissingColumnError) as exc:
+            if not scanned:
+                raise
+            skipped.append((str(f), str(exc)))
+            warn_user(f"read_exports: {f.name} is not an Olink export, skipped: {exc}")
+    if not parts:
+        msg = format_message(
+            "no Olink export found among the files",
+            rows=[name for name, _ in skipped],
+            file=", ".join(str(p) for p in files[:5]),
+        )
+        raise NPXFormatError(msg)
+    out = _combine(parts, product=product, duplicates=duplicates)
+    for name, reason in skipped:
+        record_exclusion(
+            out,
+            step="read_exports",
+            kind="file",
+            ids=[name],
+            reason=f"not an Olink export: {reason.splitlines()[0][:200]}",
+            warn_user=False,
+        )
+    return out
+
+
+def _combine(parts: list[tuple[str, ad.AnnData]], *, product: str | None, duplicates: str):
+    """One AnnData from the AnnData of each file (``(path, adata)`` pairs)."""
+    if len(parts) == 1:
+        return parts[0][1]
+    names = [Path(name).name for name, _ in parts]
+    if len(set(names)) < len(names):
+        names = [name for name, _ in parts]
+    provs = {n: a.uns.get("olinkpipe", {}) for n, (_, a) in zip(names, parts, strict=True)}
+    kind = _one({n: str(p.get("product", "unknown")) for n, p in provs.items()}, "product")
+    _one({n: str(p.get("data_type", "NPX")) for n, p in provs.items()}, "data type")
+    longs = [to_long(a) for _, a in parts]
+    _check_overlap(longs, names)
+    long = pd.concat(
+        [lg.assign(**{SOURCE_COLUMN: n}) for lg, n in zip(longs, names, strict=True)],
+        ignore_index=True,
+        sort=False,
+    )
+    out = from_long(
+        long,
+        product=product or (None if kind == "unknown" else kind),
+        duplicates=duplicates,
+        data_format="several files",
+    )
+    prov = out.uns.setdefault("olinkpipe", {})
+    prov["source"] = [name for name, _ in parts]
+    excluded = [
+        p["excluded"]
+        for p in provs.values()
+        if isinstance(p.get("excluded"), pd.DataFrame) and len(p["excluded"])
+    ]
+    if excluded:  # what each file's reader left out (duplicate rows, ...)
+        prior = prov.get("excluded")
+        frames = ([prior] if isinstance(prior, pd.DataFrame) and len(prior) else []) + excluded
+        prov["excluded"] = pd.concat(frames, ignore_index=True)
+    return out

@@ -1,0 +1,126 @@
+"""read_exports: a study in several files (per panel, per plate, mixed formats) as one."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import olinkpipe as op
+from olinkpipe.errors import (
+    DesignError,
+    DuplicateSampleError,
+    NPXFormatError,
+    OlinkpipeWarning,
+    UnknownFormatError,
+)
+from olinkpipe.io.many import _combine
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The simulated study as one long export, and what read_npx makes of it."""
+    from olinkpipe.datasets import simulate_cart_study
+
+    folder = tmp_path_factory.mktemp("one")
+    study = simulate_cart_study(seed=11, n_treated=6, n_control=0, n_assays=40)
+    path = folder / "all_NPX.csv"
+    study.npx.to_csv(path, sep=";", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        return study.npx, op.read_npx(path)
+
+
+def _same(got, expected):
+    """Same values per (sample, assay), matched by name, whatever the row/column order."""
+    assert set(got.obs_names) == set(expected.obs_names)
+    assert set(got.var_names) == set(expected.var_names)
+    g = got[expected.obs_names, expected.var_names]
+    for key in (None, "lod"):
+        a = g.X if key is None else g.layers[key]
+        b = expected.X if key is None else expected.layers[key]
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(
+        g.obsm["PlateID"][expected.obsm["PlateID"].columns], expected.obsm["PlateID"]
+    )
+
+
+def test_one_file_per_panel(whole, tmp_path):
+    npx, expected = whole
+    for panel, rows in npx.groupby("Panel", observed=True):
+        rows.to_csv(tmp_path / f"{panel}.csv", sep=";", index=False)
+    got = op.io.read_exports(tmp_path)
+    _same(got, expected)
+    assert got.n_obs == npx["SampleID"].nunique()  # one row per sample, all panels
+    src = got.var["SourceFile"]
+    by_panel = got.var.groupby("Panel")["SourceFile"].nunique()
+    assert (by_panel == 1).all() and src.nunique() == npx["Panel"].nunique()
+    assert len(got.uns["olinkpipe"]["source"]) == npx["Panel"].nunique()
+
+
+def test_one_file_per_plate_mixed_formats(whole, tmp_path):
+    npx, expected = whole
+    plates = sorted(npx["PlateID"].unique())
+    assert len(plates) >= 2
+    for i, plate in enumerate(plates):
+        rows = npx[npx["PlateID"] == plate]
+        if i == 0:
+            rows.to_parquet(tmp_path / f"{plate}.parquet", index=False)
+        else:
+            rows.to_csv(tmp_path / f"{plate}.csv", sep=";", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)  # controls on each plate
+        got = op.io.read_exports(sorted(tmp_path.iterdir()))
+    _same(got, expected)
+    assert "SourceFile" in got.obs  # each sample comes from one plate file
+
+
+def test_folder_skips_what_is_not_an_export(whole, tmp_path):
+    npx, expected = whole
+    for panel, rows in npx.groupby("Panel", observed=True):
+        rows.to_csv(tmp_path / f"{panel}.csv", sep=";", index=False)
+    sheet = pd.DataFrame({"SampleID": ["S1"], "patient": ["P1"]})
+    sheet.to_csv(tmp_path / "samples.csv", index=False)
+    (tmp_path / "notes.md").write_text("not looked at")
+    with pytest.warns(OlinkpipeWarning, match="samples.csv is not an Olink export"):
+        got = op.io.read_exports(tmp_path)
+    _same(got, expected)
+    ex = got.uns["olinkpipe"]["excluded"]
+    assert list(ex.loc[ex["kind"] == "file", "id"]) == [str(tmp_path / "samples.csv")]
+    # excluded explicitly: not read at all, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OlinkpipeWarning)
+        op.io.read_exports(tmp_path, exclude=[tmp_path / "samples.csv"])
+    # a file named explicitly must be an export
+    with pytest.raises(UnknownFormatError, match="samples.csv: unknown format"):
+        op.io.read_exports([tmp_path / "samples.csv", *tmp_path.glob("*.csv")])
+
+
+def test_the_same_data_twice_is_an_error(whole, tmp_path):
+    npx, _ = whole
+    npx.to_csv(tmp_path / "run.csv", sep=";", index=False)
+    npx.to_parquet(tmp_path / "run.parquet", index=False)
+    with pytest.raises(DuplicateSampleError, match=r"run\.csv and run\.parquet.*bridge"):
+        op.io.read_exports(tmp_path)
+
+
+def test_different_products_is_an_error(whole, tmp_path):
+    npx, _ = whole
+    half = npx["SampleID"].isin(npx["SampleID"].unique()[:4])
+    npx[half].to_csv(tmp_path / "x.csv", sep=";", index=False)
+    npx[~half].to_csv(tmp_path / "y.csv", sep=";", index=False)
+    x = op.read_npx(tmp_path / "x.csv", product="Explore 3072")
+    y = op.read_npx(tmp_path / "y.csv", product="Explore HT")
+    assert x.uns["olinkpipe"]["product"] != y.uns["olinkpipe"]["product"]
+    with pytest.raises(DesignError, match="differ in product"):
+        _combine([("x.csv", x), ("y.csv", y)], product=None, duplicates="rename")
+
+
+def test_nothing_to_read(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NPXFormatError, match="no Olink export found"):
+        op.io.read_exports(tmp_path / "empty")
+    with pytest.raises(NPXFormatError, match="file not found"):
+        op.io.read_exports([tmp_path / "missing.csv"])
