@@ -22,12 +22,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _read(args: argparse.Namespace):
-    from .io import read_npx
+    from pathlib import Path
+
+    from .io import read_exports, read_npx
 
     sheet = args.sheet
     if sheet is not None and sheet.isdigit():
         sheet = int(sheet)
     sep = {"\\t": "\t", "tab": "\t"}.get(args.sep, args.sep) if args.sep else None
+    if Path(args.file).is_dir():  # a folder of exports: one study
+        return read_exports(args.file, sep=sep, duplicates=args.duplicates)
     return read_npx(args.file, sep=sep, sheet=sheet, duplicates=args.duplicates)
 
 
@@ -86,13 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("info", help="summarise an Olink export")
-    p.add_argument("file")
+    p = sub.add_parser("info", help="summarise an Olink export (or a folder of exports)")
+    p.add_argument("file", help="an export, or a folder of exports of one study")
     _add_read_options(p)
     p.set_defaults(func=_info)
 
     p = sub.add_parser("convert", help="convert an export to .h5ad, .parquet or .csv (long)")
-    p.add_argument("file")
+    p.add_argument("file", help="an export, or a folder of exports of one study")
     p.add_argument("out", help="output path: .h5ad, .parquet, .csv or .tsv")
     _add_read_options(p)
     p.set_defaults(func=_convert)

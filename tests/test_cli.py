@@ -77,3 +77,15 @@ def test_tab_separator_option(tmp_path, capsys):
     path = write_long(make_long(controls=False), tmp_path / "run.txt", sep="\t")
     assert main(["info", str(path), "--sep", "\\t"]) == 0
     assert "samples                6" in capsys.readouterr().out
+
+
+def test_convert_a_folder_of_exports(tmp_path, capsys):
+    df = make_long(controls=False)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for panel, rows in df.groupby("Panel"):
+        write_long(rows, folder / f"{panel}.csv", sep=";")
+    out = tmp_path / "study.h5ad"
+    assert main(["convert", str(folder), str(out)]) == 0
+    assert "(6 samples x 6 assays)" in capsys.readouterr().out
+    assert ad.read_h5ad(out).var["SourceFile"].nunique() == df["Panel"].nunique()
