@@ -355,8 +355,9 @@ def _step_qc(ctx: _Context) -> None:
     if q.normalize_plates:
         adata = op.pp.normalize_plates(adata, method="intensity")
     color = q.pca_color if q.pca_color in adata.obs else None
-    X = adata.X
-    varying = int((np.nanstd(X, axis=0) > 0).sum()) if adata.n_obs else 0
+    with warnings.catch_warnings():  # all-NaN assays: no spread, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        varying = int((np.nanstd(adata.X, axis=0) > 0).sum()) if adata.n_obs else 0
     if adata.n_obs >= 3 and varying >= 2:
         ctx.figure(
             "pca",
