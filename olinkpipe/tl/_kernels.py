@@ -9,6 +9,7 @@ of 1-D arrays (one entry per assay). Missing values are dropped per assay, as
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -352,6 +353,7 @@ def signed_rank(
     correction: bool = True,
     conf_level: float = 0.95,
     hodges_lehmann: bool = True,
+    ci_method: Literal["order", "uniroot"] = "order",
 ) -> dict:
     """Wilcoxon signed-rank test on within-pair differences ``d`` (pairs × assays).
 
@@ -360,7 +362,10 @@ def signed_rank(
     is True, or when ``exact`` is None and the assay has fewer than 50 non-zero
     differences without ties (R's rule); otherwise normal with tie and continuity
     correction. The estimate is the Hodges–Lehmann pseudo-median (median of the Walsh
-    averages) and the CI their order statistics (see :func:`kth_pair_sums`).
+    averages) and the CI their order statistics (see :func:`kth_pair_sums`). With
+    ``ci_method="uniroot"`` the assays on the normal approximation get R's estimate and
+    CI instead, found as R does by ``uniroot`` on W(d) (:mod:`._rwilcox`); assays on the
+    exact test keep the order statistics (R's exact branch computes those too).
     """
     m = d.shape[1]
     out = _result(m)
@@ -385,12 +390,40 @@ def signed_rank(
     out["df"] = np.full(m, np.nan)
     out["n"] = n_all
     out["exact"] = use_exact
-    if hodges_lehmann:
+    if hodges_lehmann and ci_method == "uniroot":
+        from . import _rwilcox  # imports this module
+
+        def hl_exact(rows, sub):
+            _hl_signed(dt[rows], n_all[rows], None, None, None, use_exact[rows], conf_level, sub)
+
+        def hl_r(rows):
+            return _rwilcox.signed_rank_uniroot(dt[rows], conf_level=conf_level)
+
+        _hl_split(use_exact, hl_exact, hl_r, out)
+    elif hodges_lehmann:
         _hl_signed(dt, n_all, n, nf, ties, use_exact, conf_level, out)
     bad = n_all < MIN_N
     _blank(out, bad, f"fewer than {MIN_N} complete pairs")
     _blank(out, n == 0, "all differences are zero", keep_estimate=True)
     return out
+
+
+def _hl_split(use_exact: np.ndarray, hl_exact, hl_r, out: dict) -> None:
+    """Estimate and CI by order statistics on the exact rows and R's ``uniroot`` on the rest.
+
+    ``hl_exact(rows, sub)`` fills ``sub`` (a result dict for those rows) the usual way;
+    ``hl_r(rows)`` returns ``(estimate, ci_low, ci_high)`` for the other rows.
+    """
+    exact_rows = np.flatnonzero(use_exact)
+    if exact_rows.size:
+        sub = {k: np.full(exact_rows.size, np.nan) for k in ("estimate", "ci_low", "ci_high")}
+        hl_exact(exact_rows, sub)
+        for k in ("estimate", "ci_low", "ci_high"):
+            out[k][exact_rows] = sub[k]
+    r_rows = np.flatnonzero(~use_exact)
+    if r_rows.size:
+        est, lo, hi = hl_r(r_rows)
+        out["estimate"][r_rows], out["ci_low"][r_rows], out["ci_high"][r_rows] = est, lo, hi
 
 
 def _exact_mask(exact: bool | None, auto: np.ndarray) -> np.ndarray:
@@ -437,6 +470,7 @@ def rank_sum(
     correction: bool = True,
     conf_level: float = 0.95,
     hodges_lehmann: bool = True,
+    ci_method: Literal["order", "uniroot"] = "order",
 ) -> dict:
     """Wilcoxon rank-sum (Mann–Whitney) test, target vs reference (samples × assays each).
 
@@ -444,6 +478,8 @@ def rank_sum(
     when ``exact`` is True, or when None and both groups have fewer than 50 values and
     there are no ties (R's rule); otherwise normal with tie and continuity correction. The
     estimate is the Hodges–Lehmann shift: the median of all target − reference differences.
+    ``ci_method="uniroot"``: R's estimate and CI (``uniroot`` on W(d), :mod:`._rwilcox`)
+    for the assays on the normal approximation, as in :func:`signed_rank`.
     """
     m = xt.shape[1]
     out = _result(m)
@@ -474,22 +510,37 @@ def rank_sum(
     out["n"] = nt + nr
     out["n_target"], out["n_reference"] = nt, nr
     out["exact"] = use_exact
-    if hodges_lehmann:
-        a_sorted = np.sort(np.ascontiguousarray(xt.T), axis=1)
-        b_sorted = np.sort(-np.ascontiguousarray(xr.T), axis=1)
-        big_n = nt_f * nr_f
+    if hodges_lehmann and ci_method == "uniroot":
+        from . import _rwilcox  # imports this module
 
-        def cdfs(i):
-            if nt[i] == 0 or nr[i] == 0:
-                return None
-            return _ranksum_cdf(int(nt[i]), int(nr[i]))
+        def hl_exact(rows, sub):
+            sig, ex = sigma[rows], use_exact[rows]
+            _hl_ranksum(xt[:, rows], xr[:, rows], nt[rows], nr[rows], sig, ex, conf_level, sub)
 
-        k_lo, k_hi = _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level)
-        _fill_hl(a_sorted, b_sorted, nt, nr, big_n, k_lo, k_hi, triangular=False, out=out)
+        def hl_r(rows):
+            return _rwilcox.rank_sum_uniroot(xt.T[rows], xr.T[rows], conf_level=conf_level)
+
+        _hl_split(use_exact, hl_exact, hl_r, out)
+    elif hodges_lehmann:
+        _hl_ranksum(xt, xr, nt, nr, sigma, use_exact, conf_level, out)
     bad = (nt < MIN_N) | (nr < MIN_N)
     _blank(out, bad, f"fewer than {MIN_N} samples in a group")
     _blank(out, ~bad & ~(sigma > 0), "all values tied", keep_estimate=True)
     return out
+
+
+def _hl_ranksum(xt, xr, nt, nr, sigma, use_exact, conf_level, out):
+    a_sorted = np.sort(np.ascontiguousarray(xt.T), axis=1)
+    b_sorted = np.sort(-np.ascontiguousarray(xr.T), axis=1)
+    big_n = nt.astype(float) * nr.astype(float)
+
+    def cdfs(i):
+        if nt[i] == 0 or nr[i] == 0:
+            return None
+        return _ranksum_cdf(int(nt[i]), int(nr[i]))
+
+    k_lo, k_hi = _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level)
+    _fill_hl(a_sorted, b_sorted, nt, nr, big_n, k_lo, k_hi, triangular=False, out=out)
 
 
 def _fill_hl(a, b, na, nb, big_n, k_lo, k_hi, *, triangular, out):
