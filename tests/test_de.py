@@ -185,7 +185,7 @@ def _enumerated_signrank_q(n, p):
 @pytest.mark.parametrize("exact", [None, False])
 def test_signed_rank_matches_scipy_and_walsh_averages(exact):
     adata = make_study(seed=5, n_pairs=60)
-    res = _by_id(_run(adata, pair="Subject", method="wilcoxon", exact=exact))
+    res = _by_id(_run(adata, pair="Subject", method="wilcoxon", exact=exact, wilcoxon_ci="order"))
     rb, rw = _pairs(adata)
     z = stats.norm.ppf(0.975)
     for j, oid in enumerate(adata.var_names[:-1]):
@@ -241,7 +241,7 @@ def test_signed_rank_ties_and_zeros_use_corrected_normal():
 @pytest.mark.parametrize(("seed", "n_pairs", "ties"), [(2, 30, False), (4, 60, True)])
 def test_rank_sum_matches_mannwhitneyu(seed, n_pairs, ties):
     adata = make_study(seed=seed, n_pairs=n_pairs, ties=ties)
-    res = _by_id(_run(adata, method="wilcoxon"))
+    res = _by_id(_run(adata, method="wilcoxon", wilcoxon_ci="order"))
     keep = ~adata.obs["is_control"].to_numpy()
     wk = keep & adata.obs["Time"].eq("Week.6").to_numpy()
     bl = keep & adata.obs["Time"].eq("Baseline").to_numpy()
@@ -367,7 +367,7 @@ def test_signed_rank_means_and_large_sample_hodges_lehmann():
     for ties in (False, True):
         if ties:
             adata.X = np.round(adata.X, 1)  # many tied Walsh averages
-        res = _by_id(_run(adata, pair="Subject", method="wilcoxon"))
+        res = _by_id(_run(adata, pair="Subject", method="wilcoxon", wilcoxon_ci="order"))
         rb, rw = _pairs(adata)
         z = stats.norm.ppf(0.975)
         for j in (0, 3, 4, 5, 6):
@@ -392,7 +392,9 @@ def test_rank_sum_normal_approximation_ci_is_order_statistics():
     x = rng.normal(size=(n1 + n2, 4)) + np.r_[np.zeros(n1), np.full(n2, 0.4)][:, None]
     x[3, 1] = np.nan
     adata = ad.AnnData(x, obs=obs)
-    res = op.tl.differential(adata, groupby="g", reference="r", method="wilcoxon")
+    res = op.tl.differential(
+        adata, groupby="g", reference="r", method="wilcoxon", wilcoxon_ci="order"
+    )
     res = res.set_index("OlinkID")
     z = stats.norm.ppf(0.975)
     for j in range(4):
