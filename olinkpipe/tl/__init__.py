@@ -2,6 +2,7 @@
 
 from .de import differential
 from .enrich import gsea, ora
+from .lmer import lmer
 from .models import anova, anova_posthoc, longitudinal
 
-__all__ = ["differential", "longitudinal", "anova", "anova_posthoc", "ora", "gsea"]
+__all__ = ["differential", "longitudinal", "anova", "anova_posthoc", "lmer", "ora", "gsea"]

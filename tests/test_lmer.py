@@ -1,0 +1,365 @@
+"""tl.lmer against the classical split-plot ANOVA, statsmodels MixedLM and a dense numeric
+re-implementation of lmerTest's Satterthwaite recipe (finite differences, as numDeriv)."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multitest import multipletests
+
+import olinkpipe as op
+from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning
+
+TIMES = ["T0", "T1", "T2"]
+
+
+def split_plot(*, n_subj=10, m=3, seed=0, nan_frac=0.0, subj_sd=1.5):
+    """Subjects nested in two groups, measured at three time points; random intercept."""
+    rng = np.random.default_rng(seed)
+    t = len(TIMES)
+    obs = pd.DataFrame(
+        {
+            "Subject": np.repeat([f"P{i:02d}" for i in range(n_subj)], t),
+            "Group": np.repeat(np.resize(["ctrl", "trt"], n_subj), t),
+            "Time": TIMES * n_subj,
+            "age": np.repeat(rng.normal(60, 10, n_subj), t),
+            "score": rng.normal(0, 1, n_subj * t),  # varies within subject
+            "is_control": False,
+        },
+        index=[f"S{i:03d}" for i in range(n_subj * t)],
+    )
+    tix = np.tile(np.arange(t), n_subj)
+    grp = (obs["Group"] == "trt").to_numpy()
+    x = (
+        5.0
+        + np.repeat(rng.normal(0, subj_sd, (n_subj, m)), t, axis=0)
+        + np.array([0.0, 0.5, 0.2])[tix][:, None] * rng.uniform(0, 1.5, m)
+        + (grp * (tix == 2))[:, None] * rng.uniform(0, 1.0, m)
+        + rng.normal(0, 0.6, (n_subj * t, m))
+    )
+    x[rng.random(x.shape) < nan_frac] = np.nan
+    var = pd.DataFrame(
+        {"Assay": [f"A{j}" for j in range(m)], "UniProt": "P00000", "Panel": "Test"},
+        index=pd.Index([f"OID{j:05d}" for j in range(m)], name="OlinkID"),
+    )
+    return ad.AnnData(x, obs=obs, var=var)
+
+
+def _sum_code(values, levels):
+    out = np.zeros((len(values), len(levels) - 1))
+    for i, lev in enumerate(levels[:-1]):
+        out[values == lev, i] = 1.0
+    out[values == levels[-1]] = -1.0
+    return out
+
+
+def _design(obs, numeric=None):
+    """[1, Group, Time(2), Group:Time(2)] sum-coded (or Group × numeric column)."""
+    g = _sum_code(obs["Group"].to_numpy(), ["ctrl", "trt"])
+    if numeric is None:
+        other = _sum_code(obs["Time"].to_numpy(), TIMES)
+        names = ["Group", "Time", "Group:Time"]
+    else:
+        other = obs[numeric].to_numpy(dtype=float)[:, None]
+        names = ["Group", numeric, f"Group:{numeric}"]
+    x = np.hstack([np.ones((len(obs), 1)), g, other, g * other])
+    k = other.shape[1]
+    spans = dict(zip(names, [slice(1, 2), slice(2, 2 + k), slice(2 + k, 2 + 2 * k)], strict=True))
+    return x, spans
+
+
+def _classical(y, obs):
+    """Balanced split-plot ANOVA by hand: {term: (F, df_num, df_den, mean square)}."""
+    df = obs.assign(y=y)
+    n_subj, t, g = df["Subject"].nunique(), len(TIMES), 2
+    grand = df["y"].mean()
+    subj_mean = df.groupby("Subject")["y"].transform("mean")
+    time_mean = df.groupby("Time")["y"].transform("mean")
+    grp_mean = df.groupby("Group")["y"].transform("mean")
+    cell_mean = df.groupby(["Group", "Time"])["y"].transform("mean")
+    ss_subj_in_grp = ((subj_mean - grp_mean) ** 2).sum()
+    ss_grp = ((grp_mean - grand) ** 2).sum()
+    ss_time = ((time_mean - grand) ** 2).sum()
+    ss_gt = ((cell_mean - grp_mean - time_mean + grand) ** 2).sum()
+    ss_err = ((df["y"] - subj_mean) ** 2).sum() - ss_time - ss_gt
+    df_b, df_w = n_subj - g, (n_subj - g) * (t - 1)
+    ms_b, ms_w = ss_subj_in_grp / df_b, ss_err / df_w
+    return {
+        "Group": (ss_grp / (g - 1) / ms_b, g - 1, df_b, ss_grp / (g - 1)),
+        "Time": (ss_time / (t - 1) / ms_w, t - 1, df_w, ss_time / (t - 1)),
+        "Group:Time": (ss_gt / (t - 1) / ms_w, t - 1, df_w, ss_gt / (t - 1)),
+    }
+
+
+def _lmer(adata, variable=("Group", "Time"), **kw):
+    return op.tl.lmer(adata, list(variable), "Subject", progress=False, **kw)
+
+
+# --------------------------------------------------------------------------------------
+# balanced: Satterthwaite = classical split-plot F tests with integer df
+
+
+def test_balanced_reml_equals_split_plot_anova():
+    adata = split_plot(seed=1)
+    res = _lmer(adata, reml=True)
+    assert res.attrs["singular_fits"] == []  # positive subject variance in every assay
+    res = res.set_index(["OlinkID", "term"])
+    for j, oid in enumerate(adata.var_names):
+        for term, (f, df1, df2, ms) in _classical(adata.X[:, j], adata.obs).items():
+            got = res.loc[(oid, term)]
+            assert got["statistic"] == pytest.approx(f, rel=1e-8)
+            assert got["NumDF"] == df1
+            assert got["DenDF"] == pytest.approx(df2, rel=1e-8)  # 8 and 16: (n − g)(t − 1)
+            assert got["p_value"] == pytest.approx(stats.f.sf(f, df1, df2), rel=1e-7)
+            if term != "Group":  # within-subject terms: lmerTest's F·σ̂² is the classical MS
+                assert got["meansq"] == pytest.approx(ms, rel=1e-8)
+            assert got["sumsq"] == pytest.approx(got["meansq"] * df1, rel=1e-12)
+
+
+def test_balanced_ml_default_scales_the_split_plot_anova():
+    # olink_lmer fits by ML: σ̂² = RSS/N instead of RSS/(N − p) within each stratum, so
+    # F grows by N/(N − p) and the Satterthwaite df become the stratum sizes N − G and G
+    adata = split_plot(seed=2)
+    res = _lmer(adata).set_index(["OlinkID", "term"])
+    n_subj, n = 10, 30
+    stratum = {"Group": (n_subj, 2), "Time": (n - n_subj, 4), "Group:Time": (n - n_subj, 4)}
+    for j, oid in enumerate(adata.var_names):
+        for term, (f, _, _, _) in _classical(adata.X[:, j], adata.obs).items():
+            size, p_fixed = stratum[term]
+            got = res.loc[(oid, term)]
+            assert got["statistic"] == pytest.approx(f * size / (size - p_fixed), rel=1e-8)
+            assert got["DenDF"] == pytest.approx(size, rel=1e-8)
+
+
+def test_boundary_fit_zero_subject_variance_is_the_ols_anova():
+    # subject means equal within each group: the subject variance is estimated as 0 (lme4's
+    # singular fit); C then depends on σ only and lmerTest's df are the residual df
+    adata = split_plot(seed=7, m=2)
+    subj = adata.obs["Subject"].to_numpy()
+    noise = np.random.default_rng(0).normal(size=(len(subj), 2))
+    noise -= pd.DataFrame(noise).groupby(subj).transform("mean").to_numpy()
+    grp = (adata.obs["Group"] == "trt").to_numpy()
+    late = (adata.obs["Time"] == "T2").to_numpy()
+    adata.X = 5 + noise + 0.4 * grp[:, None] + 0.7 * (grp & late)[:, None]
+    n, p = 30, 6
+    for reml in (True, False):
+        res = _lmer(adata, reml=reml)
+        assert res.attrs["singular_fits"] == ["OID00000", "OID00001"]
+        res = res.set_index(["OlinkID", "term"])
+        for j, oid in enumerate(adata.var_names):
+            fit = smf.ols("y ~ C(Group, Sum)*C(Time, Sum)", data=adata.obs.assign(y=adata.X[:, j]))
+            tab = anova_lm(fit.fit(), typ=3)
+            for term in ["Group", "Time", "Group:Time"]:
+                key = ":".join(f"C({t}, Sum)" for t in term.split(":"))
+                got = res.loc[(oid, term)]
+                scale = 1.0 if reml else (n - p) / n  # σ̂² = RSS/(N − p) or RSS/N
+                assert got["statistic"] == pytest.approx(tab.loc[key, "F"] / scale, rel=1e-8)
+                assert got["DenDF"] == pytest.approx(n - p if reml else n, rel=1e-8)
+
+
+# --------------------------------------------------------------------------------------
+# unbalanced: Wald F of a tight statsmodels fit, Satterthwaite by finite differences
+
+
+def _sm_fit(y, x, groups, reml):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.MixedLM(y, x, groups=groups).fit(reml=reml, method="bfgs", gtol=1e-12)
+    tau, s = float(np.asarray(fit.cov_re)[0, 0]), float(fit.scale)
+    return np.asarray(fit.fe_params), tau, s
+
+
+def _numeric_satterthwaite(y, x, groups, tau, s, lmat, reml):
+    """lmerTest's recipe on dense matrices with central differences in (θ, σ)."""
+    same = (groups[:, None] == groups[None, :]).astype(float)
+    eye = np.eye(y.size)
+
+    def cov_beta(phi):
+        v = phi[1] ** 2 * (eye + phi[0] ** 2 * same)
+        return np.linalg.inv(x.T @ np.linalg.solve(v, x))
+
+    def deviance(phi):
+        v = phi[1] ** 2 * (eye + phi[0] ** 2 * same)
+        vi = np.linalg.inv(v)
+        mmat = x.T @ vi @ x
+        r = y - x @ np.linalg.solve(mmat, x.T @ vi @ y)
+        dev = np.linalg.slogdet(v)[1] + r @ vi @ r
+        return dev + (np.linalg.slogdet(mmat)[1] if reml else 0.0)
+
+    phi = np.array([np.sqrt(tau / s), np.sqrt(s)])
+    h = 1e-4 * phi
+    e = np.diag(h)
+    hess = np.array(
+        [
+            [
+                (
+                    deviance(phi + e[i] + e[k])
+                    - deviance(phi + e[i] - e[k])
+                    - deviance(phi - e[i] + e[k])
+                    + deviance(phi - e[i] - e[k])
+                )
+                / (4 * h[i] * h[k])
+                for k in range(2)
+            ]
+            for i in range(2)
+        ]
+    )
+    jac = [(cov_beta(phi + e[i]) - cov_beta(phi - e[i])) / (2 * h[i]) for i in range(2)]
+    a = 2 * np.linalg.inv(hess)
+    d, p = np.linalg.eigh(lmat @ cov_beta(phi) @ lmat.T)
+    ptl = p.T @ lmat
+    nu = np.array(
+        [
+            2 * d[m] ** 2 / (g @ a @ g)
+            for m in range(d.size)
+            for g in [np.array([ptl[m] @ jm @ ptl[m] for jm in jac])]
+        ]
+    )
+    if nu.size == 1:
+        return nu[0]
+    e_sum = np.sum(nu / (nu - 2))
+    return 2 * e_sum / (e_sum - nu.size)
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["reml", "ml"])
+@pytest.mark.parametrize("numeric", [None, "score"], ids=["factorial", "factor_x_numeric"])
+def test_unbalanced_matches_statsmodels_wald_and_numeric_satterthwaite(reml, numeric):
+    adata = split_plot(n_subj=12, m=2, seed=3, nan_frac=0.15)
+    variable = ("Group", "Time") if numeric is None else ("Group", numeric)
+    res = _lmer(adata, variable=variable, reml=reml).set_index(["OlinkID", "term"])
+    x_all, spans = _design(adata.obs, numeric)
+    groups = adata.obs["Subject"].to_numpy()
+    for j, oid in enumerate(adata.var_names):
+        ok = ~np.isnan(adata.X[:, j])
+        y, x, grp = adata.X[ok, j], x_all[ok], groups[ok]
+        beta, tau, s = _sm_fit(y, x, grp, reml)
+        assert tau > 0
+        v = s * np.eye(y.size) + tau * (grp[:, None] == grp[None, :])
+        cov = np.linalg.inv(x.T @ np.linalg.solve(v, x))  # lmerTest's vcov(model)
+        for term, sl in spans.items():
+            b = beta[sl]
+            f = b @ np.linalg.solve(cov[sl, sl], b) / b.size
+            got = res.loc[(oid, term)]
+            assert got["n"] == ok.sum()
+            assert got["NumDF"] == b.size
+            assert got["statistic"] == pytest.approx(f, rel=1e-6)
+            assert got["meansq"] == pytest.approx(f * s, rel=1e-6)
+            ddf = _numeric_satterthwaite(y, x, grp, tau, s, np.eye(x.shape[1])[sl], reml)
+            assert got["DenDF"] == pytest.approx(ddf, rel=1e-5)
+            assert abs(got["DenDF"] - round(got["DenDF"])) > 1e-5  # not an integer
+            # between the subject-level df (close to it for the between-subject Group)
+            # and the residual df of all samples (within-subject terms)
+            n_subj, p = np.unique(grp).size, x.shape[1]
+            between = n_subj - (2 if reml else 0)  # G − (intercept, Group) with REML
+            if term == "Group":
+                assert abs(got["DenDF"] - between) < 0.5
+            else:
+                assert between + 1 < got["DenDF"] < y.size - p
+            assert got["p_value"] == pytest.approx(
+                stats.f.sf(got["statistic"], got["NumDF"], got["DenDF"]), rel=1e-12
+            )
+
+
+# --------------------------------------------------------------------------------------
+# bookkeeping: BH, covariates, assays that cannot be fitted, errors, workers
+
+
+def test_bh_pools_all_variable_rows_and_covariate_rows_are_reported_apart():
+    adata = split_plot(seed=4, m=5, nan_frac=0.05)
+    res = _lmer(adata, covariates="age")
+    assert set(res["term"]) == {"Group", "Time", "Group:Time", "age"}
+    assert res.attrs["formula"] == "NPX ~ Group*Time + age + (1|Subject)"
+    var_rows = res[res["term"] != "age"]
+    np.testing.assert_allclose(
+        var_rows["p_adj"], multipletests(var_rows["p_value"], method="fdr_bh")[1], atol=1e-12
+    )
+    assert res.loc[res["term"] == "age", "p_adj"].isna().all()
+    assert not res.loc[res["term"] == "age", "significant"].any()
+    assert (res["significant"] == (res["p_adj"].fillna(1.0) < 0.05)).all()
+    assert res["p_value"].is_monotonic_increasing
+    assert list(res.columns[:5]) == ["OlinkID", "Assay", "UniProt", "Panel", "term"]
+    # the covariate's F is the Wald F of its coefficient
+    x, _ = _design(adata.obs)
+    x = np.column_stack([x, adata.obs["age"].to_numpy()])
+    ok = ~np.isnan(adata.X[:, 0])
+    grp = adata.obs["Subject"].to_numpy()[ok]
+    beta, tau, s = _sm_fit(adata.X[ok, 0], x[ok], grp, reml=False)
+    v = s * np.eye(ok.sum()) + tau * (grp[:, None] == grp[None, :])
+    cov = np.linalg.inv(x[ok].T @ np.linalg.solve(v, x[ok]))
+    got = res.set_index(["OlinkID", "term"]).loc[(adata.var_names[0], "age"), "statistic"]
+    assert got == pytest.approx(beta[-1] ** 2 / cov[-1, -1], rel=1e-6)
+
+
+def test_assays_that_cannot_be_fitted_keep_rows_with_a_reason():
+    adata = split_plot(seed=5, m=5)
+    x = adata.X.copy()
+    x[(adata.obs["Time"] == "T2").to_numpy(), 1] = np.nan  # a level without data
+    x[:, 2] = np.nan  # nothing measured
+    once = np.zeros(len(x), dtype=bool)
+    once[[0, 4, 8, 9, 13, 17]] = True  # six subjects, one sample each, every cell present
+    x[~once, 3] = np.nan
+    x[:, 4] = 7.0  # constant
+    adata.X = x
+    with pytest.warns(OlinkpipeWarning, match="4 assay"):
+        res = _lmer(adata)
+    assert len(res) == 5 * 3  # nothing dropped
+    bad = res[res["OlinkID"] != "OID00000"]
+    assert bad[["statistic", "DenDF", "p_value", "p_adj"]].isna().all().all()
+    assert (bad["reason"] != "").all()
+    assert (res.loc[res["OlinkID"] == "OID00000", "reason"] == "").all()
+    reason = res.groupby("OlinkID")["reason"].first()
+    assert "'T2'" in reason["OID00001"] and "'Time'" in reason["OID00001"]
+    assert "no NPX value" in reason["OID00002"]
+    assert "too few" in reason["OID00003"]
+    assert "no within-subject variation" in reason["OID00004"]
+    assert res.attrs["untested_assays"] == ["OID00001", "OID00002", "OID00003", "OID00004"]
+    assert res.attrs["n_tested"] == 1
+    assert res.groupby("OlinkID")["n"].first().tolist() == [30, 20, 0, 6, 30]
+    good = res[res["OlinkID"] == "OID00000"]
+    np.testing.assert_allclose(
+        good["p_adj"], multipletests(good["p_value"], method="fdr_bh")[1], atol=1e-12
+    )
+
+
+def test_control_samples_are_left_out_and_parallel_workers_agree():
+    adata = split_plot(seed=6, m=3)
+    ref = _lmer(adata)
+    obs = adata.obs.copy()
+    obs["is_control"] = obs["is_control"].astype(bool)
+    extra = ad.AnnData(
+        np.full((1, 3), 99.0),
+        obs=pd.DataFrame({"is_control": [True]}, index=["CTRL"]),
+        var=adata.var,
+    )
+    both = ad.concat([adata, extra], join="outer", merge="same")
+    with pytest.warns(OlinkpipeWarning, match="control"):
+        res = _lmer(both)
+    assert res.attrs["excluded_samples"] == ["CTRL"]
+    pd.testing.assert_frame_equal(res, ref, check_exact=False, rtol=1e-12)
+    with joblib.parallel_config(backend="threading"):
+        par = _lmer(adata, n_jobs=2)
+    pd.testing.assert_frame_equal(par, ref)
+
+
+def test_errors_name_the_problem():
+    adata = split_plot(m=2)
+    with pytest.raises(MissingColumnError, match="Visit"):
+        op.tl.lmer(adata, ["Group", "Visit"], "Subject", progress=False)
+    with pytest.raises(MissingColumnError, match="Patient"):
+        op.tl.lmer(adata, "Time", "Patient", progress=False)
+    adata.obs["Site"] = "A"
+    with pytest.raises(DesignError, match="fewer than two levels"):
+        op.tl.lmer(adata, ["Time", "Site"], "Subject", progress=False)
+    with pytest.raises(DesignError, match="random effect and a fixed effect"):
+        op.tl.lmer(adata, ["Time", "Subject"], "Subject", progress=False)
+    with pytest.raises(DesignError, match="variable is empty"):
+        op.tl.lmer(adata, [], "Subject", progress=False)
