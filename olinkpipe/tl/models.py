@@ -614,7 +614,9 @@ def longitudinal(
     A subject with more than one sample at the same time point is left out (warned and
     listed in ``attrs["excluded_subjects"]``), never averaged. The Wald test uses the
     REML fit; OlinkAnalyze's ``olink_lmer`` reports an F test with Satterthwaite df
-    (lmerTest), which is close but not identical for small samples.
+    (lmerTest), which is close but not identical for small samples: use
+    :func:`olinkpipe.tl.lmer` for OlinkAnalyze's numbers (ML fit, type-III F,
+    Satterthwaite DenDF, factorial designs such as treatment × time).
 
     Examples
     --------
