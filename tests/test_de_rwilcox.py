@@ -8,12 +8,15 @@ paired = ..., conf.int = TRUE, conf.level = ...)`` on exactly the numbers genera
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 
 import olinkpipe as op
+from olinkpipe.errors import OlinkpipeWarning, ValidationError
 from olinkpipe.tl import _kernels, _rwilcox
 
 NAN = float("nan")
@@ -657,15 +660,17 @@ def _adata(paired: bool, ref: np.ndarray, tgt: np.ndarray) -> ad.AnnData:
 
 def _run(name: str, **kw) -> pd.DataFrame:
     paired, data, conf_level = CASES[name]
-    res = op.tl.differential(
-        _adata(paired, *data()),
-        groupby="Time",
-        reference="Baseline",
-        pair="Subject" if paired else None,
-        method="wilcoxon",
-        conf_level=conf_level,
-        **kw,
-    )
+    with warnings.catch_warnings():  # e.g. a CI level R cannot reach: tested on its own
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        res = op.tl.differential(
+            _adata(paired, *data()),
+            groupby="Time",
+            reference="Baseline",
+            pair="Subject" if paired else None,
+            method="wilcoxon",
+            conf_level=conf_level,
+            **kw,
+        )
     return res.set_index("OlinkID")
 
 
@@ -804,15 +809,57 @@ def test_rows_with_different_numbers_of_values():
     ref, tgt = paired_case(103, 55, 6, decimals=2, nan_frac=0.05)
     d = (tgt - ref).T
     d[0, :20] = np.nan  # a row with far fewer pairs
-    together = _rwilcox.signed_rank_uniroot(d)
+    together = _rwilcox.signed_rank_uniroot(d)[:3]
     for i in range(d.shape[0]):
-        alone = _rwilcox.signed_rank_uniroot(d[i : i + 1])
+        alone = _rwilcox.signed_rank_uniroot(d[i : i + 1])[:3]
         for t, a in zip(together, alone, strict=True):
             assert t[i] == a[0] or (np.isnan(t[i]) and np.isnan(a[0]))
     ref, tgt = unpaired_case(201, 60, 55, 8, nan_frac=0.02)
     tgt[:30, 1] = np.nan
-    together = _rwilcox.rank_sum_uniroot(tgt.T, ref.T)
+    together = _rwilcox.rank_sum_uniroot(tgt.T, ref.T)[:3]
     for i in range(tgt.shape[1]):
-        alone = _rwilcox.rank_sum_uniroot(tgt.T[i : i + 1], ref.T[i : i + 1])
+        alone = _rwilcox.rank_sum_uniroot(tgt.T[i : i + 1], ref.T[i : i + 1])[:3]
         for t, a in zip(together, alone, strict=True):
             assert t[i] == a[0] or (np.isnan(t[i]) and np.isnan(a[0]))
+
+
+def test_conf_level_must_be_a_probability():
+    paired, data, _ = CASES["paired_small_ties"]
+    adata = _adata(paired, *data())
+    for bad in (0.0, 1.0, 1.5):  # 1.0 made R's alpha-doubling loop run forever
+        with pytest.raises(ValidationError, match="conf_level"):
+            op.tl.differential(
+                adata,
+                groupby="Time",
+                reference="Baseline",
+                pair="Subject",
+                method="wilcoxon",
+                conf_level=bad,
+            )
+        with pytest.raises(ValidationError, match="conf_level"):
+            _rwilcox.signed_rank_uniroot(np.ones((1, 5)), conf_level=bad)
+
+
+def test_lower_confidence_level_is_reported_as_r_does():
+    """Few tied differences: R doubles alpha and warns 'requested conf.level not
+    achievable'. R 4.2.2, wilcox.test(c(0.1, 0.1, 0.2, 0.3, 0.15), conf.int = TRUE):
+    conf.level 0.79999999999999982, conf.int 0.10000000000000001 0.22507105372705069,
+    estimate 0.15003112683313863."""
+    d = np.array([[0.1, 0.1, 0.2, 0.3, 0.15]])
+    est, lo, hi, level = _rwilcox.signed_rank_uniroot(d)
+    assert level[0] == 0.79999999999999982
+    assert (est[0], lo[0], hi[0]) == (0.15003112683313863, 0.1, 0.22507105372705069)
+    x = np.vstack([np.zeros(5), d[0]])  # reference 0, target d: one paired assay
+    obs = pd.DataFrame(
+        {"g": ["r"] * 5 + ["t"] * 5, "p": [f"P{i}" for i in range(5)] * 2},
+        index=[f"S{i}" for i in range(10)],
+    )
+    adata = ad.AnnData(
+        x.reshape(-1, 1),
+        obs=obs,
+        var=pd.DataFrame(index=pd.Index(["OID00001"], name="OlinkID")),
+    )
+    with pytest.warns(OlinkpipeWarning, match="cannot reach the requested level"):
+        res = op.tl.differential(adata, groupby="g", reference="r", pair="p", method="wilcoxon")
+    assert res.loc[0, "reason"].startswith("CI at 0.8 confidence")
+    assert res.loc[0, "ci_low"] == lo[0] and res.loc[0, "ci_high"] == hi[0]

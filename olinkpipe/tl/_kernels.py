@@ -399,7 +399,7 @@ def signed_rank(
         def hl_r(rows):
             return _rwilcox.signed_rank_uniroot(dt[rows], conf_level=conf_level)
 
-        _hl_split(use_exact, hl_exact, hl_r, out)
+        _hl_split(use_exact, hl_exact, hl_r, out, conf_level)
     elif hodges_lehmann:
         _hl_signed(dt, n_all, n, nf, ties, use_exact, conf_level, out)
     bad = n_all < MIN_N
@@ -408,11 +408,13 @@ def signed_rank(
     return out
 
 
-def _hl_split(use_exact: np.ndarray, hl_exact, hl_r, out: dict) -> None:
+def _hl_split(use_exact: np.ndarray, hl_exact, hl_r, out: dict, conf_level: float) -> None:
     """Estimate and CI by order statistics on the exact rows and R's ``uniroot`` on the rest.
 
     ``hl_exact(rows, sub)`` fills ``sub`` (a result dict for those rows) the usual way;
-    ``hl_r(rows)`` returns ``(estimate, ci_low, ci_high)`` for the other rows.
+    ``hl_r(rows)`` returns ``(estimate, ci_low, ci_high, level)`` for the other rows. Where
+    R can only reach a lower confidence level (it doubles alpha and warns), the CI is R's
+    and ``reason`` says which level it has.
     """
     exact_rows = np.flatnonzero(use_exact)
     if exact_rows.size:
@@ -422,8 +424,12 @@ def _hl_split(use_exact: np.ndarray, hl_exact, hl_r, out: dict) -> None:
             out[k][exact_rows] = sub[k]
     r_rows = np.flatnonzero(~use_exact)
     if r_rows.size:
-        est, lo, hi = hl_r(r_rows)
+        est, lo, hi, level = hl_r(r_rows)
         out["estimate"][r_rows], out["ci_low"][r_rows], out["ci_high"][r_rows] = est, lo, hi
+        for i in np.flatnonzero(level < conf_level):
+            out["reason"][r_rows[i]] = (
+                f"CI at {level[i]:.4g} confidence: {conf_level:.4g} not achievable (as R)"
+            )
 
 
 def _exact_mask(exact: bool | None, auto: np.ndarray) -> np.ndarray:
@@ -520,7 +526,7 @@ def rank_sum(
         def hl_r(rows):
             return _rwilcox.rank_sum_uniroot(xt.T[rows], xr.T[rows], conf_level=conf_level)
 
-        _hl_split(use_exact, hl_exact, hl_r, out)
+        _hl_split(use_exact, hl_exact, hl_r, out, conf_level)
     elif hodges_lehmann:
         _hl_ranksum(xt, xr, nt, nr, sigma, use_exact, conf_level, out)
     bad = (nt < MIN_N) | (nr < MIN_N)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import ValidationError
 from ._kernels import _runs, _signed_abs_ranks
 
 __all__ = ["qnorm", "zeroin", "signed_rank_uniroot", "rank_sum_uniroot"]
@@ -298,18 +299,24 @@ def signed_rank_uniroot(x: np.ndarray, *, conf_level: float = 0.95) -> tuple:
     Returns
     -------
     tuple
-        ``(estimate, ci_low, ci_high)``, 1-D arrays, one entry per row.
+        ``(estimate, ci_low, ci_high, level)``, 1-D arrays, one entry per row; ``level``
+        is the confidence level R reaches: ``conf_level``, or lower where R doubles
+        ``alpha`` and warns "requested conf.level not achievable" (few, tied values).
     """
+    if not 0 < conf_level < 1:
+        msg = f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}."
+        raise ValidationError(msg)
     x = np.array(x, dtype=float, ndmin=2)
     x[x == 0] = np.nan  # R: x <- x[x != 0]
     m = x.shape[0]
     est = np.full(m, np.nan)
     lo = np.full(m, np.nan)
     hi = np.full(m, np.nan)
+    level = np.full(m, float(conf_level))
     n = (~np.isnan(x)).sum(axis=1)
     rows = np.flatnonzero(n > 0)
     if rows.size == 0:
-        return est, lo, hi
+        return est, lo, hi, level
     x = np.ascontiguousarray(x[rows])
     mumin = np.nanmin(x, axis=1)
     mumax = np.nanmax(x, axis=1)
@@ -319,7 +326,7 @@ def signed_rank_uniroot(x: np.ndarray, *, conf_level: float = 0.95) -> tuple:
     est[rows[~fin]] = (mumin[~fin] + mumax[~fin]) / 2
     sel = np.flatnonzero(fin)
     if sel.size == 0:
-        return est, lo, hi
+        return est, lo, hi, level
     x, mumin, mumax, wmin = x[sel], mumin[sel], mumax[sel], wmin[sel]
     rows = rows[sel]
     wmax = _w_signed(x, mumax, correct=True)
@@ -337,6 +344,9 @@ def signed_rank_uniroot(x: np.ndarray, *, conf_level: float = 0.95) -> tuple:
             alpha[todo] = a
             break
         a *= 2
+    # R: if (alpha >= 1 || 1 - conf.level < alpha * 0.75) conf.level <- 1 - pmin(1, alpha)
+    short = (alpha >= 1) | ((1 - conf_level) < alpha * 0.75)
+    level[rows[short]] = 1 - np.minimum(1.0, alpha[short])
     med = alpha >= 1
     if med.any():
         mval = _r_median(x[med])
@@ -367,7 +377,7 @@ def signed_rank_uniroot(x: np.ndarray, *, conf_level: float = 0.95) -> tuple:
     lo[rows[ci]] = roots[:k]
     hi[rows[ci]] = roots[k : 2 * k]
     est[rows[er]] = roots[2 * k :]
-    return est, lo, hi
+    return est, lo, hi, level
 
 
 def rank_sum_uniroot(xt: np.ndarray, xr: np.ndarray, *, conf_level: float = 0.95) -> tuple:
@@ -383,19 +393,24 @@ def rank_sum_uniroot(xt: np.ndarray, xr: np.ndarray, *, conf_level: float = 0.95
     Returns
     -------
     tuple
-        ``(estimate, ci_low, ci_high)``, 1-D arrays, one entry per row.
+        ``(estimate, ci_low, ci_high, level)``, 1-D arrays, one entry per row (``level``
+        is ``conf_level``: R's rank-sum CI never lowers it).
     """
+    if not 0 < conf_level < 1:
+        msg = f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}."
+        raise ValidationError(msg)
     xs = np.sort(np.array(xt, dtype=float, ndmin=2), axis=1)
     ys = np.sort(np.array(xr, dtype=float, ndmin=2), axis=1)
     m = xs.shape[0]
     est = np.full(m, np.nan)
     lo = np.full(m, np.nan)
     hi = np.full(m, np.nan)
+    level = np.full(m, float(conf_level))
     nxi = (~np.isnan(xs)).sum(axis=1)
     nyi = (~np.isnan(ys)).sum(axis=1)
     rows = np.flatnonzero((nxi > 0) & (nyi > 0))
     if rows.size == 0:
-        return est, lo, hi
+        return est, lo, hi, level
     xs, ys = np.ascontiguousarray(xs[rows]), np.ascontiguousarray(ys[rows])
     nx, ny = nxi[rows].astype(float), nyi[rows].astype(float)
     r_ = np.arange(rows.size)
@@ -440,4 +455,4 @@ def rank_sum_uniroot(xt: np.ndarray, xr: np.ndarray, *, conf_level: float = 0.95
     for sub, *_, target in probs:
         target[rows[sub]] = roots[start : start + sub.size]
         start += sub.size
-    return est, lo, hi
+    return est, lo, hi, level

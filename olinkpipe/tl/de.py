@@ -20,7 +20,7 @@ from .._docs import doc_adata, doc_alpha, doc_params
 from .._stats import bh_adjust
 from .._validate import check_literal, require_columns
 from .._warnings import warn
-from ..errors import DesignError, format_message, preview
+from ..errors import DesignError, ValidationError, format_message, preview
 from . import _kernels, _limma
 
 __all__ = ["differential"]
@@ -413,6 +413,9 @@ def differential(
     """
     check_literal("method", method, list(_METHODS))
     check_literal("wilcoxon_ci", wilcoxon_ci, ["order", "uniroot"])
+    if not 0 < float(conf_level) < 1:
+        msg = f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}."
+        raise ValidationError(msg)
     covariates = list(covariates or [])
     obs = adata.obs
     require_columns(
@@ -605,5 +608,12 @@ def _frame(adata, acols, res, design, alpha) -> pd.DataFrame:
     cols["mean_reference"] = np.asarray(design.mean_reference, dtype=float)[order]
     cols["mean_target"] = np.asarray(design.mean_target, dtype=float)[order]
     cols["reason"] = np.asarray(res["reason"], dtype=object)[order]
+    lowered = [str(r) for r in cols["reason"] if str(r).startswith("CI at ")]
+    if lowered:
+        warn(
+            f"differential: for {len(lowered)} assay(s) R's Wilcoxon CI cannot reach the "
+            f"requested level (few or tied values); the level reached is in 'reason', "
+            f"e.g. {lowered[0]!r}."
+        )
     # fresh arrays: no copy needed (and pandas would otherwise consolidate the floats)
     return pd.DataFrame(cols, copy=False)
