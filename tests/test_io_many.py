@@ -38,13 +38,17 @@ def _same(got, expected):
     assert set(got.obs_names) == set(expected.obs_names)
     assert set(got.var_names) == set(expected.var_names)
     g = got[expected.obs_names, expected.var_names]
-    for key in (None, "lod"):
+    for key in (None, "lod", "below_lod", "qc_warning"):
         a = g.X if key is None else g.layers[key]
         b = expected.X if key is None else expected.layers[key]
         np.testing.assert_array_equal(a, b)
-    pd.testing.assert_frame_equal(
-        g.obsm["PlateID"][expected.obsm["PlateID"].columns], expected.obsm["PlateID"]
-    )
+    for key in ("PlateID", "QC_Warning"):
+        cols = expected.obsm[key].columns
+        pd.testing.assert_frame_equal(g.obsm[key][cols], expected.obsm[key])
+    for c in ("SampleID", "is_control", "qc_pass"):
+        assert list(g.obs[c]) == list(expected.obs[c]), c
+    for c in ("Assay", "Panel", "UniProt"):
+        assert list(g.var[c].astype(str)) == list(expected.var[c].astype(str)), c
 
 
 def test_one_file_per_panel(whole, tmp_path):
@@ -124,3 +128,72 @@ def test_nothing_to_read(tmp_path):
         op.io.read_exports(tmp_path / "empty")
     with pytest.raises(NPXFormatError, match="file not found"):
         op.io.read_exports([tmp_path / "missing.csv"])
+
+
+def test_panels_with_different_samples(whole, tmp_path):
+    """A sample not run on a panel: no value there, never leftover memory (this read
+    random indices before the fix)."""
+    npx, _ = whole
+    panels = sorted(npx["Panel"].unique())
+    ids = npx["SampleID"].unique()
+    first = npx[(npx["Panel"] == panels[0]) & npx["SampleID"].isin(ids[: len(ids) // 2])]
+    rest = npx[(npx["Panel"] != panels[0])]
+    first.to_csv(tmp_path / "a.csv", sep=";", index=False)
+    rest.to_csv(tmp_path / "b.csv", sep=";", index=False)
+    for _ in range(3):
+        got = op.io.read_exports(tmp_path)
+        on_first = (got.var["Panel"] == panels[0]).to_numpy()
+        missing = ~got.obs["SampleID"].isin(first["SampleID"]).to_numpy()
+        assert np.isnan(got.X[np.ix_(missing, on_first)]).all()
+        assert (got.obsm["PlateID"].loc[missing, panels[0]] == "").all()
+        assert (got.obsm["QC_Warning"].loc[missing, panels[0]] == "").all()
+
+
+def test_parquet_with_unused_categories(whole, tmp_path):
+    """pandas writes a categorical's full dictionary: a subset saved to parquet must not
+    bring back the samples and assays it left out."""
+    npx, _ = whole
+    cat = npx.astype({"SampleID": "category", "OlinkID": "category", "Panel": "category"})
+    panel = sorted(npx["Panel"].unique())[0]
+    sub = cat[cat["Panel"] == panel]
+    sub = sub[sub["SampleID"].isin(npx["SampleID"].unique()[:5])]
+    sub.to_parquet(tmp_path / "sub.parquet", index=False)
+    got = op.read_npx(tmp_path / "sub.parquet")
+    assert got.n_obs == 5 and got.n_vars == sub["OlinkID"].nunique()
+    assert list(got.obsm["PlateID"].columns) == [panel]
+
+
+def test_role_columns_named_differently(whole, tmp_path):
+    npx, expected = whole
+    panels = sorted(npx["Panel"].unique())
+    npx[npx["Panel"] == panels[0]].to_csv(tmp_path / "a.csv", sep=";", index=False)
+    other = npx[npx["Panel"] != panels[0]].rename(
+        columns={"LOD": "PlateLOD", "PlateID": "Plate ID"}
+    )
+    other.to_csv(tmp_path / "b.csv", sep=";", index=False)
+    with pytest.warns(OlinkpipeWarning, match="renamed to match the first file.*PlateLOD -> LOD"):
+        got = op.io.read_exports(tmp_path)
+    _same(got, expected)
+
+
+def test_workbook_that_is_not_an_export_is_skipped(whole, tmp_path):
+    npx, expected = whole
+    npx.to_csv(tmp_path / "all.csv", sep=";", index=False)
+    pd.DataFrame({"patient": ["P1"], "dose": [1.0]}).to_excel(tmp_path / "clinical.xlsx")
+    with pytest.warns(OlinkpipeWarning, match="clinical.xlsx is not an Olink export"):
+        got = op.io.read_exports(tmp_path)
+    _same(got, expected)
+
+
+def test_two_runs_of_the_same_samples_are_warned_about(whole, tmp_path):
+    npx, _ = whole
+    study = npx[~npx["SampleID"].str.contains("CONTROL")]
+    run2 = study.assign(PlateID=study["PlateID"].astype(str) + "_run2")
+    study.to_csv(tmp_path / "run1.csv", sep=";", index=False)
+    run2.to_csv(tmp_path / "run2.csv", sep=";", index=False)
+    with pytest.warns(OlinkpipeWarning) as caught:
+        got = op.io.read_exports(tmp_path)
+    text = " ".join(str(w.message) for w in caught)
+    assert "more than one file" in text and "bridge" in text
+    assert "one row per plate" in text  # the builder's own note on the repeated IDs
+    assert got.n_obs == 2 * study["SampleID"].nunique()  # one row per plate, none merged

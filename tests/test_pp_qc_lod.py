@@ -271,3 +271,13 @@ def test_flag_outliers_without_enough_samples_for_pca():
         out = op.pp.flag_outliers(adata)
     assert not out.obs["pca_outlier"].any()
     assert "PCA needs" in out.uns["olinkpipe"]["outliers"]["pca_skipped"]
+
+
+def test_pca_outliers_with_as_many_components_as_the_data_allow():
+    """3 samples × 2 assays (or one assay): PC count = min(shape) works (full SVD)."""
+    adata = make_adata(10, 6, seed=4, n_controls=0)
+    for sub in (adata[:3, :2].copy(), adata[:5, :1].copy()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OlinkpipeWarning)
+            out = op.pp.flag_outliers(sub)
+        assert "variance_ratio" in out.uns["olinkpipe"]["outliers"]

@@ -393,3 +393,15 @@ def test_folder_of_exports(tmp_path):
             assert len(files) == study.npx["Panel"].nunique()  # each file checksummed
     cols = ["estimate", "statistic", "p_value", "p_adj"]
     pd.testing.assert_frame_equal(tables["folder"][cols], tables["file"][cols])
+
+
+def test_mask_leaving_every_assay_too_missing_for_pca_is_a_note(tmp_path):
+    from olinkpipe.datasets import simulate_cart_study
+
+    study = simulate_cart_study(seed=10, n_treated=5, n_control=0, n_assays=30)
+    npx = study.npx[~study.npx["SampleID"].str.contains("CONTROL")].copy()
+    one = npx["SampleID"].iloc[0]
+    npx["QC_Warning"] = np.where(npx["SampleID"] == one, "WARN", "PASS")
+    res = _qc_only_run(tmp_path, npx, {"qc_warning": "mask"})
+    assert res.status["qc"] == "done" and "pca" not in res.figures
+    assert "No PCA plot" in res.report.read_text(encoding="utf-8")

@@ -187,6 +187,16 @@ class _Column:
                     else np.zeros(0, dtype=np.int32)
                 )
                 self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
+                # a dictionary column (pandas categorical in parquet) may list values no row
+                # uses, e.g. a subset saved with pandas: keep only the used ones
+                used = np.zeros(len(self._uniques), dtype=bool)
+                used[self._codes[self._codes >= 0]] = True
+                if not used.all():
+                    remap = (np.cumsum(used) - 1).astype(np.int32)
+                    self._codes = np.where(self._codes >= 0, remap[self._codes], -1).astype(
+                        np.int32
+                    )
+                    self._uniques = self._uniques[used]
         return self._codes, self._uniques
 
     def values(self) -> np.ndarray:
@@ -222,8 +232,17 @@ class _Groups:
             self.starts = np.concatenate([[0], np.flatnonzero(~cont) + 1])
 
     def constant(self, key: np.ndarray) -> tuple[bool, np.ndarray]:
-        """Is ``key`` constant within each group? Returns ``(ok, value per group)``."""
-        first = np.empty(self.n, dtype=key.dtype)
+        """Is ``key`` constant within each group? Returns ``(ok, value per group)``.
+
+        A group with no rows (a sample not run on a panel) gets NaN for float keys, -1
+        (= null for integer codes) for signed integers, else 0: never uninitialised memory.
+        """
+        if key.dtype.kind == "f":
+            first = np.full(self.n, np.nan, dtype=key.dtype)
+        elif key.dtype.kind == "i":
+            first = np.full(self.n, -1, dtype=key.dtype)
+        else:
+            first = np.zeros(self.n, dtype=key.dtype)
         if len(key) == 0:
             return True, first
         floaty = key.dtype.kind == "f"

@@ -14,6 +14,7 @@ from os import PathLike
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from .._provenance import record_exclusion
@@ -91,11 +92,11 @@ def _one(values: dict[str, str], key: str) -> str:
     return distinct[0] if distinct else "unknown"
 
 
-def _check_overlap(longs: list[pd.DataFrame], names: list[str]) -> None:
+def _check_overlap(longs: list[pd.DataFrame], names: list[str], key: list[str]) -> None:
     """The same sample, assay (and plate) in two files is a re-run, not more data: error."""
     keys = []
     for long, name in zip(longs, names, strict=True):
-        cols = ["SampleID", "OlinkID"] + (["PlateID"] if "PlateID" in long else [])
+        cols = [c for c in key if c in long]
         k = long[cols].astype(str).drop_duplicates()
         keys.append(k.assign(**{SOURCE_COLUMN: name}))
     allk = pd.concat(keys, ignore_index=True)
@@ -105,15 +106,51 @@ def _check_overlap(longs: list[pd.DataFrame], names: list[str]) -> None:
         first = dup.groupby(cols, sort=False)[SOURCE_COLUMN].agg(lambda s: " and ".join(s))
         rows = [f"{'/'.join(map(str, k))} in {files}" for k, files in first.head(5).items()]
         msg = format_message(
-            f"{len(first)} measurement(s) (SampleID/OlinkID"
-            + ("/PlateID" if "PlateID" in cols else "")
-            + ") are in more than one file",
+            f"{len(first)} measurement(s) ({'/'.join(cols)}) are in more than one file",
             column=", ".join(cols),
             rows=rows,
             hint="Two runs of the same samples are two projects: read them separately and "
             "bridge them (op.pp.bridge_normalize); or leave the duplicate file out.",
         )
         raise DuplicateSampleError(msg)
+
+
+def _canonical_columns(parts: list[tuple[str, ad.AnnData]], names: list[str]):
+    """Each file's long table with one set of column names for the Olink roles.
+
+    Files may name a role differently (``PlateLOD``/``LOD``, ``SampleQC``/``QC_Warning``,
+    ``Plate ID``/``PlateID``): the first file's name for each role is used for all.
+    Returns the long tables and the role → column mapping.
+    """
+    roles_of = [dict(a.uns.get("olinkpipe", {}).get("columns", {})) for _, a in parts]
+    canon: dict[str, str] = {}
+    for roles in roles_of:
+        for role, col in roles.items():
+            if col and role not in canon:
+                canon[role] = str(col)
+    longs, renamed = [], []
+    for (_, a), roles, name in zip(parts, roles_of, names, strict=True):
+        long = to_long(a)
+        ren = {
+            str(col): canon[role]
+            for role, col in roles.items()
+            if col and str(col) != canon[role] and str(col) in long
+        }
+        clash = [new for new in ren.values() if new in long]
+        if clash:
+            msg = format_message(
+                f"{name} has both columns named for one role ({', '.join(clash)})",
+                file=name,
+                hint="Read the files one by one with read_npx.",
+            )
+            raise DesignError(msg)
+        if ren:
+            long = long.rename(columns=ren)
+            renamed.append(f"{name}: " + ", ".join(f"{k} -> {v}" for k, v in ren.items()))
+        longs.append(long)
+    if renamed:
+        warn_user("read_exports: columns renamed to match the first file: " + "; ".join(renamed))
+    return longs, canon
 
 
 def read_exports(
@@ -148,7 +185,11 @@ def read_exports(
     Returns
     -------
     anndata.AnnData
-        As :func:`olinkpipe.read_npx` returns; ``uns["olinkpipe"]["source"]`` lists the files.
+        As :func:`olinkpipe.read_npx` returns; ``uns["olinkpipe"]["files"]`` lists the files
+        read. Role columns named differently in different files (``PlateLOD``/``LOD``,
+        ``SampleQC``/``QC_Warning``) are renamed to the first file's names, with a warning;
+        columns only some files have, and study samples found in several files, are warned
+        about.
         Files in a folder that are not Olink exports (an unknown layout, or no
         SampleID/OlinkID/NPX columns) are skipped with a warning and recorded in ``uns["olinkpipe"]["excluded"]`` (kind
         ``"file"``).
@@ -210,18 +251,70 @@ def read_exports(
     return out
 
 
+def _warn_partial_columns(longs: list[pd.DataFrame], names: list[str]) -> None:
+    """Columns only some files have are empty for the others' rows: say so."""
+    every = set.intersection(*(set(lg.columns) for lg in longs))
+    partial = {}
+    for lg, name in zip(longs, names, strict=True):
+        for c in lg.columns:
+            if c not in every:
+                partial.setdefault(c, []).append(name)
+    if partial:
+        listed = "; ".join(f"{c} (only in {', '.join(f)})" for c, f in partial.items())
+        warn_user(
+            f"read_exports: {len(partial)} column(s) are not in every file and are empty for "
+            f"the other files' rows, so they may be kept as a layer rather than in obs/var: "
+            f"{listed}"
+        )
+
+
+def _warn_shared_samples(parts: list[tuple[str, ad.AnnData]], names: list[str]) -> None:
+    """Study samples measured on the same assays in several files (on other plates) look
+    like a second run: say so. (Per-panel files share samples but not assays.)"""
+    seen: dict[str, list[str]] = {}
+    for (_, a), name in zip(parts, names, strict=True):
+        ids = a.obs["SampleID"] if "SampleID" in a.obs else pd.Series(a.obs_names)
+        ctrl = (
+            a.obs["is_control"].to_numpy(bool)
+            if "is_control" in a.obs
+            else np.zeros(a.n_obs, bool)
+        )
+        for sid in pd.unique(ids.astype(str).to_numpy()[~ctrl]):
+            seen.setdefault(sid, []).append(name)
+    assays = {name: set(map(str, a.var_names)) for (_, a), name in zip(parts, names, strict=True)}
+
+    def same_assays(files: list[str]) -> bool:  # per-panel files share samples, not assays
+        return any(assays[f] & assays[g] for i, f in enumerate(files) for g in files[i + 1 :])
+
+    shared = {sid: f for sid, f in seen.items() if len(f) > 1 and same_assays(f)}
+    if shared:
+        files = sorted({n for f in shared.values() for n in f})
+        warn_user(
+            f"read_exports: {len(shared)} study sample(s) are in more than one file "
+            f"({', '.join(files)}), e.g. {', '.join(list(shared)[:5])}; they are kept as "
+            "separate rows per plate. If the files are two runs (projects), normalize them "
+            "to each other instead (op.pp.bridge_normalize)."
+        )
+
+
 def _combine(parts: list[tuple[str, ad.AnnData]], *, product: str | None, duplicates: str):
     """One AnnData from the AnnData of each file (``(path, adata)`` pairs)."""
     if len(parts) == 1:
-        return parts[0][1]
+        out = parts[0][1]
+        out.uns.setdefault("olinkpipe", {})["files"] = [parts[0][0]]
+        return out
     names = [Path(name).name for name, _ in parts]
     if len(set(names)) < len(names):
         names = [name for name, _ in parts]
     provs = {n: a.uns.get("olinkpipe", {}) for n, (_, a) in zip(names, parts, strict=True)}
     kind = _one({n: str(p.get("product", "unknown")) for n, p in provs.items()}, "product")
     _one({n: str(p.get("data_type", "NPX")) for n, p in provs.items()}, "data type")
-    longs = [to_long(a) for _, a in parts]
-    _check_overlap(longs, names)
+    longs, canon = _canonical_columns(parts, names)
+    key = [canon.get(r, d) for r, d in (("sample", "SampleID"), ("olinkid", "OlinkID"))]
+    key += [canon["plate"]] if "plate" in canon else []
+    _check_overlap(longs, names, key)
+    _warn_partial_columns(longs, names)
+    _warn_shared_samples(parts, names)
     long = pd.concat(
         [lg.assign(**{SOURCE_COLUMN: n}) for lg, n in zip(longs, names, strict=True)],
         ignore_index=True,
@@ -235,6 +328,7 @@ def _combine(parts: list[tuple[str, ad.AnnData]], *, product: str | None, duplic
     )
     prov = out.uns.setdefault("olinkpipe", {})
     prov["source"] = [name for name, _ in parts]
+    prov["files"] = [name for name, _ in parts]
     excluded = [
         p["excluded"]
         for p in provs.values()

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from openpyxl.utils import get_column_letter
 
-from ..errors import NPXFormatError, format_message, preview
+from ..errors import NPXFormatError, UnknownFormatError, format_message, preview
 from . import _sniff
 from ._util import warn_user
 from .convert import from_long, parse_number, resolve_roles
@@ -258,7 +258,7 @@ def read_excel(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
                 "Manager wide export) or columns SampleID, OlinkID, NPX (long); pass sheet= "
                 "if the sheet is there but laid out differently.",
             )
-            raise NPXFormatError(msg)
+            raise UnknownFormatError(msg)  # a workbook, but not an Olink export
         _, _, chosen, kind = max(found)
         if len(found) > 1:
             warn_user(

@@ -233,7 +233,10 @@ def pca_scores(
         msg = "PCA needs at least 2 samples and 1 assay with varying NPX."
         raise ValidationError(msg)
     tmp = ad.AnnData(X=X)
-    sc.pp.pca(tmp, n_comps=k, zero_center=True, svd_solver="arpack" if k < min(X.shape) else None)
+    # arpack needs k < min(shape); with as many components as the data allow, use full SVD
+    sc.pp.pca(
+        tmp, n_comps=k, zero_center=True, svd_solver="arpack" if k < min(X.shape) else "full"
+    )
     scores = pd.DataFrame(
         tmp.obsm["X_pca"][:, :k],
         index=adata.obs_names[rows],

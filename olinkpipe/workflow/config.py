@@ -37,9 +37,10 @@ class Inputs(_Section):
     """Where the data are. Relative paths are relative to the config file."""
 
     npx: str | list[str] = Field(
+        min_length=1,
         description="Olink export (long CSV/TXT, parquet, wide xlsx, or zip), a folder of "
         "exports, or a list of files; several files are read as one study "
-        "(`olinkpipe.io.read_exports`)."
+        "(`olinkpipe.io.read_exports`).",
     )
     samples: str | None = Field(
         None, description="Sample sheet joined to the samples (SampleID -> patient, timepoint)."

@@ -25,7 +25,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..errors import OlinkpipeError, OlinkpipeWarning
+from ..errors import OlinkpipeError, OlinkpipeWarning, ValidationError
 from .config import WorkflowConfig, load_config, resolve_input
 
 __all__ = ["run", "WorkflowResult", "WorkflowError", "STEPS"]
@@ -254,7 +254,7 @@ def _step_read(ctx: _Context) -> None:
         ctx.inputs["npx"] = paths[0]
     else:  # a folder of exports, or several files: one AnnData (olinkpipe.io.read_exports)
         adata = op.io.read_exports(paths, sep=cfg.sep, exclude=list(ctx.inputs.values()))
-        sources = [Path(s) for s in adata.uns["olinkpipe"]["source"]]
+        sources = [Path(s) for s in adata.uns["olinkpipe"]["files"]]
         for i, src in enumerate(sources):
             ctx.inputs[f"npx[{i}]"] = src
         what = f"{len(sources)} export(s) ({', '.join(s.name for s in sources)})"
@@ -288,7 +288,7 @@ def _step_clinical(ctx: _Context) -> None:
 def _check_qc_left(before: ad.AnnData, after: ad.AnnData, qc_warning: str) -> None:
     """A clear error when QC filtering leaves fewer than 2 samples of an export that had
     them, and a warning when ``qc_warning: drop`` alone removed more than half of them."""
-    from ..errors import ValidationError, format_message
+    from ..errors import format_message
 
     tab = after.uns.get("olinkpipe", {}).get("excluded")
     removed = {}
@@ -358,20 +358,26 @@ def _step_qc(ctx: _Context) -> None:
     with warnings.catch_warnings():  # all-NaN assays: no spread, quietly
         warnings.simplefilter("ignore", RuntimeWarning)
         varying = int((np.nanstd(adata.X, axis=0) > 0).sum()) if adata.n_obs else 0
+    drawn = None
+    why = (
+        f"it needs at least 3 samples and 2 varying assays; after QC there are "
+        f"{adata.n_obs} sample(s) and {varying} varying assay(s)"
+    )
     if adata.n_obs >= 3 and varying >= 2:
+        try:
+            drawn = op.pl.pca(adata, color=color)
+        except ValidationError as exc:  # e.g. every assay too often missing (qc_warning: mask)
+            why = str(exc)
+    if drawn is not None:
         ctx.figure(
             "pca",
-            op.pl.pca(adata, color=color),
+            drawn,
             section="qc",
             caption="Principal components of NPX after QC"
             + (f", coloured by {color}." if color else "."),
         )
     else:
-        ctx.note(
-            "qc",
-            f"No PCA plot: it needs at least 3 samples and 2 varying assays; after QC there "
-            f"are {adata.n_obs} sample(s) and {varying} varying assay(s).",
-        )
+        ctx.note("qc", f"No PCA plot: {why}")
     logger.info("  after QC: %d samples x %d assays", *adata.shape)
     ctx.note("qc", f"After QC: {adata.n_obs} samples × {adata.n_vars} assays.")
     ctx.result.adata = adata
