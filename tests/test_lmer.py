@@ -3,6 +3,8 @@ re-implementation of lmerTest's Satterthwaite recipe (finite differences, as num
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import warnings
 
 import anndata as ad
@@ -19,7 +21,13 @@ from statsmodels.stats.multitest import multipletests
 import olinkpipe as op
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning
 
+LMER = importlib.import_module("olinkpipe.tl.lmer")  # the module (tl.lmer is the function)
+
 TIMES = ["T0", "T1", "T2"]
+#: lmerTest rounds its type-III contrasts to 7 digits (zapsmall: 1/3 -> 0.3333333), which
+#: moves the F of a term contained in another one (main effects) by ~1e-7 from the exact
+#: textbook value; tl.lmer reproduces that rounding
+ZAP = 1e-6
 
 
 def split_plot(*, n_subj=10, m=3, seed=0, nan_frac=0.0, subj_sd=1.5):
@@ -116,12 +124,12 @@ def test_balanced_reml_equals_split_plot_anova():
     for j, oid in enumerate(adata.var_names):
         for term, (f, df1, df2, ms) in _classical(adata.X[:, j], adata.obs).items():
             got = res.loc[(oid, term)]
-            assert got["statistic"] == pytest.approx(f, rel=1e-8)
+            assert got["statistic"] == pytest.approx(f, rel=ZAP)
             assert got["NumDF"] == df1
             assert got["DenDF"] == pytest.approx(df2, rel=1e-8)  # 8 and 16: (n − g)(t − 1)
-            assert got["p_value"] == pytest.approx(stats.f.sf(f, df1, df2), rel=1e-7)
+            assert got["p_value"] == pytest.approx(stats.f.sf(f, df1, df2), rel=ZAP)
             if term != "Group":  # within-subject terms: lmerTest's F·σ̂² is the classical MS
-                assert got["meansq"] == pytest.approx(ms, rel=1e-8)
+                assert got["meansq"] == pytest.approx(ms, rel=ZAP)
             assert got["sumsq"] == pytest.approx(got["meansq"] * df1, rel=1e-12)
 
 
@@ -136,7 +144,7 @@ def test_balanced_ml_default_scales_the_split_plot_anova():
         for term, (f, _, _, _) in _classical(adata.X[:, j], adata.obs).items():
             size, p_fixed = stratum[term]
             got = res.loc[(oid, term)]
-            assert got["statistic"] == pytest.approx(f * size / (size - p_fixed), rel=1e-8)
+            assert got["statistic"] == pytest.approx(f * size / (size - p_fixed), rel=ZAP)
             assert got["DenDF"] == pytest.approx(size, rel=1e-8)
 
 
@@ -162,7 +170,7 @@ def test_boundary_fit_zero_subject_variance_is_the_ols_anova():
                 key = ":".join(f"C({t}, Sum)" for t in term.split(":"))
                 got = res.loc[(oid, term)]
                 scale = 1.0 if reml else (n - p) / n  # σ̂² = RSS/(N − p) or RSS/N
-                assert got["statistic"] == pytest.approx(tab.loc[key, "F"] / scale, rel=1e-8)
+                assert got["statistic"] == pytest.approx(tab.loc[key, "F"] / scale, rel=ZAP)
                 assert got["DenDF"] == pytest.approx(n - p if reml else n, rel=1e-8)
 
 
@@ -230,13 +238,80 @@ def _numeric_satterthwaite(y, x, groups, tau, s, lmat, reml):
     return 2 * e_sum / (e_sum - nu.size)
 
 
+def _zap(a):
+    """R's zapsmall(a): round to 7 significant digits of the largest |entry|."""
+    mx = np.abs(a).max()
+    return np.round(a, max(0, 7 - int(np.ceil(np.log10(mx))))) if mx > 0 else a
+
+
+def _lmertest_type3(obs, factors):
+    """lmerTest's type-III contrasts (extract_contrasts_type3) for a full factorial of
+    factors, by name: treatment-coded X, rank-deficient all-level rdX, L = zap(ginv(X) rdX)',
+    columns of contained terms replaced by zap(residuals on the containing terms' columns),
+    rows of X's coefficients. Returns ({term: L in X's coefficients}, X)."""
+    levels = {f: sorted(obs[f].unique()) for f in factors}
+    terms = [c for r in range(1, len(factors) + 1) for c in itertools.combinations(factors, r)]
+
+    def columns(term, drop_first):
+        out = {"": np.ones(len(obs))}
+        for f in term:
+            out = {
+                (name + ":" if name else "") + f"{f}[{lev}]": col * (obs[f] == lev).to_numpy()
+                for name, col in out.items()
+                for lev in levels[f][1 if drop_first else 0 :]
+            }
+        return out
+
+    xcols, rdcols, owner = {"(Intercept)": np.ones(len(obs))}, {"(Intercept)": None}, {}
+    for term in terms:
+        for drop, target in [(True, xcols), (False, rdcols)]:
+            for name, col in columns(term, drop).items():
+                target[name] = col
+                owner[name] = term
+    rdcols["(Intercept)"] = np.ones(len(obs))
+    x = np.column_stack(list(xcols.values()))
+    rdx = np.column_stack(list(rdcols.values()))
+    lmat = pd.DataFrame(_zap(np.linalg.pinv(x) @ rdx).T, index=list(rdcols), columns=list(xcols))
+    for term in sorted(terms, key=len, reverse=True):
+        mine = [c for c in xcols if owner.get(c) == term]
+        over = [c for c in xcols if c in owner and set(term) < set(owner[c])]
+        if over:
+            z = lmat[over].to_numpy()
+            yy = lmat[mine].to_numpy()
+            lmat[mine] = _zap(yy - z @ np.linalg.pinv(z) @ yy)
+    lmat = lmat.loc[list(xcols)]
+    out = {}
+    for term in terms:
+        lt = lmat[[c for c in xcols if owner.get(c) == term]].to_numpy().T
+        out[":".join(term)] = lt[np.abs(lt).sum(axis=1) > 1e-8]
+    return out, x
+
+
+def test_lmertest_type3_contrasts_of_a_2x3_design():
+    # show_tests(anova(lmer(y ~ Group * Time + (1|Subject)), type = 3)) in treatment coding:
+    # Group is averaged over the three times (1/3 rounded to 7 digits), Time over the groups
+    obs = split_plot(n_subj=4, m=1).obs
+    lt, _ = _lmertest_type3(obs, ["Group", "Time"])
+    np.testing.assert_array_equal(lt["Group"], [[0, 1, 0, 0, 0.3333333, 0.3333333]])
+    np.testing.assert_array_equal(lt["Time"], [[0, 0, 1, 0, 0.5, 0], [0, 0, 0, 1, 0, 0.5]])
+    np.testing.assert_array_equal(lt["Group:Time"], np.eye(6)[4:])
+
+
 @pytest.mark.parametrize("reml", [True, False], ids=["reml", "ml"])
 @pytest.mark.parametrize("numeric", [None, "score"], ids=["factorial", "factor_x_numeric"])
 def test_unbalanced_matches_statsmodels_wald_and_numeric_satterthwaite(reml, numeric):
-    adata = split_plot(n_subj=12, m=2, seed=3, nan_frac=0.15)
+    # lmerTest's F ddf depends on the rows of L, not only on the hypothesis they span: the
+    # numeric recipe gets lmerTest's own type-III L (mapped to the sum-coded coefficients)
+    adata = split_plot(n_subj=12, m=2, seed=3, nan_frac=0.2)
     variable = ("Group", "Time") if numeric is None else ("Group", numeric)
     res = _lmer(adata, variable=variable, reml=reml).set_index(["OlinkID", "term"])
     x_all, spans = _design(adata.obs, numeric)
+    if numeric is None:
+        lt, x_trt = _lmertest_type3(adata.obs, ["Group", "Time"])
+        to_sum = _zap(np.linalg.pinv(x_trt) @ x_all)  # β_trt = M β_sum
+        lmats = {term: lt[term] @ to_sum for term in spans}
+    else:  # 1-df terms: the coefficient itself (Group at score = 0, as lmerTest)
+        lmats = {term: np.eye(x_all.shape[1])[sl] for term, sl in spans.items()}
     groups = adata.obs["Subject"].to_numpy()
     for j, oid in enumerate(adata.var_names):
         ok = ~np.isnan(adata.X[:, j])
@@ -245,16 +320,16 @@ def test_unbalanced_matches_statsmodels_wald_and_numeric_satterthwaite(reml, num
         assert tau > 0
         v = s * np.eye(y.size) + tau * (grp[:, None] == grp[None, :])
         cov = np.linalg.inv(x.T @ np.linalg.solve(v, x))  # lmerTest's vcov(model)
-        for term, sl in spans.items():
-            b = beta[sl]
-            f = b @ np.linalg.solve(cov[sl, sl], b) / b.size
+        for term, lmat in lmats.items():
+            lb = lmat @ beta
+            f = lb @ np.linalg.solve(lmat @ cov @ lmat.T, lb) / lb.size
             got = res.loc[(oid, term)]
             assert got["n"] == ok.sum()
-            assert got["NumDF"] == b.size
+            assert got["NumDF"] == lb.size
             assert got["statistic"] == pytest.approx(f, rel=1e-6)
             assert got["meansq"] == pytest.approx(f * s, rel=1e-6)
-            ddf = _numeric_satterthwaite(y, x, grp, tau, s, np.eye(x.shape[1])[sl], reml)
-            assert got["DenDF"] == pytest.approx(ddf, rel=1e-5)
+            ddf = _numeric_satterthwaite(y, x, grp, tau, s, lmat, reml)
+            assert got["DenDF"] == pytest.approx(ddf, rel=1e-6)
             assert abs(got["DenDF"] - round(got["DenDF"])) > 1e-5  # not an integer
             # between the subject-level df (close to it for the between-subject Group)
             # and the residual df of all samples (within-subject terms)
@@ -267,6 +342,62 @@ def test_unbalanced_matches_statsmodels_wald_and_numeric_satterthwaite(reml, num
             assert got["p_value"] == pytest.approx(
                 stats.f.sf(got["statistic"], got["NumDF"], got["DenDF"]), rel=1e-12
             )
+
+
+# --------------------------------------------------------------------------------------
+# robustness: θ without a cap, offset and scale of NPX, the deviance Hessian
+
+
+def _by_row(res):
+    return res.set_index(["OlinkID", "term"]).sort_index()
+
+
+def test_huge_subject_variance_is_fitted_without_a_cap():
+    # between-subject SD 1e5 times the residual SD (θ ≈ 1e5): still the split-plot ANOVA
+    adata = split_plot(seed=8, m=2, subj_sd=6e4)
+    res = _lmer(adata, reml=True)
+    assert (res["reason"] == "").all() and res.attrs["hessian_dropped"] == []
+    res = _by_row(res)
+    for j, oid in enumerate(adata.var_names):
+        for term, (f, _, df2, _) in _classical(adata.X[:, j], adata.obs).items():
+            got = res.loc[(oid, term)]
+            assert got["statistic"] == pytest.approx(f, rel=ZAP)
+            assert got["DenDF"] == pytest.approx(df2, rel=1e-6)
+
+
+def test_a_fit_that_does_not_converge_says_so(monkeypatch):
+    adata = split_plot(seed=8, m=2, subj_sd=6e4)
+    monkeypatch.setattr(LMER, "_LOG_THETA_MAX", np.log(1e3))  # the optimum is out of reach
+    with pytest.warns(OlinkpipeWarning, match="2 assay"):
+        res = _lmer(adata)
+    assert res["reason"].str.startswith("fit not converged: subject variance grows").all()
+    assert res[["statistic", "DenDF"]].isna().all().all()
+
+
+def test_npx_offset_and_scale_leave_f_and_dendf_unchanged():
+    adata = split_plot(n_subj=12, m=3, seed=3, nan_frac=0.15)
+    ref = _by_row(_lmer(adata))
+    for shift, factor, rel in [(1e6, 1.0, 1e-9), (0.0, 1e6, 1e-8), (0.0, 1e150, 1e-8)]:
+        moved = adata.copy()
+        moved.X = adata.X * factor + shift
+        got = _by_row(_lmer(moved))  # NPX × 1e150 used to raise OverflowError
+        assert (got["reason"] == "").all()
+        np.testing.assert_allclose(got["statistic"], ref["statistic"], rtol=rel)
+        np.testing.assert_allclose(got["DenDF"], ref["DenDF"], rtol=rel)
+        np.testing.assert_allclose(got["meansq"], ref["meansq"] * factor**2, rtol=rel)
+
+
+def test_dropped_hessian_eigenvalues_are_reported(monkeypatch):
+    adata = split_plot(n_subj=12, m=2, seed=3, nan_frac=0.15)
+    ref = _by_row(_lmer(adata))
+    assert ref.attrs["hessian_dropped"] == []
+    # a cut-off that drops the smaller eigenvalue of the (scaled) Hessian in every assay
+    monkeypatch.setattr(LMER, "_HESS_RTOL", 0.999)
+    with pytest.warns(OlinkpipeWarning, match="2 assay.*near-singular deviance Hessian"):
+        res = _lmer(adata)
+    assert res.attrs["hessian_dropped"] == ["OID00000", "OID00001"]
+    assert (res["reason"] == "").all() and res["DenDF"].notna().all()
+    assert not np.allclose(_by_row(res)["DenDF"], ref["DenDF"], rtol=1e-3)
 
 
 # --------------------------------------------------------------------------------------
@@ -300,7 +431,7 @@ def test_bh_pools_all_variable_rows_and_covariate_rows_are_reported_apart():
 
 
 def test_assays_that_cannot_be_fitted_keep_rows_with_a_reason():
-    adata = split_plot(seed=5, m=5)
+    adata = split_plot(seed=5, m=7)
     x = adata.X.copy()
     x[(adata.obs["Time"] == "T2").to_numpy(), 1] = np.nan  # a level without data
     x[:, 2] = np.nan  # nothing measured
@@ -308,26 +439,47 @@ def test_assays_that_cannot_be_fitted_keep_rows_with_a_reason():
     once[[0, 4, 8, 9, 13, 17]] = True  # six subjects, one sample each, every cell present
     x[~once, 3] = np.nan
     x[:, 4] = 7.0  # constant
+    cell = ((adata.obs["Group"] == "trt") & (adata.obs["Time"] == "T1")).to_numpy()
+    x[cell, 5] = np.nan  # an empty Group × Time cell (olink_lmer / lmerTest do test it)
+    x[3, 6] = np.inf
     adata.X = x
-    with pytest.warns(OlinkpipeWarning, match="4 assay"):
+    with pytest.warns(OlinkpipeWarning, match="6 assay"):
         res = _lmer(adata)
-    assert len(res) == 5 * 3  # nothing dropped
+    assert len(res) == 7 * 3  # nothing dropped
     bad = res[res["OlinkID"] != "OID00000"]
     assert bad[["statistic", "DenDF", "p_value", "p_adj"]].isna().all().all()
     assert (bad["reason"] != "").all()
     assert (res.loc[res["OlinkID"] == "OID00000", "reason"] == "").all()
     reason = res.groupby("OlinkID")["reason"].first()
     assert "'T2'" in reason["OID00001"] and "'Time'" in reason["OID00001"]
-    assert "no NPX value" in reason["OID00002"]
+    assert reason["OID00002"] == "all values missing"
     assert "too few" in reason["OID00003"]
     assert "no within-subject variation" in reason["OID00004"]
-    assert res.attrs["untested_assays"] == ["OID00001", "OID00002", "OID00003", "OID00004"]
+    assert "Group×Time cell ('trt', 'T1')" in reason["OID00005"]
+    assert "Missing cells" in reason["OID00005"]  # says that lmerTest would test it
+    assert "infinite" in reason["OID00006"]
+    assert res.attrs["untested_assays"] == [f"OID0000{i}" for i in range(1, 7)]
     assert res.attrs["n_tested"] == 1
-    assert res.groupby("OlinkID")["n"].first().tolist() == [30, 20, 0, 6, 30]
+    assert res.groupby("OlinkID")["n"].first().tolist() == [30, 20, 0, 6, 30, 25, 30]
     good = res[res["OlinkID"] == "OID00000"]
     np.testing.assert_allclose(
         good["p_adj"], multipletests(good["p_value"], method="fdr_bh")[1], atol=1e-12
     )
+
+
+def test_any_failure_inside_a_fit_becomes_the_assays_reason(monkeypatch):
+    adata = split_plot(seed=5, m=2)
+
+    def boom(st, *, reml):
+        raise OverflowError("(34, 'Numerical result out of range')")
+
+    monkeypatch.setattr(LMER, "_optimum", boom)
+    with pytest.warns(OlinkpipeWarning, match="2 assay"):
+        res = _lmer(adata)
+    assert (
+        res["reason"] == "fit failed: OverflowError: (34, 'Numerical result out of range')"
+    ).all()
+    assert res["statistic"].isna().all()
 
 
 def test_control_samples_are_left_out_and_parallel_workers_agree():

@@ -6,6 +6,8 @@ of lmerTest reports. The model has one random intercept, so its likelihood has a
 form in per-subject sums (``V_i = σ² I + σ²_b 11ᵀ``): the fit, the Hessian of the deviance
 and the derivatives of ``Cov(β̂)`` are computed exactly here in numpy instead of by
 numerical differentiation, in the one per-assay loop of :func:`models._run_per_assay`.
+The contrasts are lmerTest's own type-III ``L`` (:func:`_type3_contrasts`), whose rows the
+Satterthwaite df depend on.
 """
 
 from __future__ import annotations
@@ -32,24 +34,42 @@ __all__ = ["lmer"]
 
 logger = logging.getLogger("olinkpipe")
 
-#: θ = σ_b / σ grid used to bracket the optimum of the profiled deviance
-_THETA_GRID = np.r_[0.0, np.logspace(-4, 4, 41)]
-#: lmerTest's tolerance for positive eigenvalues of the deviance Hessian
-_HESS_TOL = 1e-8
+#: log θ (θ = σ_b / σ) grid that brackets the optimum of the profiled deviance; extended
+#: while the deviance keeps falling, up to θ = 1e100 and down to θ = 1e-12
+_LOG_THETA_GRID = np.log(np.logspace(-4, 4, 41))
+_LOG_THETA_MAX = np.log(1e100)
+_LOG_THETA_MIN = np.log(1e-12)
+#: largest |∂ deviance / ∂ log θ| and |∂ deviance / ∂ log σ| accepted at the optimum
+_GRAD_TOL = 1e-4
+#: eigenvalues of the (Jacobi-scaled) deviance Hessian below this times the largest are
+#: dropped from vcov(θ, σ) and reported (lmerTest: an absolute 1e-8, with a warning)
+_HESS_RTOL = 1e-8
 _LOG2PI = np.log(2.0 * np.pi)
 
 
 # --------------------------------------------------------------------------------------
-# design
+# design and lmerTest's type-III contrasts
 
 
 def _is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
+def _zapsmall(a: np.ndarray, digits: int = 7) -> np.ndarray:
+    """R's ``zapsmall``: round to ``digits`` significant digits of the largest entry."""
+    mx = float(np.max(np.abs(a))) if a.size else 0.0
+    if mx > 0:
+        digits = max(0, digits - int(np.ceil(np.log10(mx))))
+    return np.round(a, digits)
+
+
 class _Design:
-    """Fixed effects: full factorial of ``variables`` (sum-to-zero factors, raw numerics)
-    plus additive ``covariates``; ``spans`` maps each term to its columns."""
+    """Fixed effects: full factorial of ``variables`` plus additive ``covariates``.
+
+    ``x`` is the sum-to-zero coded design that is fitted (raw numerics); ``spans`` maps each
+    term to its columns; ``lmats`` holds lmerTest's type-III contrast of each term in the
+    coefficients of ``x`` (see :func:`_type3_contrasts`).
+    """
 
     def __init__(self, obs: pd.DataFrame, variables: list[str], covariates: list[str]):
         self.levels: dict[str, list[str] | None] = {}
@@ -64,34 +84,107 @@ class _Design:
                     hint="Choose a column with at least two levels, or drop it.",
                 )
                 raise DesignError(msg)
-        cols = {c: self._block(obs, c) for c in variables + covariates}
-        n = len(obs)
-        blocks = [np.ones((n, 1))]
-        self.spans: list[tuple[str, slice]] = []
-        pos = 1
-        terms = [
+        self.terms: list[tuple[str, ...]] = [
             t for r in range(1, len(variables) + 1) for t in itertools.combinations(variables, r)
         ]
-        terms += [(c,) for c in covariates]
-        for term in terms:
-            block = cols[term[0]]
-            for f in term[1:]:
-                block = (block[:, :, None] * cols[f][:, None, :]).reshape(n, -1)
-            blocks.append(block)
-            self.spans.append((":".join(term), slice(pos, pos + block.shape[1])))
-            pos += block.shape[1]
-        self.x = np.hstack(blocks)
+        self.terms += [(c,) for c in covariates]
         self.factors = [c for c in variables + covariates if self.levels[c] is not None]
+        blocks = {c: self._blocks(obs, c) for c in variables + covariates}
+        n = len(obs)
+        cols: dict[str, list[np.ndarray]] = {k: [np.ones((n, 1))] for k in ["sum", "trt", "full"]}
+        keys: dict[str, list] = {"trt": [()], "full": [()]}  # column keys: (term, levels)
+        self.spans: list[tuple[str, slice]] = []
+        pos = 1
+        for term in self.terms:
+            for kind in cols:
+                block, key = blocks[term[0]][kind]
+                key = [(k,) for k in key]
+                for f in term[1:]:
+                    b2, k2 = blocks[f][kind]
+                    block = (block[:, :, None] * b2[:, None, :]).reshape(n, -1)
+                    key = [(*a, b) for a in key for b in k2]
+                cols[kind].append(block)
+                if kind in keys:
+                    keys[kind] += [(term, k) for k in key]
+            width = cols["sum"][-1].shape[1]
+            self.spans.append((":".join(term), slice(pos, pos + width)))
+            pos += width
+        self.x = np.hstack(cols["sum"])
+        self.lmats = _type3_contrasts(
+            self.x,
+            np.hstack(cols["trt"]),
+            np.hstack(cols["full"]),
+            keys,
+            self.terms,
+            self.spans,
+            {c: self.levels[c] is None for c in variables + covariates},
+        )
 
-    def _block(self, obs: pd.DataFrame, c: str) -> np.ndarray:
+    def _blocks(self, obs: pd.DataFrame, c: str) -> dict:
+        """Columns of ``c`` in sum, treatment and full-indicator coding, with level keys."""
         lev = self.levels[c]
         if lev is None:
-            return obs[c].to_numpy(dtype=float)[:, None]
-        return _sum_coding(obs[c].astype(str).to_numpy(), lev)
+            col = obs[c].to_numpy(dtype=float)[:, None]
+            return {k: (col, [None]) for k in ["sum", "trt", "full"]}
+        vals = obs[c].astype(str).to_numpy()
+        full = (vals[:, None] == np.asarray(lev)[None, :]).astype(float)
+        return {
+            "sum": (_sum_coding(vals, lev), lev[:-1]),
+            "trt": (full[:, 1:], lev[1:]),  # R's contr.treatment: first level is the reference
+            "full": (full, lev),
+        }
+
+
+def _type3_contrasts(x_sum, x_trt, rdx, keys, terms, spans, numeric) -> list[np.ndarray]:
+    """lmerTest's type-III contrast of every term, mapped to the sum-coded coefficients.
+
+    A port of lmerTest's ``extract_contrasts_type3`` (``get_contrasts_type3`` for models in
+    ``contr.treatment`` coding, as ``olink_lmer`` fits them): ``L = zapsmall(t(ginv(X) rdX))``
+    with ``X`` the treatment-coded design and ``rdX`` the rank-deficient design (intercept
+    plus all-level indicators of every term); the columns of a term contained in other terms
+    (SAS containment: more variables, the same numeric ones) are replaced by ``zapsmall`` of
+    their residuals on the columns of the containing terms, highest order first; a term's
+    contrast is its columns at the rows of ``X``'s coefficients, nonzero rows kept. As in
+    ``get_contrasts_type3`` for other codings, it is mapped to the fitted (sum-coded)
+    coefficients by ``zapsmall(ginv(X) X_sum)``, exact here (small integers). The
+    ``zapsmall`` rounding to 7 digits (1/3 → 0.3333333) is kept: the ``L`` rows, and with
+    them lmerTest's per-row Satterthwaite df, are lmerTest's.
+    """
+    lmat = _zapsmall(np.linalg.lstsq(x_trt, rdx, rcond=None)[0].T)  # rdX cols × X cols
+    vars_of = [set(t) for t in terms]
+    nums = [{v for v in t if numeric[v]} for t in terms]
+    order = sorted(range(len(terms)), key=lambda i: -len(terms[i]))
+    for i in order:
+        contains = [j for j in range(len(terms)) if vars_of[i] < vars_of[j] and nums[i] == nums[j]]
+        if contains:
+            sl = spans[i][1]
+            other = np.hstack([lmat[:, spans[j][1]] for j in contains])
+            coef = np.linalg.lstsq(other, lmat[:, sl], rcond=None)[0]
+            lmat[:, sl] = _zapsmall(lmat[:, sl] - other @ coef)
+    where = {k: r for r, k in enumerate(keys["full"])}
+    lmat = lmat[[where[k] for k in keys["trt"]]]  # rows of X's coefficients: p × p
+    to_sum = _zapsmall(np.linalg.lstsq(x_trt, x_sum, rcond=None)[0])  # β_trt = M β_sum
+    out = []
+    for _, sl in spans:
+        lt = lmat[:, sl].T
+        lt = lt[np.abs(lt).sum(axis=1) > 1e-8]
+        out.append(lt @ to_sum)
+    return out
 
 
 # --------------------------------------------------------------------------------------
 # kernel: one assay, random intercept, closed-form (RE)ML deviance and its derivatives
+
+
+def _scaled_solve(m: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve ``m z = b`` for symmetric positive definite ``m`` (stack) after Jacobi scaling.
+
+    Between-subject columns enter ``X'V⁻¹X`` only through the subject means, weighted by
+    ``1/(1 + θ²n)``: for a large θ their block is many orders smaller than the within one.
+    """
+    d = 1.0 / np.sqrt(np.diagonal(m, axis1=-2, axis2=-1))
+    ms = m * d[..., :, None] * d[..., None, :]
+    return d[..., :, None] * np.linalg.solve(ms, d[..., :, None] * b)
 
 
 class _Stats:
@@ -119,7 +212,7 @@ def _profile(st: _Stats, theta: np.ndarray, *, reml: bool) -> tuple[np.ndarray, 
     lam = 1.0 + np.outer(theta**2, st.n)  # K × G, relative subject-mean variance
     m1 = st.wxx + np.einsum("kg,gp,gq->kpq", 1.0 / lam, st.u, st.u)
     b1 = st.wxy + np.einsum("kg,gp,g->kp", 1.0 / lam, st.u, st.my)
-    beta = np.linalg.solve(m1, b1[:, :, None])[:, :, 0]
+    beta = _scaled_solve(m1, b1[:, :, None])[:, :, 0]
     rw = st.yw[None, :] - beta @ st.xw.T
     mr = st.my[None, :] - beta @ st.u.T
     q1 = np.einsum("kn,kn->k", rw, rw) + np.einsum("kg,kg->k", mr, mr / lam)
@@ -135,13 +228,13 @@ class _Point:
     """Deviance, gradient and Hessian in ψ = (σ²_b, σ²) and in lme4's φ = (θ, σ)."""
 
     def __init__(self, st: _Stats, theta: float, sigma: float, *, reml: bool):
-        s = sigma**2
-        tau = theta**2 * s
+        s = sigma * sigma
+        tau = theta * theta * s
         n = st.n
         lam = s + n * tau
         m = st.wxx / s + st.u.T @ (st.u / lam[:, None])
         b = st.wxy / s + st.u.T @ (st.my / lam)
-        c = np.linalg.inv(m)
+        c = _scaled_solve(m, np.eye(st.p))
         c = 0.5 * (c + c.T)
         beta = c @ b
         rw = st.yw - st.xw @ beta
@@ -190,44 +283,121 @@ class _Point:
         self.dev, self.grad, self.jac = dev, grad, jac
         self.beta, self.cov, self.mk = beta, c, [mk["t"], mk["s"]]
         self.theta, self.sigma = theta, sigma
+        self.converged = ""  # why the optimum is not trusted ("" if it is)
+
+
+def _point(st: _Stats, theta: float, *, reml: bool) -> _Point:
+    sigma = float(np.sqrt(_profile(st, np.array([theta]), reml=reml)[1][0]))
+    return _Point(st, theta, sigma, reml=reml)
 
 
 def _optimum(st: _Stats, *, reml: bool) -> _Point:
-    """Global minimum of the (RE)ML deviance over θ ≥ 0: grid, Brent, then Newton steps."""
-    dev, s = _profile(st, _THETA_GRID, reml=reml)
-    k = int(np.nanargmin(dev))
-    lo = _THETA_GRID[max(k - 1, 0)]
-    hi = _THETA_GRID[min(k + 1, _THETA_GRID.size - 1)]
-    res = optimize.minimize_scalar(
-        lambda t: _profile(st, np.array([t]), reml=reml)[0][0],
-        bounds=(lo, hi),
-        method="bounded",
-        options={"xatol": 1e-12 * max(hi, 1.0)},
-    )
-    theta = float(res.x)
+    """Global minimum of the (RE)ML deviance over θ ≥ 0.
+
+    Grid in log θ, extended upwards (no cap) while the deviance keeps falling and downwards
+    towards the boundary θ = 0; Brent on log θ within the bracket; Newton steps in (θ, σ)
+    for the last digits; then a check of the gradient (``converged`` says why not).
+    """
+
+    def prof(t: np.ndarray) -> np.ndarray:
+        return _profile(st, np.exp(t), reml=reml)[0]
+
+    t = _LOG_THETA_GRID.copy()
+    dev = prof(t)
+    step = t[1] - t[0]
+    while int(np.argmin(dev)) == t.size - 1 and t[-1] < _LOG_THETA_MAX:  # keeps falling
+        more = t[-1] + step * np.arange(1, 11)
+        t, dev = np.r_[t, more], np.r_[dev, prof(more)]
+    at0 = _point(st, 0.0, reml=reml)
+    while int(np.argmin(dev)) == 0 and at0.grad[0] < 0 and t[0] > _LOG_THETA_MIN:  # to θ = 0
+        less = t[0] - step * np.arange(10, 0, -1)
+        t, dev = np.r_[less, t], np.r_[prof(less), dev]
+    if not np.all(np.isfinite(dev)):
+        msg = "deviance not finite on the θ grid"
+        raise FloatingPointError(msg)
+    k = int(np.argmin(dev))
+    if k == t.size - 1:  # still falling at θ = 1e100: no finite optimum
+        pt = _point(st, float(np.exp(t[k])), reml=reml)
+        pt.converged = "subject variance grows without bound (no finite optimum)"
+        return pt
+    if k == 0:  # the optimum is the boundary or indistinguishable from it
+        theta, fun = 0.0, at0.dev
+        if at0.grad[0] < 0:  # deviance falls from θ = 0: minimise over [0, θ_1]
+            res = optimize.minimize_scalar(
+                lambda th: _profile(st, np.array([th]), reml=reml)[0][0],
+                bounds=(0.0, float(np.exp(t[1]))),
+                method="bounded",
+                options={"xatol": 1e-14},
+            )
+            theta, fun = float(res.x), float(res.fun)
+    else:
+        res = optimize.minimize_scalar(
+            lambda x: prof(np.array([x]))[0],
+            bounds=(t[k - 1], t[k + 1]),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
+        theta, fun = float(np.exp(res.x)), float(res.fun)
     # the boundary σ_b = 0 (lme4's singular fit) is the optimum when the deviance rises there
-    d0, s0 = _profile(st, np.array([0.0]), reml=reml)
-    at0 = _Point(st, 0.0, float(np.sqrt(s0[0])), reml=reml)
-    if at0.grad[0] >= 0.0 and d0[0] <= res.fun + 1e-10 * max(abs(res.fun), 1.0):
+    if at0.grad[0] >= 0.0 and at0.dev <= fun + 1e-10 * max(abs(fun), 1.0):
         return at0
-    pt = _Point(
-        st, theta, float(np.sqrt(_profile(st, np.array([theta]), reml=reml)[1][0])), reml=reml
-    )
+    pt = _point(st, theta, reml=reml) if theta > 0 else at0
     for _ in range(8):  # Newton in φ: the last digits Brent's bracket cannot give
+        if pt.theta == 0.0:
+            break
         try:
-            step = np.linalg.solve(pt.hess_phi, pt.grad_phi)
+            step_phi = np.linalg.solve(pt.hess_phi, pt.grad_phi)
         except np.linalg.LinAlgError:
             break
-        phi = np.array([pt.theta, pt.sigma]) - step
+        phi = np.array([pt.theta, pt.sigma]) - step_phi
         if not np.all(np.isfinite(phi)) or phi[0] <= 0 or phi[1] <= 0:
             break
         new = _Point(st, float(phi[0]), float(phi[1]), reml=reml)
         if new.dev > pt.dev + 1e-12 * abs(pt.dev):
             break
         pt = new
-        if np.all(np.abs(step) <= 1e-13 * np.abs(phi)):
+        if np.all(np.abs(step_phi) <= 1e-13 * np.abs(phi)):
             break
+    # convergence: derivatives in (log θ, log σ) at an interior optimum, in σ at θ = 0
+    scaled = pt.grad_phi * np.array([pt.theta, pt.sigma])
+    if pt.theta == 0.0:
+        scaled = scaled[1:]
+        if pt.grad[0] < 0:
+            pt.converged = "deviance falls from the boundary σ_b = 0 (optimum not found)"
+    if not np.all(np.abs(scaled) <= _GRAD_TOL):
+        worst = float(np.max(np.abs(scaled)))
+        pt.converged = f"optimizer did not converge (scaled gradient {worst:.1e})"
     return pt
+
+
+def _vcov_varpar(pt: _Point) -> tuple[np.ndarray, str]:
+    """lmerTest's ``vcov_varpar`` = 2 H⁻¹ over the positive eigenvalues of the deviance
+    Hessian ``H`` in (θ, σ), equilibrated so that the cut-off is relative and scale-free.
+
+    lmerTest drops eigenvalues below 1e-8 in absolute value (warning about them); here an
+    eigenvalue of the Jacobi-scaled ``H`` below ``_HESS_RTOL`` times the largest is dropped
+    and named in the returned note (a negative one means the fit is not a minimum).
+    """
+    h = pt.hess_phi
+    dg = np.diag(h)
+    use = dg > 0
+    a = np.zeros((2, 2))
+    note = ""
+    if not use.any():
+        return a, "deviance Hessian not positive definite"
+    d = 1.0 / np.sqrt(dg[use])
+    hs = h[np.ix_(use, use)] * d[:, None] * d[None, :]
+    ev, vec = np.linalg.eigh(hs)
+    pos = ev > _HESS_RTOL * ev.max()
+    neg = ev < -_HESS_RTOL * ev.max()
+    if neg.any() or (~use & (dg < 0)).any():
+        return a, "deviance Hessian not positive definite (not a minimum)"
+    n_drop = int((~pos).sum() + (~use).sum())
+    if n_drop:
+        note = f"{n_drop} eigenvalue(s) of the deviance Hessian near zero dropped"
+    inv = (vec[:, pos] / ev[pos]) @ vec[:, pos].T
+    a[np.ix_(use, use)] = 2.0 * d[:, None] * inv * d[None, :]
+    return a, note
 
 
 def _fstat_ddf(nu: np.ndarray) -> float:
@@ -242,18 +412,15 @@ def _fstat_ddf(nu: np.ndarray) -> float:
     return float(2.0 * e / (e - nu.size))
 
 
-def _type3(pt: _Point, spans) -> dict:
-    """lmerTest's type-III table at a fitted point: F, NumDF, Satterthwaite DenDF, SS."""
-    nt = len(spans)
+def _type3(pt: _Point, lmats: list[np.ndarray], a: np.ndarray) -> dict:
+    """lmerTest's ``contestMD`` for each term's type-III ``L``: F, NumDF, Satterthwaite
+    DenDF; ``sumsq``/``meansq`` in units of the (standardised) response."""
+    nt = len(lmats)
     out = {k: np.full(nt, np.nan) for k in ["F", "numdf", "dendf", "sumsq", "meansq"]}
-    p = pt.beta.size
-    # vcov of φ = 2 H⁻¹ over the positive eigenvalues of H (lmerTest's as_lmerModLT)
-    ev, vec = np.linalg.eigh(pt.hess_phi)
-    pos = ev > _HESS_TOL
-    a = 2.0 * (vec[:, pos] / ev[pos]) @ vec[:, pos].T
     sigma2 = pt.sigma**2
-    for t, (_, sl) in enumerate(spans):
-        lmat = np.eye(p)[sl]
+    for t, lmat in enumerate(lmats):
+        if lmat.shape[0] == 0:
+            continue
         d, pv = np.linalg.eigh(lmat @ pt.cov @ lmat.T)
         d, pv = d[::-1], pv[:, ::-1]  # descending, as R's eigen
         keep = d > np.sqrt(np.finfo(float).eps) * max(d[0], 0.0)
@@ -276,42 +443,102 @@ def _type3(pt: _Point, spans) -> dict:
     return out
 
 
+def _standardise(y: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(y − mean)/scale`` without overflow for any finite ``y``, and that scale."""
+    big = float(np.max(np.abs(y)))
+    y1 = y / big
+    y1 = y1 - y1.mean()
+    sd = float(np.sqrt(np.mean(y1 * y1)))
+    return y1 / sd, big * sd
+
+
+_STATS = ["F", "numdf", "dendf", "sumsq", "meansq"]
+
+
 def _fit_lmer(
-    y: np.ndarray, x: np.ndarray, groups: np.ndarray, spans, reml: bool, reason: str
+    y: np.ndarray, x: np.ndarray, groups: np.ndarray, lmats, reml: bool, reason: str
 ) -> dict:
-    """One assay: fit, then type-III F, Satterthwaite ddf, sums of squares per term."""
-    nt = len(spans)
-    out = {k: np.full(nt, np.nan) for k in ["F", "numdf", "dendf", "sumsq", "meansq"]}
+    """One assay: fit, then type-III F, Satterthwaite ddf, sums of squares per term.
+
+    Never raises: any failure becomes the assay's ``reason`` (statistics NaN).
+    """
+    nt = len(lmats)
+    out = {k: np.full(nt, np.nan) for k in _STATS}
     ok = ~np.isnan(y)
-    y, x, groups = y[ok], x[ok], groups[ok]
-    out.update(n=int(ok.sum()), reason=reason, singular=False)
+    out.update(n=int(ok.sum()), reason=reason, singular=False, note="")
     if reason:
         return out
+    try:
+        out.update(_fit_one(y[ok], x[ok], groups[ok], lmats, reml))
+    except Exception as err:  # noqa: BLE001 - one assay's failure must not stop the others
+        out.update({k: np.full(nt, np.nan) for k in _STATS})
+        out["reason"] = f"fit failed: {type(err).__name__}: {err}"
+    return out
+
+
+def _fit_one(y, x, groups, lmats, reml: bool) -> dict:
+    if not np.all(np.isfinite(y)):
+        return {"reason": "infinite NPX values"}
     n_groups = np.unique(groups).size
     if n_groups < 2 or n_groups >= y.size:
-        out["reason"] = "too few samples: need 2+ subjects and more samples than subjects"
-        return out
+        return {"reason": "too few samples: need 2+ subjects and more samples than subjects"}
     if y.size <= x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
-        out["reason"] = "fixed effects not estimable (empty factor combination or collinear)"
-        return out
-    st = _Stats(y, x, groups)
+        return {"reason": "fixed effects not estimable (collinear design)"}
+    if np.ptp(y) == 0:
+        return {"reason": "no within-subject variation left after the fixed effects"}
+    # centre and scale: F and DenDF are invariant, the fit is not disturbed by the offset
+    ys, scale = _standardise(y)
+    st = _Stats(ys, x, groups)
     resid_w = st.yw - st.xw @ np.linalg.lstsq(st.xw, st.yw, rcond=None)[0]
-    if resid_w @ resid_w <= 1e-20 * max(y @ y, 1.0):
-        out["reason"] = "no within-subject variation left after the fixed effects"
-        return out
-    try:
+    if resid_w @ resid_w <= 1e-20 * ys.size:
+        return {"reason": "no within-subject variation left after the fixed effects"}
+    with np.errstate(over="ignore", under="ignore"):
         pt = _optimum(st, reml=reml)
-        out.update(_type3(pt, spans))
-    except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError) as err:
-        out["reason"] = f"fit failed: {err}"
-        return out
-    out["singular"] = pt.theta == 0.0
-    out["theta"], out["sigma"] = pt.theta, pt.sigma
-    return out
+        if pt.converged:
+            return {"reason": f"fit not converged: {pt.converged}"}
+        a, note = _vcov_varpar(pt)
+        if "not positive definite" in note:
+            return {"reason": f"fit not converged: {note}"}
+        res = _type3(pt, lmats, a)
+        for k in ["sumsq", "meansq"]:
+            res[k] = res[k] * scale * scale  # back to NPX units (inf beyond ~1e154)
+    res.update(singular=pt.theta == 0.0, theta=pt.theta, sigma=pt.sigma * scale, note=note)
+    return res
 
 
 # --------------------------------------------------------------------------------------
 # public
+
+
+def _pre_reasons(y: np.ndarray, obs: pd.DataFrame, design: _Design, variables) -> np.ndarray:
+    """Assays not tested before fitting: no value at all, none in a level of a factor (as
+    ``olink_lmer``), or none in a cell of the factorial (``olink_lmer`` does test those)."""
+    m = y.shape[1]
+    reason = np.full(m, "", dtype=object)
+    observed = (~np.isnan(y)).astype(float)
+    reason[observed.sum(axis=0) == 0] = "all values missing"
+
+    def mark(empty: np.ndarray, text: str) -> None:
+        fresh = empty & (reason == "")
+        reason[fresh] = text
+
+    for f in design.factors:
+        vals = obs[f].astype(str).to_numpy()
+        for lev in design.levels[f] or []:
+            mark(observed[vals == lev].sum(axis=0) == 0, f"no NPX value in level {lev!r} of {f!r}")
+    factors = [v for v in variables if design.levels[v] is not None]
+    for r in range(len(factors), 1, -1):
+        for combo in itertools.combinations(factors, r):
+            vals = [obs[f].astype(str).to_numpy() for f in combo]
+            for cell in itertools.product(*(design.levels[f] or [] for f in combo)):
+                rows = np.logical_and.reduce([v == c for v, c in zip(vals, cell, strict=True)])
+                mark(
+                    observed[rows].sum(axis=0) == 0,
+                    f"no NPX value in the {'×'.join(combo)} cell {cell}: not tested "
+                    "(lmerTest would test the estimable part, 'Missing cells'; olinkpipe "
+                    "does not)",
+                )
+    return reason
 
 
 def _split_terms(variable: str | Sequence[str]) -> list[str]:
@@ -378,6 +605,8 @@ def lmer(
         ``significant``, ``n`` (samples used), ``reason`` (why an assay was not tested;
         its statistics are NaN). ``attrs``: method, formula, terms, alpha,
         ``untested_assays``, ``singular_fits`` (subject variance estimated as 0),
+        ``hessian_dropped`` (assays whose DenDF left out a near-zero eigenvalue of the
+        deviance Hessian),
         excluded samples/assays.
 
     Raises
@@ -389,23 +618,44 @@ def lmer(
 
     Notes
     -----
-    The term tested is that of the sum-to-zero coded model: for a full factorial this
-    is the type-III hypothesis lmerTest builds for any coding; a factor crossed with a
-    numeric variable is tested at value 0 of that variable, as lmerTest does. For a
-    term with contrast matrix ``L`` (``q`` rows), ``F = (Lβ̂)' (L C L')⁻¹ (Lβ̂) / q`` with
+    Each term is tested with lmerTest's own type-III contrast ``L``, built as
+    ``get_contrasts_type3`` does for ``olink_lmer``'s treatment-coded model (the
+    ``ginv(X) rdX`` contrasts, those of terms contained in others orthogonalised on the
+    containing terms, SAS containment) and mapped to the sum-coded coefficients fitted
+    here; a factor crossed with a numeric variable is tested at value 0 of that variable,
+    as lmerTest does. The rows of ``L`` matter: lmerTest's Satterthwaite df of a multi-df
+    term changes with the basis of the hypothesis, so identity rows of the sum-coded
+    coefficients would give other DenDF (up to 0.4 % apart in unbalanced data).
+    lmerTest's rounding of ``L`` to 7 digits (``zapsmall``, 1/3 → 0.3333333) is kept: it
+    moves main-effect F by ~1e-7 from the exact hypothesis and matches ``olink_lmer``
+    closer (on ``npx_data1`` the median relative F difference of ``Treatment`` drops from
+    2e-7 to 4e-9). For ``L`` (``q`` rows), ``F = (Lβ̂)' (L C L')⁻¹ (Lβ̂) / q`` with
     ``C = Cov(β̂) = (X'V⁻¹X)⁻¹``. With ``L C L' = P D P'``, each row ``m`` gets
     ``ν_m = 2 D_m² / (g_m' A g_m)``: ``g_m`` the gradient of ``P_m' L C L' P_m`` in
     lme4's variance parameters ``(θ = σ_b/σ, σ)`` and ``A = 2 H⁻¹``, ``H`` the Hessian of
     the deviance (−2 log likelihood; REML's if ``reml``); lmerTest combines them
     (``get_Fstat_ddf``): ``ν`` if ``q = 1``, their mean if all equal, 2 if any ``ν ≤ 2``,
-    else ``2E/(E − q)`` with ``E = Σ ν/(ν − 2)``. The likelihood of one random intercept
-    is a closed form in per-subject sums, so the fit (grid, Brent, Newton on the
-    profiled deviance, the boundary ``σ_b = 0`` included), ``H`` and ``∂C/∂θ`` are
-    computed exactly rather than numerically. Samples missing an assay are dropped for
-    it (lme4's ``na.omit``); an assay with no value in some factor level (which
-    ``olink_lmer`` does not test) or an inestimable design keeps NaN statistics and a
-    ``reason``. R's results can differ in the 6th digit: lme4's optimizer stops short of
-    the optimum, and lmerTest rounds its type-III contrasts to 7 digits (``zapsmall``).
+    else ``2E/(E − q)`` with ``E = Σ ν/(ν − 2)``.
+
+    The likelihood of one random intercept is a closed form in per-subject sums, so the
+    fit, ``H`` and ``∂C/∂θ`` are computed exactly rather than numerically. NPX is centred
+    and scaled per assay before the fit (F and DenDF do not depend on it; sums of squares
+    are reported in NPX units), so an offset or unit of NPX changes nothing. The profiled
+    deviance is minimised over ``log θ`` on a grid extended without an upper cap while it
+    keeps falling, then by Brent and Newton steps, the boundary ``σ_b = 0`` included; a
+    fit whose gradient is not zero (or whose ``H`` is not positive definite) gets a
+    ``reason`` and no statistics. Eigenvalues of the Jacobi-scaled ``H`` below 1e-8 of
+    the largest are left out of ``A`` (lmerTest: below an absolute 1e-8, with a
+    warning): such assays are warned about and listed in ``attrs["hessian_dropped"]``.
+
+    Samples missing an assay are dropped for it (lme4's ``na.omit``); an assay with no
+    value at all, or none in some factor level (which ``olink_lmer`` does not test), keeps
+    NaN statistics and a ``reason``. Unlike ``olink_lmer``, an assay with an empty cell of
+    the factorial (e.g. no value for one Treatment × Time combination) is not tested
+    either: lmerTest drops the inestimable coefficients and tests what is left ("Missing
+    cells ... Interpret type III hypotheses with care"), which is not reproduced here;
+    the ``reason`` says so. R's results can differ in the 6th digit where lme4's
+    optimizer stops short of the optimum.
 
     References
     ----------
@@ -465,21 +715,10 @@ def lmer(
     nt = len(design.spans)
     ann = _annotation(adata, acols)
 
-    # an assay without any value in a level of a factor is not tested (as olink_lmer)
-    pre_reason = np.full(m, "", dtype=object)
-    observed = (~np.isnan(y)).astype(float)
-    for f in design.factors:
-        vals = obs[f].astype(str).to_numpy()
-        for lev in design.levels[f] or []:
-            empty = observed[vals == lev].sum(axis=0) == 0
-            fresh = empty & (pre_reason == "")
-            pre_reason[fresh] = f"no NPX value in level {lev!r} of {f!r}"
-
-    jobs = [(y[:, j], x, groups, design.spans, reml, str(pre_reason[j])) for j in range(m)]
+    pre_reason = _pre_reasons(y, obs, design, variables)
+    jobs = [(y[:, j], x, groups, design.lmats, reml, str(pre_reason[j])) for j in range(m)]
     fits = _run_per_assay(_fit_lmer, jobs, n_jobs=n_jobs, progress=progress, desc="lmer")
-    stack = {
-        k: np.vstack([f[k] for f in fits]) for k in ["F", "numdf", "dendf", "sumsq", "meansq"]
-    }
+    stack = {k: np.vstack([f[k] for f in fits]) for k in _STATS}
     names = [name for name, _ in design.spans]
     frame = ann.loc[np.repeat(np.arange(m), nt)].reset_index(drop=True)
     frame["term"] = np.tile(names, m)
@@ -505,6 +744,12 @@ def lmer(
     if untested:
         warn(f"lmer: {len(untested)} assay(s) not tested (see 'reason'): {preview(untested)}")
     singular = [str(oids[j]) for j, f in enumerate(fits) if f["singular"]]
+    flat = [str(oids[j]) for j, f in enumerate(fits) if f["note"]]
+    if flat:
+        warn(
+            f"lmer: {len(flat)} assay(s) with a near-singular deviance Hessian: eigenvalue(s) "
+            f"dropped from vcov(θ, σ), their DenDF rest on the others: {preview(flat)}"
+        )
     rhs = "*".join(variables) + "".join(f" + {c}" for c in covs)
     fit_text = "REML" if reml else "ML (REML = FALSE, as olink_lmer)"
     frame.attrs = {
@@ -518,6 +763,7 @@ def lmer(
         "n_tested": int(m - len(untested)),
         "untested_assays": untested,
         "singular_fits": singular,
+        "hessian_dropped": flat,
         **excl,
     }
     logger.info("lmer: %d assays, %d not tested", m, len(untested))
