@@ -863,3 +863,42 @@ def test_lower_confidence_level_is_reported_as_r_does():
         res = op.tl.differential(adata, groupby="g", reference="r", pair="p", method="wilcoxon")
     assert res.loc[0, "reason"].startswith("CI at 0.8 confidence")
     assert res.loc[0, "ci_low"] == lo[0] and res.loc[0, "ci_high"] == hi[0]
+
+
+def test_exact_true_with_ties_falls_back_as_r_does():
+    """R 4.2.2 (values below): wilcox.test(..., exact = TRUE, conf.int = TRUE) with ties
+    warns and uses the normal approximation with continuity correction, for the p-value,
+    the estimate and the CI."""
+    d = np.array([0.1, 0.1, 0.2, 0.3, 0.15, -0.05, 0.2, 0.4])
+    n = d.size
+    obs = pd.DataFrame(
+        {"g": ["r"] * n + ["t"] * n, "p": [f"P{i}" for i in range(n)] * 2},
+        index=[f"S{i}" for i in range(2 * n)],
+    )
+    var = pd.DataFrame(index=pd.Index(["OID00001"], name="OlinkID"))
+    paired = ad.AnnData(np.concatenate([np.zeros(n), d]).reshape(-1, 1), obs=obs, var=var)
+    res = op.tl.differential(
+        paired, groupby="g", reference="r", pair="p", method="wilcoxon", exact=True
+    )
+    r_p, r_est, r_lo, r_hi = (
+        0.020550301646476272,
+        0.17492975356387824,
+        0.050021286370372259,
+        0.29996392476834094,
+    )
+    assert res.loc[0, "p_value"] == pytest.approx(r_p, rel=1e-13)
+    assert (res.loc[0, "estimate"], res.loc[0, "ci_low"], res.loc[0, "ci_high"]) == (
+        r_est,
+        r_lo,
+        r_hi,
+    )
+    x = np.array([1.1, 2.2, 2.2, 3.5, 4.0])
+    y = np.array([0.5, 1.1, 1.9, 2.2])
+    obs = pd.DataFrame({"g": ["t"] * 5 + ["r"] * 4}, index=[f"S{i}" for i in range(9)])
+    two = ad.AnnData(np.concatenate([x, y]).reshape(-1, 1), obs=obs, var=var)
+    res = op.tl.differential(two, groupby="g", reference="r", method="wilcoxon", exact=True)
+    assert res.loc[0, "statistic"] == 16.5
+    assert res.loc[0, "p_value"] == pytest.approx(0.13327700744249354, rel=1e-13)
+    assert res.loc[0, "estimate"] == 1.2000000000000002
+    assert res.loc[0, "ci_low"] == -0.79998411859324436
+    assert res.loc[0, "ci_high"] == 2.9999915333375826

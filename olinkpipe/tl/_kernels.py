@@ -380,7 +380,7 @@ def signed_rank(
     with np.errstate(invalid="ignore", divide="ignore"):
         zz = (z - corr) / sigma
     p = 2.0 * special.ndtr(-np.abs(zz))
-    use_exact = _exact_mask(exact, (n < 50) & (ties == 0) & (zeros == 0))
+    use_exact = _exact_mask(exact, n < 50, (ties == 0) & (zeros == 0))
     for size in np.unique(n[use_exact & (n > 0)]):
         cdf = _signrank_cdf(int(size))
         idx = np.flatnonzero(use_exact & (n == size))
@@ -432,10 +432,13 @@ def _hl_split(use_exact: np.ndarray, hl_exact, hl_r, out: dict, conf_level: floa
             )
 
 
-def _exact_mask(exact: bool | None, auto: np.ndarray) -> np.ndarray:
+def _exact_mask(exact: bool | None, small: np.ndarray, untied: np.ndarray) -> np.ndarray:
+    """Assays on R's exact test: ``exact=None`` small and untied (R's rule); ``True``
+    untied (R falls back to the normal approximation with ties or zeros, and warns);
+    ``False`` none."""
     if exact is None:
-        return auto
-    return np.full(auto.shape, bool(exact))
+        return small & untied
+    return untied.copy() if exact else np.zeros(untied.shape, dtype=bool)
 
 
 def _ci_ranks(big_n, sigma, use_exact, cdfs, conf_level):
@@ -505,7 +508,7 @@ def rank_sum(
         corr = np.sign(z) * 0.5 if correction else 0.0
         zz = (z - corr) / sigma
     p = 2.0 * special.ndtr(-np.abs(zz))
-    use_exact = _exact_mask(exact, (nt < 50) & (nr < 50) & (ties == 0))
+    use_exact = _exact_mask(exact, (nt < 50) & (nr < 50), ties == 0)
     use_exact &= (nt > 0) & (nr > 0)
     for a, b in set(zip(nt[use_exact].tolist(), nr[use_exact].tolist(), strict=True)):
         cdf = _ranksum_cdf(int(a), int(b))

@@ -294,7 +294,8 @@ def differential(
     conf_level
         Confidence level of ``ci_low``/``ci_high``.
     exact
-        Wilcoxon only: exact p-values (True), normal approximation (False) or R's rule
+        Wilcoxon only: exact p-values (True; as R, assays with ties or zero differences
+        still use the normal approximation), normal approximation (False) or R's rule
         (None: exact with fewer than 50 values per group/pairs and no ties or zeros).
     hodges_lehmann
         Wilcoxon only: compute the Hodges–Lehmann estimate and its CI (the costly part).
