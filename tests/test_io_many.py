@@ -197,3 +197,22 @@ def test_two_runs_of_the_same_samples_are_warned_about(whole, tmp_path):
     assert "more than one file" in text and "bridge" in text
     assert "one row per plate" in text  # the builder's own note on the repeated IDs
     assert got.n_obs == 2 * study["SampleID"].nunique()  # one row per plate, none merged
+
+
+def test_file_metadata_kept_where_the_files_agree(whole, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    npx, _ = whole
+    plates = sorted(npx["PlateID"].astype(str).unique())
+    for i, plate in enumerate(plates[:2]):
+        rows = npx[npx["PlateID"].astype(str) == plate].astype({"PlateID": str})
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        meta = {"ProjectName": "CAR-T", "DataFileType": "NPX File", "FileVersion": str(i)}
+        pq.write_table(table.replace_schema_metadata(meta), tmp_path / f"{plate}.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        got = op.io.read_exports(tmp_path)
+    meta = got.uns["olinkpipe"]["metadata"]
+    assert meta.get("ProjectName") == "CAR-T" and meta.get("DataFileType") == "NPX File"
+    assert "FileVersion" not in meta  # the files disagree

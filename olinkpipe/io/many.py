@@ -320,11 +320,18 @@ def _combine(parts: list[tuple[str, ad.AnnData]], *, product: str | None, duplic
         ignore_index=True,
         sort=False,
     )
+    metas = [
+        p.get("metadata") if isinstance(p.get("metadata"), dict) else {} for p in provs.values()
+    ]
+    shared_meta = {  # key-value metadata (parquet, workbook header) all files agree on
+        k: v for k, v in metas[0].items() if all(str(m.get(k)) == str(v) for m in metas[1:])
+    }
     out = from_long(
         long,
         product=product or (None if kind == "unknown" else kind),
         duplicates=duplicates,
         data_format="several files",
+        metadata={str(k): str(v) for k, v in shared_meta.items()} or None,
     )
     prov = out.uns.setdefault("olinkpipe", {})
     prov["source"] = [name for name, _ in parts]
