@@ -515,3 +515,127 @@ def test_errors_name_the_problem():
         op.tl.lmer(adata, ["Time", "Subject"], "Subject", progress=False)
     with pytest.raises(DesignError, match="variable is empty"):
         op.tl.lmer(adata, [], "Subject", progress=False)
+
+
+# --------------------------------------------------------------------------------------
+# lmer_posthoc: emmeans pairwise contrasts (olink_lmer_posthoc)
+
+
+def _posthoc(adata, effect, **kw):
+    return op.tl.lmer_posthoc(
+        adata, ["Group", "Time"], "Subject", effect=effect, progress=False, **kw
+    )
+
+
+def _split_plot_ms(y, obs):
+    """Between- and within-subject mean squares of the balanced split plot (df 8, 16)."""
+    df = obs.assign(y=y)
+    subj = df.groupby("Subject")["y"].transform("mean")
+    grp = df.groupby("Group")["y"].transform("mean")
+    cell = df.groupby(["Group", "Time"])["y"].transform("mean")
+    ss_b = ((subj - grp) ** 2).sum()
+    ss_w = ((df["y"] - subj - cell + grp) ** 2).sum()
+    return ss_b / 8, ss_w / 16
+
+
+def test_posthoc_balanced_split_plot_contrasts_are_the_classical_ones():
+    # REML in a balanced split plot: cell-mean differences, SE and df of the two strata
+    adata = split_plot(seed=4)
+    obs = adata.obs
+    res = _posthoc(adata, ["Group", "Time"], reml=True)
+    cells = [f"{g} {t}" for t in TIMES for g in ["ctrl", "trt"]]  # first factor fastest
+    pairs = [f"{a} - {b}" for a, b in itertools.combinations(cells, 2)]
+    assert res["contrast"].tolist() == pairs * 3
+    assert (res["term"] == "Group:Time").all() and (res["n"] == 30).all()
+    r, t = 5, len(TIMES)  # subjects per group, times
+    for j, oid in enumerate(adata.var_names):
+        y = adata.X[:, j]
+        means = pd.Series(y).groupby((obs["Group"] + " " + obs["Time"]).to_numpy()).mean()
+        ms_b, ms_w = _split_plot_ms(y, obs)
+        sub = res[res["OlinkID"] == oid]
+        for _, row in sub.iterrows():
+            a, b = row["contrast"].split(" - ")
+            assert row["estimate"] == pytest.approx(means[a] - means[b], abs=1e-9)
+            se = row["estimate"] / row["statistic"]
+            if a.split()[0] == b.split()[0]:  # same group: within-subject stratum
+                assert se == pytest.approx(np.sqrt(2 * ms_w / r), rel=1e-6)
+                assert row["df"] == pytest.approx(16, rel=1e-6)
+            else:  # different subjects: σ² + σ_b² = (MS_b + (t − 1) MS_w) / t
+                comb = (ms_b + (t - 1) * ms_w) / t
+                assert se == pytest.approx(np.sqrt(2 * comb / r), rel=1e-6)
+                sat = comb**2 / ((ms_b / t) ** 2 / 8 + ((t - 1) * ms_w / t) ** 2 / 16)
+                assert row["df"] == pytest.approx(sat, rel=1e-6)
+    # marginal means of one factor: averaged over the other; Group is tested by MS_b
+    grp = _posthoc(adata, "Group", reml=True)
+    assert grp["contrast"].tolist() == ["ctrl - trt"] * 3
+    for j in range(3):
+        y = adata.X[:, j]
+        ms_b, _ = _split_plot_ms(y, obs)
+        m = pd.Series(y).groupby(obs["Group"].to_numpy()).mean()
+        row = grp.iloc[j]
+        assert row["estimate"] == pytest.approx(m["ctrl"] - m["trt"], abs=1e-9)
+        assert row["estimate"] / row["statistic"] == pytest.approx(
+            np.sqrt(2 * ms_b / (t * r)), rel=1e-6
+        )
+        assert row["df"] == pytest.approx(8, rel=1e-6)
+    means = _posthoc(adata, "Time", mean_return=True, reml=True)
+    assert means["Time"].tolist() == TIMES * 3
+    cell = pd.Series(adata.X[:, 0]).groupby(obs["Time"].to_numpy()).mean()
+    np.testing.assert_allclose(means["emmean"][:3], cell[TIMES], atol=1e-9)
+
+
+def test_posthoc_tukey_p_and_intervals_use_the_studentized_range():
+    adata = split_plot(seed=5)
+    for effect, k in [(["Group", "Time"], 6), ("Time", 3)]:
+        res = _posthoc(adata, effect)
+        q = np.abs(res["statistic"]) * np.sqrt(2)
+        p = stats.studentized_range.sf(q, k, res["df"])
+        np.testing.assert_allclose(res["p_adj"], p, rtol=1e-12)
+        se = res["estimate"] / res["statistic"]
+        half = stats.studentized_range.ppf(0.95, k, res["df"]) / np.sqrt(2) * se
+        np.testing.assert_allclose(res["ci_high"] - res["estimate"], half, rtol=1e-9)
+        np.testing.assert_allclose(res["estimate"] - res["ci_low"], half, rtol=1e-9)
+        assert (res["significant"] == (res["p_adj"] < 0.05)).all()
+    none = _posthoc(adata, "Time", p_adjust="none")
+    np.testing.assert_allclose(
+        none["p_adj"], 2 * stats.t.sf(np.abs(none["statistic"]), none["df"]), rtol=1e-12
+    )
+
+
+def test_posthoc_unbalanced_ml_df_is_the_numeric_satterthwaite():
+    # ML fit (olink_lmer_posthoc), missing values: SE from statsmodels' fit, df by finite
+    # differences of lmerTest's recipe for the 1-row contrast of two cell means
+    adata = split_plot(n_subj=12, m=2, seed=3, nan_frac=0.2)
+    res = _posthoc(adata, ["Group", "Time"])
+    x_all, _ = _design(adata.obs)
+    label = (adata.obs["Group"] + " " + adata.obs["Time"]).to_numpy()
+    groups = adata.obs["Subject"].to_numpy()
+    for j, oid in enumerate(adata.var_names):
+        ok = ~np.isnan(adata.X[:, j])
+        y, x, grp = adata.X[ok, j], x_all[ok], groups[ok]
+        beta, tau, s = _sm_fit(y, x, grp, False)
+        v = s * np.eye(y.size) + tau * (grp[:, None] == grp[None, :])
+        cov = np.linalg.inv(x.T @ np.linalg.solve(v, x))
+        for _, row in res[res["OlinkID"] == oid].iloc[[0, 4, 9, 14]].iterrows():
+            a, b = row["contrast"].split(" - ")
+            c = x_all[label == a][0] - x_all[label == b][0]
+            assert row["estimate"] == pytest.approx(c @ beta, abs=1e-6)
+            se = row["estimate"] / row["statistic"]
+            assert se == pytest.approx(np.sqrt(c @ cov @ c), rel=1e-6)
+            ddf = _numeric_satterthwaite(y, x, grp, tau, s, c[None, :], False)
+            assert row["df"] == pytest.approx(ddf, rel=1e-6)
+            assert row["n"] == ok.sum()
+
+
+def test_posthoc_errors_name_the_problem():
+    adata = split_plot(m=2)
+    with pytest.raises(DesignError, match="not among variable"):
+        _posthoc(adata, "Site")
+    with pytest.raises(DesignError, match="assays not found"):
+        _posthoc(adata, "Time", assays=["OID00000", "OID99999"])
+    with pytest.raises(DesignError, match="p_adjust"):
+        _posthoc(adata, "Time", p_adjust="holm")
+    with pytest.raises(DesignError, match="numeric"):
+        op.tl.lmer_posthoc(adata, ["Group", "score"], "Subject", effect="score", progress=False)
+    one = _posthoc(adata, "Time", assays=["OID00001"])
+    assert set(one["OlinkID"]) == {"OID00001"}

@@ -2,7 +2,16 @@
 
 from .de import differential
 from .enrich import gsea, ora
-from .lmer import lmer
+from .lmer import lmer, lmer_posthoc
 from .models import anova, anova_posthoc, longitudinal
 
-__all__ = ["differential", "longitudinal", "anova", "anova_posthoc", "lmer", "ora", "gsea"]
+__all__ = [
+    "differential",
+    "longitudinal",
+    "anova",
+    "anova_posthoc",
+    "lmer",
+    "lmer_posthoc",
+    "ora",
+    "gsea",
+]

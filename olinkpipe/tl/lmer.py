@@ -30,7 +30,7 @@ from ..errors import DesignError, format_message, preview
 from .de import _matrix
 from .models import _annotation, _as_list, _levels_of, _run_per_assay, _select, _sum_coding
 
-__all__ = ["lmer"]
+__all__ = ["lmer", "lmer_posthoc"]
 
 logger = logging.getLogger("olinkpipe")
 
@@ -119,6 +119,23 @@ class _Design:
             self.spans,
             {c: self.levels[c] is None for c in variables + covariates},
         )
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows of the fitted (sum-coded) design for the predictor values in ``frame``."""
+        cols = {}
+        for c, lev in self.levels.items():
+            if lev is None:
+                cols[c] = frame[c].to_numpy(dtype=float)[:, None]
+            else:
+                cols[c] = _sum_coding(frame[c].astype(str).to_numpy(), lev)
+        n = len(frame)
+        blocks = [np.ones((n, 1))]
+        for term in self.terms:
+            block = cols[term[0]]
+            for f in term[1:]:
+                block = (block[:, :, None] * cols[f][:, None, :]).reshape(n, -1)
+            blocks.append(block)
+        return np.hstack(blocks)
 
     def _blocks(self, obs: pd.DataFrame, c: str) -> dict:
         """Columns of ``c`` in sum, treatment and full-indicator coding, with level keys."""
@@ -476,29 +493,43 @@ def _fit_lmer(
     return out
 
 
-def _fit_one(y, x, groups, lmats, reml: bool) -> dict:
+def _fit_point(y, x, groups, reml: bool):
+    """Checks, standardisation and the fit of one assay's observed values.
+
+    Returns ``(point, A, note, scale)`` (``A`` = vcov of the variance parameters, NPX =
+    ``mean + scale·y_std``) or a ``str`` reason why the assay is not fitted.
+    """
     if not np.all(np.isfinite(y)):
-        return {"reason": "infinite NPX values"}
+        return "infinite NPX values"
     n_groups = np.unique(groups).size
     if n_groups < 2 or n_groups >= y.size:
-        return {"reason": "too few samples: need 2+ subjects and more samples than subjects"}
+        return "too few samples: need 2+ subjects and more samples than subjects"
     if y.size <= x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
-        return {"reason": "fixed effects not estimable (collinear design)"}
+        return "fixed effects not estimable (collinear design)"
     if np.ptp(y) == 0:
-        return {"reason": "no within-subject variation left after the fixed effects"}
+        return "no within-subject variation left after the fixed effects"
     # centre and scale: F and DenDF are invariant, the fit is not disturbed by the offset
     ys, scale = _standardise(y)
     st = _Stats(ys, x, groups)
     resid_w = st.yw - st.xw @ np.linalg.lstsq(st.xw, st.yw, rcond=None)[0]
     if resid_w @ resid_w <= 1e-20 * ys.size:
-        return {"reason": "no within-subject variation left after the fixed effects"}
+        return "no within-subject variation left after the fixed effects"
     with np.errstate(over="ignore", under="ignore"):
         pt = _optimum(st, reml=reml)
         if pt.converged:
-            return {"reason": f"fit not converged: {pt.converged}"}
+            return f"fit not converged: {pt.converged}"
         a, note = _vcov_varpar(pt)
-        if "not positive definite" in note:
-            return {"reason": f"fit not converged: {note}"}
+    if "not positive definite" in note:
+        return f"fit not converged: {note}"
+    return pt, a, note, scale
+
+
+def _fit_one(y, x, groups, lmats, reml: bool) -> dict:
+    fit = _fit_point(y, x, groups, reml)
+    if isinstance(fit, str):
+        return {"reason": fit}
+    pt, a, note, scale = fit
+    with np.errstate(over="ignore", under="ignore"):
         res = _type3(pt, lmats, a)
         for k in ["sumsq", "meansq"]:
             res[k] = res[k] * scale * scale  # back to NPX units (inf beyond ~1e154)
@@ -549,6 +580,47 @@ def _split_terms(variable: str | Sequence[str]) -> list[str]:
             if part and part not in names:
                 names.append(part)
     return names
+
+
+def _setup(adata, variable, random, covariates, exclude_controls: bool, step: str) -> dict:
+    """Validated model pieces shared by :func:`lmer` and :func:`lmer_posthoc`."""
+    variables = _split_terms(variable)
+    covs = [c for c in _as_list(covariates) if c not in variables]
+    if not variables:
+        msg = format_message("variable is empty", hint="Name at least one obs column.")
+        raise DesignError(msg)
+    if not isinstance(random, str):
+        msg = format_message(
+            f"random must be one obs column name; got {random!r}",
+            hint="Pass e.g. random='Subject'.",
+        )
+        raise DesignError(msg)
+    require_columns(
+        adata.obs, variables + covs + [random], what="obs", hint="Name columns of adata.obs."
+    )
+    if random in variables + covs:
+        msg = format_message(
+            f"{random!r} is both the random effect and a fixed effect",
+            column=random,
+            hint="Name the subject column only as random=.",
+        )
+        raise DesignError(msg)
+    rows, acols, excl = _select(
+        adata, variables + covs + [random], exclude_controls=exclude_controls, step=step
+    )
+    obs = adata.obs.iloc[rows]
+    design = _Design(obs, variables, covs)
+    return {
+        "variables": variables,
+        "covs": covs,
+        "obs": obs,
+        "design": design,
+        "groups": pd.factorize(obs[random].astype(str))[0],
+        "y": _matrix(adata, None)[np.ix_(rows, acols)],
+        "ann": _annotation(adata, acols),
+        "acols": acols,
+        "excl": excl,
+    }
 
 
 @doc_params(adata=doc_adata, alpha=doc_alpha)
@@ -682,38 +754,11 @@ def lmer(
     >>> res.loc[res["term"] == "Time", "DenDF"].round(6).tolist()
     [16.0, 16.0]
     """
-    variables = _split_terms(variable)
-    covs = [c for c in _as_list(covariates) if c not in variables]
-    if not variables:
-        msg = format_message("variable is empty", hint="Name at least one obs column.")
-        raise DesignError(msg)
-    if not isinstance(random, str):
-        msg = format_message(
-            f"random must be one obs column name; got {random!r}",
-            hint="Pass e.g. random='Subject'.",
-        )
-        raise DesignError(msg)
-    require_columns(
-        adata.obs, variables + covs + [random], what="obs", hint="Name columns of adata.obs."
-    )
-    if random in variables + covs:
-        msg = format_message(
-            f"{random!r} is both the random effect and a fixed effect",
-            column=random,
-            hint="Name the subject column only as random=.",
-        )
-        raise DesignError(msg)
-    rows, acols, excl = _select(
-        adata, variables + covs + [random], exclude_controls=exclude_controls, step="lmer"
-    )
-    obs = adata.obs.iloc[rows]
-    design = _Design(obs, variables, covs)
-    x = design.x
-    groups = pd.factorize(obs[random].astype(str))[0]
-    y = _matrix(adata, None)[np.ix_(rows, acols)]
+    su = _setup(adata, variable, random, covariates, exclude_controls, "lmer")
+    variables, covs, obs, design = su["variables"], su["covs"], su["obs"], su["design"]
+    x, groups, y, ann, excl = design.x, su["groups"], su["y"], su["ann"], su["excl"]
     m = y.shape[1]
     nt = len(design.spans)
-    ann = _annotation(adata, acols)
 
     pre_reason = _pre_reasons(y, obs, design, variables)
     jobs = [(y[:, j], x, groups, design.lmats, reml, str(pre_reason[j])) for j in range(m)]
@@ -767,4 +812,321 @@ def lmer(
         **excl,
     }
     logger.info("lmer: %d assays, %d not tested", m, len(untested))
+    return frame
+
+
+# --------------------------------------------------------------------------------------
+# post-hoc: emmeans pairwise contrasts (olink_lmer_posthoc)
+
+_P_ADJUST = ("tukey", "sidak", "bonferroni", "none")
+
+
+def _fit_posthoc(y, x, groups, lmat, reml: bool, reason: str) -> dict:
+    """One assay: fit, then ``lmat β̂`` (NPX units), its SE and Satterthwaite df per row.
+
+    ``lmat`` rows are linear functions of the sum-coded coefficients (cell means when their
+    intercept entry is 1, contrasts when it is 0). Never raises (failures are the reason).
+    """
+    k = lmat.shape[0]
+    out = {key: np.full(k, np.nan) for key in ["est", "se", "df"]}
+    ok = ~np.isnan(y)
+    out.update(n=int(ok.sum()), reason=reason)
+    if reason:
+        return out
+    try:
+        fit = _fit_point(y[ok], x[ok], groups[ok], reml)
+        if isinstance(fit, str):
+            out["reason"] = fit
+            return out
+        pt, a, _, scale = fit
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            w = lmat @ pt.cov
+            var = np.einsum("mp,mp->m", w, lmat)
+            g_psi = np.stack([-np.einsum("mp,pq,mq->m", w, mk, w) for mk in pt.mk], axis=1)
+            g_phi = g_psi @ pt.jac
+            out["df"] = 2.0 * var**2 / np.einsum("mi,ij,mj->m", g_phi, a, g_phi)
+        out["est"] = scale * (lmat @ pt.beta) + lmat[:, 0] * float(np.mean(y[ok]))
+        out["se"] = scale * np.sqrt(var)
+    except Exception as err:  # noqa: BLE001 - one assay's failure must not stop the others
+        out.update({key: np.full(k, np.nan) for key in ["est", "se", "df"]})
+        out["reason"] = f"fit failed: {type(err).__name__}: {err}"
+    return out
+
+
+def _emm_cells(design: _Design, obs: pd.DataFrame, effect: list[str]):
+    """emmeans' cells of ``effect`` (first factor varying fastest), their labels and a
+    function giving the rows ``L`` (cell means) for an assay's observed samples."""
+    levels = design.levels
+    cells = [c[::-1] for c in itertools.product(*[levels[e] for e in effect[::-1]])]
+    labels = [" ".join(c) for c in cells]
+    others = [c for c in levels if c not in effect]
+    numeric = [c for c in others if levels[c] is None]
+    cache: dict[tuple, np.ndarray] = {}
+
+    def lmat(ok: np.ndarray) -> np.ndarray:
+        # emmeans(cov.reduce = round(c(mean, mean + sd), 4)) of olink_lmer_posthoc
+        vals = []
+        for c in numeric:
+            v = obs[c].to_numpy(dtype=float)[ok]
+            mu, sd = float(np.mean(v)), float(np.std(v, ddof=1)) if v.size > 1 else np.nan
+            vals.append((round(mu, 4), round(mu + sd, 4)))
+        key = tuple(vals)
+        if key not in cache:
+            axes = [levels[c] if levels[c] is not None else vals[numeric.index(c)] for c in others]
+            rest = pd.DataFrame(list(itertools.product(*axes)), columns=others)
+            rows = []
+            for cell in cells:
+                grid = rest.assign(**dict(zip(effect, cell, strict=True)))
+                rows.append(design.matrix(grid).mean(axis=0))
+            cache[key] = np.vstack(rows)
+        return cache[key]
+
+    return cells, labels, lmat
+
+
+def _critical(method: str, conf_level: float, k: int, family: int, df: np.ndarray):
+    """Half-width multiplier of emmeans' adjusted intervals (``t`` scale)."""
+    out = np.full(df.shape, np.nan)
+    ok = np.isfinite(df) & (df > 0)
+    if method == "tukey":
+        for d in np.unique(df[ok]):
+            out[df == d] = stats.studentized_range.ppf(conf_level, k, d) / np.sqrt(2.0)
+        return out
+    level = {
+        "sidak": (1.0 + conf_level ** (1.0 / family)) / 2.0,
+        "bonferroni": 1.0 - (1.0 - conf_level) / (2.0 * family),
+        "none": (1.0 + conf_level) / 2.0,
+    }[method]
+    out[ok] = stats.t.ppf(level, df[ok])
+    return out
+
+
+def _adjusted_p(method: str, t: np.ndarray, df: np.ndarray, k: int, family: int) -> np.ndarray:
+    p = np.full(t.shape, np.nan)
+    ok = np.isfinite(t) & np.isfinite(df) & (df > 0)
+    if method == "tukey":
+        p[ok] = stats.studentized_range.sf(np.abs(t[ok]) * np.sqrt(2.0), k, df[ok])
+    else:
+        raw = 2.0 * stats.t.sf(np.abs(t[ok]), df[ok])
+        if method == "sidak":
+            raw = -np.expm1(family * np.log1p(-raw))
+        elif method == "bonferroni":
+            raw = family * raw
+        p[ok] = raw
+    return np.minimum(p, 1.0)
+
+
+@doc_params(adata=doc_adata, alpha=doc_alpha)
+def lmer_posthoc(
+    adata: ad.AnnData,
+    variable: str | Sequence[str],
+    random: str,
+    *,
+    assays: Sequence[str] | None = None,
+    effect: str | Sequence[str],
+    covariates: str | Sequence[str] | None = None,
+    mean_return: bool = False,
+    p_adjust: str = "tukey",
+    conf_level: float = 0.95,
+    reml: bool = False,
+    alpha: float = 0.05,
+    n_jobs: int = 1,
+    progress: bool = True,
+    exclude_controls: bool = True,
+) -> pd.DataFrame:
+    """Pairwise contrasts of estimated marginal means after :func:`lmer`, as OlinkAnalyze
+    ``olink_lmer_posthoc``.
+
+    Per assay the model of :func:`lmer` is fitted and the marginal means of ``effect``
+    (``emmeans(model, pairwise ~ effect, lmer.df = "satterthwaite")``) are compared
+    pairwise, with Satterthwaite df and Tukey-adjusted p-values and intervals.
+
+    Parameters
+    ----------
+    {adata}
+    variable
+        The fixed factors of the model (full factorial), as in :func:`lmer`.
+    random
+        Column of ``obs`` whose levels get a random intercept, as in :func:`lmer`.
+    assays
+        OlinkIDs (``var`` index) to test; all when None.
+    effect
+        The factor (or list of factors, for their combinations; ``"A:B"`` is read as
+        ``["A", "B"]``) whose marginal means are compared; must be among ``variable``.
+    covariates
+        As in :func:`lmer`. Numeric ones are held at ``round(mean, 4)`` and
+        ``round(mean + sd, 4)`` and averaged over (``olink_lmer_posthoc``'s
+        ``cov.reduce``); factor covariates are averaged over their levels.
+    mean_return
+        Return the marginal means (one row per cell of ``effect``) instead of contrasts.
+    p_adjust
+        ``"tukey"`` (default, emmeans' studentized range within an assay), ``"sidak"``,
+        ``"bonferroni"`` or ``"none"``; adjusts p-values and intervals alike. For the means
+        (``mean_return``) ``"tukey"`` becomes ``"sidak"``, as in emmeans.
+    conf_level
+        Confidence level of the (family-wise) intervals.
+    reml
+        ``False`` (default) fits by ML, as ``olink_lmer_posthoc``; ``True`` by REML.
+    {alpha}
+    n_jobs
+        Parallel workers (joblib) for the per-assay loop.
+    progress
+        Show a tqdm progress bar over assays.
+    exclude_controls
+        Leave out control samples and assays.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per assay and contrast: annotation columns, ``term``
+        (``"Treatment:Time"``), ``contrast`` (``"A - B"``; cells labelled ``"Treated
+        Baseline"``, emmeans' order with the first factor varying fastest), ``estimate``,
+        ``ci_low``, ``ci_high`` (adjusted), ``statistic`` (t), ``df`` (Satterthwaite),
+        ``p_adj`` (adjusted within the assay), ``significant``, ``n``, ``reason`` (why an
+        assay was not tested; its statistics are NaN). With ``mean_return``: the
+        ``effect`` columns, ``emmean``, ``ci_low``, ``ci_high``, ``df``, ``n``, ``reason``
+        per assay and cell. ``attrs``: method, effect, p_adjust, formula, alpha,
+        conf_level, ``untested_assays``, excluded samples/assays.
+
+    Raises
+    ------
+    DesignError
+        ``effect`` is not among ``variable`` or is numeric, an assay is not in ``var``,
+        ``p_adjust`` is unknown, or as :func:`lmer`.
+    MissingColumnError
+        A named column is not in ``obs``.
+
+    Notes
+    -----
+    A cell mean is ``L β̂`` with ``L`` the design row averaged over an equally weighted
+    grid of the other factors; a contrast is ``c = L_i − L_j`` with SE ``√(c C cᵀ)``,
+    ``C = Cov(β̂)`` of the (ML) fit, and Satterthwaite df
+    ``ν = 2 (c C cᵀ)² / (gᵀ A g)``, ``g`` the gradient of ``c C cᵀ`` in ``(θ, σ)`` and
+    ``A = 2 H⁻¹`` as in :func:`lmer` (lmerTest's, which emmeans uses). Tukey:
+    ``p = P(Q_{k, ν} > √2 |t|)`` and intervals ``± q_{k, ν}(conf_level)/√2 · SE`` with
+    ``k`` cells, each contrast with its own ``ν`` (emmeans). Rows are in assay order and
+    emmeans' contrast order (``olink_lmer_posthoc`` sorts by ``Adjusted_pval``); its
+    ``conf.low``/``conf.high``/``Adjusted_pval`` are ``ci_low``/``ci_high``/``p_adj``.
+
+    Examples
+    --------
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> import olinkpipe as op
+    >>> rng = np.random.default_rng(0)
+    >>> obs = pd.DataFrame({"Subject": np.repeat([f"P{i}" for i in range(8)], 3),
+    ...                     "Group": np.repeat(["A", "B"], 12),
+    ...                     "Time": ["D0", "D7", "D28"] * 8},
+    ...                    index=[f"S{i}" for i in range(24)])
+    >>> var = pd.DataFrame(index=pd.Index(["OID1"], name="OlinkID"))
+    >>> x = rng.normal(size=(24, 1)) + np.repeat(rng.normal(size=(8, 1)), 3, axis=0)
+    >>> adata = ad.AnnData(x, obs=obs, var=var)
+    >>> res = op.tl.lmer_posthoc(adata, ["Group", "Time"], "Subject", effect="Time",
+    ...                          progress=False)
+    >>> res["contrast"].tolist()
+    ['D0 - D28', 'D0 - D7', 'D28 - D7']
+    >>> res["df"].round(6).tolist()
+    [16.0, 16.0, 16.0]
+    """
+    effect_l = _split_terms(effect)
+    if p_adjust not in _P_ADJUST:
+        msg = format_message(
+            f"p_adjust must be one of {list(_P_ADJUST)}; got {p_adjust!r}",
+            hint="Use 'tukey' (emmeans' default for pairwise contrasts).",
+        )
+        raise DesignError(msg)
+    variables = _split_terms(variable)
+    missing = [e for e in effect_l if e not in variables]
+    if not effect_l or missing:
+        msg = format_message(
+            f"effect {missing or effect!r} is not among variable {variables!r}",
+            hint="All effect terms must be included in the variable argument.",
+        )
+        raise DesignError(msg)
+    sub = adata
+    if assays is not None:
+        assays = [assays] if isinstance(assays, str) else list(assays)
+        unknown = [a for a in assays if a not in adata.var_names]
+        if unknown:
+            msg = format_message(
+                "assays not found in var", rows=unknown, hint="Pass OlinkIDs (var index)."
+            )
+            raise DesignError(msg)
+        sub = adata[:, assays]
+    su = _setup(sub, variables, random, covariates, exclude_controls, "lmer_posthoc")
+    obs, design, covs = su["obs"], su["design"], su["covs"]
+    numeric = [e for e in effect_l if design.levels[e] is None]
+    if numeric:
+        msg = format_message(
+            f"effect {numeric!r} is numeric: only factors are compared",
+            hint="Convert the column to strings to treat it as a factor.",
+        )
+        raise DesignError(msg)
+    y, ann = su["y"], su["ann"]
+    m = y.shape[1]
+    cells, labels, lmat_of = _emm_cells(design, obs, effect_l)
+    k = len(cells)
+    pairs = list(itertools.combinations(range(k), 2))
+    pre_reason = _pre_reasons(y, obs, design, variables)
+    jobs = []
+    for j in range(m):
+        lm = lmat_of(~np.isnan(y[:, j]))
+        if not mean_return:
+            lm = np.vstack([lm[a] - lm[b] for a, b in pairs])
+        jobs.append((y[:, j], design.x, su["groups"], lm, reml, str(pre_reason[j])))
+    fits = _run_per_assay(
+        _fit_posthoc, jobs, n_jobs=n_jobs, progress=progress, desc="lmer_posthoc"
+    )
+    est, se, dfs = (np.vstack([f[key] for f in fits]) for key in ["est", "se", "df"])
+    nrow = est.shape[1]
+    frame = ann.loc[np.repeat(np.arange(m), nrow)].reset_index(drop=True)
+    frame["term"] = ":".join(effect_l)
+    if mean_return:
+        method = "sidak" if p_adjust == "tukey" else p_adjust  # emmeans' note for means
+        crit = _critical(method, conf_level, k, k, dfs)
+        for i, e in enumerate(effect_l):
+            frame[e] = np.tile([c[i] for c in cells], m)
+        frame["emmean"] = est.ravel()
+    else:
+        method = p_adjust
+        crit = _critical(method, conf_level, k, len(pairs), dfs)
+        frame["contrast"] = np.tile([f"{labels[a]} - {labels[b]}" for a, b in pairs], m)
+        frame["estimate"] = est.ravel()
+    frame["ci_low"] = (est - crit * se).ravel()
+    frame["ci_high"] = (est + crit * se).ravel()
+    if not mean_return:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = est / se
+        frame["statistic"] = t.ravel()
+    frame["df"] = dfs.ravel()
+    if not mean_return:
+        frame["p_adj"] = _adjusted_p(method, t, dfs, k, len(pairs)).ravel()
+        frame["significant"] = frame["p_adj"].fillna(1.0) < alpha
+    frame["n"] = np.repeat([f["n"] for f in fits], nrow)
+    frame["reason"] = np.repeat([f["reason"] for f in fits], nrow).astype(str)
+    oids = ann["OlinkID"].astype(str).to_numpy()
+    untested = [str(oids[j]) for j, f in enumerate(fits) if f["reason"]]
+    if untested:
+        warn(
+            f"lmer_posthoc: {len(untested)} assay(s) not tested (see 'reason'): "
+            f"{preview(untested)}"
+        )
+    rhs = "*".join(variables) + "".join(f" + {c}" for c in covs)
+    frame.attrs = {
+        "method": "lmer_posthoc",
+        "test": (
+            "pairwise contrasts of estimated marginal means (emmeans), Satterthwaite df"
+            if not mean_return
+            else "estimated marginal means (emmeans), Satterthwaite df"
+        ),
+        "formula": f"NPX ~ {rhs} + (1|{random})",
+        "effect": effect_l,
+        "p_adjust": method,
+        "reml": bool(reml),
+        "alpha": float(alpha),
+        "conf_level": float(conf_level),
+        "untested_assays": untested,
+        **su["excl"],
+    }
     return frame
