@@ -6,7 +6,22 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from .errors import DesignError, MissingColumnError, format_message
+from .errors import DesignError, MissingColumnError, ValidationError, format_message
+
+
+def check_fraction(name: str, value: float) -> float:
+    """``value`` as a float strictly between 0 and 1 (a level, alpha, a quantile), else
+    :class:`ValidationError`.
+
+    Examples
+    --------
+    >>> check_fraction("conf_level", 0.95)
+    0.95
+    """
+    if not 0 < float(value) < 1:
+        msg = f"{name}={value!r} must lie strictly between 0 and 1."
+        raise ValidationError(msg)
+    return float(value)
 
 
 def check_literal(name: str, value: object, allowed: Sequence[object]) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from .._stats import bh_adjust
-from .._validate import check_literal, require_columns
+from .._validate import check_fraction, check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, ValidationError, format_message, preview
 from ._firth import detect_separation, firth_logistic
@@ -108,9 +108,7 @@ def dose_groups(
     require_columns(patients, [column], what="patient table")
     dose = pd.to_numeric(patients[column], errors="coerce")
     if quantile is not None:
-        if not 0 < quantile < 1:
-            msg = f"quantile={quantile!r} must be strictly between 0 and 1."
-            raise ValidationError(msg)
+        check_fraction("quantile", quantile)
         threshold = float(dose.quantile(quantile))
     if threshold is None:
         msg = "Give threshold= (cells/kg) or quantile=."

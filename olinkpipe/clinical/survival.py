@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._validate import check_literal, require_columns
+from .._validate import check_fraction, check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, ValidationError, format_message, preview
 from . import _competing
@@ -150,9 +150,7 @@ def _check_at(at: float | Sequence[float] | None) -> np.ndarray | None:
 
 
 def _z(alpha: float) -> float:
-    if not 0 < alpha < 1:
-        msg = f"Argument alpha={alpha!r} must be between 0 and 1."
-        raise ValidationError(msg)
+    check_fraction("alpha", alpha)
     return float(stats.norm.ppf(1 - alpha / 2))
 
 

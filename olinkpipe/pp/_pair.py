@@ -331,6 +331,49 @@ class Stack:
         self.jobs.__exit__(*exc)
 
 
+def marks(n_ref: int, n_other: int, rows_r, rows_o, values=True, empty=False) -> tuple:
+    """Per-sample ``obs`` marks of both projects: ``values`` at ``rows_*``, else ``empty``."""
+    dtype = bool if isinstance(empty, bool) else object
+    out = []
+    for n, rows in ((n_ref, rows_r), (n_other, rows_o)):
+        mark = np.full(n, empty, dtype=dtype)
+        mark[rows] = values
+        out.append(mark)
+    return tuple(out)
+
+
+def normalize(
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    factor_of,
+    *,
+    projects: tuple[str, str],
+    step: str,
+    settings: dict,
+    obs_marks: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> ad.AnnData:
+    """The two-project pipeline every normalization shares: align the assays, start
+    copying the reference project (:class:`Stack`), compute the per-assay factor with
+    ``factor_of(cols_r, cols_o) -> (factor, factor_columns)``, queue the other project
+    shifted by it and build the result (:func:`combine`) while the arrays are written."""
+    cols_r, cols_o, records = align_assays(ref, other, step=step, projects=projects)
+    with Stack(ref, other, cols_r, cols_o) as stack:  # copying the reference starts
+        factor, columns = factor_of(cols_r, cols_o)
+        stack.shift(factor)
+        return combine(
+            stack,
+            ref,
+            other,
+            factor,
+            projects=projects,
+            step=step,
+            settings=settings,
+            factor_columns=columns,
+            records=records,
+            obs_marks=obs_marks,
+        )
+
+
 def combine(
     stack: Stack,
     ref: ad.AnnData,

@@ -124,37 +124,30 @@ def bridge_normalize(
         raise ValidationError(msg)
     rows_r = _utils.resolve_samples(ref, ids_r, what="bridge_samples", project=projects[0])
     rows_o = _utils.resolve_samples(other, ids_o, what="bridge_samples", project=projects[1])
-    cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
-    with _pair.Stack(ref, other, cols_r, cols_o) as stack:  # copying the reference starts
+
+    def factor_of(cols_r: np.ndarray, cols_o: np.ndarray) -> tuple:
         raw, n_pairs = _bridge_factor(
             ref, other, rows_r, rows_o, cols_r, cols_o, method=method, projects=projects
         )
-        factor = _pair.zero_missing(raw, ref.var_names[cols_r], step=step)
-        stack.shift(factor)
-        bridge_r = np.zeros(ref.n_obs, dtype=bool)
-        bridge_o = np.zeros(other.n_obs, dtype=bool)
-        bridge_r[rows_r] = True
-        bridge_o[rows_o] = True
-        pair_r = np.full(ref.n_obs, "", dtype=object)
-        pair_o = np.full(other.n_obs, "", dtype=object)
-        pair_r[rows_r] = ids_r
-        pair_o[rows_o] = ids_r
-        return _pair.combine(
-            stack,
-            ref,
-            other,
-            factor,
-            projects=projects,
-            step=step,
-            settings={
-                "method": method,
-                "bridge_reference_ids": list(ids_r),
-                "bridge_other_ids": list(ids_o),
-            },
-            factor_columns={"n_pairs": n_pairs},
-            records=records,
-            obs_marks={"bridge": (bridge_r, bridge_o), "bridge_pair": (pair_r, pair_o)},
-        )
+        return _pair.zero_missing(raw, ref.var_names[cols_r], step=step), {"n_pairs": n_pairs}
+
+    n_r, n_o = ref.n_obs, other.n_obs
+    return _pair.normalize(
+        ref,
+        other,
+        factor_of,
+        projects=projects,
+        step=step,
+        settings={
+            "method": method,
+            "bridge_reference_ids": list(ids_r),
+            "bridge_other_ids": list(ids_o),
+        },
+        obs_marks={
+            "bridge": _pair.marks(n_r, n_o, rows_r, rows_o),
+            "bridge_pair": _pair.marks(n_r, n_o, rows_r, rows_o, values=ids_r, empty=""),
+        },
+    )
 
 
 def _bridge_factor(

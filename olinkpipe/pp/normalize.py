@@ -70,28 +70,20 @@ def _run_subset(
     projects: tuple[str, str],
     settings: dict,
 ) -> ad.AnnData:
-    cols_r, cols_o, records = _pair.align_assays(ref, other, step=step, projects=projects)
-    with _pair.Stack(ref, other, cols_r, cols_o) as stack:  # copying the reference starts
-        factor, columns = _subset_factor(
+    def factor_of(cols_r: np.ndarray, cols_o: np.ndarray) -> tuple:
+        return _subset_factor(
             ref, other, rows_r, rows_o, cols_r, cols_o, step=step, projects=projects
         )
-        stack.shift(factor)
-        mark_r = np.zeros(ref.n_obs, dtype=bool)
-        mark_o = np.zeros(other.n_obs, dtype=bool)
-        mark_r[rows_r] = True
-        mark_o[rows_o] = True
-        return _pair.combine(
-            stack,
-            ref,
-            other,
-            factor,
-            projects=projects,
-            step=step,
-            settings=settings,
-            factor_columns=columns,
-            records=records,
-            obs_marks={"norm_sample": (mark_r, mark_o)},
-        )
+
+    return _pair.normalize(
+        ref,
+        other,
+        factor_of,
+        projects=projects,
+        step=step,
+        settings=settings,
+        obs_marks={"norm_sample": _pair.marks(ref.n_obs, other.n_obs, rows_r, rows_o)},
+    )
 
 
 def subset_normalize(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import ValidationError
+from .._validate import check_fraction
 from ._kernels import _runs, _signed_abs_ranks
 
 __all__ = ["qnorm", "zeroin", "signed_rank_uniroot", "rank_sum_uniroot"]
@@ -303,9 +303,7 @@ def signed_rank_uniroot(x: np.ndarray, *, conf_level: float = 0.95) -> tuple:
         is the confidence level R reaches: ``conf_level``, or lower where R doubles
         ``alpha`` and warns "requested conf.level not achievable" (few, tied values).
     """
-    if not 0 < conf_level < 1:
-        msg = f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}."
-        raise ValidationError(msg)
+    check_fraction("conf_level", conf_level)
     x = np.array(x, dtype=float, ndmin=2)
     x[x == 0] = np.nan  # R: x <- x[x != 0]
     m = x.shape[0]
@@ -396,9 +394,7 @@ def rank_sum_uniroot(xt: np.ndarray, xr: np.ndarray, *, conf_level: float = 0.95
         ``(estimate, ci_low, ci_high, level)``, 1-D arrays, one entry per row (``level``
         is ``conf_level``: R's rank-sum CI never lowers it).
     """
-    if not 0 < conf_level < 1:
-        msg = f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}."
-        raise ValidationError(msg)
+    check_fraction("conf_level", conf_level)
     xs = np.sort(np.array(xt, dtype=float, ndmin=2), axis=1)
     ys = np.sort(np.array(xr, dtype=float, ndmin=2), axis=1)
     m = xs.shape[0]

@@ -18,9 +18,9 @@ import pandas as pd
 
 from .._docs import doc_adata, doc_alpha, doc_params
 from .._stats import bh_adjust
-from .._validate import check_literal, require_columns
+from .._validate import check_fraction, check_literal, require_columns
 from .._warnings import warn
-from ..errors import DesignError, ValidationError, format_message, preview
+from ..errors import DesignError, format_message, preview
 from . import _kernels, _limma
 
 __all__ = ["differential"]
@@ -160,12 +160,17 @@ def _matrix(adata: ad.AnnData, layer: str | None) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
+def _is_numeric(s: pd.Series) -> bool:
+    """A numeric obs column used as it is (booleans are categories, not numbers)."""
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
 def _covariate_matrix(obs: pd.DataFrame, covariates: Sequence[str]) -> tuple:
     """Numeric design columns for the covariates (categorical → treatment dummies)."""
     cols, names = [], []
     for c in covariates:
         s = obs[c]
-        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+        if not _is_numeric(s):
             levels = sorted(pd.unique(s.dropna().astype(str)))
             for lev in levels[1:]:
                 cols.append((s.astype(str) == lev).to_numpy(dtype=float))
@@ -414,9 +419,7 @@ def differential(
     """
     check_literal("method", method, list(_METHODS))
     check_literal("wilcoxon_ci", wilcoxon_ci, ["order", "uniroot"])
-    if not 0 < float(conf_level) < 1:
-        msg = f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}."
-        raise ValidationError(msg)
+    check_fraction("conf_level", conf_level)
     covariates = list(covariates or [])
     obs = adata.obs
     require_columns(

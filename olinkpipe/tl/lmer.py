@@ -27,7 +27,7 @@ from .._stats import bh_adjust
 from .._validate import require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
-from .de import _matrix
+from .de import _is_numeric, _matrix
 from .models import _annotation, _as_list, _levels_of, _run_per_assay, _select, _sum_coding
 
 __all__ = ["lmer", "lmer_posthoc"]
@@ -49,10 +49,6 @@ _LOG2PI = np.log(2.0 * np.pi)
 
 # --------------------------------------------------------------------------------------
 # design and lmerTest's type-III contrasts
-
-
-def _is_numeric(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
 def _zapsmall(a: np.ndarray, digits: int = 7) -> np.ndarray:

@@ -23,7 +23,7 @@ from .._stats import bh_adjust
 from .._validate import check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
-from .de import ANNOTATION, _matrix
+from .de import ANNOTATION, _is_numeric, _matrix
 
 __all__ = ["longitudinal", "anova", "anova_posthoc"]
 
@@ -118,7 +118,7 @@ class _Model:
         self.cov_means: dict[str, float] = {}
         for c in covariates:
             s = obs[c]
-            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            if _is_numeric(s):
                 self.cov_levels[c] = None
                 self.cov_means[c] = float(s.mean())
             else:
