@@ -4,6 +4,7 @@ from .de import differential
 from .enrich import gsea, ora
 from .lmer import lmer, lmer_posthoc
 from .models import anova, anova_posthoc, longitudinal
+from .nonparametric import nonparametric, nonparametric_posthoc
 
 __all__ = [
     "differential",
@@ -12,6 +13,8 @@ __all__ = [
     "anova_posthoc",
     "lmer",
     "lmer_posthoc",
+    "nonparametric",
+    "nonparametric_posthoc",
     "ora",
     "gsea",
 ]
