@@ -378,6 +378,28 @@ def test_oa_dunn_adjustment_is_p_m_over_rank_without_step_up():
     np.testing.assert_allclose(got[1], [0.2, 0.2 * 4 / 3, 0.2 * 4 / 2, 0.04])
 
 
+def test_dunn_ties_in_p_follow_dunn_test_order():
+    # R: d <- data.frame(x = c(9, 4, 5, 7, 11, 3, 6, 2, 1, 12, 10, 8),
+    #                    g = factor(rep(c("A", "B", "C", "D"), each = 3)))
+    #    FSA::dunnTest(x ~ g, data = d, method = "bh")$res  (B - C and A - D share p)
+    ref = {
+        "A - B": (-0.33968311024337872, 0.73409518231947579),
+        "A - C": (1.01904933073013626, 0.36981545696046475),
+        "B - C": (1.35873244097351487, 0.34846277649605023),
+        "A - D": (-1.35873244097351487, 0.52269416474407537),
+        "B - D": (-1.01904933073013626, 0.46226932120058095),
+        "C - D": (-2.37778177170365135, 0.10450278172139975),
+    }
+    x = np.array([[9, 4, 5, 7, 11, 3, 6, 2, 1, 12, 10, 8]], dtype=float).T
+    a = _adata(x, pd.DataFrame({"G": list("AAABBBCCCDDD")}))
+    res = op.tl.nonparametric_posthoc(a, groupby="G").set_index("contrast")
+    for contrast, (z, padj) in ref.items():
+        assert res.loc[contrast, "estimate"] == pytest.approx(z, rel=1e-13)
+        assert res.loc[contrast, "p_adj"] == pytest.approx(padj, rel=1e-12)
+    # rows sorted by p_adj; before sorting in dunn.test's order
+    assert res.index.tolist() == ["C - D", "B - C", "A - C", "B - D", "A - D", "A - B"]
+
+
 def test_rstatix_rounding():
     x = np.array([0.0001786084, 0.0123456, 0.2345, np.nan, 0.0])
     np.testing.assert_allclose(

@@ -456,10 +456,11 @@ def nonparametric_posthoc(
         Adjustment of the p-values over the contrasts of each assay. ``"oa"`` (default)
         as OlinkAnalyze: for Dunn's test dunn.test's ``"bh"`` as FSA calls it,
         ``min(1, p·m/r)`` with ``r`` the ascending rank of ``p`` among the ``m``
-        contrasts, *without* Benjamini–Hochberg's running minimum (so it is not monotone
-        in ``p``); for the paired Wilcoxon tests rstatix's numbers: each p rounded to
-        3 significant digits, Benjamini–Hochberg, the result rounded to 3 decimals (3
-        significant digits below 0.001). ``"bh"``: Benjamini–Hochberg (R
+        contrasts (equal p-values ranked in dunn.test's contrast order), *without*
+        Benjamini–Hochberg's running minimum (so it is not monotone in ``p``); for the
+        paired Wilcoxon tests rstatix's numbers: each p rounded to 3 significant digits,
+        Benjamini–Hochberg, the result rounded to 3 decimals (3 significant digits below
+        0.001). ``"bh"``: Benjamini–Hochberg (R
         ``p.adjust(method = "BH")``) on the unrounded p-values, for both.
     alpha
         Significance level applied to ``p_adj`` for ``significant``.
@@ -530,7 +531,10 @@ def nonparametric_posthoc(
     d = _design(adata, groupby, pair, exclude_controls, assays, step)
     x_all = _matrix(adata, layer)
     m, k = d.acols.size, len(d.levels)
-    pairs = list(itertools.combinations(range(k), 2))
+    if pair is None:  # dunn.test's order: 1-2, 1-3, 2-3, 1-4, ... (breaks ties in p)
+        pairs = [(j, i) for i in range(1, k) for j in range(i)]
+    else:  # rstatix: combn order
+        pairs = list(itertools.combinations(range(k), 2))
     c = len(pairs)
     res = {key: np.full((m, c), np.nan) for key in ("estimate", "statistic", "p_value")}
     n = np.zeros((m, c), dtype=np.int64)
