@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._ranktests import rank_sum_test
 from .._stats import bh_adjust
 from .._validate import check_fraction, check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, ValidationError, format_message, preview
 from ._firth import detect_separation, firth_logistic
-from ._rank import cliffs_delta, spearman_p, wilcox_test
+from ._rank import cliffs_delta, spearman_p
 
 __all__ = ["dose_groups", "compare_groups", "correlate", "associate_outcome"]
 
@@ -179,8 +180,13 @@ def compare_groups(
         Column(s) to compare, e.g. ``["cmax", "auc"]``.
     test
         ``"mannwhitney"``: Wilcoxon rank-sum as R's ``wilcox.test(other, reference,
-        conf.int = TRUE)``: exact p and Hodges–Lehmann CI without ties and both groups
-        < 50, else normal approximation with tie and continuity correction.
+        conf.int = TRUE, conf.level = conf_level)``: exact p and Hodges–Lehmann CI
+        without ties and both groups < 50, else normal approximation with tie and
+        continuity correction, estimate and CI R's ``uniroot`` roots (``exact = FALSE,
+        correct = TRUE``). The kernel of :func:`olinkpipe.tl.differential`
+        (``wilcoxon_ci="uniroot"``); equal to R 4.2.2 to 1e-8 (W, p, estimate, CI).
+        Both groups constant: the shift as ``effect`` and no CI (R stops with an
+        error).
         ``"ttest"``: Welch's t-test (R's ``t.test`` default), effect = difference in means.
     reference
         The reference level; ``effect`` is other − reference. Default: ``"low"`` when the
@@ -260,9 +266,11 @@ def compare_groups(
             enough = len(x) >= 2 and len(y) >= 2 if test == "ttest" else len(x) and len(y)
             if enough:
                 if test == "mannwhitney":
-                    w = wilcox_test(x, y, conf_level=conf_level)
+                    w = rank_sum_test(x, y, conf_level=conf_level)
                     stat, p, eff, lo, hi = w.statistic, w.p_value, w.estimate, w.ci_low, w.ci_high
                     name += " (exact)" if w.exact else " (normal approx., corrected)"
+                    if w.reason:
+                        notes.append(f"{metric}: {w.reason} ({len(x)} vs {len(y)})")
                 else:
                     t = stats.ttest_ind(x, y, equal_var=False)
                     ci = t.confidence_interval(conf_level)
