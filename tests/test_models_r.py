@@ -138,3 +138,25 @@ def test_posthoc_interaction_rows_labels_and_signs_as_emmeans():
         np.testing.assert_allclose(r["ci_low"], ref[:, 2], rtol=0, atol=1e-8)
         np.testing.assert_allclose(r["ci_high"], ref[:, 3], rtol=0, atol=1e-8)
         np.testing.assert_allclose(r["p_adj"], ref[:, 4], rtol=0, atol=1e-8)
+
+
+def test_posthoc_labels_with_operators_are_parenthesised_as_emmeans():
+    # R: d <- data.frame(A = factor(rep(c("a-1", "a 2", "a3"), each = 4)),
+    #    B = factor(rep(c("b1", "b2"), 6)), y = rnorm(12))
+    #    emmeans(lm(y ~ A * B, d), pairwise ~ A:B)$contrasts -> first three labels below;
+    #    emmeans(lm(y ~ A, d), pairwise ~ A)$contrasts -> "a 2 - (a-1)", "a 2 - a3", "(a-1) - a3"
+    rng = np.random.default_rng(3)
+    obs = pd.DataFrame(
+        {"A": np.repeat(["a-1", "a 2", "a3"], 4), "B": ["b1", "b2"] * 6},
+        index=[f"S{i}" for i in range(12)],
+    )
+    var = pd.DataFrame(index=pd.Index(["OID00001"], name="OlinkID"))
+    adata = ad.AnnData(rng.normal(size=(12, 1)), obs=obs, var=var)
+    two = op.tl.anova_posthoc(adata, formula_terms=["A", "B"], effect=["A", "B"])
+    assert two["contrast"].tolist()[:3] == [
+        "a 2 b1 - (a-1 b1)",
+        "a 2 b1 - a3 b1",
+        "a 2 b1 - a 2 b2",
+    ]
+    one = op.tl.anova_posthoc(adata, formula_terms="A", effect="A")
+    assert one["contrast"].tolist() == ["a 2 - (a-1)", "a 2 - a3", "(a-1) - a3"]

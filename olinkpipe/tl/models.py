@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -370,7 +371,7 @@ def anova_posthoc(
     pandas.DataFrame
         One row per assay and contrast: annotation columns, ``term``, ``contrast``
         (``"A - B"``; for several factors ``"a1 b1 - a2 b1"``: the levels joined by a
-        space), ``estimate`` (marginal mean of A minus that of B), ``ci_low``, ``ci_high``, ``statistic`` (t), ``df``, ``p_adj`` (Tukey within
+        space; a label with ``-``, ``+``, ``/`` or ``*`` in parentheses, as emmeans), ``estimate`` (marginal mean of A minus that of B), ``ci_low``, ``ci_high``, ``statistic`` (t), ``df``, ``p_adj`` (Tukey within
         assay), ``significant``, ``n``.
 
     Notes
@@ -439,6 +440,8 @@ def anova_posthoc(
     cell = np.ravel_multi_index(codes[::-1], [len(model.levels[f]) for f in effect_l[::-1]])
     present, first = np.unique(cell, return_index=True)
     names = [" ".join(grid[effect_l].astype(str).iloc[i]) for i in first]
+    # emmeans' option parens: a label containing - + / or * is put in parentheses
+    names = [f"({nm})" if re.search(r"[-+/*]", nm) else nm for nm in names]
     lmean = np.vstack([lgrid[cell == c].mean(axis=0) for c in present])
     k = len(names)
     pairs = list(itertools.combinations(range(k), 2))
