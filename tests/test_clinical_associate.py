@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 import warnings
 
 import numpy as np
@@ -15,9 +13,9 @@ from scipy import stats
 from statsmodels.miscmodels.ordinal_model import OrderedModel
 from statsmodels.stats.multitest import multipletests
 
+from olinkpipe._ranktests import rank_sum_test
 from olinkpipe.clinical import associate_outcome, compare_groups, correlate, dose_groups
 from olinkpipe.clinical._firth import detect_separation
-from olinkpipe.clinical._rank import _wilcox_counts, qwilcox, wilcox_test
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning, ValidationError
 
 
@@ -68,26 +66,13 @@ def test_dose_groups_threshold_rule_and_quantile():
         dose_groups(p, rule="lt")
 
 
-# ----------------------------------------------------------------------- rank-sum internals
-
-
-def test_wilcox_null_distribution_against_brute_force_enumeration():
-    for m, n in [(3, 4), (5, 5), (4, 7)]:
-        counts = np.zeros(m * n + 1, dtype=int)
-        for chosen in itertools.combinations(range(m + n), m):
-            ranks = np.array(chosen) + 1
-            counts[ranks.sum() - m * (m + 1) // 2] += 1
-        assert list(_wilcox_counts(m, n)) == counts.tolist()
-    assert sum(_wilcox_counts(20, 25)) == math.comb(45, 20)
-    # Hollander & Wolfe table: 95% two-sided interval for m = n = 10 uses the 24th smallest and
-    # 24th largest of the 100 differences, i.e. R's qwilcox(0.025, 10, 10) == 24
-    assert qwilcox(0.025, 10, 10) == 24
+# --------------------------------------------------------------------------- rank-sum test
 
 
 def test_exact_hodges_lehmann_ci_inverts_scipy_exact_test():
     rng = np.random.default_rng(5)
     x, y = rng.normal(1.0, 1, 9), rng.normal(0, 1, 12)
-    w = wilcox_test(x, y)
+    w = rank_sum_test(x, y)
     diffs = np.sort(np.subtract.outer(x, y).ravel())
     assert w.exact
     assert w.estimate == pytest.approx(np.median(diffs), abs=1e-14)
@@ -98,20 +83,76 @@ def test_exact_hodges_lehmann_ci_inverts_scipy_exact_test():
         assert (p >= 0.05) == (w.ci_low < d < w.ci_high), d
 
 
-def test_asymptotic_branch_matches_published_r_example():
-    # R: x <- c(1,5,9,24,56,21,3,7,21,4); y <- c(12,15,5,9,9,14,56,22,3,7,32,5)
-    # wilcox.test(x, y) -> W = 51.5, p-value = 0.5966 (with continuity correction; ties)
-    # (endmemo.com/r/wilcoxon.php)
-    x = np.array([1, 5, 9, 24, 56, 21, 3, 7, 21, 4], float)
-    y = np.array([12, 15, 5, 9, 9, 14, 56, 22, 3, 7, 32, 5], float)
-    w = wilcox_test(x, y)
-    assert not w.exact
-    assert w.statistic == 51.5
-    assert w.p_value == pytest.approx(0.5966, abs=5e-5)
-    # CI limits are roots of the corrected z statistic: just inside the interval |z| < 1.96
-    assert w.ci_low < w.estimate < w.ci_high
-    inside = (w.ci_low + w.estimate) / 2
-    assert stats.mannwhitneyu(x - inside, y, method="asymptotic").pvalue > 0.05
+# 36 patients (17 low, 19 high); tmax and cmax tied, auc untied. R 4.2.2 on this table as CSV:
+#   x <- d[[m]][d$g == "high"]; y <- d[[m]][d$g == "low"]
+#   wilcox.test(x, y, conf.int = TRUE, conf.level = cl, exact = FALSE, correct = TRUE)  # tied
+#   wilcox.test(x, y, conf.int = TRUE, conf.level = cl)  # auc: exact
+_MW = pd.DataFrame(
+    {
+        "g": ["low"] * 17 + ["high"] * 19,
+        "tmax": [10, 7, 10, 10, 10, 28, 28, 10, 28, 14, 10, 10, 28, 10, 10, 21, 7, 7, 3, 7,
+                 21, 14, 14, 17, 3, 14, 21, 28, 10, 14, 7, 7, 7, 7, 3, 17],
+        "cmax": [13, 32, 47, 37, 25, 50, 14, 18, 17, 40, 11, 14, 71, 14, 5, 36, 43, 15, 15,
+                 17, 26, 57, 48, 12, 69, 16, 30, 24, 20, 13, 113, 25, 65, 17, 37, 19],
+        "auc": [112.88, 129.8, 76.38, 97.57, 112.89, 132.78, 130.5, 85.44, 71.08, 94.75,
+                125.43, 131.17, 62.03, 44.28, 83.52, 109.2, 135.6, 76.7, 93.99, 130.59,
+                78.39, 125.63, 147.15, 132.7, 153.83, 93.01, 59.29, 149.29, 125.4, 143.15,
+                108.39, 69.56, 89.53, 93.27, 82.94, 107.98],
+    }
+)  # fmt: skip
+_R_MW = {  # (metric, conf.level): W, p, estimate, conf.int
+    ("tmax", 0.95): (122.5, 0.21347750171606475, -2.9999539565608364, -6.9999368587651354,
+                     3.9999548007465702),
+    ("tmax", 0.90): (122.5, 0.21347750171606475, -2.9999539565608364, -6.9999283214802794,
+                     3.6284582099786355e-05),
+    ("cmax", 0.95): (177.5, 0.62304700541207436, 1.9999173670838843, -11.999980590642693,
+                     12.000081814030191),
+    ("cmax", 0.90): (177.5, 0.62304700541207436, 1.9999173670838843, -8.0000388609236186,
+                     10.999948363233138),
+    ("auc", 0.95): (175, 0.68401642682824682, 7.2699999999999818, -17.040000000000006,
+                    24.030000000000001),
+    ("auc", 0.90): (175, 0.68401642682824682, 7.2699999999999818, -10.199999999999989,
+                    21.719999999999999),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("conf_level", [0.95, 0.90])
+def test_compare_groups_mann_whitney_equals_r_with_ties(conf_level):
+    out = compare_groups(
+        _MW, by="g", metrics=["tmax", "cmax", "auc"], conf_level=conf_level
+    ).set_index("metric")
+    assert out.attrs["effect"] == "high - low"
+    for metric in ["tmax", "cmax", "auc"]:
+        ref = _R_MW[(metric, conf_level)]
+        got = out.loc[
+            metric, ["statistic", "p_value", "effect", "effect_ci_low", "effect_ci_high"]
+        ]
+        np.testing.assert_allclose(got.to_numpy(float), ref, rtol=0, atol=1e-8)
+        assert ("exact" in out.loc[metric, "test"]) == (metric == "auc")
+
+
+def test_compare_groups_and_tl_differential_share_the_rank_sum_kernel():
+    # the same numbers through tl.differential(method="wilcoxon", wilcoxon_ci="uniroot")
+    import anndata as ad
+
+    import olinkpipe as op
+
+    x = _MW[["tmax", "cmax", "auc"]].to_numpy(float)
+    obs = pd.DataFrame({"g": _MW["g"].to_numpy()}, index=[f"S{i}" for i in range(len(_MW))])
+    var = pd.DataFrame(index=pd.Index(["tmax", "cmax", "auc"], name="OlinkID"))
+    res = op.tl.differential(
+        ad.AnnData(x, obs=obs, var=var),
+        groupby="g",
+        reference="low",
+        method="wilcoxon",
+        wilcoxon_ci="uniroot",
+    ).set_index("OlinkID")
+    cg = compare_groups(_MW, by="g", metrics=["tmax", "cmax", "auc"]).set_index("metric")
+    for m in ["tmax", "cmax", "auc"]:
+        assert res.loc[m, "estimate"] == cg.loc[m, "effect"]
+        assert res.loc[m, "ci_low"] == cg.loc[m, "effect_ci_low"]
+        assert res.loc[m, "ci_high"] == cg.loc[m, "effect_ci_high"]
+        assert res.loc[m, "p_value"] == cg.loc[m, "p_value"]
 
 
 # -------------------------------------------------------------------------- compare groups
@@ -448,7 +489,85 @@ def test_ties_use_normal_approximation_and_constant_groups_do_not_fail():
     ref = stats.mannwhitneyu(x, y, method="asymptotic", use_continuity=True)
     assert "normal approx" in out.loc["tmax", "test"]
     assert out.loc["tmax", "p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
-    # the estimate lands exactly on a pairwise difference (no root-finder noise)
-    assert out.loc["tmax", "effect"] in set(np.subtract.outer(x, y).ravel())
+    # R 4.2.2: wilcox.test(c(7, 10, 10, 7, 14, 7), c(7, 7, 10, 3, 7, 14), conf.int = TRUE):
+    # R's uniroot stops near, not on, a pairwise difference; we follow R
+    r_est, r_lo, r_hi = 7.0108307892062771e-05, -3.0000548408211287, 6.9999458718478795
+    assert abs(out.loc["tmax", "p_value"] - 0.54564549237188631) <= 1e-8
+    assert abs(out.loc["tmax", "effect"] - r_est) <= 1e-8
+    assert abs(out.loc["tmax", "effect_ci_low"] - r_lo) <= 1e-8
+    assert abs(out.loc["tmax", "effect_ci_high"] - r_hi) <= 1e-8
     assert out.loc["flat", "effect"] == 0.0
     assert np.isnan(out.loc["flat", "effect_ci_low"])
+
+
+# --------------------------------------------------------------- ordinal and Cox against R
+# 40 patients, dose in cells/kg (0.5e6-50e6), 4 CRS grades, monthly (tied) PFS times.
+# R 4.2.2 on this table as CSV, dose_m = dose / 1e6 (the MLE is equivariant: the dose
+# coefficient and SE in cells/kg are R's / 1e6; R's own fits are less precise in cells/kg):
+_CLIN = pd.DataFrame({
+    "dose_m": [
+        39.2, 33.7, 12.3, 9.4, 17.7, 8, 15.9, 12.3, 27.4, 45.9, 22.5, 38.1, 29, 25.8,
+        33, 47.4, 45.8, 36.2, 6.6, 45.5, 35.8, 18, 11.5, 45.7, 40.9, 17.3, 48.2, 34.3,
+        2.3, 19.6, 7.5, 18, 48.4, 30, 20.1, 9.6, 14.2, 36.1, 45.9, 21.4],
+    "age": [
+        13, 20, 35, 39, 23, 59, 26, 31, 52, 38, 69, 43, 48, 62, 37, 51, 68, 59, 64, 23,
+        54, 31, 15, 9, 10, 69, 15, 17, 54, 52, 10, 56, 19, 58, 10, 23, 21, 27, 17, 48],
+    "sex": [
+        0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+        0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 1],
+    "grade": [
+        0, 0, 0, 3, 0, 1, 0, 0, 0, 3, 1, 0, 2, 1, 0, 3, 3, 3, 1, 3,
+        1, 2, 1, 0, 0, 1, 3, 3, 0, 1, 0, 2, 0, 3, 0, 0, 2, 2, 2, 1],
+    "time": [
+        120, 540, 420, 510, 330, 240, 150, 240, 360, 270, 420, 270, 180, 30,
+        150, 120, 30, 180, 90, 60, 60, 660, 30, 210, 90, 120, 120, 270,
+        150, 330, 90, 30, 30, 210, 30, 60, 60, 330, 540, 90],
+    "event": [
+        1, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+})  # fmt: skip
+# ordinal::clm(factor(grade, ordered = TRUE) ~ dose_m + age + sex, link = "logit",
+#              control = clm.control(gradTol = 1e-12)); coef(summary(.))[4:6, 1:2]
+# (ordinal 2022.11-16; the default gradTol stops earlier: coefficients off up to 5e-9)
+_R_CLM = np.array([
+    [0.063959969365037075, 0.025792742189581185],
+    [0.034960799818945773, 0.017503575173032245],
+    [1.765922576725384330, 0.669592912224677428],
+])  # fmt: skip
+# survival::coxph(Surv(time, event) ~ dose_m + age + sex, ties = "efron"); survival 3.5-3,
+# control = coxph.control(eps = 1e-14) (the default eps gives the same to 2e-12)
+_R_COXPH = np.array([
+    [0.0145517207671159773, 0.014618462870688773],
+    [0.0088462198746226753, 0.010660953319731634],
+    [0.0048018903479975401, 0.355107169414773827],
+])  # fmt: skip
+
+
+@pytest.mark.parametrize("unit", [1.0, 1e6])
+def test_ordinal_equals_r_clm_whatever_the_dose_unit(unit):
+    s = _CLIN.assign(dose=_CLIN["dose_m"] * unit)
+    out = associate_outcome(s, "grade", ["dose", "age", "sex"], "ordinal")
+    ref = _R_CLM / np.array([[unit], [1.0], [1.0]])
+    np.testing.assert_allclose(out["coef"], ref[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(out["se"], ref[:, 1], rtol=1e-6)
+    z = ref[:, 0] / ref[:, 1]
+    np.testing.assert_allclose(out["p_value"], 2 * stats.norm.sf(np.abs(z)), rtol=1e-6)
+    assert out["method"].str.contains("clm").all()
+
+
+@pytest.mark.parametrize("unit", [1.0, 1e6])
+def test_cox_equals_r_coxph_efron_on_tied_times(unit):
+    s = _CLIN.assign(dose=_CLIN["dose_m"] * unit)
+    assert s.loc[s["event"] == 1, "time"].duplicated().sum() == 20  # heavily tied
+    out = associate_outcome(s, "event", ["dose", "age", "sex"], "cox", duration="time")
+    ref = _R_COXPH / np.array([[unit], [1.0], [1.0]])
+    np.testing.assert_allclose(out["coef"], ref[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(out["se"], ref[:, 1], rtol=1e-6)
+    assert (out["n_events"] == 35).all()
+
+
+def test_ordinal_separation_warns():
+    s = pd.DataFrame({"x": np.arange(12.0), "g": [0] * 4 + [1] * 4 + [2] * 4})
+    with pytest.warns(OlinkpipeWarning, match="did not converge or has extreme"):
+        out = associate_outcome(s, "g", "x", "ordinal")
+    assert abs(out["coef"].iloc[0]) > 10

@@ -198,6 +198,7 @@ def test_too_few_points_are_nan_with_reason_and_warned():
     assert out.loc["P1", "reason"] == ""
     assert np.isnan(out.loc["P2", ["cmax", "tmax", "auc", "fold_change"]].astype(float)).all()
     assert out.loc["P2", "baseline"] == 3.0 and out.loc["P2", "n_samples"] == 2
+    assert out.loc["P2", "last_detectable_day"] == 7.0  # still reported, as documented
     assert "only 2 sample(s)" in out.loc["P2", "reason"]
     assert out.loc["P3", "reason"] == "no IL-6 measurements"
     assert out.attrs["too_few_samples"] == ["P2", "P3"]

@@ -104,8 +104,9 @@ def kinetics(
         starts or ends there, as a partial AUC in PKNCA / Phoenix; never extrapolated.
         ``"observed"``: the AUC spans only the first to the last sample in the window.
     min_points
-        Patients with fewer samples in the window get NaN Cmax/Tmax/AUC/fold change/last
-        detectable day, with the reason.
+        Patients with fewer samples in the window get NaN Cmax/Tmax/AUC/fold change, with
+        the reason; their baseline and last detectable day are still reported (the
+        latter looks at every sample from the window's start on, see Returns).
 
     Returns
     -------
@@ -116,7 +117,10 @@ def kinetics(
         (``tmax`` the first day the peak is reached, NaN when no value in the window is above
         0); ``auc`` is the area over the window
         (see ``edges``; NaN with fewer than two points); ``fold_change`` is
-        ``cmax / baseline`` (NaN when the baseline is missing, 0 or below detection);
+        ``cmax / baseline``: NaN when there is no baseline sample or the baseline is 0;
+        a baseline below detection gives NaN with ``below_detection="zero"`` or
+        ``"missing"``, and with ``"lod_half"`` it is LOD/2, so the fold change is
+        ``cmax / (LOD/2)``;
         ``last_detectable_day`` (persistence) is the last day on or after the window's
         start, *not* capped at its end, with a value > 0 not flagged below detection (NaN
         if never detectable). ``n_samples`` counts observed samples in the window.

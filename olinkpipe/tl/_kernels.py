@@ -480,6 +480,7 @@ def rank_sum(
     conf_level: float = 0.95,
     hodges_lehmann: bool = True,
     ci_method: Literal["order", "uniroot"] = "order",
+    min_n: int = MIN_N,
 ) -> dict:
     """Wilcoxon rank-sum (Mann–Whitney) test, target vs reference (samples × assays each).
 
@@ -488,7 +489,8 @@ def rank_sum(
     there are no ties (R's rule); otherwise normal with tie and continuity correction. The
     estimate is the Hodges–Lehmann shift: the median of all target − reference differences.
     ``ci_method="uniroot"``: R's estimate and CI (``uniroot`` on W(d), :mod:`._rwilcox`)
-    for the assays on the normal approximation, as in :func:`signed_rank`.
+    for the assays on the normal approximation, as in :func:`signed_rank`. Assays with
+    fewer than ``min_n`` values in a group are not tested (R tests from 1).
     """
     m = xt.shape[1]
     out = _result(m)
@@ -532,8 +534,8 @@ def rank_sum(
         _hl_split(use_exact, hl_exact, hl_r, out, conf_level)
     elif hodges_lehmann:
         _hl_ranksum(xt, xr, nt, nr, sigma, use_exact, conf_level, out)
-    bad = (nt < MIN_N) | (nr < MIN_N)
-    _blank(out, bad, f"fewer than {MIN_N} samples in a group")
+    bad = (nt < min_n) | (nr < min_n)
+    _blank(out, bad, f"fewer than {min_n} samples in a group")
     _blank(out, ~bad & ~(sigma > 0), "all values tied", keep_estimate=True)
     return out
 

@@ -339,7 +339,8 @@ def differential(
         ``n_tested``, ``n_pairs``, ``wilcoxon_ci`` (None unless Wilcoxon),
         ``excluded_pairs`` ([pair, reason] lists),
         ``excluded_samples``, ``excluded_assays``, ``covariates``; moderated adds
-        ``df_prior`` (None when infinite: all variances equal the prior) and ``s2_prior``.
+        ``df_prior`` (None when infinite: all variances equal the prior) and ``s2_prior``,
+        limma's ``fit$df.prior`` and ``fit$s2.prior`` (paired: of ``~ pair + group``).
 
     Raises
     ------
@@ -571,7 +572,10 @@ def differential(
     if "prior" in res:
         d0 = float(res["prior"]["df_prior"])
         frame.attrs["df_prior"] = d0 if np.isfinite(d0) else None  # None = infinite
-        frame.attrs["s2_prior"] = float(res["prior"]["s2_prior"])
+        # limma's fit$s2.prior is on the scale of sigma^2; the paired prior was fitted to
+        # within-pair differences, whose variance is 2 sigma^2
+        s2p = float(res["prior"]["s2_prior"])
+        frame.attrs["s2_prior"] = s2p / 2.0 if design.paired else s2p
     logger.info("differential: %s on %d assays", method, frame.shape[0])
     return frame
 
