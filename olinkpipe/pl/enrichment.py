@@ -17,7 +17,7 @@ from mpl_toolkits.axes_grid1 import make_axes_locatable
 
 from .._validate import check_literal
 from ..errors import DesignError, MissingColumnError, ValidationError, format_message
-from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax
+from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax, place_legend
 
 __all__ = ["enrichment", "gsea", "pathway", "leading_edge"]
 
@@ -135,8 +135,6 @@ def enrichment(
         uniq = np.unique(np.atleast_1d(sizes).astype(int))
         for s in dict.fromkeys([uniq[0], uniq[len(uniq) // 2], uniq[-1]]):
             ax.scatter([], [], s=30 + 270 * s / smax, c="white", edgecolors="black", label=str(s))
-        if len(shown):
-            ax.legend(title=size_col, loc="lower right", fontsize="small", frameon=False)
     if is_gsea:
         sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
         ax.figure.colorbar(sm, ax=ax, label="NES", shrink=0.6)
@@ -151,6 +149,8 @@ def enrichment(
     title = result.attrs.get("collection", "")
     if title:
         ax.set_title(f"{result.attrs.get('method', '').upper()} · {title}".strip(" ·"))
+    if kind != "bar" and len(shown):
+        place_legend(ax, title=size_col, fontsize="small", frameon=False)
     return ax
 
 
@@ -409,7 +409,7 @@ def pathway(
         ]
         if n
     ]
-    ax.legend(handles=handles, loc="lower right", fontsize="small", frameon=True, framealpha=0.9)
+    place_legend(ax, handles=handles, fontsize="small", frameon=True, framealpha=0.9)
     return ax
 
 

@@ -519,6 +519,7 @@ def _slug(text: str) -> str:
 
 def _step_kinetics(ctx: _Context) -> None:
     import olinkpipe as op
+    from olinkpipe.pl.kinetics import _metric_label
 
     k = ctx.cfg.kinetics
     if ctx.measurements is None or ctx.patients is None:
@@ -590,7 +591,15 @@ def _step_kinetics(ctx: _Context) -> None:
     )
     ctx.figure(
         "dose_vs_peak",
-        op.pl.correlation(peaks, k.dose_column, k.analytes[0], method=k.correlation, logy=k.log_y),
+        op.pl.correlation(
+            peaks,
+            k.dose_column,
+            k.analytes[0],
+            method=k.correlation,
+            logy=k.log_y,
+            xlabel="Dose (cells/kg)",
+            ylabel=_metric_label(summaries[0], "cmax"),  # "Peak IL-6 (pg/mL)"
+        ),
         section="kinetics",
         caption=f"Dose vs peak {k.analytes[0]} per patient ({k.correlation}).",
     )
@@ -603,7 +612,7 @@ def _step_kinetics(ctx: _Context) -> None:
             section="kinetics",
             caption=f"{a} over days after infusion, mean ± SEM by dose group.",
         )
-        sub = summary[summary["analyte"] == a]
+        sub = summaries[i]  # keeps attrs["unit"] for the axis label
         row = cmp[(cmp["analyte"] == a) & (cmp["metric"] == "cmax")] if "analyte" in cmp else None
         ctx.figure(
             f"peak_{_slug(a)}",
@@ -621,7 +630,7 @@ def _step_outcomes(ctx: _Context) -> None:
         msg = "needs input 'patients'."
         raise WorkflowError(msg, step="outcomes")
     pts = ctx.patients
-    unit = o.time_unit.capitalize()
+    unit = f"{o.time_unit.capitalize()} since {o.time_origin}"
     if o.cumulative_incidence is not None:
         c = o.cumulative_incidence
         curve = op.clinical.cumulative_incidence(pts, time=c.time, event=c.event, group=o.group)
