@@ -447,6 +447,7 @@ def _step_enrichment(ctx: _Context) -> None:
         raise WorkflowError(msg, step="enrichment")
     sets = op.genesets.load(e.gene_sets) if isinstance(e.gene_sets, str) else e.gene_sets
     ctx.gene_sets = sets
+    pathways = _known_pathways(ctx, sets, e.pathways)
     if e.ora is not None:
         ora = op.tl.ora(
             ctx.de,
@@ -495,7 +496,7 @@ def _step_enrichment(ctx: _Context) -> None:
             section="enrichment",
             caption="Top GSEA terms.",
         )
-        for term in e.pathways:
+        for term in pathways:
             if term in set(gs["term"]):
                 ctx.figure(
                     f"gsea_{_slug(term)}",
@@ -503,13 +504,29 @@ def _step_enrichment(ctx: _Context) -> None:
                     section="enrichment",
                     caption=f"GSEA running enrichment score: {term}.",
                 )
-    for term in e.pathways:
+    for term in pathways:
         ctx.figure(
             f"pathway_{_slug(term)}",
             op.pl.pathway(ctx.de, sets, term, alpha=ctx.cfg.differential.alpha),
             section="enrichment",
             caption=f"Measured members of {term}: estimate and 95 % CI, significant highlighted.",
         )
+
+
+def _known_pathways(ctx: _Context, sets: object, pathways: list[str]) -> list[str]:
+    """The ``enrichment.pathways`` in the collection; a warning and a note for the others."""
+    from ..genesets.collections import as_collection, close_matches
+
+    coll = as_collection(sets)
+    for term in [t for t in pathways if t not in coll]:
+        close = close_matches(term, coll)
+        text = (
+            f"enrichment: pathway {term!r} is not in {coll.name}; its figures are left out. "
+            + (f"Did you mean {' or '.join(map(repr, close))}?" if close else "No term is close.")
+        )
+        warnings.warn(text, OlinkpipeWarning, stacklevel=2)
+        ctx.note("enrichment", text)
+    return [t for t in pathways if t in coll]
 
 
 def _slug(text: str) -> str:
