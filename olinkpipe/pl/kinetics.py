@@ -69,6 +69,11 @@ def _metric_label(summary: pd.DataFrame, metric: str, unit: str | None = None) -
     return label
 
 
+def _words(column: str) -> str:
+    """A column name as words for a label: ``"dose_group"`` -> ``"dose group"``."""
+    return str(column).replace("_", " ")
+
+
 def _levels(col: pd.Series) -> list:
     if isinstance(col.dtype, pd.CategoricalDtype):
         return [lv for lv in col.cat.categories if (col == lv).any()]
@@ -186,8 +191,8 @@ def kinetics(
     name, unit = _split_unit(analyte, unit)
     ax.set_xlabel("Days after infusion")
     ax.set_ylabel(f"{name} ({unit})" if unit else name)
-    ax.set_title(f"{name}: mean ± SEM by {by}")
-    place_legend(ax, title=by, frameon=False)
+    ax.set_title(f"{name}: mean ± SEM by {_words(by)}")
+    place_legend(ax, title=_words(by), frameon=False)
     return ax
 
 
@@ -289,7 +294,7 @@ def peaks(
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
-    ax.set_xlabel(by)
+    ax.set_xlabel(_words(by).capitalize())
     p = np.nan
     label = ""
     if result is not None:

@@ -684,7 +684,7 @@ def _step_outcomes(ctx: _Context) -> None:
         ctx.table(f"logrank_{slug}", lr, section="outcomes", caption=f"{name}: log-rank test.")
         ctx.figure(
             f"km_{slug}",
-            op.pl.survival(curve, logrank=lr, xlabel=unit, ylabel=name),
+            op.pl.survival(curve, logrank=lr, xlabel=unit, ylabel=f"{name} probability"),
             section="outcomes",
             caption=f"{name}: Kaplan–Meier curves with 95 % CI and numbers at risk.",
         )
