@@ -71,3 +71,11 @@ def test_workflow_pathway_typo_keeps_enrichment(tmp_path):
     assert len(msg) == 1 and "Did you mean 'JAK-STAT signaling pathway'?" in msg[0]
     assert "Did you mean" in result.report.read_text(encoding="utf-8")  # a note in the report
     assert OlinkpipeWarning.__name__ in msg[0]
+
+
+def test_pl_qc_panel_and_paired_assay_typos_list_close_matches():
+    adata = op.datasets.load_example().adata
+    with pytest.raises(ValidationError, match=r"panels: \[.*Did you mean 'Inflammation'\?"):
+        op.pl.qc(adata, panel="Inflamation")
+    with pytest.raises(op.errors.DesignError, match=r"Close matches: 'SIT11': 'SIT1'"):
+        op.pl.paired(adata, ["SIT11"], "timepoint", "patient", reference="pre", target="post")

@@ -42,10 +42,20 @@ def _resolve_assays(adata: ad.AnnData, assays: str | Sequence[str]) -> list[int]
         else:
             unknown.append(nm)
     if unknown:
+        from ..genesets.collections import close_matches
+
+        known = list(adata.var_names.astype(str)) + (
+            list(by_name.unique()) if by_name is not None else []
+        )
+        close = {nm: close_matches(nm, known, n=3) for nm in unknown[:5]}
+        close_text = "; ".join(
+            f"{nm!r}: {', '.join(map(repr, c))}" for nm, c in close.items() if c
+        )
         msg = format_message(
             "assay(s) not found in var (index or 'Assay' column)",
             rows=unknown,
-            hint="Pass OlinkIDs or assay names present in adata.var.",
+            hint="Pass OlinkIDs or assay names present in adata.var."
+            + (f" Close matches: {close_text}." if close_text else ""),
         )
         raise DesignError(msg)
     return pos
