@@ -195,3 +195,34 @@ def test_swimmer_reads_flags_with_missing_values_without_pandas_warnings():
         ax = op.pl.swimmer(pts, ongoing="ongoing")
     arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
     assert len(arrows) == 1  # only P1 is ongoing; NaN and "FALSE" are not
+
+
+@pytest.fixture(scope="module")
+def example_de():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        adata = op.pp.filter(op.datasets.load_example().adata, qc_warning="drop", controls="drop")
+        de = op.tl.differential(
+            adata,
+            groupby="timepoint",
+            reference="pre",
+            target="post",
+            pair="patient",
+            method="moderated",
+        )
+    return adata, de
+
+
+def test_paired_pathway_and_dot_legends_clear(example_de):
+    adata, de = example_de
+    ax = op.pl.paired(adata, ["SIT1", "CD28", "IL2RB"], "timepoint", "patient", reference="pre")
+    assert ax.get_ylabel() == "NPX"
+    assert_legend_covers_nothing(ax)
+    ax = op.pl.pathway(de, "KEGG_2021_Human", "JAK-STAT signaling pathway")
+    assert "post - pre" in ax.get_xlabel()
+    assert_legend_covers_nothing(ax)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        ora = op.tl.ora(de, "KEGG_2021_Human", direction="up")
+    ax = op.pl.enrichment(ora, top=15)
+    assert_legend_covers_nothing(ax)
