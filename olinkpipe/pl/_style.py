@@ -90,8 +90,7 @@ def place_legend(ax: Axes, *, outside: bool = False, **kwargs):  # noqa: ANN201
     kwargs.pop("loc", None)
     kwargs.pop("bbox_to_anchor", None)
     if not outside:
-        fig = ax.figure
-        renderer = fig.canvas.get_renderer()
+        renderer = None  # artists then use their figure's own (works under any backend)
         ax.get_xlim(), ax.get_ylim()  # settle autoscaled limits before measuring
         for loc in _INSIDE:
             leg = ax.legend(loc=loc, **kwargs)
