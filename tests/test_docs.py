@@ -52,6 +52,11 @@ def test_docs_build(tmp_path):
     api = (site / "api" / "workflow" / "index.html").read_text()
     assert "olinkpipe.workflow.run" in api or "run" in api
     assert "simulate_cart_study" in (site / "api" / "datasets" / "index.html").read_text()
+    # offline: no script, stylesheet or image from another host (highlight.js CDN, fonts)
+    remote = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//", re.I)
+    for page in site.rglob("*.html"):
+        hit = remote.search(page.read_text(encoding="utf-8"))
+        assert hit is None, f"{page.relative_to(site)} loads {hit.group(0)!r}"
 
 
 def test_config_reference_embeds_the_bundled_config():

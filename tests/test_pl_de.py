@@ -40,7 +40,7 @@ def test_volcano_colours_labels_and_title(result, tmp_path):
     assert "Week.6 - Baseline" in ax.get_xlabel()
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     n_up = int(((result["p_adj"] < 0.05) & (result["estimate"] > 0)).sum())
-    assert f"up, p_adj < 0.05 ({n_up})" in legend and "named in label=" in legend
+    assert f"up, p_adj < 0.05 ({n_up})" in legend and "highlighted (1 asked for)" in legend
     assert any(t.startswith("BH cut-off") for t in legend)
     colours = {}
     for coll in ax.collections:

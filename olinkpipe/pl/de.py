@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 import anndata as ad
@@ -11,8 +12,9 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from .._docs import doc_ax, doc_params
-from ..errors import DesignError, MissingColumnError, format_message
-from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax
+from .._warnings import warn
+from ..errors import DesignError, MissingColumnError, format_message, preview
+from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax, place_legend
 
 __all__ = ["volcano", "paired", "heatmap"]
 
@@ -40,10 +42,20 @@ def _resolve_assays(adata: ad.AnnData, assays: str | Sequence[str]) -> list[int]
         else:
             unknown.append(nm)
     if unknown:
+        from ..genesets.collections import close_matches
+
+        known = list(adata.var_names.astype(str)) + (
+            list(by_name.unique()) if by_name is not None else []
+        )
+        close = {nm: close_matches(nm, known, n=3) for nm in unknown[:5]}
+        close_text = "; ".join(
+            f"{nm!r}: {', '.join(map(repr, c))}" for nm, c in close.items() if c
+        )
         msg = format_message(
             "assay(s) not found in var (index or 'Assay' column)",
             rows=unknown,
-            hint="Pass OlinkIDs or assay names present in adata.var.",
+            hint="Pass OlinkIDs or assay names present in adata.var."
+            + (f" Close matches: {close_text}." if close_text else ""),
         )
         raise DesignError(msg)
     return pos
@@ -135,8 +147,10 @@ def volcano(
     if names is not None:
         order = np.argsort(np.where(sig & ok, p, np.inf), kind="stable")
         to_label = [int(i) for i in order[: max(int(top), 0)] if sig[i] and ok[i]]
-        wanted = set(label or [])
+        wanted = [str(w) for w in ([label] if isinstance(label, str) else (label or []))]
         ids = result["OlinkID"].astype(str).to_numpy() if "OlinkID" in result else names
+        _warn_unplaced(wanted, names, ids, ok, text_col)
+        wanted = set(wanted)
         chosen = [
             i for i in range(len(result)) if ok[i] and (names[i] in wanted or ids[i] in wanted)
         ]
@@ -148,7 +162,7 @@ def volcano(
                 facecolors="none",
                 edgecolors=HIGHLIGHT,
                 lw=1.4,
-                label="named in label=",
+                label=f"highlighted ({len(chosen)} asked for)",
                 zorder=3,
             )
         to_label = list(dict.fromkeys(to_label + chosen))
@@ -181,8 +195,36 @@ def volcano(
     ax.set_ylabel(r"$-\log_{10}$ p-value")
     ax.set_title(_title(result.attrs, sign))
     ax.margins(y=0.08)
-    ax.legend(frameon=False, fontsize=7, loc="upper left")
+    place_legend(ax, frameon=True, framealpha=0.9, edgecolor="none", fontsize=7)
     return ax
+
+
+def _warn_unplaced(
+    wanted: Sequence[str], names: np.ndarray, ids: np.ndarray, ok: np.ndarray, column: str
+) -> None:
+    """Warn about ``label`` names not in the result, or there without a drawable point."""
+    known = set(names) | set(ids)
+    missing = [w for w in wanted if w not in known]
+    drawn = set(names[ok]) | set(ids[ok])
+    undrawn = [w for w in wanted if w in known and w not in drawn]
+    if missing:
+        hints = []
+        for w in missing[:5]:
+            close = difflib.get_close_matches(w, sorted(known), n=3, cutoff=0.6)
+            if close:
+                hints.append(f"{w!r}: did you mean {', '.join(map(repr, close))}?")
+        msg = (
+            f"volcano: {len(missing)} name(s) in label are not in the result (column "
+            f"{column!r} or OlinkID) and are not drawn: {preview(missing)}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+        )
+        warn(msg, stacklevel=4)
+    if undrawn:
+        warn(
+            f"volcano: {len(undrawn)} name(s) in label have no finite estimate / p-value and "
+            f"are not drawn: {preview(undrawn)}",
+            stacklevel=4,
+        )
 
 
 _TEST_NAMES = {"ttest": "t-test", "wilcoxon": "Wilcoxon", "moderated": "moderated t"}
@@ -306,7 +348,7 @@ def paired(
         Line2D([], [], color=NS, lw=0.8, marker="o", ms=3, label=f"one {pair} (both values)"),
         Line2D([], [], color="0.15", lw=2.8, marker="o", ms=5, label="mean of those shown"),
     ]
-    ax.legend(handles=handles, frameon=False, fontsize=7, loc="best")
+    place_legend(ax, handles=handles, frameon=False, fontsize=7)
     return ax
 
 

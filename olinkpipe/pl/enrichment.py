@@ -17,7 +17,7 @@ from mpl_toolkits.axes_grid1 import make_axes_locatable
 
 from .._validate import check_literal
 from ..errors import DesignError, MissingColumnError, ValidationError, format_message
-from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax
+from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax, place_legend
 
 __all__ = ["enrichment", "gsea", "pathway", "leading_edge"]
 
@@ -50,13 +50,18 @@ def _need(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
 
 
 def _term_row(result: pd.DataFrame, term: str) -> pd.Series:
+    from ..genesets.collections import close_matches
+
     hit = result[result["term"] == term]
     if hit.empty:
-        close = [t for t in result["term"] if term.lower() in str(t).lower()]
+        close = close_matches(term, result["term"].astype(str))
         msg = format_message(
-            f"term {term!r} is not in the result",
-            rows=close or list(result["term"][:5]),
-            hint="Use the exact 'term' text of the result (similar terms listed).",
+            f"term {term!r} is not in the result ({len(result)} terms)",
+            hint=(
+                f"Did you mean {' or '.join(map(repr, close))}?"
+                if close
+                else "Use the exact 'term' text of the result; none is close to this one."
+            ),
         )
         raise ValidationError(msg)
     return hit.iloc[0]
@@ -135,8 +140,6 @@ def enrichment(
         uniq = np.unique(np.atleast_1d(sizes).astype(int))
         for s in dict.fromkeys([uniq[0], uniq[len(uniq) // 2], uniq[-1]]):
             ax.scatter([], [], s=30 + 270 * s / smax, c="white", edgecolors="black", label=str(s))
-        if len(shown):
-            ax.legend(title=size_col, loc="lower right", fontsize="small", frameon=False)
     if is_gsea:
         sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
         ax.figure.colorbar(sm, ax=ax, label="NES", shrink=0.6)
@@ -151,6 +154,8 @@ def enrichment(
     title = result.attrs.get("collection", "")
     if title:
         ax.set_title(f"{result.attrs.get('method', '').upper()} · {title}".strip(" ·"))
+    if kind != "bar" and len(shown):
+        place_legend(ax, title=size_col, fontsize="small", frameon=False)
     return ax
 
 
@@ -324,16 +329,19 @@ def pathway(
     ...                     "p_adj": [0.001, 0.2, 0.5]})
     >>> ax = op.pl.pathway(res, "KEGG_2021_Human", "JAK-STAT signaling pathway")
     """
-    from ..genesets.collections import as_collection
+    from ..genesets.collections import as_collection, close_matches
 
     _need(de_result, ["estimate"], "differential result")
     coll = as_collection(gene_sets)
     if term not in coll:
-        close = [t for t in coll if term.lower() in t.lower()]
+        close = close_matches(term, coll)
         msg = format_message(
-            f"term {term!r} is not in gene-set collection {coll.name!r}",
-            rows=close,
-            hint="Use the exact term name (similar terms listed).",
+            f"term {term!r} is not in gene-set collection {coll.name!r} ({len(coll)} terms)",
+            hint=(
+                f"Did you mean {' or '.join(map(repr, close))}?"
+                if close
+                else "Use the exact term name; none in the collection is close to this one."
+            ),
         )
         raise ValidationError(msg)
     members = set(coll[term])
@@ -409,7 +417,7 @@ def pathway(
         ]
         if n
     ]
-    ax.legend(handles=handles, loc="lower right", fontsize="small", frameon=True, framealpha=0.9)
+    place_legend(ax, handles=handles, fontsize="small", frameon=True, framealpha=0.9)
     return ax
 
 

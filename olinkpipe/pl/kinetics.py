@@ -9,7 +9,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .._validate import check_literal, require_columns
 from ..errors import DesignError, ValidationError, format_message, preview
-from ._style import NS, get_ax, group_color
+from ._style import NS, get_ax, group_color, place_legend
 
 __all__ = ["kinetics", "peaks", "correlation"]
 
@@ -49,18 +49,29 @@ _METRIC_LABELS = {
 }
 
 
-def _metric_label(summary: pd.DataFrame, metric: str) -> str:
+def _split_unit(analyte: str, unit: str | None) -> tuple[str, str | None]:
+    """``("CAR-T", "copies/ug DNA")`` for an analyte whose name already ends in its unit."""
+    if unit and analyte != unit and analyte.endswith(unit):
+        return analyte[: -len(unit)].strip(" ,()"), unit
+    return analyte, unit
+
+
+def _metric_label(summary: pd.DataFrame, metric: str, unit: str | None = None) -> str:
     """``"Peak IL-6 (pg/mL)"`` for a kinetics result with one analyte, else the column."""
     if "analyte" not in summary.columns or summary["analyte"].nunique() != 1:
         return metric
-    analyte = str(summary["analyte"].iloc[0])
+    analyte, unit = _split_unit(str(summary["analyte"].iloc[0]), unit or summary.attrs.get("unit"))
     label = _METRIC_LABELS.get(metric, "{a} " + metric).format(a=analyte)
-    unit = summary.attrs.get("unit")
     if unit and metric in ("cmax", "baseline"):
         label += f" ({unit})"
     elif unit and metric == "auc":
         label += f" ({unit} × days)"
     return label
+
+
+def _words(column: str) -> str:
+    """A column name as words for a label: ``"dose_group"`` -> ``"dose group"``."""
+    return str(column).replace("_", " ")
 
 
 def _levels(col: pd.Series) -> list:
@@ -177,10 +188,11 @@ def kinetics(
     unit = None
     if "unit" in m.columns and m["unit"].notna().any():
         unit = str(m["unit"].dropna().iloc[0])
+    name, unit = _split_unit(analyte, unit)
     ax.set_xlabel("Days after infusion")
-    ax.set_ylabel(f"{analyte} ({unit})" if unit else analyte)
-    ax.set_title(f"{analyte}: mean ± SEM by {by}")
-    ax.legend(title=by, frameon=False)
+    ax.set_ylabel(f"{name} ({unit})" if unit else name)
+    ax.set_title(f"{name}: mean ± SEM by {_words(by)}")
+    place_legend(ax, title=_words(by), frameon=False)
     return ax
 
 
@@ -199,6 +211,7 @@ def peaks(
     result: pd.DataFrame | None = None,
     test: str = "mannwhitney",
     log: bool = False,
+    unit: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Per-patient values of a metric (e.g. peak IL-6) by group: box, dots and the p-value.
@@ -221,6 +234,9 @@ def peaks(
         ``"mannwhitney"`` or ``"ttest"``, used when ``result`` is ``None``.
     log
         Logarithmic y axis.
+    unit
+        Unit of the analyte for the y label (default ``summary.attrs["unit"]``, set by
+        :func:`olinkpipe.clinical.kinetics` from the measurements' ``unit`` column).
     ax
         Matplotlib Axes to draw on; a new figure is made when ``None``.
 
@@ -241,7 +257,7 @@ def peaks(
 
     check_literal("test", test, ["mannwhitney", "ttest"])
     made = ax is None
-    ylabel = _metric_label(summary, metric)
+    ylabel = _metric_label(summary, metric, unit)
     table = _with_group(summary, by, patients)
     require_columns(table, [metric], what="summary table")
     levels = _levels(table[by])
@@ -278,7 +294,7 @@ def peaks(
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
-    ax.set_xlabel(by)
+    ax.set_xlabel(_words(by).capitalize())
     p = np.nan
     label = ""
     if result is not None:
@@ -320,9 +336,12 @@ def correlation(
     hue: str | None = None,
     logx: bool = False,
     logy: bool = False,
+    trend: str = "auto",
+    xlabel: str | None = None,
+    ylabel: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Scatter of two per-patient variables with a least-squares line and the correlation.
+    """Scatter of two per-patient variables with the correlation and a matching trend.
 
     Parameters
     ----------
@@ -332,29 +351,43 @@ def correlation(
         Columns to plot (e.g. ``"dose"`` and ``"cmax"``).
     method
         ``"spearman"``, ``"pearson"`` or ``"kendall"``, as in
-        :func:`olinkpipe.clinical.correlate`, whose rho, 95 % CI, p and n are printed.
+        :func:`olinkpipe.clinical.correlate`, whose coefficient, 95 % CI, p and n are the
+        title.
     hue
         Optional grouping column for the dot colours.
     logx, logy
-        Logarithmic axes; the line is then fitted on the log scale.
+        Logarithmic axes; a trend is then fitted on the log scale.
+    trend
+        ``"auto"`` (default): a least-squares line for Pearson's r, which measures linear
+        association, and no line for the rank correlations (Spearman, Kendall), which a
+        straight line does not represent; ``"ols"`` a least-squares line, ``"lowess"`` a
+        LOWESS smooth (statsmodels, ``frac=2/3``), ``"none"`` no line.
+    xlabel, ylabel
+        Axis labels with units, e.g. ``"Dose (cells/kg)"``; default the column names.
     ax
         Matplotlib Axes to draw on; a new figure is made when ``None``.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The Axes with the dots, the fitted line and a text box with the statistics.
+        The Axes with the dots, the trend (if any; its label says which) and the
+        statistics as the title.
 
     Examples
     --------
     >>> import pandas as pd
     >>> import olinkpipe as op
     >>> t = pd.DataFrame({"dose": [1, 2, 3, 4, 5], "cmax": [2.0, 1.0, 4.0, 3.0, 5.0]})
-    >>> ax = op.pl.correlation(t, "dose", "cmax")
+    >>> ax = op.pl.correlation(t, "dose", "cmax", xlabel="Dose (cells/kg)")
+    >>> len(ax.get_lines())  # Spearman: no straight line
+    0
     """
     from ..clinical import correlate
 
     check_literal("method", method, ["spearman", "pearson", "kendall"])
+    check_literal("trend", trend, ["auto", "ols", "lowess", "none"])
+    if trend == "auto":
+        trend = "ols" if method == "pearson" else "none"
     require_columns(table, [x, y] + ([hue] if hue else []), what="table")
     made = ax is None
     ax = get_ax(ax, figsize=(5.0, 4.5))
@@ -373,7 +406,6 @@ def correlation(
                 lw=0.5,
                 zorder=3,
             )
-        ax.legend(title=hue, frameon=False)
     else:
         ax.scatter(xs, ys, color=group_color(0), s=26, edgecolor="white", lw=0.5, zorder=3)
     ok = xs.notna() & ys.notna()
@@ -383,32 +415,45 @@ def correlation(
     if logy:
         ok &= ys > 0
         ax.set_yscale("log")
-    fx = np.log10(xs[ok]) if logx else xs[ok]
-    fy = np.log10(ys[ok]) if logy else ys[ok]
-    if ok.sum() >= 2 and np.ptp(fx) > 0:
-        slope, intercept = np.polyfit(fx, fy, 1)
-        grid = np.linspace(fx.min(), fx.max(), 50)
-        line = slope * grid + intercept
-        ax.plot(10**grid if logx else grid, 10**line if logy else line, color="black", lw=1)
+    _trend(ax, xs[ok], ys[ok], trend, logx=logx, logy=logy)
     res = correlate(table, x, y, method=method).iloc[0]
     sym = {"spearman": "Spearman ρ", "pearson": "Pearson r", "kendall": "Kendall τ"}[method]
-    ax.text(
-        0.03,
-        0.97,
-        f"{sym} = {res['rho']:.2f} [{res['ci_low']:.2f}, {res['ci_high']:.2f}]\n"
+    ax.set_title(
+        f"{sym} = {res['rho']:.2f} [95 % CI {res['ci_low']:.2f}, {res['ci_high']:.2f}], "
         f"{_p_text(res['p_value'])}, n = {int(res['n'])}",
-        transform=ax.transAxes,
-        ha="left",
-        va="top",
         fontsize=9,
-        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
     )
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    for axis, is_log in ((ax.xaxis, logx), (ax.yaxis, logy)):
+        if not is_log:  # an offset reads "×10^6", not "1e6", next to the unit
+            axis.get_major_formatter().set_useMathText(True)
     if logx:
         _readable_log(ax.xaxis)
     if logy:
         _readable_log(ax.yaxis)
     if made:
         ax.figure.tight_layout()
+    if hue or trend != "none":
+        place_legend(ax, title=hue, frameon=False, fontsize=8)
     return ax
+
+
+def _trend(ax: Axes, xs: pd.Series, ys: pd.Series, trend: str, *, logx: bool, logy: bool) -> None:
+    """Draw the least-squares line or LOWESS smooth of ``ys`` on ``xs`` (on the log scales)."""
+    fx = np.log10(xs.to_numpy(float)) if logx else xs.to_numpy(float)
+    fy = np.log10(ys.to_numpy(float)) if logy else ys.to_numpy(float)
+    if trend == "none" or len(fx) < 3 or np.ptp(fx) == 0:
+        return
+    if trend == "ols":
+        slope, intercept = np.polyfit(fx, fy, 1)
+        gx = np.linspace(fx.min(), fx.max(), 50)
+        gy = slope * gx + intercept
+        label = "least-squares line"
+    else:
+        from statsmodels.nonparametric.smoothers_lowess import lowess
+
+        fit = lowess(fy, fx, frac=2 / 3, return_sorted=True)
+        gx, gy = fit[:, 0], fit[:, 1]
+        label = "LOWESS smooth"
+    ax.plot(10**gx if logx else gx, 10**gy if logy else gy, color="black", lw=1, label=label)

@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle
 
 from .._docs import doc_ax, doc_params
 from ..errors import ValidationError
-from ._style import HIGHLIGHT, NS, get_ax, group_color
+from ._style import HIGHLIGHT, NS, get_ax, group_color, place_legend
 
 __all__ = ["qc", "pca", "distribution", "bridge"]
 
@@ -69,9 +69,15 @@ def qc(
 
     summary = qc_summary(data) if isinstance(data, ad.AnnData) else data
     if panel is not None:
+        panels = sorted(set(summary["Panel"].astype(str)))
         summary = summary[summary["Panel"] == panel]
         if summary.empty:
-            msg = f"panel {panel!r} not found in the QC summary."
+            from ..genesets.collections import close_matches
+
+            close = close_matches(panel, panels)
+            msg = f"panel {panel!r} not found in the QC summary; panels: {panels!r}." + (
+                f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            )
             raise ValidationError(msg)
     ax = get_ax(ax)
     limits = qc_limits(summary, sd=sd).set_index("Panel")
@@ -112,10 +118,10 @@ def qc(
             Line2D([], [], linestyle="--", color=NS, label=f"mean ± {sd:g} SD (per panel)")
         )
     ax.autoscale_view()
-    ax.legend(handles=handles, fontsize=7, framealpha=0.85, loc="best")
     ax.set_xlabel("Sample median NPX (per panel)")
     ax.set_ylabel("Sample IQR of NPX (per panel)")
     ax.set_title(f"QC: samples outside the dashed box (mean ± {sd:g} SD) are outliers", fontsize=9)
+    place_legend(ax, handles=handles, fontsize=7, frameon=False)
     return ax
 
 
@@ -181,7 +187,6 @@ def pca(
         for i, g in enumerate(pd.unique(groups)):
             m = groups == g
             ax.scatter(x[m], y[m], s=18, color=group_color(i), label=g)
-        ax.legend(title=color, fontsize=7, frameon=False)
     ax.set_xlabel(f"PC{c1} ({100 * ratio[c1 - 1]:.1f}%)")
     ax.set_ylabel(f"PC{c2} ({100 * ratio[c2 - 1]:.1f}%)")
     notes = [
@@ -191,6 +196,8 @@ def pca(
         cutoff = 5 if len(scores) <= 88 else 10  # OlinkAnalyze's rule, as pp.qc.pca_scores
         notes.append(f"{n_miss} assays > {cutoff}% missing left out")
     ax.set_title("PCA of NPX\n" + "; ".join(notes), fontsize=9)
+    if color is not None:
+        place_legend(ax, title=color, fontsize=7, frameon=False)
     return ax
 
 
@@ -404,5 +411,5 @@ def bridge(
         names = after.var["Assay"] if "Assay" in after.var else after.var_names
         ax.set_xticks(x)
         ax.set_xticklabels(np.asarray(names, dtype=str)[order], rotation=90, fontsize=6)
-    ax.legend(fontsize=7, frameon=False)
+    place_legend(ax, fontsize=7, frameon=False)
     return ax

@@ -16,7 +16,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from .._validate import require_columns
 from ..errors import ValidationError, format_message
-from ._style import NS, UP, get_ax, group_color
+from ._style import NS, UP, get_ax, group_color, place_legend
 
 __all__ = ["survival", "cumulative_incidence", "swimmer"]
 
@@ -53,10 +53,20 @@ def _p_text(result: pd.DataFrame | float | None, label: str, cause: int | None =
     return f"{label} p < 0.001" if p < 0.001 else f"{label} p = {p:.3f}"
 
 
+def _flags(col: pd.Series) -> np.ndarray:
+    """True/False flags from bools, 0/1 or text ("TRUE", "yes"); missing is False."""
+    if pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=bool)
+    text = col.astype("string").str.strip().str.lower()
+    return (
+        text.isin(["true", "t", "yes", "y", "1", "1.0"]).fillna(value=False).to_numpy(dtype=bool)
+    )
+
+
 def _legend(ax: Axes, p_text: str) -> None:
     """Legend placed where it hides least of the curves, the test's p-value as its title."""
-    leg = ax.legend(
-        loc="best",
+    leg = place_legend(
+        ax,
         frameon=True,
         fontsize=9,
         title=p_text or None,
@@ -205,10 +215,10 @@ def survival(
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    _legend(ax, _p_text(logrank, "Log-rank"))
     ax.spines[["top", "right"]].set_visible(False)
     if risk_table:
         _risk_table(ax, curves, risk_times, made_fig=made)
+    _legend(ax, _p_text(logrank, "Log-rank"))
     return ax
 
 
@@ -313,10 +323,10 @@ def cumulative_incidence(
     ax.set_ylabel(ylabel)
     # name the cause the p-value belongs to when several causes are drawn
     which = f" ({labels.get(causes[0], f'cause {causes[0]}')})" if len(causes) > 1 else ""
-    _legend(ax, _p_text(gray, f"Gray's test{which}", cause=causes[0]))
     ax.spines[["top", "right"]].set_visible(False)
     if risk_table:
         _risk_table(ax, curves, risk_times, made_fig=made)
+    _legend(ax, _p_text(gray, f"Gray's test{which}", cause=causes[0]))
     return ax
 
 
@@ -468,7 +478,7 @@ def swimmer(
     if death:
         mark(death, every, "Death", marker="X", ms=8, color="black")
     if ongoing:
-        flag = d[ongoing].fillna(value=False).astype(bool).to_numpy()
+        flag = _flags(d[ongoing])
         span = float(d["_end"].max()) or 1.0
         for yi, xe in zip(y[flag], d["_end"].to_numpy()[flag], strict=True):
             ax.annotate(

@@ -154,6 +154,7 @@ class Outcomes(_Section):
     group: str = "group"
     at: list[float] = Field(default_factory=lambda: [24.0])
     time_unit: str = "months"
+    time_origin: str = "transplant"  # axis labels: "Months since transplant"
     cumulative_incidence: Endpoint | None = None
     survival: dict[str, Endpoint] = Field(default_factory=dict)
     swimmer: Swimmer | None = None

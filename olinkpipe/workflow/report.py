@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import _Context
@@ -31,10 +32,17 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;colo
 main{max-width:1100px;margin:0 auto;padding:1.5em 2em}
 h1{margin-bottom:.1em} h2{border-bottom:2px solid #c0392b;padding-bottom:.2em;margin-top:2em}
 .meta{color:#666} nav a{margin-right:1em}
-table{border-collapse:collapse;font-size:12px;margin:.6em 0 1.2em;display:block;
-      overflow-x:auto;max-width:100%}
-th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
-th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+.scroll{overflow:auto;max-width:100%;margin:.6em 0 1.2em;border:1px solid #ddd}
+table{border-collapse:collapse;font-size:12px}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap;
+      vertical-align:top}
+td.text{text-align:left;white-space:normal;min-width:14em;max-width:48em;
+        overflow-wrap:anywhere}
+th{background:#f4f4f4;position:sticky;top:0} td:first-child,th:first-child{text-align:left}
+.banner{background:#fdecea;border:2px solid #c0392b;color:#7b241c;padding:.6em 1em;
+        margin:1em 0;font-weight:600}
+pre.config{font-size:12px;background:#f8f8f8;padding:1em;white-space:pre-wrap;
+           overflow-wrap:anywhere;max-height:40em;overflow:auto}
 figure{margin:1em 0 2em} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:13px} .caption{color:#555;font-size:13px;margin:0}
 .status-done{color:#1e8449} .status-failed{color:#c0392b} .status-skipped{color:#888}
@@ -42,27 +50,108 @@ figcaption{color:#555;font-size:13px} .caption{color:#555;font-size:13px;margin:
 """
 
 
-def _fmt(value: Any) -> str:
+#: how the report writes numbers that are not ordinary (also in docs/workflow_config.md)
+NUMBER_NOTE = (
+    "Numbers in tables: blank = not computed (the row's reason says why); ∞ = infinite "
+    "(e.g. an odds ratio with an empty cell, a median not reached); a p-value of exactly 0 "
+    "is shown as '< 1e-300' (below double precision) or, for permutation p-values, as "
+    "'< 1/permutations' (e.g. '< 0.001' with 1000 permutations)."
+)
+#: rows a table may have in the report; longer tables say so and link their CSV
+MAX_ROWS = 5000
+
+
+def _fmt(value: Any, depth: int = 0) -> str:
+    """A cell or attribute value as text: numbers to 4 significant digits, ∞, no Python repr."""
+    if value is None or value is pd.NA:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
     if isinstance(value, float | np.floating):
         if np.isnan(value):
             return ""
+        if np.isinf(value):
+            return "∞" if value > 0 else "−∞"
         a = abs(float(value))
         if a != 0 and (a < 1e-3 or a >= 1e6):
             return f"{value:.3g}"
         return f"{value:.4g}"
-    if isinstance(value, list | tuple | set):
-        return ";".join(map(str, value))
+    if isinstance(value, dict):
+        sep = "; " if depth == 0 else ", "
+        return sep.join(f"{k}: {_fmt(v, depth + 1)}" for k, v in value.items())
+    if isinstance(value, list | tuple | set | np.ndarray):
+        items = list(value)
+        if items and all(isinstance(v, list | tuple) for v in items):  # (ID, reason) pairs
+            return "; ".join(" – ".join(_fmt(x, depth + 1) for x in v) for v in items)
+        sep = "; " if any(isinstance(v, dict) for v in items) else ", "
+        return sep.join(_fmt(v, depth + 1) for v in items)
     return str(value)
 
 
-def _table_html(frame: pd.DataFrame, rows: int) -> str:
-    shown = frame.head(rows)
+def _is_p_column(name: str) -> bool:
+    n = str(name).lower()
+    return n in ("p", "pval", "p_value", "p_adj", "fdr", "q_value", "fdr_q") or n.startswith("p_")
+
+
+def _cell(value: Any, *, p_floor: str | None) -> str:
+    if p_floor is not None and isinstance(value, float | np.floating) and value == 0:
+        return p_floor
+    return _fmt(value)
+
+
+def _p_floor(frame: pd.DataFrame) -> str:
+    """What a p-value of 0 means in ``frame``: below 1/permutations, or below double precision."""
+    perms = frame.attrs.get("permutations")
+    if isinstance(perms, int | np.integer) and perms > 0:
+        return f"< {1 / perms:g}"
+    return "< 1e-300"
+
+
+def _table_html(frame: pd.DataFrame, visible: int = 25) -> str:
+    """The whole table (up to :data:`MAX_ROWS`), scrolling after about ``visible`` rows."""
+    shown = frame.head(MAX_ROWS)
+    floor = _p_floor(frame)
+    text_cols = {
+        c
+        for c in shown.columns
+        if shown[c].dtype == object
+        and shown[c].map(lambda v: len(_fmt(v)) if v is not None else 0).max() > 40
+    }
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     body = []
-    for _, row in shown.iterrows():
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.to_numpy())
+    for values in shown.itertuples(index=False, name=None):
+        cells = "".join(
+            f"<td class='text'>{html.escape(_fmt(v))}</td>"
+            if c in text_cols
+            else f"<td>{html.escape(_cell(v, p_floor=floor if _is_p_column(c) else None))}</td>"
+            for c, v in zip(shown.columns, values, strict=True)
+        )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    height = f"{1.9 * (visible + 1.5):.0f}em"
+    return (
+        f"<div class='scroll' style='max-height:{height}'><table><thead><tr>{head}</tr>"
+        f"</thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _attrs_html(attrs: dict) -> str:
+    """``attrs`` as an attribute/value table in words; long containers are counted, not dumped."""
+    rows = []
+    for key, value in attrs.items():
+        n = len(value) if isinstance(value, dict | list | tuple) else 0
+        if n > 30:
+            kind = "entries" if isinstance(value, dict) else "values"
+            text = f"{n} {kind} (used for the figures; not listed here)"
+        elif (
+            value
+            and isinstance(value, dict)
+            and all(isinstance(v, list | tuple) and len(v) > 30 for v in value.values())
+        ):
+            text = "; ".join(f"{k}: {len(v)} values" for k, v in value.items())
+        else:
+            text = _fmt(value) or "none"
+        rows.append((key, text))
+    return _table_html(pd.DataFrame(rows, columns=["attribute", "value"]), visible=40)
 
 
 def _img(path) -> str:
@@ -218,6 +307,38 @@ def _status_rows(result) -> str:
     )
 
 
+SIMULATED = (
+    "Simulated data: this report was run on olinkpipe's bundled example study, which is "
+    "simulated (no patient data). Its findings describe the simulator, not biology."
+)
+
+
+def _simulated(ctx: _Context) -> bool:
+    """Whether any input is a file of the bundled (simulated) example study."""
+    from ..datasets.example import example_dir
+
+    root = Path(example_dir()).resolve()
+    paths = [*getattr(ctx, "npx_paths", []), *ctx.inputs.values()]
+    return any(Path(p).resolve().is_relative_to(root) for p in paths)
+
+
+def _merge_warnings(warnings: list[str]) -> list[str]:
+    """One line per distinct message: ``"A: x"`` and ``"B: x"`` become ``"A, B: x"``."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for w in warnings:
+        parts = w.split(": ", 2)
+        if len(parts) == 3 and " " not in parts[1].strip():  # "Category: source: message"
+            key, source = (parts[0], parts[2]), parts[1]
+        else:
+            key, source = (w, ""), ""
+        sources = merged.setdefault(key, [])
+        if source and source not in sources:
+            sources.append(source)
+    return [
+        f"{cat}: {', '.join(src)}: {msg}" if src else cat for (cat, msg), src in merged.items()
+    ]
+
+
 def _exclusions(ctx: _Context) -> str:
     parts = []
     adata = ctx.result.adata
@@ -227,22 +348,26 @@ def _exclusions(ctx: _Context) -> str:
             parts.append(
                 "<p>Samples and assays removed (<code>uns['olinkpipe']['excluded']</code>):</p>"
             )
-            parts.append(_table_html(exc, 200))
+            parts.append(_table_html(exc))
+    # one note per distinct exclusion, naming every table it applies to
+    notes: dict[tuple[str, str], list[str]] = {}
     for name, frame in ctx.result.tables.items():
         for key, value in getattr(frame, "attrs", {}).items():
             if not (key.startswith("excluded") or key in ("unmapped", "untested")):
                 continue
-            text = value if isinstance(value, str) else json.dumps(value, default=str)
-            if text.strip() in ("", "[]", "{}", "None", "null"):
+            text = _fmt(value).strip()
+            if text in ("", "None", "null"):
                 continue
-            parts.append(
-                f"<p>Left out of <code>{html.escape(name)}</code> "
-                f"(<code>{html.escape(key)}</code>): {html.escape(text[:2000])}</p>"
-            )
+            notes.setdefault((key, text), []).append(name)
+    for (key, text), names in notes.items():
+        where = ", ".join(f"<code>{html.escape(n)}</code>" for n in names)
+        parts.append(
+            f"<p>Left out of {where} (<code>{html.escape(key)}</code>): {html.escape(text)}</p>"
+        )
     if not parts:
         parts.append("<p>Nothing was excluded.</p>")
     if ctx.result.warnings:
-        items = "".join(f"<li>{html.escape(w)}</li>" for w in dict.fromkeys(ctx.result.warnings))
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in _merge_warnings(ctx.result.warnings))
         parts.append(f"<p>Warnings raised during the run:</p><ul>{items}</ul>")
     return "".join(parts)
 
@@ -262,9 +387,12 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
         f"total {result.timings.get('total', 0):.1f} s · seed {cfg.seed}</p>",
         f"<nav>{nav}<a href='#methods'>Methods</a><a href='#exclusions'>Exclusions</a></nav>",
     ]
+    if _simulated(ctx):
+        body.append(f"<p class='banner' role='note'>{html.escape(SIMULATED)}</p>")
     if cfg.description:
         body.append(f"<p>{html.escape(cfg.description)}</p>")
     body.append("<h2 id='summary'>Steps</h2>" + _status_rows(result))
+    body.append(f"<p class='caption'>{html.escape(NUMBER_NOTE)}</p>")
     inputs = "".join(
         f"<li><code>{html.escape(k)}</code>: {html.escape(str(p))}</li>"
         for k, p in ctx.inputs.items()
@@ -283,43 +411,38 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
             caption = ctx.captions.get(item, "")
             if kind == "table":
                 frame = result.tables[name]
-                more = (
-                    f" Showing {min(rows, len(frame))} of {len(frame)} rows;"
-                    if len(frame) > rows
-                    else ""
+                csv = f"tables/{html.escape(name)}.csv"
+                size = (
+                    f"first {MAX_ROWS} of {len(frame)} rows here, all in"
+                    if len(frame) > MAX_ROWS
+                    else f"{len(frame)} rows{' (scroll)' if len(frame) > rows else ''}; also in"
                 )
                 body.append(
-                    f"<h3>{html.escape(name)}</h3><p class='caption'>{html.escape(caption)}{more} "
-                    f"full table: <code>tables/{html.escape(name)}.csv</code></p>"
+                    f"<h3>{html.escape(name)}</h3><p class='caption'>{html.escape(caption)} "
+                    f"{size} <a href='{csv}'><code>{csv}</code></a>.</p>"
                 )
                 body.append(_table_html(frame, rows))
                 if frame.attrs:
-                    details = pd.DataFrame(
-                        {
-                            "attribute": list(frame.attrs),
-                            "value": [str(v)[:300] for v in frame.attrs.values()],
-                        }
-                    )
                     body.append(
                         f"<details><summary>how <code>{html.escape(name)}</code> was made "
-                        f"(attrs)</summary>{_table_html(details, 100)}</details>"
+                        f"(attrs)</summary>{_attrs_html(frame.attrs)}</details>"
                     )
             else:
                 body.append(
                     f"<figure>{_img(result.figures[name])}<figcaption>{html.escape(caption)} "
                     f"(<code>figures/{html.escape(name)}.png</code>)</figcaption></figure>"
                 )
-    methods = "".join(f"<p>{html.escape(p)}</p>" for p in methods_text(cfg, versions))
+    paragraphs = methods_text(cfg, versions) + ([SIMULATED] if _simulated(ctx) else [])
+    methods = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
     vers = ", ".join(f"{k} {v}" for k, v in versions.items())
     body.append(
         f"<h2 id='methods'>Methods</h2><div class='methods'>{methods}"
         f"<p class='meta'>Software: {html.escape(vers)}.</p></div>"
     )
     body.append(f"<h2 id='exclusions'>Exclusions and warnings</h2>{_exclusions(ctx)}")
-    cfg_yaml = json.dumps(cfg.model_dump(mode="json"), indent=2)
+    cfg_yaml = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     body.append(
-        "<h2 id='config'>Configuration</h2>"
-        f"<pre style='font-size:12px;background:#f8f8f8;padding:1em'>{html.escape(cfg_yaml)}</pre>"
+        f"<h2 id='config'>Configuration</h2><pre class='config'>{html.escape(cfg_yaml)}</pre>"
     )
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

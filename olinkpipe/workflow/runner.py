@@ -447,6 +447,7 @@ def _step_enrichment(ctx: _Context) -> None:
         raise WorkflowError(msg, step="enrichment")
     sets = op.genesets.load(e.gene_sets) if isinstance(e.gene_sets, str) else e.gene_sets
     ctx.gene_sets = sets
+    pathways = _known_pathways(ctx, sets, e.pathways)
     if e.ora is not None:
         ora = op.tl.ora(
             ctx.de,
@@ -495,7 +496,7 @@ def _step_enrichment(ctx: _Context) -> None:
             section="enrichment",
             caption="Top GSEA terms.",
         )
-        for term in e.pathways:
+        for term in pathways:
             if term in set(gs["term"]):
                 ctx.figure(
                     f"gsea_{_slug(term)}",
@@ -503,13 +504,29 @@ def _step_enrichment(ctx: _Context) -> None:
                     section="enrichment",
                     caption=f"GSEA running enrichment score: {term}.",
                 )
-    for term in e.pathways:
+    for term in pathways:
         ctx.figure(
             f"pathway_{_slug(term)}",
             op.pl.pathway(ctx.de, sets, term, alpha=ctx.cfg.differential.alpha),
             section="enrichment",
             caption=f"Measured members of {term}: estimate and 95 % CI, significant highlighted.",
         )
+
+
+def _known_pathways(ctx: _Context, sets: object, pathways: list[str]) -> list[str]:
+    """The ``enrichment.pathways`` in the collection; a warning and a note for the others."""
+    from ..genesets.collections import as_collection, close_matches
+
+    coll = as_collection(sets)
+    for term in [t for t in pathways if t not in coll]:
+        close = close_matches(term, coll)
+        text = (
+            f"enrichment: pathway {term!r} is not in {coll.name}; its figures are left out. "
+            + (f"Did you mean {' or '.join(map(repr, close))}?" if close else "No term is close.")
+        )
+        warnings.warn(text, OlinkpipeWarning, stacklevel=2)
+        ctx.note("enrichment", text)
+    return [t for t in pathways if t in coll]
 
 
 def _slug(text: str) -> str:
@@ -519,6 +536,7 @@ def _slug(text: str) -> str:
 
 def _step_kinetics(ctx: _Context) -> None:
     import olinkpipe as op
+    from olinkpipe.pl.kinetics import _metric_label
 
     k = ctx.cfg.kinetics
     if ctx.measurements is None or ctx.patients is None:
@@ -590,7 +608,15 @@ def _step_kinetics(ctx: _Context) -> None:
     )
     ctx.figure(
         "dose_vs_peak",
-        op.pl.correlation(peaks, k.dose_column, k.analytes[0], method=k.correlation, logy=k.log_y),
+        op.pl.correlation(
+            peaks,
+            k.dose_column,
+            k.analytes[0],
+            method=k.correlation,
+            logy=k.log_y,
+            xlabel="Dose (cells/kg)",
+            ylabel=_metric_label(summaries[0], "cmax"),  # "Peak IL-6 (pg/mL)"
+        ),
         section="kinetics",
         caption=f"Dose vs peak {k.analytes[0]} per patient ({k.correlation}).",
     )
@@ -603,7 +629,7 @@ def _step_kinetics(ctx: _Context) -> None:
             section="kinetics",
             caption=f"{a} over days after infusion, mean ± SEM by dose group.",
         )
-        sub = summary[summary["analyte"] == a]
+        sub = summaries[i]  # keeps attrs["unit"] for the axis label
         row = cmp[(cmp["analyte"] == a) & (cmp["metric"] == "cmax")] if "analyte" in cmp else None
         ctx.figure(
             f"peak_{_slug(a)}",
@@ -621,7 +647,7 @@ def _step_outcomes(ctx: _Context) -> None:
         msg = "needs input 'patients'."
         raise WorkflowError(msg, step="outcomes")
     pts = ctx.patients
-    unit = o.time_unit.capitalize()
+    unit = f"{o.time_unit.capitalize()} since {o.time_origin}"
     if o.cumulative_incidence is not None:
         c = o.cumulative_incidence
         curve = op.clinical.cumulative_incidence(pts, time=c.time, event=c.event, group=o.group)
@@ -658,7 +684,7 @@ def _step_outcomes(ctx: _Context) -> None:
         ctx.table(f"logrank_{slug}", lr, section="outcomes", caption=f"{name}: log-rank test.")
         ctx.figure(
             f"km_{slug}",
-            op.pl.survival(curve, logrank=lr, xlabel=unit, ylabel=name),
+            op.pl.survival(curve, logrank=lr, xlabel=unit, ylabel=f"{name} probability"),
             section="outcomes",
             caption=f"{name}: Kaplan–Meier curves with 95 % CI and numbers at risk.",
         )
