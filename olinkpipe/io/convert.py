@@ -1285,7 +1285,9 @@ def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.Da
         elif c == names["qc"] and c not in adata.layers and "QC_Warning" in adata.obsm:
             qm = adata.obsm["QC_Warning"]
             qv = qm.to_numpy(dtype=object)
-            k = np.asarray([qm.columns.get_loc(p) if p in qm.columns else -1 for p in panels])
+            k = np.asarray(
+                [qm.columns.get_loc(p) if p in qm.columns else -1 for p in panels], dtype=np.int64
+            )
             v = np.where(k[jj] >= 0, qv[ii, np.maximum(k[jj], 0)], "")
             v = np.where(v == "", None, v).astype(object)
         elif c in adata.layers:
