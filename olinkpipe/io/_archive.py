@@ -7,7 +7,7 @@ could fill it. Every member and gzip stream is read in blocks and refused, with 
 ``min(cap, max(ratio * compressed size, floor))``
 
 with ``ratio`` 50 (real Olink CSV compresses about 5x, parquet and xlsx less), ``floor``
-256 MiB and ``cap`` 4 GiB. Both are set by environment variables:
+64 MiB and ``cap`` 4 GiB. Both are set by environment variables:
 ``OLINKPIPE_MAX_UNCOMPRESSED`` (the cap, bytes or ``"8G"``, ``"500M"``) and
 ``OLINKPIPE_MAX_RATIO`` (``0`` turns the ratio test off, leaving the cap).
 
@@ -32,7 +32,7 @@ ENV_CAP = "OLINKPIPE_MAX_UNCOMPRESSED"
 ENV_RATIO = "OLINKPIPE_MAX_RATIO"
 DEFAULT_CAP = 4 << 30
 DEFAULT_RATIO = 50.0
-FLOOR = 256 << 20
+FLOOR = 64 << 20
 BLOCK = 1 << 20
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.I)

@@ -302,6 +302,8 @@ def _extract(
                 what=f"member {member!r}",
                 digests=digests,
             )
+    except OlinkpipeError:
+        raise
     except (
         zipfile.BadZipFile,
         NotImplementedError,
