@@ -125,8 +125,9 @@ def resolve_roles(columns: Sequence[str]) -> dict[str, str | None]:
 class _Column:
     """One column of the long table as integer codes (strings) or a numpy array (numbers)."""
 
-    def __init__(self, name: str, arr: pa.ChunkedArray):
+    def __init__(self, name: str, arr: pa.ChunkedArray, file: str | None = None):
         self.name = name
+        self.file = file
         self.type = arr.type
         self._arr = arr
         self._codes: np.ndarray | None = None
@@ -189,6 +190,17 @@ class _Column:
                 self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
                 # a dictionary column (pandas categorical in parquet) may list values no row
                 # uses, e.g. a subset saved with pandas: keep only the used ones
+                out_of_range = np.flatnonzero(self._codes >= len(self._uniques))
+                if out_of_range.size:  # a damaged parquet page
+                    msg = format_message(
+                        f"damaged dictionary-encoded column: {out_of_range.size} value(s) point "
+                        f"past its {len(self._uniques)} distinct values",
+                        file=self.file,
+                        column=self.name,
+                        rows=(out_of_range[:5] + 1).tolist(),
+                        hint="Export or download the file again.",
+                    )
+                    raise NPXFormatError(msg)
                 used = np.zeros(len(self._uniques), dtype=bool)
                 used[self._codes[self._codes >= 0]] = True
                 if not used.all():
@@ -523,7 +535,7 @@ def from_long(
         raise NPXFormatError(msg)
 
     table = _flat_text(table, file=file, lines=lines)
-    cols = {c: _Column(c, table.column(c)) for c in columns}
+    cols = {c: _Column(c, table.column(c), file) for c in columns}
     scol, acol, vcol = roles["sample"], roles["olinkid"], roles["value"]
     if vcol == "PCNormalizedNPX":
         warn(

@@ -96,14 +96,24 @@ def read_npx(
       multi-panel layout and the single-panel layout with a summary block; the NPX sheet
       is found by content in multi-sheet workbooks;
     * Olink Flex long xlsx (numbers stored as text);
-    * a ``.zip`` holding one of these (checksum and README files are ignored), or a
-      gzip-compressed file.
+    * a ``.zip`` holding one of these (the data file is found by content, so a README or
+      checksum-named member that holds the data is read), or a gzip-compressed file.
+
+    A delivery zip's checksum file (``MD5_checksum.txt``, ``checksum_sha256.txt`` or any
+    member named like a checksum that holds hex digests) is verified against the data
+    file, as OlinkAnalyze's ``read_NPX`` does. Zip members and gzip streams are inflated
+    with a size limit, ``min(4 GiB, max(50 x compressed size, 64 MiB))``; set the
+    environment variables ``OLINKPIPE_MAX_UNCOMPRESSED`` (e.g. ``16G``) and
+    ``OLINKPIPE_MAX_RATIO`` (``0``: no ratio test) to change it.
 
     Text markers ``> ULOQ``, ``< LLOQ``, ``No Data``, ``#`` and Excel error values such as
     ``#N/A`` read as NaN (with a warning). Thousands separators are accepted where they are
     unambiguous (``1.234,5``); a text file that is not UTF-8 is decoded as Windows-1252 (with
     a warning); exact duplicate rows are dropped, warned about and recorded in
-    ``uns["olinkpipe"]["excluded"]``.
+    ``uns["olinkpipe"]["excluded"]``. Numbers are read as Olink's software and R write them
+    (ASCII digits, ``.`` or ``,`` decimal mark, exponent, ``NA``/``NaN``/``Inf``); ``1_000``,
+    other scripts' digits or ``TRUE`` are errors naming the cell. A file whose only value
+    column is ``PCNormalizedNPX`` is read with a warning that it became ``X``.
     Control samples and control assays are kept and flagged (``obs["is_control"]``,
     ``var["AssayType"]``), never dropped.
 
@@ -138,6 +148,10 @@ def read_npx(
         non-numeric, infinite or ambiguous (``1.234`` in a decimal-comma file) values; an
         OlinkID with two Assay names; a workbook without an NPX sheet or without its
         ``Assay``/``OlinkID`` header row.
+    ChecksumError
+        A zip's checksum file does not match its data file.
+    SizeLimitError
+        A zip member or gzip stream inflates past the size limit.
     DesignError
         ``sep`` is not one character, or ``duplicates`` is not an allowed value.
     MissingColumnError
@@ -181,7 +195,7 @@ def read_npx(
         raise
     except (OSError, MemoryError, RecursionError) as err:
         raise _unexpected(err, str(p), "cannot read the file") from err
-    except (ValueError, TypeError, KeyError, IndexError, LookupError, pa.ArrowException) as err:
+    except Exception as err:  # noqa: BLE001 - any parser's failure on damage no check foresaw
         raise _unexpected(err, str(p), "the file could not be parsed") from err
     logger.info("read %s: %d samples x %d assays", p, adata.n_obs, adata.n_vars)
     return adata
@@ -255,7 +269,15 @@ def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.A
 def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
     try:
         zf = zipfile.ZipFile(src)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as err:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        OSError,
+        ValueError,
+        EOFError,
+    ) as err:
         msg = format_message(
             f"corrupt or truncated zip/xlsx archive ({err})",
             file=name,
