@@ -419,3 +419,32 @@ def test_read_exports_raw_errors_become_olinkpipe_errors(tmp_path):
 def test_to_long_with_no_assays():
     adata = op.io.from_long(_long())
     assert len(op.to_long(adata[:, :0].copy())) == 0
+
+
+def test_assay_major_assay_name_conflict_names_only_that_olinkid(tmp_path):
+    df = _long().sort_values(["OlinkID", "SampleID"]).reset_index(drop=True)
+    target = df.OlinkID.unique()[4]
+    k = int(np.flatnonzero(df.OlinkID == target)[5])
+    df.loc[k, "Assay"] = "WRONG"
+    with pytest.raises(
+        NPXFormatError,
+        match=rf"a\.csv: column 'Assay': 1 OlinkID\(s\) .*\({target}: .*Rows: {k + 2}\.",
+    ):
+        op.read_npx(write_long(df, tmp_path / "a.csv"))
+
+
+def test_workbook_past_size_limit(tmp_path, monkeypatch):
+    path = write_wide_xlsx(tmp_path / "w.xlsx", _grid())
+    monkeypatch.setenv("OLINKPIPE_MAX_UNCOMPRESSED", "2K")
+    with pytest.raises(SizeLimitError, match=r"w\.xlsx: the workbook inflates past the size"):
+        op.read_npx(path)
+
+
+def test_wide_unlabelled_header_row_is_warned(tmp_path):
+    long = _long()
+    grid = _grid(long)
+    k = _row_of(grid, "Uniprot ID")
+    grid[k][0] = None
+    with pytest.warns(OlinkpipeWarning, match=rf"header row {k + 1} .* no label in cell A{k + 1}"):
+        adata = op.read_npx(write_wide_csv(tmp_path / "w.csv", grid))
+    _assert_full(adata, long)

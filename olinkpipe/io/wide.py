@@ -537,6 +537,11 @@ def parse_wide(
         if labels[k]:
             name = HEADER_LABELS.get(labels[k], _cell_str(grid[k][0]).strip())
             header_rows[name] = [_cell_str(v).strip() for v in grid[k]]
+        elif not _blank(grid[k]):
+            warn_user(
+                f"{where}: header row {k + 1} (between Assay and OlinkID) holds cells but no "
+                f"label in cell A{k + 1}; its cells are not read (label it, e.g. 'Uniprot ID')"
+            )
     assay_row, oid_row = header_rows["Assay"], header_rows["OlinkID"]
     uni_row = header_rows.get("UniProt", [""] * width)
 
