@@ -448,3 +448,34 @@ def test_wide_unlabelled_header_row_is_warned(tmp_path):
     with pytest.warns(OlinkpipeWarning, match=rf"header row {k + 1} .* no label in cell A{k + 1}"):
         adata = op.read_npx(write_wide_csv(tmp_path / "w.csv", grid))
     _assert_full(adata, long)
+
+
+def test_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch):
+    path = write_long(_long(), tmp_path / "locked.csv")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(NPXFormatError, match=r"locked\.csv: cannot read the file \(Permission"):
+        op.read_npx(path)
+
+
+def test_stream_is_refused_while_reading_not_after(monkeypatch):
+    """A member whose directory entry lies about its size is stopped by the streamed count."""
+    import io
+
+    from olinkpipe.io import _archive
+
+    class Endless(io.RawIOBase):
+        served = 0
+
+        def read(self, n=-1):
+            self.served += n
+            return b"x" * n
+
+    monkeypatch.setenv("OLINKPIPE_MAX_UNCOMPRESSED", "3M")
+    stream = Endless()
+    with pytest.raises(SizeLimitError, match=r"f\.zip: member 'm' inflates past .*3,145,728"):
+        _archive.read_bounded(stream, compressed=10, name="f.zip", what="member 'm'")
+    assert stream.served <= (3 << 20) + 1  # never read more than the limit + 1 byte

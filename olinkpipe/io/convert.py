@@ -187,7 +187,16 @@ class _Column:
                     if parts
                     else np.zeros(0, dtype=np.int32)
                 )
-                self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
+                try:
+                    self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
+                except UnicodeDecodeError as err:  # parquet pages are not validated on read
+                    msg = format_message(
+                        f"text that is not UTF-8 ({err}); the file is damaged",
+                        file=self.file,
+                        column=self.name,
+                        hint="Export or download the file again.",
+                    )
+                    raise NPXFormatError(msg) from err
                 # a dictionary column (pandas categorical in parquet) may list values no row
                 # uses, e.g. a subset saved with pandas: keep only the used ones
                 out_of_range = np.flatnonzero(self._codes >= len(self._uniques))

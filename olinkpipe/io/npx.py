@@ -193,8 +193,13 @@ def read_npx(
         adata = _read_any(p, str(p), head, opts)
     except OlinkpipeError:
         raise
-    except (OSError, MemoryError, RecursionError) as err:
-        raise _unexpected(err, str(p), "cannot read the file") from err
+    except OSError as err:  # permission, I/O error, a file that vanished
+        msg = format_message(
+            f"cannot read the file ({type(err).__name__}: {err.strerror or err})",
+            file=str(p),
+            hint="Check that the file is readable and complete.",
+        )
+        raise NPXFormatError(msg) from err
     except Exception as err:  # noqa: BLE001 - any parser's failure on damage no check foresaw
         raise _unexpected(err, str(p), "the file could not be parsed") from err
     logger.info("read %s: %d samples x %d assays", p, adata.n_obs, adata.n_vars)
@@ -313,6 +318,8 @@ def _extract(
 ) -> bytes:
     """A member's bytes (or its first ``HEAD_BYTES``), read with the size limit."""
     info = zf.getinfo(member)
+    if not head:  # refuse at once what the directory already declares too big
+        _archive.check_declared(zf, [member], name, f"member {member!r}")
     try:
         with zf.open(info) as fh:
             if head:
