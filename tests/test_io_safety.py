@@ -479,3 +479,29 @@ def test_stream_is_refused_while_reading_not_after(monkeypatch):
     with pytest.raises(SizeLimitError, match=r"f\.zip: member 'm' inflates past .*3,145,728"):
         _archive.read_bounded(stream, compressed=10, name="f.zip", what="member 'm'")
     assert stream.served <= (3 << 20) + 1  # never read more than the limit + 1 byte
+
+
+def _long_xlsx(path, rows):
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    for r in rows:
+        wb.active.append(r)
+    wb.save(path)
+    return path
+
+
+_FLEX = ["SampleID", "OlinkID", "Assay", "NPX", ""]
+
+
+def test_long_sheet_cells_beyond_the_header_are_an_error(tmp_path):
+    rows = [_FLEX[:4], ["S1", "O1", "A", "1.5"], ["S2", "O1", "A", "2.5", None, "x"]]
+    with pytest.raises(NPXFormatError, match=r"l\.xlsx.*cell\(s\) 'F3' hold values right"):
+        op.read_npx(_long_xlsx(tmp_path / "l.xlsx", rows))
+
+
+def test_long_sheet_unnamed_column_with_values_is_kept(tmp_path):
+    rows = [_FLEX, ["S1", "O1", "A", "1.5", "n1"], ["S2", "O1", "A", "2.5", "n2"]]
+    with pytest.warns(OlinkpipeWarning, match=r"column\(s\) 'E' have no header.*'unnamed_5'"):
+        adata = op.read_npx(_long_xlsx(tmp_path / "l.xlsx", rows))
+    assert adata.obs["unnamed_5"].tolist() == ["n1", "n2"]

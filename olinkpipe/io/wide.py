@@ -306,10 +306,33 @@ def read_wide_text(
 
 def _long_sheet(grid: Grid, where: str, opts: dict) -> ad.AnnData:
     header = [_cell_str(v).strip() for v in grid[0]]
-    body = [r for r in grid[1:] if any(v is not None and _cell_str(v).strip() for v in r)]
+    keep = [k for k, r in enumerate(grid[1:], start=2) if not _blank(r)]
+    body = [grid[k - 1] for k in keep]
     width = len(header)
+    beyond = [
+        f"{get_column_letter(j + 1)}{k}"
+        for k, r in zip(keep, body, strict=True)
+        for j in range(width, len(r))
+        if _cell_str(r[j]).strip()
+    ]
+    if beyond:
+        msg = format_message(
+            f"cell(s) {preview(beyond)} hold values right of the last header cell",
+            file=where,
+            hint="Give these columns a header, or delete the cells.",
+        )
+        raise NPXFormatError(msg)
     body = [list(r[:width]) + [None] * (width - len(r)) for r in body]
     frame = pd.DataFrame(body, columns=header, dtype=object)
+    unnamed = [j for j, c in enumerate(header) if c == ""]
+    filled = [j for j in unnamed if frame.iloc[:, j].notna().any()]
+    if filled:
+        header = [f"unnamed_{j + 1}" if j in filled else c for j, c in enumerate(header)]
+        frame.columns = header
+        warn_user(
+            f"{where}: column(s) {preview([get_column_letter(j + 1) for j in filled])} have no "
+            f"header but hold values; kept as {preview([header[j] for j in filled])}"
+        )
     frame = frame.loc[:, [c for c in frame.columns if c != ""]]
     roles = resolve_roles(list(frame.columns))
     text_cols = {v for k, v in roles.items() if v and k not in ("value", "lod")}
