@@ -15,6 +15,8 @@ __all__ = [
     "OlinkpipeError",
     "NPXFormatError",
     "UnknownFormatError",
+    "ChecksumError",
+    "SizeLimitError",
     "MissingColumnError",
     "DuplicateSampleError",
     "DesignError",
@@ -36,6 +38,14 @@ class NPXFormatError(OlinkpipeError, ValueError):
 
 class UnknownFormatError(NPXFormatError):
     """A file is not an Olink export at all (neither long, wide, parquet nor a zip of one)."""
+
+
+class ChecksumError(NPXFormatError):
+    """A delivery's checksum file does not match its data file (truncated or changed)."""
+
+
+class SizeLimitError(NPXFormatError):
+    """A zip member or gzip stream inflates past the size limit (damaged archive or bomb)."""
 
 
 class MissingColumnError(OlinkpipeError, KeyError):

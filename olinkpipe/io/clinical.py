@@ -15,6 +15,7 @@ from ..errors import (
     DuplicateSampleError,
     MissingColumnError,
     NPXFormatError,
+    OlinkpipeError,
     ValidationError,
     format_message,
     preview,
@@ -118,8 +119,14 @@ def read_clinical(
                 frame = pd.read_parquet(p)
             else:
                 frame = _read_text_table(p, sep=sep, id_column=id_column)
-        except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            msg = format_message(f"cannot read the clinical table ({err})", file=name)
+        except OlinkpipeError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any parser's failure on a damaged file
+            msg = format_message(
+                f"cannot read the clinical table ({type(err).__name__}: {str(err)[:200]})",
+                file=name,
+                hint="Save it as CSV (UTF-8) or .xlsx and read it again.",
+            )
             raise NPXFormatError(msg) from err
     frame.columns = [str(c).strip() for c in frame.columns]
     if id_column not in frame.columns:

@@ -125,8 +125,9 @@ def resolve_roles(columns: Sequence[str]) -> dict[str, str | None]:
 class _Column:
     """One column of the long table as integer codes (strings) or a numpy array (numbers)."""
 
-    def __init__(self, name: str, arr: pa.ChunkedArray):
+    def __init__(self, name: str, arr: pa.ChunkedArray, file: str | None = None):
         self.name = name
+        self.file = file
         self.type = arr.type
         self._arr = arr
         self._codes: np.ndarray | None = None
@@ -186,9 +187,29 @@ class _Column:
                     if parts
                     else np.zeros(0, dtype=np.int32)
                 )
-                self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
+                try:
+                    self._uniques = np.asarray(dictionary.to_pylist(), dtype=object)
+                except UnicodeDecodeError as err:  # parquet pages are not validated on read
+                    msg = format_message(
+                        f"text that is not UTF-8 ({err}); the file is damaged",
+                        file=self.file,
+                        column=self.name,
+                        hint="Export or download the file again.",
+                    )
+                    raise NPXFormatError(msg) from err
                 # a dictionary column (pandas categorical in parquet) may list values no row
                 # uses, e.g. a subset saved with pandas: keep only the used ones
+                out_of_range = np.flatnonzero(self._codes >= len(self._uniques))
+                if out_of_range.size:  # a damaged parquet page
+                    msg = format_message(
+                        f"damaged dictionary-encoded column: {out_of_range.size} value(s) point "
+                        f"past its {len(self._uniques)} distinct values",
+                        file=self.file,
+                        column=self.name,
+                        rows=(out_of_range[:5] + 1).tolist(),
+                        hint="Export or download the file again.",
+                    )
+                    raise NPXFormatError(msg)
                 used = np.zeros(len(self._uniques), dtype=bool)
                 used[self._codes[self._codes >= 0]] = True
                 if not used.all():
@@ -250,11 +271,14 @@ class _Groups:
             a, b = key[1:], key[:-1]
             same = (a == b) | (np.isnan(a) & np.isnan(b)) if floaty else a == b
             if not np.all(same | ~self.cont):
+                # not constant: each group's value in its first row, so that callers can
+                # name the rows that differ from it (not every row of every group)
+                first[self.codes[::-1]] = key[::-1]
                 return False, first
             g, k = self.codes[self.starts], key[self.starts]
         else:
             g, k = self.codes, key
-        first[g] = k
+        first[g[::-1]] = k[::-1]  # the first row's value where a group is not constant
         back = first[g]
         same = (back == k) | (np.isnan(back) & np.isnan(k)) if floaty else back == k
         return bool(same.all()), first
@@ -351,6 +375,52 @@ def _to_table(data: pd.DataFrame | pa.Table) -> pa.Table:
         return pa.table(cols)
     msg = f"from_long needs a pandas DataFrame or a pyarrow Table, not {type(data).__name__}."
     raise NPXFormatError(msg)
+
+
+def _flat_text(table: pa.Table, *, file: str | None, lines: Any) -> pa.Table:
+    """Refuse nested columns; binary columns become text when they are UTF-8, else an error
+    naming the column and rows (a parquet column of raw bytes, a file's damaged bytes)."""
+    nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
+    if nested:
+        kinds = sorted({str(table.schema.field(c).type).split("<")[0] for c in nested})
+        msg = format_message(
+            f"column(s) {preview(nested)} hold nested values ({', '.join(kinds)}), which an "
+            "Olink export never has",
+            file=file,
+            hint="Flatten these columns (one value per cell) or drop them before reading.",
+        )
+        raise NPXFormatError(msg)
+    for i, f in enumerate(table.schema):
+        t = f.type
+        if not (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+            if not pa.types.is_fixed_size_binary(t):
+                continue
+        try:
+            text = pc.cast(table.column(i), pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            bad = [
+                k
+                for k, v in enumerate(table.column(i).to_pylist())
+                if v is not None and not _is_utf8(v)
+            ]
+            msg = format_message(
+                f"bytes that are not UTF-8 text ({err})",
+                file=file,
+                column=f.name,
+                rows=lines(np.asarray(bad[:5])) if bad else None,
+                hint="Save the file as UTF-8, or export it again.",
+            )
+            raise NPXFormatError(msg) from err
+        table = table.set_column(i, f.name, text)
+    return table
+
+
+def _is_utf8(v: bytes) -> bool:
+    try:
+        v.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _line_numbers(rows: np.ndarray, offset: int) -> list[int]:
@@ -473,8 +543,14 @@ def from_long(
         )
         raise NPXFormatError(msg)
 
-    cols = {c: _Column(c, table.column(c)) for c in columns}
+    table = _flat_text(table, file=file, lines=lines)
+    cols = {c: _Column(c, table.column(c), file) for c in columns}
     scol, acol, vcol = roles["sample"], roles["olinkid"], roles["value"]
+    if vcol == "PCNormalizedNPX":
+        warn(
+            f"{where}: no NPX column; X holds column 'PCNormalizedNPX' (Explore's plate-control "
+            "normalized NPX), recorded as provenance columns['value']"
+        )
 
     # --- identifiers ----------------------------------------------------------------------
     s_codes, s_uni = cols[scol].codes()
@@ -641,9 +717,10 @@ def from_long(
         rows_o = o_codes
         flat = cell
 
-    def scatter(values: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
+    def scatter(values: np.ndarray, fill: Any, dtype: Any, *, kept: bool = False) -> np.ndarray:
+        """Rows to the matrix; ``kept``: ``values`` already hold only the kept rows."""
         out = np.full(n_obs * n_assay, fill, dtype=dtype)
-        out[flat] = values if keep_rows is None else values[keep_rows]
+        out[flat] = values if keep_rows is None or kept else values[keep_rows]
         return out.reshape(n_obs, n_assay)
 
     # rows grouped by sample (Explore) or by assay (Target 96)? to_long writes them back so
@@ -740,9 +817,9 @@ def from_long(
         if placed:
             continue
         if uniques is None:
-            layers[c] = scatter(key, np.nan, np.float64)
+            layers[c] = scatter(key, np.nan, np.float64, kept=True)
         else:
-            layers[c] = scatter(key.astype(np.int32), -1, np.int32)
+            layers[c] = scatter(key.astype(np.int32), -1, np.int32, kept=True)
             coded[c] = np.asarray([str(u) for u in uniques], dtype=object)
         col.release()
 
@@ -931,6 +1008,15 @@ def _numeric(
         def lines(rows: np.ndarray) -> list[int]:
             return _line_numbers(rows, 2 if file else 0)
 
+    if pa.types.is_boolean(col.type):
+        msg = format_message(
+            "true/false values where numbers are expected",
+            file=file,
+            column=col.name,
+            rows=lines(np.arange(min(len(col._arr), 5))),
+            hint="This column holds TRUE/FALSE, not measurements; check the column names.",
+        )
+        raise NPXFormatError(msg)
     if col.is_numeric:
         out = col.values()
         markers = 0
@@ -1000,6 +1086,9 @@ def _numeric(
     return out
 
 
+# numbers as NPX Manager, Explore and R write them: ASCII digits, a decimal point, an
+# exponent, Inf/NaN (Python's float() would also take 1_000, Arabic-Indic digits, "infinity")
+_NUMBER = re.compile(r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$|^[-+]?(inf|nan)$", re.I)
 _MARKER = re.compile(
     r"^\s*(>\s*ULOQ|<\s*LLOQ|<\s*LOD|>\s*LOD|No\s*Data|NA|N/A|NaN|-|#+|"
     r"#N/A|#DIV/0!|#VALUE!|#REF!|#NUM!|#NAME\?|#NULL!|)\s*$",  # Excel's error values
@@ -1008,12 +1097,12 @@ _MARKER = re.compile(
 # thousands separators: both marks present (the last one is the decimal mark), or a mark
 # repeated between groups of three digits
 _GROUPED = {
-    ",": re.compile(r"^[-+]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?$"),  # 1.234,5  12.345.678
-    ".": re.compile(r"^[-+]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$"),  # 1,234.5  12,345,678
+    ",": re.compile(r"^[-+]?[1-9][0-9]{0,2}(\.[0-9]{3})+(,[0-9]*)?$"),  # 1.234,5  12.345.678
+    ".": re.compile(r"^[-+]?[1-9][0-9]{0,2}(,[0-9]{3})+(\.[0-9]*)?$"),  # 1,234.5  12,345,678
 }
 _ONE_GROUP = {
-    ",": re.compile(r"^[-+]?[1-9]\d{0,2}\.\d{3}$"),  # 1.234: 1234 or 1.234?
-    ".": re.compile(r"^[-+]?[1-9]\d{0,2},\d{3}$"),  # 1,234: 1234 or 1.234?
+    ",": re.compile(r"^[-+]?[1-9][0-9]{0,2}\.[0-9]{3}$"),  # 1.234: 1234 or 1.234?
+    ".": re.compile(r"^[-+]?[1-9][0-9]{0,2},[0-9]{3}$"),  # 1,234: 1234 or 1.234?
 }
 
 
@@ -1040,8 +1129,8 @@ def parse_number(value: object, *, decimal: str | None = None) -> tuple[float, b
     """
     if value is None:
         return np.nan, True, False
-    if isinstance(value, bool):
-        return float(value), True, False
+    if isinstance(value, bool | np.bool_):  # TRUE/FALSE is not a measurement
+        return np.nan, False, False
     if isinstance(value, int | float | np.integer | np.floating):
         return float(value), True, False
     s = str(value).strip()
@@ -1053,16 +1142,12 @@ def parse_number(value: object, *, decimal: str | None = None) -> tuple[float, b
         if ("," in s and "." in s or s.count("." if dec == "," else ",") > 1) and pattern.match(s):
             thousands = "." if dec == "," else ","
             return float(s.replace(thousands, "").replace(",", ".")), True, False
-    try:
+    if _NUMBER.match(s):
         return float(s), True, False
-    except ValueError:
-        pass
     t = s.replace(",", ".") if s.count(",") == 1 and "." not in s else s
     t = t.rstrip("#").strip() if t.endswith("#") and len(t) > 1 else t
-    try:
+    if _NUMBER.match(t):
         return float(t), True, False
-    except ValueError:
-        pass
     if _MARKER.match(s):
         return np.nan, True, True
     return np.nan, False, False
@@ -1221,7 +1306,9 @@ def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.Da
         elif c == names["qc"] and c not in adata.layers and "QC_Warning" in adata.obsm:
             qm = adata.obsm["QC_Warning"]
             qv = qm.to_numpy(dtype=object)
-            k = np.asarray([qm.columns.get_loc(p) if p in qm.columns else -1 for p in panels])
+            k = np.asarray(
+                [qm.columns.get_loc(p) if p in qm.columns else -1 for p in panels], dtype=np.int64
+            )
             v = np.where(k[jj] >= 0, qv[ii, np.maximum(k[jj], 0)], "")
             v = np.where(v == "", None, v).astype(object)
         elif c in adata.layers:

@@ -23,6 +23,7 @@ from ..errors import (
     DuplicateSampleError,
     MissingColumnError,
     NPXFormatError,
+    OlinkpipeError,
     UnknownFormatError,
     format_message,
 )
@@ -220,7 +221,28 @@ def read_exports(
     >>> adata.var["SourceFile"].nunique()
     4
     """
-    files, scanned = _files(paths, exclude)
+    try:
+        files, scanned = _files(paths, exclude)
+    except OSError as err:  # a folder that cannot be listed
+        msg = format_message(f"cannot list the files ({err})", file=str(err.filename or paths))
+        raise NPXFormatError(msg) from err
+    try:
+        return _read_files(files, scanned, sep=sep, product=product, duplicates=duplicates)
+    except OlinkpipeError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, NotImplementedError, OSError) as err:
+        shown = ", ".join(str(f) for f in files[:5]) + (" ..." if len(files) > 5 else "")
+        msg = format_message(
+            f"cannot combine the files ({type(err).__name__}: {str(err)[:200]})",
+            file=shown,
+            hint="Read each file with read_npx to find the one that differs.",
+        )
+        raise NPXFormatError(msg) from err
+
+
+def _read_files(
+    files: list[Path], scanned: bool, *, sep: str | None, product: str | None, duplicates: str
+) -> ad.AnnData:
     parts: list[tuple[str, ad.AnnData]] = []
     skipped: list[tuple[str, str]] = []
     for f in files:

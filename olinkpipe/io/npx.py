@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import io
 import logging
+import re
 import zipfile
 import zlib
 from os import PathLike
@@ -25,8 +26,15 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from .._validate import check_literal
-from ..errors import DesignError, NPXFormatError, UnknownFormatError, format_message, preview
-from . import _sniff
+from ..errors import (
+    DesignError,
+    NPXFormatError,
+    OlinkpipeError,
+    UnknownFormatError,
+    format_message,
+    preview,
+)
+from . import _archive, _sniff
 from ._util import warn_user
 from .convert import from_long
 
@@ -66,7 +74,6 @@ STRING_COLUMNS = {
     "DataAnalysisRefID",
     "Unit",
 }
-_IGNORED_IN_ZIP = ("checksum", "md5", "sha256", "sha1", "readme", "__macosx", ".ds_store")
 
 
 def read_npx(
@@ -89,14 +96,24 @@ def read_npx(
       multi-panel layout and the single-panel layout with a summary block; the NPX sheet
       is found by content in multi-sheet workbooks;
     * Olink Flex long xlsx (numbers stored as text);
-    * a ``.zip`` holding one of these (checksum and README files are ignored), or a
-      gzip-compressed file.
+    * a ``.zip`` holding one of these (the data file is found by content, so a README or
+      checksum-named member that holds the data is read), or a gzip-compressed file.
+
+    A delivery zip's checksum file (``MD5_checksum.txt``, ``checksum_sha256.txt`` or any
+    member named like a checksum that holds hex digests) is verified against the data
+    file, as OlinkAnalyze's ``read_NPX`` does. Zip members and gzip streams are inflated
+    with a size limit, ``min(4 GiB, max(50 x compressed size, 64 MiB))``; set the
+    environment variables ``OLINKPIPE_MAX_UNCOMPRESSED`` (e.g. ``16G``) and
+    ``OLINKPIPE_MAX_RATIO`` (``0``: no ratio test) to change it.
 
     Text markers ``> ULOQ``, ``< LLOQ``, ``No Data``, ``#`` and Excel error values such as
     ``#N/A`` read as NaN (with a warning). Thousands separators are accepted where they are
     unambiguous (``1.234,5``); a text file that is not UTF-8 is decoded as Windows-1252 (with
     a warning); exact duplicate rows are dropped, warned about and recorded in
-    ``uns["olinkpipe"]["excluded"]``.
+    ``uns["olinkpipe"]["excluded"]``. Numbers are read as Olink's software and R write them
+    (ASCII digits, ``.`` or ``,`` decimal mark, exponent, ``NA``/``NaN``/``Inf``); ``1_000``,
+    other scripts' digits or ``TRUE`` are errors naming the cell. A file whose only value
+    column is ``PCNormalizedNPX`` is read with a warning that it became ``X``.
     Control samples and control assays are kept and flagged (``obs["is_control"]``,
     ``var["AssayType"]``), never dropped.
 
@@ -131,6 +148,10 @@ def read_npx(
         non-numeric, infinite or ambiguous (``1.234`` in a decimal-comma file) values; an
         OlinkID with two Assay names; a workbook without an NPX sheet or without its
         ``Assay``/``OlinkID`` header row.
+    ChecksumError
+        A zip's checksum file does not match its data file.
+    SizeLimitError
+        A zip member or gzip stream inflates past the size limit.
     DesignError
         ``sep`` is not one character, or ``duplicates`` is not an allowed value.
     MissingColumnError
@@ -166,11 +187,37 @@ def read_npx(
         msg = format_message("is a directory, not an Olink export", file=str(p))
         raise NPXFormatError(msg)
     opts = {"sep": sep, "product": product, "duplicates": duplicates, "sheet": sheet}
-    with open(p, "rb") as fh:
-        head = fh.read(HEAD_BYTES)
-    adata = _read_any(p, str(p), head, opts)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+        adata = _read_any(p, str(p), head, opts)
+    except OlinkpipeError:
+        raise
+    except OSError as err:  # permission, I/O error, a file that vanished
+        msg = format_message(
+            f"cannot read the file ({type(err).__name__}: {err.strerror or err})",
+            file=str(p),
+            hint="Check that the file is readable and complete.",
+        )
+        raise NPXFormatError(msg) from err
+    except Exception as err:  # noqa: BLE001 - any parser's failure on damage no check foresaw
+        raise _unexpected(err, str(p), "the file could not be parsed") from err
     logger.info("read %s: %d samples x %d assays", p, adata.n_obs, adata.n_vars)
     return adata
+
+
+def _unexpected(err: BaseException, name: str, what: str) -> NPXFormatError:
+    """A last resort for damage no check foresaw: an OlinkpipeError naming the file, with
+    the original exception chained (``unexpected`` is set, so tests can tell it apart)."""
+    msg = format_message(
+        f"{what} ({type(err).__name__}: {str(err)[:200]})",
+        file=name,
+        hint="The file is damaged or not an Olink export; export it again. If it reads in "
+        "Olink's software, please report this message.",
+    )
+    out = NPXFormatError(msg)
+    out.unexpected = True  # type: ignore[attr-defined]
+    return out
 
 
 def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.AnnData:
@@ -195,10 +242,15 @@ def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.A
     if kind == "gzip":
         import gzip
 
+        size = src.stat().st_size if isinstance(src, Path) else len(src.getbuffer())
         try:
-            with gzip.open(src if isinstance(src, Path) else src, "rb") as fh:
-                data = fh.read()
-        except (OSError, EOFError) as err:
+            if not isinstance(src, Path):
+                src.seek(0)
+            with gzip.open(src, "rb") as fh:
+                data = _archive.read_bounded(
+                    fh, compressed=size, name=name, what="the gzip stream"
+                )
+        except (OSError, EOFError, zlib.error) as err:
             msg = format_message(f"corrupt gzip file ({err})", file=name)
             raise NPXFormatError(msg) from err
         return _read_any(io.BytesIO(data), name, data[:HEAD_BYTES], opts)
@@ -222,7 +274,15 @@ def _read_any(src: Path | IO[bytes], name: str, head: bytes, opts: dict) -> ad.A
 def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
     try:
         zf = zipfile.ZipFile(src)
-    except zipfile.BadZipFile as err:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        OSError,
+        ValueError,
+        EOFError,
+    ) as err:
         msg = format_message(
             f"corrupt or truncated zip/xlsx archive ({err})",
             file=name,
@@ -234,44 +294,133 @@ def _read_zip(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
         if "xl/workbook.xml" in names or "[Content_Types].xml" in names:
             from .wide import read_excel
 
+            _archive.check_declared(zf, names, name, "the workbook")
             if isinstance(src, Path):
                 return read_excel(src, name, opts)
             src.seek(0)
             return read_excel(io.BytesIO(src.read()), name, opts)
-        members = [
-            m
-            for m in names
-            if not m.endswith("/") and not any(k in m.lower() for k in _IGNORED_IN_ZIP)
-        ]
-        if not members:
-            found = f"only {preview(names)}" if names else "it is empty"
-            msg = format_message(
-                f"the zip archive holds no data file ({found})",
-                file=name,
-                hint="Zip the Olink export itself (.csv, .txt, .parquet or .xlsx), or read "
-                "the export directly.",
+        files = [m for m in names if not m.endswith("/") and not _junk(m)]
+        member, sums = _zip_member(zf, files, name)
+        hashes = _archive.hashers(sums)
+        data = _extract(zf, member, name, [h.update for h in hashes.values()])
+    _archive.verify(name, member, sums, {a: h.hexdigest() for a, h in hashes.items()})
+    inner = f"{name}!{member}"
+    return _read_any(io.BytesIO(data), inner, data[:HEAD_BYTES], opts)
+
+
+def _junk(member: str) -> bool:
+    low = member.lower()
+    return low.startswith("__macosx/") or low.rsplit("/", 1)[-1] in (".ds_store", "thumbs.db")
+
+
+def _extract(
+    zf: zipfile.ZipFile, member: str, name: str, digests: list | None = None, *, head: bool = False
+) -> bytes:
+    """A member's bytes (or its first ``HEAD_BYTES``), read with the size limit."""
+    info = zf.getinfo(member)
+    if not head:  # refuse at once what the directory already declares too big
+        _archive.check_declared(zf, [member], name, f"member {member!r}")
+    try:
+        with zf.open(info) as fh:
+            if head:
+                return fh.read(HEAD_BYTES)
+            return _archive.read_bounded(
+                fh,
+                compressed=info.compress_size,
+                name=name,
+                what=f"member {member!r}",
+                digests=digests,
             )
-            raise NPXFormatError(msg)
-        if len(members) > 1:
-            msg = format_message(
-                f"the zip archive holds several data files: {preview(members)}",
-                file=name,
-                hint="Extract the archive and read one file at a time.",
-            )
-            raise NPXFormatError(msg)
-        try:
-            data = zf.read(members[0])
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, zlib.error) as err:
-            msg = format_message(
-                f"cannot extract {members[0]!r} from the zip archive ({err})",
-                file=name,
-                hint="The archive is damaged, encrypted or uses an unsupported compression; "
-                "extract it with your system's tools and read the file itself.",
-            )
-            raise NPXFormatError(msg) from err
-    inner = f"{name}!{members[0]}"
-    adata = _read_any(io.BytesIO(data), inner, data[:HEAD_BYTES], opts)
-    return adata
+    except OlinkpipeError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        NotImplementedError,
+        RuntimeError,
+        OSError,
+        EOFError,
+        ValueError,
+        zlib.error,
+    ) as err:
+        msg = format_message(
+            f"cannot extract {member!r} from the zip archive ({err})",
+            file=name,
+            hint="The archive is damaged, encrypted or uses an unsupported compression; "
+            "extract it with your system's tools and read the file itself.",
+        )
+        raise NPXFormatError(msg) from err
+
+
+def _zip_member(
+    zf: zipfile.ZipFile, files: list[str], name: str
+) -> tuple[str, list[_archive.Checksum]]:
+    """The one data member of a delivery zip and the checksums that come with it.
+
+    Members are told apart by content, not name: a checksum file is a file named like one
+    that holds hex digests; a data member is one whose first bytes are an Olink export
+    (a README or a checksum-named file that holds the data is still read).
+    """
+    sums: list[_archive.Checksum] = []
+    data: list[str] = []
+    other: list[str] = []
+    for m in files:
+        info = zf.getinfo(m)
+        if info.file_size == 0:
+            continue
+        head = _extract(zf, m, name, head=True)
+        parsed = (
+            _archive.parse_checksum(m, head)
+            if _archive.is_checksum_name(m) and info.file_size <= 1 << 16
+            else None
+        )
+        if parsed is not None:
+            sums.extend(parsed)
+        elif _looks_like_data(head):
+            data.append(m)
+        else:
+            other.append(m)
+    if not data:  # nothing recognisable: files not named like a README are data candidates
+        data = [m for m in other if not _NOT_DATA.search(m.rsplit("/", 1)[-1])]
+    if not data:
+        found = f"only {preview(files)}" if files else "it is empty"
+        msg = format_message(
+            f"the zip archive holds no Olink data file ({found})",
+            file=name,
+            hint="Zip the Olink export itself (.csv, .txt, .parquet or .xlsx), or read "
+            "the export directly.",
+        )
+        raise NPXFormatError(msg)
+    if len(data) > 1:
+        msg = format_message(
+            f"the zip archive holds several data files: {preview(data)}",
+            file=name,
+            hint="Extract the archive and read one file at a time (read_exports reads "
+            "several into one AnnData).",
+        )
+        raise NPXFormatError(msg)
+    base = data[0].rsplit("/", 1)[-1]
+    named = {c.target for c in sums if c.target is not None}
+    if named and base not in named and all(c.target is not None for c in sums):
+        warn_user(
+            f"{name}: the checksum file names {preview(sorted(named))}, not {base!r}; the "
+            "data file was not verified"
+        )
+    return data[0], sums
+
+
+_NOT_DATA = re.compile(r"(readme|license|licence|checksum|md5|sha-?\d+)", re.I)
+
+
+def _looks_like_data(head: bytes) -> bool:
+    kind = _sniff.container(head)
+    if kind in ("parquet", "zip", "gzip", "xls"):
+        return True
+    if kind != "text":
+        return False
+    try:
+        return _sniff.inspect_text(head).layout != "unknown"
+    except (ValueError, UnicodeError, csv.Error):
+        return False
 
 
 def _read_long_text(
@@ -304,9 +453,7 @@ def _read_long_text(
     release = getattr(pa.default_memory_pool(), "release_unused", None)
     if release is not None:
         release()  # hand the parser's scratch memory back before building the matrices
-    drop = [c for c in table.column_names if c in ("", "Unnamed: 0", "...1", _TRAILING)]
-    if drop:
-        table = table.drop_columns(drop)
+    table = _drop_unnamed(table, name)
     return from_long(
         table,
         file=name,
@@ -321,6 +468,29 @@ def _read_long_text(
 _TRAILING = "__olinkpipe_trailing_delimiter__"
 
 
+def _drop_unnamed(table: pa.Table, name: str) -> pa.Table:
+    """Drop R's row-name column and the empty column of a trailing delimiter (by position:
+    several columns may be named ``""``); an unnamed column holding values is kept under a
+    made-up name and warned about, never dropped silently."""
+    names = table.column_names
+    keep, renamed = [], {}
+    for k, c in enumerate(names):
+        if c not in ("", "Unnamed: 0", "...1", _TRAILING):
+            keep.append(k)
+        elif k > 0 and c != _TRAILING and table.column(k).null_count < table.num_rows:
+            keep.append(k)
+            renamed[k] = f"unnamed_{k + 1}"
+    if len(keep) == len(names) and not renamed:
+        return table
+    if renamed:
+        warn_user(
+            f"{name}: column(s) {', '.join(str(k + 1) for k in renamed)} have no header but "
+            f"hold values; kept as {preview(list(renamed.values()))}"
+        )
+    table = table.select(keep)
+    return table.rename_columns([renamed.get(k, names[k]) for k in keep])
+
+
 class _NotUTF8(Exception):
     def __init__(self, line: int):
         super().__init__(line)
@@ -332,9 +502,14 @@ def _csv_tolerant(
 ) -> tuple[pa.Table, _sniff.TextInfo, bool]:
     """Read with pyarrow; on failure, diagnose (encoding, trailing delimiter, ragged rows)."""
     try:
-        return _csv(src, name, info, types), info, False
+        table = _csv(src, name, info, types)
     except (pa.ArrowException, UnicodeDecodeError) as err:
         first_err = err
+    else:
+        # pyarrow types a column with bytes that are not UTF-8 as binary (past the head)
+        if info.encoding == "utf-8" and any(pa.types.is_binary(t) for t in table.schema.types):
+            raise _NotUTF8(_first_bad_utf8_line(src))
+        return table, info, False
     if "UTF8" in str(first_err) and info.encoding == "utf-8":
         raise _NotUTF8(_first_bad_utf8_line(src))
     if isinstance(first_err, UnicodeDecodeError):
@@ -475,13 +650,14 @@ def _header_line(src: Path | IO[bytes], info: _sniff.TextInfo) -> str:
 def _read_parquet(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
     source = str(src) if isinstance(src, Path) else src
     try:
-        names = pq.ParquetFile(source).schema_arrow.names
+        schema = pq.ParquetFile(source).schema_arrow
         if not isinstance(src, Path):
             src.seek(0)
         # text ID columns straight to dictionaries: the codes feed the pivot
-        pf = pq.ParquetFile(source, read_dictionary=[c for c in names if c in STRING_COLUMNS])
+        text = [f.name for f in schema if f.name in STRING_COLUMNS and pa.types.is_string(f.type)]
+        pf = pq.ParquetFile(source, read_dictionary=text)
         table = pf.read()
-    except (pa.ArrowInvalid, OSError, pa.ArrowException) as err:
+    except (pa.ArrowInvalid, OSError, pa.ArrowException, UnicodeDecodeError, KeyError) as err:
         msg = format_message(
             f"truncated or corrupt parquet file ({err})",
             file=name,

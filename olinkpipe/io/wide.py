@@ -50,18 +50,9 @@ FOOTER = {
     "missing data freq.": "MissingFreq",
     "missing data freq": "MissingFreq",
     "normalization": "Normalization",
+    "plate lloq": "Plate_LLOQ",
 }
 EXTRA_HEADER = {"unit", "units"}
-FOOTER_PREFIXES = (
-    "lod",
-    "missing data freq",
-    "lloq",
-    "uloq",
-    "plate lod",
-    "plate lloq",
-    "assay warning",
-    "normalization",
-)
 HEADER_LABELS = {
     "assay": "Assay",
     "uniprot id": "UniProt",
@@ -315,10 +306,33 @@ def read_wide_text(
 
 def _long_sheet(grid: Grid, where: str, opts: dict) -> ad.AnnData:
     header = [_cell_str(v).strip() for v in grid[0]]
-    body = [r for r in grid[1:] if any(v is not None and _cell_str(v).strip() for v in r)]
+    keep = [k for k, r in enumerate(grid[1:], start=2) if not _blank(r)]
+    body = [grid[k - 1] for k in keep]
     width = len(header)
+    beyond = [
+        f"{get_column_letter(j + 1)}{k}"
+        for k, r in zip(keep, body, strict=True)
+        for j in range(width, len(r))
+        if _cell_str(r[j]).strip()
+    ]
+    if beyond:
+        msg = format_message(
+            f"cell(s) {preview(beyond)} hold values right of the last header cell",
+            file=where,
+            hint="Give these columns a header, or delete the cells.",
+        )
+        raise NPXFormatError(msg)
     body = [list(r[:width]) + [None] * (width - len(r)) for r in body]
     frame = pd.DataFrame(body, columns=header, dtype=object)
+    unnamed = [j for j, c in enumerate(header) if c == ""]
+    filled = [j for j in unnamed if frame.iloc[:, j].notna().any()]
+    if filled:
+        header = [f"unnamed_{j + 1}" if j in filled else c for j, c in enumerate(header)]
+        frame.columns = header
+        warn_user(
+            f"{where}: column(s) {preview([get_column_letter(j + 1) for j in filled])} have no "
+            f"header but hold values; kept as {preview([header[j] for j in filled])}"
+        )
     frame = frame.loc[:, [c for c in frame.columns if c != ""]]
     roles = resolve_roles(list(frame.columns))
     text_cols = {v for k, v in roles.items() if v and k not in ("value", "lod")}
@@ -363,6 +377,140 @@ def _wide_grid(grid: Grid, where: str, opts: dict) -> ad.AnnData:
     )
     adata.uns["olinkpipe"]["data_type"] = data_type
     return adata
+
+
+def _number_at(grid: Grid, r: int, j: int, where: str) -> float:
+    """The number in one cell (NaN for empty and markers); an error naming the cell."""
+    v, ok, _ = parse_number(grid[r][j])
+    if not ok:
+        label = _cell_str(grid[r][0]).strip()
+        msg = format_message(
+            f"cell {get_column_letter(j + 1)}{r + 1} (row {label!r}) holds "
+            f"{_cell_str(grid[r][j])!r}, not a number",
+            file=where,
+            hint="Fix the cell: a number, empty, or an Olink marker.",
+        )
+        raise NPXFormatError(msg)
+    return v
+
+
+def _blank(row: list[Any]) -> bool:
+    return not any(_cell_str(v).strip() for v in row)
+
+
+def _block(
+    grid: Grid, labels: list[str], start: int, where: str, side: list[int]
+) -> tuple[list[int], dict[str, list[int]]]:
+    """Sample rows and footer rows below the header, found from the sheet's structure.
+
+    The footer is the run of rows at the bottom that are blank or hold per-assay values
+    without a Plate ID / QC Warning cell (footer rows never have one), beginning with a blank
+    row or a footer label (``LOD``, ``Missing Data freq.`` ... as whole cells). Everything
+    between the header and the footer is a sample row, whatever its SampleID looks like
+    (``LOD_S3``) and however many blank rows lie among the samples.
+    """
+    n = len(grid)
+
+    def footer_like(k: int) -> bool:
+        if _blank(grid[k]):
+            return True
+        no_side = not any(_cell_str(grid[k][j]).strip() for j in side)
+        return no_side and (bool(side) or labels[k] in FOOTER)
+
+    top = n
+    while top > start and footer_like(top - 1):
+        top -= 1
+    while top < n and not (_blank(grid[top]) or labels[top] in FOOTER):
+        top += 1  # a sample row without plate cells just above the footer stays a sample
+    rows = [r for r in range(start, top) if not _blank(grid[r])]
+    unnamed = [r for r in rows if not labels[r]]
+    if unnamed:
+        msg = format_message(
+            f"sample row(s) {preview([r + 1 for r in unnamed])} hold values but no SampleID "
+            f"(cells {preview([f'A{r + 1}' for r in unnamed])} are empty)",
+            file=where,
+            column="A",
+            hint="Fill in the SampleID of these rows, or delete them.",
+        )
+        raise NPXFormatError(msg)
+    if rows:
+        gaps = [r + 1 for r in range(rows[0], rows[-1]) if _blank(grid[r])]
+        if gaps:
+            warn_user(
+                f"{where}: blank row(s) {preview(gaps)} lie among the sample rows; the samples "
+                "on both sides are read"
+            )
+    like_footer = [f"{_cell_str(grid[r][0]).strip()!r} (row {r + 1})" for r in rows]
+    like_footer = [x for x, r in zip(like_footer, rows, strict=True) if labels[r] in FOOTER]
+    if like_footer:
+        warn_user(
+            f"{where}: sample row(s) named like footer rows, read as samples (they have Plate "
+            f"ID / QC Warning cells or lie above the samples' end): {preview(like_footer)}"
+        )
+    footer: dict[str, list[int]] = {}
+    odd = []
+    for r in range(top, n):
+        if _blank(grid[r]):
+            continue
+        if not labels[r]:
+            msg = format_message(
+                f"row {r + 1} below the samples holds values but no label in column A (cell "
+                f"A{r + 1} is empty); footer rows are named LOD, Missing Data freq., "
+                "Normalization ...",
+                file=where,
+                column="A",
+                hint="Restore the row's label from the original export, or delete the row.",
+            )
+            raise NPXFormatError(msg)
+        name = FOOTER.get(labels[r], _cell_str(grid[r][0]).strip())
+        if labels[r] not in FOOTER:
+            odd.append(f"{name!r} (row {r + 1})")
+        footer.setdefault(name, []).append(r)  # one row per plate in quant exports
+    if odd:
+        warn_user(
+            f"{where}: row(s) below the samples with labels olinkpipe does not know, read as "
+            f"per-assay footer rows (var columns): {preview(odd)}"
+        )
+    if not rows:
+        msg = format_message(
+            "no sample rows below the OlinkID row",
+            file=where,
+            hint="The export holds no samples; export the data again from NPX Manager.",
+        )
+        raise NPXFormatError(msg)
+    return rows, footer
+
+
+def _check_unnamed_columns(
+    grid: Grid,
+    where: str,
+    assay_cols: list[int],
+    side: list[int],
+    sample_rows: list[int],
+    footer: dict[str, list[int]],
+    header_rows: dict[str, list[str]],
+    i_oid: int,
+) -> None:
+    """A column without an OlinkID that holds an assay name or values is an error."""
+    skip = {0, *assay_cols, *side}
+    rows = sample_rows + [r for rs in footer.values() for r in rs]
+    heads = [h for name, h in header_rows.items() if name != "OlinkID"]
+    width = len(grid[0]) if grid else 0
+    bad = []
+    for j in range(width):
+        if j in skip:
+            continue
+        if any(h[j] for h in heads) or any(_cell_str(grid[r][j]).strip() for r in rows):
+            bad.append(get_column_letter(j + 1))
+    if bad:
+        msg = format_message(
+            f"column(s) {preview(bad)} hold an assay name or values but no OlinkID (cell(s) "
+            f"{preview([f'{c}{i_oid + 1}' for c in bad])} of the OlinkID row are empty)",
+            file=where,
+            hint="Restore the OlinkID of these columns from the original export, or delete "
+            "the columns.",
+        )
+        raise NPXFormatError(msg)
 
 
 def parse_wide(
@@ -412,6 +560,11 @@ def parse_wide(
         if labels[k]:
             name = HEADER_LABELS.get(labels[k], _cell_str(grid[k][0]).strip())
             header_rows[name] = [_cell_str(v).strip() for v in grid[k]]
+        elif not _blank(grid[k]):
+            warn_user(
+                f"{where}: header row {k + 1} (between Assay and OlinkID) holds cells but no "
+                f"label in cell A{k + 1}; its cells are not read (label it, e.g. 'Uniprot ID')"
+            )
     assay_row, oid_row = header_rows["Assay"], header_rows["OlinkID"]
     uni_row = header_rows.get("UniProt", [""] * width)
 
@@ -462,29 +615,10 @@ def parse_wide(
         header_rows[_cell_str(grid[k][0]).strip()] = [_cell_str(v).strip() for v in grid[k]]
         k += 1
 
-    # sample rows and footer
-    sample_rows: list[int] = []
-    footer: dict[str, list[int]] = {}
-    while k < len(grid):
-        lb = labels[k]
-        if lb in FOOTER or (sample_rows and lb.startswith(FOOTER_PREFIXES)):
-            break
-        if lb:
-            sample_rows.append(k)
-        elif sample_rows and not any(_cell_str(v).strip() for v in grid[k]):
-            break  # the empty row between the samples and the footer
-        k += 1
-    for kk in range(k, len(grid)):
-        if labels[kk]:
-            name = FOOTER.get(labels[kk], _cell_str(grid[kk][0]).strip())
-            footer.setdefault(name, []).append(kk)  # one row per plate in quant exports
-    if not sample_rows:
-        msg = format_message(
-            "no sample rows below the OlinkID row",
-            file=where,
-            hint="The export holds no samples; export the data again from NPX Manager.",
-        )
-        raise NPXFormatError(msg)
+    # sample rows and footer, from the sheet's structure
+    side = sorted({*plate_cols.values(), *qc_cols.values(), *dev_cols.values()})
+    sample_rows, footer = _block(grid, labels, k, where, side)
+    _check_unnamed_columns(grid, where, assay_cols, side, sample_rows, footer, header_rows, i_oid)
 
     raw_ids = [_cell_str(grid[r][0]) for r in sample_rows]
     stripped = [s.strip() for s in raw_ids]
@@ -563,8 +697,7 @@ def parse_wide(
         def cell(r: int, j: int) -> Any:
             c = grid[r][j]
             if numeric:
-                v, ok, _ = parse_number(c)
-                return v if ok else np.nan
+                return _number_at(grid, r, j, where)
             return _cell_str(c).strip() or None
 
         out = np.empty((n_a, n_s), dtype=float if numeric else object)
@@ -621,7 +754,7 @@ def parse_wide(
     if dev_cols:
         panel0 = panels[0]
         for name, j in dev_cols.items():
-            per = [parse_number(grid[r][j])[0] for r in sample_rows]
+            per = [_number_at(grid, r, j, where) for r in sample_rows]
             arr = np.asarray(per, dtype=float)
             cols[name] = np.concatenate(
                 [arr if p == panel0 else np.full(n_s, np.nan) for p in panels]
