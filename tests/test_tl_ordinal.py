@@ -262,3 +262,34 @@ def test_untested_and_errors(adata):
         op.tl.ordinal_posthoc(adata, groupby="Group", effect="Group", p_adjust="holm")
     with pytest.raises(op.errors.MissingColumnError):
         op.tl.ordinal(adata, groupby="Nope")
+
+
+def test_numeric_variable_interaction(adata):
+    # m <- clm(NPX ~ Group*Age + Sex, data = x, control = ctl) on a1 (numeric Age crossed
+    # with Group); tidy(anova(m, type = "marginal")) and emmeans(m, pairwise ~ Group, ...)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        r = op.tl.ordinal(
+            adata[:, ["a1"]], groupby=["Group", "Age"], covariates="Sex", return_covariates=True
+        )
+        ph = op.tl.ordinal_posthoc(
+            adata[:, ["a1"]], groupby=["Group", "Age"], covariates="Sex", effect="Group"
+        )
+    r = r.set_index("term").loc[["Group", "Age", "Sex", "Group:Age"]]
+    np.testing.assert_allclose(
+        r["statistic"],
+        [0.265817622297043, 0.0741435157421154, 1.29110748026206, 1.26085524013821],
+        rtol=1e-8,
+    )
+    np.testing.assert_allclose(
+        r["p_value"],
+        [0.875544928405065, 0.785396684648647, 0.255843956441948, 0.532364102751787],
+        rtol=1e-8,
+    )
+    np.testing.assert_array_equal(r["df"], [2, 1, 1, 2])
+    np.testing.assert_allclose(
+        ph["estimate"], [-1.34205177142466, -3.05325133019726, -1.7111995587726], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        ph["p_adj"], [0.25805273715206, 0.00460902398893015, 0.0939135105885937], rtol=1e-8
+    )
