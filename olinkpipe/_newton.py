@@ -34,6 +34,7 @@ def newton_max(
     *,
     tol: float = TOL,
     maxiter: int = MAXITER,
+    solve: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> NewtonResult:
     """Maximise ``fun(x) -> (loglik, gradient, Hessian)`` from ``x0``.
 
@@ -41,7 +42,9 @@ def newton_max(
     converged when the largest step is below ``tol`` (the next step is then ~tol²:
     quadratic convergence), after which one more evaluation gives the Hessian at the
     solution. Not converged: a non-finite value, no ascent, or ``maxiter`` reached
-    (e.g. separation, where the estimates diverge).
+    (e.g. separation, where the estimates diverge). ``solve(hess, grad)`` returns the
+    Newton step ``(−hess)⁻¹ grad`` (default: a dense solve); a model with structure in
+    its Hessian passes a faster one.
     """
     x = np.asarray(x0, dtype=float).copy()
     ll, g, h = fun(x)
@@ -49,7 +52,7 @@ def newton_max(
         if not (np.isfinite(ll) and np.all(np.isfinite(g)) and np.all(np.isfinite(h))):
             return NewtonResult(x, ll, g, h, converged=False, n_iter=it)
         try:
-            step = np.linalg.solve(-h, g)
+            step = np.linalg.solve(-h, g) if solve is None else solve(h, g)
         except np.linalg.LinAlgError:
             return NewtonResult(x, ll, g, h, converged=False, n_iter=it)
         for _ in range(30):

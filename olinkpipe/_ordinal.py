@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import linalg, special
 
 from ._newton import newton_max, standardise
 
@@ -80,6 +80,42 @@ def _loglik(params: np.ndarray, x: np.ndarray, y: np.ndarray, k: int):
     return float(np.log(prob).sum()), grad, hess
 
 
+def _block_solve(hess: np.ndarray, k1: int, rhs: np.ndarray) -> np.ndarray:
+    """Solve ``(−hess) z = rhs`` using the tridiagonal threshold block (O(K·p²), not O(K³)).
+
+    ``−hess = [[A, B], [B', D]]`` with ``A`` tridiagonal and positive definite (the
+    log-likelihood is concave): ``W = A⁻¹B`` by banded Cholesky, the Schur complement
+    ``S = D − B'W``, then ``v = S⁻¹(r₂ − B'A⁻¹r₁)``, ``u = A⁻¹r₁ − W v``. Raises
+    ``LinAlgError`` when ``A`` or ``S`` is not positive definite.
+    """
+    m = -hess
+    a_band = np.zeros((2, k1))
+    a_band[0, 1:] = np.diagonal(m[:k1, :k1], 1)
+    a_band[1] = np.diagonal(m[:k1, :k1])
+    b, d = m[:k1, k1:], m[k1:, k1:]
+    r = rhs.reshape(rhs.shape[0], -1)
+    try:
+        sol = linalg.solveh_banded(a_band, np.hstack([b, r[:k1]]), check_finite=False)
+    except ValueError as err:  # non-finite input
+        raise np.linalg.LinAlgError(str(err)) from err
+    w, wr = sol[:, : b.shape[1]], sol[:, b.shape[1] :]
+    schur = d - b.T @ w
+    v = np.linalg.solve(schur, r[k1:] - b.T @ wr)
+    return np.vstack([wr - w @ v, v]).reshape(rhs.shape)
+
+
+def _unstandardise(cov_s: np.ndarray, k1: int, c: np.ndarray, inv_scale: np.ndarray):
+    """``T cov_s Tᵀ`` for ``T = [[I, 1c'], [0, diag(inv_scale)]]`` without dense products."""
+
+    def left(m: np.ndarray) -> np.ndarray:  # T @ m
+        out = m.copy()
+        out[:k1] += (c @ m[k1:])[None, :]
+        out[k1:] *= inv_scale[:, None]
+        return out
+
+    return left(left(cov_s).T).T
+
+
 def fit_ordinal(x: np.ndarray, y: np.ndarray) -> OrdinalFit:
     """Fit the model to covariates ``x`` (n × p) and category codes ``y`` (0..K-1, all seen).
 
@@ -94,22 +130,29 @@ def fit_ordinal(x: np.ndarray, y: np.ndarray) -> OrdinalFit:
     xs, centre, scale = standardise(x)
     cum = np.cumsum(np.bincount(y, minlength=k))[:-1] / y.size
     start = np.concatenate([special.logit(cum), np.zeros(x.shape[1])])
-    res = newton_max(lambda v: _loglik(v, xs, y, k), start)
+    p, k1 = x.shape[1], k - 1
+
+    def solve(h: np.ndarray, g: np.ndarray) -> np.ndarray:  # (−h)⁻¹ g
+        if p == 0 or k1 < 2:
+            return np.linalg.solve(-h, g)
+        try:
+            return _block_solve(h, k1, g)
+        except np.linalg.LinAlgError:
+            return np.linalg.solve(-h, g)
+
+    res = newton_max(lambda v: _loglik(v, xs, y, k), start, solve=solve)
     # (theta, beta) = T (theta~, beta~): beta = beta~ / s, theta = theta~ + centre'beta
-    p = x.shape[1]
-    t = np.eye(k - 1 + p)
-    t[k - 1 :, k - 1 :] = np.diag(1.0 / scale)
-    t[: k - 1, k - 1 :] = (centre / scale)[None, :]
     try:
-        cov_s = np.linalg.inv(-res.hess)
+        cov_s = solve(res.hess, np.eye(k1 + p))
     except np.linalg.LinAlgError:
         cov_s = np.full_like(res.hess, np.nan)
-    params = t @ res.params
-    beta_s = res.params[k - 1 :]
+    c = centre / scale
+    beta_s = res.params[k1:]
+    theta = res.params[:k1] + c @ beta_s
     return OrdinalFit(
-        beta=params[k - 1 :],
-        theta=params[: k - 1],
-        cov=t @ cov_s @ t.T,
+        beta=beta_s / scale,
+        theta=theta,
+        cov=_unstandardise(cov_s, k1, c, 1.0 / scale),
         loglik=res.loglik,
         converged=res.converged,
         max_abs_std_beta=float(np.max(np.abs(beta_s))) if p else 0.0,
