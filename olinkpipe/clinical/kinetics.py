@@ -1,4 +1,5 @@
-"""Per-patient kinetics of one analyte: baseline, peak, time to peak, AUC, persistence."""
+"""Per-patient kinetics of one analyte: baseline, peak, time to peak, AUC, persistence,
+and (opt-in) terminal half-life and AUC to infinity as PKNCA computes them."""
 
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ KINETICS_COLUMNS = [
     "n_samples",
     "reason",
 ]
+#: columns added by ``kinetics(..., terminal=True)``
+TERMINAL_COLUMNS = [
+    "lambda_z",
+    "half_life",
+    "r_squared",
+    "adj_r_squared",
+    "lambda_z_n_points",
+    "lambda_z_first_day",
+    "tlast",
+    "clast",
+    "auc_last",
+    "auc_inf",
+]
+#: PKNCA's ``adj.r.squared.factor``: fits within this of the best adjusted R² are ties
+ADJ_R2_FACTOR = 1e-4
 
 
 def _interval_auc(
@@ -60,6 +76,86 @@ def _edge_point(observed: pd.DataFrame, edge: float, auc: str) -> pd.DataFrame:
     return pd.DataFrame({"patient": both, "day": float(edge), "conc": value})
 
 
+def _lambda_z(t: np.ndarray, c: np.ndarray, tmax: float, min_points: int) -> dict:
+    """PKNCA's ``pk.calc.half.life`` point selection (defaults of PKNCA 0.12).
+
+    Candidates: the samples after ``tmax`` (Tmax itself excluded) with a value > 0. The last
+    ``i`` of them, for every ``i >= min_points``, are fitted by least squares of
+    ``log(value)`` on day; among fits with ``λz > 0`` whose adjusted R² is within
+    :data:`ADJ_R2_FACTOR` of the best adjusted R² of all fits, the one with the most points
+    wins.
+    """
+    nan = {"lambda_z": np.nan, "r_squared": np.nan, "adj_r_squared": np.nan}
+    nan.update(lambda_z_n_points=0, lambda_z_first_day=np.nan)
+    keep = (t > tmax) & (c > 0)
+    tt, lc = t[keep], np.log(c[keep])
+    n = tt.size
+    if n < min_points:
+        return {
+            **nan,
+            "reason": f"{n} sample(s) with a value > 0 after tmax, fewer than "
+            f"{min_points}: no terminal half-life",
+        }
+    fits = []
+    for i in range(min_points, n + 1):
+        x, y = tt[n - i :], lc[n - i :]
+        xc, yc = x - x.mean(), y - y.mean()
+        sxx = float(xc @ xc)
+        slope = float(xc @ yc) / sxx if sxx > 0 else np.nan
+        resid = yc - slope * xc
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = 1.0 - float(resid @ resid) / float(yc @ yc)
+        adj = 1.0 - (1.0 - r2) * (i - 1) / (i - 2) if i > 2 else np.nan
+        fits.append((-slope, r2, adj, i, float(x[0])))
+    lam = np.array([f[0] for f in fits])
+    adj = np.array([f[2] for f in fits])
+    if min_points == 2 and n == 2:
+        best = lam > 0  # PKNCA: two points, no adjusted R² to compare
+    else:
+        top = np.nanmax(adj) if np.isfinite(adj).any() else np.nan
+        with np.errstate(invalid="ignore"):
+            best = (lam > 0) & (adj > top - ADJ_R2_FACTOR)
+    if not best.any():
+        return {**nan, "reason": "no terminal fit with λz > 0"}
+    f = fits[int(np.flatnonzero(best)[-1])]  # the most points among the best
+    return {
+        "lambda_z": f[0],
+        "r_squared": f[1],
+        "adj_r_squared": f[2],
+        "lambda_z_n_points": f[3],
+        "lambda_z_first_day": f[4],
+        "reason": "",
+    }
+
+
+def _terminal(win: pd.DataFrame, pts: pd.DataFrame, tmax: pd.Series, patients, method, k):
+    """λz, half-life, AUC to the last value > 0 and to infinity per patient (PKNCA)."""
+    rows = {}
+    for pid, g in win.groupby("patient", sort=False):
+        g = g.sort_values("day", kind="mergesort")
+        t, c = g["day"].to_numpy(float), g["conc"].to_numpy(float)
+        pos = c > 0
+        res = _lambda_z(t, c, float(tmax.get(pid, np.nan)), k)
+        tlast = float(t[pos][-1]) if pos.any() else np.nan
+        clast = float(c[pos][-1]) if pos.any() else np.nan
+        p = pts.loc[(pts["patient"] == pid) & (pts["day"] <= tlast)]
+        tp, cp = p["day"].to_numpy(float), p["conc"].to_numpy(float)
+        auc_last = float(_interval_auc(tp[:-1], tp[1:], cp[:-1], cp[1:], method).sum())
+        if tp.size < 2:
+            auc_last = np.nan
+        res.update(
+            half_life=np.log(2.0) / res["lambda_z"],
+            tlast=tlast,
+            clast=clast,
+            auc_last=auc_last,
+            auc_inf=auc_last + clast / res["lambda_z"],
+        )
+        rows[pid] = res
+    out = pd.DataFrame.from_dict(rows, orient="index").reindex(patients)
+    out["lambda_z_n_points"] = out["lambda_z_n_points"].fillna(0).astype(int)
+    return out
+
+
 def kinetics(
     measurements: pd.DataFrame,
     *,
@@ -70,6 +166,8 @@ def kinetics(
     auc: str = "linear",
     edges: str = "interpolate",
     min_points: int = 3,
+    terminal: bool = False,
+    lambda_z_min_points: int = 3,
 ) -> pd.DataFrame:
     """Peak (Cmax), time to peak (Tmax), AUC, fold change and persistence per patient.
 
@@ -107,6 +205,15 @@ def kinetics(
         Patients with fewer samples in the window get NaN Cmax/Tmax/AUC/fold change, with
         the reason; their baseline and last detectable day are still reported (the
         latter looks at every sample from the window's start on, see Returns).
+    terminal
+        Also report the terminal elimination rate and AUC to infinity (PKNCA's
+        ``half.life`` and ``aucinf.obs``), see Notes: columns ``lambda_z``, ``half_life``,
+        ``r_squared``, ``adj_r_squared``, ``lambda_z_n_points``, ``lambda_z_first_day``,
+        ``tlast``, ``clast`` (last day / value > 0 in the window), ``auc_last`` (AUC from
+        the window's start to ``tlast``, by ``auc``) and ``auc_inf``
+        (``auc_last + clast / lambda_z``).
+    lambda_z_min_points
+        Fewest samples in the terminal fit (PKNCA's ``min.hl.points``, default 3).
 
     Returns
     -------
@@ -129,7 +236,18 @@ def kinetics(
 
     Notes
     -----
-    Values are never extrapolated: a patient whose last sample is on day 21 has the AUC
+    The terminal phase (``terminal=True``) is chosen as PKNCA 0.12 does by default: the
+    candidates are the samples in the window after Tmax (Tmax itself excluded,
+    ``allow.tmax.in.half.life = FALSE``) with a value > 0; the last 3, 4, … of them are
+    each fitted by least squares of ``log(value)`` on day, ``λz = −slope``; of the fits
+    with ``λz > 0`` and an adjusted R² ``1 − (1 − R²)(n − 1)/(n − 2)`` within 1e-4 of the
+    best adjusted R² (``adj.r.squared.factor``), the one with the most points is kept.
+    ``half_life = ln 2 / λz``. With fewer candidates than ``lambda_z_min_points``, or no
+    fit with ``λz > 0``, the terminal columns are NaN and ``reason`` says why. Unlike
+    PKNCA, whose default ``auc.method`` is ``"lin up/log down"``, ``auc_last`` follows
+    ``auc`` (linear by default); pass ``auc="linear-up/log-down"`` for PKNCA's default.
+
+    Values are never extrapolated (apart from ``auc_inf``): a patient whose last sample is on day 21 has the AUC
     over days 0–21 even with ``window=(0, 28)``. Compare AUCs between patients with the
     same schedule, or report ``n_samples`` with them.
 
@@ -148,6 +266,9 @@ def kinetics(
     lo, hi = float(window[0]), float(window[1])
     if not lo < hi:
         msg = f"window={window!r} must be (first_day, last_day) with first_day < last_day."
+        raise ValidationError(msg)
+    if lambda_z_min_points < 2:
+        msg = f"lambda_z_min_points={lambda_z_min_points!r} must be at least 2."
         raise ValidationError(msg)
     if min_points < 1:
         msg = f"min_points={min_points!r} must be at least 1."
@@ -249,6 +370,19 @@ def kinetics(
             f"baseline below detection (below_detection={below_detection!r}): fold change "
             "undefined; below_detection='lod_half' uses LOD/2"
         )
+    if terminal:
+        term = _terminal(win, pts, out["tmax"], patients, auc, lambda_z_min_points)
+        term.loc[few.to_numpy()] = np.nan
+        term["lambda_z_n_points"] = term["lambda_z_n_points"].fillna(0).astype(int)
+        why = term["reason"].fillna("").astype(str)
+        why[few.to_numpy()] = ""
+        for col in TERMINAL_COLUMNS:
+            out[col] = term[col]
+        reasons = pd.Series(
+            [r + ("; " if r and w else "") + w for r, w in zip(reasons, why, strict=True)],
+            index=patients,
+            dtype=object,
+        )
     flat = ~few & (out["cmax"] <= 0)  # nothing above 0 in the window: no peak day
     out.loc[flat, "tmax"] = np.nan
     reasons[flat] = [
@@ -256,7 +390,7 @@ def kinetics(
         for r in reasons[flat]
     ]
     out["reason"] = reasons
-    out = out.reset_index()[KINETICS_COLUMNS]
+    out = out.reset_index()[KINETICS_COLUMNS + (TERMINAL_COLUMNS if terminal else [])]
     if few.any():
         warn(
             f"kinetics: {int(few.sum())} patient(s) have fewer than {min_points} {analyte} "
@@ -273,6 +407,8 @@ def kinetics(
         "auc": auc,
         "edges": edges,
         "min_points": int(min_points),
+        "terminal": bool(terminal),
+        "lambda_z_min_points": int(lambda_z_min_points),
         "too_few_samples": [str(p) for p in patients[few.to_numpy()]],
         "excluded": m.attrs.get("excluded", []),
     }

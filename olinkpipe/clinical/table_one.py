@@ -21,7 +21,7 @@ from .._validate import check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, ValidationError, format_message, preview
 
-__all__ = ["table_one", "export_table_one"]
+__all__ = ["table_one", "export_table_one", "smd_continuous", "smd_categorical"]
 
 TEST_NAMES = {
     "chi2": "Pearson chi-square",
@@ -191,6 +191,70 @@ def format_p(p: float, digits: int = 3) -> str:
     return f"<{floor:.{digits}f}" if p < floor else f"{p:.{digits}f}"
 
 
+# --------------------------------------------------------------------------- SMD
+def smd_continuous(per: Sequence[np.ndarray]) -> np.ndarray:
+    """Pairwise standardised mean differences of a continuous variable, as tableone.
+
+    ``|mean_i − mean_j| / sqrt((s_i² + s_j²) / 2)`` for the pairs ``(1, 2), (1, 3), …,
+    (2, 3), …`` of groups (R's ``combn`` order), missing values already removed; 0 when
+    both the difference and the pooled variance are 0 (tableone's ``StdDiff``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> smd_continuous([np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0])]).tolist()
+    [1.0]
+    """
+    means = np.array([v.mean() if v.size else np.nan for v in per])
+    var = np.array([v.var(ddof=1) if v.size > 1 else np.nan for v in per])
+    out = []
+    for i, j in _pairs(len(per)):
+        diff, pooled = means[i] - means[j], (var[i] + var[j]) / 2.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = abs(diff) / np.sqrt(pooled)
+        out.append(0.0 if (diff == 0 and pooled == 0) else d)
+    return np.array(out, dtype=float)
+
+
+def smd_categorical(counts: np.ndarray) -> np.ndarray:
+    """Pairwise multivariate SMDs of a categorical variable (Yang & Dalton 2012), as tableone.
+
+    ``counts`` is levels × groups. Per group the level proportions among known values,
+    the first level dropped (when there are more); for groups ``i, j``
+    ``sqrt(d' S⁺ d)`` with ``d = p_i − p_j``, ``S = (S_i + S_j) / 2``,
+    ``S_k = diag(p_k) − p_k p_k'`` and ``S⁺`` the Moore–Penrose inverse (``MASS::ginv``'s
+    tolerance); NaN when ``S`` is 0 and ``d`` is not, 0 when both are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(float(smd_categorical(np.array([[5, 2], [5, 8]]))[0]), 6)  # 50% vs 80%
+    0.662589
+    """
+    tab = np.asarray(counts, dtype=float).T  # groups × levels
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prop = tab / tab.sum(axis=1, keepdims=True)
+    if prop.shape[1] > 1:
+        prop = prop[:, 1:]
+    covs = [np.diag(p) - np.outer(p, p) for p in prop]
+    out = []
+    for i, j in _pairs(len(prop)):
+        d, sp = prop[i] - prop[j], (covs[i] + covs[j]) / 2.0
+        known = sp[~np.isnan(sp)]
+        if np.all(known == 0):
+            out.append(0.0 if np.all(~np.isnan(d) & (d == 0)) else np.nan)
+        elif np.isnan(sp).any() or np.isnan(d).any():
+            out.append(np.nan)
+        else:
+            ginv = np.linalg.pinv(sp, rcond=np.sqrt(np.finfo(float).eps))
+            out.append(float(np.sqrt(d @ ginv @ d)))
+    return np.array(out, dtype=float)
+
+
+def _pairs(k: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(k) for j in range(i + 1, k)]
+
+
 # --------------------------------------------------------------------------- table one
 def table_one(
     df: pd.DataFrame,
@@ -206,6 +270,7 @@ def table_one(
     overall: bool = False,
     labels: dict[str, str] | None = None,
     seed: int | None = 0,
+    smd: bool | str = False,
 ) -> pd.DataFrame:
     """Baseline characteristics by group with one p-value per variable.
 
@@ -248,13 +313,23 @@ def table_one(
         Optional display names for variables (``{"age": "Age, years"}``).
     seed
         Seed of the Monte-Carlo Fisher–Freeman–Halton test.
+    smd
+        Add a column ``smd``: the standardised mean difference of each variable between
+        the groups, as R's ``tableone`` reports it (``print(CreateTableOne(...), smd =
+        TRUE)``). Continuous variables (normal or not): ``|m_1 − m_2| / sqrt((s_1² +
+        s_2²) / 2)``; categorical ones: Yang & Dalton's multivariate SMD over the levels
+        (:func:`smd_categorical`). With more than two groups, ``True`` or ``"mean"``
+        gives the mean of the pairwise SMDs (tableone's printed ``SMD``) and ``"max"``
+        the largest; every pair is in ``attrs["smd"]`` (variable → ``"A vs B"`` →
+        value, tableone's ``ExtractSmd``). Default False: no column.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``variable, level``, one column per group (named by the group level),
         ``Overall`` if asked, ``test`` (the test's name, e.g. ``"Fisher exact"``) and
-        ``p_value`` (float, on the variable's first row; ``NaN`` elsewhere). The first
+        ``p_value`` (float, on the variable's first row; ``NaN`` elsewhere), ``smd``
+        if asked (float, on the variable's first row). The first
         row is ``variable="n"`` with the group sizes. A variable with missing values gets
         an extra row ``level="missing"`` with the count; percentages and tests use the
         patients with a known value (never silently dropped). ``attrs``: ``group``,
@@ -292,6 +367,8 @@ def table_one(
     check_literal("test", test, ["auto", "chi2", "yates", "fisher", "none"])
     check_literal("rxc_test", rxc_test, ["chi2", "fisher"])
     check_literal("spread", spread, ["range", "iqr"])
+    if smd is not False:
+        check_literal("smd", "mean" if smd is True else smd, ["mean", "max"])
     categorical, continuous = list(categorical), list(continuous)
     nonnormal = list(nonnormal or [])
     labels = dict(labels or {})
@@ -343,7 +420,16 @@ def table_one(
         row.update(dict(zip(cols, cells, strict=True)))
         row["test"] = TEST_NAMES.get(kind, "")
         row["p_value"] = p
+        row["smd"] = np.nan
         rows.append(row)
+
+    pair_names = [f"{gcols[i]} vs {gcols[j]}" for i, j in _pairs(len(gcols))]
+    smds: dict[str, dict[str, float]] = {}
+
+    def add_smd(var: str, values: np.ndarray, first_row: int) -> None:
+        smds[var] = {k: float(v) for k, v in zip(pair_names, values, strict=True)}
+        summary = values.max() if smd == "max" else values.mean()  # NaN if any is NaN
+        rows[first_row]["smd"] = float(summary)
 
     sizes = [int(m.sum()) for m in masks]
     add("n", "", [str(s) for s in sizes] + ([str(len(d))] if overall else []))
@@ -378,6 +464,7 @@ def table_one(
                             stacklevel=3,
                         )
             known = counts.sum(axis=0)
+            first_row = len(rows)
             for i, c in enumerate(cats):
                 cells = [_count_cell(counts[i, k], known[k], digits) for k in range(len(masks))]
                 if overall:
@@ -385,6 +472,9 @@ def table_one(
                 add(name, _level(c), cells, kind if i == 0 else "", p if i == 0 else np.nan)
             if not cats:
                 add(name, "", ["NA"] * len(cols))
+            if smd is not False:
+                nan = np.full(len(pair_names), np.nan)
+                add_smd(var, smd_categorical(counts) if cats else nan, first_row)
         else:
             num = pd.to_numeric(x, errors="coerce")
             bad = num.isna() & ~x.isna()
@@ -411,13 +501,16 @@ def table_one(
                 else ("median (range)" if spread == "range" else "median [IQR]")
             )
             add(name, level, cells, kind, p)
+            if smd is not False:
+                add_smd(var, smd_continuous(per), len(rows) - 1)
         tests[var] = kind
         if miss.any():
             cells = [str(int((miss & m).sum())) for m in masks]
             if overall:
                 cells.append(str(int(miss.sum())))
             add(name, "missing", cells)
-    out = pd.DataFrame(rows, columns=["variable", "level", *cols, "test", "p_value"])
+    extra = ["smd"] if smd is not False else []
+    out = pd.DataFrame(rows, columns=["variable", "level", *cols, "test", "p_value", *extra])
     out.attrs = {
         "group": group,
         "groups": gcols,
@@ -430,6 +523,9 @@ def table_one(
         "notes": notes,
         "digits": digits,
     }
+    if smd is not False:
+        out.attrs["smd"] = smds
+        out.attrs["smd_summary"] = "max" if smd == "max" else "mean"
     return out
 
 
@@ -507,7 +603,9 @@ def export_table_one(
             raise ValidationError(msg)
     check_literal("fmt", fmt, ["csv", "tsv", "markdown", "html", "word"])
     require_columns(table, ["variable", "level", "test", "p_value"], what="table_one result")
-    groups = [c for c in table.columns if c not in ("variable", "level", "test", "p_value")]
+    fixed = ("variable", "level", "test", "p_value", "smd")
+    groups = [c for c in table.columns if c not in fixed]
+    has_smd = "smd" in table.columns
     nmap = dict(table.attrs.get("n", {}))
     if "Overall" in groups and "Overall" not in nmap and nmap:
         nmap["Overall"] = sum(nmap.values())
@@ -517,8 +615,12 @@ def export_table_one(
     # show each variable name once
     first = ~body["variable"].eq(body["variable"].shift())
     body["variable"] = np.where(first, body["variable"], "")
-    body = body[["variable", "level", *groups, "test", "p_value"]].astype(str)
-    header = ["Variable", "Level", *heads, "Test", "p"]
+    smd_cols = []
+    if has_smd:  # tableone prints the SMD with 3 decimals
+        body["smd"] = ["" if np.isnan(v) else f"{v:.3f}" for v in body["smd"].astype(float)]
+        smd_cols = ["smd"]
+    body = body[["variable", "level", *groups, "test", "p_value", *smd_cols]].astype(str)
+    header = ["Variable", "Level", *heads, "Test", "p", *(["SMD"] if has_smd else [])]
     if fmt in ("csv", "tsv"):
         out = body.set_axis(header, axis=1).to_csv(
             index=False, sep="," if fmt == "csv" else "\t", lineterminator="\n"

@@ -5,6 +5,7 @@ from .enrich import gsea, ora
 from .lmer import lmer, lmer_posthoc
 from .models import anova, anova_posthoc, longitudinal
 from .nonparametric import nonparametric, nonparametric_posthoc
+from .ordinal import ordinal, ordinal_posthoc
 
 __all__ = [
     "differential",
@@ -15,6 +16,8 @@ __all__ = [
     "lmer_posthoc",
     "nonparametric",
     "nonparametric_posthoc",
+    "ordinal",
+    "ordinal_posthoc",
     "ora",
     "gsea",
 ]
