@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .. import _atomic
+
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import _Context
 
@@ -326,4 +328,4 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
         f"<title>{html.escape(cfg.name)} · olinkpipe report</title>"
         f"<style>{_CSS}</style></head><body><main>{''.join(body)}</main></body></html>"
     )
-    result.report.write_text(page, encoding="utf-8")
+    _atomic.write_text(result.report, page)
