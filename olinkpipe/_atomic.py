@@ -43,7 +43,13 @@ _HINTS = {
 
 
 class OutputError(OlinkpipeError, OSError):
-    """An output file or folder could not be written (read-only or full disk, no folder)."""
+    """An output file or folder could not be written (read-only or full disk, no folder).
+
+    ``errno`` and ``filename`` are those of the failed write; ``str()`` is the message.
+    """
+
+    def __str__(self) -> str:  # OSError would show "[Errno n] None: filename"
+        return str(self.args[0]) if self.args else ""
 
 
 def output_error(

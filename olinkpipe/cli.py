@@ -184,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version or a usage error (already printed)
+        return done.code if isinstance(done.code, int) else 1
     except KeyboardInterrupt:
         return _error("interrupted", 130)
     logging.basicConfig(

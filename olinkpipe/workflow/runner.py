@@ -7,6 +7,7 @@ order, saves what they return and records how long each took. It computes nothin
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -348,7 +349,10 @@ def _check_sheet_matches(adata: ad.AnnData, sheet: pd.DataFrame, path: Path, on:
     """A sample sheet none of whose IDs is a sample of the export is an error right away."""
     if on not in adata.obs:
         return  # annotate names the missing column
-    samples = pd.Index(adata.obs[on].dropna().astype(str).str.strip().unique())
+    obs = adata.obs
+    if "is_control" in obs:  # study samples first in the message
+        obs = obs.iloc[np.argsort(obs["is_control"].astype(bool).to_numpy(), kind="stable")]
+    samples = pd.Index(obs[on].dropna().astype(str).str.strip().unique())
     ids = pd.Index(sheet.index.astype(str).str.strip())
     if len(ids) and not ids.isin(samples).any():
         msg = (
@@ -484,6 +488,7 @@ def _step_differential(ctx: _Context) -> None:
 
     d = ctx.cfg.differential
     adata = ctx.result.adata
+    _check_design(adata, d)
     res = op.tl.differential(
         adata,
         groupby=d.groupby,
@@ -525,6 +530,47 @@ def _step_differential(ctx: _Context) -> None:
             section="differential",
             caption="Before/after NPX per patient for " + ", ".join(assays) + ".",
         )
+
+
+def _closest(value: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_design(adata: ad.AnnData, d: Any) -> None:
+    """The differential section's columns and levels, in the config's own words."""
+    cols = [str(c) for c in adata.obs.columns]
+    for key in ("groupby", "pair"):
+        value = getattr(d, key)
+        if value is not None and value not in adata.obs:
+            msg = (
+                f"differential.{key}: {value!r} is not a sample column{_closest(value, cols)}; "
+                f"the samples have {preview(cols, 12)}. Hint: sample-sheet columns come from "
+                "inputs.samples."
+            )
+            raise DesignError(msg)
+    for value in d.covariates or []:
+        if value not in adata.obs:
+            msg = (
+                f"differential.covariates: {value!r} is not a sample column"
+                f"{_closest(value, cols)}; the samples have {preview(cols, 12)}."
+            )
+            raise DesignError(msg)
+    levels = sorted(adata.obs[d.groupby].dropna().astype(str).unique())
+    for key in ("reference", "target"):
+        value = getattr(d, key)
+        if value is not None and str(value) not in levels:
+            msg = (
+                f"differential.{key}: {value!r} is not a value of {d.groupby!r} after QC"
+                f"{_closest(value, levels)}; its values are {preview(levels, 12)}."
+            )
+            raise DesignError(msg)
+    if d.target is None and len(levels) > 2:
+        msg = (
+            f"differential.target is needed: {d.groupby!r} has {len(levels)} values "
+            f"({preview(levels, 12)}); name the one to compare with {d.reference!r}."
+        )
+        raise DesignError(msg)
 
 
 def _check_tested(res: pd.DataFrame, adata: ad.AnnData, d: Any) -> None:
@@ -968,6 +1014,9 @@ def _run_steps(ctx: _Context, started: float) -> None:
                 reason = f"{type(exc).__name__}: {exc}".rstrip(". ")
                 result.status[step] = f"failed: {reason}"
                 logger.error("%s failed: %s", prefix, reason)
+                if isinstance(exc, _atomic.OutputError):  # no later step could write either
+                    msg = f"workflow step '{step}' could not write its output: {exc}"
+                    raise WorkflowError(msg, step=step) from exc
                 if cfg.on_error == "stop":
                     what = "the input files" if step in ("read", "clinical") else "the input"
                     msg = (
