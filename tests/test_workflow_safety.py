@@ -582,3 +582,32 @@ def test_read_failure_points_at_the_inputs_section(tmp_path):
     with pytest.raises(WorkflowError, match=r"step 'read' failed.*'inputs' section") as info:
         run({"inputs": {"npx": str(npx)}}, out=tmp_path / "res")
     assert ".." not in str(info.value).replace("...", "")
+
+
+def test_patient_columns_named_in_the_config_are_checked_first(tmp_path, small):
+    cfg = _cfg(tmp_path)
+    cfg["inputs"]["patients"] = str(tmp_path / "data" / "patients.csv")
+    cfg["outcomes"] = {"survival": {"PFS": {"time": "pfs_month", "event": "pfs_event"}}}
+    cfg["table_one"] = {"categorical": ["sex", "no_such_column"]}
+    with pytest.raises(
+        ConfigError,
+        match=r"patients\.csv: the config names column\(s\) the patient table does not have: "
+        r"outcomes\.survival\.PFS\.time: 'pfs_month' \(did you mean 'pfs_months'\?\); "
+        r"table_one\.categorical: 'no_such_column'\. Its columns: 'patient', 'group'",
+    ):
+        run(cfg, out=tmp_path / "res")
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_test_table_of_only_missing_p_values_is_an_error():
+    from olinkpipe.workflow.runner import _check_some_tested
+
+    lr = pd.DataFrame({"statistic": [float("nan")], "df": [1], "p_value": [float("nan")]})
+    with pytest.raises(DesignError, match=r"logrank_os: no test could be computed"):
+        _check_some_tested("logrank_os", lr)
+    by_dose = pd.DataFrame({"p_value": [float("nan")] * 2, "n_low": [1, 1], "n_high": [0, 1]})
+    with pytest.raises(DesignError, match=r"too few samples, pairs or events \(n_low: 1; n_high"):
+        _check_some_tested("kinetics_by_dose", by_dose)
+    by_dose.loc[0, "p_value"] = 0.5
+    _check_some_tested("kinetics_by_dose", by_dose)  # some tested: kept, NaN rows say n
+    _check_some_tested("table_one", lr)  # descriptive tables may have no tests

@@ -543,7 +543,78 @@ def check_inputs(cfg: WorkflowConfig, base: Path) -> tuple[list[Path], dict[str,
             raise ConfigError(msg)
     if inp.sheet is not None:
         _check_sheet(npx, inp.sheet)
+    if "patients" in others:
+        _check_patient_columns(cfg, others["patients"])
     return npx, others
+
+
+def _header(path: Path) -> list[str] | None:
+    """Column names of a small table file, or ``None`` when it can't be read cheaply."""
+    import pandas as pd
+
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith((".xlsx", ".xls")):
+            cols = pd.read_excel(path, nrows=0).columns
+        elif suffix.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            cols = pq.read_schema(path).names
+        elif suffix.endswith((".tsv", ".txt", ".tsv.gz", ".txt.gz")):
+            cols = pd.read_csv(path, sep="\t", nrows=0).columns
+        else:
+            cols = pd.read_csv(path, sep=None, engine="python", nrows=20).columns
+    except Exception:  # noqa: BLE001 - an unreadable table is the step's to explain
+        return None
+    return [str(c).strip() for c in cols]
+
+
+def _patient_keys(cfg: WorkflowConfig) -> list[tuple[str, str]]:
+    """(config key, column) for every setting that names a column of the patient table."""
+    keys = [("inputs.patient_id_column", cfg.inputs.patient_id_column)]
+    if cfg.kinetics is not None:
+        keys.append(("kinetics.dose_column", cfg.kinetics.dose_column))
+    o = cfg.outcomes
+    if o is not None:
+        keys.append(("outcomes.group", o.group))
+        ends = {"cumulative_incidence": o.cumulative_incidence}
+        ends.update({f"survival.{name}": ep for name, ep in o.survival.items()})
+        for where, ep in ends.items():
+            if ep is not None:
+                keys += [
+                    (f"outcomes.{where}.time", ep.time),
+                    (f"outcomes.{where}.event", ep.event),
+                ]
+        if o.swimmer is not None:
+            for name, value in o.swimmer.model_dump().items():
+                if value is not None and name not in ("only_group", "xlabel"):
+                    keys.append((f"outcomes.swimmer.{name}", value))
+    t = cfg.table_one
+    if t is not None:
+        keys.append(("table_one.group", t.group))
+        for name in ("categorical", "continuous", "nonnormal"):
+            keys += [(f"table_one.{name}", c) for c in getattr(t, name)]
+    return keys
+
+
+def _check_patient_columns(cfg: WorkflowConfig, path: Path) -> None:
+    cols = _header(path)
+    if cols is None:
+        return
+    wrong = []
+    for key, col in _patient_keys(cfg):
+        if col not in cols:
+            close = difflib.get_close_matches(col, cols, n=1)
+            wrong.append(
+                f"{key}: {_short(col)}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+    if wrong:
+        shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        msg = (
+            f"{path}: the config names column(s) the patient table does not have: {shown}. "
+            f"Its columns: {', '.join(repr(c) for c in cols[:30])}."
+        )
+        raise ConfigError(msg)
 
 
 def _check_sheet(npx: list[Path], sheet: str | int) -> None:

@@ -158,6 +158,7 @@ class _Context:
 
     # -- outputs -------------------------------------------------------------------
     def table(self, name: str, frame: pd.DataFrame, *, section: str, caption: str = "") -> None:
+        _check_some_tested(name, frame)
         frame = frame.copy()
         tables = self.out / "tables"
         csv = frame.copy()
@@ -204,6 +205,28 @@ class _Context:
 
     def note(self, section: str, text: str) -> None:
         self.notes.setdefault(section, []).append(text)
+
+
+#: Tables of tests whose every p-value NaN means too little data (not 'done').
+_TESTS = ("differential", "kinetics_by_dose", "kinetics_correlations", "gray_test", "logrank_")
+
+
+def _check_some_tested(name: str, frame: pd.DataFrame) -> None:
+    if not name.startswith(_TESTS) or "p_value" not in frame or not len(frame):
+        return
+    if frame["p_value"].notna().any():
+        return
+    ns = [c for c in frame.columns if str(c) == "n" or str(c).startswith("n_")]
+    counts = "; ".join(
+        f"{c}: {', '.join(str(v) for v in pd.unique(frame[c].dropna())[:3].tolist())}"
+        for c in ns[:4]
+    )
+    msg = (
+        f"{name}: no test could be computed (every p-value is missing): too few samples, "
+        f"pairs or events" + (f" ({counts})" if counts else "") + ". Hint: check the groups "
+        "in the config against the data; the table is not written."
+    )
+    raise DesignError(msg)
 
 
 def _figure_of(drawn: Any):
@@ -405,7 +428,7 @@ def _check_qc_left(before: ad.AnnData, after: ad.AnnData, qc_warning: str) -> No
         raise ValidationError(msg)
     if qc_warning == "drop" and by_qc > before.n_obs / 2:
         warnings.warn(
-            f"qc: qc_warning=drop removed {by_qc} of {before.n_obs} samples. {hint}",
+            f"qc.qc_warning: drop removed {by_qc} of {before.n_obs} samples. {hint}",
             OlinkpipeWarning,
             stacklevel=2,
         )
