@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -85,10 +88,10 @@ def _run(args: argparse.Namespace) -> int:
         raise OutputExistsError(
             exists_message(err.out, "rerun with --force"), out=err.out
         ) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         record = Path(args.out) / "run.json"
         msg = f"{record} records the run as interrupted" if _interrupted(record) else ""
-        raise _Interrupted(msg) from None
+        raise _Interrupted(msg, terminated=isinstance(stop, _Terminated)) from None
     print(f"report: {result.report}")
     return 0
 
@@ -101,7 +104,29 @@ def _interrupted(record: Path) -> bool:
 
 
 class _Interrupted(Exception):
-    """Ctrl-C, with what was left behind."""
+    """Ctrl-C (or SIGTERM), with what was left behind."""
+
+    def __init__(self, message: str, *, terminated: bool = False) -> None:
+        super().__init__(message)
+        self.terminated = terminated
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler or ``kill``): stops like Ctrl-C, exit status 143."""
+
+
+def _on_sigterm(signum, frame) -> NoReturn:
+    msg = "terminated (SIGTERM)"
+    raise _Terminated(msg)
+
+
+def _stopped(stop: BaseException) -> int:
+    if isinstance(stop, _Interrupted):
+        terminated, detail = stop.terminated, str(stop)
+    else:
+        terminated, detail = isinstance(stop, _Terminated), ""
+    what = "terminated" if terminated else "interrupted"
+    return _error(f"{what}; {detail}" if detail else what, 143 if terminated else 130)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -192,28 +217,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
         format="%(message)s",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", OlinkpipeWarning)
-        warnings.showwarning = _show_warning
-        try:
-            return args.func(args)
-        except OlinkpipeError as err:
-            return _error(err)
-        except _Interrupted as err:
-            return _error(f"interrupted; {err}" if str(err) else "interrupted", 130)
-        except KeyboardInterrupt:
-            return _error("interrupted", 130)
-        except OSError as err:  # a file the command could not open or write
-            where = f"{err.filename}: " if err.filename else ""
-            return _error(f"{where}{err.strerror or err}")
-        except Exception as err:  # noqa: BLE001 - a bug: still one line, traceback with -v
-            if args.verbose:
-                traceback.print_exc()
-            hint = "" if args.verbose else " (rerun with -v for the traceback)"
-            return _error(
-                f"unexpected {type(err).__name__}: {err}{hint}. Please report it at "
-                "the olinkpipe issue tracker."
-            )
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", OlinkpipeWarning)
+            warnings.showwarning = _show_warning
+            return _call(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Run the command; every failure becomes one line on stderr and an exit status."""
+    try:
+        return args.func(args)
+    except OlinkpipeError as err:
+        return _error(err)
+    except (_Interrupted, KeyboardInterrupt) as stop:
+        return _stopped(stop)
+    except BrokenPipeError:  # e.g. `olinkpipe info x.csv | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more to print
+        return 1
+    except OSError as err:  # a file the command could not open or write
+        where = f"{err.filename}: " if err.filename else ""
+        return _error(f"{where}{err.strerror or err}")
+    except Exception as err:  # noqa: BLE001 - a bug: still one line, traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        hint = "" if args.verbose else " (rerun with -v for the traceback)"
+        return _error(
+            f"unexpected {type(err).__name__}: {err}{hint}. Please report it at "
+            "the olinkpipe issue tracker."
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,24 +119,29 @@ def _check_final_files(out: Path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "point",
-    ["tables/qc_samples.csv", "figures/volcano.png", "a temporary file"],
+    ("sig", "point"),
+    [
+        (signal.SIGINT, "tables/qc_samples.csv"),
+        (signal.SIGINT, "a temporary file"),
+        (signal.SIGTERM, "figures/volcano.png"),
+    ],
 )
-def test_sigint_leaves_an_interrupted_run_and_force_reruns(study, tmp_path, point):
+def test_sigint_leaves_an_interrupted_run_and_force_reruns(study, tmp_path, sig, point):
     out = tmp_path / "res"
     proc = _start(study, out)
     if point == "a temporary file":
         _wait_for(proc, lambda: out.is_dir() and bool(_temp_files(out / "figures")))
     else:
         _wait_for(proc, lambda: (out / point).exists())
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    what, code = ("interrupted", 130) if sig == signal.SIGINT else ("terminated", 143)
+    assert proc.returncode == code, err
     assert "Traceback" not in err
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert errors == [f"error: interrupted; {out / 'run.json'} records the run as interrupted"]
+    assert errors == [f"error: {what}; {out / 'run.json'} records the run as interrupted"]
     record = _check_final_files(out)
-    assert record["status"] == "interrupted" and "interrupted" in record["error"]
+    assert record["status"] == "interrupted" and what in record["error"]
     assert "interrupted" in record["steps"].values()
     assert not (out / "report.html").exists()
     assert not _temp_files(out) and not (out / _lock.LOCK_NAME).exists()

@@ -980,8 +980,8 @@ def run(
         _write_run_json(ctx, started, status="running")
         logger.info("olinkpipe run: %s -> %s", cfg.name, out)
         _run_steps(ctx, started)
-    except KeyboardInterrupt:
-        _finish(ctx, started, "interrupted", "interrupted (Ctrl-C or SIGINT)")
+    except KeyboardInterrupt as stop:
+        _finish(ctx, started, "interrupted", str(stop) or "interrupted (Ctrl-C or SIGINT)")
         raise
     except BaseException as exc:
         err = exc
