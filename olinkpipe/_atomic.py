@@ -148,7 +148,8 @@ def write_h5ad(adata, path: str | PathLike[str]) -> Path:
     """Write ``adata`` as ``.h5ad`` atomically, building the HDF5 image in memory first.
 
     The image (one extra copy of the data) is written with plain file I/O, so a full disk
-    is a clean :class:`OutputError` rather than an HDF5 abort.
+    is a clean :class:`OutputError` rather than an HDF5 abort. A dask-backed AnnData is
+    not materialised: HDF5 writes it to the temporary file after a free-space check.
 
     Examples
     --------
@@ -164,7 +165,38 @@ def write_h5ad(adata, path: str | PathLike[str]) -> Path:
     except ImportError:  # pragma: no cover - anndata < 0.11
         from anndata.experimental import write_elem
 
+    if _lazy(adata):  # dask: never hold the whole image; check the space first instead
+        return _write_h5ad_lazy(adata, Path(path))
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         write_elem(f, "/", adata)
     return write_bytes(path, buffer.getbuffer())
+
+
+def _lazy(adata) -> bool:
+    from ._dask import is_dask
+
+    return is_dask(adata.X) or any(is_dask(v) for v in adata.layers.values())
+
+
+def _write_h5ad_lazy(adata, path: Path) -> Path:
+    """A dask-backed AnnData goes to disk through HDF5 after a free-space check."""
+    import shutil
+
+    need = sum(
+        int(getattr(a, "nbytes", 0) or 0)
+        for a in [adata.X, *adata.layers.values()]
+        if a is not None
+    )
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    if free < need * 1.1 + (64 << 20):
+        exc = OSError(
+            errno.ENOSPC, f"needs about {need / 2**20:,.0f} MiB, {free / 2**20:,.0f} MiB free"
+        )
+        raise output_error(path, exc)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
+    return path

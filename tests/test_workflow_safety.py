@@ -616,3 +616,22 @@ def test_a_test_table_of_only_missing_p_values_is_an_error():
     by_dose.loc[0, "p_value"] = 0.5
     _check_some_tested("kinetics_by_dose", by_dose)  # some tested: kept, NaN rows say n
     _check_some_tested("table_one", lr)  # descriptive tables may have no tests
+
+
+def test_dask_backed_h5ad_is_written_without_an_image_after_a_space_check(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import dask.array as da
+    import numpy as np
+
+    from olinkpipe._atomic import write_h5ad
+
+    adata = anndata.AnnData(da.from_array(np.arange(600.0).reshape(20, 30), chunks=(5, 30)))
+    path = write_h5ad(adata, tmp_path / "d.h5ad")
+    np.testing.assert_array_equal(anndata.read_h5ad(path).X, np.arange(600.0).reshape(20, 30))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 1 << 20))
+    with pytest.raises(OutputError, match=r"e\.h5ad: cannot write: needs about 0 MiB, 1 MiB free"):
+        write_h5ad(adata, tmp_path / "e.h5ad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5ad"]

@@ -941,16 +941,30 @@ def run(
     Raises
     ------
     ConfigError
-        The config is invalid (naming the key and the allowed values).
+        The config is invalid (naming the key and the allowed values), an input file does
+        not exist, ``inputs.sheet`` is not a sheet of the workbook, or a column named in
+        the config is not in the patient table; all found before ``out`` is created.
+    OutputExistsError
+        ``out`` is not empty and ``force`` is not given (a :class:`WorkflowError`).
+    RunLockedError
+        Another run is writing to ``out`` (a :class:`WorkflowError`).
     WorkflowError
-        ``out`` exists without ``force``, or a step failed (``err.step`` names it; the
-        message says which step and why).
+        A step failed (``err.step`` names it; the message says which step and why).
+    OutputError
+        An output could not be written (read-only or full disk), naming the file.
 
     Notes
     -----
     Progress is logged per step on the ``"olinkpipe"`` logger (the CLI shows it). With
     ``on_error: continue`` a failing step is recorded in the report and ``run.json`` and
     the steps that do not depend on it still run.
+
+    Every output is written under a temporary name in ``out`` and renamed when complete,
+    so no file under its final name is ever half-written. ``run.json`` is written first
+    with ``"status": "running"`` and last with ``"complete"``; a failed or interrupted
+    (Ctrl-C) run leaves ``"failed"`` or ``"interrupted"`` and the ``error``. A lock file
+    (``.olinkpipe.lock``, holding the pid) keeps a second run out of ``out`` while one is
+    writing; a lock whose process is gone is taken over.
 
     Examples
     --------
