@@ -635,3 +635,15 @@ def test_dask_backed_h5ad_is_written_without_an_image_after_a_space_check(tmp_pa
     with pytest.raises(OutputError, match=r"e\.h5ad: cannot write: needs about 0 MiB, 1 MiB free"):
         write_h5ad(adata, tmp_path / "e.h5ad")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5ad"]
+
+
+def test_sample_id_column_is_checked_first(tmp_path, small):
+    cfg = _cfg(tmp_path)
+    cfg["inputs"]["sample_id_column"] = "sampleid"
+    with pytest.raises(
+        ConfigError,
+        match=r"samples\.csv: inputs\.sample_id_column: the sample sheet has no column "
+        r"'sampleid' \(did you mean 'SampleID'\?\)\. Its columns: 'SampleID'",
+    ):
+        run(cfg, out=tmp_path / "res")
+    assert not (tmp_path / "res").exists()

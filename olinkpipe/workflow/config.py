@@ -543,9 +543,24 @@ def check_inputs(cfg: WorkflowConfig, base: Path) -> tuple[list[Path], dict[str,
             raise ConfigError(msg)
     if inp.sheet is not None:
         _check_sheet(npx, inp.sheet)
+    if "samples" in others:
+        _check_sample_id_column(inp.sample_id_column, others["samples"])
     if "patients" in others:
         _check_patient_columns(cfg, others["patients"])
     return npx, others
+
+
+def _check_sample_id_column(column: str, path: Path) -> None:
+    cols = _header(path)
+    if cols is None or column in cols:
+        return
+    close = difflib.get_close_matches(column, cols, n=1)
+    msg = (
+        f"{path}: inputs.sample_id_column: the sample sheet has no column {_short(column)}"
+        + (f" (did you mean {close[0]!r}?)" if close else "")
+        + f". Its columns: {', '.join(repr(c) for c in cols[:30])}."
+    )
+    raise ConfigError(msg)
 
 
 def _header(path: Path) -> list[str] | None:

@@ -117,7 +117,8 @@ class WorkflowResult:
     timings
         Step → seconds.
     status
-        Step → ``"done"``, ``"skipped"`` or ``"failed: <reason>"``.
+        Step → ``"done"``, ``"skipped"``, ``"failed: <reason>"`` (or, in ``run.json``
+        of a run that did not finish, ``"running"`` / ``"interrupted"``).
     warnings
         Every warning raised during the run (text).
     """
