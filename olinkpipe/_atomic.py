@@ -106,7 +106,7 @@ def atomic_path(path: str | PathLike[str]) -> Iterator[Path]:
 
 
 def _fsync(tmp: Path) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
+    fd = os.open(tmp, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -226,6 +225,8 @@ def test_stale_lock_of_a_dead_or_reused_pid_is_taken_over(tmp_path):
 
 
 def _limit_file_size(limit: int):
+    import resource
+
     def pre():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit -> EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -647,3 +648,19 @@ def test_sample_id_column_is_checked_first(tmp_path, small):
     ):
         run(cfg, out=tmp_path / "res")
     assert not (tmp_path / "res").exists()
+
+
+def test_lock_without_hard_links_and_a_lock_being_written(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert _lock.acquire(tmp_path) is None  # exclusive create instead
+    assert json.loads((tmp_path / _lock.LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert _lock.acquire(tmp_path)["pid"] == os.getpid()  # held
+    _lock.release(tmp_path)
+    (tmp_path / _lock.LOCK_NAME).write_text("")  # created, not yet written: live
+    assert _lock.holder(tmp_path) is not None
+    old = time.time() - 60
+    os.utime(tmp_path / _lock.LOCK_NAME, (old, old))  # an empty lock from long ago: stale
+    assert _lock.holder(tmp_path) is None
