@@ -53,13 +53,14 @@ def test_convert(export, tmp_path, capsys, ext):
         assert ad.read_h5ad(out).shape == (6, 6)
 
 
-def test_errors_exit_2(tmp_path, capsys):
+def test_errors_exit_1_with_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("")
-    assert main(["info", str(bad)]) == 2
-    assert "the file is empty" in capsys.readouterr().err
+    assert main(["info", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: the file is empty") and err.count("\n") == 1
     dup = write_long(make_long(), tmp_path / "dup.csv")
-    assert main(["info", str(dup), "--duplicates", "error"]) == 2
+    assert main(["info", str(dup), "--duplicates", "error"]) == 1
     capsys.readouterr()
     assert main(["info", str(dup)]) == 0
     assert "olinkpipe: warning: " in capsys.readouterr().err  # warnings as one plain line

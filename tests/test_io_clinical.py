@@ -54,7 +54,10 @@ def test_annotate_joins_and_reports_missing(adata):
             "Time": ["x"] * 6,
         }
     )
-    with pytest.warns(OlinkpipeWarning, match=r"1 sample\(s\) and 2 control sample\(s\).*'1001'"):
+    with (
+        pytest.warns(OlinkpipeWarning, match=r"1 sample\(s\) and 2 control sample\(s\).*'1001'"),
+        pytest.warns(OlinkpipeWarning, match=r"'Time' are already in obs.*as 'Time_clinical'"),
+    ):
         out = op.annotate(adata, op.read_clinical(clin, id_column="SampleID"))
     assert out is not adata and "dose" not in adata.obs
     assert out.obs.loc["S3", "dose"] == 3 and np.isnan(out.obs.loc["1001", "dose"])

@@ -114,7 +114,7 @@ def test_config_reference_documents_every_key():
 
 def test_existing_output_needs_force(tmp_path):
     (tmp_path / "keep.txt").write_text("user file")
-    with pytest.raises(WorkflowError, match="--force"):
+    with pytest.raises(WorkflowError, match=r"not empty \(it holds other files\).*force=True"):
         run(out=tmp_path)
     assert (tmp_path / "keep.txt").exists()
 
@@ -122,11 +122,12 @@ def test_existing_output_needs_force(tmp_path):
 def test_cli_reports_errors_with_exit_code(tmp_path, capsys):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "f").write_text("")
-    assert main(["run", "--out", str(tmp_path / "x")]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "rerun with --force" in err and "force=True" not in err and err.count("\n") == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text("inputs: {npx: a.csv}\nqc: {outliers: toss}\n")
-    assert main(["run", str(bad), "--out", str(tmp_path / "y")]) == 2
+    assert main(["run", str(bad), "--out", str(tmp_path / "y")]) == 1
     assert "qc.outliers" in capsys.readouterr().err
 
 
@@ -138,12 +139,15 @@ def test_failing_step_is_named(tmp_path):
     assert info.value.step == "read"
     assert isinstance(info.value, OlinkpipeError)
     record = json.loads((tmp_path / "res" / "run.json").read_text())
-    assert record["status"]["read"].startswith("failed")
+    assert record["status"] == "failed" and "step 'read' failed" in record["error"]
+    assert record["steps"]["read"].startswith("failed")
+    assert not (tmp_path / "res" / ".olinkpipe.lock").exists()
 
 
-def test_missing_input_file_is_named(tmp_path):
-    with pytest.raises(WorkflowError, match="nowhere.csv.*not found"):
+def test_missing_input_file_is_named_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match=r"nowhere.csv: input 'npx' not found.*relative to"):
         run({"inputs": {"npx": "nowhere.csv"}}, out=tmp_path / "res")
+    assert not (tmp_path / "res").exists()
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -316,9 +320,8 @@ def test_on_error_continue_records_the_failure(tmp_path):
     assert res.status["differential"] == "done"
     assert res.status["kinetics"].startswith("failed")
     assert "status-failed" in res.report.read_text()
-    assert json.loads((tmp_path / "res" / "run.json").read_text())["status"][
-        "kinetics"
-    ].startswith("failed")
+    record = json.loads((tmp_path / "res" / "run.json").read_text())
+    assert record["status"] == "complete" and record["steps"]["kinetics"].startswith("failed")
 
 
 def _qc_only_run(tmp_path, npx: pd.DataFrame, qc: dict | None = None):

@@ -250,6 +250,13 @@ def annotate(
         target = c if c not in out.obs.columns else f"{c}_clinical"
         out.obs[target] = add[c].reindex(keys.to_numpy()).to_numpy()
         new_cols.append(target)
+    renamed = [str(c) for c in add.columns if c not in new_cols]
+    if renamed:
+        warn_user(
+            f"annotate: clinical column(s) {preview(renamed)} are already in obs (from the "
+            f"export), so the clinical values were added as "
+            f"{preview([f'{c}_clinical' for c in renamed])}"
+        )
     is_ctrl = (
         out.obs["is_control"].astype(bool).to_numpy()
         if "is_control" in out.obs

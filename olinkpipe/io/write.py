@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._atomic import OutputError, atomic_path, output_error, write_h5ad
 from ..errors import NPXFormatError, format_message
 from .convert import to_long
 
@@ -34,7 +35,9 @@ def write(adata: ad.AnnData, path: str | PathLike[str]) -> Path:
     adata
         Samples × assays AnnData as returned by :func:`olinkpipe.read_npx`.
     path
-        Output file; its parent directory must exist.
+        Output file; its parent directory must exist. The file is written under a
+        temporary name beside it and renamed when complete, so ``path`` is never left
+        half-written (an interrupted or failed write leaves it as it was).
 
     Returns
     -------
@@ -45,6 +48,8 @@ def write(adata: ad.AnnData, path: str | PathLike[str]) -> Path:
     ------
     NPXFormatError
         Unsupported extension.
+    OutputError
+        The file cannot be written (missing folder, read-only or full disk), naming it.
 
     Examples
     --------
@@ -67,22 +72,38 @@ def write(adata: ad.AnnData, path: str | PathLike[str]) -> Path:
             hint="Use .h5ad (AnnData), .parquet, .csv or .tsv (Olink long format).",
         )
         raise NPXFormatError(msg)
-    if kind == "h5ad":
-        h5ad_safe(adata).write_h5ad(path)
-        return path
-    long = to_long(adata)
-    if kind == "parquet":
-        table = pa.Table.from_pandas(long, preserve_index=False)
-        prov = adata.uns.get("olinkpipe", {})
-        meta = {str(k): str(v) for k, v in dict(prov.get("metadata", {}) or {}).items()}
-        meta.setdefault("Product", str(prov.get("product", "unknown")))
-        meta.setdefault("DataFileType", f"{prov.get('data_type', 'NPX')} File")
-        meta["olinkpipe_reader_version"] = str(prov.get("reader_version", ""))
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-        pq.write_table(table, path)
-        return path
-    long.to_csv(path, index=False, sep="," if kind == "csv" else "\t", na_rep="NA")
+    if not path.parent.is_dir():
+        exc = FileNotFoundError(2, "No such file or directory")
+        raise output_error(path, exc, "cannot write, its folder does not exist")
+    try:
+        _write(adata, path, kind)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(path, exc) from None
     return path
+
+
+def _write(adata: ad.AnnData, path: Path, kind: str) -> None:
+    if kind == "h5ad":
+        safe = h5ad_safe(adata)
+        safe.strings_to_categoricals()
+        write_h5ad(safe, path)
+        return
+    long = to_long(adata)
+    with atomic_path(path) as tmp:
+        if kind == "parquet":
+            table = pa.Table.from_pandas(long, preserve_index=False)
+            prov = adata.uns.get("olinkpipe", {})
+            meta = {str(k): str(v) for k, v in dict(prov.get("metadata", {}) or {}).items()}
+            meta.setdefault("Product", str(prov.get("product", "unknown")))
+            meta.setdefault("DataFileType", f"{prov.get('data_type', 'NPX')} File")
+            meta["olinkpipe_reader_version"] = str(prov.get("reader_version", ""))
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+            pq.write_table(table, tmp)
+        else:
+            sep = "," if kind == "csv" else "\t"
+            long.to_csv(tmp, index=False, sep=sep, na_rep="NA")
 
 
 def h5ad_safe(adata: ad.AnnData) -> ad.AnnData:

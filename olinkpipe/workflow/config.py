@@ -7,6 +7,8 @@ names the key and the allowed values.
 
 from __future__ import annotations
 
+import difflib
+import reprlib
 from importlib import resources
 from os import PathLike
 from pathlib import Path
@@ -20,6 +22,7 @@ from ..errors import ConfigError
 __all__ = [
     "WorkflowConfig",
     "load_config",
+    "check_inputs",
     "bundled_config",
     "available_configs",
     "EXAMPLE_PREFIX",
@@ -52,6 +55,11 @@ class Inputs(_Section):
         None, description="Long clinical measurements: patient, day, analyte, value, ..."
     )
     sep: str | None = Field(None, description="Delimiter of the NPX file (sniffed when null).")
+    sheet: str | int | None = Field(
+        None,
+        description="Sheet of an xlsx NPX export: name or 0-based position (found by content "
+        "when null).",
+    )
 
 
 class QC(_Section):
@@ -271,30 +279,159 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) else None
 
 
+#: Longest quotation of a value in an error message.
+QUOTE_LIMIT = 200
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = _repr.maxlong = QUOTE_LIMIT
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
+_repr.maxlevel = 3
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to about :data:`QUOTE_LIMIT` characters."""
+    text = _repr.repr(value)
+    if len(text) > QUOTE_LIMIT:
+        text = text[: QUOTE_LIMIT - 1] + "…"
+    return text
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = _short(".".join(str(p) for p in loc) or "(top level)")
         kind = e["type"]
         if kind == "extra_forbidden":
             model = _model_at(loc)
             allowed = sorted(model.model_fields) if model is not None else []
-            lines.append(f"key {key!r} is not a known setting; allowed keys here: {allowed}")
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc else []
+            also = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"key {key} is not a known setting{also}; allowed keys here: {allowed}")
         elif kind == "missing":
-            lines.append(f"key {key!r} is required but missing")
+            lines.append(f"key {key} is required but missing")
         elif kind in ("literal_error", "enum"):
             expected = e.get("ctx", {}).get("expected", "")
-            lines.append(f"key {key!r}: {e['input']!r} is not allowed; allowed values: {expected}")
+            lines.append(
+                f"key {key}: {_short(e['input'])} is not allowed; allowed values: {expected}"
+            )
         else:
-            lines.append(f"key {key!r}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"key {key}: {e['msg']} (got {_short(e.get('input'))})")
     shown = "; ".join(lines[:5])
     if len(lines) > 5:
         shown += f"; and {len(lines) - 5} more"
     return (
         f"{source}: invalid workflow config: {shown}. Hint: see docs/workflow_config.md "
-        "or the bundled workflows/cart_prophylaxis.yaml for every key."
+        "or the bundled workflows (olinkpipe run --help lists them) for every key."
     )
+
+
+#: A config file larger than this is refused (a workflow config is a short text file).
+MAX_CONFIG_BYTES = 1 << 20
+#: YAML aliases may add at most this many nodes (an "alias bomb" adds billions).
+MAX_ALIAS_NODES = 10_000
+_MAX_DEPTH = 100
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (naming key and lines)."""
+
+    source = "config"
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                ident = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if ident in seen:
+                    msg = (
+                        f"{self.source}: line {line}: key {_short(key_node.value)} appears twice "
+                        f"in the same section (first on line {seen[ident]}). Hint: keep one "
+                        "of them."
+                    )
+                    raise ConfigError(msg)
+                seen[ident] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _alias_growth(root: yaml.Node, source: str) -> int:
+    """How many nodes aliases add when the document is expanded; refuses cycles and depth."""
+    sizes: dict[int, int] = {}
+    distinct = 0
+
+    def size(node: yaml.Node, depth: int) -> int:
+        nonlocal distinct
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                msg = f"{source}: a YAML alias refers to itself. Hint: remove the alias."
+                raise ConfigError(msg)
+            return sizes[key]
+        if depth > _MAX_DEPTH:
+            msg = f"{source}: nested more than {_MAX_DEPTH} levels deep; not a workflow config."
+            raise ConfigError(msg)
+        distinct += 1
+        sizes[key] = -1
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(c, depth + 1) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        sizes[key] = min(total, 1 << 62)
+        return sizes[key]
+
+    return size(root, 0) - distinct
+
+
+def _load_yaml(path: Path) -> Any:
+    """Parse a YAML config strictly: UTF-8, no duplicate keys, bounded aliases."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        msg = f"{path}: cannot read the workflow config: {exc.strerror}."
+        raise ConfigError(msg) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        msg = (
+            f"{path}: {len(raw):,} bytes is too large for a workflow config (at most "
+            f"{MAX_CONFIG_BYTES:,}). Hint: give the YAML file, not a data file."
+        )
+        raise ConfigError(msg)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        msg = (
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}). Hint: save "
+            "the config as UTF-8 (a workflow config is a YAML text file)."
+        )
+        raise ConfigError(msg) from None
+    loader = _Loader(text)
+    loader.source = str(path)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        extra = _alias_growth(node, str(path))
+        if extra > MAX_ALIAS_NODES:
+            msg = (
+                f"{path}: YAML aliases expand to more than {MAX_ALIAS_NODES:,} extra entries "
+                "(an 'alias bomb'). Hint: write the settings out instead of nesting aliases."
+            )
+            raise ConfigError(msg)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        text = str(exc)
+        text = text if len(text) <= 3 * QUOTE_LIMIT else text[: 3 * QUOTE_LIMIT] + "…"
+        msg = f"{path}: not valid YAML: {text}. Hint: check indentation and quoting."
+        raise ConfigError(msg) from None
+    except RecursionError:
+        msg = f"{path}: nested too deeply; not a workflow config."
+        raise ConfigError(msg) from None
+    finally:
+        loader.dispose()
 
 
 def load_config(
@@ -342,11 +479,7 @@ def load_config(
             )
             raise ConfigError(msg)
         source, base = str(path), path.resolve().parent
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            msg = f"{path}: not valid YAML: {exc}. Hint: check indentation and quoting."
-            raise ConfigError(msg) from None
+        data = _load_yaml(path)
         if not isinstance(data, dict):
             msg = (
                 f"{path}: a workflow config must be a mapping of keys (inputs:, qc:, ...), "
@@ -367,3 +500,167 @@ def resolve_input(value: str, base: Path) -> Path:
         return example_dir() / value[len(EXAMPLE_PREFIX) :]
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
+
+
+_XLSX = (".xlsx", ".xlsm")
+
+
+def _where(base: Path, value: str) -> str:
+    if value.startswith(EXAMPLE_PREFIX):
+        return "'example:' paths name files of the bundled example"
+    return f"relative paths are relative to the config file's folder ({base})"
+
+
+def check_inputs(cfg: WorkflowConfig, base: Path) -> tuple[list[Path], dict[str, Path]]:
+    """Resolve the input paths and check, cheaply, that they exist and that
+    ``inputs.sheet`` names a sheet of the workbook (before any output is written).
+
+    Returns
+    -------
+    tuple
+        The NPX paths and the other inputs (``samples``, ``patients``, ``measurements``).
+
+    Raises
+    ------
+    ConfigError
+        An input path that does not exist, or a sheet the workbook does not have.
+    """
+    inp = cfg.inputs
+    values = inp.npx if isinstance(inp.npx, list) else [inp.npx]
+    npx = [resolve_input(v, base) for v in values]
+    others = {
+        key: resolve_input(getattr(inp, key), base)
+        for key in ("samples", "patients", "measurements")
+        if getattr(inp, key) is not None
+    }
+    named = [("npx", v, p) for v, p in zip(values, npx, strict=True)]
+    named += [(k, getattr(inp, k), p) for k, p in others.items()]
+    for key, value, path in named:
+        if not path.exists():
+            msg = (
+                f"{path}: input {key!r} not found (inputs.{key}: {_short(value)}). "
+                f"Hint: {_where(base, value)}."
+            )
+            raise ConfigError(msg)
+    if inp.sheet is not None:
+        _check_sheet(npx, inp.sheet)
+    if "samples" in others:
+        _check_sample_id_column(inp.sample_id_column, others["samples"])
+    if "patients" in others:
+        _check_patient_columns(cfg, others["patients"])
+    return npx, others
+
+
+def _check_sample_id_column(column: str, path: Path) -> None:
+    cols = _header(path)
+    if cols is None or column in cols:
+        return
+    close = difflib.get_close_matches(column, cols, n=1)
+    msg = (
+        f"{path}: inputs.sample_id_column: the sample sheet has no column {_short(column)}"
+        + (f" (did you mean {close[0]!r}?)" if close else "")
+        + f". Its columns: {', '.join(repr(c) for c in cols[:30])}."
+    )
+    raise ConfigError(msg)
+
+
+def _header(path: Path) -> list[str] | None:
+    """Column names of a small table file, or ``None`` when it can't be read cheaply."""
+    import pandas as pd
+
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith((".xlsx", ".xls")):
+            cols = pd.read_excel(path, nrows=0).columns
+        elif suffix.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            cols = pq.read_schema(path).names
+        elif suffix.endswith((".tsv", ".txt", ".tsv.gz", ".txt.gz")):
+            cols = pd.read_csv(path, sep="\t", nrows=0).columns
+        else:
+            cols = pd.read_csv(path, sep=None, engine="python", nrows=20).columns
+    except Exception:  # noqa: BLE001 - an unreadable table is the step's to explain
+        return None
+    return [str(c).strip() for c in cols]
+
+
+def _patient_keys(cfg: WorkflowConfig) -> list[tuple[str, str]]:
+    """(config key, column) for every setting that names a column of the patient table."""
+    keys = [("inputs.patient_id_column", cfg.inputs.patient_id_column)]
+    if cfg.kinetics is not None:
+        keys.append(("kinetics.dose_column", cfg.kinetics.dose_column))
+    o = cfg.outcomes
+    if o is not None:
+        keys.append(("outcomes.group", o.group))
+        ends = {"cumulative_incidence": o.cumulative_incidence}
+        ends.update({f"survival.{name}": ep for name, ep in o.survival.items()})
+        for where, ep in ends.items():
+            if ep is not None:
+                keys += [
+                    (f"outcomes.{where}.time", ep.time),
+                    (f"outcomes.{where}.event", ep.event),
+                ]
+        if o.swimmer is not None:
+            for name, value in o.swimmer.model_dump().items():
+                if value is not None and name not in ("only_group", "xlabel"):
+                    keys.append((f"outcomes.swimmer.{name}", value))
+    t = cfg.table_one
+    if t is not None:
+        keys.append(("table_one.group", t.group))
+        for name in ("categorical", "continuous", "nonnormal"):
+            keys += [(f"table_one.{name}", c) for c in getattr(t, name)]
+    return keys
+
+
+def _check_patient_columns(cfg: WorkflowConfig, path: Path) -> None:
+    cols = _header(path)
+    if cols is None:
+        return
+    wrong = []
+    for key, col in _patient_keys(cfg):
+        if col not in cols:
+            close = difflib.get_close_matches(col, cols, n=1)
+            wrong.append(
+                f"{key}: {_short(col)}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+    if wrong:
+        shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        msg = (
+            f"{path}: the config names column(s) the patient table does not have: {shown}. "
+            f"Its columns: {', '.join(repr(c) for c in cols[:30])}."
+        )
+        raise ConfigError(msg)
+
+
+def _check_sheet(npx: list[Path], sheet: str | int) -> None:
+    if len(npx) != 1 or npx[0].is_dir() or npx[0].suffix.lower() not in _XLSX:
+        msg = (
+            f"inputs.sheet: {_short(sheet)} is set, but inputs.npx is not one xlsx workbook "
+            f"({', '.join(p.name for p in npx)}). Hint: remove inputs.sheet."
+        )
+        raise ConfigError(msg)
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(npx[0], read_only=True)
+        names = list(wb.sheetnames)
+        wb.close()
+    except Exception:  # noqa: BLE001 - an unreadable workbook is the reader's to explain
+        return
+    if isinstance(sheet, int):
+        if 0 <= sheet < len(names):
+            return
+        what = f"has {len(names)} sheet(s), so there is no position {sheet} (counted from 0)"
+    elif sheet in names:
+        return
+    else:
+        close = difflib.get_close_matches(sheet, names, n=1)
+        what = f"has no sheet {_short(sheet)}" + (
+            f" (did you mean {close[0]!r}?)" if close else ""
+        )
+    msg = (
+        f"{npx[0]}: inputs.sheet: the workbook {what}. Its sheets: "
+        f"{', '.join(repr(n) for n in names[:10])}."
+    )
+    raise ConfigError(msg)

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .. import _atomic
+
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import _Context
 
@@ -449,4 +451,4 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
         f"<title>{html.escape(cfg.name)} · olinkpipe report</title>"
         f"<style>{_CSS}</style></head><body><main>{''.join(body)}</main></body></html>"
     )
-    result.report.write_text(page, encoding="utf-8")
+    _atomic.write_text(result.report, page)

@@ -7,11 +7,14 @@ order, saves what they return and records how long each took. It computes nothin
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 import platform
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -25,10 +28,19 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..errors import OlinkpipeError, OlinkpipeWarning, ValidationError
-from .config import WorkflowConfig, load_config, resolve_input
+from .. import _atomic
+from ..errors import DesignError, OlinkpipeError, OlinkpipeWarning, ValidationError, preview
+from . import _lock
+from .config import WorkflowConfig, check_inputs, load_config
 
-__all__ = ["run", "WorkflowResult", "WorkflowError", "STEPS"]
+__all__ = [
+    "run",
+    "WorkflowResult",
+    "WorkflowError",
+    "OutputExistsError",
+    "RunLockedError",
+    "STEPS",
+]
 
 logger = logging.getLogger("olinkpipe")
 
@@ -72,6 +84,18 @@ class WorkflowError(OlinkpipeError, RuntimeError):
         self.step = step
 
 
+class OutputExistsError(WorkflowError):
+    """The output folder holds files and ``force`` was not given."""
+
+    def __init__(self, message: str, *, out: Path) -> None:
+        super().__init__(message)
+        self.out = out
+
+
+class RunLockedError(WorkflowError):
+    """Another run is writing to the same output folder."""
+
+
 @dataclass
 class WorkflowResult:
     """What :func:`run` produced.
@@ -93,7 +117,8 @@ class WorkflowResult:
     timings
         Step → seconds.
     status
-        Step → ``"done"``, ``"skipped"`` or ``"failed: <reason>"``.
+        Step → ``"done"``, ``"skipped"``, ``"failed: <reason>"`` (or, in ``run.json``
+        of a run that did not finish, ``"running"`` / ``"interrupted"``).
     warnings
         Every warning raised during the run (text).
     """
@@ -130,9 +155,11 @@ class _Context:
     captions: dict[str, str] = field(default_factory=dict)
     sections: dict[str, list[str]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    caught: list | None = None
 
     # -- outputs -------------------------------------------------------------------
     def table(self, name: str, frame: pd.DataFrame, *, section: str, caption: str = "") -> None:
+        _check_some_tested(name, frame)
         frame = frame.copy()
         tables = self.out / "tables"
         csv = frame.copy()
@@ -141,7 +168,8 @@ class _Context:
                 csv[col] = csv[col].map(
                     lambda v: ";".join(map(str, v)) if isinstance(v, list | tuple | set) else v
                 )
-        csv.to_csv(tables / f"{name}.csv", index=False)
+        with _atomic.atomic_path(tables / f"{name}.csv") as tmp:
+            csv.to_csv(tmp, index=False)
         if self.cfg.output.parquet:
             try:
                 pq = csv.copy()
@@ -151,7 +179,8 @@ class _Context:
                             lambda v: v if v is None or isinstance(v, str) else str(v)
                         )
                 pq.attrs = {}
-                pq.to_parquet(tables / f"{name}.parquet", index=False)
+                with _atomic.atomic_path(tables / f"{name}.parquet") as tmp:
+                    pq.to_parquet(tmp, index=False)
             except (ValueError, TypeError, ImportError) as exc:  # pragma: no cover
                 logger.warning("  could not write %s.parquet: %s", name, exc)
         self.result.tables[name] = frame
@@ -164,9 +193,12 @@ class _Context:
 
         fig = _figure_of(drawn)
         figs = self.out / "figures"
-        for fmt in self.cfg.output.figure_formats:
-            fig.savefig(figs / f"{name}.{fmt}", dpi=self.cfg.output.dpi, bbox_inches="tight")
-        plt.close(fig)
+        try:
+            for fmt in self.cfg.output.figure_formats:
+                with _atomic.atomic_path(figs / f"{name}.{fmt}") as tmp:
+                    fig.savefig(tmp, format=fmt, dpi=self.cfg.output.dpi, bbox_inches="tight")
+        finally:
+            plt.close(fig)
         self.result.figures[name] = figs / f"{name}.png"
         self.sections.setdefault(section, []).append(f"figure:{name}")
         if caption:
@@ -174,6 +206,28 @@ class _Context:
 
     def note(self, section: str, text: str) -> None:
         self.notes.setdefault(section, []).append(text)
+
+
+#: Tables of tests whose every p-value NaN means too little data (not 'done').
+_TESTS = ("differential", "kinetics_by_dose", "kinetics_correlations", "gray_test", "logrank_")
+
+
+def _check_some_tested(name: str, frame: pd.DataFrame) -> None:
+    if not name.startswith(_TESTS) or "p_value" not in frame or not len(frame):
+        return
+    if frame["p_value"].notna().any():
+        return
+    ns = [c for c in frame.columns if str(c) == "n" or str(c).startswith("n_")]
+    counts = "; ".join(
+        f"{c}: {', '.join(str(v) for v in pd.unique(frame[c].dropna())[:3].tolist())}"
+        for c in ns[:4]
+    )
+    msg = (
+        f"{name}: no test could be computed (every p-value is missing): too few samples, "
+        f"pairs or events" + (f" ({counts})" if counts else "") + ". Hint: check the groups "
+        "in the config against the data; the table is not written."
+    )
+    raise DesignError(msg)
 
 
 def _figure_of(drawn: Any):
@@ -215,24 +269,71 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _prepare_out(out: Path, *, force: bool) -> None:
+def _previous_state(out: Path) -> str:
+    """What an earlier run left in ``out`` (for the 'not empty' message)."""
+    try:
+        status = json.loads((out / "run.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    if status == "complete":
+        return "it holds a finished olinkpipe run"
+    if isinstance(status, str):
+        return f"it holds an olinkpipe run that did not finish (run.json status {status!r})"
+    if (out / _lock.LOCK_NAME).exists():
+        return "it holds an olinkpipe run that was killed before it finished"
+    return "it holds other files"
+
+
+def exists_message(out: Path, how: str) -> str:
+    """The 'output folder not empty' message, with ``how`` to overwrite (API or CLI)."""
+    return (
+        f"{out}: the output folder is not empty ({_previous_state(out)}). Hint: {how} to "
+        "replace olinkpipe's outputs there (other files are kept), or choose another "
+        "output folder."
+    )
+
+
+def _locked_message(out: Path, live: dict) -> str:
+    return (
+        f"{out}: another olinkpipe run (pid {live.get('pid')} on {live.get('host')}, started "
+        f"{live.get('started')}) is writing to this folder. Hint: wait for it to finish or "
+        f"choose another output folder; if no such run is active, delete "
+        f"{out / _lock.LOCK_NAME}."
+    )
+
+
+def _check_out(out: Path, *, force: bool) -> None:
+    """Refuse an output folder that is in use or (without ``force``) not empty."""
     if out.exists() and not out.is_dir():
-        msg = f"{out}: exists and is not a folder. Hint: choose another --out."
+        msg = f"{out}: exists and is not a folder. Hint: choose another output folder."
         raise WorkflowError(msg)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            msg = (
-                f"{out}: output folder exists and is not empty. Hint: rerun with --force "
-                "(force=True) to overwrite olinkpipe's outputs there, or choose another --out."
-            )
-            raise WorkflowError(msg)
+    if not out.is_dir():
+        return
+    live = _lock.holder(out)
+    if live is not None:
+        raise RunLockedError(_locked_message(out, live))
+    try:
+        used = any(out.iterdir())
+    except OSError as exc:
+        raise _atomic.output_error(out, exc, "cannot read the output folder") from None
+    if used and not force:
+        raise OutputExistsError(exists_message(out, "pass force=True"), out=out)
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove olinkpipe's outputs (and stale temporary files) from ``out``; keep the rest."""
+    try:
         for name in _OUTPUT_DIRS:
             if (out / name).is_dir():
                 shutil.rmtree(out / name)
         for name in _OUTPUT_FILES:
             (out / name).unlink(missing_ok=True)
-    for name in _OUTPUT_DIRS:
-        (out / name).mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(f"{_atomic.TMP_PREFIX}*"):
+            stale.unlink(missing_ok=True)
+        for name in _OUTPUT_DIRS:
+            (out / name).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _atomic.output_error(exc.filename or out, exc, "cannot prepare") from None
 
 
 # ----------------------------------------------------------------------------- steps
@@ -242,14 +343,9 @@ def _step_read(ctx: _Context) -> None:
     import olinkpipe as op
 
     cfg = ctx.cfg.inputs
-    named = [("npx", p) for p in ctx.npx_paths] + list(ctx.inputs.items())
-    for key, path in named:
-        if not path.exists():
-            msg = f"{path}: input {key!r} not found. Hint: paths are relative to the config file."
-            raise WorkflowError(msg, step="read")
     paths = ctx.npx_paths
     if len(paths) == 1 and not paths[0].is_dir():
-        adata = op.read_npx(paths[0], sep=cfg.sep)
+        adata = op.read_npx(paths[0], sep=cfg.sep, sheet=cfg.sheet)
         what = paths[0].name
         ctx.inputs["npx"] = paths[0]
     else:  # a folder of exports, or several files: one AnnData (olinkpipe.io.read_exports)
@@ -268,8 +364,28 @@ def _step_read(ctx: _Context) -> None:
     )
     if "samples" in ctx.inputs:
         sheet = op.read_clinical(ctx.inputs["samples"], id_column=cfg.sample_id_column)
+        _check_sheet_matches(adata, sheet, ctx.inputs["samples"], cfg.sample_id_column)
         adata = op.annotate(adata, sheet, on=cfg.sample_id_column)
     ctx.result.adata = adata
+
+
+def _check_sheet_matches(adata: ad.AnnData, sheet: pd.DataFrame, path: Path, on: str) -> None:
+    """A sample sheet none of whose IDs is a sample of the export is an error right away."""
+    if on not in adata.obs:
+        return  # annotate names the missing column
+    obs = adata.obs
+    if "is_control" in obs:  # study samples first in the message
+        obs = obs.iloc[np.argsort(obs["is_control"].astype(bool).to_numpy(), kind="stable")]
+    samples = pd.Index(obs[on].dropna().astype(str).str.strip().unique())
+    ids = pd.Index(sheet.index.astype(str).str.strip())
+    if len(ids) and not ids.isin(samples).any():
+        msg = (
+            f"{path}: none of the sample sheet's {len(ids)} {on}s is a sample of the export: "
+            f"the sheet has {preview(list(ids), 3)}, the export has "
+            f"{preview(list(samples), 3)}. Hint: check that the sheet "
+            f"belongs to this export and that inputs.sample_id_column names its {on} column."
+        )
+        raise DesignError(msg)
 
 
 def _step_clinical(ctx: _Context) -> None:
@@ -313,7 +429,7 @@ def _check_qc_left(before: ad.AnnData, after: ad.AnnData, qc_warning: str) -> No
         raise ValidationError(msg)
     if qc_warning == "drop" and by_qc > before.n_obs / 2:
         warnings.warn(
-            f"qc: qc_warning=drop removed {by_qc} of {before.n_obs} samples. {hint}",
+            f"qc.qc_warning: drop removed {by_qc} of {before.n_obs} samples. {hint}",
             OlinkpipeWarning,
             stacklevel=2,
         )
@@ -396,6 +512,7 @@ def _step_differential(ctx: _Context) -> None:
 
     d = ctx.cfg.differential
     adata = ctx.result.adata
+    _check_design(adata, d)
     res = op.tl.differential(
         adata,
         groupby=d.groupby,
@@ -406,6 +523,7 @@ def _step_differential(ctx: _Context) -> None:
         covariates=d.covariates,
         alpha=d.alpha,
     )
+    _check_tested(res, adata, d)
     ctx.de = res
     sig = res[res["significant"].astype(bool)]
     n_pairs = res.attrs.get("n_pairs")
@@ -436,6 +554,67 @@ def _step_differential(ctx: _Context) -> None:
             section="differential",
             caption="Before/after NPX per patient for " + ", ".join(assays) + ".",
         )
+
+
+def _closest(value: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_design(adata: ad.AnnData, d: Any) -> None:
+    """The differential section's columns and levels, in the config's own words."""
+    cols = [str(c) for c in adata.obs.columns]
+    for key in ("groupby", "pair"):
+        value = getattr(d, key)
+        if value is not None and value not in adata.obs:
+            msg = (
+                f"differential.{key}: {value!r} is not a sample column{_closest(value, cols)}; "
+                f"the samples have {preview(cols, 12)}. Hint: sample-sheet columns come from "
+                "inputs.samples."
+            )
+            raise DesignError(msg)
+    for value in d.covariates or []:
+        if value not in adata.obs:
+            msg = (
+                f"differential.covariates: {value!r} is not a sample column"
+                f"{_closest(value, cols)}; the samples have {preview(cols, 12)}."
+            )
+            raise DesignError(msg)
+    levels = sorted(adata.obs[d.groupby].dropna().astype(str).unique())
+    for key in ("reference", "target"):
+        value = getattr(d, key)
+        if value is not None and str(value) not in levels:
+            msg = (
+                f"differential.{key}: {value!r} is not a value of {d.groupby!r} after QC"
+                f"{_closest(value, levels)}; its values are {preview(levels, 12)}."
+            )
+            raise DesignError(msg)
+    if d.target is None and len(levels) > 2:
+        msg = (
+            f"differential.target is needed: {d.groupby!r} has {len(levels)} values "
+            f"({preview(levels, 12)}); name the one to compare with {d.reference!r}."
+        )
+        raise DesignError(msg)
+
+
+def _check_tested(res: pd.DataFrame, adata: ad.AnnData, d: Any) -> None:
+    """No assay tested (too few pairs or samples) is an error, not a 'done' step of NaNs."""
+    if res.attrs.get("n_tested", 1) and res["p_value"].notna().any():
+        return
+    ref, tgt = res.attrs.get("reference", d.reference), res.attrs.get("target", d.target)
+    if d.pair:
+        have = f"{res.attrs.get('n_pairs', 0)} complete {tgt}/{ref} pair(s) of {d.pair!r}"
+        need = "at least 3 pairs"
+    else:
+        counts = adata.obs[d.groupby].astype(str).value_counts()
+        have = ", ".join(f"{counts.get(str(lv), 0)} {lv!r} sample(s)" for lv in (tgt, ref))
+        need = "at least 2 samples per group, and more for useful results"
+    msg = (
+        f"differential: no assay could be tested: after QC there are {have}; the "
+        f"{d.method} test needs {need}. Hint: check differential.groupby, reference and "
+        "pair against the sample sheet; the samples QC removed are listed in the warnings."
+    )
+    raise DesignError(msg)
 
 
 def _step_enrichment(ctx: _Context) -> None:
@@ -789,16 +968,30 @@ def run(
     Raises
     ------
     ConfigError
-        The config is invalid (naming the key and the allowed values).
+        The config is invalid (naming the key and the allowed values), an input file does
+        not exist, ``inputs.sheet`` is not a sheet of the workbook, or a column named in
+        the config is not in the patient table; all found before ``out`` is created.
+    OutputExistsError
+        ``out`` is not empty and ``force`` is not given (a :class:`WorkflowError`).
+    RunLockedError
+        Another run is writing to ``out`` (a :class:`WorkflowError`).
     WorkflowError
-        ``out`` exists without ``force``, or a step failed (``err.step`` names it; the
-        message says which step and why).
+        A step failed (``err.step`` names it; the message says which step and why).
+    OutputError
+        An output could not be written (read-only or full disk), naming the file.
 
     Notes
     -----
     Progress is logged per step on the ``"olinkpipe"`` logger (the CLI shows it). With
     ``on_error: continue`` a failing step is recorded in the report and ``run.json`` and
     the steps that do not depend on it still run.
+
+    Every output is written under a temporary name in ``out`` and renamed when complete,
+    so no file under its final name is ever half-written. ``run.json`` is written first
+    with ``"status": "running"`` and last with ``"complete"``; a failed or interrupted
+    (Ctrl-C) run leaves ``"failed"`` or ``"interrupted"`` and the ``error``. A lock file
+    (``.olinkpipe.lock``, holding the pid) keeps a second run out of ``out`` while one is
+    writing; a lock whose process is gone is taken over.
 
     Examples
     --------
@@ -808,24 +1001,56 @@ def run(
     >>> result.report.name  # doctest: +SKIP
     'report.html'
     """
-    from .report import write_report
-
     cfg, base = load_config(config)
     out = Path(out)
-    _prepare_out(out, force=force)
+    npx_paths, inputs = check_inputs(cfg, base)  # every cheap check before anything is written
+    _check_out(out, force=force)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _atomic.output_error(out, exc, "cannot create the output folder") from None
+    live = _lock.acquire(out)
+    if live is not None:
+        raise RunLockedError(_locked_message(out, live))
     result = WorkflowResult(out=out, report=out / "report.html", config=cfg)
     ctx = _Context(cfg=cfg, base=base, out=out, result=result)
-    npx = cfg.inputs.npx
-    ctx.npx_paths = [resolve_input(v, base) for v in (npx if isinstance(npx, list) else [npx])]
-    for key in ("samples", "patients", "measurements"):
-        value = getattr(cfg.inputs, key)
-        if value is not None:
-            ctx.inputs[key] = resolve_input(value, base)
-    steps = [s for s in STEPS if s != "report"]
+    ctx.npx_paths, ctx.inputs = npx_paths, inputs
     started = time.perf_counter()
-    logger.info("olinkpipe run: %s -> %s", cfg.name, out)
+    try:
+        _clear_outputs(out)
+        _write_run_json(ctx, started, status="running")
+        logger.info("olinkpipe run: %s -> %s", cfg.name, out)
+        _run_steps(ctx, started)
+    except KeyboardInterrupt as stop:
+        _finish(ctx, started, "interrupted", str(stop) or "interrupted (Ctrl-C or SIGINT)")
+        raise
+    except BaseException as exc:
+        err = exc
+        if isinstance(exc, OSError) and not isinstance(exc, OlinkpipeError):
+            err = _atomic.output_error(exc.filename or out, exc)
+        _finish(ctx, started, "failed", str(err) or type(err).__name__)
+        if err is exc:
+            raise
+        raise err from exc
+    finally:
+        _lock.release(out)
+    logger.info("done in %.1f s: %s", result.timings["total"], result.report)
+    return result
+
+
+def _section_of(step: str) -> str:
+    return {"read": "inputs", "clinical": "inputs", "report": "output"}.get(step, step)
+
+
+def _run_steps(ctx: _Context, started: float) -> None:
+    """Run every enabled step, then write the h5ad, the report and the final run.json."""
+    from .report import write_report
+
+    cfg, result = ctx.cfg, ctx.result
+    steps = [s for s in STEPS if s != "report"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        ctx.caught = caught
         for i, step in enumerate(steps, start=1):
             prefix = f"[{i}/{len(STEPS)}] {step}"
             if not _enabled(cfg, step):
@@ -842,19 +1067,26 @@ def run(
             logger.info("%s ...", prefix)
             t0 = time.perf_counter()
             seen = len(caught)
+            result.status[step] = "running"
             try:
                 _STEP_FUNCS[step](ctx)
+            except KeyboardInterrupt:
+                result.status[step] = "interrupted"
+                raise
             except Exception as exc:  # noqa: BLE001 - every failure is reported with its step
                 result.timings[step] = round(time.perf_counter() - t0, 3)
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = f"{type(exc).__name__}: {exc}".rstrip(". ")
                 result.status[step] = f"failed: {reason}"
                 logger.error("%s failed: %s", prefix, reason)
+                if isinstance(exc, _atomic.OutputError):  # no later step could write either
+                    msg = f"workflow step '{step}' could not write its output: {exc}"
+                    raise WorkflowError(msg, step=step) from exc
                 if cfg.on_error == "stop":
-                    _write_run_json(ctx, started, caught)
+                    what = "the input files" if step in ("read", "clinical") else "the input"
                     msg = (
-                        f"workflow step '{step}' failed: {reason}. Hint: fix the input or the "
-                        f"'{step}' section of the config; set on_error: continue to run the "
-                        "remaining steps."
+                        f"workflow step '{step}' failed: {reason}. To go on: fix {what} or "
+                        f"the '{_section_of(step)}' section of the config, or set "
+                        "on_error: continue to run the remaining steps."
                     )
                     raise WorkflowError(msg, step=step) from exc
                 continue
@@ -865,19 +1097,32 @@ def run(
                     logger.warning("  warning: %s", w.message)
             logger.info("%s: done in %.1f s", prefix, result.timings[step])
         result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
+    ctx.caught = None
     t0 = time.perf_counter()
     logger.info("[%d/%d] report ...", len(STEPS), len(STEPS))
+    result.status["report"] = "running"
     if cfg.output.h5ad and result.adata is not None:
-        _write_h5ad(result.adata, out / "adata.h5ad")
+        _write_h5ad(result.adata, ctx.out / "adata.h5ad")
     result.timings["report"] = round(time.perf_counter() - t0, 3)
     result.status["report"] = "done"
     result.timings["total"] = round(time.perf_counter() - started, 3)
     versions = _versions()
     write_report(ctx, versions)
     result.timings["total"] = round(time.perf_counter() - started, 3)
-    _write_run_json(ctx, started, None, versions=versions)
-    logger.info("done in %.1f s: %s", result.timings["total"], result.report)
-    return result
+    _write_run_json(ctx, started, versions=versions, status="complete")
+
+
+def _finish(ctx: _Context, started: float, status: str, error: str) -> None:
+    """Record a failed or interrupted run in run.json (best effort; Ctrl-C ignored meanwhile)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        _write_run_json(ctx, started, status=status, error=error)
+    except (OSError, OlinkpipeError) as exc:
+        logger.error("could not record the %s run in run.json: %s", status, exc)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _write_h5ad(adata: ad.AnnData, path: Path) -> None:
@@ -892,7 +1137,8 @@ def _write_h5ad(adata: ad.AnnData, path: Path) -> None:
     level = ad_logger.level
     ad_logger.setLevel(logging.WARNING)  # anndata logs every column it makes categorical
     try:
-        adata.write_h5ad(path)
+        adata.strings_to_categoricals()
+        _atomic.write_h5ad(adata, path)
     finally:
         ad_logger.setLevel(level)
 
@@ -922,11 +1168,17 @@ def _h5ad_safe(value: Any) -> Any:
     return str(value)
 
 
-def _write_run_json(ctx: _Context, started: float, caught, *, versions=None) -> None:
+def _write_run_json(
+    ctx: _Context, started: float, *, status: str, error: str | None = None, versions=None
+) -> None:
+    """Write run.json (atomically): ``status`` is running, complete, failed or interrupted."""
     result = ctx.result
-    if caught is not None:
-        result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
+    if ctx.caught is not None:
+        result.warnings = [f"{w.category.__name__}: {w.message}" for w in ctx.caught]
+    final = status != "running"
     record = {
+        "status": status,
+        "error": error,
         "name": ctx.cfg.name,
         "config": ctx.cfg.model_dump(mode="json"),
         "config_base": str(ctx.base),
@@ -934,14 +1186,17 @@ def _write_run_json(ctx: _Context, started: float, caught, *, versions=None) -> 
         "versions": versions or _versions(),
         "inputs": {
             k: {"path": str(p), "sha256": _sha256(p), "bytes": p.stat().st_size}
+            if final
+            else {"path": str(p)}
             for k, p in ctx.inputs.items()
-            if p.exists()
+            if p.is_file()
         },
-        "status": result.status,
+        "steps": result.status,
         "timings_seconds": result.timings,
         "total_seconds": round(time.perf_counter() - started, 3),
         "tables": sorted(result.tables),
         "figures": sorted(result.figures),
         "warnings": result.warnings,
     }
-    (ctx.out / "run.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    text = json.dumps(record, indent=2, default=str)
+    _atomic.write_text(ctx.out / "run.json", text)
