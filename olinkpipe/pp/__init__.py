@@ -8,6 +8,7 @@ from .normalize import (
     reference_median_normalize,
     subset_normalize,
 )
+from .projects import normalize_projects
 from .qc import filter, flag_outliers, qc_summary
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "normalize_plates",
     "bridge_normalize",
     "select_bridge_samples",
+    "normalize_projects",
 ]
