@@ -1,6 +1,7 @@
 """Preprocessing: QC, LOD handling and normalization. Each function returns a new AnnData."""
 
 from .bridge import bridge_normalize, select_bridge_samples
+from .clean import clean
 from .lod import below_lod, censor_lod, compute_lod, read_fixed_lod
 from .normalize import (
     intensity_normalize,
@@ -26,4 +27,5 @@ __all__ = [
     "bridge_normalize",
     "select_bridge_samples",
     "normalize_projects",
+    "clean",
 ]
