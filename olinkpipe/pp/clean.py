@@ -145,26 +145,25 @@ def clean(
     def found(kind: str) -> set[str]:
         return set(findings.loc[findings["kind"] == kind, "id"])
 
-    out = adata.copy()
-    provenance(out)
-    names = out.var_names.astype(str)
-    drop_assays = np.zeros(out.n_vars, dtype=bool)
+    records: list[tuple[str, list, str]] = []  # written to the result at the end
+    names = adata.var_names.astype(str)
+    drop_assays = np.zeros(adata.n_vars, dtype=bool)
     for flag, kind, reason in (
         (remove_invalid_oid, "invalid_olinkid", "invalid OlinkID"),
         (remove_assay_na, "all_na_assay", "no value in any sample"),
     ):
         if flag:
             hit = names.isin(found(kind)) & ~drop_assays
-            _record(out, "assay", names[hit], reason)
+            _record(records, "assay", names[hit], reason)
             drop_assays |= hit
-    sids = sample_id_array(out)
-    drop_samples = np.zeros(out.n_obs, dtype=bool)
+    sids = sample_id_array(adata)
+    drop_samples = np.zeros(adata.n_obs, dtype=bool)
     if remove_dup_sample_id:
         hit = np.isin(sids, list(found("duplicate_sample_id")))
-        _record(out, "sample", out.obs_names[hit], "SampleID measured twice on an assay")
+        _record(records, "sample", adata.obs_names[hit], "SampleID measured twice on an assay")
         drop_samples |= hit
-    hit = _control_samples(out, sample_groups) & ~drop_samples
-    _record(out, "sample", out.obs_names[hit], "control sample (sample type)")
+    hit = _control_samples(adata, sample_groups) & ~drop_samples
+    _record(records, "sample", adata.obs_names[hit], "control sample (sample type)")
     drop_samples |= hit
     if control_sample_ids is not None:
         given = [control_sample_ids] if isinstance(control_sample_ids, str) else control_sample_ids
@@ -173,60 +172,70 @@ def clean(
         if absent:
             _utils.warn_user(f"{STEP}: control_sample_ids not in the data: {absent!r}")
         hit = np.isin(sids, ids) & ~drop_samples
-        _record(out, "sample", out.obs_names[hit], "listed in control_sample_ids")
+        _record(records, "sample", adata.obs_names[hit], "listed in control_sample_ids")
         drop_samples |= hit
-    X = np.asarray(out.X, dtype=float).copy()
-    measured = _measured(out)
-    blanked = np.zeros(out.shape, dtype=bool)
+    measured = _measured(adata)
+    blanked = np.zeros(adata.shape, dtype=bool)
     if remove_qc_warning:
-        fail = text_mask(out, SAMPLE_QC, "fail")
+        fail = text_mask(adata, SAMPLE_QC, "fail")
         if fail is not None:
             partial, whole = _split(fail, measured, ~drop_samples, ~drop_assays)
-            _record(out, "sample", out.obs_names[whole], "sample QC fail on every measurement")
-            _record_cells(out, partial, out.obs_names, "sample QC fail")
+            _record(
+                records, "sample", adata.obs_names[whole], "sample QC fail on every measurement"
+            )
+            _record_cells(records, partial, adata.obs_names, "sample QC fail")
             drop_samples |= whole
             blanked |= partial
-    hit = _control_assays(out, assay_groups) & ~drop_assays
-    _record(out, "assay", names[hit], "control assay (assay type)")
+    hit = _control_assays(adata, assay_groups) & ~drop_assays
+    _record(records, "assay", names[hit], "control assay (assay type)")
     drop_assays |= hit
     if remove_assay_warning:
-        warn = text_mask(out, ASSAY_QC, "warn")
+        warn = text_mask(adata, ASSAY_QC, "warn")
         if warn is not None:
             partial, whole = _split(warn.T, measured.T, ~drop_assays, ~drop_samples)
-            _record(out, "assay", names[whole], "assay QC warning on every measurement")
-            _record_cells(out, partial, names, "assay QC warning")
+            _record(records, "assay", names[whole], "assay QC warning on every measurement")
+            _record_cells(records, partial, names, "assay QC warning")
             drop_assays |= whole
             blanked |= partial.T
-    if blanked.any():
-        X[blanked] = np.nan
-        out.X = X
-        if "below_lod" in out.layers:
-            out.layers["below_lod"] = np.asarray(out.layers["below_lod"], bool) & ~blanked
-        if "measured" in out.layers:
-            out.layers["measured"] = measured & ~blanked
     # OlinkAnalyze works on rows: a sample (assay) all of whose rows went is gone too
     left = measured & ~blanked & ~drop_samples[:, None] & ~drop_assays[None, :]
     empty_s = ~drop_samples & ~left.any(axis=1)
     empty_a = ~drop_assays & ~left.any(axis=0)
-    _record(out, "sample", out.obs_names[empty_s], "no measurement left")
-    _record(out, "assay", names[empty_a], "no measurement left")
+    _record(records, "sample", adata.obs_names[empty_s], "no measurement left")
+    _record(records, "assay", names[empty_a], "no measurement left")
     drop_samples |= empty_s
     drop_assays |= empty_a
+    out = adata[~drop_samples, ~drop_assays].copy()  # the one copy
+    provenance(out)
+    for kind, ids, reason in records:
+        _utils.exclude(out, step=STEP, kind=kind, ids=ids, reason=reason)
+    gone = blanked[np.ix_(~drop_samples, ~drop_assays)]
+    if gone.any():
+        X = out.X
+        if not (isinstance(X, np.ndarray) and X.dtype.kind == "f"):
+            X = np.asarray(X, dtype=float)
+        X[gone] = np.nan
+        out.X = X
+        for key in ("below_lod", "measured"):
+            if key in out.layers:
+                out.layers[key] = np.asarray(out.layers[key], dtype=bool) & ~gone
     if convert_nonunique_uniprot:
         _unify_uniprot(out)
-    return out[~drop_samples, ~drop_assays].copy()
+    return out
 
 
-def _record(adata: ad.AnnData, kind: str, ids, reason: str) -> None:
-    _utils.exclude(adata, step=STEP, kind=kind, ids=list(ids), reason=reason)
+def _record(records: list, kind: str, ids, reason: str) -> None:
+    ids = [str(i) for i in ids]
+    if ids:
+        records.append((kind, ids, reason))
 
 
-def _record_cells(adata: ad.AnnData, partial: np.ndarray, labels, reason: str) -> None:
+def _record_cells(records: list, partial: np.ndarray, labels, reason: str) -> None:
     """One ``measurement`` record per sample (or assay) that lost some values."""
     counts = partial.sum(axis=1)
     rows = np.flatnonzero(counts)
     ids = [f"{labels[i]}: {int(counts[i])} value(s)" for i in rows]
-    _record(adata, "measurement", ids, f"{reason} (set to NaN)")
+    _record(records, "measurement", ids, f"{reason} (set to NaN)")
 
 
 def _split(mask, measured, keep_rows, keep_cols) -> tuple[np.ndarray, np.ndarray]:

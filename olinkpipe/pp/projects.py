@@ -119,7 +119,10 @@ def normalize_projects(
     ...     "method": [None, "bridge", "subset"],
     ...     "samples": [None, ["OL0002", "OL0006", "OL0008"], None],
     ... })
-    >>> out = op.pp.normalize_projects({"P1": p1, "P2": p2, "P3": p3}, plan)
+    >>> import warnings
+    >>> with warnings.catch_warnings():  # it warns about the 3 bridge samples it drops
+    ...     warnings.simplefilter("ignore")
+    ...     out = op.pp.normalize_projects({"P1": p1, "P2": p2, "P3": p3}, plan)
     >>> out.obs["Project"].value_counts(sort=False).to_dict()  # P2's bridge copies dropped
     {'P1': 50, 'P2': 47, 'P3': 50}
     >>> out.varm["Adj_factor"].iloc[0].round(1).tolist()  # P3 to the normalized P2
