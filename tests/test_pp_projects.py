@@ -202,3 +202,15 @@ def test_project_not_in_plan(three):
     plan = plan3(None).iloc[:2]
     with pytest.raises(ValidationError, match="absent from the plan"):
         run(three, plan)
+
+
+def test_result_survives_h5ad(three, tmp_path):
+    import anndata as ad
+
+    out = run(three, plan3(None))
+    out.write_h5ad(tmp_path / "n.h5ad")
+    back = ad.read_h5ad(tmp_path / "n.h5ad")
+    np.testing.assert_array_equal(back.varm["Adj_factor"].to_numpy(), out.varm["Adj_factor"])
+    rec = back.uns["olinkpipe"]["normalization"]["normalize_projects"]
+    assert list(rec["plan"]["project"]) == ["P1", "P2", "P3"]
+    assert list(back.obs["Project"].cat.categories) == ["P1", "P2", "P3"]
