@@ -1,5 +1,6 @@
 """Readers and writers: every Olink export into AnnData and back."""
 
+from .check import check
 from .clinical import annotate, read_clinical
 from .convert import from_long, to_long
 from .many import read_exports
@@ -17,4 +18,5 @@ __all__ = [
     "summarize",
     "summarize_panels",
     "write",
+    "check",
 ]
