@@ -1,0 +1,178 @@
+"""Block-wise kernels shared by the in-memory and the dask paths of ``pp``.
+
+Every per-assay statistic is a column-independent kernel ``fn(block) -> (k, n_cols)`` run
+on column slices: in memory on slices of :data:`COLUMN_BLOCK` assays (so a temporary is
+at most a slice, never a copy of X), on a dask array once per assay block
+(``map_blocks``; each block holds all samples and a panel-aligned block of assays). Both
+paths run the same numpy code on the same values of each column, so their results are
+bit for bit equal. Per-sample statistics over a panel gather that panel's assay blocks
+into one (all samples × the panel's assays) and reduce it to a few numbers per sample.
+Only such small per-sample / per-assay vectors are computed; a dask-backed X stays lazy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anndata as ad
+import numpy as np
+
+from .._dask import is_dask, require_dask
+
+#: assays per column slice in memory: temporaries of a kernel stay ≤ n_obs × this
+COLUMN_BLOCK = 256
+
+
+def is_lazy(adata: ad.AnnData) -> bool:
+    """True when ``adata.X`` is a dask array (the dask path of ``pp``)."""
+    return is_dask(adata.X)
+
+
+def column_slices(n: int, size: int = COLUMN_BLOCK) -> list[slice]:
+    """Contiguous column slices of at most ``size`` covering ``n`` columns."""
+    return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+def per_assay(
+    fn: Callable[..., np.ndarray],
+    arrays: Sequence,
+    *,
+    k: int = 1,
+    dtype=float,
+    vectors: Sequence[np.ndarray] = (),
+) -> np.ndarray:
+    """``fn(*blocks, *vector_blocks) -> (k, n_cols)`` over column blocks of ``arrays``.
+
+    ``arrays`` (same shape) are all numpy or all dask (chunks aligned to the first's);
+    ``vectors`` are small per-assay numpy arrays (``(m, n_vars)``, or 1-D) sliced to the
+    same columns. Returns a ``(k, n_vars)`` numpy array; a dask input is computed to that
+    small result only.
+    """
+    first = arrays[0]
+    n_cols = first.shape[1]
+    vecs = [np.atleast_2d(np.asarray(v)) for v in vectors]
+    flat = [np.ndim(v) == 1 for v in vectors]
+
+    def call(*blocks):
+        b, v = blocks[: len(arrays)], blocks[len(arrays) :]
+        v = [x[0] if f else x for x, f in zip(v, flat, strict=True)]
+        return np.asarray(fn(*b, *v), dtype=dtype).reshape(k, b[0].shape[1])
+
+    if is_dask(first):
+        da = require_dask("a dask-backed AnnData")
+        arrs = [first] + [_aligned(a, first.chunks) for a in arrays[1:]]
+        arrs += [da.from_array(v, chunks=((v.shape[0],), first.chunks[1])) for v in vecs]
+        res = da.map_blocks(call, *arrs, chunks=((k,), first.chunks[1]), dtype=dtype)
+        return np.asarray(res.compute())
+    out = np.empty((k, n_cols), dtype=dtype)
+    for sl in column_slices(n_cols):
+        out[:, sl] = call(*(a[:, sl] for a in arrays), *(v[:, sl] for v in vecs))
+    return out
+
+
+def per_sample(
+    fn: Callable[..., np.ndarray], arrays: Sequence, cols: np.ndarray, *, k: int
+) -> np.ndarray:
+    """``fn(*blocks) -> (n_obs, k)`` on ``arrays[:, cols]`` (one panel), as numpy.
+
+    On dask the panel's columns are gathered into one block per array (all samples × the
+    panel's assays; a panel-aligned layout makes that a concatenation of whole blocks).
+    """
+    cols = np.asarray(cols, dtype=np.intp)
+    first = arrays[0]
+    if is_dask(first):
+        da = require_dask("a dask-backed AnnData")
+        sub = [_aligned(a, first.chunks)[:, cols].rechunk({0: -1, 1: -1}) for a in arrays]
+        res = da.map_blocks(
+            lambda *b: np.asarray(fn(*b), dtype=float).reshape(b[0].shape[0], k),
+            *sub,
+            chunks=((first.shape[0],), (k,)),
+            dtype=float,
+        )
+        return np.asarray(res.compute())
+    contiguous = len(cols) and np.array_equal(cols, np.arange(cols[0], cols[0] + len(cols)))
+    sel = slice(int(cols[0]), int(cols[0]) + len(cols)) if contiguous else cols
+    return np.asarray(fn(*(a[:, sel] for a in arrays)), dtype=float).reshape(first.shape[0], k)
+
+
+def _aligned(a, chunks):
+    """``a`` as a dask array with ``chunks`` (a numpy layer next to a dask X is wrapped)."""
+    da = require_dask("a dask-backed AnnData")
+    if not is_dask(a):
+        return da.from_array(np.asarray(a), chunks=chunks)
+    return a if a.chunks == chunks else a.rechunk(chunks)
+
+
+def from_columns(X, fn: Callable[[slice], np.ndarray], *, dtype) -> object:
+    """A lazy array shaped and chunked as dask ``X`` whose block over columns ``sl`` is
+    ``fn(sl)`` (e.g. per-panel sample masks expanded to the block's assays)."""
+    da = require_dask("a dask-backed AnnData")
+
+    def make(block, block_info=None):
+        (_, _), (c0, c1) = block_info[0]["array-location"]
+        return np.asarray(fn(slice(c0, c1)), dtype=dtype)
+
+    return da.map_blocks(make, X, dtype=dtype)
+
+
+def rows(X, rows: np.ndarray) -> np.ndarray:
+    """``X[rows]`` as numpy (a few rows, e.g. bridge or negative-control samples)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    if is_dask(X):
+        return np.asarray(X[rows].compute())
+    return np.asarray(X)[rows]
+
+
+def panel_chunks(adata: ad.AnnData, max_assays: int | None = None) -> tuple[int, ...]:
+    """Assay chunk sizes aligned to panels: one block per run of a panel's assays (at most
+    ``max_assays`` assays each), never spanning two panels."""
+    from ._utils import panels
+
+    pans = panels(adata)
+    if len(pans) == 0:
+        return (0,)
+    starts = np.flatnonzero(np.r_[True, pans[1:] != pans[:-1]])
+    bounds = np.r_[starts, len(pans)]
+    sizes: list[int] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        n = int(hi - lo)
+        step = n if not max_assays else int(max_assays)
+        sizes.extend([step] * (n // step) + ([n % step] if n % step else []))
+    return tuple(sizes)
+
+
+def to_dask(adata: ad.AnnData, *, max_assays: int | None = None) -> ad.AnnData:
+    """A copy of ``adata`` whose X and layers are dask arrays in the ``pp`` layout (all
+    samples × panel-aligned assay blocks); obs, var, obsm and uns stay in memory."""
+    da = require_dask("to_dask")
+    chunks = ((adata.n_obs,), panel_chunks(adata, max_assays))
+    out = adata.copy()
+    out.X = da.from_array(np.asarray(adata.X), chunks=chunks)
+    for key in list(out.layers):
+        out.layers[key] = da.from_array(np.asarray(adata.layers[key]), chunks=chunks)
+    return out
+
+
+def nanquantile_sorted(srt: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Column quantile ``q`` (numpy's ``linear`` = R type 7) of NaN-last sorted columns.
+
+    ``srt`` is ``np.sort(block, axis=0)``, ``n`` the non-NaN count per column; the same
+    arithmetic as ``np.nanquantile`` (virtual index, floor, ``_lerp``), so equal to it.
+    """
+    n_cols = srt.shape[1]
+    cols = np.arange(n_cols)
+    nf = n.astype(float)
+    virtual = nf * q + (1 + q * (1 - 1 - 1)) - 1
+    prev = np.floor(virtual)
+    gamma = virtual - prev
+    prev_i = np.clip(prev.astype(np.intp), 0, np.maximum(n - 1, 0))
+    next_i = np.clip(prev_i + 1, 0, np.maximum(n - 1, 0))
+    a = srt[prev_i, cols] if srt.shape[0] else np.full(n_cols, np.nan)
+    b = srt[next_i, cols] if srt.shape[0] else np.full(n_cols, np.nan)
+    with np.errstate(invalid="ignore"):
+        diff = b - a
+        out = a + diff * gamma
+        hi = gamma >= 0.5
+        out[hi] = (b - diff * (1 - gamma))[hi]
+    out[n == 0] = np.nan
+    return out
