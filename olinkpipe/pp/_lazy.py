@@ -115,6 +115,53 @@ def from_columns(X, fn: Callable[[slice], np.ndarray], *, dtype) -> object:
     return da.map_blocks(make, X, dtype=dtype)
 
 
+def add_by_code(X, codes: np.ndarray, pidx: np.ndarray, factors: np.ndarray):
+    """``X[i, j] + factors[codes[i, pidx[j]], j]`` (code ``-1``: the last row of
+    ``factors``): numpy ``X`` is changed in place, slice by slice, and returned; a dask
+    ``X`` gives the lazy sum, block by block."""
+    pidx = np.asarray(pidx, dtype=np.intp)
+
+    def shift(block, p, f):
+        p = np.asarray(p, dtype=np.intp).ravel()
+        return codes[:, p], f
+
+    if is_dask(X):
+        da = require_dask("a dask-backed AnnData")
+
+        def add(block, p, f):
+            code, f = shift(block, p, f)
+            return block + np.take_along_axis(f, code, axis=0)
+
+        vp = da.from_array(pidx[None, :], chunks=((1,), X.chunks[1]))
+        vf = da.from_array(factors, chunks=((factors.shape[0],), X.chunks[1]))
+        return da.map_blocks(add, X, vp, vf, dtype=X.dtype)
+    for sl in column_slices(X.shape[1]):
+        code, f = shift(None, pidx[sl], factors[:, sl])
+        X[:, sl] += np.take_along_axis(f, code, axis=0)
+    return X
+
+
+def expand_by_code(X, codes: np.ndarray, pidx: np.ndarray, table: np.ndarray):
+    """A new array ``table[codes[i, pidx[j]], j]`` (code ``-1``: the last row), NaN where
+    ``X`` is NaN: a per group × assay table (e.g. LOD per plate) as samples × assays,
+    written slice by slice in memory, block by block (lazily) on dask."""
+    pidx = np.asarray(pidx, dtype=np.intp)
+
+    def fill(block, p, t):
+        code = codes[:, np.asarray(p, dtype=np.intp).ravel()]
+        return np.where(np.isnan(block), np.nan, np.take_along_axis(t, code, axis=0))
+
+    if is_dask(X):
+        da = require_dask("a dask-backed AnnData")
+        vp = da.from_array(pidx[None, :], chunks=((1,), X.chunks[1]))
+        vt = da.from_array(table, chunks=((table.shape[0],), X.chunks[1]))
+        return da.map_blocks(fill, X, vp, vt, dtype=float)
+    out = np.empty(X.shape, dtype=float)
+    for sl in column_slices(X.shape[1]):
+        out[:, sl] = fill(X[:, sl], pidx[sl], table[:, sl])
+    return out
+
+
 def rows(X, rows: np.ndarray) -> np.ndarray:
     """``X[rows]`` as numpy (a few rows, e.g. bridge or negative-control samples)."""
     rows = np.asarray(rows, dtype=np.intp)
