@@ -41,23 +41,21 @@ def _subset_factor(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Median of the reference subset minus median of the other subset, per shared assay,
     and the factor table's extra columns (both medians, values per subset)."""
-    block_r = _pair.block(ref, rows_r, cols_r)
-    block_o = _pair.block(other, rows_o, cols_o)
+    med_r, n_r = _pair.column_median(ref, rows_r, cols_r)
+    med_o, n_o = _pair.column_median(other, rows_o, cols_o)
     names = ref.var_names[cols_r]
     _pair.warn_all_nan(
-        {projects[0]: block_r, projects[1]: block_o},
+        {projects[0]: n_r, projects[1]: n_o},
         names,
         step=step,
         what="normalization samples",
     )
-    med_r = _utils.nanmedian0(block_r)
-    med_o = _utils.nanmedian0(block_o)
     factor = _pair.zero_missing(med_r - med_o, names, step=step)
     return factor, {
         "median_reference": med_r,
         "median_other": med_o,
-        "n_reference": (~np.isnan(block_r)).sum(axis=0),
-        "n_other": (~np.isnan(block_o)).sum(axis=0),
+        "n_reference": n_r,
+        "n_other": n_o,
     }
 
 
