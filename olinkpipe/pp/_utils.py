@@ -270,9 +270,13 @@ def resolve_samples(
     return np.asarray(rows, dtype=np.intp)
 
 
-def new_result(adata: ad.AnnData, *, copy: bool) -> ad.AnnData:
-    """A copy of ``adata`` (or ``adata`` itself) with ``uns["olinkpipe"]`` ready."""
-    out = adata.copy() if copy else adata
+def new_result(adata: ad.AnnData, *, copy: bool, replaced: tuple[str, ...] = ()) -> ad.AnnData:
+    """A copy of ``adata`` (or ``adata`` itself) with ``uns["olinkpipe"]`` ready; layers
+    named in ``replaced`` (the step writes them anew) are not copied."""
+    if copy and replaced:
+        out = with_arrays_of(shallow(adata), adata, skip=replaced)
+    else:
+        out = adata.copy() if copy else adata
     provenance(out)
     return out
 
@@ -290,6 +294,54 @@ def shallow(adata: ad.AnnData) -> ad.AnnData:
         obsm={k: adata.obsm[k] for k in adata.obsm},
         varm={k: adata.varm[k] for k in adata.varm},
         uns=_copy.deepcopy(dict(adata.uns)),
+    )
+
+
+def with_arrays_of(
+    annotated: ad.AnnData, source: ad.AnnData, *, skip: tuple[str, ...] = ()
+) -> ad.AnnData:
+    """``annotated`` (a :func:`shallow` view of ``source``, with new annotations) holding
+    its own copy of ``source``'s X and layers (``skip``: layers about to be replaced,
+    dropped instead of copied)."""
+    annotated.X = source.X.copy()
+    for key in list(annotated.layers):
+        if key in skip:
+            del annotated.layers[key]
+        else:
+            annotated.layers[key] = source.layers[key].copy()
+    return annotated
+
+
+def _own(value):
+    """An independent copy of an obsm/varm entry taken from a view."""
+    if isinstance(value, pd.DataFrame):
+        return pd.DataFrame(value).copy()
+    return value.copy() if hasattr(value, "copy") else value
+
+
+def subset_copy(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray) -> ad.AnnData:
+    """``adata[rows, cols].copy()`` with X and every layer gathered once (``np.ix_``; on
+    dask, lazily); annotations from anndata's view (unused categories removed as usual)."""
+    view = adata[rows, cols]
+    r, c = np.flatnonzero(rows), np.flatnonzero(cols)
+
+    def take(a):
+        if is_dask(a):
+            return a[r][:, c]
+        return np.asarray(a)[np.ix_(r, c)]
+
+    import copy as _copy
+
+    return ad.AnnData(
+        X=take(adata.X),
+        obs=view.obs.copy(),
+        var=view.var.copy(),
+        layers={k: take(adata.layers[k]) for k in adata.layers},
+        obsm={k: _own(view.obsm[k]) for k in view.obsm},
+        varm={k: _own(view.varm[k]) for k in view.varm},
+        obsp={k: _own(view.obsp[k]) for k in view.obsp},
+        varp={k: _own(view.varp[k]) for k in view.varp},
+        uns=_copy.deepcopy(dict(view.uns)),
     )
 
 

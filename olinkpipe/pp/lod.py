@@ -44,7 +44,7 @@ def below_lod(adata: ad.AnnData, *, copy: bool = True) -> ad.AnnData:
     >>> round(float(out.layers["below_lod"].mean()), 3)
     0.063
     """
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.new_result(adata, copy=copy, replaced=("below_lod",))
     lod = _utils.lod_layer(out, what="below_lod")
     out.layers["below_lod"] = _utils.npx(out) < lod  # lazy on the dask path
     return out
@@ -88,7 +88,7 @@ def censor_lod(
     True
     """
     check_literal("how", how, ["keep", "nan", "lod", "lod_half"])
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.new_result(adata, copy=copy, replaced=("below_lod",))
     lod = _utils.lod_layer(out, what="censor_lod")
     X = _utils.npx(out)
     below = X < lod
@@ -383,7 +383,7 @@ def compute_lod(
     'nclod'
     """
     check_literal("method", method, ["nclod", "fixed"])
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.new_result(adata, copy=copy, replaced=("lod", "below_lod"))
     if method == "nclod":
         table, codes, gidx = _nclod(out, groupby=groupby, min_nc=int(min_nc))
         settings = {"method": "nclod", "groupby": groupby or "", "min_nc": int(min_nc)}

@@ -300,7 +300,14 @@ def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
     C = Z.T @ Z if by_assay else Z @ Z.T
     C = np.asarray(C.compute()) if lazy else C
     m = C.shape[0]
-    vals, vecs = eigh(C, subset_by_index=[m - k, m - 1])
+    if m > 64 and k < m - 1:  # Lanczos (ARPACK, as scanpy's default): O(m²) per step
+        from scipy.sparse.linalg import eigsh
+
+        vals, vecs = eigsh(C, k=k, which="LA", v0=np.ones(m))
+        order = np.argsort(vals)
+        vals, vecs = vals[order], vecs[:, order]
+    else:
+        vals, vecs = eigh(C, subset_by_index=[m - k, m - 1])
     vals, vecs = np.clip(vals[::-1], 0, None), vecs[:, ::-1]
     if by_assay:
         loadings = vecs
@@ -371,7 +378,8 @@ def flag_outliers(
     if not sd > 0:
         msg = f"sd must be positive; got {sd!r}."
         raise ValidationError(msg)
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.shallow(adata) if copy else adata  # computed first, copied last
+    provenance(out)
     summary = _sample_panel_table(out)
     if controls == "exclude":
         summary = summary[~summary["is_control"].to_numpy(bool)]
@@ -414,6 +422,8 @@ def flag_outliers(
         "pca": bool(pca),
         **pca_info,
     }
+    if copy:  # one copy of the arrays, after the temporaries of the statistics are gone
+        return _utils.with_arrays_of(out, adata)
     return out
 
 
@@ -579,7 +589,7 @@ def _subset(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray, *, copy: bool
     contents, which is then returned); nothing is copied when nothing is removed."""
     if rows.all() and cols.all():
         return adata.copy() if copy else adata
-    sub = adata[rows, cols].copy()
+    sub = _utils.subset_copy(adata, rows, cols)
     if copy:
         return sub
     adata._init_as_actual(sub)
