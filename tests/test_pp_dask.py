@@ -284,3 +284,17 @@ def test_pipeline_under_a_distributed_cluster(study, cluster_client):
     got = pipeline(lazy(study))
     assert cluster_client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.workers))
     assert_same(got, exp)
+
+
+def test_pca_lanczos_paths_agree():
+    """> 64 assays: Lanczos on Z in memory, on the dask cross-product; same PCs."""
+    from olinkpipe.pp.qc import pca_scores
+
+    a = panel_sorted(make_adata(120, 80, seed=5, n_controls=0))
+    got, r_g, *_ = pca_scores(lazy(a), n_comps=2)
+    exp, r_e, *_ = pca_scores(a, n_comps=2)
+    np.testing.assert_allclose(got.to_numpy(), exp.to_numpy(), atol=1e-8)
+    np.testing.assert_allclose(r_g, r_e, rtol=1e-10)
+    flagged_g = quiet(op.pp.flag_outliers, lazy(a)).obs["pca_outlier"]
+    flagged_e = quiet(op.pp.flag_outliers, a).obs["pca_outlier"]
+    pd.testing.assert_series_equal(flagged_g, flagged_e)

@@ -29,7 +29,9 @@ def below_lod(adata: ad.AnnData, *, copy: bool = True) -> ad.AnnData:
     adata
         Samples × assays AnnData with ``layers["lod"]``.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -68,7 +70,9 @@ def censor_lod(
         linear scale — ``LOD − 1`` for log2 data (``NPX``, the default ``data_type``),
         ``LOD / 2`` when ``uns["olinkpipe"]["data_type"] == "Quantified"``.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -342,7 +346,9 @@ def compute_lod(
         Minimum number of passing negative controls per assay and group (Olink: 10;
         OlinkAnalyze checks the total number of NC samples, we check every assay/group).
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -419,7 +425,9 @@ def read_fixed_lod(
     path
         The fixed-LOD CSV file.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------

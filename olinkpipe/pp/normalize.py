@@ -385,7 +385,9 @@ def normalize_plates(
     controls
         ``"drop"`` (default) computes medians from study samples only; all rows are shifted.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------

@@ -297,18 +297,28 @@ def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
     lazy = _lazy.is_dask(Z)
     n, p = Z.shape
     by_assay = p <= n
-    C = Z.T @ Z if by_assay else Z @ Z.T
-    C = np.asarray(C.compute()) if lazy else C
-    m = C.shape[0]
-    if m > 64 and k < m - 1:  # Lanczos (ARPACK, as scanpy's default): O(m²) per step
-        from scipy.sparse.linalg import eigsh
+    m = min(n, p)
+    if not lazy and m > 64 and k < m - 1:  # in memory: Lanczos on Z, no m x m product
+        from scipy.sparse.linalg import LinearOperator, eigsh
 
-        vals, vecs = eigsh(C, k=k, which="LA", v0=np.ones(m))
-        order = np.argsort(vals)
-        vals, vecs = vals[order], vecs[:, order]
-    else:
-        vals, vecs = eigh(C, subset_by_index=[m - k, m - 1])
-    vals, vecs = np.clip(vals[::-1], 0, None), vecs[:, ::-1]
+        if by_assay:
+            op_ = LinearOperator((m, m), matvec=lambda v: Z.T @ (Z @ v), dtype=float)
+        else:
+            op_ = LinearOperator((m, m), matvec=lambda v: Z @ (Z.T @ v), dtype=float)
+        vals, vecs = eigsh(op_, k=k, which="LA", v0=np.ones(m))
+        trace = float(np.einsum("ij,ij->", Z, Z))
+    else:  # dask: the cross-product reduced over blocks, then its eigenpairs
+        C = Z.T @ Z if by_assay else Z @ Z.T
+        C = np.asarray(C.compute()) if lazy else C
+        trace = float(np.trace(C))
+        if m > 64 and k < m - 1:
+            from scipy.sparse.linalg import eigsh
+
+            vals, vecs = eigsh(C, k=k, which="LA", v0=np.ones(m))
+        else:
+            vals, vecs = eigh(C, subset_by_index=[m - k, m - 1])
+    order = np.argsort(vals)[::-1]
+    vals, vecs = np.clip(vals[order], 0, None), vecs[:, order]
     if by_assay:
         loadings = vecs
         scores = Z @ vecs
@@ -321,7 +331,7 @@ def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
     big = np.abs(ref).argmax(axis=0)
     sign = np.sign(ref[big, np.arange(k)])
     sign[sign == 0] = 1
-    ratio = vals / np.trace(C) if np.trace(C) > 0 else np.zeros(k)
+    ratio = vals / trace if trace > 0 else np.zeros(k)
     return scores * sign, ratio
 
 
@@ -355,7 +365,9 @@ def flag_outliers(
         ``"include"`` (default, as ``olink_qc_plot``) computes the limits over all samples;
         ``"exclude"`` leaves control samples out of limits and flags.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -457,7 +469,11 @@ def filter(
         ``"drop"``: remove samples flagged in ``obs["outlier"]``; :func:`flag_outliers` is
         run with its defaults when that column is absent.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData holding one copy of the kept samples × assays of X and the
+        layers (default; the input is left alone), or, with ``copy=False``, replace
+        ``adata``'s contents with that one copy and return ``adata``. A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy; only the detected fraction
+        per assay is computed).
 
     Returns
     -------
