@@ -223,6 +223,15 @@ def test_two_project_normalizations(two_projects, which):
     assert_same(got, exp)
 
 
+def test_reference_median_normalize(study):
+    ref = pd.DataFrame({"OlinkID": study.var_names[2:], "Reference_NPX": 5.0})
+    got = quiet(op.pp.reference_median_normalize, lazy(study), ref, samples=["S1", "S2", "S5"])
+    exp = quiet(op.pp.reference_median_normalize, study, ref, samples=["S1", "S2", "S5"])
+    step = "reference_median_normalize"
+    pd.testing.assert_frame_equal(_factors(got, step), _factors(exp, step), check_exact=True)
+    assert_same(got, exp)
+
+
 class Counter(Callback):
     """Counts dask computations (``compute`` calls) and the tasks they ran."""
 
@@ -243,6 +252,13 @@ def test_steps_stay_lazy_and_compute_only_small_results(study):
     with Counter() as c:
         b = op.pp.normalize_plates(a)
     assert c.computes == 1  # the plate medians (a plates x assays table)
+    with Counter() as c:
+        b = op.pp.compute_lod(b, min_nc=5)
+    assert c.computes == 1  # the negative-control rows
+    with Counter() as c:
+        b = op.pp.flag_outliers(b)
+    # sample stats of every panel (1), assay stats (2), the cross-product and the scores (2)
+    assert c.computes == 5
     with Counter() as c:
         b = quiet(op.pp.filter, b, qc_warning="mask", min_detected=0.5)
     assert c.computes == 1  # the masked count and detected fraction per assay

@@ -78,21 +78,36 @@ def per_sample(
     On dask the panel's columns are gathered into one block per array (all samples × the
     panel's assays; a panel-aligned layout makes that a concatenation of whole blocks).
     """
-    cols = np.asarray(cols, dtype=np.intp)
+    return per_sample_many(fn, arrays, [cols], k=k)[0]
+
+
+def per_sample_many(
+    fn: Callable[..., np.ndarray], arrays: Sequence, col_sets: Sequence[np.ndarray], *, k: int
+) -> list[np.ndarray]:
+    """:func:`per_sample` for several panels; on dask computed together (one pass)."""
     first = arrays[0]
+    n = first.shape[0]
+
+    def call(*b):
+        return np.asarray(fn(*b), dtype=float).reshape(b[0].shape[0], k)
+
     if is_dask(first):
         da = require_dask("a dask-backed AnnData")
-        sub = [_aligned(a, first.chunks)[:, cols].rechunk({0: -1, 1: -1}) for a in arrays]
-        res = da.map_blocks(
-            lambda *b: np.asarray(fn(*b), dtype=float).reshape(b[0].shape[0], k),
-            *sub,
-            chunks=((first.shape[0],), (k,)),
-            dtype=float,
-        )
-        return np.asarray(res.compute())
-    contiguous = len(cols) and np.array_equal(cols, np.arange(cols[0], cols[0] + len(cols)))
-    sel = slice(int(cols[0]), int(cols[0]) + len(cols)) if contiguous else cols
-    return np.asarray(fn(*(a[:, sel] for a in arrays)), dtype=float).reshape(first.shape[0], k)
+        import dask
+
+        lazy = []
+        for cols in col_sets:
+            cols = np.asarray(cols, dtype=np.intp)
+            sub = [_aligned(a, first.chunks)[:, cols].rechunk({0: -1, 1: -1}) for a in arrays]
+            lazy.append(da.map_blocks(call, *sub, chunks=((n,), (k,)), dtype=float))
+        return [np.asarray(r) for r in dask.compute(*lazy)]
+    out = []
+    for cols in col_sets:
+        cols = np.asarray(cols, dtype=np.intp)
+        contiguous = len(cols) and np.array_equal(cols, np.arange(cols[0], cols[0] + len(cols)))
+        sel = slice(int(cols[0]), int(cols[0]) + len(cols)) if contiguous else cols
+        out.append(call(*(a[:, sel] for a in arrays)))
+    return out
 
 
 def _aligned(a, chunks):
@@ -168,6 +183,19 @@ def rows(X, rows: np.ndarray) -> np.ndarray:
     if is_dask(X):
         return np.asarray(X[rows].compute())
     return np.asarray(X)[rows]
+
+
+def rows_of(arrays: Sequence, rows: np.ndarray) -> list[np.ndarray]:
+    """:func:`rows` of several arrays; the dask ones computed together (one pass)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    lazy = [i for i, a in enumerate(arrays) if is_dask(a)]
+    out = [None if i in lazy else np.asarray(a)[rows] for i, a in enumerate(arrays)]
+    if lazy:
+        import dask
+
+        for i, value in zip(lazy, dask.compute(*(arrays[i][rows] for i in lazy)), strict=True):
+            out[i] = np.asarray(value)
+    return out
 
 
 def panel_chunks(adata: ad.AnnData, max_assays: int | None = None) -> tuple[int, ...]:

@@ -194,10 +194,11 @@ def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int):
     if not _lazy.is_dask(values):
         values = np.asarray(values, dtype=float)
     nc_rows = np.flatnonzero(nc)
-    values_nc = np.asarray(_lazy.rows(values, nc_rows), dtype=float)
     if "qc_warning" in adata.layers:
-        fail_nc = np.asarray(_lazy.rows(adata.layers["qc_warning"], nc_rows), dtype=bool)
+        values_nc, fail_nc = _lazy.rows_of([values, adata.layers["qc_warning"]], nc_rows)
+        values_nc, fail_nc = values_nc.astype(float), fail_nc.astype(bool)
     else:
+        values_nc = _lazy.rows_of([values], nc_rows)[0].astype(float)
         by_panel, pidx = _utils.qc_fail_by_panel(adata)
         fail_nc = by_panel[nc_rows][:, pidx]
     real = ~_utils.control_assays(adata)

@@ -327,7 +327,7 @@ def reference_median_normalize(
     step = "reference_median_normalize"
     refmed = _reference_series(reference_medians)
     have = adata.var_names.isin(refmed.index)
-    out = adata[:, have].copy()
+    out = _utils.subset_copy(adata, np.ones(adata.n_obs, dtype=bool), have)  # one copy
     _utils.new_result(out, copy=False)
     rows = (
         np.arange(out.n_obs)
@@ -336,20 +336,17 @@ def reference_median_normalize(
             out, samples, what="samples", project=project, allow_multiple=True
         )
     )
-    X = np.asarray(out.X, dtype=float)
     names = out.var_names
-    _pair.warn_all_nan({project: X[rows]}, names, step=step, what="normalization samples")
-    med = _utils.nanmedian0(X[rows])
+    med, n = _pair.column_median(out, rows, np.arange(out.n_vars))
+    _pair.warn_all_nan({project: n}, names, step=step, what="normalization samples")
     target = refmed.reindex(names).to_numpy()
     factor = _pair.zero_missing(target - med, names, step=step)
-    out.X = X + factor
+    out.X = _shifted(_utils.npx(out), factor)
     if "lod" in out.layers:
-        out.layers["lod"] = np.asarray(out.layers["lod"], dtype=float) + factor
+        out.layers["lod"] = _shifted(_utils.lod_layer(out, what=step), factor)
     out.var["Adj_factor"] = factor
     out.obs["Project"] = project
-    table = _pair.factor_table(
-        names, out.var, factor, Reference_NPX=target, median=med, n=(~np.isnan(X[rows])).sum(0)
-    )
+    table = _pair.factor_table(names, out.var, factor, Reference_NPX=target, median=med, n=n)
     _utils.normalization_record(out)[step] = {
         "method": "reference_median",
         "n_samples": len(rows),
@@ -360,6 +357,14 @@ def reference_median_normalize(
             out, step=step, kind="assay", ids=adata.var_names[~have], reason="no reference median"
         )
     return out
+
+
+def _shifted(X, factor: np.ndarray):
+    """``X + factor`` per assay: in place on a private numpy copy, lazily on dask."""
+    if _lazy.is_dask(X):
+        return X + factor
+    X += factor
+    return X
 
 
 def normalize_plates(

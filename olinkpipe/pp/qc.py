@@ -94,9 +94,11 @@ def _sample_panel_table(adata: ad.AnnData) -> pd.DataFrame:
     sids = np.asarray(_utils.sample_ids(adata))
     is_ctrl = _utils.control_samples(adata)
     frames = []
-    for panel in pd.unique(pans[assay_keep]):
-        cols = np.flatnonzero((pans == panel) & assay_keep)
-        stats = _lazy.per_sample(_sample_kernel, arrays, cols, k=4)
+    panel_list = pd.unique(pans[assay_keep])
+    every = _lazy.per_sample_many(
+        _sample_kernel, arrays, [np.flatnonzero((pans == p) & assay_keep) for p in panel_list], k=4
+    )
+    for panel, stats in zip(panel_list, every, strict=True):
         ran = _ran_on_panel(adata, panel, stats[:, 2])
         med, iqr, n, below = stats[ran].T
         n = n.astype(np.int64)
@@ -308,7 +310,9 @@ def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
         vals, vecs = eigsh(op_, k=k, which="LA", v0=np.ones(m))
         trace = float(np.einsum("ij,ij->", Z, Z))
     else:  # dask: the cross-product reduced over blocks, then its eigenpairs
-        C = Z.T @ Z if by_assay else Z @ Z.T
+        with warnings.catch_warnings():  # dask: "increasing number of chunks" is intended
+            warnings.filterwarnings("ignore", message="Increasing number of chunks")
+            C = Z.T @ Z if by_assay else Z @ Z.T
         C = np.asarray(C.compute()) if lazy else C
         trace = float(np.trace(C))
         if m > 64 and k < m - 1:
