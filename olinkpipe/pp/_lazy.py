@@ -52,9 +52,10 @@ def per_assay(
     n_cols = first.shape[1]
     vecs = [np.atleast_2d(np.asarray(v)) for v in vectors]
     flat = [np.ndim(v) == 1 for v in vectors]
+    n_arrays = len(arrays)  # the closure must not hold the arrays: dask tokenizes it
 
     def call(*blocks):
-        b, v = blocks[: len(arrays)], blocks[len(arrays) :]
+        b, v = blocks[:n_arrays], blocks[n_arrays:]
         v = [x[0] if f else x for x, f in zip(v, flat, strict=True)]
         return np.asarray(fn(*b, *v), dtype=dtype).reshape(k, b[0].shape[1])
 

@@ -300,27 +300,19 @@ def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
     n, p = Z.shape
     by_assay = p <= n
     m = min(n, p)
-    if not lazy and m > 64 and k < m - 1:  # in memory: Lanczos on Z, no m x m product
-        from scipy.sparse.linalg import LinearOperator, eigsh
+    # the smaller cross-product (one BLAS call in memory; on dask reduced over blocks,
+    # an m x m result) and its leading eigenpairs (Lanczos for m > 64)
+    with warnings.catch_warnings():  # dask: "increasing number of chunks" is intended
+        warnings.filterwarnings("ignore", message="Increasing number of chunks")
+        C = Z.T @ Z if by_assay else Z @ Z.T
+    C = np.asarray(C.compute()) if lazy else C
+    trace = float(np.trace(C))
+    if m > 64 and k < m - 1:
+        from scipy.sparse.linalg import eigsh
 
-        if by_assay:
-            op_ = LinearOperator((m, m), matvec=lambda v: Z.T @ (Z @ v), dtype=float)
-        else:
-            op_ = LinearOperator((m, m), matvec=lambda v: Z @ (Z.T @ v), dtype=float)
-        vals, vecs = eigsh(op_, k=k, which="LA", v0=np.ones(m))
-        trace = float(np.einsum("ij,ij->", Z, Z))
-    else:  # dask: the cross-product reduced over blocks, then its eigenpairs
-        with warnings.catch_warnings():  # dask: "increasing number of chunks" is intended
-            warnings.filterwarnings("ignore", message="Increasing number of chunks")
-            C = Z.T @ Z if by_assay else Z @ Z.T
-        C = np.asarray(C.compute()) if lazy else C
-        trace = float(np.trace(C))
-        if m > 64 and k < m - 1:
-            from scipy.sparse.linalg import eigsh
-
-            vals, vecs = eigsh(C, k=k, which="LA", v0=np.ones(m))
-        else:
-            vals, vecs = eigh(C, subset_by_index=[m - k, m - 1])
+        vals, vecs = eigsh(C, k=k, which="LA", v0=np.ones(m))
+    else:
+        vals, vecs = eigh(C, subset_by_index=[m - k, m - 1])
     order = np.argsort(vals)[::-1]
     vals, vecs = np.clip(vals[order], 0, None), vecs[:, order]
     if by_assay:
@@ -581,6 +573,7 @@ def _detected(adata: ad.AnnData, *, mask: bool, keep_rows: np.ndarray) -> tuple[
     fail_layer, vectors = _fail_arrays(adata) if mask else ([], [])
     by_panel = _utils.qc_fail_by_panel(adata)[0] if mask and not fail_layer else None
     n_keep = len(keep_rows)
+    has_layer = bool(fail_layer)  # the kernel must not hold a dask array (tokenized)
 
     def kernel(*blocks):
         Xb = blocks[0]
@@ -588,7 +581,7 @@ def _detected(adata: ad.AnnData, *, mask: bool, keep_rows: np.ndarray) -> tuple[
         rest = blocks[1 + has_lod :]
         if not mask:
             fail = np.zeros(Xb.shape, dtype=bool)
-        elif fail_layer:
+        elif has_layer:
             fail = np.asarray(rest[0], dtype=bool)
         else:
             fail = by_panel[:, rest[0].astype(np.intp)]
