@@ -131,29 +131,38 @@ def from_columns(X, fn: Callable[[slice], np.ndarray], *, dtype) -> object:
     return da.map_blocks(make, X, dtype=dtype)
 
 
+def by_code(table: np.ndarray, codes: np.ndarray, pidx: np.ndarray) -> np.ndarray:
+    """``table[codes[i, pidx[j]], j]`` for a column block (``table`` and ``pidx`` sliced
+    to it; code ``-1`` takes the last row): whole rows of ``table`` gathered per run of
+    assays of one panel, an index array of the block's size only when panels alternate."""
+    pidx = np.asarray(pidx, dtype=np.intp).ravel()
+    n_cols = len(pidx)
+    starts = np.flatnonzero(np.r_[True, pidx[1:] != pidx[:-1]]) if n_cols else []
+    if len(starts) > 8:  # panels interleaved assay by assay: one gather with indices
+        return np.take_along_axis(table, codes[:, pidx], axis=0)
+    out = np.empty((codes.shape[0], n_cols), dtype=table.dtype)
+    for lo, hi in zip(starts, [*starts[1:], n_cols], strict=True):
+        out[:, lo:hi] = table[codes[:, pidx[lo]], lo:hi]
+    return out
+
+
 def add_by_code(X, codes: np.ndarray, pidx: np.ndarray, factors: np.ndarray):
     """``X[i, j] + factors[codes[i, pidx[j]], j]`` (code ``-1``: the last row of
     ``factors``): numpy ``X`` is changed in place, slice by slice, and returned; a dask
     ``X`` gives the lazy sum, block by block."""
     pidx = np.asarray(pidx, dtype=np.intp)
 
-    def shift(block, p, f):
-        p = np.asarray(p, dtype=np.intp).ravel()
-        return codes[:, p], f
-
     if is_dask(X):
         da = require_dask("a dask-backed AnnData")
 
         def add(block, p, f):
-            code, f = shift(block, p, f)
-            return block + np.take_along_axis(f, code, axis=0)
+            return block + by_code(f, codes, p)
 
         vp = da.from_array(pidx[None, :], chunks=((1,), X.chunks[1]))
         vf = da.from_array(factors, chunks=((factors.shape[0],), X.chunks[1]))
         return da.map_blocks(add, X, vp, vf, dtype=X.dtype)
     for sl in column_slices(X.shape[1]):
-        code, f = shift(None, pidx[sl], factors[:, sl])
-        X[:, sl] += np.take_along_axis(f, code, axis=0)
+        X[:, sl] += by_code(factors[:, sl], codes, pidx[sl])
     return X
 
 
@@ -164,8 +173,9 @@ def expand_by_code(X, codes: np.ndarray, pidx: np.ndarray, table: np.ndarray):
     pidx = np.asarray(pidx, dtype=np.intp)
 
     def fill(block, p, t):
-        code = codes[:, np.asarray(p, dtype=np.intp).ravel()]
-        return np.where(np.isnan(block), np.nan, np.take_along_axis(t, code, axis=0))
+        out = by_code(t, codes, p)
+        out[np.isnan(block)] = np.nan
+        return out
 
     if is_dask(X):
         da = require_dask("a dask-backed AnnData")
