@@ -190,6 +190,16 @@ def test_normalize_plates_bit_identical(study, controls):
     assert_same(got, exp)
 
 
+def test_normalize_plates_and_plate_lod_with_plates_differing_by_panel(study):
+    a = study.copy()
+    tab = a.obsm["PlateID"].copy()
+    tab["Olink Oncology"] = np.roll(tab["Olink Oncology"].to_numpy(), 1)
+    a.obsm["PlateID"] = tab
+    assert_same(op.pp.normalize_plates(lazy(a)), op.pp.normalize_plates(a))
+    got = op.pp.compute_lod(lazy(a), groupby="PlateID", min_nc=3)
+    assert_same(got, op.pp.compute_lod(a, groupby="PlateID", min_nc=3))
+
+
 @pytest.fixture
 def two_projects():
     ref = panel_sorted(make_adata(30, 16, seed=11, prefix="A", project="P1"))

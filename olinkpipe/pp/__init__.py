@@ -4,7 +4,7 @@ Each step returns an AnnData. With ``copy=True`` (the default) the input is left
 the result holds one copy of X and of each layer (layers the step rewrites are not copied
 first); with ``copy=False`` the step changes ``adata`` in place and returns that same object
 (not ``None``, unlike scanpy), so ``adata = step(adata, copy=False)`` works either way.
-Temporaries are slices of at most ``pp._lazy.COLUMN_BLOCK`` assays, never a copy of X:
+Temporaries are column slices of about ``pp._lazy.SLICE_BYTES``, never a copy of X:
 ``benchmarks/bench_pp_memory.py`` prints each step's peak as a multiple of X.
 ``filter`` returns one copy of what it keeps (``copy=False``: that copy replaces the
 object's contents); the two-project normalizations return the new stacked object.

@@ -1,7 +1,7 @@
 """Block-wise kernels shared by the in-memory and the dask paths of ``pp``.
 
 Every per-assay statistic is a column-independent kernel ``fn(block) -> (k, n_cols)`` run
-on column slices: in memory on slices of :data:`COLUMN_BLOCK` assays (so a temporary is
+on column slices: in memory on slices of about :data:`SLICE_BYTES` (so a temporary is
 at most a slice, never a copy of X), on a dask array once per assay block
 (``map_blocks``; each block holds all samples and a panel-aligned block of assays). Both
 paths run the same numpy code on the same values of each column, so their results are
@@ -19,8 +19,9 @@ import numpy as np
 
 from .._dask import is_dask, require_dask
 
-#: assays per column slice in memory: temporaries of a kernel stay ≤ n_obs × this
-COLUMN_BLOCK = 256
+#: float64 bytes per column slice in memory (at least 64 assays): a kernel's temporaries
+#: stay a few slices, never a copy of X
+SLICE_BYTES = 32 * 2**20
 
 
 def is_lazy(adata: ad.AnnData) -> bool:
@@ -28,8 +29,10 @@ def is_lazy(adata: ad.AnnData) -> bool:
     return is_dask(adata.X)
 
 
-def column_slices(n: int, size: int = COLUMN_BLOCK) -> list[slice]:
-    """Contiguous column slices of at most ``size`` covering ``n`` columns."""
+def column_slices(n: int, n_rows: int) -> list[slice]:
+    """Contiguous column slices covering ``n`` columns, each about :data:`SLICE_BYTES` of
+    float64 over ``n_rows`` rows (at least 64 columns)."""
+    size = max(64, SLICE_BYTES // (8 * max(n_rows, 1)))
     return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
 
 
@@ -66,7 +69,7 @@ def per_assay(
         res = da.map_blocks(call, *arrs, chunks=((k,), first.chunks[1]), dtype=dtype)
         return np.asarray(res.compute())
     out = np.empty((k, n_cols), dtype=dtype)
-    for sl in column_slices(n_cols):
+    for sl in column_slices(n_cols, first.shape[0]):
         out[:, sl] = call(*(a[:, sl] for a in arrays), *(v[:, sl] for v in vecs))
     return out
 
@@ -137,6 +140,11 @@ def by_code(table: np.ndarray, codes: np.ndarray, pidx: np.ndarray) -> np.ndarra
     assays of one panel, an index array of the block's size only when panels alternate."""
     pidx = np.asarray(pidx, dtype=np.intp).ravel()
     n_cols = len(pidx)
+    present = np.unique(pidx)
+    if len(present) and all(
+        np.array_equal(codes[:, q], codes[:, present[0]]) for q in present[1:]
+    ):  # every panel of the block on the same plates (the usual case): one row gather
+        return table[codes[:, present[0]]]
     starts = np.flatnonzero(np.r_[True, pidx[1:] != pidx[:-1]]) if n_cols else []
     if len(starts) > 8:  # panels interleaved assay by assay: one gather with indices
         return np.take_along_axis(table, codes[:, pidx], axis=0)
@@ -161,7 +169,7 @@ def add_by_code(X, codes: np.ndarray, pidx: np.ndarray, factors: np.ndarray):
         vp = da.from_array(pidx[None, :], chunks=((1,), X.chunks[1]))
         vf = da.from_array(factors, chunks=((factors.shape[0],), X.chunks[1]))
         return da.map_blocks(add, X, vp, vf, dtype=X.dtype)
-    for sl in column_slices(X.shape[1]):
+    for sl in column_slices(X.shape[1], X.shape[0]):
         X[:, sl] += by_code(factors[:, sl], codes, pidx[sl])
     return X
 
@@ -183,7 +191,7 @@ def expand_by_code(X, codes: np.ndarray, pidx: np.ndarray, table: np.ndarray):
         vt = da.from_array(table, chunks=((table.shape[0],), X.chunks[1]))
         return da.map_blocks(fill, X, vp, vt, dtype=float)
     out = np.empty(X.shape, dtype=float)
-    for sl in column_slices(X.shape[1]):
+    for sl in column_slices(X.shape[1], X.shape[0]):
         out[:, sl] = fill(X[:, sl], pidx[sl], table[:, sl])
     return out
 

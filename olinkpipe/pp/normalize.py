@@ -493,12 +493,19 @@ def _plate_medians(
     out = np.full((1 + 2 * n_plates, block.shape[1]), np.nan)
     out[1 + n_plates :] = 0
     out[0] = _utils.nanmedian0(block[use])
+    # panels whose samples sit on the same plates (the usual case) are done together
+    groups: dict[bytes, list[int]] = {}
     for p in np.unique(pidx):
-        cols = np.flatnonzero(pidx == p)
-        for c in np.unique(codes[:, p]):
+        groups.setdefault(codes[:, p].tobytes(), []).append(int(p))
+    for pans in groups.values():
+        code = codes[:, pans[0]]
+        cols = np.flatnonzero(np.isin(pidx, pans))
+        whole = len(cols) == block.shape[1]
+        for c in np.unique(code):
             if c < 0:
                 continue
-            sub = block[np.ix_((codes[:, p] == c) & use, cols)]
+            sub = block[(code == c) & use]
+            sub = sub if whole else sub[:, cols]
             out[1 + c, cols] = _utils.nanmedian0(sub)
             out[1 + n_plates + c, cols] = (~np.isnan(sub)).sum(axis=0)
     return out

@@ -625,6 +625,6 @@ def _mask_qc(adata: ad.AnnData) -> None:
     if X is not adata.X:
         adata.X = X
     by_panel, pidx = _utils.qc_fail_by_panel(adata) if not fail_layer else (None, None)
-    for sl in _lazy.column_slices(adata.n_vars):
+    for sl in _lazy.column_slices(adata.n_vars, adata.n_obs):
         fail = fail_layer[0][:, sl] if fail_layer else by_panel[:, pidx[sl]]
         X[:, sl][fail] = np.nan
