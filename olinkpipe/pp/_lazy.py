@@ -31,8 +31,8 @@ def is_lazy(adata: ad.AnnData) -> bool:
 
 def column_slices(n: int, n_rows: int) -> list[slice]:
     """Contiguous column slices covering ``n`` columns, each about :data:`SLICE_BYTES` of
-    float64 over ``n_rows`` rows (at least 64 columns)."""
-    size = max(64, SLICE_BYTES // (8 * max(n_rows, 1)))
+    float64 over ``n_rows`` rows and at most an eighth of the columns (at least 64)."""
+    size = max(64, min(SLICE_BYTES // (8 * max(n_rows, 1)), -(-n // 8)))
     return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
 
 
