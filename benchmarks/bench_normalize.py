@@ -62,6 +62,11 @@ study sample per plate and assay, then NPX and LOD shifted in place, slice by sl
 ``pp.intensity_normalize`` (medians over all samples of both projects, then the stacked
 result), each divided by the **pass floor**, ``np.add(X, c, out=X)`` over the project's X
 (one read and one write of every value; for intensity, of both projects' X).
+Measured on this 2-core VM (shared, 2026-12-06): normalize_plates 489 ms = 31× the pass
+floor (15.8 ms), intensity_normalize 778 ms = 26× (29.4 ms): the ≤ 2× target is **not**
+met. Exact medians (R's, bit for bit) need an order statistic per plate and assay, i.e. a
+sort (or a selection) of every value, which alone is ~15–20× a pass; the shift itself is
+one in-place pass per slice.
 
 Run: ``python benchmarks/bench_normalize.py`` (``OLINKPIPE_NUM_THREADS`` sets the threads).
 """
