@@ -281,3 +281,19 @@ def test_pca_outliers_with_as_many_components_as_the_data_allow():
             warnings.simplefilter("ignore", OlinkpipeWarning)
             out = op.pp.flag_outliers(sub)
         assert "variance_ratio" in out.uns["olinkpipe"]["outliers"]
+
+
+def test_pca_scores_lanczos_match_svd():
+    """> 64 assays (Lanczos on Z): scores equal an SVD of the standardized matrix to 1e-8
+    (up to each component's sign), variance ratios to 1e-10."""
+    from olinkpipe.pp.qc import pca_scores
+
+    a = make_adata(150, 90, seed=6, n_controls=0, nan_frac=0.0)
+    got, ratio, n_imp, n_miss = pca_scores(a, n_comps=3)
+    assert n_imp == 0 and n_miss == 0
+    Z = (a.X - a.X.mean(0)) / a.X.std(0, ddof=1)
+    U, S, _ = np.linalg.svd(Z, full_matrices=False)
+    exp = U[:, :3] * S[:3]
+    sign = np.sign((got.to_numpy() * exp).sum(axis=0))
+    np.testing.assert_allclose(got.to_numpy(), exp * sign, atol=1e-8)
+    np.testing.assert_allclose(ratio, S[:3] ** 2 / (S**2).sum(), rtol=1e-10)

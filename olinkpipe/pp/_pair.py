@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .. import _parallel
+from .._dask import require_dask
 from .._provenance import EXCLUDED_COLUMNS, provenance
 from ..errors import DesignError, ValidationError, format_message, preview
-from . import _utils
+from . import _lazy, _utils
 
 EXPLORE_PRODUCTS = {"explore 3072": "Explore 3072", "explore ht": "Explore HT"}
 
@@ -142,18 +143,34 @@ def _warn_normalization(norm_r, norm_o, cols_r, cols_o, common: pd.Index, *, ste
 
 
 def block(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """A private float copy of ``X[rows][:, cols]``: rows first (contiguous), columns only
-    when they are not all of them in order."""
-    out = np.asarray(adata.X, dtype=float)[np.asarray(rows, dtype=np.intp)]
+    """A private float copy of ``X[rows][:, cols]`` (a few rows: bridge samples); on dask
+    only those rows are computed."""
+    out = np.asarray(_lazy.rows(_utils.npx(adata), rows), dtype=float)
     if len(cols) == adata.n_vars and np.array_equal(cols, np.arange(adata.n_vars)):
         return out
     return out[:, cols]
 
 
+def column_median(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray) -> tuple:
+    """Per-assay median of ``X[rows]`` and number of values, at ``cols``: block by block,
+    never a copy of all the rows (intensity normalization uses every sample)."""
+    rows = np.asarray(rows, dtype=np.intp)
+
+    def kernel(b):
+        b = b[rows]
+        return np.vstack([_utils.nanmedian0(b), (~np.isnan(b)).sum(axis=0)])
+
+    med, n = _lazy.per_assay(kernel, [_utils.npx(adata)], k=2)
+    return med[cols], n[cols].astype(np.int64)
+
+
 def warn_all_nan(blocks: dict[str, np.ndarray], names: pd.Index, *, step: str, what: str) -> None:
     """Warn about assays with no value at all in the rows used for the factor."""
     for proj, block in blocks.items():
-        allnan = np.isnan(block).all(axis=0) if block.shape[0] else np.ones(len(names), bool)
+        if block.ndim == 1:  # values per assay already counted
+            allnan = block == 0
+        else:
+            allnan = np.isnan(block).all(axis=0) if block.shape[0] else np.ones(len(names), bool)
         if allnan.any():
             _utils.warn_user(
                 f"{step}: {int(allnan.sum())} assay(s) have no values in the {what} of project "
@@ -331,6 +348,76 @@ class Stack:
         self.jobs.__exit__(*exc)
 
 
+class LazyStack:
+    """:class:`Stack` for dask-backed projects: the same outputs as lazy arrays (each
+    project's shared assays, the other shifted by the factor on NPX and LOD, stacked on
+    the samples axis into one row block), so :func:`combine` builds the result unchanged."""
+
+    SHIFTED = Stack.SHIFTED
+
+    def __init__(
+        self, ref: ad.AnnData, other: ad.AnnData, cols_r: np.ndarray, cols_o: np.ndarray
+    ) -> None:
+        self.da = require_dask("a dask-backed AnnData")
+        self.cols = (cols_r, cols_o)
+        m = len(cols_r)
+        ident = (
+            m == ref.n_vars and np.array_equal(cols_r, np.arange(m)),
+            m == other.n_vars and np.array_equal(cols_o, np.arange(m)),
+        )
+        coded_r, coded_o = _coded(ref), _coded(other)
+        self.coded: dict[str, list[str]] = {}
+        sources = {"X": (ref.X, other.X)}
+        for key in ref.layers:
+            if key not in other.layers:
+                continue
+            a_o = other.layers[key]
+            if key in coded_r and key in coded_o:
+                known = set(coded_r[key])
+                cats = list(coded_r[key]) + [c for c in coded_o[key] if c not in known]
+                self.coded[key] = cats
+                lookup = np.array([-1] + [cats.index(c) for c in coded_o[key]], dtype=np.int32)
+                a_o = self._lazy(a_o).map_blocks(
+                    lambda b, lk=lookup: lk[np.asarray(b, dtype=np.int64) + 1], dtype=np.int32
+                )
+            sources[key] = (ref.layers[key], a_o)
+        self.dropped_layers = sorted((set(ref.layers) ^ set(other.layers)) - {"measured"})
+        if "measured" in ref.layers or "measured" in other.layers:
+            sources["measured"] = tuple(
+                a.layers["measured"] if "measured" in a.layers else np.ones(a.shape, bool)
+                for a in (ref, other)
+            )
+        self.sources = {
+            k: tuple(
+                self._lazy(a) if i else self._lazy(a)[:, cols]
+                for a, i, cols in zip(v, ident, self.cols, strict=True)
+            )
+            for k, v in sources.items()
+        }
+        self.out: dict = {}
+
+    def _lazy(self, a):
+        return a if _lazy.is_dask(a) else self.da.from_array(np.asarray(a), chunks=(-1, "auto"))
+
+    def shift(self, factor: np.ndarray) -> None:
+        for key, (a_r, a_o) in self.sources.items():
+            if key in self.SHIFTED:
+                a_r = a_r.astype(np.result_type(a_r.dtype, a_o.dtype, np.float64))
+                a_o = a_o + np.asarray(factor, dtype=float)
+            joined = self.da.concatenate([a_r, a_o.astype(a_r.dtype)], axis=0)
+            self.out[key] = joined.rechunk({0: -1})
+
+    def arrays(self, *, wait: bool = True) -> tuple:
+        layers = dict(self.out)
+        return layers.pop("X"), layers
+
+    def __enter__(self) -> LazyStack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def marks(n_ref: int, n_other: int, rows_r, rows_o, values=True, empty=False) -> tuple:
     """Per-sample ``obs`` marks of both projects: ``values`` at ``rows_*``, else ``empty``."""
     dtype = bool if isinstance(empty, bool) else object
@@ -357,7 +444,10 @@ def normalize(
     ``factor_of(cols_r, cols_o) -> (factor, factor_columns)``, queue the other project
     shifted by it and build the result (:func:`combine`) while the arrays are written."""
     cols_r, cols_o, records = align_assays(ref, other, step=step, projects=projects)
-    with Stack(ref, other, cols_r, cols_o) as stack:  # copying the reference starts
+    lazy = _lazy.is_dask(ref.X) or _lazy.is_dask(other.X)
+    with (LazyStack if lazy else Stack)(
+        ref, other, cols_r, cols_o
+    ) as stack:  # copying the reference starts
         factor, columns = factor_of(cols_r, cols_o)
         stack.shift(factor)
         return combine(

@@ -12,6 +12,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._dask import is_dask
 from .._provenance import provenance, record_exclusion
 from ..errors import (
     DuplicateSampleError,
@@ -62,7 +63,14 @@ def nanmedian0(block: np.ndarray) -> np.ndarray:
     if n_rows == 0:
         return np.full(n_cols, np.nan)
     srt = np.sort(block, axis=0)
-    n = n_rows - np.isnan(block).sum(axis=0)
+    return median_sorted(srt, n_rows - np.isnan(block).sum(axis=0))
+
+
+def median_sorted(srt: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """:func:`nanmedian0` of columns already sorted (NaN last) with ``n`` values each."""
+    n_cols = srt.shape[1]
+    if srt.shape[0] == 0:
+        return np.full(n_cols, np.nan)
     cols = np.arange(n_cols)
     lo = srt[np.maximum((n - 1) // 2, 0), cols]
     hi = srt[np.maximum(n // 2, 0), cols]
@@ -145,17 +153,23 @@ def cell_codes(adata: ad.AnnData, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def qc_fail_cells(adata: ad.AnnData) -> np.ndarray:
-    """Boolean sample × assay mask of cells whose sample QC warning is not a pass."""
+    """Boolean sample × assay mask of cells whose sample QC warning is not a pass
+    (``layers["qc_warning"]`` as it is stored, a dask array on the dask path)."""
     if "qc_warning" in adata.layers:
-        return np.asarray(adata.layers["qc_warning"], dtype=bool)
+        layer = adata.layers["qc_warning"]
+        return layer if is_dask(layer) else np.asarray(layer, dtype=bool)
+    fail, pidx = qc_fail_by_panel(adata)
+    return fail[:, pidx]
+
+
+def qc_fail_by_panel(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
+    """QC failure per sample and panel (``n_obs × n_panels`` bool from the per-panel
+    ``QC_Warning``) and each assay's panel position: cell (i, j) fails when
+    ``fail[i, pidx[j]]``. Small, where :func:`qc_fail_cells` is a full matrix."""
     tab = per_panel_obs(adata, "QC_Warning")
     fail_tab = ~tab.apply(lambda s: s.str.strip().str.upper().isin(PASS_LABELS))
-    pans = panels(adata)
-    out = np.zeros((adata.n_obs, adata.n_vars), dtype=bool)
-    for p in pd.unique(pans):
-        cols = np.flatnonzero(pans == p)
-        out[:, cols] = fail_tab[p].to_numpy()[:, None]
-    return out
+    pidx = pd.Index(list(fail_tab.columns)).get_indexer(panels(adata))
+    return fail_tab.to_numpy(dtype=bool).reshape(adata.n_obs, -1), pidx
 
 
 def sample_qc_fail(adata: ad.AnnData) -> np.ndarray:
@@ -176,7 +190,16 @@ def lod_layer(adata: ad.AnnData, *, what: str) -> np.ndarray:
             hint="Read an export with an LOD column, or run pp.compute_lod / pp.read_fixed_lod.",
         )
         raise MissingColumnError(msg)
-    return np.asarray(adata.layers["lod"], dtype=float)
+    lod = adata.layers["lod"]
+    return lod if is_dask(lod) else np.asarray(lod, dtype=float)
+
+
+def npx(adata: ad.AnnData):
+    """``X`` as float (no copy when it is float64 already; a dask X stays lazy)."""
+    X = adata.X
+    if is_dask(X):
+        return X if X.dtype == np.float64 else X.astype(float)
+    return np.asarray(X, dtype=float)
 
 
 def resolve_samples(
@@ -247,11 +270,79 @@ def resolve_samples(
     return np.asarray(rows, dtype=np.intp)
 
 
-def new_result(adata: ad.AnnData, *, copy: bool) -> ad.AnnData:
-    """A copy of ``adata`` (or ``adata`` itself) with ``uns["olinkpipe"]`` ready."""
-    out = adata.copy() if copy else adata
+def new_result(adata: ad.AnnData, *, copy: bool, replaced: tuple[str, ...] = ()) -> ad.AnnData:
+    """A copy of ``adata`` (or ``adata`` itself) with ``uns["olinkpipe"]`` ready; layers
+    named in ``replaced`` (the step writes them anew) are not copied."""
+    if copy and replaced:
+        out = with_arrays_of(shallow(adata), adata, skip=replaced)
+    else:
+        out = adata.copy() if copy else adata
     provenance(out)
     return out
+
+
+def shallow(adata: ad.AnnData) -> ad.AnnData:
+    """A new AnnData sharing ``adata``'s X and layers (not copied) with its own obs, var,
+    obsm and uns: steps can annotate it without touching the caller's object."""
+    import copy as _copy
+
+    return ad.AnnData(
+        X=adata.X,
+        obs=adata.obs.copy(),
+        var=adata.var.copy(),
+        layers={k: adata.layers[k] for k in adata.layers},
+        obsm={k: adata.obsm[k] for k in adata.obsm},
+        varm={k: adata.varm[k] for k in adata.varm},
+        uns=_copy.deepcopy(dict(adata.uns)),
+    )
+
+
+def with_arrays_of(
+    annotated: ad.AnnData, source: ad.AnnData, *, skip: tuple[str, ...] = ()
+) -> ad.AnnData:
+    """``annotated`` (a :func:`shallow` view of ``source``, with new annotations) holding
+    its own copy of ``source``'s X and layers (``skip``: layers about to be replaced,
+    dropped instead of copied)."""
+    annotated.X = source.X.copy()
+    for key in list(annotated.layers):
+        if key in skip:
+            del annotated.layers[key]
+        else:
+            annotated.layers[key] = source.layers[key].copy()
+    return annotated
+
+
+def _own(value):
+    """An independent copy of an obsm/varm entry taken from a view."""
+    if isinstance(value, pd.DataFrame):
+        return pd.DataFrame(value).copy()
+    return value.copy() if hasattr(value, "copy") else value
+
+
+def subset_copy(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray) -> ad.AnnData:
+    """``adata[rows, cols].copy()`` with X and every layer gathered once (``np.ix_``; on
+    dask, lazily); annotations from anndata's view (unused categories removed as usual)."""
+    view = adata[rows, cols]
+    r, c = np.flatnonzero(rows), np.flatnonzero(cols)
+
+    def take(a):
+        if is_dask(a):
+            return a[r][:, c]
+        return np.asarray(a)[np.ix_(r, c)]
+
+    import copy as _copy
+
+    return ad.AnnData(
+        X=take(adata.X),
+        obs=view.obs.copy(),
+        var=view.var.copy(),
+        layers={k: take(adata.layers[k]) for k in adata.layers},
+        obsm={k: _own(view.obsm[k]) for k in view.obsm},
+        varm={k: _own(view.varm[k]) for k in view.varm},
+        obsp={k: _own(view.obsp[k]) for k in view.obsp},
+        varp={k: _own(view.varp[k]) for k in view.varp},
+        uns=_copy.deepcopy(dict(view.uns)),
+    )
 
 
 def normalization_record(adata: ad.AnnData) -> dict:

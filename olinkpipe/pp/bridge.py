@@ -79,6 +79,10 @@ def bridge_normalize(
     project are dropped and reported; differing ``var["Normalization"]`` between the projects
     and assays with no bridge values in a project are warned about.
 
+    Dask-backed projects (X and layers ``dask.array``) give a dask-backed result: the
+    factor is computed from the bridge rows only, the stacked arrays stay lazy (one row
+    block, the reference's assay blocks).
+
     The stacked arrays are written on a few threads (``OLINKPIPE_NUM_THREADS``; see
     ``docs/api/pp.md``); the result does not depend on it.
 

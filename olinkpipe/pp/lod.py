@@ -11,9 +11,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._dask import require_dask
 from .._validate import check_literal, require_columns
 from ..errors import NPXFormatError, ValidationError, format_message, preview
-from . import _utils
+from . import _lazy, _utils
 
 __all__ = ["below_lod", "censor_lod", "compute_lod", "read_fixed_lod"]
 
@@ -28,7 +29,9 @@ def below_lod(adata: ad.AnnData, *, copy: bool = True) -> ad.AnnData:
     adata
         Samples × assays AnnData with ``layers["lod"]``.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -43,9 +46,9 @@ def below_lod(adata: ad.AnnData, *, copy: bool = True) -> ad.AnnData:
     >>> round(float(out.layers["below_lod"].mean()), 3)
     0.063
     """
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.new_result(adata, copy=copy, replaced=("below_lod",))
     lod = _utils.lod_layer(out, what="below_lod")
-    out.layers["below_lod"] = np.asarray(out.X, dtype=float) < lod
+    out.layers["below_lod"] = _utils.npx(out) < lod  # lazy on the dask path
     return out
 
 
@@ -67,7 +70,9 @@ def censor_lod(
         linear scale — ``LOD − 1`` for log2 data (``NPX``, the default ``data_type``),
         ``LOD / 2`` when ``uns["olinkpipe"]["data_type"] == "Quantified"``.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -87,23 +92,30 @@ def censor_lod(
     True
     """
     check_literal("how", how, ["keep", "nan", "lod", "lod_half"])
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.new_result(adata, copy=copy, replaced=("below_lod",))
     lod = _utils.lod_layer(out, what="censor_lod")
-    X = np.asarray(out.X, dtype=float).copy()
+    X = _utils.npx(out)
     below = X < lod
     data_type = str(out.uns["olinkpipe"].get("data_type", "NPX"))
-    if how == "nan":
-        X[below] = np.nan
-    elif how == "lod":
-        X[below] = lod[below]
-    elif how == "lod_half":
-        X[below] = lod[below] / 2.0 if data_type == "Quantified" else lod[below] - 1.0
-    out.X = X
+    if how != "keep" and _lazy.is_dask(X):  # lazy: one where() per block
+        da = require_dask("censor_lod")
+        value = {"nan": np.nan, "lod": lod}.get(how)
+        if value is None:
+            value = lod / 2.0 if data_type == "Quantified" else lod - 1.0
+        out.X = da.where(below, value, X)
+    elif how != "keep":  # in place on the result's own X (a copy unless copy=False)
+        if how == "nan":
+            X[below] = np.nan
+        elif how == "lod":
+            X[below] = lod[below]
+        else:
+            X[below] = lod[below] / 2.0 if data_type == "Quantified" else lod[below] - 1.0
+        out.X = X
     out.layers["below_lod"] = below
     out.uns["olinkpipe"]["censor_lod"] = {
         "how": how,
         "data_type": data_type,
-        "n_replaced": 0 if how == "keep" else int(below.sum()),
+        "n_replaced": 0 if how == "keep" else int(below.sum()),  # dask: one small sum
     }
     return out
 
@@ -119,7 +131,7 @@ def _nc_rows(adata: ad.AnnData) -> np.ndarray:
     return adata.obs["SampleType"].astype(str).str.upper().eq("NEGATIVE_CONTROL").to_numpy()
 
 
-def _intensity_shift(adata: ad.AnnData, pc: np.ndarray) -> np.ndarray:
+def _intensity_shift(adata: ad.AnnData, pc) -> np.ndarray:
     """Per-assay median PC-normalized NPX over SAMPLEs for intensity-normalized assays, else 0.
 
     OlinkAnalyze's ``olink_lod`` turns a plate-control-normalized LOD into an intensity-
@@ -135,46 +147,72 @@ def _intensity_shift(adata: ad.AnnData, pc: np.ndarray) -> np.ndarray:
         samples = adata.obs["SampleType"].astype(str).str.upper().eq("SAMPLE").to_numpy()
     else:
         samples = ~_utils.control_samples(adata)
-    med = _utils.nanmedian0(pc[samples])
+    rows = np.flatnonzero(samples)
+    med = _lazy.per_assay(lambda b: _utils.nanmedian0(b[rows]), [pc])[0]
     shift[inten] = med[inten]
     return np.where(np.isnan(shift), 0.0, shift)
 
 
-def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int) -> np.ndarray:
-    """LOD = median(NC) + max(0.2, 3 · SD(NC)) per assay (and group), as a samples × assays array."""
+def _group_codes(
+    adata: ad.AnnData, groupby: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group of every cell as ``codes[i, gidx[j]]`` (samples × a few columns, e.g. one per
+    panel for plates) and the group names."""
+    if groupby is None:
+        codes = np.zeros((adata.n_obs, 1), dtype=np.intp)
+        return codes, np.zeros(adata.n_vars, dtype=np.intp), np.array(["all"], dtype=object)
+    if groupby == "PlateID":
+        tab = _utils.per_panel_obs(adata, "PlateID")
+        groups = pd.unique(tab.to_numpy().ravel())
+        codes = np.column_stack(
+            [pd.Index(groups).get_indexer(tab[p].to_numpy()) for p in tab.columns]
+        ).reshape(adata.n_obs, tab.shape[1])
+        gidx = pd.Index(list(tab.columns)).get_indexer(_utils.panels(adata))
+        return codes, gidx, np.asarray(groups, dtype=object)
+    if groupby not in adata.obs:
+        msg = format_message(
+            f"groupby column {groupby!r} is not in obs",
+            column=groupby,
+            hint="Pass None, 'PlateID' or an obs column (e.g. 'DataAnalysisRefID').",
+        )
+        raise ValidationError(msg)
+    cat = pd.Categorical(adata.obs[groupby].astype(str))
+    codes = cat.codes.astype(np.intp)[:, None]
+    return codes, np.zeros(adata.n_vars, dtype=np.intp), np.asarray(cat.categories, dtype=object)
+
+
+def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int):
+    """LOD = median(NC) + max(0.2, 3 · SD(NC)) per assay (and group): a group × assay
+    table, with the group of every cell as ``codes[i, gidx[j]]``.
+
+    Only the negative-control rows are read for the statistics; the table is expanded to
+    samples × assays block by block (:func:`_lazy.expand_by_code`).
+    """
     nc = _nc_rows(adata)
     use_pc = "PCNormalizedNPX" in adata.layers
-    values = np.asarray(adata.layers["PCNormalizedNPX"] if use_pc else adata.X, dtype=float)
-    ok = nc[:, None] & ~_utils.qc_fail_cells(adata) & ~np.isnan(values)
-    ok &= ~_utils.control_assays(adata)[None, :]
+    values = adata.layers["PCNormalizedNPX"] if use_pc else _utils.npx(adata)
+    if not _lazy.is_dask(values):
+        values = np.asarray(values, dtype=float)
+    nc_rows = np.flatnonzero(nc)
+    if "qc_warning" in adata.layers:
+        values_nc, fail_nc = _lazy.rows_of([values, adata.layers["qc_warning"]], nc_rows)
+        values_nc, fail_nc = values_nc.astype(float), fail_nc.astype(bool)
+    else:
+        values_nc = _lazy.rows_of([values], nc_rows)[0].astype(float)
+        by_panel, pidx = _utils.qc_fail_by_panel(adata)
+        fail_nc = by_panel[nc_rows][:, pidx]
+    real = ~_utils.control_assays(adata)
+    ok_nc = ~fail_nc & ~np.isnan(values_nc) & real[None, :]
     if groupby is None and "DataAnalysisRefID" in adata.obs:
         groupby = "DataAnalysisRefID"  # OlinkAnalyze: per assay and reagent lot
-    if groupby is None:
-        codes = np.zeros((adata.n_obs, adata.n_vars), dtype=np.int32)
-        groups = np.array(["all"], dtype=object)
-    elif groupby == "PlateID":
-        codes, groups = _utils.cell_codes(adata, "PlateID")
-    else:
-        if groupby not in adata.obs:
-            msg = format_message(
-                f"groupby column {groupby!r} is not in obs",
-                column=groupby,
-                hint="Pass None, 'PlateID' or an obs column (e.g. 'DataAnalysisRefID').",
-            )
-            raise ValidationError(msg)
-        cat = pd.Categorical(adata.obs[groupby].astype(str))
-        codes = np.repeat(cat.codes.astype(np.int32)[:, None], adata.n_vars, axis=1)
-        groups = np.asarray(cat.categories, dtype=object)
-    lod_cells = np.full((adata.n_obs, adata.n_vars), np.nan)
+    codes, gidx, groups = _group_codes(adata, groupby)
+    codes_nc = codes[nc_rows][:, gidx]
+    table = np.full((len(groups) + 1, adata.n_vars), np.nan)  # last row: code -1, no group
     too_few: list[str] = []
-    real = ~_utils.control_assays(adata)
-    nc_rows = np.flatnonzero(nc)
-    ok_nc, values_nc, codes_nc = ok[nc_rows], values[nc_rows], codes[nc_rows]
     for k, g in enumerate(groups):  # one pass per plate/lot, vectorised over assays
-        in_g = codes == k
         block = np.where(ok_nc & (codes_nc == k), values_nc, np.nan)  # NC rows only
         n = (~np.isnan(block)).sum(axis=0)
-        present = in_g.any(axis=0) & real
+        present = (codes == k).any(axis=0)[gidx] & real
         short = present & (n < min_nc)
         too_few.extend(
             f"{g}/{v} (n={c})" for v, c in zip(adata.var_names[short], n[short], strict=True)
@@ -183,8 +221,7 @@ def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int) -> np.ndarray
             warnings.simplefilter("ignore", RuntimeWarning)
             med = _utils.nanmedian0(block)
             sd = np.nanstd(block, axis=0, ddof=1)
-        lod_g = med + np.maximum(0.2, 3.0 * sd)
-        lod_cells = np.where(in_g & present, lod_g[None, :], lod_cells)
+        table[k] = np.where(present, med + np.maximum(0.2, 3.0 * sd), np.nan)
     if too_few:
         msg = format_message(
             f"NCLOD needs at least {min_nc} passing negative controls (SampleType "
@@ -198,8 +235,8 @@ def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int) -> np.ndarray
         )
         raise ValidationError(msg)
     if use_pc:
-        lod_cells = lod_cells - _intensity_shift(adata, values)[None, :]
-    return lod_cells
+        table = table - _intensity_shift(adata, values)[None, :]
+    return table, codes, gidx
 
 
 def _fixed(adata: ad.AnnData, table: pd.DataFrame) -> np.ndarray:
@@ -257,10 +294,10 @@ def _fixed(adata: ad.AnnData, table: pd.DataFrame) -> np.ndarray:
             f"fixed LOD: no LOD for {int(missing.sum())} assay(s) "
             f"({preview(adata.var_names[missing])}); their LOD is NaN.",
         )
-    lod = np.repeat(values[None, :], adata.n_obs, axis=0)
+    lod = values[None, :]
     if "PCNormalizedNPX" in adata.layers:
-        pc = np.asarray(adata.layers["PCNormalizedNPX"], dtype=float)
-        lod = lod - _intensity_shift(adata, pc)[None, :]
+        pc = adata.layers["PCNormalizedNPX"]
+        lod = lod - _intensity_shift(adata, pc if _lazy.is_dask(pc) else np.asarray(pc, float))
     elif (
         "Normalization" in adata.var
         and adata.var["Normalization"].astype(str).str.lower().eq("intensity").any()
@@ -269,7 +306,8 @@ def _fixed(adata: ad.AnnData, table: pd.DataFrame) -> np.ndarray:
             "fixed LOD: intensity-normalized assays need layers['PCNormalizedNPX'] to convert "
             "the plate-control LOD (as OlinkAnalyze does); the LOD was applied unconverted.",
         )
-    return lod
+    codes = np.zeros((adata.n_obs, 1), dtype=np.intp)
+    return lod, codes, np.zeros(adata.n_vars, dtype=np.intp)
 
 
 def compute_lod(
@@ -309,7 +347,9 @@ def compute_lod(
         Minimum number of passing negative controls per assay and group (Olink: 10;
         OlinkAnalyze checks the total number of NC samples, we check every assay/group).
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -350,18 +390,18 @@ def compute_lod(
     'nclod'
     """
     check_literal("method", method, ["nclod", "fixed"])
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.new_result(adata, copy=copy, replaced=("lod", "below_lod"))
     if method == "nclod":
-        lod = _nclod(out, groupby=groupby, min_nc=int(min_nc))
+        table, codes, gidx = _nclod(out, groupby=groupby, min_nc=int(min_nc))
         settings = {"method": "nclod", "groupby": groupby or "", "min_nc": int(min_nc)}
     else:
         if fixed_lod is None:
             msg = "compute_lod(method='fixed') needs fixed_lod (see pp.read_fixed_lod)."
             raise ValidationError(msg)
-        lod = _fixed(out, fixed_lod)
+        table, codes, gidx = _fixed(out, fixed_lod)
         settings = {"method": "fixed"}
-    X = np.asarray(out.X, dtype=float)
-    lod = np.where(np.isnan(X), np.nan, lod)
+    X = _utils.npx(out)
+    lod = _lazy.expand_by_code(X, codes, gidx, table)  # NaN where X is NaN
     out.layers["lod"] = lod
     out.layers["below_lod"] = X < lod
     out.uns["olinkpipe"]["lod"] = settings
@@ -386,7 +426,9 @@ def read_fixed_lod(
     path
         The fixed-LOD CSV file.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------

@@ -9,6 +9,7 @@ LOD. The reference project is left unchanged (its factor is 0).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Literal
 
 import anndata as ad
@@ -17,7 +18,7 @@ import pandas as pd
 
 from .._validate import check_literal, require_columns
 from ..errors import ValidationError, format_message, preview
-from . import _pair, _utils
+from . import _lazy, _pair, _utils
 
 __all__ = [
     "subset_normalize",
@@ -40,23 +41,21 @@ def _subset_factor(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Median of the reference subset minus median of the other subset, per shared assay,
     and the factor table's extra columns (both medians, values per subset)."""
-    block_r = _pair.block(ref, rows_r, cols_r)
-    block_o = _pair.block(other, rows_o, cols_o)
+    med_r, n_r = _pair.column_median(ref, rows_r, cols_r)
+    med_o, n_o = _pair.column_median(other, rows_o, cols_o)
     names = ref.var_names[cols_r]
     _pair.warn_all_nan(
-        {projects[0]: block_r, projects[1]: block_o},
+        {projects[0]: n_r, projects[1]: n_o},
         names,
         step=step,
         what="normalization samples",
     )
-    med_r = _utils.nanmedian0(block_r)
-    med_o = _utils.nanmedian0(block_o)
     factor = _pair.zero_missing(med_r - med_o, names, step=step)
     return factor, {
         "median_reference": med_r,
         "median_other": med_o,
-        "n_reference": (~np.isnan(block_r)).sum(axis=0),
-        "n_other": (~np.isnan(block_o)).sum(axis=0),
+        "n_reference": n_r,
+        "n_other": n_o,
     }
 
 
@@ -328,7 +327,7 @@ def reference_median_normalize(
     step = "reference_median_normalize"
     refmed = _reference_series(reference_medians)
     have = adata.var_names.isin(refmed.index)
-    out = adata[:, have].copy()
+    out = _utils.subset_copy(adata, np.ones(adata.n_obs, dtype=bool), have)  # one copy
     _utils.new_result(out, copy=False)
     rows = (
         np.arange(out.n_obs)
@@ -337,20 +336,17 @@ def reference_median_normalize(
             out, samples, what="samples", project=project, allow_multiple=True
         )
     )
-    X = np.asarray(out.X, dtype=float)
     names = out.var_names
-    _pair.warn_all_nan({project: X[rows]}, names, step=step, what="normalization samples")
-    med = _utils.nanmedian0(X[rows])
+    med, n = _pair.column_median(out, rows, np.arange(out.n_vars))
+    _pair.warn_all_nan({project: n}, names, step=step, what="normalization samples")
     target = refmed.reindex(names).to_numpy()
     factor = _pair.zero_missing(target - med, names, step=step)
-    out.X = X + factor
+    out.X = _shifted(_utils.npx(out), factor)
     if "lod" in out.layers:
-        out.layers["lod"] = np.asarray(out.layers["lod"], dtype=float) + factor
+        out.layers["lod"] = _shifted(_utils.lod_layer(out, what=step), factor)
     out.var["Adj_factor"] = factor
     out.obs["Project"] = project
-    table = _pair.factor_table(
-        names, out.var, factor, Reference_NPX=target, median=med, n=(~np.isnan(X[rows])).sum(0)
-    )
+    table = _pair.factor_table(names, out.var, factor, Reference_NPX=target, median=med, n=n)
     _utils.normalization_record(out)[step] = {
         "method": "reference_median",
         "n_samples": len(rows),
@@ -361,6 +357,14 @@ def reference_median_normalize(
             out, step=step, kind="assay", ids=adata.var_names[~have], reason="no reference median"
         )
     return out
+
+
+def _shifted(X, factor: np.ndarray):
+    """``X + factor`` per assay: in place on a private numpy copy, lazily on dask."""
+    if _lazy.is_dask(X):
+        return X + factor
+    X += factor
+    return X
 
 
 def normalize_plates(
@@ -386,7 +390,9 @@ def normalize_plates(
     controls
         ``"drop"`` (default) computes medians from study samples only; all rows are shifted.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -410,32 +416,42 @@ def normalize_plates(
     check_literal("controls", controls, ["keep", "drop"])
     step = "normalize_plates"
     out = _utils.new_result(adata, copy=copy)
-    X = np.asarray(out.X, dtype=float)
     use = np.ones(out.n_obs, dtype=bool)
     if controls == "drop":
         use &= ~_utils.control_samples(out)
-    overall = _utils.nanmedian0(X[use])
     plate_tab = _utils.per_panel_obs(out, "PlateID")
     has_plates = bool((plate_tab.to_numpy() != "").any())
     pans = _utils.panels(out)
-    cell_factor = np.zeros_like(X)
+    pan_list = list(plate_tab.columns)
+    pidx = pd.Index(pan_list).get_indexer(pans)
+    plates = pd.unique(plate_tab.to_numpy().ravel())
+    codes = np.column_stack(
+        [pd.Index(plates).get_indexer(plate_tab[p].to_numpy()) for p in pan_list]
+    ).reshape(out.n_obs, len(pan_list))
+    n_pl = len(plates)
+    stats = _lazy.per_assay(
+        partial(_plate_medians, use=use, codes=codes, n_plates=n_pl),
+        [_utils.npx(out)],
+        k=1 + 2 * n_pl,
+        vectors=[pidx],
+    )
+    overall, med, count = stats[0], stats[1 : 1 + n_pl], stats[1 + n_pl :]
+    # factor per plate (code) and assay; the last row (code -1: no plate) shifts nothing
+    factors = np.zeros((n_pl + 1, out.n_vars))
     rows_tab: list[pd.DataFrame] = []
     missing: list[str] = []
-    # one pass per (panel, plate) block, vectorised over the block's assays
-    for panel in pd.unique(pans):
-        cols = np.flatnonzero(pans == panel)
-        plate_of = plate_tab[panel].to_numpy()
-        for plate in pd.unique(plate_of):
+    for p_i, panel in enumerate(pan_list):
+        cols = np.flatnonzero(pidx == p_i)
+        for plate in pd.unique(plate_tab[panel].to_numpy()):
             if plate == "" and has_plates:  # not measured on this panel: nothing to shift
                 continue
-            rows = np.flatnonzero(plate_of == plate)
-            block = X[np.ix_(rows[use[rows]], cols)]
-            fac = overall[cols] - _utils.nanmedian0(block)
+            c = int(np.flatnonzero(plates == plate)[0])
+            fac = overall[cols] - med[c, cols]
             bad = np.isnan(fac)
             if bad.any():
                 missing.extend(f"{plate}/{v}" for v in out.var_names[cols[bad]])
                 fac = np.where(bad, 0.0, fac)
-            cell_factor[np.ix_(rows, cols)] = fac
+            factors[c, cols] = fac
             rows_tab.append(
                 pd.DataFrame(
                     {
@@ -443,22 +459,53 @@ def normalize_plates(
                         "Panel": str(panel),
                         "OlinkID": out.var_names[cols].astype(str),
                         "Adj_factor": fac,
-                        "n": (~np.isnan(block)).sum(axis=0),
+                        "n": count[c, cols].astype(np.int64),
                     }
                 )
             )
+    if has_plates and "" in set(plates):  # cells on no plate keep their values
+        codes = np.where(codes == int(np.flatnonzero(plates == "")[0]), -1, codes)
     if missing:
         _utils.warn_user(
             f"{step}: no study-sample values for {len(missing)} plate/assay pair(s) "
             f"({preview(missing)}); their factor is set to 0.",
         )
-    out.X = X + cell_factor
+    out.X = _lazy.add_by_code(_utils.npx(out), codes, pidx, factors)
     if "lod" in out.layers:
-        out.layers["lod"] = np.asarray(out.layers["lod"], dtype=float) + cell_factor
+        out.layers["lod"] = _lazy.add_by_code(
+            _utils.lod_layer(out, what=step), codes, pidx, factors
+        )
     table = pd.concat(rows_tab, ignore_index=True)
     _utils.normalization_record(out)[step] = {
         "method": method,
         "controls": controls,
         "factors": table,
     }
+    return out
+
+
+def _plate_medians(
+    block: np.ndarray, pidx: np.ndarray, *, use: np.ndarray, codes: np.ndarray, n_plates: int
+) -> np.ndarray:
+    """Per assay of a block: median over the ``use`` rows, then each plate's median and
+    number of values over its ``use`` rows (NaN / 0 where the plate is not on the panel)."""
+    pidx = np.asarray(pidx, dtype=np.intp)
+    out = np.full((1 + 2 * n_plates, block.shape[1]), np.nan)
+    out[1 + n_plates :] = 0
+    out[0] = _utils.nanmedian0(block[use])
+    # panels whose samples sit on the same plates (the usual case) are done together
+    groups: dict[bytes, list[int]] = {}
+    for p in np.unique(pidx):
+        groups.setdefault(codes[:, p].tobytes(), []).append(int(p))
+    for pans in groups.values():
+        code = codes[:, pans[0]]
+        cols = np.flatnonzero(np.isin(pidx, pans))
+        whole = len(cols) == block.shape[1]
+        for c in np.unique(code):
+            if c < 0:
+                continue
+            sub = block[(code == c) & use]
+            sub = sub if whole else sub[:, cols]
+            out[1 + c, cols] = _utils.nanmedian0(sub)
+            out[1 + n_plates + c, cols] = (~np.isnan(sub)).sum(axis=0)
     return out

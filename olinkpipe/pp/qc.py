@@ -9,21 +9,35 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._dask import require_dask
 from .._provenance import provenance
 from .._validate import check_literal
 from ..errors import ValidationError
-from . import _utils
+from . import _lazy, _utils
+from ._utils import nanmedian0
 
 __all__ = ["qc_summary", "flag_outliers", "filter"]
 
 
 def _panel_stats(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample median and IQR (R ``IQR`` type 7 = numpy's linear default), NaN skipped."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = _utils.nanmedian0(block.T)
-        q75, q25 = np.nanpercentile(block, [75, 25], axis=1)
-    return med, q75 - q25
+    """Per-sample median and IQR (R ``IQR`` type 7 = numpy's linear default), NaN skipped.
+
+    One sort of the block for both (:func:`_lazy.nanquantile_sorted` equals
+    ``np.nanpercentile``, without its per-row Python loop).
+    """
+    srt = np.sort(np.asarray(block, dtype=float).T, axis=0)
+    n = block.shape[1] - np.isnan(srt).sum(axis=0)
+    med = _utils.median_sorted(srt, n)
+    iqr = _lazy.nanquantile_sorted(srt, n, 0.75) - _lazy.nanquantile_sorted(srt, n, 0.25)
+    return med, iqr
+
+
+def _sample_kernel(block: np.ndarray, lod: np.ndarray | None = None) -> np.ndarray:
+    """Per sample of one panel: median, IQR, measured assays, assays below LOD (n × 4)."""
+    med, iqr = _panel_stats(block)
+    n = (~np.isnan(block)).sum(axis=1)
+    below = (block < lod).sum(axis=1) if lod is not None else np.zeros(len(n))
+    return np.column_stack([med, iqr, n, below])
 
 
 def _limits(values: np.ndarray, sd: float) -> tuple[float, float]:
@@ -43,34 +57,52 @@ def _outside(med: np.ndarray, iqr: np.ndarray, *, sd: float) -> np.ndarray:
     return ~inside & ~np.isnan(med)
 
 
-def _ran_on_panel(adata: ad.AnnData, panel: str, block: np.ndarray) -> np.ndarray:
+def _ran_on_panel(adata: ad.AnnData, panel: str, n_measured: np.ndarray) -> np.ndarray:
     tab = adata.obsm.get("PlateID") if "PlateID" in adata.obsm else None
     if isinstance(tab, pd.DataFrame) and panel in tab:
         ran = tab[panel].astype(object).fillna("").astype(str).to_numpy() != ""
-        return ran & ~np.isnan(block).all(axis=1)
-    return ~np.isnan(block).all(axis=1)
+        return ran & (n_measured > 0)
+    return n_measured > 0
+
+
+_SAMPLE_COLUMNS = [
+    "sample",
+    "SampleID",
+    "Panel",
+    "PlateID",
+    "QC_Warning",
+    "is_control",
+    "n_assays",
+    "pct_below_lod",
+    "median",
+    "iqr",
+]
 
 
 def _sample_panel_table(adata: ad.AnnData) -> pd.DataFrame:
-    """One row per sample × panel the sample ran on (non-control assays only)."""
+    """One row per sample × panel the sample ran on (non-control assays only).
+
+    Per panel, the sample statistics come from one (all samples × panel assays) block: a
+    slice in memory, the panel's assay blocks gathered on the dask path.
+    """
     assay_keep = ~_utils.control_assays(adata)
-    X = np.asarray(adata.X, dtype=float)
-    lod = np.asarray(adata.layers["lod"], dtype=float) if "lod" in adata.layers else None
+    X = _utils.npx(adata)
+    arrays = [X, _utils.lod_layer(adata, what="qc_summary")] if "lod" in adata.layers else [X]
     pans = _utils.panels(adata)
     plate_tab = _utils.per_panel_obs(adata, "PlateID")
     qc_tab = _utils.per_panel_obs(adata, "QC_Warning")
     sids = np.asarray(_utils.sample_ids(adata))
     is_ctrl = _utils.control_samples(adata)
     frames = []
-    for panel in pd.unique(pans[assay_keep]):
-        cols = np.flatnonzero((pans == panel) & assay_keep)
-        block = X[:, cols]
-        ran = _ran_on_panel(adata, panel, block)
-        med, iqr = _panel_stats(block[ran])
-        measured = ~np.isnan(block[ran])
-        n = measured.sum(axis=1)
-        if lod is not None:
-            below = (block[ran] < lod[np.ix_(ran, cols)]).sum(axis=1)
+    panel_list = pd.unique(pans[assay_keep])
+    every = _lazy.per_sample_many(
+        _sample_kernel, arrays, [np.flatnonzero((pans == p) & assay_keep) for p in panel_list], k=4
+    )
+    for panel, stats in zip(panel_list, every, strict=True):
+        ran = _ran_on_panel(adata, panel, stats[:, 2])
+        med, iqr, n, below = stats[ran].T
+        n = n.astype(np.int64)
+        if len(arrays) > 1:
             with np.errstate(invalid="ignore", divide="ignore"):
                 pct = 100.0 * below / n
         else:
@@ -92,20 +124,7 @@ def _sample_panel_table(adata: ad.AnnData) -> pd.DataFrame:
             )
         )
     if not frames:
-        return pd.DataFrame(
-            columns=[
-                "sample",
-                "SampleID",
-                "Panel",
-                "PlateID",
-                "QC_Warning",
-                "is_control",
-                "n_assays",
-                "pct_below_lod",
-                "median",
-                "iqr",
-            ]
-        )
+        return pd.DataFrame(columns=_SAMPLE_COLUMNS)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -152,17 +171,22 @@ def qc_summary(adata: ad.AnnData, *, by: Literal["sample", "assay"] = "sample") 
     if by == "sample":
         out = _sample_panel_table(adata)
     else:
-        study = ~_utils.control_samples(adata)
-        X = np.asarray(adata.X, dtype=float)[study]
-        measured = ~np.isnan(X)
-        n = measured.sum(axis=0)
+        study = np.flatnonzero(~_utils.control_samples(adata))
+        has_lod = "lod" in adata.layers
+        arrays = [_utils.npx(adata)]
+        if has_lod:
+            arrays.append(_utils.lod_layer(adata, what="qc_summary"))
+
+        def kernel(block, lod=None):
+            block = block[study]
+            below = (block < lod[study]).sum(axis=0) if lod is not None else 0
+            return np.vstack([(~np.isnan(block)).sum(axis=0), below + 0.0, nanmedian0(block)])
+
+        n, below, median = _lazy.per_assay(kernel, arrays, k=3)
+        n = n.astype(np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            missing = 1.0 - n / X.shape[0] if X.shape[0] else np.full(adata.n_vars, np.nan)
-            if "lod" in adata.layers:
-                lod = np.asarray(adata.layers["lod"], dtype=float)[study]
-                below = (X < lod).sum(axis=0) / n
-            else:
-                below = np.full(adata.n_vars, np.nan)
+            missing = 1.0 - n / len(study) if len(study) else np.full(adata.n_vars, np.nan)
+            below = below / n if has_lod else np.full(adata.n_vars, np.nan)
         var = adata.var
         out = pd.DataFrame(
             {
@@ -172,7 +196,7 @@ def qc_summary(adata: ad.AnnData, *, by: Literal["sample", "assay"] = "sample") 
                 "n_samples": n,
                 "missing_freq": missing,
                 "below_lod_freq": below,
-                "median": _utils.nanmedian0(X),
+                "median": median,
                 "is_control": _utils.control_assays(adata),
             }
         )
@@ -198,52 +222,113 @@ def qc_limits(summary: pd.DataFrame, *, sd: float = 3.0) -> pd.DataFrame:
 def pca_scores(
     adata: ad.AnnData, *, n_comps: int = 2, controls: Literal["include", "exclude"] = "include"
 ) -> tuple[pd.DataFrame, np.ndarray, int, int]:
-    """PCA of NPX via scanpy, with OlinkAnalyze's preprocessing (``npxProcessing_forDimRed``).
+    """PCA of NPX with OlinkAnalyze's preprocessing (``npxProcessing_forDimRed``).
 
     Control assays and assays with no variance are left out; assays missing in more than
     10 % of the samples (5 % with 88 samples or fewer) are left out; the remaining NaN are
     imputed by the assay median; assays are centred and scaled (``prcomp(scale. = TRUE)``).
+    The components are the leading eigenvectors of the smaller cross-product of the
+    standardized matrix Z (``ZᵀZ``, assays × assays, reduced over assay blocks on the dask
+    path; or ``ZZᵀ`` when there are fewer samples than assays), the same PCA as an SVD
+    of Z. Each component's sign makes its largest loading positive.
     Returns the scores frame (index = obs names, columns PC1..), the variance ratio, the
     number of imputed values and the number of assays left out for missingness.
     """
-    import scanpy as sc
-
-    rows = np.ones(adata.n_obs, dtype=bool)
+    rows = np.arange(adata.n_obs)
     if controls == "exclude":
-        rows = ~_utils.control_samples(adata)
-    cols = ~_utils.control_assays(adata)
-    X = np.asarray(adata.X, dtype=float)[np.ix_(rows, cols)]
-    nan = np.isnan(X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        var = np.nanvar(X, axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
+        rows = np.flatnonzero(~_utils.control_samples(adata))
+    cols = np.flatnonzero(~_utils.control_assays(adata))
+    X = _utils.npx(adata)
+    n = len(rows)
+
+    def stats(block):
+        block = block[rows]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            var = np.nanvar(block, axis=0, ddof=1) if n > 1 else np.zeros(block.shape[1])
+        return np.vstack([var, np.isnan(block).sum(axis=0), nanmedian0(block)])
+
+    var, n_nan, med = _lazy.per_assay(stats, [X], k=3)
+    var, n_nan = var[cols], n_nan[cols]
     varying = ~np.isnan(var) & (var > 0)
-    cutoff = 0.05 if X.shape[0] <= 88 else 0.1
-    too_missing = varying & (nan.mean(axis=0) > cutoff)
+    cutoff = 0.05 if n <= 88 else 0.1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        too_missing = varying & (n_nan / n > cutoff)
     good = varying & ~too_missing
-    X, nan = X[:, good], nan[:, good]
-    med = _utils.nanmedian0(X)
-    n_imputed = int(nan.sum())
-    X = np.where(nan, med[None, :], X)
-    sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
-    keep = sd > 0
-    X = (X[:, keep] - X[:, keep].mean(axis=0)) / sd[keep]
-    k = int(min(n_comps, X.shape[0] - 1, X.shape[1]))
+    sel = cols[good]
+    n_imputed = int(n_nan[good].sum())
+
+    def moments(block, m):
+        block = block[rows]
+        block = np.where(np.isnan(block), m, block)
+        sd = block.std(axis=0, ddof=1) if n > 1 else np.zeros(block.shape[1])
+        return np.vstack([block.mean(axis=0), sd])
+
+    mean, sd = _lazy.per_assay(moments, [X], k=2, vectors=[med])  # every assay: no gather
+    sel = sel[sd[sel] > 0]
+    k = int(min(n_comps, n - 1, len(sel)))
     if k < 1:
         msg = "PCA needs at least 2 samples and 1 assay with varying NPX."
         raise ValidationError(msg)
-    tmp = ad.AnnData(X=X)
-    # arpack needs k < min(shape); with as many components as the data allow, use full SVD
-    sc.pp.pca(
-        tmp, n_comps=k, zero_center=True, svd_solver="arpack" if k < min(X.shape) else "full"
+    Z = _standardized(X, rows, sel, med[sel], mean[sel], sd[sel])
+    scores, ratio = _gram_pca(Z, k)
+    frame = pd.DataFrame(
+        scores, index=adata.obs_names[rows], columns=[f"PC{i + 1}" for i in range(k)]
     )
-    scores = pd.DataFrame(
-        tmp.obsm["X_pca"][:, :k],
-        index=adata.obs_names[rows],
-        columns=[f"PC{i + 1}" for i in range(k)],
-    )
-    ratio = np.asarray(tmp.uns["pca"]["variance_ratio"])[:k]
-    return scores, ratio, n_imputed, int(too_missing.sum())
+    return frame, ratio, n_imputed, int(too_missing.sum())
+
+
+def _standardized(X, rows, cols, med, mean, sd):
+    """``(impute(X[rows][:, cols]) − mean) / sd``: one copy in memory, lazy on dask."""
+    if _lazy.is_dask(X):
+        da = require_dask("a dask-backed AnnData")
+        Z = X[rows][:, cols]
+        return (da.where(da.isnan(Z), med, Z) - mean) / sd
+    Z = X[np.ix_(rows, cols)]  # the one copy
+    np.copyto(Z, np.broadcast_to(med, Z.shape), where=np.isnan(Z))
+    Z -= mean
+    Z /= sd
+    return Z
+
+
+def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (n × k) and variance ratios of the centred, scaled ``Z`` from the smaller
+    cross-product's leading eigenpairs (dask: the product reduced over blocks)."""
+    from scipy.linalg import eigh
+
+    lazy = _lazy.is_dask(Z)
+    n, p = Z.shape
+    by_assay = p <= n
+    m = min(n, p)
+    # the smaller cross-product (one BLAS call in memory; on dask reduced over blocks,
+    # an m x m result) and its leading eigenpairs (Lanczos for m > 64)
+    with warnings.catch_warnings():  # dask: "increasing number of chunks" is intended
+        warnings.filterwarnings("ignore", message="Increasing number of chunks")
+        C = Z.T @ Z if by_assay else Z @ Z.T
+    C = np.asarray(C.compute()) if lazy else C
+    trace = float(np.trace(C))
+    if m > 64 and k < m - 1:
+        from scipy.sparse.linalg import eigsh
+
+        vals, vecs = eigsh(C, k=k, which="LA", v0=np.ones(m))
+    else:
+        vals, vecs = eigh(C, subset_by_index=[m - k, m - 1])
+    order = np.argsort(vals)[::-1]
+    vals, vecs = np.clip(vals[order], 0, None), vecs[:, order]
+    if by_assay:
+        loadings = vecs
+        scores = Z @ vecs
+        scores = np.asarray(scores.compute()) if lazy else scores
+    else:
+        scores = vecs * np.sqrt(vals)
+        loadings = None
+    # a deterministic sign: the largest loading (or score, when assays > samples) positive
+    ref = loadings if loadings is not None else scores
+    big = np.abs(ref).argmax(axis=0)
+    sign = np.sign(ref[big, np.arange(k)])
+    sign[sign == 0] = 1
+    ratio = vals / trace if trace > 0 else np.zeros(k)
+    return scores * sign, ratio
 
 
 def flag_outliers(
@@ -276,7 +361,9 @@ def flag_outliers(
         ``"include"`` (default, as ``olink_qc_plot``) computes the limits over all samples;
         ``"exclude"`` leaves control samples out of limits and flags.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData (default; one copy of X and the layers) or change ``adata``
+        in place and return it (``copy=False``; no copy of the arrays). A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy).
 
     Returns
     -------
@@ -299,7 +386,8 @@ def flag_outliers(
     if not sd > 0:
         msg = f"sd must be positive; got {sd!r}."
         raise ValidationError(msg)
-    out = _utils.new_result(adata, copy=copy)
+    out = _utils.shallow(adata) if copy else adata  # computed first, copied last
+    provenance(out)
     summary = _sample_panel_table(out)
     if controls == "exclude":
         summary = summary[~summary["is_control"].to_numpy(bool)]
@@ -342,6 +430,8 @@ def flag_outliers(
         "pca": bool(pca),
         **pca_info,
     }
+    if copy:  # one copy of the arrays, after the temporaries of the statistics are gone
+        return _utils.with_arrays_of(out, adata)
     return out
 
 
@@ -375,7 +465,11 @@ def filter(
         ``"drop"``: remove samples flagged in ``obs["outlier"]``; :func:`flag_outliers` is
         run with its defaults when that column is absent.
     copy
-        Return a new AnnData (default) or change ``adata`` in place and return it.
+        Return a new AnnData holding one copy of the kept samples × assays of X and the
+        layers (default; the input is left alone), or, with ``copy=False``, replace
+        ``adata``'s contents with that one copy and return ``adata``. A dask-backed
+        ``adata`` gives a dask-backed result (X still lazy; only the detected fraction
+        per assay is computed).
 
     Returns
     -------
@@ -405,9 +499,11 @@ def filter(
         raise ValidationError(msg)
     step = "filter"
     if outliers == "drop" and "outlier" not in adata.obs:
-        adata = flag_outliers(adata)
-        copy = False
-    work = _utils.new_result(adata, copy=copy)
+        work = adata if not copy else _utils.shallow(adata)  # no array copied
+        flag_outliers(work, copy=False)
+    else:
+        work = adata
+    provenance(work)
     names = work.obs_names
     drop_s = np.zeros(work.n_obs, dtype=bool)
     drop_a = np.zeros(work.n_vars, dtype=bool)
@@ -427,33 +523,23 @@ def filter(
         mark_samples(
             work.obs["outlier"].fillna(value=False).to_numpy(bool), "outlier (flag_outliers)"
         )
-    masked = 0
-    if qc_warning == "mask":
-        fail = _utils.qc_fail_cells(work)
-        X = np.asarray(work.X, dtype=float).copy()
-        masked = int((fail & ~np.isnan(X)).sum())
-        X[fail] = np.nan
-        work.X = X
     if controls == "drop":
         ctrl_a = _utils.control_assays(work)
         if ctrl_a.any():
             removed.append(("assay", list(work.var_names[ctrl_a]), "control assay"))
             drop_a |= ctrl_a
+    mask = qc_warning == "mask"
+    masked, frac = _detected(work, mask=mask, keep_rows=np.flatnonzero(~drop_s))
     if min_detected > 0:
-        keep_rows = ~drop_s
-        X = np.asarray(work.X, dtype=float)[keep_rows]
-        detected = ~np.isnan(X)
-        if "lod" in work.layers:
-            lod = np.asarray(work.layers["lod"], dtype=float)[keep_rows]
-            detected &= ~(X < lod)
-        frac = detected.mean(axis=0) if X.shape[0] else np.zeros(work.n_vars)
         low = (frac < min_detected) & ~drop_a
         if low.any():
             removed.append(
                 ("assay", list(work.var_names[low]), f"detected in < {min_detected:g} of samples")
             )
             drop_a |= low
-    out = work[~drop_s][:, ~drop_a].copy()
+    out = _subset(work, ~drop_s, ~drop_a, copy=copy)
+    if mask:
+        _mask_qc(out)
     provenance(out)
     for kind, ids, reason in removed:
         _utils.exclude(out, step=step, kind=kind, ids=ids, reason=reason)
@@ -467,3 +553,78 @@ def filter(
         "n_values_masked": masked,
     }
     return out
+
+
+def _fail_arrays(adata: ad.AnnData) -> tuple[list, list]:
+    """QC-failed cells as block-wise inputs: the ``qc_warning`` layer, or (when absent)
+    per-sample × panel failures indexed by a per-assay panel position vector."""
+    if "qc_warning" in adata.layers:
+        return [_utils.qc_fail_cells(adata)], []
+    fail, pidx = _utils.qc_fail_by_panel(adata)
+    return [], [pidx.astype(float)]
+
+
+def _detected(adata: ad.AnnData, *, mask: bool, keep_rows: np.ndarray) -> tuple[int, np.ndarray]:
+    """Values a QC mask would set to NaN, and each assay's detected fraction (NPX present,
+    not QC-masked, not below LOD) over ``keep_rows``, block by block."""
+    X = _utils.npx(adata)
+    has_lod = "lod" in adata.layers
+    arrays = [X] + ([_utils.lod_layer(adata, what="filter")] if has_lod else [])
+    fail_layer, vectors = _fail_arrays(adata) if mask else ([], [])
+    by_panel = _utils.qc_fail_by_panel(adata)[0] if mask and not fail_layer else None
+    n_keep = len(keep_rows)
+    has_layer = bool(fail_layer)  # the kernel must not hold a dask array (tokenized)
+
+    def kernel(*blocks):
+        Xb = blocks[0]
+        lod = blocks[1] if has_lod else None
+        rest = blocks[1 + has_lod :]
+        if not mask:
+            fail = np.zeros(Xb.shape, dtype=bool)
+        elif has_layer:
+            fail = np.asarray(rest[0], dtype=bool)
+        else:
+            fail = by_panel[:, rest[0].astype(np.intp)]
+        present = ~np.isnan(Xb)
+        n_masked = (fail & present).sum(axis=0)
+        det = (present & ~fail)[keep_rows]
+        if lod is not None:
+            det &= ~(Xb[keep_rows] < lod[keep_rows])
+        return np.vstack([n_masked, det.sum(axis=0)])
+
+    n_masked, n_det = _lazy.per_assay(kernel, arrays + fail_layer, k=2, vectors=vectors)
+    frac = n_det / n_keep if n_keep else np.zeros(adata.n_vars)
+    return int(n_masked.sum()), frac
+
+
+def _subset(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray, *, copy: bool) -> ad.AnnData:
+    """``adata[rows, cols]`` as one copy (``copy=False``: that copy replaces ``adata``'s
+    contents, which is then returned); nothing is copied when nothing is removed."""
+    if rows.all() and cols.all():
+        return adata.copy() if copy else adata
+    sub = _utils.subset_copy(adata, rows, cols)
+    if copy:
+        return sub
+    adata._init_as_actual(sub)
+    return adata
+
+
+def _mask_qc(adata: ad.AnnData) -> None:
+    """Set NPX to NaN where the sample's QC on the panel failed, in place (lazy on dask)."""
+    fail_layer, vectors = _fail_arrays(adata)
+    X = _utils.npx(adata)
+    if _lazy.is_dask(X):
+        da = require_dask("a dask-backed AnnData")
+        if fail_layer:
+            fail = fail_layer[0]
+        else:
+            by_panel, pidx = _utils.qc_fail_by_panel(adata)
+            fail = _lazy.from_columns(X, lambda sl: by_panel[:, pidx[sl]], dtype=bool)
+        adata.X = da.where(fail, np.nan, X)
+        return
+    if X is not adata.X:
+        adata.X = X
+    by_panel, pidx = _utils.qc_fail_by_panel(adata) if not fail_layer else (None, None)
+    for sl in _lazy.column_slices(adata.n_vars, adata.n_obs):
+        fail = fail_layer[0][:, sl] if fail_layer else by_panel[:, pidx[sl]]
+        X[:, sl][fail] = np.nan
