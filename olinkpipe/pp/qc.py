@@ -206,8 +206,12 @@ def pca_scores(
     Returns the scores frame (index = obs names, columns PC1..), the variance ratio, the
     number of imputed values and the number of assays left out for missingness.
     """
-    import scanpy as sc
+    fit = _pca_fit(adata, n_comps=n_comps, controls=controls)
+    return fit["scores"], fit["ratio"], fit["n_imputed"], fit["n_missing"]
 
+
+def _dimred_matrix(adata: ad.AnnData, controls: str) -> dict:
+    """OlinkAnalyze's ``npxProcessing_forDimRed``: the imputed matrix before scaling."""
     rows = np.ones(adata.n_obs, dtype=bool)
     if controls == "exclude":
         rows = ~_utils.control_samples(adata)
@@ -225,6 +229,17 @@ def pca_scores(
     med = _utils.nanmedian0(X)
     n_imputed = int(nan.sum())
     X = np.where(nan, med[None, :], X)
+    assays = adata.var_names[cols][good]
+    out = {"X": X, "rows": rows, "assays": assays, "n_imputed": n_imputed}
+    return out | {"n_missing": int(too_missing.sum())}
+
+
+def _pca_fit(adata: ad.AnnData, *, n_comps: int, controls: str) -> dict:
+    """:func:`pca_scores` with the loadings (``scores``, ``ratio``, ``loadings``, counts)."""
+    import scanpy as sc
+
+    pre = _dimred_matrix(adata, controls)
+    X, rows = pre["X"], pre["rows"]
     sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
     keep = sd > 0
     X = (X[:, keep] - X[:, keep].mean(axis=0)) / sd[keep]
@@ -243,7 +258,10 @@ def pca_scores(
         columns=[f"PC{i + 1}" for i in range(k)],
     )
     ratio = np.asarray(tmp.uns["pca"]["variance_ratio"])[:k]
-    return scores, ratio, n_imputed, int(too_missing.sum())
+    loadings = pd.DataFrame(
+        tmp.varm["PCs"][:, :k], index=pre["assays"][keep], columns=scores.columns
+    )
+    return pre | {"scores": scores, "ratio": ratio, "loadings": loadings}
 
 
 def flag_outliers(
