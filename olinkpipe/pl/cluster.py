@@ -170,9 +170,9 @@ def clustered_heatmap(
     n, p = Z.shape
 
     fig = plt.figure(figsize=(min(16.0, 3.5 + 0.12 * p), min(14.0, 2.5 + 0.12 * n)))
-    widths = [1.2, 0.25 * max(len(obs_cols), 0.001), 6.0, 1.6]
+    widths = [1.2, 0.25 * max(len(obs_cols), 0.001), 6.0, 1.3, 1.6]  # gap for row labels
     heights = [1.2, 0.25 * max(len(var_cols), 0.001), 6.0]
-    gs = fig.add_gridspec(3, 4, width_ratios=widths, height_ratios=heights, wspace=0.03, hspace=0.03)  # fmt: skip
+    gs = fig.add_gridspec(3, 5, width_ratios=widths, height_ratios=heights, wspace=0.03, hspace=0.03)  # fmt: skip
     ax = fig.add_subplot(gs[2, 2])
     lim = np.nanmax(np.abs(Z)) if center_scale else None
     im = ax.imshow(
@@ -218,11 +218,12 @@ def clustered_heatmap(
         aax.tick_params(bottom=False, labelbottom=False)
         aax.set_label("var_annotation")
         legend_handles |= h
-    lax = fig.add_subplot(gs[:, 3])
+    lax = fig.add_subplot(gs[:, 4])
     lax.set_axis_off()
     lax.set_label("legend")
-    fig.colorbar(im, ax=lax, fraction=0.5, label="scaled NPX" if center_scale else "NPX")
-    y = 1.0
+    cax = lax.inset_axes((0.0, 0.78, 0.12, 0.22))
+    fig.colorbar(im, cax=cax, label="scaled NPX" if center_scale else "NPX")
+    y = 0.74
     for title, handles in legend_handles.items():
         leg = lax.legend(handles=handles, title=title, fontsize=6, title_fontsize=7, loc="upper left", bbox_to_anchor=(0.0, y), frameon=False)  # fmt: skip
         lax.add_artist(leg)
