@@ -192,7 +192,7 @@ def pca(
             m = groups == g
             ax.scatter(x[m], y[m], s=18, color=group_color(i), label=g)
         ax.legend(title=color, fontsize=7, frameon=False)
-    if not isinstance(loadings, int) or loadings > 0:
+    if not isinstance(loadings, (int, np.integer)) or loadings > 0:
         from .embed import draw_loadings
 
         draw_loadings(ax, adata, fit, (c1, c2), loadings)
