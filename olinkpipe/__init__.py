@@ -17,7 +17,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-from . import clinical, datasets, errors, genesets, io, pl, pp, tl, workflow
+from . import clinical, datasets, design, errors, genesets, io, pl, pp, tl, workflow
 from .errors import OlinkpipeError, OlinkpipeWarning
 from .io import annotate, read_clinical, read_npx, to_long
 
@@ -32,6 +32,7 @@ __all__ = [
     "tl",
     "pl",
     "clinical",
+    "design",
     "genesets",
     "datasets",
     "workflow",

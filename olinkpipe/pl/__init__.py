@@ -1,8 +1,12 @@
 """Matplotlib figures. Functions take ``tl``/``clinical`` frames and return Axes; they never show or save."""
 
+from .cluster import clustered_heatmap
 from .de import heatmap, paired, volcano
+from .embed import pca_by_panel, umap
 from .enrichment import enrichment, gsea, leading_edge, pathway
 from .kinetics import correlation, kinetics, peaks
+from .oa import boxplot, lmer
+from .plates import plate_distribution, plate_layout
 from .qc import bridge, distribution, pca, qc
 from .survival import cumulative_incidence, survival, swimmer
 
@@ -24,4 +28,11 @@ __all__ = [
     "survival",
     "cumulative_incidence",
     "swimmer",
+    "pca_by_panel",
+    "umap",
+    "lmer",
+    "boxplot",
+    "clustered_heatmap",
+    "plate_layout",
+    "plate_distribution",
 ]

@@ -132,6 +132,7 @@ def pca(
     color: str | None = None,
     components: Sequence[int] = (1, 2),
     controls: Literal["include", "exclude"] = "include",
+    loadings: int | Sequence[str] = 0,
     ax: Axes | None = None,
 ) -> Axes:
     """PCA of the NPX matrix (scanpy), samples coloured by an ``obs`` column.
@@ -151,12 +152,20 @@ def pca(
         The two principal components to draw (1-based).
     controls
         ``"include"`` or ``"exclude"`` control samples.
+    loadings
+        Draw loading arrows (OlinkAnalyze ``n_loadings``/``loadings_list``): the number
+        of assays with the longest loadings in the two components, or a list of OlinkIDs
+        / assay names; see :func:`olinkpipe.pl.embed.draw_loadings`.
     {ax}
 
     Returns
     -------
     matplotlib.axes.Axes
         The Axes drawn on.
+
+    See Also
+    --------
+    olinkpipe.pl.pca_by_panel : one PCA per Olink panel (OlinkAnalyze ``byPanel``).
 
     Examples
     --------
@@ -167,14 +176,15 @@ def pca(
     'PlateID'
     """
     from .._validate import check_literal
-    from ..pp.qc import pca_scores
+    from ..pp.qc import _pca_fit
 
     check_literal("controls", controls, ["include", "exclude"])
     c1, c2 = (int(c) for c in components)
     if color is not None and color not in adata.obs:
         msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
         raise ValidationError(msg)
-    scores, ratio, n_imp, n_miss = pca_scores(adata, n_comps=max(c1, c2), controls=controls)
+    fit = _pca_fit(adata, n_comps=max(c1, c2), controls=controls)
+    scores, ratio, n_imp, n_miss = (fit[k] for k in ("scores", "ratio", "n_imputed", "n_missing"))
     if max(c1, c2) > scores.shape[1]:
         msg = f"only {scores.shape[1]} components can be computed; got components={components!r}."
         raise ValidationError(msg)
@@ -187,6 +197,10 @@ def pca(
         for i, g in enumerate(pd.unique(groups)):
             m = groups == g
             ax.scatter(x[m], y[m], s=18, color=group_color(i), label=g)
+    if not isinstance(loadings, (int, np.integer)) or loadings > 0:
+        from .embed import draw_loadings
+
+        draw_loadings(ax, adata, fit, (c1, c2), loadings)
     ax.set_xlabel(f"PC{c1} ({100 * ratio[c1 - 1]:.1f}%)")
     ax.set_ylabel(f"PC{c2} ({100 * ratio[c2 - 1]:.1f}%)")
     notes = [

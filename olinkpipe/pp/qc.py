@@ -234,6 +234,14 @@ def pca_scores(
     Returns the scores frame (index = obs names, columns PC1..), the variance ratio, the
     number of imputed values and the number of assays left out for missingness.
     """
+    fit = _pca_fit(adata, n_comps=n_comps, controls=controls)
+    return fit["scores"], fit["ratio"], fit["n_imputed"], fit["n_missing"]
+
+
+def _pca_fit(adata: ad.AnnData, *, n_comps: int, controls: str) -> dict:
+    """:func:`pca_scores` with the loadings: a dict of ``scores`` (obs × PCs), ``ratio``,
+    ``loadings`` (assays used × PCs, unit eigenvectors as scanpy's ``varm["PCs"]``),
+    ``n_imputed`` and ``n_missing``."""
     rows = np.arange(adata.n_obs)
     if controls == "exclude":
         rows = np.flatnonzero(~_utils.control_samples(adata))
@@ -271,11 +279,17 @@ def pca_scores(
         msg = "PCA needs at least 2 samples and 1 assay with varying NPX."
         raise ValidationError(msg)
     Z = _standardized(X, rows, sel, med[sel], mean[sel], sd[sel])
-    scores, ratio = _gram_pca(Z, k)
-    frame = pd.DataFrame(
-        scores, index=adata.obs_names[rows], columns=[f"PC{i + 1}" for i in range(k)]
-    )
-    return frame, ratio, n_imputed, int(too_missing.sum())
+    scores, ratio, loadings = _gram_pca(Z, k)
+    names = [f"PC{i + 1}" for i in range(k)]
+    frame = pd.DataFrame(scores, index=adata.obs_names[rows], columns=names)
+    lds = pd.DataFrame(loadings, index=adata.var_names[sel], columns=names)
+    return {
+        "scores": frame,
+        "ratio": ratio,
+        "loadings": lds,
+        "n_imputed": n_imputed,
+        "n_missing": int(too_missing.sum()),
+    }
 
 
 def _standardized(X, rows, cols, med, mean, sd):
@@ -291,9 +305,10 @@ def _standardized(X, rows, cols, med, mean, sd):
     return Z
 
 
-def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (n × k) and variance ratios of the centred, scaled ``Z`` from the smaller
-    cross-product's leading eigenpairs (dask: the product reduced over blocks)."""
+def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores (n × k), variance ratios and loadings (p × k) of the centred, scaled ``Z``
+    from the smaller cross-product's leading eigenpairs (dask: the product reduced over
+    blocks)."""
     from scipy.linalg import eigh
 
     lazy = _lazy.is_dask(Z)
@@ -321,14 +336,40 @@ def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = np.asarray(scores.compute()) if lazy else scores
     else:
         scores = vecs * np.sqrt(vals)
-        loadings = None
-    # a deterministic sign: the largest loading (or score, when assays > samples) positive
-    ref = loadings if loadings is not None else scores
-    big = np.abs(ref).argmax(axis=0)
-    sign = np.sign(ref[big, np.arange(k)])
-    sign[sign == 0] = 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loadings = (Z.T @ vecs) / np.where(vals > 0, np.sqrt(vals), np.nan)
+        loadings = np.asarray(loadings.compute()) if lazy else loadings
+    # a deterministic sign: the largest loading positive
+    big = np.nanargmax(np.abs(np.nan_to_num(loadings)), axis=0)
+    sign = np.sign(loadings[big, np.arange(k)])
+    sign[(sign == 0) | np.isnan(sign)] = 1
     ratio = vals / trace if trace > 0 else np.zeros(k)
-    return scores * sign, ratio
+    return scores * sign, ratio, loadings * sign
+
+
+def _dimred_matrix(adata: ad.AnnData, controls: str) -> dict:
+    """OlinkAnalyze's ``npxProcessing_forDimRed``: the imputed matrix before scaling
+    (in memory; used by :func:`olinkpipe.pl.umap`)."""
+    rows = np.ones(adata.n_obs, dtype=bool)
+    if controls == "exclude":
+        rows = ~_utils.control_samples(adata)
+    cols = ~_utils.control_assays(adata)
+    X = np.asarray(_utils.npx(adata), dtype=float)[np.ix_(rows, cols)]
+    nan = np.isnan(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        var = np.nanvar(X, axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
+    varying = ~np.isnan(var) & (var > 0)
+    cutoff = 0.05 if X.shape[0] <= 88 else 0.1
+    too_missing = varying & (nan.mean(axis=0) > cutoff)
+    good = varying & ~too_missing
+    X, nan = X[:, good], nan[:, good]
+    med = _utils.nanmedian0(X)
+    n_imputed = int(nan.sum())
+    X = np.where(nan, med[None, :], X)
+    assays = adata.var_names[cols][good]
+    out = {"X": X, "rows": rows, "assays": assays, "n_imputed": n_imputed}
+    return out | {"n_missing": int(too_missing.sum())}
 
 
 def flag_outliers(
