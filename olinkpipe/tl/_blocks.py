@@ -319,8 +319,8 @@ def differential(adata, **kw):
         [s["acols"] + off for s, off in zip(stashes, res.offsets, strict=True)]
     ).astype(np.int64)
     means = SimpleNamespace(
-        mean_reference=np.concatenate([s["design"].mean_reference for s in stashes]),
-        mean_target=np.concatenate([s["design"].mean_target for s in stashes]),
+        mean_reference=np.concatenate([s["means"][0] for s in stashes]),
+        mean_target=np.concatenate([s["means"][1] for s in stashes]),
     )
     meta = de._METHODS[kw["method"]]
     if meta.finish is not None:

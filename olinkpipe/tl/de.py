@@ -561,7 +561,9 @@ def differential(
     }
     meta = _METHODS[method]
     res = meta.kernel(design, opts)
-    _blocks.stash(res=res, design=design, acols=acols, opts=opts)  # no-op unless a dask block
+    _blocks.stash(  # no-op unless in a dask block task: per-assay arrays for the combiner
+        res=res, means=(design.mean_reference, design.mean_target), acols=acols, opts=opts
+    )
     if meta.finish is not None:
         res = meta.finish(res, opts)
     frame = _frame(adata, acols, res, design, alpha)
