@@ -26,6 +26,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
@@ -89,23 +90,10 @@ def _in_memory(frame: Any, what: str) -> pd.DataFrame:
 
 
 def _matrix(adata: ad.AnnData, layer: str | None, step: str):
+    """The dask matrix, with all samples in each block (row chunks merged lazily)."""
     x = adata.X if layer is None else adata.layers[layer]
-    if x is None:
-        msg = format_message(
-            f"{step}: the AnnData has no X", hint="Pass an AnnData with NPX in X."
-        )
-        raise OlinkpipeError(msg)
-    if not is_dask(x):
-        return x
     require_dask(f"{step} on a dask-backed AnnData")
-    if x.ndim != 2 or x.shape != (adata.n_obs, adata.n_vars):
-        msg = format_message(
-            f"{step}: the dask matrix has shape {x.shape}, not samples × assays "
-            f"{(adata.n_obs, adata.n_vars)}",
-            hint="Build X with one row per obs and one column per var.",
-        )
-        raise OlinkpipeError(msg)
-    if len(x.chunks[0]) > 1:  # blocks hold all samples: merge row chunks (lazily)
+    if len(x.chunks[0]) > 1:
         x = x.rechunk({0: -1})
     return x
 
@@ -117,21 +105,19 @@ def _task(func, xb, obs, var, kwargs, serial):
     sub = ad.AnnData(np.asarray(xb, dtype=float), obs=obs, var=var)
     box: dict = {}
     token = _STASH.set(box)
-    lock = _SERIAL if serial else _NoLock()
+    lock = _SERIAL if serial else nullcontext()
     try:
         with lock, collect() as sink:
             frame = func(sub, **kwargs)
     finally:
         _STASH.reset(token)
-    return {"frame": frame, "attrs": dict(frame.attrs), "stash": box, "warnings": sink}
-
-
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    # a stash replaces the frame: only per-assay arrays travel back
+    return {
+        "frame": None if box else frame,
+        "attrs": dict(frame.attrs),
+        "stash": box,
+        "warnings": sink,
+    }
 
 
 def map_blocks(
