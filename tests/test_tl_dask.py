@@ -345,3 +345,7 @@ def test_read_lazy_anndata_equals_in_memory(study, tmp_path):
         got, w_got = _run(op.tl.differential, lz, method=method, pair="Subject", **DE)
         pd.testing.assert_frame_equal(got, exp, check_exact=False, rtol=TOL, atol=TOL)
         assert got.attrs == exp.attrs and w_got == w_exp
+    lz.X = lz.X.compute()  # X in memory, obs/var still xarray-backed
+    got, _ = _run(op.tl.anova, lz, formula_terms="Time")
+    exp, _ = _run(op.tl.anova, study, formula_terms="Time")
+    pd.testing.assert_frame_equal(got, exp, check_exact=False, rtol=TOL, atol=TOL)

@@ -14,9 +14,10 @@ A public function opts in with one hook at its top::
     if _blocks.is_lazy(adata, layer):
         return _blocks.anova(**locals())
 
-and a new function (e.g. one row per assay, BH over all rows) needs a combiner of a few lines
-built from :func:`map_blocks`, :func:`in_assay_order`, :func:`merge_attrs` and
-:func:`emit`. ``differential`` also keeps its per-block kernel output (:func:`stash`) so that
+and its combiner here. A frame of rows per assay (and term) sorted by p-value with BH over
+all rows (or per family) is :func:`rows` (e.g. ``return _blocks.rows(nonparametric, adata,
+kw)``); other shapes are a few lines built from :func:`map_blocks`, :func:`in_assay_order`,
+:func:`merge_attrs` and :func:`emit`. Progress bars are off inside blocks (``progress``). ``differential`` also keeps its per-block kernel output (:func:`stash`) so that
 its own ``_frame`` and the moderated t's global prior run once over all assays.
 """
 
@@ -40,7 +41,7 @@ from .._stats import bh_adjust
 from .._warnings import collect
 from ..errors import OlinkpipeError, OlinkpipeWarning, format_message, preview
 
-__all__ = ["is_lazy", "map_blocks", "in_assay_order", "merge_attrs", "emit", "stash"]
+__all__ = ["is_lazy", "map_blocks", "rows", "in_assay_order", "merge_attrs", "emit", "stash"]
 
 #: the kernel output of ``differential`` inside a block task (see :func:`stash`)
 _STASH: ContextVar[dict | None] = ContextVar("olinkpipe_block_stash", default=None)
@@ -141,6 +142,8 @@ def map_blocks(
     import dask
 
     step = getattr(func, "__name__", "tl")
+    if "layer" in kwargs:  # the blocks carry the layer as their X
+        kwargs = {**kwargs, "layer": None}
     obs = _in_memory(adata.obs, "obs")
     var = _in_memory(adata.var, "var")
     x = _matrix(adata, layer, step)
@@ -178,6 +181,8 @@ def _plain(func, adata: ad.AnnData, kwargs: dict, layer: str | None):
         obs=_in_memory(adata.obs, "obs"),
         var=_in_memory(adata.var, "var"),
     )
+    if "layer" in kwargs:  # the chosen matrix is the X of sub
+        kwargs = {**kwargs, "layer": None}
     return func(sub, **kwargs)
 
 
@@ -324,18 +329,43 @@ def differential(adata, **kw):
     return frame
 
 
+def rows(
+    func: Callable,
+    adata: ad.AnnData,
+    kw: dict,
+    *,
+    family: Callable[[pd.DataFrame, dict], np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """The combiner of a frame of rows per assay (and ``term``), sorted by ``p_value``.
+
+    Block frames are put back in assay (then ``attrs["terms"]``) order, ``p_adj`` is
+    Benjamini–Hochberg within each ``family`` label (``family(frame, attrs)`` gives one per
+    row, None = not adjusted; default: all rows one family), ``significant`` is
+    ``p_adj < kw["alpha"]``, then the stable sort by ``p_value`` (NaN last). A ``layer``
+    keyword of ``func`` is honoured.
+    """
+    layer = kw.get("layer")
+    if not is_dask(adata.X if layer is None else adata.layers[layer]):
+        return _plain(func, adata, kw, layer)
+    res = map_blocks(func, adata, kw, layer=layer)
+    attrs = merge_attrs([o["attrs"] for o in res.outs])
+    frame = in_assay_order([o["frame"] for o in res.outs], res.var, attrs.get("terms"))
+    p = frame["p_value"].to_numpy(dtype=float)
+    labels = np.zeros(len(frame)) if family is None else np.asarray(family(frame, attrs))
+    p_adj = np.full(len(frame), np.nan)
+    codes, _ = pd.factorize(pd.Series(labels, dtype=object))  # None -> -1: not adjusted
+    for c in np.unique(codes[codes >= 0]):
+        p_adj[codes == c] = bh_adjust(p[codes == c])
+    frame["p_adj"] = p_adj
+    _significant(frame, kw["alpha"])
+    return _finish(sort_by_p(frame), res, attrs, stacklevel=6)
+
+
 def anova(adata, **kw):
     """:func:`olinkpipe.tl.anova` over assay blocks: BH over all assay × term rows."""
     from . import models
 
-    if not is_dask(adata.X):
-        return _plain(models.anova, adata, kw, None)
-    res = map_blocks(models.anova, adata, kw)
-    attrs = merge_attrs([o["attrs"] for o in res.outs])
-    frame = in_assay_order([o["frame"] for o in res.outs], res.var, attrs["terms"])
-    frame["p_adj"] = bh_adjust(frame["p_value"].to_numpy())
-    _significant(frame, kw["alpha"])
-    return _finish(sort_by_p(frame), res, attrs)
+    return rows(models.anova, adata, kw)
 
 
 def _posthoc(func, adata, kw):
@@ -365,17 +395,10 @@ def lmer(adata, **kw):
     """:func:`olinkpipe.tl.lmer` over assay blocks: BH over the variable rows of all assays."""
     from .lmer import lmer as func
 
-    if not is_dask(adata.X):
-        return _plain(func, adata, kw, None)
-    res = map_blocks(func, adata, kw | {"progress": False})
-    attrs = merge_attrs([o["attrs"] for o in res.outs])
-    frame = in_assay_order([o["frame"] for o in res.outs], res.var, attrs["terms"])
-    is_cov = frame["term"].isin(attrs["covariates"]).to_numpy()
-    p_adj = np.full(len(frame), np.nan)
-    p_adj[~is_cov] = bh_adjust(frame["p_value"].to_numpy()[~is_cov])
-    frame["p_adj"] = p_adj
-    _significant(frame, kw["alpha"])
-    return _finish(sort_by_p(frame), res, attrs)
+    def family(frame, attrs):  # covariate rows are reported but not adjusted
+        return np.where(frame["term"].isin(attrs["covariates"]), None, "variables")
+
+    return rows(func, adata, kw | {"progress": False}, family=family)
 
 
 def lmer_posthoc(adata, **kw):
