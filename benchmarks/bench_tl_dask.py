@@ -8,6 +8,8 @@ Each run happens in a fresh Python process, so its peak RSS is its own:
     dask-zarr   X = dask.array.from_zarr(store, chunks=(all samples, panel)): the blocks are
                 read inside the tasks, so the time includes reading X from disk
     dask-array  X = dask.array.from_array(numpy X, same chunks): the dask path without I/O
+    dask-dist   as dask-zarr under a dask.distributed Client (LocalCluster: 2 workers × 1
+                thread, in this process so that its RSS counts)
 
 Each process first runs the same call on one block's worth of assays (imports and
 first-call caches: not measured). For each run: the time of ``tl.differential`` and the peak RSS above the process's RSS
@@ -50,9 +52,14 @@ var = pd.read_pickle(store + "/var.pkl")
 if mode == "memory":
     import zarr
     x = zarr.open_array(store + "/X", mode="r")[:]
-elif mode == "dask-zarr":
+elif mode in ("dask-zarr", "dask-dist"):
     import dask.array as da
     x = da.from_zarr(store + "/X", chunks=(-1, panel))
+    if mode == "dask-dist":
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                               dashboard_address=None)
+        client = Client(cluster)
 else:
     import dask.array as da
     import zarr
@@ -135,7 +142,7 @@ def main() -> None:
         for method in ["ttest", "moderated"]:
             best = {}
             for _ in range(args.rounds):
-                for mode in ["memory", "dask-zarr", "dask-array"]:
+                for mode in ["memory", "dask-zarr", "dask-array", "dask-dist"]:
                     r = run(store, mode, method, panel)
                     old = best.get(mode)
                     if old is None or r["time"] < old["time"]:

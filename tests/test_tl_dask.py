@@ -132,6 +132,28 @@ def test_assay_warnings_are_merged_over_blocks(study):
     assert exp["reason"].str.startswith("CI at").sum() == 2
 
 
+def test_merged_warnings_point_at_the_callers_line(study, long_data):
+    for func, adata, kw in [
+        (op.tl.differential, study, DE),
+        (op.tl.anova, long_data, {"formula_terms": "Site"}),
+        (op.tl.anova_posthoc, long_data, {"formula_terms": "Site", "effect": "Site"}),
+        (
+            op.tl.longitudinal,
+            long_data,
+            {"time": "Time", "subject": "Subject", "method": "friedman"},
+        ),
+    ]:
+        _, caught = _run_at(func, lazy(adata, 3), **kw)
+        assert caught and {f for f, _ in caught} == {__file__}
+
+
+def _run_at(func, adata, **kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = func(adata, **kw)
+    return res, [(w.filename, w.lineno) for w in caught]
+
+
 def test_student_t_and_a_layer(study):
     assert_same(op.tl.differential, study, (7, 9, 14), method="ttest", equal_var=True, **DE)
     adata = study.copy()
