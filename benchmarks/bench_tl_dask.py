@@ -17,11 +17,15 @@ just before it (``/proc/self/clear_refs`` resets the kernel's high-water mark th
 the absolute peak. Ratios are dask / memory. Welch (ttest) and moderated (unpaired,
 limma-style) are measured; dask runs on its default threaded scheduler (2 cores here).
 
-Measured on the shared 2-core machine (best of 2; times vary ~20 % with the load):
-Welch t: memory 1.27 s / +0.33 GiB; dask-zarr 2.08 s (1.63x) / +0.21 GiB (0.63x);
-dask-array 1.17 s (0.92x) / +0.07 GiB (0.22x). Moderated t: memory 4.35 s / +1.33 GiB;
-dask-zarr 5.42 s (1.25x) / +0.44 GiB (0.33x); dask-array 6.82 s (1.57x) / +0.31 GiB
-(0.23x). Every peak stays under 1.8 GiB; p-values identical.
+Measured on the shared 2-core machine under load from other jobs (best of 2; times vary
+by up to 2x between runs, memory does not), time / peak RSS above the baseline:
+
+    Welch t       memory 2.44 s / +0.33 GiB; dask-zarr 1.61x / 0.63x; dask-array 1.01x /
+                  0.18x; dask-dist 1.06x / 0.69x
+    moderated t   memory 5.69 s / +1.33 GiB; dask-zarr 1.48x / 0.31x; dask-array 1.69x /
+                  0.25x; dask-dist 1.26x / 0.29x
+
+Every peak stays under 1.8 GiB (dask paths under 0.9 GiB); p-values agree to 1e-12.
 
 Run: python benchmarks/bench_tl_dask.py [--samples 10000] [--assays 2923] [--rounds 2]
 """
