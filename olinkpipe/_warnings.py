@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from .errors import OlinkpipeWarning
+
+#: set inside a dask block task (tl._blocks): warnings are kept there and the caller
+#: re-emits them once, merged over the blocks (warnings.catch_warnings is not thread-safe)
+_SINK: ContextVar[list | None] = ContextVar("olinkpipe_warning_sink", default=None)
 
 
 def warn(message: str, category: type[Warning] = OlinkpipeWarning, *, stacklevel: int = 3) -> None:
@@ -12,4 +19,19 @@ def warn(message: str, category: type[Warning] = OlinkpipeWarning, *, stacklevel
 
     ``stacklevel=3`` points at the line that called the public function that called this.
     """
+    sink = _SINK.get()
+    if sink is not None:
+        sink.append((message, category))
+        return
     warnings.warn(message, category, stacklevel=stacklevel)
+
+
+@contextmanager
+def collect() -> Iterator[list]:
+    """Keep the warnings :func:`warn` emits in this thread/context as ``(message, category)``."""
+    sink: list = []
+    token = _SINK.set(sink)
+    try:
+        yield sink
+    finally:
+        _SINK.reset(token)

@@ -21,7 +21,7 @@ from .._stats import bh_adjust
 from .._validate import check_fraction, check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
-from . import _kernels, _limma
+from . import _blocks, _kernels, _limma
 
 __all__ = ["differential"]
 
@@ -54,6 +54,7 @@ class _Method:
     unpaired: str
     reference: str
     kernel: Callable
+    finish: Callable | None = None  # a step over all assays after the per-assay kernel
 
 
 def _k_ttest(design, opts):
@@ -78,41 +79,52 @@ def _k_wilcoxon(design, opts):
 
 
 def _k_moderated(design, opts):
+    """Per-assay least squares: the inputs of eBayes (the prior needs every assay: finish)."""
     if design.paired and design.moments is not None:
         n, mean, ss = design.moments
         with np.errstate(invalid="ignore", divide="ignore"):
             s2 = ss / (n - 1.0)
             unscaled = 1.0 / np.sqrt(n)
-        out = _limma.ebayes(
-            mean,
-            unscaled,
-            s2,
-            np.maximum(n - 1.0, 0.0),
-            n_units=n,
-            conf_level=opts["conf_level"],
-        )
-        out["n"] = n
-        return out
+        return {
+            "coef": mean,
+            "unscaled": unscaled,
+            "s2": s2,
+            "df": np.maximum(n - 1.0, 0.0),
+            "n_units": n,
+            "full_rank": None,
+            "unit_name": "complete pairs",
+            "n": n,
+        }
     if design.paired:
         z = np.column_stack([np.ones(design.d.shape[0]), design.zcov])
         n_units = (~np.isnan(design.d)).sum(axis=0)
-        out = _limma.moderated_t(design.d, z, 0, n_units=n_units, conf_level=opts["conf_level"])
-        out["n"] = n_units
-        return out
-    y = np.vstack([design.xt, design.xr])
-    g = np.r_[np.ones(design.xt.shape[0]), np.zeros(design.xr.shape[0])]
-    z = np.column_stack([np.ones(y.shape[0]), g, design.zcov])
-    nt = (~np.isnan(design.xt)).sum(axis=0)
-    nr = (~np.isnan(design.xr)).sum(axis=0)
-    out = _limma.moderated_t(
-        y,
-        z,
-        1,
-        n_units=np.minimum(nt, nr),
-        conf_level=opts["conf_level"],
-        unit_name="samples in a group",
-    )
-    out["n"] = nt + nr
+        fit = _limma.masked_ols(design.d, z, 0)
+        unit_name, n = "complete pairs", n_units
+    else:
+        y = np.vstack([design.xt, design.xr])
+        g = np.r_[np.ones(design.xt.shape[0]), np.zeros(design.xr.shape[0])]
+        z = np.column_stack([np.ones(y.shape[0]), g, design.zcov])
+        nt = (~np.isnan(design.xt)).sum(axis=0)
+        nr = (~np.isnan(design.xr)).sum(axis=0)
+        fit = _limma.masked_ols(y, z, 1)
+        n_units, unit_name, n = np.minimum(nt, nr), "samples in a group", nt + nr
+    return {
+        "coef": fit["coef"],
+        "unscaled": fit["unscaled"],
+        "s2": fit["s2"],
+        "df": fit["df"],
+        "n_units": n_units,
+        "full_rank": fit["full_rank"],
+        "unit_name": unit_name,
+        "n": n,
+    }
+
+
+def _moderated_finish(fit, opts):
+    """eBayes over all assays (limma's prior is global: a dask path pools the blocks first)."""
+    args = {k: v for k, v in fit.items() if k != "n"}
+    out = _limma.ebayes(**args, conf_level=opts["conf_level"])
+    out["n"] = fit["n"]
     return out
 
 
@@ -137,6 +149,7 @@ _METHODS: dict[str, _Method] = {
         "limma-style moderated t, design ~ group (+ covariates)",
         "Smyth (2004) Stat Appl Genet Mol Biol 3:3; limma lmFit + eBayes (legacy fitFDist)",
         _k_moderated,
+        _moderated_finish,
     ),
 }
 
@@ -418,6 +431,8 @@ def differential(
     >>> res.attrs["sign"], int(res["n"].iloc[0])
     ('Week.6 - Baseline', 8)
     """
+    if _blocks.is_lazy(adata, layer):  # dask-backed: the same code per block of assays
+        return _blocks.differential(**locals())
     check_literal("method", method, list(_METHODS))
     check_literal("wilcoxon_ci", wilcoxon_ci, ["order", "uniroot"])
     check_fraction("conf_level", conf_level)
@@ -547,6 +562,11 @@ def differential(
     }
     meta = _METHODS[method]
     res = meta.kernel(design, opts)
+    _blocks.stash(  # no-op unless in a dask block task: per-assay arrays for the combiner
+        res=res, means=(design.mean_reference, design.mean_target), acols=acols, opts=opts
+    )
+    if meta.finish is not None:
+        res = meta.finish(res, opts)
     frame = _frame(adata, acols, res, design, alpha)
     frame.attrs = {
         "method": method,

@@ -27,6 +27,7 @@ from .._stats import bh_adjust
 from .._validate import require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
+from . import _blocks
 from .de import _is_numeric, _matrix
 from .models import _annotation, _as_list, _levels_of, _run_per_assay, _select, _sum_coding
 
@@ -750,6 +751,8 @@ def lmer(
     >>> res.loc[res["term"] == "Time", "DenDF"].round(6).tolist()
     [16.0, 16.0]
     """
+    if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
+        return _blocks.lmer(**locals())
     su = _setup(adata, variable, random, covariates, exclude_controls, "lmer")
     variables, covs, obs, design = su["variables"], su["covs"], su["obs"], su["design"]
     x, groups, y, ann, excl = design.x, su["groups"], su["y"], su["ann"], su["excl"]
@@ -1025,6 +1028,8 @@ def lmer_posthoc(
     >>> res["df"].round(6).tolist()
     [16.0, 16.0, 16.0]
     """
+    if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
+        return _blocks.lmer_posthoc(**locals())
     effect_l = _split_terms(effect)
     if p_adjust not in _P_ADJUST:
         msg = format_message(

@@ -24,6 +24,7 @@ from .._stats import bh_adjust
 from .._validate import check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
+from . import _blocks
 from .de import ANNOTATION, _is_numeric, _matrix
 
 __all__ = ["longitudinal", "anova", "anova_posthoc"]
@@ -277,6 +278,8 @@ def anova(
     >>> res["term"].tolist(), res["df"].tolist()
     (['Site', 'Site'], [2.0, 2.0])
     """
+    if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
+        return _blocks.anova(**locals())
     model, obs, z, spans, y, acols, excl = _anova_setup(
         adata, formula_terms, covariates, exclude_controls, "anova"
     )
@@ -401,6 +404,8 @@ def anova_posthoc(
     >>> op.tl.anova_posthoc(adata, formula_terms="Site", effect="Site")["contrast"].tolist()
     ['A - B', 'A - C', 'B - C']
     """
+    if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
+        return _blocks.anova_posthoc(**locals())
     effect_l = _as_list(effect)
     factors = _as_list(formula_terms)
     missing = [e for e in effect_l if e not in factors]
@@ -650,6 +655,8 @@ def longitudinal(
     >>> res["df"].tolist()
     [2.0, 2.0]
     """
+    if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
+        return _blocks.longitudinal(**locals())
     check_literal("method", method, ["mixed", "friedman"])
     check_literal("test", test, ["wald", "lr"])
     covs = list(covariates or [])
