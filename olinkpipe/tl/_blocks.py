@@ -322,9 +322,7 @@ def differential(adata, **kw):
     )
     attrs["n_tested"] = int(np.isfinite(arrays["p_value"]).sum())
     if "prior" in arrays:
-        d0 = float(arrays["prior"]["df_prior"])
-        attrs["df_prior"] = d0 if np.isfinite(d0) else None
-        attrs["s2_prior"] = float(arrays["prior"]["s2_prior"])
+        attrs.update(de.prior_attrs(arrays["prior"], paired=kw.get("pair") is not None))
     frame.attrs = attrs
     return frame
 
@@ -361,11 +359,18 @@ def rows(
     return _finish(sort_by_p(frame), res, attrs, stacklevel=6)
 
 
+def _covariates_unadjusted(frame, attrs):
+    """BH family of anova/lmer rows: every factor and interaction row together; covariate
+    rows reported but not adjusted (OlinkAnalyze's olink_anova / olink_lmer)."""
+    return np.where(frame["term"].isin(attrs.get("covariates") or []), None, "variables")
+
+
 def anova(adata, **kw):
-    """:func:`olinkpipe.tl.anova` over assay blocks: BH over all assay × term rows."""
+    """:func:`olinkpipe.tl.anova` over assay blocks: BH over the factor and interaction rows
+    of all assays, covariate rows unadjusted."""
     from . import models
 
-    return rows(models.anova, adata, kw)
+    return rows(models.anova, adata, kw, family=_covariates_unadjusted)
 
 
 def _posthoc(func, adata, kw):
@@ -395,10 +400,7 @@ def lmer(adata, **kw):
     """:func:`olinkpipe.tl.lmer` over assay blocks: BH over the variable rows of all assays."""
     from .lmer import lmer as func
 
-    def family(frame, attrs):  # covariate rows are reported but not adjusted
-        return np.where(frame["term"].isin(attrs["covariates"]), None, "variables")
-
-    return rows(func, adata, kw | {"progress": False}, family=family)
+    return rows(func, adata, kw | {"progress": False}, family=_covariates_unadjusted)
 
 
 def lmer_posthoc(adata, **kw):

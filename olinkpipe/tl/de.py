@@ -590,14 +590,20 @@ def differential(
         "covariates_absorbed_by_pair": dropped_cov,
     }
     if "prior" in res:
-        d0 = float(res["prior"]["df_prior"])
-        frame.attrs["df_prior"] = d0 if np.isfinite(d0) else None  # None = infinite
-        # limma's fit$s2.prior is on the scale of sigma^2; the paired prior was fitted to
-        # within-pair differences, whose variance is 2 sigma^2
-        s2p = float(res["prior"]["s2_prior"])
-        frame.attrs["s2_prior"] = s2p / 2.0 if design.paired else s2p
+        frame.attrs.update(prior_attrs(res["prior"], paired=design.paired))
     logger.info("differential: %s on %d assays", method, frame.shape[0])
     return frame
+
+
+def prior_attrs(prior: dict, *, paired: bool) -> dict:
+    """limma's ``df.prior`` (None = infinite) and ``s2.prior`` from the fitted prior.
+
+    limma's ``fit$s2.prior`` is on the scale of sigma^2; the paired prior is fitted to
+    within-pair differences, whose variance is 2 sigma^2, so it is halved.
+    """
+    d0 = float(prior["df_prior"])
+    s2p = float(prior["s2_prior"])
+    return {"df_prior": d0 if np.isfinite(d0) else None, "s2_prior": s2p / 2.0 if paired else s2p}
 
 
 def _nanmean(x: np.ndarray) -> np.ndarray:

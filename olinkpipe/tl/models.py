@@ -330,6 +330,7 @@ def anova(
         "method": "anova",
         "test": "type-III ANOVA, sum-to-zero contrasts (car::Anova type 3)",
         "terms": [name for name, _ in spans],
+        "covariates": [str(c) for c in model.covariates],
         "alpha": float(alpha),
         "n_tested": int(frame["p_value"].notna().sum()),
         **excl,
