@@ -253,8 +253,10 @@ def test_exact_duplicate_rows_warned_and_recorded(tmp_path):
 def test_round_trip_column_variants_and_counts(tmp_path, rename):
     df = make_long().rename(columns=rename)
     path = write_long(df, tmp_path / "v.csv", sep="\t")
-    with pytest.warns(OlinkpipeWarning, match="more than one plate"):
+    with pytest.warns(OlinkpipeWarning, match="more than one plate") as record:
         adata = op.read_npx(path)
+    became_x = [w for w in record if "X holds column" in str(w.message)]
+    assert len(became_x) == (1 if "PCNormalizedNPX" in rename.values() else 0)
     # obs: one row per sample, plus one extra for the control on a second plate
     assert adata.n_obs == df.SampleID.nunique() + 1 and adata.n_vars == df.OlinkID.nunique()
     back = op.to_long(adata)
