@@ -253,8 +253,9 @@ def test_exact_duplicate_rows_warned_and_recorded(tmp_path):
 def test_round_trip_column_variants_and_counts(tmp_path, rename):
     df = make_long().rename(columns=rename)
     path = write_long(df, tmp_path / "v.csv", sep="\t")
-    with pytest.warns(OlinkpipeWarning, match="more than one plate") as record:
+    with pytest.warns(OlinkpipeWarning) as record:
         adata = op.read_npx(path)
+    assert any("more than one plate" in str(w.message) for w in record)
     became_x = [w for w in record if "X holds column" in str(w.message)]
     assert len(became_x) == (1 if "PCNormalizedNPX" in rename.values() else 0)
     # obs: one row per sample, plus one extra for the control on a second plate
