@@ -100,8 +100,17 @@ def _structural(rng: random.Random, data: bytes, kind: str, sep: bytes):
         i_oid = next(k for k, ln in enumerate(lines) if ln.startswith(b"OlinkID"))
         i_lod = next(k for k, ln in enumerate(lines) if ln.startswith(b"LOD"))
         header, data_lines = None, [k for k in range(i_oid + 1, i_lod) if lines[k].strip()]
-    op_name = rng.choice(["drop_row", "dup_row", "blank_cell", "swap_sep", "encoding", "gap"])
+    op_name = rng.choice(
+        ["drop_row", "dup_row", "blank_cell", "swap_sep", "encoding", "gap", "drop_col", "dup_col"]
+    )
     out = list(lines)
+    if op_name in ("drop_col", "dup_col"):
+        head_row = lines[header] if kind == "long" else lines[i_oid]
+        j = rng.randrange(0 if kind == "long" else 1, len(head_row.split(sep)))
+        out = [_edit_column(ln, sep, j, drop=op_name == "drop_col") for ln in out]
+        ids = _id_fields(lines[header], sep) if kind == "long" else set()
+        # a dropped SampleID / OlinkID column: only a clean error is acceptable
+        return op_name, b"\n".join(out), not (op_name == "drop_col" and j in ids)
     if op_name == "drop_row":
         del out[rng.choice(data_lines)]
     elif op_name == "dup_row":
@@ -124,6 +133,16 @@ def _structural(rng: random.Random, data: bytes, kind: str, sep: bytes):
         enc = rng.choice(["utf-16", "cp1252", "utf-8-sig"])
         return op_name, text.encode(enc, errors="replace"), True
     return op_name, b"\n".join(out), True
+
+
+def _edit_column(line: bytes, sep: bytes, j: int, *, drop: bool) -> bytes:
+    cells = line.split(sep)
+    if j < len(cells):
+        if drop:
+            del cells[j]
+        else:
+            cells.insert(j, cells[j])
+    return sep.join(cells)
 
 
 def _id_fields(header: bytes, sep: bytes) -> set[int]:
@@ -185,13 +204,13 @@ def test_mutated_exports_read_whole_or_refused(tmp_path, base):
     for i in range(n):
         structural = kind is not None and rng.random() < 0.6
         if structural:
-            name, mutated, _ = _structural(rng, data, kind, sep)
+            name, mutated, known = _structural(rng, data, kind, sep)
         else:
-            name, mutated, _ = _bytewise(rng, data)
+            name, mutated, known = _bytewise(rng, data)
         path = tmp_path / f"m{i}{src.suffix}"
         path.write_bytes(mutated)
         expected = None
-        if structural:
+        if structural and known:
             text = mutated.decode("utf-8") if name != "encoding" else data.decode("utf-8")
             use_sep = sep.decode()
             if name == "swap_sep":
