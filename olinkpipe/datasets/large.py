@@ -137,7 +137,7 @@ def _block(
     x.ravel()[rng.integers(0, x.size, n_nan)] = np.nan
     lod = (mu - d["gap"][cols]) + rng.normal(0.0, 0.1, (d["n_plates"], n_b))
     lod = np.round(lod, 4)
-    warn = (rng.uniform(size=(d["n_plates"], n_b)) < 0.002).astype(np.int32)
+    warn = (rng.uniform(size=(d["n_plates"], n_b)) < 0.01).astype(np.int32)
     si = np.tile(np.arange(n_s, dtype=np.int32), n_b)
     ai = np.repeat(cols.astype(np.int32), n_s)
     pi = d["plate"][si]
