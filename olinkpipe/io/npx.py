@@ -207,6 +207,9 @@ def read_npx(
         from .lazy import wrap
 
         adata = wrap(adata, chunks)
+    from .stream import release_arrow
+
+    release_arrow()  # Arrow's pool keeps freed memory (parquet read whole, too) otherwise
     logger.info("read %s: %d samples x %d assays", p, adata.n_obs, adata.n_vars)
     return adata
 

@@ -936,7 +936,7 @@ def try_csv(path: Path, name: str, info: Any, types: dict, opts: dict) -> ad.Ann
 
     if info.encoding != "utf-8":
         return None
-    read = pcsv.ReadOptions(encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 24)
+    read = pcsv.ReadOptions(encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 20)
     parse = pcsv.ParseOptions(delimiter=info.sep, quote_char='"', newlines_in_values=False)
     csv_opts = {"types": dict(types), "decimal": info.decimal, "read": read, "parse": parse}
     try:
