@@ -83,6 +83,7 @@ def read_npx(
     product: str | None = None,
     duplicates: str = "rename",
     sheet: str | int | None = None,
+    chunks: str | int | None = None,
 ) -> ad.AnnData:
     """Read an Olink export into an AnnData (samples × assays).
 
@@ -117,10 +118,16 @@ def read_npx(
     Control samples and control assays are kept and flagged (``obs["is_control"]``,
     ``var["AssayType"]``), never dropped.
 
+    Long parquet and UTF-8 long CSV are streamed (:mod:`olinkpipe.io.stream`): row group
+    by row group or block by block into preallocated matrices, never the whole long table,
+    with the same result as reading the table whole; unusual files (text values, repeated
+    measurements, a SampleID on two plates within a panel, ...) are read whole.
+
     Parameters
     ----------
     path
-        The export file.
+        The export file, or a directory of parquet files that form one dataset (e.g. one
+        file per panel).
     sep
         Field delimiter of a text file; sniffed when ``None``.
     product
@@ -132,6 +139,15 @@ def read_npx(
     sheet
         Sheet name or 0-based position of the NPX sheet in a workbook; found by content
         when ``None``.
+    chunks
+        ``"auto"``, ``"panel"`` or a number of assays: return a dask-backed AnnData whose X
+        and layers are ``dask.array.Array`` s, each block all samples × a block of assays
+        within one panel (``"panel"``: one block per panel; a number: at most that many
+        assays per block; ``"auto"``: about 128 MiB per block). For parquet nothing of the
+        matrix is read until computed (each block reads only its assays' row groups);
+        other formats are read in memory and then wrapped. ``obs``, ``var``, ``obsm`` and
+        ``uns`` are in memory and equal to the in-memory read. Needs the ``olinkpipe[dask]``
+        extra.
 
     Returns
     -------
@@ -153,7 +169,10 @@ def read_npx(
     SizeLimitError
         A zip member or gzip stream inflates past the size limit.
     DesignError
-        ``sep`` is not one character, or ``duplicates`` is not an allowed value.
+        ``sep`` is not one character, or ``duplicates`` or ``chunks`` is not an allowed
+        value.
+    OlinkpipeError
+        ``chunks`` is given and dask is not installed.
     MissingColumnError
         A long file lacks ``SampleID``, ``OlinkID`` or ``NPX``.
     DuplicateSampleError
@@ -179,18 +198,20 @@ def read_npx(
     if sep is not None and (not isinstance(sep, str) or len(sep) != 1):
         msg = f"Argument sep={sep!r} must be one character, e.g. ';', ',', '\\t' or '|'."
         raise DesignError(msg)
+    if chunks is not None:
+        from .._dask import require_dask
+        from .lazy import check_chunks
+
+        check_chunks(chunks)
+        require_dask("read_npx(chunks=...)")
     p = Path(path)
     if not p.exists():
         msg = format_message("file not found", file=str(p), hint="Check the path.")
         raise NPXFormatError(msg)
-    if p.is_dir():
-        msg = format_message("is a directory, not an Olink export", file=str(p))
-        raise NPXFormatError(msg)
     opts = {"sep": sep, "product": product, "duplicates": duplicates, "sheet": sheet}
+    opts["chunks"] = chunks
     try:
-        with open(p, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
-        adata = _read_any(p, str(p), head, opts)
+        adata = _read_path(p, opts)
     except OlinkpipeError:
         raise
     except OSError as err:  # permission, I/O error, a file that vanished
@@ -202,8 +223,33 @@ def read_npx(
         raise NPXFormatError(msg) from err
     except Exception as err:  # noqa: BLE001 - any parser's failure on damage no check foresaw
         raise _unexpected(err, str(p), "the file could not be parsed") from err
+    finally:
+        from .stream import release_arrow
+
+        release_arrow()  # Arrow's pool keeps freed memory (parquet read whole, too) otherwise
+    if chunks is not None and "dask" not in type(adata.X).__module__:
+        from .lazy import wrap
+
+        adata = wrap(adata, chunks)
     logger.info("read %s: %d samples x %d assays", p, adata.n_obs, adata.n_vars)
     return adata
+
+
+def _read_path(p: Path, opts: dict) -> ad.AnnData:
+    """One file by its content, or a directory of parquet files as one dataset."""
+    if p.is_dir():
+        from .stream import parquet_files
+
+        files = parquet_files(p)
+        if not files:
+            msg = format_message(
+                "is a directory without parquet files, not an Olink export", file=str(p)
+            )
+            raise NPXFormatError(msg)
+        return _read_parquet(p, str(p), opts, files=files)
+    with open(p, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    return _read_any(p, str(p), head, opts)
 
 
 def _unexpected(err: BaseException, name: str, what: str) -> NPXFormatError:
@@ -428,6 +474,12 @@ def _read_long_text(
 ) -> ad.AnnData:
     header = info.header
     types = {h: pa.dictionary(pa.int32(), pa.string()) for h in header if h in STRING_COLUMNS}
+    if isinstance(src, Path):  # streamed, or None: read whole below
+        from .stream import try_csv
+
+        got = try_csv(src, name, info, types, opts)
+        if got is not None:
+            return got
     try:
         table, info, trailing = _csv_tolerant(src, name, info, types)
     except _NotUTF8 as bad:
@@ -647,16 +699,30 @@ def _header_line(src: Path | IO[bytes], info: _sniff.TextInfo) -> str:
     return ""
 
 
-def _read_parquet(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
+def _read_parquet(
+    src: Path | IO[bytes], name: str, opts: dict, files: list[Path] | None = None
+) -> ad.AnnData:
+    if isinstance(src, Path):  # streamed, or None: read it whole below
+        from . import stream
+
+        got = stream.try_parquet(files or [src], name, opts, STRING_COLUMNS)
+        if isinstance(got, stream.StreamPlan):
+            from .lazy import lazy
+
+            return lazy(got, opts["chunks"], file=name, product=opts["product"])
+        if got is not None:
+            return got
     source = str(src) if isinstance(src, Path) else src
     try:
-        schema = pq.ParquetFile(source).schema_arrow
-        if not isinstance(src, Path):
-            src.seek(0)
-        # text ID columns straight to dictionaries: the codes feed the pivot
-        text = [f.name for f in schema if f.name in STRING_COLUMNS and pa.types.is_string(f.type)]
-        pf = pq.ParquetFile(source, read_dictionary=text)
-        table = pf.read()
+        if files:  # a directory: its files as one table
+            tables = [_parquet_table(str(f)) for f in files]
+            table = pa.concat_tables(tables, promote_options="default")
+            agreed = stream._metadata([t.schema.metadata or {} for t in tables])
+            table = table.replace_schema_metadata(
+                {k.encode(): v.encode() for k, v in agreed.items()}
+            )
+        else:
+            table = _parquet_table(source)
     except (pa.ArrowInvalid, OSError, pa.ArrowException, UnicodeDecodeError, KeyError) as err:
         msg = format_message(
             f"truncated or corrupt parquet file ({err})",
@@ -681,3 +747,14 @@ def _read_parquet(src: Path | IO[bytes], name: str, opts: dict) -> ad.AnnData:
         metadata=meta,
         row_offset=1,
     )
+
+
+def _parquet_table(source: str | IO[bytes]) -> pa.Table:
+    schema = pq.ParquetFile(source).schema_arrow
+    if not isinstance(source, str):
+        source.seek(0)
+    # text ID columns straight to dictionaries: the codes feed the pivot (string columns
+    # only: a binary or nested column is named as an error later, not decoded here)
+    text = [f.name for f in schema if f.name in STRING_COLUMNS and pa.types.is_string(f.type)]
+    pf = pq.ParquetFile(source, read_dictionary=text)
+    return pf.read()

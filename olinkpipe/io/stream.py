@@ -1,0 +1,1010 @@
+"""Streaming long reader: Explore parquet by row group, long CSV by block, into preallocated
+matrices, with the same result as :func:`olinkpipe.io.convert.from_long` bit for bit.
+
+The long table is never held whole nor pivoted. Three passes over the file read only what
+each needs:
+
+A. the key columns (SampleID, OlinkID, Panel): the samples, assays and panels, in the order
+   :func:`~olinkpipe.io.convert.from_long` gives them (dictionary order, unused entries
+   dropped);
+B. the keys and every non-measurement column: which rows exist (the ``measured`` mask), the
+   plate and QC per sample and panel, and whether each other column is constant per sample
+   (``obs``), per assay (``var``) or neither (a layer);
+C. the keys and the measurement columns (NPX, LOD, other per-cell columns): scattered
+   straight into samples × assays arrays.
+
+Each batch's dictionary indices are mapped to the final sample and assay codes through one
+small lookup per distinct dictionary. With ``chunks=`` pass C runs later, one dask task per
+block of assays, reading only the row groups that hold those assays.
+
+Anything unusual is left to the in-memory reader, which gives the same answer or the right
+error: a value or LOD column stored as text (markers such as ``> ULOQ``), infinite values,
+missing identifiers, panels or plates, IDs that differ only by spaces, an OlinkID on two
+panels or with two names, a SampleID on two plates within a panel, a (sample, assay) pair
+that occurs twice, QC that varies within a sample's panel, or any parse error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .._provenance import provenance
+from ._util import warn_user
+from .convert import (
+    ASSAY_LEVEL,
+    MEASUREMENT_LEVEL,
+    VALUE_ALIASES,
+    _as_series,
+    _Column,
+    _is_pass,
+    _join_rows,
+    _present_from_plates,
+    _reader_version,
+    assay_type_from_name,
+    guess_product,
+    resolve_roles,
+    sample_type_from_name,
+)
+
+__all__ = ["Fallback", "StreamPlan", "parquet_source", "csv_source", "scan", "read_all"]
+
+logger = logging.getLogger("olinkpipe")
+BATCH_ROWS = 1 << 20
+_PANEL_CAP = 64  # panels per file the per-(sample, panel) grids allow
+
+
+class Fallback(Exception):
+    """The file needs the in-memory reader (see the module docstring)."""
+
+
+# ------------------------------------------------------------------------------------------
+# sources: a list of units (parquet row groups / the one CSV), each read as record batches
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """Where the long rows come from: ``units`` read one after another as record batches."""
+
+    kind: str
+    columns: list[str]
+    types: dict[str, pa.DataType]
+    units: list[Any]
+    metadata: dict[str, str] = field(default_factory=dict)
+    csv_opts: dict[str, Any] = field(default_factory=dict)
+
+    def batches(self, columns: list[str], units: list[int] | None = None) -> Iterator[Any]:
+        """Yield ``(unit, batch)`` for the given columns (all units when ``None``)."""
+        todo = range(len(self.units)) if units is None else units
+        if self.kind == "parquet":
+            open_files: dict[str, pq.ParquetFile] = {}
+            for u in todo:
+                path, rg = self.units[u]
+                pf = open_files.get(path)
+                if pf is None:
+                    pf = pq.ParquetFile(path, read_dictionary=self.csv_opts["dictionary"])
+                    open_files[path] = pf
+                for b in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[rg], columns=columns):
+                    yield u, b
+            return
+        import pyarrow.csv as pcsv
+
+        o = self.csv_opts
+        conv = pcsv.ConvertOptions(
+            column_types=o["types"],
+            strings_can_be_null=True,
+            decimal_point=o["decimal"],
+            quoted_strings_can_be_null=True,
+            include_columns=columns,
+        )
+        with pcsv.open_csv(
+            o["path"],
+            read_options=o["read"],
+            parse_options=o["parse"],
+            convert_options=conv,
+        ) as reader:
+            for b in reader:
+                yield 0, b
+
+
+def parquet_source(paths: list[Path], string_columns: set[str]) -> Source:
+    """A source over one parquet file or a directory's files (one dataset, same columns)."""
+    units, columns, types, metas = [], None, {}, []
+    for p in paths:
+        pf = pq.ParquetFile(str(p))
+        names = pf.schema_arrow.names
+        if columns is None:
+            columns = names
+        elif names != columns:
+            msg = "files with different columns"
+            raise Fallback(msg)
+        metas.append(pf.schema_arrow.metadata or {})
+        units += [(str(p), k) for k in range(pf.metadata.num_row_groups)]
+    dictionary = [c for c in columns if c in string_columns]
+    pf = pq.ParquetFile(str(paths[0]), read_dictionary=dictionary)
+    types = {f.name: f.type for f in pf.schema_arrow}
+    _refuse_odd_columns(list(types))
+    _refuse_odd_types(types)
+    meta = _metadata(metas)
+    return Source("parquet", columns, types, units, meta, {"dictionary": dictionary})
+
+
+def _refuse_odd_columns(columns: list[str]) -> None:
+    """Columns the in-memory reader must see: an unnamed column (R's row names, a trailing
+    delimiter, or values under no header: kept and warned about there) and a file whose X
+    would be PCNormalizedNPX (warned about there)."""
+    if any(not str(c).strip() or str(c).startswith(("Unnamed:", "...")) for c in columns):
+        msg = "a column without a name"
+        raise Fallback(msg)
+    if resolve_roles(columns)["value"] == "PCNormalizedNPX":
+        msg = "no NPX column: PCNormalizedNPX becomes X"
+        raise Fallback(msg)
+
+
+def _refuse_odd_types(types: dict[str, pa.DataType]) -> None:
+    """true/false, binary and nested columns go to the in-memory reader, whose strict
+    checks name them as errors (a bool NPX column is not a number)."""
+    for name, t in types.items():
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if (
+            pa.types.is_boolean(t)
+            or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_fixed_size_binary(t)
+            or pa.types.is_nested(t)
+        ):
+            msg = f"column {name!r} of type {t}"
+            raise Fallback(msg)
+
+
+def _metadata(metas: list[dict]) -> dict[str, str]:
+    """Key-value metadata (without pandas/Arrow keys) that all files agree on."""
+    out: dict[str, str] | None = None
+    for raw in metas:
+        meta = {}
+        for k, v in raw.items():
+            key = k.decode("utf-8", "replace")
+            if key in ("pandas", "ARROW:schema") or key.startswith("ARROW:"):
+                continue
+            meta[key] = v.decode("utf-8", "replace")
+        out = meta if out is None else {k: v for k, v in out.items() if meta.get(k) == v}
+    return out or {}
+
+
+def csv_source(path: Path, columns: list[str], types: dict, opts: dict) -> Source:
+    """A source over one long CSV read in blocks with ``pyarrow.csv.open_csv``."""
+    return Source("csv", columns, types, [0], {}, {"path": str(path), **opts})
+
+
+# ------------------------------------------------------------------------------------------
+# small streaming helpers
+# ------------------------------------------------------------------------------------------
+
+
+class _Dict:
+    """Global codes for a text column over batches, in from_long's order (first appearance
+    of each batch's dictionary entries), with the entries rows use."""
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {}
+        self.values: list[Any] = []
+        self.used = np.zeros(0, dtype=bool)
+        self._last: list[Any] | None = None  # [dictionary, lookup + [-1], final lookup]
+        self.final: np.ndarray | None = None  # global -> final code (-1 unused)
+
+    def _local(self, arr: pa.Array) -> tuple[np.ndarray, list[Any]]:
+        """Batch indices (-1 = null) and the cache entry of the batch's dictionary."""
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if not pa.types.is_dictionary(arr.type):
+            if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                arr = pc.cast(arr, pa.string())
+            arr = pc.dictionary_encode(arr)
+        dictionary = arr.dictionary
+        if self._last is None or not self._last[0].equals(dictionary):
+            if not (
+                pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
+            ):
+                dictionary = pc.cast(dictionary, pa.string())
+            lookup = np.fromiter(
+                (self.index.setdefault(v, len(self.index)) for v in dictionary.to_pylist()),
+                dtype=np.int32,
+                count=len(dictionary),
+            )
+            if len(self.index) > len(self.values):
+                self.values = list(self.index)
+            self._last = [arr.dictionary, np.append(lookup, np.int32(-1)), None]
+        idx = arr.indices
+        if idx.null_count:
+            idx = pc.fill_null(idx, -1)
+        return idx.to_numpy(zero_copy_only=False), self._last
+
+    def codes(self, arr: pa.Array, *, mark: bool = False) -> np.ndarray:
+        """Global codes (-1 = null); ``mark`` records which entries rows use."""
+        local, entry = self._local(arr)
+        if mark:
+            self._grow()
+            n = len(entry[1]) - 1
+            if n:
+                hit = np.bincount(local[local >= 0] if (local < 0).any() else local, minlength=n)
+                self.used[entry[1][:-1][hit > 0]] = True
+        return entry[1][local]
+
+    def scalar(self, arr: pa.Array) -> int | None:
+        """The global code when every row holds the same non-null value, else None."""
+        local, entry = self._local(arr)
+        if len(local) and local[0] >= 0 and local.min() == local.max():
+            return int(entry[1][local[0]])
+        return None
+
+    def _grow(self) -> None:
+        if len(self.used) < len(self.values):
+            self.used = np.concatenate(
+                [self.used, np.zeros(len(self.values) - len(self.used), dtype=bool)]
+            )
+
+    def finish(self, *, keep_all: bool = False) -> np.ndarray:
+        """The used values in order; sets ``final`` (global code -> final code)."""
+        self._grow()
+        if keep_all:  # a column whose unused entries do not matter (only values do)
+            self.used[:] = True
+        self.final = np.where(self.used, np.cumsum(self.used) - 1, -1).astype(np.int32)
+        if self._last is not None:
+            self._last[2] = None
+        return np.asarray(self.values, dtype=object)[self.used]
+
+    def final_codes(self, arr: pa.Array) -> np.ndarray:
+        local, entry = self._local(arr)
+        if entry[2] is None:
+            g = entry[1][:-1]
+            if len(g) and int(g.max()) >= len(self.final):  # unseen in the scan
+                msg = "dictionary changed between passes"
+                raise Fallback(msg)
+            entry[2] = np.append(self.final[g], np.int32(-1))
+        return entry[2][local]
+
+
+class _Const:
+    """Is a key constant within each group (over batches)? NaN equals NaN for floats."""
+
+    def __init__(self, n_groups: int, *, floaty: bool):
+        self.floaty = floaty
+        self.first = np.full(n_groups, np.nan) if floaty else np.full(n_groups, -1, dtype=np.int32)
+        self.seen = np.zeros(n_groups, dtype=bool)
+        self.ok = True
+
+    def update(self, groups: np.ndarray, key: np.ndarray) -> None:
+        if not self.ok or len(groups) == 0:
+            return
+        new = ~self.seen[groups]
+        if new.any():
+            g = groups[new]
+            self.first[g[::-1]] = key[new][::-1]  # first row of each new group
+            self.seen[g] = True
+        back = self.first[groups]
+        same = back == key
+        if self.floaty:
+            same |= np.isnan(back) & np.isnan(key)
+        if not same.all():
+            self.ok = False
+
+    def update_scalar(self, present: np.ndarray, value: Any) -> None:
+        """Every row of the batch holds ``value``; ``present`` marks the batch's groups."""
+        if not self.ok:
+            return
+        new = present & ~self.seen
+        self.first[new] = value
+        self.seen |= new
+        back = self.first[present]
+        same = back == value
+        if self.floaty and value != value:
+            same = np.isnan(back)
+        if not same.all():
+            self.ok = False
+
+
+def _values(arr: pa.Array) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return _Column("", pa.chunked_array([], type=t)).is_numeric
+
+
+# ------------------------------------------------------------------------------------------
+# the plan: everything but the per-cell values (passes A and B)
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamPlan:
+    """What passes A and B found: enough to build obs/var/obsm/uns and to read any block."""
+
+    source: Source
+    roles: dict[str, str | None]
+    columns: list[str]
+    dicts: dict[str, _Dict]
+    n_obs: int
+    n_assay: int
+    sample_uni: np.ndarray
+    assay_uni: np.ndarray
+    panel_uni: np.ndarray
+    assay_panel: np.ndarray
+    measured: np.ndarray
+    plate_mat: np.ndarray
+    qc_mat: np.ndarray
+    on_panel: np.ndarray
+    obs_cols: dict[str, np.ndarray]
+    var_cols: dict[str, np.ndarray]
+    layer_cols: list[str]
+    coded: dict[str, np.ndarray]
+    unit_assays: np.ndarray  # units × assays: which assays each unit holds
+    row_order: str
+    n_rows: int
+    qc_layer: str | None = None
+    prefilled: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def value_cols(self) -> list[str]:
+        """Columns read in pass C: value, LOD and the other per-cell columns."""
+        lod = [self.roles["lod"]] if self.roles["lod"] else []
+        return [self.roles["value"], *lod, *self.layer_cols]
+
+
+def scan(source: Source, *, values: bool = False) -> StreamPlan:
+    """Passes A and B; raises :class:`Fallback` for anything the streaming path leaves out.
+
+    With ``values`` pass B also scatters the value, LOD and numeric per-cell columns (and
+    the extra pass for columns that fail their first slot the columns themselves), so the
+    whole read takes two passes in the common case: ``plan.prefilled`` holds them.
+    """
+    columns = [c for c in source.columns if c not in ("", "Unnamed: 0", "...1")]
+    if len(set(columns)) != len(columns):
+        msg = "repeated column names"
+        raise Fallback(msg)
+    roles = resolve_roles(columns)
+    if any(roles[r] is None for r in ("sample", "olinkid", "value")):
+        msg = "required column missing"
+        raise Fallback(msg)
+    types = source.types
+    for r in ("value", "lod"):
+        if roles[r] is not None and not _is_numeric(types[roles[r]]):
+            msg = f"{r} column stored as text"
+            raise Fallback(msg)
+    scol, acol, pcol = roles["sample"], roles["olinkid"], roles["panel"]
+    dicts = {scol: _Dict(), acol: _Dict()}
+    if pcol:
+        dicts[pcol] = _Dict()
+
+    # --- pass A: samples, assays, panels ----------------------------------------------------
+    keys = [c for c in (scol, acol, pcol) if c]
+    n_rows = 0
+    for _, b in source.batches(keys):
+        n_rows += b.num_rows
+        for c in keys:
+            codes = dicts[c].codes(b.column(c), mark=True)
+            if (codes < 0).any():
+                msg = f"missing {c}"
+                raise Fallback(msg)
+    if n_rows == 0:
+        msg = "no rows"
+        raise Fallback(msg)
+    s_uni, a_uni = dicts[scol].finish(), dicts[acol].finish()
+    p_uni = dicts[pcol].finish() if pcol else np.array(["unknown"], dtype=object)
+    for uni in (s_uni, a_uni):
+        stripped = pd.Series([str(u).strip() for u in uni], dtype=object)
+        if stripped.duplicated().any():
+            msg = "IDs differing only by spaces"
+            raise Fallback(msg)
+    n_obs, n_assay, n_panel = len(s_uni), len(a_uni), len(p_uni)
+    if n_panel > _PANEL_CAP:
+        msg = "too many panels"
+        raise Fallback(msg)
+
+    # --- pass B: rows, plates, QC and the placement of every other column ---------------------
+    special = {scol, acol, roles["value"], roles["lod"], roles["plate"], roles["qc"]} - {None}
+    meta_cols = [c for c in columns if c not in special and c not in MEASUREMENT_LEVEL]
+    direct_layers = [c for c in columns if c not in special and c in MEASUREMENT_LEVEL]
+    text = {c for c in columns if not _is_numeric(types[c])}
+    for c in meta_cols + direct_layers:
+        if c in text and c not in dicts:
+            dicts[c] = _Dict()
+    for c in (roles["plate"], roles["qc"]):
+        if c:
+            dicts[c] = _Dict()
+    assay_level = ASSAY_LEVEL | {roles[k] for k in ("assay", "uniprot", "panel") if roles[k]}
+    # from_long tries var first for assay-level columns, obs first for the others: track
+    # that slot; a column that fails it is tracked for the other slot in one more pass
+    first_slot = {c: "var" if c in assay_level else "obs" for c in meta_cols}
+    trackers = {
+        (c, slot): _Const(n_obs if slot == "obs" else n_assay, floaty=c not in text)
+        for c in meta_cols
+        for slot in ("obs", "var")
+    }
+    read_b = [c for c in columns if c in {scol, acol, pcol, roles["plate"], roles["qc"]}]
+    read_b += [c for c in meta_cols if c not in read_b]
+    filled: dict[str, np.ndarray] = {}
+    if values:
+        lod = [roles["lod"]] if roles["lod"] else []
+        for c in [roles["value"], *lod, *[c for c in direct_layers if c not in text]]:
+            filled[c] = np.full(n_obs * n_assay, np.nan)
+            read_b.append(c)
+    panel_t = _Const(n_assay, floaty=False)
+    plate_t = _Const(n_obs * n_panel, floaty=False)
+    qc_t = _Const(n_obs * n_panel, floaty=False)
+    qc_any = np.zeros(n_obs * n_panel, dtype=bool)
+    measured = np.zeros(n_obs * n_assay, dtype=bool)
+    unit_assays = np.zeros((len(source.units), n_assay), dtype=bool)
+    last_s = last_a = None
+    s_changes = a_changes = 0
+    for u, b in source.batches(read_b):
+        s, a, pres = _keys(b, dicts, scol, acol, n_obs, n_assay)
+        p = dicts[pcol].final_codes(b.column(pcol)) if pcol else np.zeros(len(s), np.int32)
+        cell = s.astype(np.int64) * n_assay + a
+        measured[cell] = True
+        unit_assays[u] = pres["var"]
+        for c, arr in filled.items():
+            v = _values(b.column(c))
+            if c in (roles["value"], roles["lod"]) and np.isinf(v).any():
+                msg = "infinite values"
+                raise Fallback(msg)
+            arr[cell] = v
+        if len(s):
+            s_changes += int(np.count_nonzero(s[1:] != s[:-1])) + (
+                last_s is not None and s[0] != last_s
+            )
+            a_changes += int(np.count_nonzero(a[1:] != a[:-1])) + (
+                last_a is not None and a[0] != last_a
+            )
+            last_s, last_a = s[-1], a[-1]
+        panel_t.update(a, p)
+        sp = s.astype(np.int64) * n_panel + p
+        if roles["plate"]:
+            q = dicts[roles["plate"]].codes(b.column(roles["plate"]))
+            if (q < 0).any():
+                msg = "missing PlateID"
+                raise Fallback(msg)
+            plate_t.update(sp, q)
+            if not plate_t.ok:
+                msg = "a SampleID on two plates within a panel"
+                raise Fallback(msg)
+        if roles["qc"]:
+            qd = dicts[roles["qc"]]
+            qk = qd.codes(b.column(roles["qc"]), mark=True)
+            qc_t.update(sp, qk)
+            # flagged (sample, panel) pairs, used when QC varies within a panel
+            bad = np.append(~_is_pass(np.asarray(qd.values, dtype=object)), False)
+            qc_any[sp[bad[qk]]] = True
+        groups = {"obs": s, "var": a}
+        for c in meta_cols:
+            slot = first_slot[c]
+            _track(b, c, dicts, text, trackers[c, slot], groups[slot], pres[slot])
+    if not panel_t.ok:
+        msg = "an OlinkID on two panels"
+        raise Fallback(msg)
+    if int(np.count_nonzero(measured)) != n_rows:
+        msg = "a (SampleID, OlinkID) pair occurs twice"
+        raise Fallback(msg)
+    second = {c: "obs" if s1 == "var" else "var" for c, s1 in first_slot.items()}
+    redo = [c for c in meta_cols if not trackers[c, first_slot[c]].ok]
+    spec: dict[str, np.ndarray] = {}  # redo columns scattered, in case they are layers
+    if redo:
+        if values:
+            spec = {
+                c: np.full(
+                    n_obs * n_assay,
+                    -1 if c in text else np.nan,
+                    np.int32 if c in text else np.float64,
+                )
+                for c in redo
+            }
+        for _, b in source.batches([scol, acol, *[c for c in redo if c not in (scol, acol)]]):
+            s, a, pres = _keys(b, dicts, scol, acol, n_obs, n_assay)
+            groups = {"obs": s, "var": a}
+            cell = s.astype(np.int64) * n_assay + a
+            for c in redo:
+                slot = second[c]
+                _track(b, c, dicts, text, trackers[c, slot], groups[slot], pres[slot])
+                if c in spec:
+                    col = b.column(c)
+                    spec[c][cell] = dicts[c].codes(col, mark=True) if c in text else _values(col)
+    for c in meta_cols:
+        if c not in redo:  # its second slot was never tracked (nor needed)
+            trackers[c, second[c]].ok = False
+    if roles["assay"] and not trackers[roles["assay"], "var"].ok:
+        msg = "an OlinkID with two Assay names"
+        raise Fallback(msg)
+
+    # --- placements ----------------------------------------------------------------------
+    obs_cols: dict[str, np.ndarray] = {}
+    var_cols: dict[str, np.ndarray] = {}
+    layer_cols: list[str] = []
+    coded: dict[str, np.ndarray] = {}
+    # QC that varies within a sample's panel: a per-cell text layer, as in from_long
+    qc_layer = roles["qc"] if roles["qc"] and not qc_t.ok else None
+    for c in columns:
+        if c in special and c != qc_layer:
+            continue
+        if c in direct_layers or c == qc_layer:
+            layer_cols.append(c)
+            continue
+        for slot in (first_slot[c], second[c]):
+            t = trackers[c, slot]
+            if t.ok:
+                per = t.first
+                if c in text:
+                    uni = dicts[c].finish(keep_all=True)
+                    per = np.where(per >= 0, dicts[c].final[np.maximum(per, 0)], -1)
+                    per = np.append(uni, None).astype(object)[per]
+                (obs_cols if slot == "obs" else var_cols)[c] = per
+                break
+        else:
+            layer_cols.append(c)
+    for c in layer_cols:
+        if c in spec:  # scattered in the redo pass: text codes to their final categories
+            if c in text:
+                dicts[c].finish()
+                _remap(spec[c], np.append(dicts[c].final, np.int32(-1)))
+            filled[c] = spec[c]
+    text_layers = [c for c in layer_cols if c in text and c != qc_layer and c not in filled]
+    if text_layers:  # categories of text layers, in from_long's order (extra pass, rare)
+        for c in text_layers:
+            dicts[c] = _Dict()
+        for _, b in source.batches(text_layers):
+            for c in text_layers:
+                dicts[c].codes(b.column(c), mark=True)
+    for c in layer_cols:
+        if c in text:
+            coded[c] = np.asarray([str(u) for u in dicts[c].finish()], dtype=object)
+
+    def per_panel(t: _Const, c: str | None) -> np.ndarray:
+        if c is None:
+            return np.full(n_obs * n_panel, -1, dtype=np.int32)
+        dicts[c].finish()
+        f = dicts[c].final
+        return np.where(t.first >= 0, f[np.maximum(t.first, 0)], -1)
+
+    on_panel = _seen_grid(measured, n_obs, n_assay, n_panel, panel_t.first)
+    if roles["plate"]:
+        q_uni = dicts[roles["plate"]].finish(keep_all=True)
+        plate_codes = per_panel(plate_t, roles["plate"])
+        plate_mat = np.append(q_uni, "").astype(object)[plate_codes].reshape(n_obs, n_panel)
+    else:  # from_long: one plate named "" for every sample
+        plate_mat = np.full((n_obs, n_panel), "", dtype=object)
+    qc_mat = np.full(n_obs * n_panel, "", dtype=object)
+    if qc_layer:
+        cat_pass = _is_pass(coded[qc_layer])
+        cats = [str(c) for c in coded[qc_layer]]
+        bad_labels = [c for c, ok in zip(cats, cat_pass, strict=True) if not ok]
+        good_labels = [c for c, ok in zip(cats, cat_pass, strict=True) if ok and c]
+        qc_mat = np.where(
+            qc_any,
+            bad_labels[0] if bad_labels else "WARN",
+            good_labels[0] if good_labels else "PASS",
+        )
+        qc_mat = np.where(on_panel, qc_mat, "").astype(object)
+    elif roles["qc"]:
+        quni = dicts[roles["qc"]].finish()
+        vals = np.append(quni, None).astype(object)[per_panel(qc_t, roles["qc"])]
+        vals = np.where(pd.isna(vals), "", vals)
+        qc_mat = np.where(on_panel, vals, "").astype(object)
+    return StreamPlan(
+        source=source,
+        roles=roles,
+        columns=columns,
+        dicts=dicts,
+        n_obs=n_obs,
+        n_assay=n_assay,
+        sample_uni=s_uni,
+        assay_uni=a_uni,
+        panel_uni=p_uni,
+        assay_panel=panel_t.first.astype(np.int64),
+        measured=measured.reshape(n_obs, n_assay),
+        plate_mat=plate_mat,
+        qc_mat=qc_mat.reshape(n_obs, n_panel),
+        on_panel=on_panel,
+        obs_cols=obs_cols,
+        var_cols=var_cols,
+        layer_cols=layer_cols,
+        coded=coded,
+        unit_assays=unit_assays,
+        row_order="sample" if s_changes < a_changes else "assay",
+        qc_layer=qc_layer,
+        prefilled={c: v.reshape(n_obs, n_assay) for c, v in filled.items()},
+        n_rows=n_rows,
+    )
+
+
+def _keys(
+    b: Any, dicts: dict[str, _Dict], scol: str, acol: str, n_obs: int, n_assay: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Final sample and assay codes of a batch, and which samples/assays it holds."""
+    s = dicts[scol].final_codes(b.column(scol))
+    a = dicts[acol].final_codes(b.column(acol))
+    pres = {"obs": np.zeros(n_obs, dtype=bool), "var": np.zeros(n_assay, dtype=bool)}
+    pres["obs"][s] = True
+    pres["var"][a] = True
+    return s, a, pres
+
+
+def _track(
+    b: Any,
+    c: str,
+    dicts: dict[str, _Dict],
+    text: set[str],
+    tracker: _Const,
+    groups: np.ndarray,
+    present: np.ndarray,
+) -> None:
+    """Update one constancy tracker with column ``c`` of batch ``b``."""
+    if not tracker.ok:
+        return
+    col = b.column(c)
+    if c in text:
+        v = dicts[c].scalar(col)
+        if v is not None:
+            tracker.update_scalar(present, v)
+        else:
+            tracker.update(groups, dicts[c].codes(col))
+        return
+    key = _values(col)
+    if len(key) and key.min() == key.max():  # one value (NaN never compares equal)
+        tracker.update_scalar(present, key[0])
+    else:
+        tracker.update(groups, key)
+
+
+def _seen_grid(
+    measured: np.ndarray, n_obs: int, n_assay: int, n_panel: int, assay_panel: np.ndarray
+) -> np.ndarray:
+    """(sample, panel) pairs with at least one row, flattened."""
+    m = measured.reshape(n_obs, n_assay)
+    out = np.zeros((n_obs, n_panel), dtype=bool)
+    for k in range(n_panel):
+        out[:, k] = m[:, assay_panel == k].any(axis=1)
+    return out.ravel()
+
+
+# ------------------------------------------------------------------------------------------
+# pass C: the per-cell values of a block of assays
+# ------------------------------------------------------------------------------------------
+
+
+def read_values(
+    plan: StreamPlan, lo: int = 0, hi: int | None = None, names: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """X, LOD and the other per-cell columns for assays ``lo:hi`` (samples × assays each).
+
+    Reads only the units that hold those assays; text layers hold their category codes.
+    """
+    hi = plan.n_assay if hi is None else hi
+    width = hi - lo
+    roles, dicts = plan.roles, plan.dicts
+    scol, acol = roles["sample"], roles["olinkid"]
+    names = plan.value_cols if names is None else names
+    out: dict[str, np.ndarray] = {}
+    if not names:
+        return out
+    for c in names:
+        text = c in dicts and c not in (scol, acol)
+        out[c] = np.full(
+            plan.n_obs * width, -1 if text else np.nan, dtype=np.int32 if text else np.float64
+        )
+    units = np.flatnonzero(plan.unit_assays[:, lo:hi].any(axis=1)).tolist()
+    for _, b in plan.source.batches([scol, acol, *names], units):
+        s = dicts[scol].final_codes(b.column(scol))
+        a = dicts[acol].final_codes(b.column(acol))
+        if lo != 0 or hi != plan.n_assay:
+            keep = (a >= lo) & (a < hi)
+            if not keep.all():
+                idx = np.flatnonzero(keep)
+                s, a = s[idx], a[idx]
+                b = b.take(pa.array(idx))
+        cell = s.astype(np.int64) * width + (a - lo)
+        for c in names:
+            arr = out[c]
+            if arr.dtype == np.int32:
+                arr[cell] = dicts[c].final_codes(b.column(c))
+            else:
+                v = _values(b.column(c))
+                if c in (roles["value"], roles["lod"]) and np.isinf(v).any():
+                    msg = "infinite values"
+                    raise Fallback(msg)
+                arr[cell] = v
+    return {c: v.reshape(plan.n_obs, width) for c, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# the AnnData (same construction as from_long)
+# ------------------------------------------------------------------------------------------
+
+
+def read_all(plan: StreamPlan, *, file: str, product: str | None, data_format: str) -> ad.AnnData:
+    """Pass C over the whole file and the AnnData, as :func:`from_long` builds it."""
+    vals = plan.prefilled
+    plan.prefilled = {}
+    rest = [c for c in plan.value_cols if c not in vals]
+    if rest:
+        vals.update(read_values(plan, names=rest))
+    roles = plan.roles
+    X = vals.pop(roles["value"])
+    if not np.isfinite(X).any():
+        warn_user(
+            f"{file or 'long table'}: column {roles['value']!r} holds no numeric value at all "
+            "(every value is missing); check that this is the right column and file"
+        )
+    layers: dict[str, np.ndarray] = {
+        "lod": vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
+    }
+    for c in plan.layer_cols:
+        layers[c] = vals.pop(c)
+    return build(plan, X, layers, file=file, product=product, data_format=data_format)
+
+
+def build(
+    plan: StreamPlan,
+    X: Any,
+    layers: dict[str, Any],
+    *,
+    file: str,
+    product: str | None,
+    data_format: str,
+    derived: bool = True,
+) -> ad.AnnData:
+    """obs, var, obsm, uns and the derived layers around ``X`` and the value layers.
+
+    With ``derived`` the ``measured``/``qc_warning``/``below_lod`` layers are computed
+    here; the dask path passes them in ``layers`` instead.
+    """
+    roles, columns = plan.roles, plan.columns
+    types = plan.source.types
+    dtypes = {c: _Column(c, pa.chunked_array([], type=types[c])).pandas_dtype for c in columns}
+    _n_obs, n_assay = plan.n_obs, plan.n_assay
+    panel_names = [str(p) for p in plan.panel_uni]
+    qc_mat, plate_mat = plan.qc_mat, plan.plate_mat
+    obsm = {
+        "PlateID": pd.DataFrame(plate_mat.astype(str), columns=panel_names),
+        "QC_Warning": pd.DataFrame(qc_mat.astype(str), columns=panel_names),
+    }
+    # --- obs ------------------------------------------------------------------------------
+    sample_names = plan.sample_uni.astype(object)
+    is_pass_op = _is_pass(qc_mat.ravel()).reshape(qc_mat.shape)
+    plates_joined = _join_rows(plate_mat, plate_mat != "", "")
+    qc_joined = _join_rows(qc_mat, ~is_pass_op, "PASS")
+    index = np.asarray([str(x) for x in sample_names], dtype=object)
+    if len(set(index)) != len(index):
+        msg = "sample names not unique as text"
+        raise Fallback(msg)
+    obs_index = pd.Index(index, dtype=object, name=None)
+    ocols: dict[str, Any] = {"SampleID": sample_names}
+    for c, v in plan.obs_cols.items():
+        if c != "SampleID":
+            ocols[c] = _as_series(v, dtypes[c], obs_index)
+    if "SampleType" in plan.obs_cols:
+        st = pd.Series(ocols["SampleType"], dtype=object)
+        ocols["SampleType"] = st.where(st.notna(), "SAMPLE").astype(str).to_numpy()
+    elif "Sample_Type" in plan.obs_cols:
+        st = pd.Series(plan.obs_cols["Sample_Type"], dtype=object).fillna("SAMPLE").astype(str)
+        ocols["SampleType"] = st.str.strip().str.upper().to_numpy()
+    else:
+        ocols["SampleType"] = np.asarray(
+            [sample_type_from_name(s) for s in sample_names], dtype=object
+        )
+    ocols["is_control"] = pd.Series(ocols["SampleType"]).astype(str).str.upper().to_numpy() != (
+        "SAMPLE"
+    )
+    ocols["PlateID"] = plates_joined.astype(str)
+    ocols["QC_Warning"] = np.asarray(qc_joined, dtype=object).astype(str)
+    ocols["qc_pass"] = is_pass_op.all(axis=1)
+    obs = pd.DataFrame(ocols, index=obs_index)
+    for m in obsm.values():
+        m.index = obs.index
+    # --- var ------------------------------------------------------------------------------
+    var_cols = dict(plan.var_cols)
+    a_uni = plan.assay_uni
+    var_index = pd.Index(a_uni.astype(str), name=None)
+    vcols: dict[str, Any] = {
+        "Assay": var_cols.pop(roles["assay"]) if roles["assay"] else a_uni.astype(str)
+    }
+    if roles["uniprot"] and roles["uniprot"] in var_cols:
+        vcols["UniProt"] = var_cols.pop(roles["uniprot"])
+    else:
+        vcols["UniProt"] = np.full(n_assay, "", dtype=object)
+    vcols["Panel"] = plan.panel_uni[plan.assay_panel].astype(str)
+    if roles["panel"]:
+        var_cols.pop(roles["panel"], None)
+    for c, v in var_cols.items():
+        vcols[c] = _as_series(v, dtypes[c], var_index)
+    if "AssayType" in var_cols:
+        at = pd.Series(vcols["AssayType"], dtype=object)
+        vcols["AssayType"] = at.where(at.notna(), "assay").astype(str).to_numpy()
+    else:
+        vcols["AssayType"] = np.asarray(
+            [assay_type_from_name(a) for a in vcols["Assay"]], dtype=object
+        )
+    vcols["is_control"] = pd.Series(vcols["AssayType"]).astype(str).str.lower().to_numpy() != (
+        "assay"
+    )
+    var = pd.DataFrame(vcols, index=var_index)
+    var.index.name = None
+    # --- derived layers -------------------------------------------------------------------
+    if derived:
+        layers.update(_derived(layers, X, ~is_pass_op, plan, 0, n_assay))
+    adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
+    prov = provenance(adata)
+    prov.update(
+        {
+            "source": [str(file)] if file else [],
+            "format": data_format,
+            "product": product or guess_product(columns, var, plan.source.metadata),
+            "data_type": VALUE_ALIASES.get(roles["value"], "NPX"),
+            "reader_version": _reader_version(),
+            "metadata": {str(k): str(v) for k, v in plan.source.metadata.items()},
+            "long_columns": list(columns),
+            "columns": {k: v for k, v in roles.items() if v is not None},
+            "dtypes": dtypes,
+            "coded_layers": plan.coded,
+            "row_order": plan.row_order,
+        }
+    )
+    return adata
+
+
+def _derived(
+    layers: dict[str, np.ndarray],
+    X: np.ndarray,
+    flag_op: np.ndarray,
+    plan: StreamPlan,
+    lo: int,
+    hi: int,
+) -> dict[str, np.ndarray]:
+    """``measured`` (when not the default), ``qc_warning`` and ``below_lod`` for assays lo:hi."""
+    out: dict[str, np.ndarray] = {}
+    measured = plan.measured[:, lo:hi]
+    if needs_measured(plan):
+        out["measured"] = measured
+    if plan.qc_layer is not None:  # per-cell flags from the QC layer's categories
+        codes = layers[plan.qc_layer]
+        cat_pass = _is_pass(plan.coded[plan.qc_layer])
+        flag = np.zeros(codes.shape, dtype=bool)
+        valid = codes >= 0
+        flag[valid] = ~cat_pass[codes[valid]]
+        out["qc_warning"] = flag
+    else:
+        out["qc_warning"] = flag_op[:, plan.assay_panel[lo:hi]] & measured
+    out["below_lod"] = _below(X, layers["lod"])
+    return out
+
+
+def needs_measured(plan: StreamPlan) -> bool:
+    """Does ``measured`` differ from the default (sample has a plate on the assay's panel)?"""
+    cached = getattr(plan, "_needs_measured", None)
+    if cached is None:
+        present = _present_from_plates(plan.plate_mat)
+        cached = False
+        for k in range(present.shape[1]):  # panel by panel: no full-size temporary
+            cols = np.flatnonzero(plan.assay_panel == k)
+            if not np.array_equal(
+                plan.measured[:, cols], np.repeat(present[:, [k]], len(cols), 1)
+            ):
+                cached = True
+                break
+        plan._needs_measured = cached  # type: ignore[attr-defined]
+    return cached
+
+
+_ROWS = 4096  # rows per step of the row-blocked helpers below
+
+
+def _remap(codes: np.ndarray, lookup: np.ndarray) -> None:
+    """``codes[:] = lookup[codes]`` in place, a block of rows at a time (-1 stays -1)."""
+    flat = codes.reshape(-1)
+    step = _ROWS * 256
+    for i in range(0, len(flat), step):
+        part = flat[i : i + step]
+        part[:] = lookup[part]
+
+
+def _below(X: np.ndarray, lod: np.ndarray) -> np.ndarray:
+    """``X < lod`` where both are known, a block of rows at a time (as from_long computes it)."""
+    out = np.empty(X.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for i in range(0, X.shape[0], _ROWS):
+            x, lo = X[i : i + _ROWS], lod[i : i + _ROWS]
+            out[i : i + _ROWS] = np.asarray(x < lo) & ~np.isnan(x) & ~np.isnan(lo)
+    return out
+
+
+def auto_block(n_obs: int) -> int:
+    """Assays per block for ``chunks="auto"``: about 128 MiB of float64 per block."""
+    return max(1, math.floor((128 << 20) / max(n_obs * 8, 1)))
+
+
+# ------------------------------------------------------------------------------------------
+# entry points used by read_npx
+# ------------------------------------------------------------------------------------------
+
+
+def try_parquet(
+    paths: list[Path], name: str, opts: dict, string_columns: set[str]
+) -> ad.AnnData | StreamPlan | None:
+    """Stream parquet file(s); ``None`` when the in-memory reader must handle the file.
+
+    With ``opts["chunks"]`` returns the :class:`StreamPlan` (passes A and B only).
+    """
+    try:
+        source = parquet_source(paths, string_columns)
+        lazy = opts.get("chunks") is not None
+        plan = scan(source, values=not lazy)
+        if lazy:
+            return plan
+        return read_all(plan, file=name, product=opts["product"], data_format="parquet")
+    except (Fallback, pa.ArrowException, OSError, UnicodeDecodeError, KeyError) as err:
+        logger.debug("%s: read whole, not streamed (%s)", name, err)
+        return None
+    finally:
+        release_arrow()
+
+
+def try_csv(path: Path, name: str, info: Any, types: dict, opts: dict) -> ad.AnnData | None:
+    """Stream a UTF-8 long CSV in blocks; ``None`` when the in-memory reader must read it."""
+    import pyarrow.csv as pcsv
+
+    if info.encoding != "utf-8":
+        return None
+    read = pcsv.ReadOptions(encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 20)
+    parse = pcsv.ParseOptions(delimiter=info.sep, quote_char='"', newlines_in_values=False)
+    csv_opts = {"types": dict(types), "decimal": info.decimal, "read": read, "parse": parse}
+    try:
+        conv = pcsv.ConvertOptions(
+            column_types=types,
+            strings_can_be_null=True,
+            decimal_point=info.decimal,
+            quoted_strings_can_be_null=True,
+        )
+        with pcsv.open_csv(
+            str(path), read_options=read, parse_options=parse, convert_options=conv
+        ) as reader:
+            schema = reader.schema
+        for f in schema:  # dates stay as written (as the in-memory reader keeps them)
+            t = f.type
+            if pa.types.is_temporal(t) or pa.types.is_date(t) or pa.types.is_time(t):
+                csv_opts["types"][f.name] = pa.string()
+        ftypes = {f.name: csv_opts["types"].get(f.name, f.type) for f in schema}
+        _refuse_odd_columns(list(schema.names))
+        _refuse_odd_types(ftypes)
+        source = csv_source(path, list(schema.names), ftypes, csv_opts)
+        plan = scan(source, values=True)
+        return read_all(plan, file=name, product=opts["product"], data_format="long")
+    except (Fallback, pa.ArrowException, OSError, UnicodeDecodeError) as err:
+        logger.debug("%s: read whole, not streamed (%s)", name, err)
+        return None
+    finally:
+        release_arrow()
+
+
+def release_arrow() -> None:
+    """Hand Arrow's freed memory back to the system (jemalloc/mimalloc keep it otherwise)."""
+    release = getattr(pa.default_memory_pool(), "release_unused", None)
+    if release is not None:
+        release()
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The parquet files of a directory (one dataset), sorted by name."""
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".parquet")

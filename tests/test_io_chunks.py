@@ -1,0 +1,127 @@
+"""read_npx(chunks=...): a lazy, dask-backed AnnData equal to the in-memory read."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import olinkpipe as op
+from olinkpipe.datasets import write_large_explore
+from olinkpipe.errors import DesignError, OlinkpipeError
+from olinkpipe.io import stream
+
+da = pytest.importorskip("dask.array")
+from test_io_stream import assert_same_anndata  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("chunks")
+    return {
+        "parquet": write_large_explore(d / "a.parquet", 1100, 60, seed=7, assays_per_block=4),
+        "csv": write_large_explore(d / "a.csv", 300, 30, seed=7, file_format="csv"),
+        "dir": write_large_explore(d / "panels", 200, 40, seed=1, per_panel=True),
+    }
+
+
+def _computed(adata):
+    out = adata.copy()
+    out.X = adata.X.compute()
+    for k in list(adata.layers.keys()):
+        out.layers[k] = adata.layers[k].compute()
+    return out
+
+
+def _check_layout(adata, chunks):
+    panels = adata.var["Panel"].to_numpy()
+    arrays = [adata.X, *adata.layers.values()]
+    for arr in arrays:
+        assert isinstance(arr, da.Array)
+        assert arr.chunks[0] == (adata.n_obs,)  # every block holds all samples
+        assert arr.chunks == adata.X.chunks
+    edges = np.cumsum((0, *adata.X.chunks[1]))
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        assert len(set(panels[lo:hi])) == 1  # a block never spans two panels
+        if isinstance(chunks, int):
+            assert hi - lo <= chunks
+    if chunks == "panel":
+        assert len(adata.X.chunks[1]) == len(set(panels))
+
+
+@pytest.mark.parametrize("chunks", ["panel", 3, "auto"])
+@pytest.mark.parametrize("kind", ["parquet", "dir", "csv"])
+def test_equal_to_in_memory(files, kind, chunks):
+    lazy = op.read_npx(files[kind], chunks=chunks)
+    _check_layout(lazy, chunks)
+    assert_same_anndata(_computed(lazy), op.read_npx(files[kind]))
+
+
+def test_nothing_read_until_computed(files, monkeypatch):
+    calls = []
+    real = stream.read_values
+
+    def spy(*args, **kwargs):
+        calls.append(args[1:3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stream, "read_values", spy)
+    from dask.callbacks import Callback
+
+    ran = []
+    with Callback(pretask=lambda key, dask, state: ran.append(key)):
+        lazy = op.read_npx(files["parquet"], chunks="panel")
+    assert calls == [] and ran == []
+    n_blocks = len(lazy.X.chunks[1])
+    lazy.X[:, :1].compute()  # one block: one read of that block's assays only
+    assert calls == [(0, lazy.X.chunks[1][0])]
+    lazy.X.compute()
+    assert len(calls) == 1 + n_blocks
+
+
+def test_block_reads_only_its_row_groups(files, monkeypatch):
+    """Each block opens only the row groups that hold its assays."""
+    read = []
+    real = stream.Source.batches
+
+    def spy(self, columns, units=None):
+        read.append(units)
+        return real(self, columns, units)
+
+    lazy = op.read_npx(files["parquet"], chunks="panel")
+    monkeypatch.setattr(stream.Source, "batches", spy)
+    lazy.X.blocks[0, 1].compute()
+    n_units = len(stream.parquet_source([files["parquet"]], set()).units)
+    assert len(read) == 1 and 0 < len(read[0]) < n_units
+
+
+def test_distributed_local_cluster(files):
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            protocol="tcp",
+            host="127.0.0.1",  # loopback only (the tests block other addresses)
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        lazy = op.read_npx(files["parquet"], chunks=8)
+        got = _computed(lazy)
+    assert_same_anndata(got, op.read_npx(files["parquet"]))
+
+
+@pytest.mark.parametrize("bad", [0, -2, "big", 2.5, True])
+def test_bad_chunks(files, bad):
+    with pytest.raises(DesignError, match="chunks"):
+        op.read_npx(files["parquet"], chunks=bad)
+
+
+def test_without_dask_says_what_to_install(files, monkeypatch):
+    for name in [m for m in sys.modules if m == "dask" or m.startswith("dask.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "dask", None)
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(OlinkpipeError, match=r"olinkpipe\[dask\]"):
+        op.read_npx(files["parquet"], chunks="panel")
