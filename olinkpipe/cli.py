@@ -83,7 +83,14 @@ def _run(args: argparse.Namespace) -> int:
     from .workflow.runner import OutputExistsError, exists_message
 
     try:
-        result = run(args.config, out=args.out, force=args.force)
+        result = run(
+            args.config,
+            out=args.out,
+            force=args.force,
+            progress=args.verbose,
+            scheduler=args.scheduler,
+            chunks=args.chunks,
+        )
     except OutputExistsError as err:
         raise OutputExistsError(
             exists_message(err.out, "rerun with --force"), out=err.out
@@ -94,6 +101,11 @@ def _run(args: argparse.Namespace) -> int:
         raise _Interrupted(msg, terminated=isinstance(stop, _Terminated)) from None
     print(f"report: {result.report}")
     return 0
+
+
+def _chunks(text: str) -> str | int:
+    """``--chunks``: a whole number becomes an int (validated with the config)."""
+    return int(text) if text.strip().lstrip("+-").isdigit() else text
 
 
 def _interrupted(record: Path) -> bool:
@@ -150,6 +162,8 @@ examples:
   olinkpipe run --out results                  the CAR-T example
   olinkpipe run paired_de.yaml --out results   your own workflow (copy a bundled one)
   olinkpipe run my.yaml --out results --force  replace an earlier run's outputs
+  olinkpipe run my.yaml --out results --chunks panel --scheduler tcp://host:8786
+                                               on a dask.distributed cluster
 """
 
 
@@ -196,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="replace olinkpipe's outputs in an existing output directory (other files are kept)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="dask scheduler for the run, overriding compute.scheduler: threads, processes, "
+        "synchronous, or the address of a dask.distributed scheduler (tcp://host:8786)",
+    )
+    p.add_argument(
+        "--chunks",
+        type=_chunks,
+        default=None,
+        help="read the NPX matrix dask-backed, overriding compute.chunks: auto, panel, or "
+        "a number of assays per block",
     )
     p.set_defaults(func=_run)
     return parser

@@ -199,6 +199,49 @@ class Output(_Section):
         return v
 
 
+#: Local dask schedulers ``compute.scheduler`` may name (anything else is an address).
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+
+
+class Compute(_Section):
+    """Where the matrix lives and which dask scheduler computes it (docs/scaling.md).
+
+    ``chunks`` null reads the data in memory; ``"auto"``, ``"panel"`` or a positive int
+    reads it dask-backed (``read_npx(chunks=...)``). ``scheduler`` null uses dask's
+    default; ``threads``, ``processes``, ``synchronous`` pick a local scheduler; anything
+    else is the address of a running dask.distributed scheduler (``tcp://host:8786``).
+    """
+
+    chunks: str | int | None = None
+    scheduler: str | None = None
+
+    @field_validator("chunks", mode="before")
+    @classmethod
+    def _chunks(cls, v: Any) -> Any:
+        ok = v is None or v in ("auto", "panel")
+        ok = ok or (isinstance(v, int) and not isinstance(v, bool) and v > 0)
+        if not ok:
+            msg = (
+                "chunks must be null (in memory), 'auto', 'panel' or a positive number of "
+                "assays per block"
+            )
+            raise ValueError(msg)
+        return v
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler(cls, v: Any) -> Any:
+        if v is None or v in LOCAL_SCHEDULERS:
+            return v
+        if isinstance(v, str) and "://" in v and v.split("://", 1)[1].strip():
+            return v.strip()
+        msg = (
+            f"scheduler must be null (dask's default), one of {list(LOCAL_SCHEDULERS)} or the "
+            f"address of a dask.distributed scheduler such as 'tcp://host:8786'"
+        )
+        raise ValueError(msg)
+
+
 class WorkflowConfig(_Section):
     """A whole analysis: inputs, the steps' settings and the outputs.
 
@@ -221,6 +264,7 @@ class WorkflowConfig(_Section):
     outcomes: Outcomes | None = None
     table_one: TableOne | None = None
     output: Output = Field(default_factory=Output)
+    compute: Compute = Field(default_factory=Compute)
 
 
 # ----------------------------------------------------------------------------- loading

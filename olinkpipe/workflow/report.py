@@ -290,6 +290,24 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
     return out
 
 
+def compute_text(compute: dict) -> str:
+    """The Methods sentence saying what ran where (``run.json``'s ``compute``).
+
+    Examples
+    --------
+    >>> compute_text({"chunks": None, "where": "in memory (no dask)"})
+    'Computed in memory (no dask); the NPX matrix was held in memory.'
+    """
+    where = compute.get("where", "in memory (no dask)")
+    chunks = compute.get("chunks")
+    matrix = (
+        "the NPX matrix was held in memory"
+        if chunks is None
+        else f"the NPX matrix was dask-backed in blocks of assays (chunks {chunks!r})"
+    )
+    return f"Computed {where}; {matrix}."
+
+
 def _status_rows(result) -> str:
     rows = []
     for step, status in result.status.items():
@@ -435,6 +453,7 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
                     f"(<code>figures/{html.escape(name)}.png</code>)</figcaption></figure>"
                 )
     paragraphs = methods_text(cfg, versions) + ([SIMULATED] if _simulated(ctx) else [])
+    paragraphs.append(compute_text(ctx.compute))
     methods = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
     vers = ", ".join(f"{k} {v}" for k, v in versions.items())
     body.append(

@@ -7,6 +7,7 @@ order, saves what they return and records how long each took. It computes nothin
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -14,10 +15,11 @@ import logging
 import platform
 import shutil
 import signal
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from os import PathLike
@@ -29,9 +31,17 @@ import numpy as np
 import pandas as pd
 
 from .. import _atomic
-from ..errors import DesignError, OlinkpipeError, OlinkpipeWarning, ValidationError, preview
+from .._dask import require_dask
+from ..errors import (
+    ConfigError,
+    DesignError,
+    OlinkpipeError,
+    OlinkpipeWarning,
+    ValidationError,
+    preview,
+)
 from . import _lock
-from .config import WorkflowConfig, check_inputs, load_config
+from .config import LOCAL_SCHEDULERS, WorkflowConfig, check_inputs, load_config
 
 __all__ = [
     "run",
@@ -156,6 +166,7 @@ class _Context:
     sections: dict[str, list[str]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     caught: list | None = None
+    compute: dict = field(default_factory=dict)
 
     # -- outputs -------------------------------------------------------------------
     def table(self, name: str, frame: pd.DataFrame, *, section: str, caption: str = "") -> None:
@@ -344,12 +355,22 @@ def _step_read(ctx: _Context) -> None:
 
     cfg = ctx.cfg.inputs
     paths = ctx.npx_paths
+    chunks = ctx.cfg.compute.chunks
     if len(paths) == 1 and not paths[0].is_dir():
-        adata = op.read_npx(paths[0], sep=cfg.sep, sheet=cfg.sheet)
+        adata = op.read_npx(paths[0], sep=cfg.sep, sheet=cfg.sheet, chunks=chunks)
         what = paths[0].name
         ctx.inputs["npx"] = paths[0]
     else:  # a folder of exports, or several files: one AnnData (olinkpipe.io.read_exports)
         adata = op.io.read_exports(paths, sep=cfg.sep, exclude=list(ctx.inputs.values()))
+        if chunks is not None:  # read_exports reads in memory; the steps then run on dask
+            from ..io.lazy import wrap
+
+            adata = wrap(adata, chunks)
+            ctx.note(
+                "qc",
+                "Several exports are read in memory (olinkpipe.io.read_exports has no "
+                f"chunks=), then split into dask blocks (compute.chunks: {chunks!r}).",
+            )
         sources = [Path(s) for s in adata.uns["olinkpipe"]["files"]]
         for i, src in enumerate(sources):
             ctx.inputs[f"npx[{i}]"] = src
@@ -438,6 +459,8 @@ def _check_qc_left(before: ad.AnnData, after: ad.AnnData, qc_warning: str) -> No
 def _step_qc(ctx: _Context) -> None:
     import olinkpipe as op
 
+    from .._dask import is_dask
+
     q = ctx.cfg.qc
     adata = ctx.result.adata
     ctx.table(
@@ -494,6 +517,13 @@ def _step_qc(ctx: _Context) -> None:
         )
     else:
         ctx.note("qc", f"No PCA plot: {why}")
+    if is_dask(adata.X):
+        ctx.note(
+            "qc",
+            "X stays dask-backed through QC and the tests (compute.chunks: "
+            f"{ctx.cfg.compute.chunks!r}); the QC and PCA plots use dask-computed summaries and "
+            "scores, and plots of single assays compute only those assays' columns.",
+        )
     logger.info("  after QC: %d samples x %d assays", *adata.shape)
     ctx.note("qc", f"After QC: {adata.n_obs} samples × {adata.n_vars} assays.")
     ctx.result.adata = adata
@@ -550,10 +580,27 @@ def _step_differential(ctx: _Context) -> None:
     if assays and d.pair:
         ctx.figure(
             "paired",
-            op.pl.paired(adata, assays, d.groupby, d.pair, reference=d.reference, target=d.target),
+            op.pl.paired(
+                _only(adata, assays),
+                assays,
+                d.groupby,
+                d.pair,
+                reference=d.reference,
+                target=d.target,
+            ),
             section="differential",
             caption="Before/after NPX per patient for " + ", ".join(assays) + ".",
         )
+
+
+def _only(adata: ad.AnnData, assays: list[str]) -> ad.AnnData:
+    """A dask-backed AnnData cut to ``assays`` (by ``var['Assay']``), so a function that
+    takes ``np.asarray(adata.X)`` computes only those columns; an in-memory one as is."""
+    from .._dask import is_dask
+
+    if not is_dask(adata.X) or "Assay" not in adata.var:
+        return adata
+    return adata[:, adata.var["Assay"].astype(str).isin([str(a) for a in assays]).to_numpy()]
 
 
 def _closest(value: str, options: list[str]) -> str:
@@ -759,7 +806,7 @@ def _step_kinetics(ctx: _Context) -> None:
     if d is not None and d.pair and d.target and d.label and ctx.result.adata is not None:
         # proteomic change (target - reference NPX per patient) vs peak of the first analyte
         changes = op.clinical.protein_changes(
-            ctx.result.adata,
+            _only(ctx.result.adata, d.label),
             groupby=d.groupby,
             reference=d.reference,
             target=d.target,
@@ -944,6 +991,9 @@ def run(
     out: str | PathLike[str] = "olinkpipe_results",
     *,
     force: bool = False,
+    progress: bool = False,
+    scheduler: str | None = None,
+    chunks: str | int | None = None,
 ) -> WorkflowResult:
     """Run a workflow: read, QC, differential expression, enrichment, kinetics, outcomes,
     baseline table, figures and the HTML report.
@@ -959,6 +1009,12 @@ def run(
         ``report.html``, ``adata.h5ad`` and ``run.json``.
     force
         Overwrite olinkpipe's outputs in an existing, non-empty ``out``.
+    scheduler, chunks
+        Override ``compute.scheduler`` / ``compute.chunks`` of the config (the CLI's
+        ``--scheduler`` and ``--chunks``); validated like the config.
+    progress
+        Show dask's progress bar (on stderr) for computations longer than a second, when
+        ``compute.chunks`` is set and the scheduler is local (the CLI's ``-v``).
 
     Returns
     -------
@@ -1002,8 +1058,102 @@ def run(
     'report.html'
     """
     cfg, base = load_config(config)
+    if scheduler is not None or chunks is not None:
+        cfg = _override_compute(cfg, scheduler=scheduler, chunks=chunks)
     out = Path(out)
     npx_paths, inputs = check_inputs(cfg, base)  # every cheap check before anything is written
+    with _compute(cfg, progress=progress) as compute:  # a bad scheduler address fails here
+        return _run_checked(cfg, base, out, npx_paths, inputs, compute, force=force)
+
+
+def _override_compute(cfg: WorkflowConfig, **given: Any) -> WorkflowConfig:
+    """The config with ``compute`` keys replaced by the given (non-None) values, validated."""
+    from pydantic import ValidationError as PydanticError
+
+    from .config import _format_errors
+
+    data = cfg.model_dump()
+    data["compute"].update({k: v for k, v in given.items() if v is not None})
+    try:
+        return WorkflowConfig.model_validate(data)
+    except PydanticError as exc:
+        raise ConfigError(_format_errors(exc, "--scheduler/--chunks")) from None
+
+
+@contextlib.contextmanager
+def _compute(cfg: WorkflowConfig, *, progress: bool = False) -> Iterator[dict]:
+    """Run the body under ``compute.scheduler``; yields what ran where (for run.json)."""
+    c = cfg.compute
+    record: dict[str, Any] = {"chunks": c.chunks, "scheduler": c.scheduler}
+    if c.chunks is None and c.scheduler is None:
+        record["where"] = "in memory (no dask)"
+        yield record
+        return
+    require_dask("compute: in the workflow config")
+    import dask
+
+    with contextlib.ExitStack() as stack:
+        if c.scheduler is None or c.scheduler in LOCAL_SCHEDULERS:
+            name = repr(c.scheduler) if c.scheduler else "(its default, threads)"
+            if c.scheduler is not None:
+                stack.enter_context(dask.config.set(scheduler=c.scheduler))
+            record["where"] = f"with dask's local scheduler {name}"
+            if progress and c.chunks is not None:
+                from dask.diagnostics import ProgressBar
+
+                stack.enter_context(ProgressBar(minimum=1.0, out=sys.stderr))
+        else:
+            client = _connect(c.scheduler)
+            stack.callback(client.close)
+            stack.enter_context(dask.config.set(scheduler=client))
+            workers = client.scheduler_info().get("workers", {})
+            record["address"] = c.scheduler
+            record["n_workers"] = len(workers)
+            record["n_threads"] = sum(int(w.get("nthreads", 0)) for w in workers.values())
+            record["where"] = (
+                f"with dask.distributed, scheduler at {c.scheduler} "
+                f"({record['n_workers']} worker(s), {record['n_threads']} thread(s))"
+            )
+        logger.info("compute: %s, chunks %r", record["where"], c.chunks)
+        yield record
+
+
+#: Seconds to wait for a dask.distributed scheduler before giving up.
+CONNECT_TIMEOUT = 10
+
+
+def _connect(address: str):
+    """A ``dask.distributed.Client`` on ``address``, or a ConfigError naming it."""
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - distributed comes with olinkpipe[dask]
+        msg = (
+            f"compute.scheduler: {address!r} needs dask.distributed, which is not installed; "
+            "install it with: python -m pip install 'olinkpipe[dask]'"
+        )
+        raise ConfigError(msg) from exc
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        msg = (
+            f"compute.scheduler: cannot connect to the dask.distributed scheduler at "
+            f"{address!r} within {CONNECT_TIMEOUT} s ({type(exc).__name__}: {exc}). Hint: "
+            "start it (dask scheduler / LocalCluster) or fix the address; nothing was written."
+        )
+        raise ConfigError(msg) from None
+
+
+def _run_checked(
+    cfg: WorkflowConfig,
+    base: Path,
+    out: Path,
+    npx_paths: list[Path],
+    inputs: dict[str, Path],
+    compute: dict,
+    *,
+    force: bool,
+) -> WorkflowResult:
+    """:func:`run` after the config, the inputs and the scheduler are checked."""
     _check_out(out, force=force)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -1014,7 +1164,7 @@ def run(
         raise RunLockedError(_locked_message(out, live))
     result = WorkflowResult(out=out, report=out / "report.html", config=cfg)
     ctx = _Context(cfg=cfg, base=base, out=out, result=result)
-    ctx.npx_paths, ctx.inputs = npx_paths, inputs
+    ctx.npx_paths, ctx.inputs, ctx.compute = npx_paths, inputs, compute
     started = time.perf_counter()
     try:
         _clear_outputs(out)
@@ -1197,6 +1347,7 @@ def _write_run_json(
         "tables": sorted(result.tables),
         "figures": sorted(result.figures),
         "warnings": result.warnings,
+        "compute": ctx.compute,
     }
     text = json.dumps(record, indent=2, default=str)
     _atomic.write_text(ctx.out / "run.json", text)
