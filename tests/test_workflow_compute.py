@@ -149,3 +149,29 @@ def test_distributed_run_records_address(study):
     assert record["compute"]["address"] == address == record["compute"]["scheduler"]
     assert record["compute"]["n_workers"] == 1
     assert address in (tmp / "dist" / "report.html").read_text()
+
+
+def test_folder_of_exports_is_wrapped_in_blocks(tmp_path):
+    """read_exports has no chunks=: the folder is read in memory, then split into dask
+    blocks; the DE equals the in-memory folder run and the report says so."""
+    from olinkpipe._dask import is_dask
+    from olinkpipe.datasets import simulate_cart_study
+
+    study = simulate_cart_study(seed=9, n_treated=8, n_control=0, n_assays=40, n_qc_warnings=0)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for panel, rows in study.npx.groupby("Panel", observed=True):
+        rows.to_csv(folder / f"{panel}_NPX.csv", sep=";", index=False)
+    study.samples.to_csv(folder / "samples.csv", index=False)
+    cfg = yaml.safe_load(bundled_config("paired_de").read_text())
+    cfg["inputs"] = {"npx": "exports", "samples": "exports/samples.csv"}
+    cfg["enrichment"] = None
+    cfg["output"] = {"figure_formats": ["png"], "h5ad": False, "parquet": False}
+    memory = run(_write(tmp_path, cfg, "mem", {}), out=tmp_path / "mem")
+    chunked = run(_write(tmp_path, cfg, "dask", {"chunks": 10}), out=tmp_path / "dask")
+    assert is_dask(chunked.adata.X) and not is_dask(memory.adata.X)
+    assert max(chunked.adata.X.chunks[1]) <= 10
+    pd.testing.assert_frame_equal(
+        chunked.tables["differential"], memory.tables["differential"], rtol=1e-10
+    )
+    assert "read_exports has no chunks=" in (tmp_path / "dask" / "report.html").read_text()
