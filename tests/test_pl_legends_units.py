@@ -21,7 +21,8 @@ def _close():
 
 
 def _data_points(ax) -> np.ndarray:
-    """Display coordinates of scatter markers and of points along lines and patch outlines.
+    """Display coordinates of scatter markers and of points along lines, line collections
+    (the bridge plot's IQR bars, error bars) and patch outlines.
 
     Written independently of ``pl._style.place_legend``: lines are sampled at 100 points
     per segment, so a line crossing the legend (the volcano's BH cut-off) counts.
@@ -31,6 +32,12 @@ def _data_points(ax) -> np.ndarray:
         if isinstance(coll, plt.matplotlib.collections.PathCollection):
             off = np.asarray(coll.get_offsets(), dtype=float).reshape(-1, 2)
             pts.append(coll.get_offset_transform().transform(off))
+        elif isinstance(coll, plt.matplotlib.collections.LineCollection):  # bars, error bars
+            t = np.linspace(0.0, 1.0, 100)[:, None]
+            for seg in coll.get_segments():
+                xy = coll.get_transform().transform(np.asarray(seg, dtype=float))
+                for a, b in zip(xy[:-1], xy[1:], strict=True):
+                    pts.append(a + t * (b - a))
     for line in ax.lines:
         xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
         xy = xy[np.isfinite(xy).all(axis=1)]
@@ -226,3 +233,65 @@ def test_paired_pathway_and_dot_legends_clear(example_de):
         ora = op.tl.ora(de, "KEGG_2021_Human", direction="up")
     ax = op.pl.enrichment(ora, top=15)
     assert_legend_covers_nothing(ax)
+
+
+def test_bridge_legend_clear(example):
+    run1 = example.adata
+    run2 = run1.copy()  # a second run reading 0.5 NPX higher, noisily, on every assay
+    run2.X = run2.X + 0.5 + np.random.default_rng(3).normal(0, 0.2, run2.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OlinkpipeWarning)
+        both = op.pp.bridge_normalize(run1, run2, list(run1.obs_names[:8]))
+    ax = op.pl.bridge(None, both)
+    assert ax.get_ylabel().startswith("NPX ")  # NPX difference, reference − other
+    assert ax.get_legend() is not None
+    assert_legend_covers_nothing(ax)
+
+
+def test_distribution_legend_clear(example):
+    adata = example.adata
+    ax = op.pl.distribution(adata)
+    assert ax.get_ylabel() == "NPX"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == sorted(
+        adata.obs["PlateID"].astype(str).unique()
+    )
+    assert_legend_covers_nothing(ax)
+
+
+def test_swimmer_legend_clear(example):
+    pts = example.patients
+    pts = pts[pts["group"] == "CAR-T"]  # as the workflow draws it (workflow.config.Swimmer)
+    ax = op.pl.swimmer(
+        pts,
+        follow_up="followup_months",
+        start="infusion_months",
+        relapse="relapse_months",
+        relapse_site="relapse_site",
+        death="death_months",
+        gvhd="agvhd_months",
+        ongoing="ongoing_response",
+        xlabel="Months since transplant",
+    )
+    assert ax.get_xlabel() == "Months since transplant"
+    assert {"Death", "Ongoing response"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    assert_legend_covers_nothing(ax)
+
+
+def test_gsea_plot_has_no_legend_and_its_note_covers_no_curve():
+    """One running-score curve: by design no legend; the leading-edge note is the only
+    text on the panel and must not sit on the curve or the peak line."""
+    genes = [f"G{i:02d}" for i in range(60)]
+    res = pd.DataFrame(
+        {"gene": genes, "estimate": 1.0, "statistic": np.linspace(3, -3, 60), "p_value": 0.5}
+    )
+    g = op.tl.gsea(res, {"top": genes[:5] + ["G30", "G50"]}, permutations=20)
+    ax = op.pl.gsea(g, "top")
+    assert all(a.get_legend() is None for a in ax.figure.axes)
+    ax.figure.canvas.draw()
+    (note,) = [t for t in ax.texts if t.get_text().startswith("leading edge")]
+    box = note.get_window_extent()
+    pts = _data_points(ax)
+    inside = (
+        (pts[:, 0] > box.x0) & (pts[:, 0] < box.x1) & (pts[:, 1] > box.y0) & (pts[:, 1] < box.y1)
+    )
+    assert not inside.any(), f"the leading-edge note covers {int(inside.sum())} point(s)"
