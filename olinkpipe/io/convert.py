@@ -890,31 +890,7 @@ def from_long(
         m.index = obs.index
 
     # --- var ----------------------------------------------------------------------------------
-    var_index = pd.Index(a_uni.astype(str), name=None)
-    vcols: dict[str, Any] = {
-        "Assay": var_cols.pop(roles["assay"]) if roles["assay"] else a_uni.astype(str)
-    }
-    if roles["uniprot"] and roles["uniprot"] in var_cols:
-        vcols["UniProt"] = var_cols.pop(roles["uniprot"])
-    else:
-        vcols["UniProt"] = np.full(n_assay, "", dtype=object)
-    vcols["Panel"] = p_uni[assay_panel].astype(str)
-    if roles["panel"]:
-        var_cols.pop(roles["panel"], None)
-    for c, v in var_cols.items():
-        vcols[c] = _as_series(v, dtypes[c], var_index)
-    if "AssayType" in var_cols:
-        at = pd.Series(vcols["AssayType"], dtype=object)
-        vcols["AssayType"] = at.where(at.notna(), "assay").astype(str).to_numpy()
-    else:
-        vcols["AssayType"] = np.asarray(
-            [assay_type_from_name(a) for a in vcols["Assay"]], dtype=object
-        )
-    vcols["is_control"] = pd.Series(vcols["AssayType"]).astype(str).str.lower().to_numpy() != (
-        "assay"
-    )
-    var = pd.DataFrame(vcols, index=var_index)
-    var.index.name = None
+    var = build_var(var_cols, roles, a_uni, p_uni[assay_panel], dtypes)
 
     # --- measured cells and QC layers --------------------------------------------------
     measured = measured.reshape(n_obs, n_assay)
@@ -957,6 +933,46 @@ def from_long(
             warn_user=False,
         )
     return adata
+
+
+def build_var(
+    var_cols: dict[str, Any],
+    roles: dict[str, str | None],
+    assay_ids: np.ndarray,
+    panels: np.ndarray,
+    dtypes: dict[str, str],
+) -> pd.DataFrame:
+    """``var`` from the assay-level columns (one value per assay, in ``assay_ids`` order):
+    ``Assay``, ``UniProt``, ``Panel`` (one per assay), the file's other assay columns under
+    their own names and dtypes, ``AssayType`` and ``is_control``. Pops the role columns
+    from ``var_cols``."""
+    n_assay = len(assay_ids)
+    var_index = pd.Index(assay_ids.astype(str), name=None)
+    vcols: dict[str, Any] = {
+        "Assay": var_cols.pop(roles["assay"]) if roles["assay"] else assay_ids.astype(str)
+    }
+    if roles["uniprot"] and roles["uniprot"] in var_cols:
+        vcols["UniProt"] = var_cols.pop(roles["uniprot"])
+    else:
+        vcols["UniProt"] = np.full(n_assay, "", dtype=object)
+    vcols["Panel"] = np.asarray(panels).astype(str)
+    if roles["panel"]:
+        var_cols.pop(roles["panel"], None)
+    for c, v in var_cols.items():
+        vcols[c] = _as_series(v, dtypes[c], var_index)
+    if "AssayType" in var_cols:
+        at = pd.Series(vcols["AssayType"], dtype=object)
+        vcols["AssayType"] = at.where(at.notna(), "assay").astype(str).to_numpy()
+    else:
+        vcols["AssayType"] = np.asarray(
+            [assay_type_from_name(a) for a in vcols["Assay"]], dtype=object
+        )
+    vcols["is_control"] = pd.Series(vcols["AssayType"]).astype(str).str.lower().to_numpy() != (
+        "assay"
+    )
+    var = pd.DataFrame(vcols, index=var_index)
+    var.index.name = None
+    return var
 
 
 def _as_series(values: np.ndarray, dtype: str, index: pd.Index) -> np.ndarray:

@@ -52,7 +52,7 @@ from .convert import (
     _join_rows,
     _present_from_plates,
     _reader_version,
-    assay_type_from_name,
+    build_var,
     guess_product,
     resolve_roles,
     sample_type_from_name,
@@ -817,31 +817,7 @@ def build(
     # --- var ------------------------------------------------------------------------------
     var_cols = dict(plan.var_cols)
     a_uni = plan.assay_uni
-    var_index = pd.Index(a_uni.astype(str), name=None)
-    vcols: dict[str, Any] = {
-        "Assay": var_cols.pop(roles["assay"]) if roles["assay"] else a_uni.astype(str)
-    }
-    if roles["uniprot"] and roles["uniprot"] in var_cols:
-        vcols["UniProt"] = var_cols.pop(roles["uniprot"])
-    else:
-        vcols["UniProt"] = np.full(n_assay, "", dtype=object)
-    vcols["Panel"] = plan.panel_uni[plan.assay_panel].astype(str)
-    if roles["panel"]:
-        var_cols.pop(roles["panel"], None)
-    for c, v in var_cols.items():
-        vcols[c] = _as_series(v, dtypes[c], var_index)
-    if "AssayType" in var_cols:
-        at = pd.Series(vcols["AssayType"], dtype=object)
-        vcols["AssayType"] = at.where(at.notna(), "assay").astype(str).to_numpy()
-    else:
-        vcols["AssayType"] = np.asarray(
-            [assay_type_from_name(a) for a in vcols["Assay"]], dtype=object
-        )
-    vcols["is_control"] = pd.Series(vcols["AssayType"]).astype(str).str.lower().to_numpy() != (
-        "assay"
-    )
-    var = pd.DataFrame(vcols, index=var_index)
-    var.index.name = None
+    var = build_var(var_cols, roles, a_uni, plan.panel_uni[plan.assay_panel], dtypes)
     # --- derived layers -------------------------------------------------------------------
     if derived:
         layers.update(_derived(layers, X, ~is_pass_op, plan, 0, n_assay))
