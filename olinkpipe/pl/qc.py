@@ -135,7 +135,8 @@ def pca(
     loadings: int | Sequence[str] = 0,
     ax: Axes | None = None,
 ) -> Axes:
-    """PCA of the NPX matrix (scanpy), samples coloured by an ``obs`` column.
+    """PCA of the NPX matrix (:func:`olinkpipe.pp.qc.pca_scores`), samples coloured by an
+    ``obs`` column.
 
     Preprocessing as OlinkAnalyze ``olink_pca_plot``: control and constant assays are
     left out, so are assays missing in more than 10 % of the samples (5 % with 88 samples

@@ -386,7 +386,8 @@ def flag_outliers(
     IQR (R type 7) over the panel's assays lies outside ``mean ± sd · SD`` (R ``sd``, n − 1)
     of all samples' medians / IQRs is an outlier on that panel. PCA rule (OlinkAnalyze
     ``olink_pca_plot(outlierDefX = sd, outlierDefY = sd)``): PC1 or PC2 score outside
-    ``mean ± sd · SD``; PCA is scanpy's on the centred and scaled NPX matrix, with
+    ``mean ± sd · SD``; PCA (:func:`pca_scores`, as ``prcomp(scale. = TRUE)``) on the
+    centred and scaled NPX matrix, with
     OlinkAnalyze's preprocessing: assays missing in more than 10 % of the samples (5 % with
     88 samples or fewer) left out, the remaining NaN imputed by the assay median.
 
