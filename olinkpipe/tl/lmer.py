@@ -28,6 +28,7 @@ from .._validate import require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
 from . import _blocks
+from ._design import subset_assays
 from .de import _is_numeric, _matrix
 from .models import _annotation, _as_list, _levels_of, _run_per_assay, _select, _sum_coding
 
@@ -1045,16 +1046,7 @@ def lmer_posthoc(
             hint="All effect terms must be included in the variable argument.",
         )
         raise DesignError(msg)
-    sub = adata
-    if assays is not None:
-        assays = [assays] if isinstance(assays, str) else list(assays)
-        unknown = [a for a in assays if a not in adata.var_names]
-        if unknown:
-            msg = format_message(
-                "assays not found in var", rows=unknown, hint="Pass OlinkIDs (var index)."
-            )
-            raise DesignError(msg)
-        sub = adata[:, assays]
+    sub = subset_assays(adata, assays)
     su = _setup(sub, variables, random, covariates, exclude_controls, "lmer_posthoc")
     obs, design, covs = su["obs"], su["design"], su["covs"]
     numeric = [e for e in effect_l if design.levels[e] is None]

@@ -25,6 +25,7 @@ from .._validate import check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
 from . import _blocks
+from ._design import subset_assays
 from .de import ANNOTATION, _is_numeric, _matrix
 
 __all__ = ["longitudinal", "anova", "anova_posthoc"]
@@ -416,15 +417,7 @@ def anova_posthoc(
             hint="The effect must be one of the model's factors.",
         )
         raise DesignError(msg)
-    sub = adata
-    if assays is not None:
-        unknown = [a for a in assays if a not in adata.var_names]
-        if unknown:
-            msg = format_message(
-                "assays not found in var", rows=unknown, hint="Pass OlinkIDs (var index)."
-            )
-            raise DesignError(msg)
-        sub = adata[:, list(assays)]
+    sub = subset_assays(adata, assays)
     model, obs, z, spans, y, acols, excl = _anova_setup(
         sub, factors, covariates, exclude_controls, "anova_posthoc"
     )

@@ -26,6 +26,7 @@ from .._validate import check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
 from . import _kernels
+from ._design import assay_list
 from .de import _matrix
 from .models import _annotation, _levels_of, _select
 
@@ -191,13 +192,7 @@ def _design(adata, groupby, pair, exclude_controls, assays, step) -> _Design:
     require_columns(adata.obs, cols, what="obs", hint="Pass column names of adata.obs.")
     rows, acols, excl = _select(adata, cols, exclude_controls=exclude_controls, step=step)
     if assays is not None:
-        pos = pd.Index(adata.var_names).get_indexer(list(assays))
-        if (pos < 0).any():
-            unknown = [a for a, q in zip(assays, pos, strict=True) if q < 0]
-            msg = format_message(
-                "assays not found in var", rows=unknown, hint="Pass OlinkIDs (var index)."
-            )
-            raise DesignError(msg)
+        pos = pd.Index(adata.var_names).get_indexer(assay_list(adata, assays))
         acols = np.array([c for c in pos if c in set(acols)], dtype=int)
     lab = adata.obs[groupby].iloc[rows]
     levels = _levels_of(lab) if pair is not None else sorted(pd.unique(lab.astype(str)))

@@ -26,6 +26,7 @@ from .._stats import bh_adjust
 from .._validate import require_columns
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
+from ._design import subset_assays
 from .de import _is_numeric, _matrix
 from .lmer import _emm_cells, _split_terms
 from .models import _annotation, _as_list, _levels_of, _run_per_assay, _select
@@ -485,16 +486,7 @@ def ordinal_posthoc(
             hint="All effect terms must be included in groupby.",
         )
         raise DesignError(msg)
-    sub = adata
-    if assays is not None:
-        assays = [assays] if isinstance(assays, str) else list(assays)
-        unknown = [a for a in assays if a not in adata.var_names]
-        if unknown:
-            msg = format_message(
-                "assays not found in var", rows=unknown, hint="Pass OlinkIDs (var index)."
-            )
-            raise DesignError(msg)
-        sub = adata[:, assays]
+    sub = subset_assays(adata, assays)
     su = _setup(sub, variables, covariates, exclude_controls, layer, "ordinal_posthoc")
     obs, design, y, ann = su["obs"], su["design"], su["y"], su["ann"]
     numeric = [e for e in effect_l if design.levels[e] is None]
