@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._validate import check_fraction
-from ._kernels import _runs, _signed_abs_ranks
+from ._ranks import runs, signed_abs_ranks
 
 __all__ = ["qnorm", "zeroin", "signed_rank_uniroot", "rank_sum_uniroot"]
 
@@ -227,7 +227,7 @@ def zeroin(
 def _w_signed(x: np.ndarray, d: np.ndarray, *, correct: np.ndarray | bool) -> np.ndarray:
     """Signed-rank ``W(d)`` for each row of ``x`` (zeros already removed, ``NaN`` padded)."""
     xd = x - d[:, None]  # R: xd <- x - d; xd <- xd[xd != 0]; rank(abs(xd))
-    v, nx, ties, _ = _signed_abs_ranks(xd)
+    v, nx, ties, _ = signed_abs_ranks(xd)
     nx = nx.astype(float)
     zd = v - nx * (nx + 1) / 4
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -265,7 +265,7 @@ def _w_ranksum(
         rows = np.flatnonzero(tied)
         new = np.ones((rows.size, s.shape[1]), dtype=bool)
         new[:, 1:] = ~same[rows]
-        ranks, ties[rows] = _runs(new, valid[rows])
+        ranks, ties[rows] = runs(new, valid[rows])
         sx[rows] = np.where(in_x[rows], ranks, 0.0).sum(axis=1)
     dz = sx - nx * (nx + 1) / 2 - nx * ny / 2
     n = nx + ny

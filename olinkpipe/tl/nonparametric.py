@@ -27,6 +27,7 @@ from .._warnings import warn
 from ..errors import DesignError, format_message, preview
 from . import _kernels
 from ._design import assay_list
+from ._ranks import runs
 from .de import _matrix
 from .models import _annotation, _levels_of, _select
 
@@ -56,7 +57,7 @@ def _ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     valid = np.arange(key.shape[1])[None, :] < n[:, None]
     new = np.ones(s.shape, dtype=bool)
     new[:, 1:] = s[:, 1:] != s[:, :-1]
-    r, ties = _kernels._runs(new, valid)
+    r, ties = runs(new, valid)
     ranks = np.empty_like(r)
     np.put_along_axis(ranks, order, r, axis=1)
     return ranks, n, ties
