@@ -21,7 +21,7 @@ from statsmodels.stats.multitest import multipletests
 import olinkpipe as op
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning
 
-LMER = importlib.import_module("olinkpipe.tl.lmer")  # the module (tl.lmer is the function)
+LMER_FIT = importlib.import_module("olinkpipe.tl._lmer_fit")  # its per-assay kernel
 
 TIMES = ["T0", "T1", "T2"]
 #: lmerTest rounds its type-III contrasts to 7 digits (zapsmall: 1/3 -> 0.3333333), which
@@ -367,7 +367,7 @@ def test_huge_subject_variance_is_fitted_without_a_cap():
 
 def test_a_fit_that_does_not_converge_says_so(monkeypatch):
     adata = split_plot(seed=8, m=2, subj_sd=6e4)
-    monkeypatch.setattr(LMER, "_LOG_THETA_MAX", np.log(1e3))  # the optimum is out of reach
+    monkeypatch.setattr(LMER_FIT, "_LOG_THETA_MAX", np.log(1e3))  # the optimum is out of reach
     with pytest.warns(OlinkpipeWarning, match="2 assay"):
         res = _lmer(adata)
     assert res["reason"].str.startswith("fit not converged: subject variance grows").all()
@@ -392,7 +392,7 @@ def test_dropped_hessian_eigenvalues_are_reported(monkeypatch):
     ref = _by_row(_lmer(adata))
     assert ref.attrs["hessian_dropped"] == []
     # a cut-off that drops the smaller eigenvalue of the (scaled) Hessian in every assay
-    monkeypatch.setattr(LMER, "_HESS_RTOL", 0.999)
+    monkeypatch.setattr(LMER_FIT, "_HESS_RTOL", 0.999)
     with pytest.warns(OlinkpipeWarning, match="2 assay.*near-singular deviance Hessian"):
         res = _lmer(adata)
     assert res.attrs["hessian_dropped"] == ["OID00000", "OID00001"]
@@ -473,7 +473,7 @@ def test_any_failure_inside_a_fit_becomes_the_assays_reason(monkeypatch):
     def boom(st, *, reml):
         raise OverflowError("(34, 'Numerical result out of range')")
 
-    monkeypatch.setattr(LMER, "_optimum", boom)
+    monkeypatch.setattr(LMER_FIT, "_optimum", boom)
     with pytest.warns(OlinkpipeWarning, match="2 assay"):
         res = _lmer(adata)
     assert (

@@ -8,10 +8,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._validate import require_columns
-from .._warnings import warn
-from ..errors import DesignError, format_message, preview
-from ..tl.de import _levels, _pairing
+from ..tl._design import (
+    assay_positions,
+    matrix,
+    pair_two_levels,
+    report_pairs,
+    require_obs,
+    two_levels,
+)
 
 __all__ = ["protein_changes"]
 
@@ -67,33 +71,14 @@ def protein_changes(
     >>> list(ch.columns), len(ch)
     (['patient', 'SIT1', 'CD28', 'IL2RB'], 23)
     """
-    require_columns(adata.obs, [groupby, pair], what="obs")
-    if assays is None:
-        cols = np.arange(adata.n_vars)
-    else:
-        names = adata.var["Assay"].astype(str) if "Assay" in adata.var else adata.var_names
-        wanted = [str(a) for a in assays]
-        names_v, oids_v = names.to_numpy(), np.asarray(adata.var_names)
-        per = [np.flatnonzero((names_v == a) | (oids_v == a)) for a in wanted]
-        missing = [a for a, h in zip(wanted, per, strict=True) if h.size == 0]
-        if missing:
-            msg = format_message(
-                f"assay(s) {preview(missing)} are not in the data",
-                column="Assay",
-                hint="Use names from var['Assay'] or OlinkIDs from var_names.",
-            )
-            raise DesignError(msg)
-        cols = pd.unique(np.concatenate(per))  # the caller's order, each assay once
-    lab, ref, tgt = _levels(adata.obs, groupby, reference, target)
+    require_obs(adata, [groupby, pair], hint=None)
+    cols = assay_positions(adata, assays)
+    lab, ref, tgt = two_levels(adata.obs, groupby, reference, target)
     keep = np.ones(adata.n_obs, dtype=bool)
-    ir, it, pairs, excluded, _ = _pairing(adata.obs, lab, keep, pair, ref, tgt)
-    if excluded:
-        warn(
-            f"protein_changes: left out {len(excluded)} incomplete or duplicated pair(s) of "
-            f"{pair!r}: {preview([p for p, _ in excluded])}"
-        )
-    x = adata.layers[layer] if layer is not None else adata.X
-    x = np.asarray(x, dtype=float)
+    found = pair_two_levels(adata.obs, lab, keep, pair, ref, tgt)
+    report_pairs(found, step="protein_changes", pair=pair, ref=ref, tgt=tgt, require=False)
+    ir, it, pairs, excluded = found.ir, found.it, found.ids, found.excluded_pairs
+    x = matrix(adata, layer)
     diff = x[np.ix_(it, cols)] - x[np.ix_(ir, cols)]
     oid = adata.var_names[cols]
     label = adata.var["Assay"].iloc[cols].astype(str) if "Assay" in adata.var else pd.Series(oid)

@@ -298,6 +298,7 @@ def differential(adata, **kw):
     """:func:`olinkpipe.tl.differential` over assay blocks: per-block kernels, then the
     result frame (and for ``"moderated"`` limma's prior) once over all assays."""
     from . import de
+    from .methods import get_method
 
     layer = kw.pop("layer")
     if not is_dask(adata.X if layer is None else adata.layers[layer]):
@@ -313,7 +314,7 @@ def differential(adata, **kw):
         mean_reference=np.concatenate([s["means"][0] for s in stashes]),
         mean_target=np.concatenate([s["means"][1] for s in stashes]),
     )
-    meta = de._METHODS[kw["method"]]
+    meta = get_method("differential", kw["method"])
     if meta.finish is not None:
         arrays = meta.finish(arrays, stashes[0]["opts"])
     emit(res.outs, attrs)
@@ -412,12 +413,12 @@ def lmer_posthoc(adata, **kw):
 
 def longitudinal(adata, **kw):
     """:func:`olinkpipe.tl.longitudinal` over assay blocks: BH within each term."""
-    from . import models
+    from ._longitudinal import longitudinal as func
 
     if not is_dask(adata.X):
-        return _plain(models.longitudinal, adata, kw, None)
+        return _plain(func, adata, kw, None)
     serial = kw["method"] == "mixed"  # its fits read warnings.catch_warnings
-    res = map_blocks(models.longitudinal, adata, kw | {"progress": False}, serial=serial)
+    res = map_blocks(func, adata, kw | {"progress": False}, serial=serial)
     attrs = merge_attrs([o["attrs"] for o in res.outs])
     first = res.outs[0]["frame"]
     terms = list(dict.fromkeys(first["term"]))  # in-memory order: term, then p_value

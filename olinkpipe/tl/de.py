@@ -1,15 +1,16 @@
 """Two-group differential expression over all assays: t, Wilcoxon and moderated t.
 
-A thin public wrapper (:func:`differential`) validates the design, aligns pairs and pulls
-the matrices; the statistics are array-only kernels in :mod:`olinkpipe.tl._kernels` and
-:mod:`olinkpipe.tl._limma`, chosen from a small registry.
+A thin public wrapper (:func:`differential`) in named steps: the design layer
+(:func:`olinkpipe.tl._design.two_groups`) validates levels, pairs and exclusions;
+:func:`_pull` takes the matrices the method needs; the method's kernel (chosen from the
+registry :mod:`olinkpipe.tl.methods`, array-only in :mod:`olinkpipe.tl._de_kernels`) computes
+per-assay arrays; :func:`_frame` and :func:`_attrs` build the result.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal
 
 import anndata as ad
@@ -18,249 +19,20 @@ import pandas as pd
 
 from .._docs import doc_adata, doc_alpha, doc_params
 from .._stats import bh_adjust
-from .._validate import check_fraction, check_literal, require_columns
+from .._validate import check_fraction, check_literal
 from .._warnings import warn
-from ..errors import DesignError, format_message, preview
-from . import _blocks, _kernels, _limma
+from ..errors import DesignError, format_message
+from . import _blocks, _kernels
+from ._de_kernels import Data
+from ._design import ANNOTATION, TwoGroups, matrix, require_obs, two_groups
+from .methods import TWO_GROUP_COLUMNS, Method, get_method, methods_of
 
 __all__ = ["differential"]
 
 
 logger = logging.getLogger("olinkpipe")
 
-ANNOTATION = ["OlinkID", "Assay", "UniProt", "Panel"]
-RESULT_COLUMNS = [
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "statistic",
-    "df",
-    "p_value",
-    "p_adj",
-    "significant",
-    "n",
-    "mean_reference",
-    "mean_target",
-    "reason",
-]
-
-
-@dataclass(frozen=True)
-class _Method:
-    """One entry of the method registry: kernels and how to describe them."""
-
-    name: str
-    paired: str
-    unpaired: str
-    reference: str
-    kernel: Callable
-    finish: Callable | None = None  # a step over all assays after the per-assay kernel
-
-
-def _k_ttest(design, opts):
-    if design.paired:
-        return _kernels.one_sample_t_moments(*design.moments, conf_level=opts["conf_level"])
-    return _kernels.two_sample_t(
-        design.xt, design.xr, equal_var=opts["equal_var"], conf_level=opts["conf_level"]
-    )
-
-
-def _k_wilcoxon(design, opts):
-    kw = {
-        "exact": opts["exact"],
-        "correction": True,
-        "conf_level": opts["conf_level"],
-        "hodges_lehmann": opts["hodges_lehmann"],
-        "ci_method": opts["wilcoxon_ci"],
-    }
-    if design.paired:
-        return _kernels.signed_rank(design.d, **kw)
-    return _kernels.rank_sum(design.xt, design.xr, **kw)
-
-
-def _k_moderated(design, opts):
-    """Per-assay least squares: the inputs of eBayes (the prior needs every assay: finish)."""
-    if design.paired and design.moments is not None:
-        n, mean, ss = design.moments
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s2 = ss / (n - 1.0)
-            unscaled = 1.0 / np.sqrt(n)
-        return {
-            "coef": mean,
-            "unscaled": unscaled,
-            "s2": s2,
-            "df": np.maximum(n - 1.0, 0.0),
-            "n_units": n,
-            "full_rank": None,
-            "unit_name": "complete pairs",
-            "n": n,
-        }
-    if design.paired:
-        z = np.column_stack([np.ones(design.d.shape[0]), design.zcov])
-        n_units = (~np.isnan(design.d)).sum(axis=0)
-        fit = _limma.masked_ols(design.d, z, 0)
-        unit_name, n = "complete pairs", n_units
-    else:
-        y = np.vstack([design.xt, design.xr])
-        g = np.r_[np.ones(design.xt.shape[0]), np.zeros(design.xr.shape[0])]
-        z = np.column_stack([np.ones(y.shape[0]), g, design.zcov])
-        nt = (~np.isnan(design.xt)).sum(axis=0)
-        nr = (~np.isnan(design.xr)).sum(axis=0)
-        fit = _limma.masked_ols(y, z, 1)
-        n_units, unit_name, n = np.minimum(nt, nr), "samples in a group", nt + nr
-    return {
-        "coef": fit["coef"],
-        "unscaled": fit["unscaled"],
-        "s2": fit["s2"],
-        "df": fit["df"],
-        "n_units": n_units,
-        "full_rank": fit["full_rank"],
-        "unit_name": unit_name,
-        "n": n,
-    }
-
-
-def _moderated_finish(fit, opts):
-    """eBayes over all assays (limma's prior is global: a dask path pools the blocks first)."""
-    args = {k: v for k, v in fit.items() if k != "n"}
-    out = _limma.ebayes(**args, conf_level=opts["conf_level"])
-    out["n"] = fit["n"]
-    return out
-
-
-_METHODS: dict[str, _Method] = {
-    "ttest": _Method(
-        "ttest",
-        "paired t-test on within-pair differences (df = pairs - 1)",
-        "Welch two-sample t-test (Student with equal_var=True)",
-        "scipy.stats.ttest_rel / ttest_ind; R t.test as in OlinkAnalyze olink_ttest",
-        _k_ttest,
-    ),
-    "wilcoxon": _Method(
-        "wilcoxon",
-        "Wilcoxon signed-rank test with Hodges-Lehmann pseudo-median",
-        "Wilcoxon rank-sum (Mann-Whitney) test with Hodges-Lehmann shift",
-        "R wilcox.test (exact rule, tie and continuity correction); scipy wilcoxon / mannwhitneyu",
-        _k_wilcoxon,
-    ),
-    "moderated": _Method(
-        "moderated",
-        "limma-style moderated t, paired design ~ pair + group (+ covariates)",
-        "limma-style moderated t, design ~ group (+ covariates)",
-        "Smyth (2004) Stat Appl Genet Mol Biol 3:3; limma lmFit + eBayes (legacy fitFDist)",
-        _k_moderated,
-        _moderated_finish,
-    ),
-}
-
-
-@dataclass
-class _Design:
-    paired: bool
-    d: np.ndarray | None = None
-    xr: np.ndarray | None = None
-    xt: np.ndarray | None = None
-    zcov: np.ndarray | None = None
-    moments: tuple | None = None
-    mean_reference: np.ndarray | None = None
-    mean_target: np.ndarray | None = None
-
-
-def _matrix(adata: ad.AnnData, layer: str | None) -> np.ndarray:
-    x = adata.X if layer is None else adata.layers[layer]
-    if hasattr(x, "toarray"):
-        x = x.toarray()
-    return np.asarray(x, dtype=float)
-
-
-def _is_numeric(s: pd.Series) -> bool:
-    """A numeric obs column used as it is (booleans are categories, not numbers)."""
-    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-
-
-def _covariate_matrix(obs: pd.DataFrame, covariates: Sequence[str]) -> tuple:
-    """Numeric design columns for the covariates (categorical → treatment dummies)."""
-    cols, names = [], []
-    for c in covariates:
-        s = obs[c]
-        if not _is_numeric(s):
-            levels = sorted(pd.unique(s.dropna().astype(str)))
-            for lev in levels[1:]:
-                cols.append((s.astype(str) == lev).to_numpy(dtype=float))
-                names.append(f"{c}[{lev}]")
-        else:
-            cols.append(s.to_numpy(dtype=float))
-            names.append(c)
-    if not cols:
-        return np.zeros((len(obs), 0)), names
-    return np.column_stack(cols), names
-
-
-def _levels(obs: pd.DataFrame, groupby: str, reference: str, target: str | None) -> tuple:
-    codes, uniques = pd.factorize(obs[groupby])  # missing -> -1
-    names = [str(u) for u in uniques]
-    lab = pd.Series(np.array([*names, None], dtype=object)[codes], index=obs.index)
-    levels = sorted(set(names))
-    if str(reference) not in levels:
-        msg = format_message(
-            f"reference level {reference!r} is not a value of obs[{groupby!r}]",
-            column=groupby,
-            rows=levels,
-            hint="Pass one of the listed levels as reference=.",
-        )
-        raise DesignError(msg)
-    if target is None:
-        others = [lv for lv in levels if lv != str(reference)]
-        if len(others) != 1:
-            msg = format_message(
-                f"obs[{groupby!r}] has {len(levels)} levels, so target= must be given",
-                column=groupby,
-                rows=levels,
-                hint="Name the level to compare with the reference as target=.",
-            )
-            raise DesignError(msg)
-        target = others[0]
-    if str(target) not in levels or str(target) == str(reference):
-        msg = format_message(
-            f"target level {target!r} is not a value of obs[{groupby!r}] other than the reference",
-            column=groupby,
-            rows=levels,
-            hint="Pass a different level as target=.",
-        )
-        raise DesignError(msg)
-    return lab, str(reference), str(target)
-
-
-def _pairing(obs: pd.DataFrame, lab: pd.Series, keep: np.ndarray, pair: str, ref: str, tgt: str):
-    """Positions of reference and target samples aligned by pair, and excluded pairs."""
-    labv = lab.to_numpy()
-    is_ref = keep & (labv == ref)
-    is_tgt = keep & (labv == tgt)
-    pid = obs[pair]
-    no_pair = (is_ref | is_tgt) & pid.isna().to_numpy()
-    excluded_samples = list(obs.index[no_pair])
-    use = np.flatnonzero((is_ref | is_tgt) & ~no_pair)
-    raw_codes, raw = pd.factorize(pid.to_numpy()[use])  # then compare as text
-    str_codes, uniques = pd.factorize(np.array([str(u) for u in raw], dtype=object), sort=True)
-    codes = str_codes[raw_codes]
-    level = is_tgt[use].astype(np.int64)
-    counts = np.bincount(codes * 2 + level, minlength=2 * len(uniques)).reshape(-1, 2)
-    complete = (counts[:, 0] == 1) & (counts[:, 1] == 1)
-    excluded_pairs = [
-        [
-            str(uniques[i]),
-            "more than one sample per level"
-            if counts[i].max() > 1
-            else (f"no {ref} sample" if counts[i, 0] == 0 else f"no {tgt} sample"),
-        ]
-        for i in np.flatnonzero(~complete)
-    ]
-    ir = np.full(len(uniques), -1, dtype=np.int64)
-    it = np.full(len(uniques), -1, dtype=np.int64)
-    ok = complete[codes]
-    ir[codes[ok & (level == 0)]] = use[ok & (level == 0)]
-    it[codes[ok & (level == 1)]] = use[ok & (level == 1)]
-    return ir[complete], it[complete], list(uniques[complete]), excluded_pairs, excluded_samples
+RESULT_COLUMNS = list(TWO_GROUP_COLUMNS)
 
 
 @doc_params(adata=doc_adata, alpha=doc_alpha)
@@ -433,126 +205,22 @@ def differential(
     """
     if _blocks.is_lazy(adata, layer):  # dask-backed: the same code per block of assays
         return _blocks.differential(**locals())
-    check_literal("method", method, list(_METHODS))
+    meta = get_method("differential", method)
     check_literal("wilcoxon_ci", wilcoxon_ci, ["order", "uniroot"])
     check_fraction("conf_level", conf_level)
     covariates = list(covariates or [])
-    obs = adata.obs
-    require_columns(
-        obs,
-        [groupby] + ([pair] if pair is not None else []) + covariates,
-        what="obs",
-        hint="Pass column names of adata.obs (sample metadata).",
+    _check_columns(adata, groupby, pair, covariates, meta)
+    design = two_groups(
+        adata,
+        groupby=groupby,
+        reference=reference,
+        target=target,
+        pair=pair,
+        covariates=covariates,
+        exclude_controls=exclude_controls,
+        step="differential",
     )
-    if covariates and method != "moderated":
-        msg = format_message(
-            f"covariates are only supported by method='moderated', not {method!r}",
-            hint="Use method='moderated' or drop covariates=.",
-        )
-        raise DesignError(msg)
-    lab, reference, target = _levels(obs, groupby, reference, target)
-    attrs_excl: dict[str, list] = {"excluded_samples": [], "excluded_assays": []}
-
-    keep = np.ones(adata.n_obs, dtype=bool)
-    if exclude_controls and "is_control" in obs:
-        ctrl = obs["is_control"].fillna(value=False).to_numpy(dtype=bool)
-        ctrl_in = ctrl & lab.isin([reference, target]).to_numpy()
-        if ctrl_in.any():
-            ids = list(obs.index[ctrl_in])
-            warn(f"differential: left out {len(ids)} control sample(s): {preview(ids)}")
-            attrs_excl["excluded_samples"] += ids
-        keep &= ~ctrl
-    var = adata.var
-    acols = np.arange(adata.n_vars)
-    if exclude_controls and "is_control" in var:
-        vctrl = var["is_control"].fillna(value=False).to_numpy(dtype=bool)
-        if vctrl.any():
-            ids = list(var.index[vctrl])
-            warn(f"differential: left out {len(ids)} control assay(s): {preview(ids)}")
-            attrs_excl["excluded_assays"] = ids
-            acols = np.flatnonzero(~vctrl)
-    if covariates:
-        cov_na = obs[covariates].isna().any(axis=1).to_numpy() & keep
-        cov_na &= lab.isin([reference, target]).to_numpy()
-        if cov_na.any():
-            ids = list(obs.index[cov_na])
-            warn(
-                f"differential: left out {len(ids)} sample(s) with missing covariates: "
-                f"{preview(ids)}"
-            )
-            attrs_excl["excluded_samples"] += ids
-            keep &= ~cov_na
-
-    x_all = _matrix(adata, layer)
-
-    def take(rows):
-        if acols.size == adata.n_vars:
-            return x_all[rows]
-        return x_all[np.ix_(rows, acols)]
-
-    design = _Design(paired=pair is not None)
-    excluded_pairs: list[list[str]] = []
-    dropped_cov: list[str] = []
-    n_pairs = None
-    if pair is not None:
-        ir, it, pairs, excluded_pairs, no_pair = _pairing(obs, lab, keep, pair, reference, target)
-        if no_pair:
-            warn(
-                f"differential: left out {len(no_pair)} sample(s) with no {pair!r} value: "
-                f"{preview(no_pair)}"
-            )
-            attrs_excl["excluded_samples"] += [str(i) for i in no_pair]
-        if excluded_pairs:
-            warn(
-                f"differential: left out {len(excluded_pairs)} incomplete or duplicated "
-                f"pair(s) of {pair!r}: {preview(p for p, _ in excluded_pairs)}"
-            )
-        if len(pairs) == 0:
-            msg = format_message(
-                f"no {pair!r} has exactly one {reference!r} and one {target!r} sample",
-                column=pair,
-                rows=[p for p, _ in excluded_pairs],
-                hint="Check the pair column and the levels compared.",
-            )
-            raise DesignError(msg)
-        n_pairs = len(pairs)
-        if method == "ttest" or (method == "moderated" and not covariates):
-            # fused, cache-blocked pass: the moments are all these methods need
-            cols = None if acols.size == adata.n_vars else acols
-            n_d, mean_d, ss_d, mref = _kernels.paired_moments(x_all, ir, it, cols)
-            design.moments = (n_d, mean_d, ss_d)
-            design.mean_reference = mref
-            design.mean_target = mref + mean_d
-        else:
-            cols = None if acols.size == adata.n_vars else acols
-            _, mean_d, _, mref = _kernels.paired_moments(x_all, ir, it, cols)
-            design.mean_reference = mref
-            design.mean_target = mref + mean_d
-            d = take(it)
-            d -= take(ir)
-            design.d = d
-        if covariates:
-            zc, names = _covariate_matrix(obs, covariates)
-            dz = zc[it] - zc[ir]
-            varying = np.any(np.abs(dz) > 0, axis=0)
-            dropped_cov = [nm for nm, v in zip(names, varying, strict=True) if not v]
-            design.zcov = dz[:, varying]
-        else:
-            design.zcov = np.zeros((n_pairs, 0))
-    else:
-        in_lv = keep & lab.isin([reference, target]).to_numpy()
-        ir = np.flatnonzero(in_lv & (lab == reference).to_numpy())
-        it = np.flatnonzero(in_lv & (lab == target).to_numpy())
-        design.xr, design.xt = take(ir), take(it)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            design.mean_reference = _nanmean(design.xr)
-            design.mean_target = _nanmean(design.xt)
-        if covariates:
-            zc, names = _covariate_matrix(obs, covariates)
-            design.zcov = np.vstack([zc[it], zc[ir]])
-        else:
-            design.zcov = np.zeros((it.size + ir.size, 0))
-
+    data = _pull(adata, layer, design, meta, covariates)
     opts = {
         "conf_level": conf_level,
         "equal_var": equal_var,
@@ -560,39 +228,97 @@ def differential(
         "hodges_lehmann": hodges_lehmann,
         "wilcoxon_ci": wilcoxon_ci,
     }
-    meta = _METHODS[method]
-    res = meta.kernel(design, opts)
+    res = meta.kernel(data, opts)
     _blocks.stash(  # no-op unless in a dask block task: per-assay arrays for the combiner
-        res=res, means=(design.mean_reference, design.mean_target), acols=acols, opts=opts
+        res=res,
+        means=(data.mean_reference, data.mean_target),
+        acols=design.sel.acols,
+        opts=opts,
     )
     if meta.finish is not None:
         res = meta.finish(res, opts)
-    frame = _frame(adata, acols, res, design, alpha)
-    frame.attrs = {
-        "method": method,
-        "test": meta.paired if design.paired else meta.unpaired,
+    frame = _frame(adata, design.sel.acols, res, data, alpha)
+    frame.attrs = _attrs(design, meta, res, covariates, alpha, conf_level, wilcoxon_ci)
+    logger.info("differential: %s on %d assays", method, frame.shape[0])
+    return frame
+
+
+def _check_columns(adata, groupby, pair, covariates, meta: Method) -> None:
+    """The named obs columns exist; covariates only with a method that takes them."""
+    require_obs(
+        adata,
+        [groupby] + ([pair] if pair is not None else []) + covariates,
+        hint="Pass column names of adata.obs (sample metadata).",
+    )
+    if covariates and not meta.covariates:
+        able = " or ".join(
+            f"method={m.name!r}" for m in methods_of("differential").values() if m.covariates
+        )
+        msg = format_message(
+            f"covariates are only supported by {able}, not {meta.name!r}",
+            hint=f"Use {able} or drop covariates=.",
+        )
+        raise DesignError(msg)
+
+
+def _pull(adata, layer, design: TwoGroups, meta: Method, covariates) -> Data:
+    """The matrices the method's kernel reads, and the group means, for the assays used."""
+    x_all = matrix(adata, layer)
+    acols = design.sel.acols
+    full = acols.size == adata.n_vars
+    cols = None if full else acols
+
+    def take(rows):
+        return x_all[rows] if full else x_all[np.ix_(rows, acols)]
+
+    data = Data(paired=design.paired, zcov=design.zcov)
+    if design.paired:
+        ir, it = design.ir, design.it
+        n_d, mean_d, ss_d, mref = _kernels.paired_moments(x_all, ir, it, cols)
+        if meta.paired_moments and not covariates:
+            # fused, cache-blocked pass: the moments are all these methods need
+            data.moments = (n_d, mean_d, ss_d)
+        else:
+            d = take(it)
+            d -= take(ir)
+            data.d = d
+        data.mean_reference = mref
+        data.mean_target = mref + mean_d
+    else:
+        data.xr, data.xt = take(design.ir), take(design.it)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            data.mean_reference = _nanmean(data.xr)
+            data.mean_target = _nanmean(data.xt)
+    return data
+
+
+def _attrs(design: TwoGroups, meta: Method, res, covariates, alpha, conf_level, wilcoxon_ci):
+    """``attrs`` of the result (JSON-safe)."""
+    pairs = design.pairs
+    attrs = {
+        "method": meta.name,
+        "test": meta.test_text(paired=design.paired),
         "reference_implementation": meta.reference,
-        "groupby": groupby,
-        "reference": reference,
-        "target": target,
-        "levels": [reference, target],
-        "sign": f"{target} - {reference}",
-        "pair": pair,
+        "groupby": design.groupby,
+        "reference": design.reference,
+        "target": design.target,
+        "levels": design.levels,
+        "sign": f"{design.target} - {design.reference}",
+        "pair": design.pair,
         "alpha": float(alpha),
         "conf_level": float(conf_level),
         "n_tested": int(np.isfinite(res["p_value"]).sum()),
-        "n_pairs": n_pairs,
-        "wilcoxon_ci": wilcoxon_ci if method == "wilcoxon" else None,
-        "excluded_pairs": excluded_pairs,
-        "excluded_samples": [str(i) for i in attrs_excl["excluded_samples"]],
-        "excluded_assays": [str(i) for i in attrs_excl["excluded_assays"]],
+        "n_pairs": len(pairs.ids) if pairs is not None else None,
+        "wilcoxon_ci": wilcoxon_ci if meta.name == "wilcoxon" else None,
+        "excluded_pairs": pairs.excluded_pairs if pairs is not None else [],
+        "excluded_samples": list(design.sel.excluded_samples),
+        "excluded_assays": list(design.sel.excluded_assays),
         "covariates": covariates,
-        "covariates_absorbed_by_pair": dropped_cov,
+        "covariates_absorbed_by_pair": design.covariates_absorbed,
     }
     if "prior" in res:
-        frame.attrs.update(prior_attrs(res["prior"], paired=design.paired))
-    logger.info("differential: %s on %d assays", method, frame.shape[0])
-    return frame
+        attrs.update(prior_attrs(res["prior"], paired=design.paired))
+    return attrs
 
 
 def prior_attrs(prior: dict, *, paired: bool) -> dict:

@@ -22,14 +22,21 @@ from scipy import special, stats
 
 from .._docs import doc_adata, doc_alpha, doc_params
 from .._stats import bh_adjust
-from .._validate import check_literal, require_columns
+from .._validate import check_literal
 from .._warnings import warn
 from ..errors import DesignError, format_message, preview
 from . import _kernels
-from ._design import assay_list
+from ._design import (
+    annotation,
+    assay_list,
+    complete_blocks,
+    levels_of,
+    long_frame,
+    matrix,
+    require_obs,
+    select,
+)
 from ._ranks import runs
-from .de import _matrix
-from .models import _annotation, _levels_of, _select
 
 __all__ = ["nonparametric", "nonparametric_posthoc"]
 
@@ -190,13 +197,13 @@ class _Design:
 
 def _design(adata, groupby, pair, exclude_controls, assays, step) -> _Design:
     cols = [groupby] + ([pair] if pair is not None else [])
-    require_columns(adata.obs, cols, what="obs", hint="Pass column names of adata.obs.")
-    rows, acols, excl = _select(adata, cols, exclude_controls=exclude_controls, step=step)
+    require_obs(adata, cols, hint="Pass column names of adata.obs.")
+    rows, acols, excl = select(adata, cols, exclude_controls=exclude_controls, step=step)
     if assays is not None:
         pos = pd.Index(adata.var_names).get_indexer(assay_list(adata, assays))
         acols = np.array([c for c in pos if c in set(acols)], dtype=int)
     lab = adata.obs[groupby].iloc[rows]
-    levels = _levels_of(lab) if pair is not None else sorted(pd.unique(lab.astype(str)))
+    levels = levels_of(lab) if pair is not None else sorted(pd.unique(lab.astype(str)))
     if len(levels) < 2:
         msg = format_message(
             f"obs[{groupby!r}] has fewer than two levels among the samples tested",
@@ -208,51 +215,10 @@ def _design(adata, groupby, pair, exclude_controls, assays, step) -> _Design:
     codes = pd.Index(levels).get_indexer(lab.astype(str))
     d = _Design(rows, codes, levels, acols, excl)
     if pair is not None:
-        _pair_grid(adata, d, pair, step)
+        pid = adata.obs[pair].iloc[rows].astype(str).to_numpy()
+        blocks = complete_blocks(pid, codes, levels, pair=pair, step=step)
+        d.grid, d.subjects, d.excluded_subjects = blocks.grid, blocks.subjects, blocks.excluded
     return d
-
-
-def _pair_grid(adata, d: _Design, pair: str, step: str) -> None:
-    """Subjects × levels positions of the samples; subjects with a duplicate level dropped."""
-    pid = adata.obs[pair].iloc[d.rows].astype(str).to_numpy()
-    scodes, subjects = pd.factorize(pid, sort=True)
-    k = len(d.levels)
-    counts = np.bincount(scodes * k + d.codes, minlength=len(subjects) * k).reshape(-1, k)
-    dup = (counts > 1).any(axis=1)
-    missing = (counts == 0).any(axis=1) & ~dup
-    d.excluded_subjects = [
-        [str(subjects[i]), "more than one sample per level"] for i in np.flatnonzero(dup)
-    ]
-    d.excluded_subjects += [
-        [
-            str(subjects[i]),
-            "no sample at level(s) " + ", ".join(np.array(d.levels)[counts[i] == 0]),
-        ]
-        for i in np.flatnonzero(missing)
-    ]
-    if dup.any():
-        ids = [s for s, _ in d.excluded_subjects[: int(dup.sum())]]
-        warn(
-            f"{step}: left out {len(ids)} {pair!r} with more than one sample at a level: {preview(ids)}"
-        )
-    if missing.any():
-        ids = [str(subjects[i]) for i in np.flatnonzero(missing)]
-        warn(
-            f"{step}: left out {len(ids)} {pair!r} without a sample at every level: {preview(ids)}"
-        )
-    keep = ~(dup | missing)
-    if not keep.any():
-        msg = format_message(
-            f"no {pair!r} has exactly one sample at every level of the groups",
-            column=pair,
-            rows=[s for s, _ in d.excluded_subjects],
-            hint="Friedman's test needs complete blocks: each subject measured once per level.",
-        )
-        raise DesignError(msg)
-    grid = np.full((len(subjects), k), -1, dtype=np.int64)
-    grid[scodes, d.codes] = np.arange(d.rows.size)  # positions among the rows used
-    d.grid = grid[keep]
-    d.subjects = [str(s) for s in subjects[keep]]
 
 
 def _untested(x: np.ndarray, codes: np.ndarray, k: int, *, by_level: bool) -> np.ndarray:
@@ -370,7 +336,7 @@ def nonparametric(
     """
     step = "nonparametric"
     d = _design(adata, groupby, pair, exclude_controls, None, step)
-    x_all = _matrix(adata, layer)
+    x_all = matrix(adata, layer)
     m, k = d.acols.size, len(d.levels)
     stat, df, p = np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan)
     n = np.zeros(m, dtype=np.int64)
@@ -392,7 +358,7 @@ def nonparametric(
     bad = reason != ""
     stat[bad], p[bad] = np.nan, np.nan
     df[bad & (reason != "all values tied")] = np.nan
-    ann = _annotation(adata, d.acols)
+    ann = annotation(adata, d.acols)
     _warn_untested(step, ann, reason)
     order = np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")
     frame = ann.iloc[order].reset_index(drop=True)
@@ -525,7 +491,7 @@ def nonparametric_posthoc(
     check_literal("adjust", adjust, ["oa", "bh"])
     step = "nonparametric_posthoc"
     d = _design(adata, groupby, pair, exclude_controls, assays, step)
-    x_all = _matrix(adata, layer)
+    x_all = matrix(adata, layer)
     m, k = d.acols.size, len(d.levels)
     if pair is None:  # dunn.test's order: 1-2, 1-3, 2-3, 1-4, ... (breaks ties in p)
         pairs = [(j, i) for i in range(1, k) for j in range(i)]
@@ -548,9 +514,9 @@ def nonparametric_posthoc(
         p_adj = r_round_p(_bh_rows(r_signif(p, 3)))
     else:
         p_adj = _bh_rows(p)
-    ann = _annotation(adata, d.acols)
+    ann = annotation(adata, d.acols)
     _warn_untested(step, ann, np.where((reason != "").all(axis=1), reason[:, 0], ""))
-    frame = ann.loc[np.repeat(np.arange(m), c)].reset_index(drop=True)
+    frame = long_frame(ann, c)
     frame["term"] = groupby
     frame["contrast"] = np.tile([f"{d.levels[i]} - {d.levels[j]}" for i, j in pairs], m)
     frame["estimate"] = res["estimate"].ravel()

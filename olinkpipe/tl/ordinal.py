@@ -6,7 +6,7 @@ distinct value), and a proportional-odds model ``P(rank <= j) = logistic(Î¸_j âˆ
 gets the Wald chi-square test that ``anova(clm, type = "marginal")`` reports; the post hoc
 compares estimated marginal means on the latent scale (``emmeans`` on the ``clm``). The model
 has no matrix form over assays (one threshold per distinct value), so the assays are fitted in
-the one per-assay loop of :func:`models._run_per_assay`.
+the one per-assay loop of :func:`olinkpipe.tl._loop.run_single_blas`.
 """
 
 from __future__ import annotations
@@ -22,20 +22,37 @@ from scipy import stats
 
 from .._docs import doc_adata, doc_alpha, doc_params
 from .._ordinal import fit_ordinal
-from .._stats import bh_adjust
-from .._validate import require_columns
-from .._warnings import warn
-from ..errors import DesignError, format_message, preview
-from ._design import subset_assays
-from .de import _is_numeric, _matrix
-from .lmer import _emm_cells, _split_terms
-from .models import _annotation, _as_list, _levels_of, _run_per_assay, _select
+from ..errors import DesignError, format_message
+from ._design import (
+    annotation,
+    as_list,
+    factor_levels,
+    family_p_adj,
+    long_frame,
+    matrix,
+    require_obs,
+    select,
+    split_terms,
+    subset_assays,
+    warn_untested,
+)
+from ._emmeans import (
+    assay_rows,
+    check_effect,
+    check_factor_effect,
+    check_p_adjust,
+    emm_cells,
+    pairs_of,
+    posthoc_frame,
+    posthoc_tail,
+    z_adjust,
+)
+from ._loop import run_single_blas
 
 __all__ = ["ordinal", "ordinal_posthoc"]
 
 logger = logging.getLogger("olinkpipe")
 
-_P_ADJUST = ("tukey", "sidak", "bonferroni", "none")
 _EPS = np.sqrt(np.finfo(float).eps)  # ordinal's contestMD rank tolerance
 
 
@@ -45,18 +62,7 @@ class _Design:
     the main effects of ``variables``)."""
 
     def __init__(self, obs: pd.DataFrame, variables: list[str], covariates: list[str]):
-        self.levels: dict[str, list[str] | None] = {}
-        for c in variables + covariates:
-            lev = None if _is_numeric(obs[c]) else _levels_of(obs[c])
-            if lev is not None and len(lev) < 2:
-                msg = format_message(
-                    f"obs[{c!r}] has fewer than two levels among the samples used",
-                    column=c,
-                    rows=lev,
-                    hint="Choose a column with at least two levels, or drop it.",
-                )
-                raise DesignError(msg)
-            self.levels[c] = lev
+        self.levels = factor_levels(obs, variables + covariates)
         combos = [
             t for r in range(2, len(variables) + 1) for t in itertools.combinations(variables, r)
         ]
@@ -156,37 +162,26 @@ def _test_assay(y: np.ndarray, x: np.ndarray, spans, reason: str) -> dict:
     return out
 
 
-def _run(func, jobs, *, n_jobs: int, progress: bool, desc: str) -> list:
-    """The per-assay loop with BLAS held to one thread: the fits are small dense solves,
-    which threaded BLAS slows by an order of magnitude on a busy machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - comes with scikit-learn (scanpy)
-        return _run_per_assay(func, jobs, n_jobs=n_jobs, progress=progress, desc=desc)
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _run_per_assay(func, jobs, n_jobs=n_jobs, progress=progress, desc=desc)
-
-
 def _setup(adata, variable, covariates, exclude_controls: bool, layer, step: str) -> dict:
-    variables = _split_terms(variable)
+    variables = split_terms(variable)
     if not variables:
         msg = format_message("groupby is empty", hint="Name at least one obs column.")
         raise DesignError(msg)
-    covs = [c for c in _split_terms(_as_list(covariates)) if c not in variables]
-    require_columns(adata.obs, variables + covs, what="obs", hint="Name columns of adata.obs.")
-    rows, acols, excl = _select(
+    covs = [c for c in split_terms(as_list(covariates)) if c not in variables]
+    require_obs(adata, variables + covs)
+    rows, acols, excl = select(
         adata, variables + covs, exclude_controls=exclude_controls, step=step
     )
     obs = adata.obs.iloc[rows]
     design = _Design(obs, variables, covs)
-    y = _matrix(adata, layer)[np.ix_(rows, acols)]
+    y = matrix(adata, layer)[np.ix_(rows, acols)]
     return {
         "variables": variables,
         "covs": covs,
         "obs": obs,
         "design": design,
         "y": np.asarray(y, dtype=float),
-        "ann": _annotation(adata, acols),
+        "ann": annotation(adata, acols),
         "excl": excl,
         "formula": "rank(NPX) ~ " + "*".join(variables) + "".join(f" + {c}" for c in covs),
     }
@@ -297,18 +292,16 @@ def ordinal(
     nt = len(design.spans)
     pre = _pre_reasons(y, obs, design, variables)
     jobs = [(y[:, j], design.x, design.spans, str(pre[j])) for j in range(m)]
-    fits = _run(_test_assay, jobs, n_jobs=n_jobs, progress=progress, desc="ordinal")
+    fits = run_single_blas(_test_assay, jobs, n_jobs=n_jobs, progress=progress, desc="ordinal")
     names = [name for name, _ in design.spans]
-    frame = ann.loc[np.repeat(np.arange(m), nt)].reset_index(drop=True)
+    frame = long_frame(ann, nt)
     frame["term"] = np.tile(names, m)
     frame["statistic"] = np.concatenate([f["chisq"] for f in fits])
     frame["df"] = np.concatenate([f["df"] for f in fits])
     with np.errstate(invalid="ignore"):
         frame["p_value"] = stats.chi2.sf(frame["statistic"], frame["df"])
     is_cov = frame["term"].isin(covs).to_numpy()
-    p_adj = np.full(len(frame), np.nan)
-    p_adj[~is_cov] = bh_adjust(frame["p_value"].to_numpy()[~is_cov])
-    frame["p_adj"] = p_adj
+    frame["p_adj"] = family_p_adj(frame["p_value"].to_numpy(), is_cov)
     frame["significant"] = frame["p_adj"].fillna(1.0) < alpha
     frame["n"] = np.repeat([f["n"] for f in fits], nt)
     frame["reason"] = np.repeat([f["reason"] for f in fits], nt).astype(str)
@@ -317,9 +310,7 @@ def ordinal(
     frame = frame.sort_values("p_value", kind="stable", na_position="last")
     frame = frame.reset_index(drop=True)
     oids = ann["OlinkID"].astype(str).to_numpy()
-    untested = [str(oids[j]) for j, f in enumerate(fits) if f["reason"]]
-    if untested:
-        warn(f"ordinal: {len(untested)} assay(s) not tested (see 'reason'): {preview(untested)}")
+    untested = warn_untested("ordinal", oids, [f["reason"] for f in fits])
     frame.attrs = {
         "method": "ordinal",
         "test": "cumulative logit model (ordinal::clm) on NPX ranks; Wald chi-square, "
@@ -352,25 +343,6 @@ def _posthoc_assay(y: np.ndarray, x: np.ndarray, lmat: np.ndarray, means: bool, 
         out["est"] = full @ np.concatenate([fit.theta, fit.beta])
         out["se"] = np.sqrt(np.einsum("mp,pq,mq->m", full, fit.cov, full))
     return out
-
-
-def _z_adjust(method: str, z: np.ndarray, k: int, family: int, conf_level: float):
-    """emmeans' adjusted p-values and interval multipliers with ``df = Inf`` (z tests)."""
-    if method == "tukey":
-        with np.errstate(invalid="ignore"):
-            p = stats.studentized_range.sf(np.abs(z) * np.sqrt(2.0), k, np.inf)
-        crit = stats.studentized_range.ppf(conf_level, k, np.inf) / np.sqrt(2.0)
-        return np.minimum(p, 1.0), crit
-    raw = 2.0 * stats.norm.sf(np.abs(z))
-    if method == "sidak":
-        p = -np.expm1(family * np.log1p(-raw))
-        level = (1.0 + conf_level ** (1.0 / family)) / 2.0
-    elif method == "bonferroni":
-        p = family * raw
-        level = 1.0 - (1.0 - conf_level) / (2.0 * family)
-    else:
-        p, level = raw, (1.0 + conf_level) / 2.0
-    return np.minimum(p, 1.0), stats.norm.ppf(level)
 
 
 @doc_params(adata=doc_adata, alpha=doc_alpha)
@@ -471,75 +443,35 @@ def ordinal_posthoc(
     >>> op.tl.ordinal_posthoc(adata, groupby="Group", effect="Group")["contrast"].tolist()
     ['A - B', 'A - C', 'B - C']
     """
-    if p_adjust not in _P_ADJUST:
-        msg = format_message(
-            f"p_adjust must be one of {list(_P_ADJUST)}; got {p_adjust!r}",
-            hint="Use 'tukey' (emmeans' default for pairwise contrasts).",
-        )
-        raise DesignError(msg)
-    effect_l = _split_terms(effect)
-    variables = _split_terms(groupby)
-    missing = [e for e in effect_l if e not in variables]
-    if not effect_l or missing:
-        msg = format_message(
-            f"effect {missing or effect!r} is not among groupby {variables!r}",
-            hint="All effect terms must be included in groupby.",
-        )
-        raise DesignError(msg)
+    check_p_adjust(p_adjust)
+    effect_l = split_terms(effect)
+    variables = split_terms(groupby)
+    check_effect(
+        effect, effect_l, variables, "groupby", "All effect terms must be included in groupby."
+    )
     sub = subset_assays(adata, assays)
     su = _setup(sub, variables, covariates, exclude_controls, layer, "ordinal_posthoc")
     obs, design, y, ann = su["obs"], su["design"], su["y"], su["ann"]
-    numeric = [e for e in effect_l if design.levels[e] is None]
-    if numeric:
-        msg = format_message(
-            f"effect {numeric!r} is numeric: only factors are compared",
-            hint="Convert the column to strings to treat it as a factor.",
-        )
-        raise DesignError(msg)
-    m = y.shape[1]
-    cells, labels, lmat_of = _emm_cells(design, obs, effect_l)
+    check_factor_effect(effect_l, design.levels)
+    cells, labels, lmat_of = emm_cells(design, obs, effect_l)
     k = len(cells)
-    pairs = list(itertools.combinations(range(k), 2))
+    pairs = pairs_of(k)
     pre = _pre_reasons(y, obs, design, variables)
-    jobs = []
-    for j in range(m):
-        lm = lmat_of(~np.isnan(y[:, j]))
-        if not mean_return:
-            lm = np.vstack([lm[a] - lm[b] for a, b in pairs])
-        jobs.append((y[:, j], design.x, lm, mean_return, str(pre[j])))
-    fits = _run(_posthoc_assay, jobs, n_jobs=n_jobs, progress=progress, desc="ordinal_posthoc")
+    rows = assay_rows(y, lmat_of, pairs, means=mean_return)
+    jobs = [(y[:, j], design.x, lm, mean_return, str(pre[j])) for j, lm in enumerate(rows)]
+    fits = run_single_blas(
+        _posthoc_assay, jobs, n_jobs=n_jobs, progress=progress, desc="ordinal_posthoc"
+    )
     est, se = (np.vstack([f[key] for f in fits]) for key in ["est", "se"])
-    nrow = est.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         z = est / se
     method = "none" if mean_return else p_adjust  # emmeans' $emmeans: unadjusted
-    p, crit = _z_adjust(method, z, k, k if mean_return else len(pairs), conf_level)
-    frame = ann.loc[np.repeat(np.arange(m), nrow)].reset_index(drop=True)
-    frame["term"] = ":".join(effect_l)
-    if mean_return:
-        for i, e in enumerate(effect_l):
-            frame[e] = np.tile([c[i] for c in cells], m)
-        frame["emmean"] = est.ravel()
-    else:
-        frame["contrast"] = np.tile([f"{labels[a]} - {labels[b]}" for a, b in pairs], m)
-        frame["estimate"] = est.ravel()
-    frame["ci_low"] = (est - crit * se).ravel()
-    frame["ci_high"] = (est + crit * se).ravel()
-    if not mean_return:
-        frame["statistic"] = z.ravel()
-    frame["df"] = np.inf
-    if not mean_return:
-        frame["p_adj"] = p.ravel()
-        frame["significant"] = frame["p_adj"].fillna(1.0) < alpha
-    frame["n"] = np.repeat([f["n"] for f in fits], nrow)
-    frame["reason"] = np.repeat([f["reason"] for f in fits], nrow).astype(str)
-    oids = ann["OlinkID"].astype(str).to_numpy()
-    untested = [str(oids[j]) for j, f in enumerate(fits) if f["reason"]]
-    if untested:
-        warn(
-            f"ordinal_posthoc: {len(untested)} assay(s) not tested (see 'reason'): "
-            f"{preview(untested)}"
-        )
+    p, crit = z_adjust(method, z, k, k if mean_return else len(pairs), conf_level)
+    frame, _ = posthoc_frame(ann, effect_l, cells, labels, pairs, est, se, crit, means=mean_return)
+    posthoc_tail(frame, np.inf, None if mean_return else p, fits, alpha)
+    untested = warn_untested(
+        "ordinal_posthoc", ann["OlinkID"].astype(str).to_numpy(), [f["reason"] for f in fits]
+    )
     frame.attrs = {
         "method": "ordinal_posthoc",
         "test": "estimated marginal means (emmeans, latent scale) of a cumulative logit "

@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from .. import _atomic
+from ..tl.methods import get_method
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import _Context
@@ -203,18 +204,7 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
     d = cfg.differential
     if d is not None:
         target = d.target or "the other level"
-        test = {
-            "ttest": "paired t-test" if d.pair else "Welch's t-test",
-            "wilcoxon": (
-                "Wilcoxon signed-rank test with the Hodges–Lehmann estimate"
-                if d.pair
-                else "Wilcoxon rank-sum test with the Hodges–Lehmann estimate"
-            ),
-            "moderated": (
-                "limma-style empirical-Bayes moderated t-test (Smyth 2004)"
-                + (f" on the model ~ {d.pair} + {d.groupby}" if d.pair else "")
-            ),
-        }[d.method]
+        test = get_method("differential", d.method).methods_text(pair=d.pair, groupby=d.groupby)
         out.append(
             f"Differential expression compared {d.groupby} = {target} with {d.groupby} = "
             f"{d.reference} (estimate = {target} − {d.reference}, NPX, i.e. log2 fold change)"
