@@ -8,6 +8,8 @@ count. Used by the Wilcoxon kernels of :mod:`olinkpipe.tl._kernels`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = ["fill_hl", "kth_pair_sums"]
@@ -290,7 +292,36 @@ def kth_pair_sums(
     if window is None:
         window = max(64, ka // 2)
     k = np.asarray(k, dtype=float)
-    kt = k + extra
+    br = _bracket(a, b, na, nb, k, k + extra, triangular, window, counter, grid, guess)
+    mat, per_row = _candidates(a, b, na, br, triangular)
+    _pick(res, mat, per_row, a, b, na, k, br, triangular)
+    return res
+
+
+@dataclass
+class _Bracket:
+    """Per row: the thresholds ``lo < hi`` around the wanted ranks, the counts of pair sums
+    at or below them (``clo``, ``chi``), and each ``a[r, i]``'s searchsorted position in
+    ``b[r]`` at both (the first ``width`` columns; ``has_hi``: ``hi`` was probed)."""
+
+    live: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    clo: np.ndarray
+    chi: np.ndarray
+    idx_lo: np.ndarray
+    idx_hi: np.ndarray
+    has_hi: np.ndarray
+    width: int
+
+
+def _bracket(a, b, na, nb, k, kt, triangular, window, counter, grid, guess) -> _Bracket:
+    """Close the bracket by exact counts until at most ``window`` pair sums remain in it.
+
+    Interpolation (secant) steps on the count, starting from ``guess`` (or the quantile of
+    a coarse grid of pair sums), bisection when a step leaves the bracket.
+    """
+    m, ka = a.shape
     ia = np.maximum(na - 1, 0)
     ib = np.maximum(nb - 1, 0)
     rows = np.arange(m)
@@ -377,7 +408,14 @@ def kth_pair_sums(
         has_hi[act[up]] = True
         stuck = (hi[act] - lo[act]) <= eps * (np.abs(hi[act]) + np.abs(lo[act]))
         active[act] = (chi[act] - clo[act] > window) & ~stuck
-    # extract the pair sums in (lo, hi] and pick the wanted ranks among them
+    return _Bracket(live, lo, hi, clo, chi, idx_lo, idx_hi, has_hi, width)
+
+
+def _candidates(a, b, na, br: _Bracket, triangular) -> tuple[np.ndarray, np.ndarray]:
+    """The pair sums in ``(lo, hi]`` of every row, sorted (rows padded with inf), and
+    their number per row."""
+    m, ka = a.shape
+    live, idx_lo, idx_hi, has_hi, width = br.live, br.idx_lo, br.idx_hi, br.has_hi, br.width
     if triangular and not has_hi[live].all():  # a row never probed: all its columns
         if width:
             idx_hi[has_hi, width:] = np.arange(width, ka)
@@ -407,7 +445,15 @@ def kth_pair_sums(
     col = np.arange(total) - np.repeat(np.cumsum(per_row) - per_row, per_row)
     mat.ravel()[row_of * width + col] = vals
     mat.sort(axis=1)
-    for e in range(extra + 1):
+    return mat, per_row
+
+
+def _pick(res, mat, per_row, a, b, na, k, br: _Bracket, triangular) -> None:
+    """Ranks ``k, k+1, …`` of every row from its sorted candidates into ``res``."""
+    ka = a.shape[1]
+    rows = np.arange(a.shape[0])
+    live, clo, idx_lo = br.live, br.clo, br.idx_lo
+    for e in range(res.shape[1]):
         r = (k + e - clo - 1).astype(int)
         okr = live & (r >= 0) & (r < per_row)
         res[okr, e] = mat[rows[okr], r[okr]]
@@ -419,4 +465,3 @@ def kth_pair_sums(
                 okp &= p >= np.arange(ka)[None, :]
             vb = np.take_along_axis(b[below], np.clip(p, 0, b.shape[1] - 1), axis=1)
             res[below, e] = np.where(okp, a[below] + vb, -np.inf).max(axis=1)
-    return res

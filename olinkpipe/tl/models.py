@@ -360,6 +360,46 @@ def anova_posthoc(
     model, obs, z, spans, y, acols, excl = _anova_setup(
         sub, factors, covariates, exclude_controls, "anova_posthoc"
     )
+    names, cmat, pairs = _effect_contrasts(model, effect_l)
+    k = len(names)
+    est, se, dfr, n = _contrasts(z, y, cmat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = est / se
+    dfb = np.broadcast_to(dfr[:, None], t.shape)
+    okv = np.isfinite(t)
+    p = np.full(t.shape, np.nan)
+    qcrit = np.full(t.shape, np.nan)
+    if okv.any():
+        p[okv] = stats.studentized_range.sf(np.abs(t[okv]) * np.sqrt(2.0), k, dfb[okv])
+        for d in np.unique(dfb[okv]):
+            qcrit[dfb == d] = stats.studentized_range.ppf(conf_level, k, d) / np.sqrt(2.0)
+    m, npair = y.shape[1], len(pairs)
+    frame = long_frame(annotation(sub, acols), npair)
+    frame["term"] = ":".join(effect_l)
+    frame["contrast"] = np.tile([f"{names[i]} - {names[j]}" for i, j in pairs], m)
+    frame["estimate"] = est.ravel()
+    frame["ci_low"] = (est - qcrit * se).ravel()
+    frame["ci_high"] = (est + qcrit * se).ravel()
+    frame["statistic"] = t.ravel()
+    frame["df"] = dfb.ravel()
+    frame["p_adj"] = np.minimum(p.ravel(), 1.0)
+    frame["significant"] = frame["p_adj"].fillna(1.0) < alpha
+    frame["n"] = np.repeat(n, npair)
+    frame.attrs = {
+        "method": "anova_posthoc",
+        "test": "Tukey-adjusted pairwise contrasts of estimated marginal means",
+        "effect": effect_l,
+        "alpha": float(alpha),
+        "conf_level": float(conf_level),
+        **excl,
+    }
+    return frame
+
+
+def _effect_contrasts(model: _Model, effect_l: list[str]) -> tuple:
+    """emmeans' cells of the effect (first factor varying fastest; covariates at their
+    mean, factor covariates averaged over their levels), their labels and the rows of the
+    pairwise contrasts of their marginal means in the model's coefficients."""
     grid = model.grid()
     for c in model.covariates:
         if model.cov_levels[c] is None:
@@ -381,12 +421,17 @@ def anova_posthoc(
     # emmeans' option parens: a label containing - + / or * is put in parentheses
     names = [f"({nm})" if re.search(r"[-+/*]", nm) else nm for nm in names]
     lmean = np.vstack([lgrid[cell == c].mean(axis=0) for c in present])
-    k = len(names)
-    pairs = list(itertools.combinations(range(k), 2))
+    pairs = list(itertools.combinations(range(len(names)), 2))
     cmat = np.vstack([lmean[i] - lmean[j] for i, j in pairs])
+    return names, cmat, pairs
+
+
+def _contrasts(z: np.ndarray, y: np.ndarray, cmat: np.ndarray) -> tuple:
+    """Estimates and SEs of the contrast rows ``cmat`` for every assay (assays × rows),
+    residual df and samples used per assay."""
     m = y.shape[1]
-    est = np.full((m, len(pairs)), np.nan)
-    se = np.full((m, len(pairs)), np.nan)
+    est = np.full((m, cmat.shape[0]), np.nan)
+    se = np.full((m, cmat.shape[0]), np.nan)
     dfr = np.full(m, np.nan)
     n = np.zeros(m, dtype=int)
     for cols, rows, beta, xtx_inv, rss, df_res in _ols_by_pattern(z, y):
@@ -397,35 +442,4 @@ def anova_posthoc(
         unscaled = np.einsum("ci,ij,cj->c", cmat, xtx_inv, cmat)
         se[cols] = np.sqrt(np.outer(rss / df_res, unscaled))
         dfr[cols] = df_res
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = est / se
-    dfb = np.broadcast_to(dfr[:, None], t.shape)
-    okv = np.isfinite(t)
-    p = np.full(t.shape, np.nan)
-    qcrit = np.full(t.shape, np.nan)
-    if okv.any():
-        p[okv] = stats.studentized_range.sf(np.abs(t[okv]) * np.sqrt(2.0), k, dfb[okv])
-        for d in np.unique(dfb[okv]):
-            qcrit[dfb == d] = stats.studentized_range.ppf(conf_level, k, d) / np.sqrt(2.0)
-    ann = annotation(sub, acols)
-    npair = len(pairs)
-    frame = long_frame(ann, npair)
-    frame["term"] = ":".join(effect_l)
-    frame["contrast"] = np.tile([f"{names[i]} - {names[j]}" for i, j in pairs], m)
-    frame["estimate"] = est.ravel()
-    frame["ci_low"] = (est - qcrit * se).ravel()
-    frame["ci_high"] = (est + qcrit * se).ravel()
-    frame["statistic"] = t.ravel()
-    frame["df"] = dfb.ravel()
-    frame["p_adj"] = np.minimum(p.ravel(), 1.0)
-    frame["significant"] = frame["p_adj"].fillna(1.0) < alpha
-    frame["n"] = np.repeat(n, npair)
-    frame.attrs = {
-        "method": "anova_posthoc",
-        "test": "Tukey-adjusted pairwise contrasts of estimated marginal means",
-        "effect": effect_l,
-        "alpha": float(alpha),
-        "conf_level": float(conf_level),
-        **excl,
-    }
-    return frame
+    return est, se, dfr, n
