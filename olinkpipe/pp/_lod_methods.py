@@ -313,9 +313,16 @@ def _plate_medians(values, rows: np.ndarray, pcodes, pidx, n_plates: int) -> np.
     codes = pcodes[rows]
 
     def kernel(block, p):
+        p = np.asarray(p, dtype=np.intp)
         sub = np.asarray(block, dtype=float)[rows]
-        cell = codes[:, np.asarray(p, dtype=np.intp)]
         out = np.full((n_plates + 1, sub.shape[1]), np.nan)
+        present = np.unique(p)
+        if all(np.array_equal(codes[:, q], codes[:, present[0]]) for q in present[1:]):
+            plate = codes[:, present[0]]  # the usual case: each plate's rows, one sort in all
+            for k in range(n_plates):
+                out[k] = _utils.nanmedian0(sub[plate == k])
+            return out
+        cell = codes[:, p]  # panels of the block on different plates: mask per plate
         for k in range(n_plates):  # a few plates, vectorised over assays
             out[k] = _utils.nanmedian0(np.where(cell == k, sub, np.nan))
         return out
