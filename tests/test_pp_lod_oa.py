@@ -273,3 +273,30 @@ def test_dask_equals_in_memory(reveal, files, method):
     for key in ("lod", "below_lod", "FixedLOD"):
         if key in exp.layers:
             np.testing.assert_array_equal(np.asarray(got.layers[key].compute()), exp.layers[key])
+
+
+@pytest.mark.parametrize(
+    ("archive", "version", "warns"),
+    [
+        ("1.4.0", None, True),  # no Version column
+        ("1.4.0", "5.0.0", True),  # older than 6.0.0
+        ("1.4.0", "6.0.0", False),
+        ("1.5.0", None, False),  # the data were exported with a recent archive
+    ],
+)
+def test_outdated_fixed_lod_file_warns(reveal, archive, version, warns):
+    # OlinkAnalyze's check_ht_fixed_lod_version: lots D.0007/08/10/14 exported with Panel
+    # Data Archive < 1.5.0 need an Explore HT fixed-LOD file of version >= 6.0.0
+    a = reveal.copy()
+    a.var["DataAnalysisRefID"] = "D10007"
+    a.var["PanelDataArchiveVersion"] = archive
+    table = pd.DataFrame(
+        {"OlinkID": a.var_names, "DataAnalysisRefID": "D10007", "LODNPX": 1.0}
+    ).assign(Panel="Explore_HT", LODMethod="lod_npx")
+    if version is not None:
+        table["Version"] = version
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        op.pp.compute_lod(a, method="fixed", fixed_lod=table)
+    outdated = [w for w in caught if "fixed-LOD file" in str(w.message)]
+    assert bool(outdated) == warns

@@ -20,6 +20,7 @@ block by block from them (in memory slice by slice, on dask lazily).
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -36,6 +37,12 @@ from . import _lazy, _utils
 MIN_COUNT = 150
 #: the columns of Olink's fixed-LOD files (OlinkAnalyze 5 / current downloads), with the
 #: spellings older files and olinkpipe's earlier versions used
+#: Explore HT reagent lots (DataAnalysisRefID D<1-8>00<07|08|10|14>) that must be exported
+#: with Panel Data Archive Version 1.5.0 or later (OlinkAnalyze's ``check_darid``); data
+#: exported earlier need a fixed-LOD file of version 6.0.0 or later
+OUTDATED_DARID = re.compile(r"^D[1-8]00(07|08|10|14)$")
+MIN_ARCHIVE_VERSION = (1, 5, 0)
+MIN_FIXED_LOD_VERSION = (6, 0, 0)
 FIXED_COLUMNS = {
     "olinkid": "OlinkID",
     "dataanalysisrefid": "DataAnalysisRefID",
@@ -216,6 +223,69 @@ def fixed_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=rename)
 
 
+def _version(text: str) -> tuple[int, ...] | None:
+    parts = re.findall(r"\d+", str(text))
+    return tuple(int(x) for x in parts) if parts else None
+
+
+def _outdated_darids(adata: ad.AnnData) -> list[str]:
+    """``DARID / version`` pairs of the data exported before Panel Data Archive 1.5.0 for
+    the lots that need it (OlinkAnalyze's ``check_darid``)."""
+    ref_col = "DataAnalysisRefID"
+    ver_col = next(
+        (
+            c
+            for c in ("PanelDataArchiveVersion", "ExploreVersion")
+            if c in adata.var or c in adata.obs
+        ),
+        None,
+    )
+    if ver_col is None:
+        return []
+    for frame in (adata.var, adata.obs):
+        if ref_col in frame and ver_col in frame:
+            pairs = set(zip(frame[ref_col].astype(str), frame[ver_col].astype(str), strict=True))
+            break
+    else:
+        where = adata.var if ref_col in adata.var else adata.obs
+        where_v = adata.var if ver_col in adata.var else adata.obs
+        if ref_col not in where:
+            return []
+        refs = set(where[ref_col].astype(str))
+        pairs = {(r, v) for r in refs for v in set(where_v[ver_col].astype(str))}
+    out = []
+    for ref, ver in sorted(pairs):
+        v = _version(ver)
+        if OUTDATED_DARID.match(ref) and v is not None and v < MIN_ARCHIVE_VERSION:
+            out.append(f"{ref} / {ver}")
+    return out
+
+
+def check_fixed_version(adata: ad.AnnData, table: pd.DataFrame) -> None:
+    """Warn, as OlinkAnalyze's ``check_ht_fixed_lod_version``, when Explore HT data from an
+    outdated lot / archive combination meet a fixed-LOD file without a ``Version`` of at
+    least 6.0.0 (or with several versions)."""
+    if "Panel" in table and not table["Panel"].astype(str).eq("Explore_HT").all():
+        return  # (OlinkAnalyze: a file without Panel counts as Explore HT)
+    bad = _outdated_darids(adata)
+    if not bad:
+        return
+    what = f"the data have DataAnalysisRefID / archive version combination(s) {preview(bad)}"
+    hint = "download the newest fixed-LOD file from olink.com (version 6.0.0 or later)."
+    if "Version" not in table:
+        _utils.warn_user(f"fixed LOD: outdated fixed-LOD file (no Version column); {what}; {hint}")
+        return
+    versions = sorted(set(table["Version"].astype(str)))
+    if len(versions) != 1:
+        _utils.warn_user(f"fixed LOD: the file has several versions {versions!r}; {what}; {hint}")
+        return
+    v = _version(versions[0])
+    if v is None or v < MIN_FIXED_LOD_VERSION:
+        _utils.warn_user(
+            f"fixed LOD: outdated fixed-LOD file (version {versions[0]}); {what}; {hint}"
+        )
+
+
 def _data_refids(adata: ad.AnnData, ref_col: str):
     """Where the data say which DataAnalysisRefID applies: ``("var", ids)``,
     ``("obs", ids)``, ``("meta", {id})`` or ``(None, None)``."""
@@ -233,6 +303,7 @@ def fixed_table(adata: ad.AnnData, table: pd.DataFrame) -> LodTable:
     """OlinkAnalyze's ``olink_fixed_lod``: the file's rows matched on OlinkID and the data's
     DataAnalysisRefID (``var``, ``obs`` or parquet metadata)."""
     tab = fixed_columns(table)
+    check_fixed_version(adata, tab)
     tab["OlinkID"] = tab["OlinkID"].astype(str)
     lod_npx = pd.to_numeric(tab["LODNPX"], errors="coerce").to_numpy(float)
     count_col = tab["LODCount"] if "LODCount" in tab else pd.Series(np.nan, index=tab.index)
