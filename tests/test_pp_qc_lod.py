@@ -218,8 +218,14 @@ def test_compute_lod_intensity_shift_from_pc_normalized():
     nc = (a.obs["SampleType"] == "NEGATIVE_CONTROL").to_numpy()
     samples = (a.obs["SampleType"] == "SAMPLE").to_numpy()
     v = pd.DataFrame(pc[nc])
-    exp = v.median() + np.maximum(0.2, 3 * v.std()) - np.median(pc[samples], axis=0)
-    np.testing.assert_allclose(res.layers["lod"][0], exp.to_numpy(), atol=TOL)
+    lod_pc = v.median() + np.maximum(0.2, 3 * v.std())
+    for plate in a.obs["PlateID"].unique():  # OlinkAnalyze: the median of each plate's samples
+        rows = (a.obs["PlateID"] == plate).to_numpy()
+        exp = lod_pc - np.median(pc[samples & rows], axis=0)
+        np.testing.assert_allclose(res.layers["lod"][rows][0], exp.to_numpy(), atol=TOL)
+    old = op.pp.compute_lod(a, intensity_median="all")  # olinkpipe's earlier rule
+    exp = lod_pc - np.median(pc[samples], axis=0)
+    np.testing.assert_allclose(old.layers["lod"][0], exp.to_numpy(), atol=TOL)
 
 
 def test_read_fixed_lod(tmp_path):

@@ -1172,18 +1172,30 @@ def parse_number(value: object, *, decimal: str | None = None) -> tuple[float, b
 def guess_product(
     columns: Sequence[str], var: pd.DataFrame | None, metadata: dict[str, str] | None
 ) -> str:
-    """Best guess at the Olink product from metadata, columns and panel names."""
+    """Best guess at the Olink product from metadata, columns and panel names.
+
+    As OlinkAnalyze: the parquet metadata ``Product`` (``ExploreHT``, ``Explore3072``,
+    ``Reveal``) when present, else the panels (every assay on panel ``Reveal`` → Reveal,
+    ``Explore_HT`` → Explore HT), else the columns.
+    """
     meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
     prod = meta.get("product", "")
     if prod:
-        p = prod.replace(" ", "").lower()
+        p = prod.replace(" ", "").replace("_", "").lower().removeprefix("olink")
         if p == "explorehtht" or p == "exploreht":
             return "Explore HT"
+        if p == "reveal":
+            return "Reveal"
         if p.startswith("explore"):
             return "Explore 3072"
         return prod
     cols = set(columns)
     panels = [] if var is None or "Panel" not in var else list(pd.unique(var["Panel"]))
+    by_panel = {str(x).replace(" ", "_").lower() for x in panels}
+    if by_panel == {"reveal"}:
+        return "Reveal"
+    if by_panel == {"explore_ht"}:
+        return "Explore HT"
     text = " ".join(str(p) for p in panels).lower()
     if "target 48" in text or "48" in text.split():
         return "Target 48"

@@ -17,7 +17,7 @@ from .. import _parallel
 from .._dask import require_dask
 from .._provenance import EXCLUDED_COLUMNS, provenance
 from ..errors import DesignError, ValidationError, format_message, preview
-from . import _lazy, _utils
+from . import _lazy, _lodcols, _utils
 
 EXPLORE_PRODUCTS = {"explore 3072": "Explore 3072", "explore ht": "Explore HT"}
 
@@ -274,7 +274,7 @@ class Stack:
     Use it as a context manager, so that no thread outlives an error.
     """
 
-    SHIFTED = ("X", "lod")
+    SHIFTED = ("X", "lod", *_lodcols.LOD_NAMES)  # every LOD layer, as OlinkAnalyze
 
     def __init__(
         self, ref: ad.AnnData, other: ad.AnnData, cols_r: np.ndarray, cols_o: np.ndarray
@@ -556,6 +556,7 @@ def combine(
     for rec in records:
         _utils.exclude(out, step=step, **rec)
     stack.arrays()  # wait for every write
+    _lodcols.update_max_lod(out)  # OlinkAnalyze: MaxLOD = the assay's max after normalizing
     return out
 
 

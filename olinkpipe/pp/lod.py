@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Literal
@@ -13,12 +12,12 @@ import pandas as pd
 
 from .._dask import require_dask
 from .._validate import check_literal, require_columns
-from ..errors import NPXFormatError, ValidationError, format_message, preview
-from . import _lazy, _utils
+from ..errors import NPXFormatError, ValidationError, format_message
+from . import _lazy, _lod_methods, _utils
 
 __all__ = ["below_lod", "censor_lod", "compute_lod", "read_fixed_lod"]
 
-FIXED_LOD_COLUMNS = ["OlinkID", "DataAnalysisRefID", "LodNPX"]
+FIXED_LOD_COLUMNS = ["OlinkID", "DataAnalysisRefID", "LODNPX", "LODCount", "LODMethod"]
 
 
 def below_lod(adata: ad.AnnData, *, copy: bool = True) -> ad.AnnData:
@@ -120,252 +119,113 @@ def censor_lod(
     return out
 
 
-def _nc_rows(adata: ad.AnnData) -> np.ndarray:
-    if "SampleType" not in adata.obs:
-        msg = format_message(
-            "NCLOD needs obs['SampleType'] to find the negative controls",
-            column="SampleType",
-            hint="Read an Explore export with a SampleType column, or use method='fixed'.",
-        )
+def _fixed_source(fixed_lod) -> tuple[pd.DataFrame, str | None]:
+    """The fixed-LOD table and its file (a DataFrame, or a path read as Olink's CSV)."""
+    if fixed_lod is None:
+        msg = "compute_lod(method='fixed' or 'both') needs fixed_lod (see pp.read_fixed_lod)."
         raise ValidationError(msg)
-    return adata.obs["SampleType"].astype(str).str.upper().eq("NEGATIVE_CONTROL").to_numpy()
-
-
-def _intensity_shift(adata: ad.AnnData, pc) -> np.ndarray:
-    """Per-assay median PC-normalized NPX over SAMPLEs for intensity-normalized assays, else 0.
-
-    OlinkAnalyze's ``olink_lod`` turns a plate-control-normalized LOD into an intensity-
-    normalized one by subtracting this median.
-    """
-    shift = np.zeros(adata.n_vars)
-    if "Normalization" not in adata.var:
-        return shift
-    inten = adata.var["Normalization"].astype(str).str.lower().eq("intensity").to_numpy()
-    if not inten.any():
-        return shift
-    if "SampleType" in adata.obs:
-        samples = adata.obs["SampleType"].astype(str).str.upper().eq("SAMPLE").to_numpy()
+    if isinstance(fixed_lod, pd.DataFrame):
+        table, path = fixed_lod, None
     else:
-        samples = ~_utils.control_samples(adata)
-    rows = np.flatnonzero(samples)
-    med = _lazy.per_assay(lambda b: _utils.nanmedian0(b[rows]), [pc])[0]
-    shift[inten] = med[inten]
-    return np.where(np.isnan(shift), 0.0, shift)
-
-
-def _group_codes(
-    adata: ad.AnnData, groupby: str | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group of every cell as ``codes[i, gidx[j]]`` (samples × a few columns, e.g. one per
-    panel for plates) and the group names."""
-    if groupby is None:
-        codes = np.zeros((adata.n_obs, 1), dtype=np.intp)
-        return codes, np.zeros(adata.n_vars, dtype=np.intp), np.array(["all"], dtype=object)
-    if groupby == "PlateID":
-        tab = _utils.per_panel_obs(adata, "PlateID")
-        groups = pd.unique(tab.to_numpy().ravel())
-        codes = np.column_stack(
-            [pd.Index(groups).get_indexer(tab[p].to_numpy()) for p in tab.columns]
-        ).reshape(adata.n_obs, tab.shape[1])
-        gidx = pd.Index(list(tab.columns)).get_indexer(_utils.panels(adata))
-        return codes, gidx, np.asarray(groups, dtype=object)
-    if groupby not in adata.obs:
-        msg = format_message(
-            f"groupby column {groupby!r} is not in obs",
-            column=groupby,
-            hint="Pass None, 'PlateID' or an obs column (e.g. 'DataAnalysisRefID').",
-        )
-        raise ValidationError(msg)
-    cat = pd.Categorical(adata.obs[groupby].astype(str))
-    codes = cat.codes.astype(np.intp)[:, None]
-    return codes, np.zeros(adata.n_vars, dtype=np.intp), np.asarray(cat.categories, dtype=object)
-
-
-def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int):
-    """LOD = median(NC) + max(0.2, 3 · SD(NC)) per assay (and group): a group × assay
-    table, with the group of every cell as ``codes[i, gidx[j]]``.
-
-    Only the negative-control rows are read for the statistics; the table is expanded to
-    samples × assays block by block (:func:`_lazy.expand_by_code`).
-    """
-    nc = _nc_rows(adata)
-    use_pc = "PCNormalizedNPX" in adata.layers
-    values = adata.layers["PCNormalizedNPX"] if use_pc else _utils.npx(adata)
-    if not _lazy.is_dask(values):
-        values = np.asarray(values, dtype=float)
-    nc_rows = np.flatnonzero(nc)
-    if "qc_warning" in adata.layers:
-        values_nc, fail_nc = _lazy.rows_of([values, adata.layers["qc_warning"]], nc_rows)
-        values_nc, fail_nc = values_nc.astype(float), fail_nc.astype(bool)
-    else:
-        values_nc = _lazy.rows_of([values], nc_rows)[0].astype(float)
-        by_panel, pidx = _utils.qc_fail_by_panel(adata)
-        fail_nc = by_panel[nc_rows][:, pidx]
-    real = ~_utils.control_assays(adata)
-    ok_nc = ~fail_nc & ~np.isnan(values_nc) & real[None, :]
-    if groupby is None and "DataAnalysisRefID" in adata.obs:
-        groupby = "DataAnalysisRefID"  # OlinkAnalyze: per assay and reagent lot
-    codes, gidx, groups = _group_codes(adata, groupby)
-    codes_nc = codes[nc_rows][:, gidx]
-    table = np.full((len(groups) + 1, adata.n_vars), np.nan)  # last row: code -1, no group
-    too_few: list[str] = []
-    for k, g in enumerate(groups):  # one pass per plate/lot, vectorised over assays
-        block = np.where(ok_nc & (codes_nc == k), values_nc, np.nan)  # NC rows only
-        n = (~np.isnan(block)).sum(axis=0)
-        present = (codes == k).any(axis=0)[gidx] & real
-        short = present & (n < min_nc)
-        too_few.extend(
-            f"{g}/{v} (n={c})" for v, c in zip(adata.var_names[short], n[short], strict=True)
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = _utils.nanmedian0(block)
-            sd = np.nanstd(block, axis=0, ddof=1)
-        table[k] = np.where(present, med + np.maximum(0.2, 3.0 * sd), np.nan)
-    if too_few:
-        msg = format_message(
-            f"NCLOD needs at least {min_nc} passing negative controls (SampleType "
-            f"NEGATIVE_CONTROL, QC pass, NPX present) per assay"
-            + ("" if groupby is None else f" and {groupby}")
-            + f"; {len(too_few)} group(s) have fewer",
-            column="SampleType",
-            rows=too_few,
-            hint="Use method='fixed' with Olink's fixed-LOD file (pp.read_fixed_lod), or a "
-            "coarser groupby.",
-        )
-        raise ValidationError(msg)
-    if use_pc:
-        table = table - _intensity_shift(adata, values)[None, :]
-    return table, codes, gidx
-
-
-def _fixed(adata: ad.AnnData, table: pd.DataFrame) -> np.ndarray:
+        path = str(fixed_lod)
+        table = _read_fixed_file(Path(fixed_lod))
     require_columns(
-        table,
-        ["OlinkID", "LodNPX"],
+        _lod_methods.fixed_columns(table),
+        ["OlinkID", "LODNPX"],
         what="fixed LOD table",
-        hint="Olink's fixed-LOD files have OlinkID;DataAnalysisRefID;LodNPX;LodCount;LodMethod.",
+        hint="Olink's fixed-LOD files have OlinkID;DataAnalysisRefID;LODNPX;LODCount;"
+        "LODMethod (older files: LodNPX, LodCount, LodMethod).",
     )
-    tab = table.copy()
-    tab["OlinkID"] = tab["OlinkID"].astype(str)
-    ref_col = "DataAnalysisRefID"
-    if ref_col in tab:
-        ids = None
-        if ref_col in adata.var:
-            ids = set(adata.var[ref_col].astype(str))
-        elif ref_col in adata.obs:
-            ids = set(adata.obs[ref_col].astype(str))
-        elif isinstance(adata.uns.get("olinkpipe", {}).get("metadata"), dict):
-            meta = adata.uns["olinkpipe"]["metadata"]
-            if ref_col in meta:
-                ids = {str(meta[ref_col])}
-        if ids is not None:
-            tab = tab[tab[ref_col].astype(str).isin(ids)]
-        if ref_col in adata.var:
-            key = adata.var_names.astype(str) + "\x00" + adata.var[ref_col].astype(str)
-            tab_key = tab["OlinkID"] + "\x00" + tab[ref_col].astype(str)
-            lod = pd.Series(tab["LodNPX"].to_numpy(float), index=tab_key)
-            lod = lod[~lod.index.duplicated()]
-            values = lod.reindex(key).to_numpy()
-        else:
-            dup = tab["OlinkID"][tab["OlinkID"].duplicated()].unique()
-            if len(dup):
-                msg = format_message(
-                    "the fixed LOD table has several DataAnalysisRefIDs for the same OlinkID "
-                    "and the data do not say which applies",
-                    column=ref_col,
-                    rows=dup,
-                    hint="Add var['DataAnalysisRefID'] (or obs) to the data, or filter the table.",
-                )
-                raise ValidationError(msg)
-            values = tab.set_index("OlinkID")["LodNPX"].astype(float).reindex(adata.var_names)
-            values = values.to_numpy()
-    else:
-        values = tab.drop_duplicates("OlinkID").set_index("OlinkID")["LodNPX"].astype(float)
-        values = values.reindex(adata.var_names).to_numpy()
-    if "LodMethod" in tab and tab["LodMethod"].astype(str).str.lower().ne("lod_npx").any():
-        _utils.warn_user(
-            "read_fixed_lod: some rows have LodMethod other than 'lod_npx'; olinkpipe uses "
-            "LodNPX for them (count-based LODs need Count/ExtCount, not supported).",
-        )
-    missing = np.isnan(values) & ~_utils.control_assays(adata)
-    if missing.any():
-        _utils.warn_user(
-            f"fixed LOD: no LOD for {int(missing.sum())} assay(s) "
-            f"({preview(adata.var_names[missing])}); their LOD is NaN.",
-        )
-    lod = values[None, :]
-    if "PCNormalizedNPX" in adata.layers:
-        pc = adata.layers["PCNormalizedNPX"]
-        lod = lod - _intensity_shift(adata, pc if _lazy.is_dask(pc) else np.asarray(pc, float))
-    elif (
-        "Normalization" in adata.var
-        and adata.var["Normalization"].astype(str).str.lower().eq("intensity").any()
-    ):
-        _utils.warn_user(
-            "fixed LOD: intensity-normalized assays need layers['PCNormalizedNPX'] to convert "
-            "the plate-control LOD (as OlinkAnalyze does); the LOD was applied unconverted.",
-        )
-    codes = np.zeros((adata.n_obs, 1), dtype=np.intp)
-    return lod, codes, np.zeros(adata.n_vars, dtype=np.intp)
+    return table, path
 
 
 def compute_lod(
     adata: ad.AnnData,
     *,
-    method: Literal["nclod", "fixed"] = "nclod",
-    fixed_lod: pd.DataFrame | None = None,
+    method: Literal["nclod", "fixed", "both"] = "nclod",
+    fixed_lod: pd.DataFrame | str | PathLike[str] | None = None,
     groupby: str | None = None,
     min_nc: int = 10,
+    count_rule: bool = True,
+    intensity_median: Literal["plate", "all"] = "plate",
+    prefer: Literal["nclod", "fixed"] = "nclod",
     copy: bool = True,
 ) -> ad.AnnData:
-    """Compute ``layers["lod"]`` from negative controls (NCLOD) or a fixed-LOD table.
+    """Compute ``layers["lod"]`` as OlinkAnalyze's ``olink_lod``: from negative controls
+    (NCLOD), a fixed-LOD table, or both.
 
-    ``method="nclod"``: per assay (and ``groupby`` group), over negative controls
-    (``obs["SampleType"] == "NEGATIVE_CONTROL"``) that pass QC and have a value,
-    ``LOD = median(NC) + max(0.2, 3 · SD(NC))`` (SD with n − 1), as OlinkAnalyze
-    ``olink_lod(lod_method = "NCLOD")``. When ``layers["PCNormalizedNPX"]`` exists the NC
-    statistics use it and, for assays with ``var["Normalization"] == "Intensity"``, the
-    LOD is moved to the intensity scale by subtracting the median PC-normalized NPX of the
-    study samples (OlinkAnalyze's ``int_norm_count``). ``method="fixed"`` applies a table
-    as read by :func:`read_fixed_lod`.
+    Two steps, as OlinkAnalyze 5:
+
+    1. An LOD per assay and reagent lot (``DataAnalysisRefID``) on the plate-control scale.
+       ``method="nclod"``: over the negative controls (``obs["SampleType"] ==
+       "NEGATIVE_CONTROL"``) that pass QC and have an NPX, ``LODNPX = median + max(0.2,
+       3·SD)`` of ``layers["PCNormalizedNPX"]`` (else X; SD with n − 1); with a ``Count``
+       layer also ``LODCount = max(150, 2 · max count)``, and the LOD is count-based
+       (``LODMethod = "lod_count"``) where no negative control's count exceeds 150.
+       ``method="fixed"``: Olink's fixed-LOD table (``LODNPX``, ``LODCount``,
+       ``LODMethod`` per OlinkID and DataAnalysisRefID), see :func:`read_fixed_lod`.
+    2. To the data's scale, per sample: a count-based LOD is ``log2(LODCount / ExtCount)
+       − PCMedian`` (``ExtCount``: the sample's count of the extension control of the
+       assay's panel and block; ``PCMedian``: median ``ExtNPX`` of the plate's plate
+       controls); for ``var["Normalization"] == "Intensity"`` the median
+       ``PCNormalizedNPX`` of the plate's study samples is subtracted; assays normalized
+       otherwise (e.g. ``EXCLUDED``) get no LOD (NaN), as OlinkAnalyze.
 
     Parameters
     ----------
     adata
         Samples × assays AnnData.
     method
-        ``"nclod"`` or ``"fixed"``.
+        ``"nclod"`` (default, as OlinkAnalyze), ``"fixed"`` or ``"both"``.
     fixed_lod
-        Table with ``OlinkID`` and ``LodNPX`` (and ``DataAnalysisRefID``) for ``"fixed"``.
+        For ``"fixed"`` / ``"both"``: a table with ``OlinkID`` and ``LODNPX`` (and
+        ``DataAnalysisRefID``, ``LODCount``, ``LODMethod``; ``LodNPX`` etc. accepted), or
+        the path of Olink's fixed-LOD CSV file.
     groupby
-        ``None`` (default): one LOD per assay and reagent lot (``obs["DataAnalysisRefID"]``
-        when present, else all negative controls together), as OlinkAnalyze;
-        ``"PlateID"``: per plate (Olink Explore runs usually have too few NCs per plate);
-        or any ``obs`` column.
+        NCLOD groups. ``None`` (default): per assay and reagent lot
+        (``obs["DataAnalysisRefID"]`` when present, else all negative controls together),
+        as OlinkAnalyze; ``"PlateID"``: per plate; or any ``obs`` column.
     min_nc
         Minimum number of passing negative controls per assay and group (Olink: 10;
         OlinkAnalyze checks the total number of NC samples, we check every assay/group).
+    count_rule
+        Use the count-based LOD where the counts say so (default, as OlinkAnalyze);
+        ``False`` gives every assay its NPX-based LOD (olinkpipe ≤ 0.x behaviour).
+    intensity_median
+        ``"plate"`` (default, as OlinkAnalyze): an intensity-normalized assay's LOD is
+        shifted by the median of each plate's samples; ``"all"``: by one median over all
+        samples (olinkpipe's earlier behaviour).
+    prefer
+        With ``method="both"``: which LOD goes into ``layers["lod"]`` (what
+        :func:`below_lod` and :func:`censor_lod` use); the other is stored as
+        ``layers["FixedLOD"]`` (``prefer="nclod"``, the default) or ``layers["NCLOD"]``.
     copy
         Return a new AnnData (default; one copy of X and the layers) or change ``adata``
         in place and return it (``copy=False``; no copy of the arrays). A dask-backed
-        ``adata`` gives a dask-backed result (X still lazy).
+        ``adata`` gives a dask-backed result (X and the LOD lazy).
 
     Returns
     -------
     anndata.AnnData
         With ``layers["lod"]`` (NaN where NPX is NaN, as OlinkAnalyze), the refreshed
-        ``layers["below_lod"]`` and ``uns["olinkpipe"]["lod"]`` (method, settings).
+        ``layers["below_lod"]`` and ``uns["olinkpipe"]["lod"]``: the settings, the number
+        of count-based assays and the LOD table (``table`` for NCLOD / fixed: OlinkID,
+        group, LODNPX, LODCount, LODMethod; with ``"both"`` ``table`` and
+        ``fixed_table``).
 
     Raises
     ------
     ValidationError
-        Fewer than ``min_nc`` passing negative controls for some assay/group, naming them.
+        Fewer than ``min_nc`` passing negative controls for some assay/group, naming them;
+        ``fixed_lod`` missing for ``"fixed"`` / ``"both"``.
 
     Notes
     -----
-    Count-based LODs (OlinkAnalyze's ``lod_count`` path for assays with low counts) are not
-    implemented: the NPX-based formula is used for every assay.
+    OlinkAnalyze's ``"Both"`` adds four columns (``NCLOD``, ``NCPCNormalizedLOD``,
+    ``FixedLOD``, ``FixedPCNormalizedLOD``); olinkpipe keeps the two LODs on the data's
+    scale (``layers["lod"]`` and ``layers["FixedLOD"]`` / ``["NCLOD"]``), not the
+    PC-normalized ones. Without ``Count`` / ``ExtNPX`` layers or an extension control on
+    the assay's block, a count-based LOD falls back to its ``LODNPX`` with a warning.
 
     Examples
     --------
@@ -389,23 +249,74 @@ def compute_lod(
     >>> out.uns["olinkpipe"]["lod"]["method"]
     'nclod'
     """
-    check_literal("method", method, ["nclod", "fixed"])
-    out = _utils.new_result(adata, copy=copy, replaced=("lod", "below_lod"))
-    if method == "nclod":
-        table, codes, gidx = _nclod(out, groupby=groupby, min_nc=int(min_nc))
-        settings = {"method": "nclod", "groupby": groupby or "", "min_nc": int(min_nc)}
-    else:
-        if fixed_lod is None:
-            msg = "compute_lod(method='fixed') needs fixed_lod (see pp.read_fixed_lod)."
-            raise ValidationError(msg)
-        table, codes, gidx = _fixed(out, fixed_lod)
-        settings = {"method": "fixed"}
+    check_literal("method", method, ["nclod", "fixed", "both"])
+    check_literal("intensity_median", intensity_median, ["plate", "all"])
+    check_literal("prefer", prefer, ["nclod", "fixed"])
+    replaced = ("lod", "below_lod") + (("NCLOD", "FixedLOD") if method == "both" else ())
+    out = _utils.new_result(adata, copy=copy, replaced=replaced)
+    settings: dict = {"method": method, "count_rule": bool(count_rule)}
+    settings["intensity_median"] = intensity_median
+    lods = {}
+    if method in ("nclod", "both"):
+        tab = _lod_methods.nc_table(
+            out, groupby=groupby, min_nc=int(min_nc), count_rule=bool(count_rule)
+        )
+        lods["nclod"], info = _lod_methods.to_npx(out, tab, intensity_median=intensity_median)
+        settings |= {"groupby": groupby or "", "min_nc": int(min_nc)}
+        settings["n_count_based"] = info["n_count_based"]
+        settings["table"] = tab.frame(out.var, groupby or "DataAnalysisRefID")
+    if method in ("fixed", "both"):
+        table, path = _fixed_source(fixed_lod)
+        tab = _lod_methods.fixed_table(out, table)
+        if not count_rule:
+            tab.use_count[:] = False
+        lods["fixed"], info = _lod_methods.to_npx(
+            out, tab, intensity_median=intensity_median, fixed=True
+        )
+        key = "fixed_table" if method == "both" else "table"
+        settings[key] = tab.frame(out.var, "DataAnalysisRefID")
+        settings["n_count_based_fixed" if method == "both" else "n_count_based"] = info[
+            "n_count_based"
+        ]
+        if path is not None:
+            settings["file"] = path
+    main = prefer if method == "both" else ("nclod" if method == "nclod" else "fixed")
+    if method == "both":
+        other = "fixed" if prefer == "nclod" else "nclod"
+        name = {"nclod": "NCLOD", "fixed": "FixedLOD"}[other]
+        out.layers[name] = lods[other]
+        settings["lod_layer"] = {"nclod": "NCLOD", "fixed": "FixedLOD"}[prefer]
+        settings["other_layer"] = name
     X = _utils.npx(out)
-    lod = _lazy.expand_by_code(X, codes, gidx, table)  # NaN where X is NaN
-    out.layers["lod"] = lod
-    out.layers["below_lod"] = X < lod
+    out.layers["lod"] = lods[main]
+    out.layers["below_lod"] = X < lods[main]
     out.uns["olinkpipe"]["lod"] = settings
     return out
+
+
+def _read_fixed_file(path: Path) -> pd.DataFrame:
+    """Olink's fixed-LOD CSV (``;``-separated; ``,`` accepted) with its LOD columns numeric."""
+    if not path.exists():
+        msg = format_message(
+            "fixed LOD file not found", file=path, hint="Check the path (Olink's download)."
+        )
+        raise NPXFormatError(msg)
+    try:
+        table = pd.read_csv(path, sep=None, engine="python", dtype={"OlinkID": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        msg = format_message(f"cannot parse the fixed LOD file ({err})", file=path)
+        raise NPXFormatError(msg) from err
+    named = _lod_methods.fixed_columns(table)
+    missing = [c for c in ("OlinkID", "LODNPX") if c not in named.columns]
+    if missing:
+        msg = format_message(
+            f"the fixed LOD file lacks column(s) {missing!r} (LODNPX may be spelled LodNPX); "
+            f"it has {list(table.columns)!r}",
+            file=path,
+            hint="Expected Olink's format OlinkID;DataAnalysisRefID;LODNPX;LODCount;LODMethod.",
+        )
+        raise NPXFormatError(msg)
+    return named
 
 
 def read_fixed_lod(
@@ -457,26 +368,7 @@ def read_fixed_lod(
     >>> float(np.nanmax(out.layers["lod"]))
     1.5
     """
-    path = Path(path)
-    if not path.exists():
-        msg = format_message(
-            "fixed LOD file not found", file=path, hint="Check the path (Olink's download)."
-        )
-        raise NPXFormatError(msg)
-    try:
-        table = pd.read_csv(path, sep=None, engine="python", dtype={"OlinkID": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        msg = format_message(f"cannot parse the fixed LOD file ({err})", file=path)
-        raise NPXFormatError(msg) from err
-    missing = [c for c in ("OlinkID", "LodNPX") if c not in table.columns]
-    if missing:
-        msg = format_message(
-            f"the fixed LOD file lacks column(s) {missing!r}; it has {list(table.columns)!r}",
-            file=path,
-            hint="Expected Olink's format OlinkID;DataAnalysisRefID;LodNPX;LodCount;LodMethod.",
-        )
-        raise NPXFormatError(msg)
-    table["LodNPX"] = pd.to_numeric(table["LodNPX"], errors="coerce")
+    table = _read_fixed_file(Path(path))
     out = compute_lod(adata, method="fixed", fixed_lod=table, copy=copy)
     out.uns["olinkpipe"]["lod"]["file"] = str(path)
     return out

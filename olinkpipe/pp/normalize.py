@@ -18,7 +18,7 @@ import pandas as pd
 
 from .._validate import check_literal, require_columns
 from ..errors import ValidationError, format_message, preview
-from . import _lazy, _pair, _utils
+from . import _lazy, _lodcols, _pair, _utils
 
 __all__ = [
     "subset_normalize",
@@ -342,8 +342,12 @@ def reference_median_normalize(
     target = refmed.reindex(names).to_numpy()
     factor = _pair.zero_missing(target - med, names, step=step)
     out.X = _shifted(_utils.npx(out), factor)
-    if "lod" in out.layers:
-        out.layers["lod"] = _shifted(_utils.lod_layer(out, what=step), factor)
+    for key in _lodcols.shifted_layers(out):  # lod and MaxLOD, PlateLOD, ... (OlinkAnalyze)
+        layer = out.layers[key]
+        out.layers[key] = _shifted(
+            layer if _lazy.is_dask(layer) else np.asarray(layer, float), factor
+        )
+    _lodcols.update_max_lod(out)
     out.var["Adj_factor"] = factor
     out.obs["Project"] = project
     table = _pair.factor_table(names, out.var, factor, Reference_NPX=target, median=med, n=n)

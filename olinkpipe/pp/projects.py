@@ -16,7 +16,7 @@ import pandas as pd
 
 from .._validate import require_columns
 from ..errors import DuplicateSampleError, OlinkpipeError, ValidationError, format_message
-from . import _utils
+from . import _lodcols, _utils
 from .bridge import bridge_normalize
 from .normalize import subset_normalize
 
@@ -432,6 +432,7 @@ def _finish(running, rows, keep, proj_of, names, factors, tables, had_norm, had_
     drop = [c for c in _STEP_MARKS if c in out.obs and c not in had_obs]
     out.obs = out.obs.drop(columns=drop)
     out.obs["Project"] = pd.Categorical.from_codes(proj, categories=labels)
+    _lodcols.update_max_lod(out)  # OlinkAnalyze: over the stacked, normalized projects
     if "Adj_factor" in out.var:
         out.var = out.var.drop(columns="Adj_factor")
     adj = pd.DataFrame(
