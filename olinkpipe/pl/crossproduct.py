@@ -79,9 +79,21 @@ def bridgeability(
 
     Examples
     --------
+    The example data standing in for two products (as in :func:`olinkpipe.pp.bridgeability`):
+
+    >>> import numpy as np
     >>> import olinkpipe as op
-    >>> axes = op.pl.bridgeability(ht, e3k, bridge_ids, "ADH4")  # doctest: +SKIP
-    >>> axes[1].get_xlabel()  # doctest: +SKIP
+    >>> ht = op.datasets.load_example().adata
+    >>> ht.uns["olinkpipe"]["product"] = "Explore HT"
+    >>> ht.layers["Count"] = np.full(ht.shape, 500.0)
+    >>> e3k = ht.copy()
+    >>> e3k.uns["olinkpipe"]["product"] = "Explore 3072"
+    >>> e3k.X = 1.2 * e3k.X + 0.3
+    >>> bridges = list(ht.obs_names[~ht.obs["is_control"].to_numpy()][:45])
+    >>> axes = op.pl.bridgeability(ht, e3k, bridges, "OID90001")
+    >>> axes[0].figure.get_suptitle()
+    'ACE - OID90001_OID90001 (bridgeable: QuantileSmoothing)'
+    >>> axes[1].get_xlabel()
     'NPX P1'
     """
     if table is None:

@@ -371,9 +371,23 @@ def bridgeability(
 
     Examples
     --------
+    The example data standing in for two products (counts made up; the "Explore 3072"
+    run reads on another scale):
+
+    >>> import numpy as np
     >>> import olinkpipe as op
-    >>> table = op.pp.bridgeability(ht, e3072, bridge_ids)  # doctest: +SKIP
-    >>> table["BridgingRecommendation"].value_counts()  # doctest: +SKIP
+    >>> ht = op.datasets.load_example().adata
+    >>> ht.uns["olinkpipe"]["product"] = "Explore HT"
+    >>> ht.layers["Count"] = np.full(ht.shape, 500.0)
+    >>> e3k = ht.copy()
+    >>> e3k.uns["olinkpipe"]["product"] = "Explore 3072"
+    >>> e3k.X = 1.2 * e3k.X + 0.3
+    >>> bridges = list(ht.obs_names[~ht.obs["is_control"].to_numpy()][:45])
+    >>> table = op.pp.bridgeability(ht, e3k, bridges)
+    >>> table.loc[0, ["OlinkID", "mapped_by", "BridgingRecommendation"]].tolist()
+    ['OID90001_OID90001', 'OlinkID', 'QuantileSmoothing']
+    >>> table["BridgingRecommendation"].value_counts().to_dict()
+    {'QuantileSmoothing': 348, 'MedianCentering': 11}
     """
     projects = _pair.check_project_names(tuple(projects))
     if not is_cross_product(ref, other):
