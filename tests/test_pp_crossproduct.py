@@ -355,6 +355,13 @@ def test_map_assays_rules():
     assert m.attrs["unmapped_ref"] == ["OID5", "OID6"]  # no partner; empty UniProt never pairs
     assert m.attrs["unmapped_other"] == ["OID11"]
     assert list(m["OlinkID"])[:2] == ["OID1_OID1", "OID2_OID7"]
+    # loose: isoform suffix, case and punctuation ignored (OA's table pairs these too)
+    loose = map_assays(
+        _var(["h1", "h2"], ["NT-proBNP", "Q13114"], ["NT-proBNP", "TRAF3"]),
+        _var(["e1", "e2"], ["NTproBNP", "Q13114-2"], ["NTproBNP", "TRAF3"]),
+    )
+    assert list(loose["OlinkID"]) == ["h1_e1", "h2_e2"]
+    assert set(loose["mapped_by"]) == {"UniProt+Assay (loose)"}
     # the same key several times on both sides: ambiguous, nothing paired
     amb = map_assays(
         _var(["a1", "a2"], ["P"] * 2, ["A"] * 2), _var(["b1", "b2"], ["P"] * 2, ["A"] * 2)

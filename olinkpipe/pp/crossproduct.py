@@ -89,6 +89,15 @@ def _text(adata: ad.AnnData, col: str) -> np.ndarray:
     return adata.var[col].astype(object).where(adata.var[col].notna(), "").astype(str).to_numpy()
 
 
+def _loose(adata: ad.AnnData) -> np.ndarray:
+    """UniProt without an isoform suffix (``Q13114-2`` → ``Q13114``) and Assay, upper case,
+    letters and digits only (``NT-proBNP`` = ``NTproBNP``); ``""`` without a UniProt."""
+    uni = pd.Series(_text(adata, "UniProt")).str.replace(r"-\d+$", "", regex=True)
+    uni = uni.str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
+    assay = pd.Series(_text(adata, "Assay")).str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
+    return np.where(uni != "", uni + "\x00" + assay, "").astype(object)
+
+
 def _match(keys_r, keys_o, free_r, free_o) -> tuple[list[tuple[int, int]], list[str]]:
     """Pairs (i, j) of free assays with the same non-empty key; a key shared by several
     assays on both sides is ambiguous (no pair)."""
@@ -114,7 +123,9 @@ def map_assays(
     """Pair the assays of two products: one row per pair, in the reference's order.
 
     Without ``mapping``: first the same OlinkID, then, among the assays still unpaired,
-    the same ``(UniProt, Assay)``, then the same ``UniProt`` alone. A key found once on one
+    the same ``(UniProt, Assay)``, then the same ``UniProt`` alone, then the same UniProt
+    and Assay compared loosely (isoform suffix dropped, case and punctuation ignored:
+    ``Q13114-2`` = ``Q13114``, ``NT-proBNP`` = ``NTproBNP``). A key found once on one
     side and several times on the other pairs the single assay with each of them (Explore
     3072 measures a few proteins on several panels under different OlinkIDs; OlinkAnalyze's
     mapping table pairs the Explore HT assay with each, too); a key found several times on
@@ -127,7 +138,8 @@ def map_assays(
     pandas.DataFrame
         Columns ``OlinkID`` (``"<ref>_<other>"``, OlinkAnalyze's combined identifier),
         ``OlinkID_ref``, ``OlinkID_other``, ``i``, ``j`` (column positions) and
-        ``mapped_by`` (``"OlinkID"``, ``"UniProt+Assay"``, ``"UniProt"`` or ``"mapping"``);
+        ``mapped_by`` (``"OlinkID"``, ``"UniProt+Assay"``, ``"UniProt"``,
+        ``"UniProt+Assay (loose)"`` or ``"mapping"``);
         ``attrs``: ``unmapped_ref``, ``unmapped_other`` (the unpaired OlinkIDs),
         ``ambiguous_uniprot``, ``rule``.
 
@@ -166,6 +178,8 @@ def map_assays(
         take(found, "UniProt+Assay")
         found, amb2 = _match(uni_r, uni_o, free_r, free_o)
         take(found, "UniProt")
+        found, _ = _match(_loose(ref), _loose(other), free_r, free_o)
+        take(found, "UniProt+Assay (loose)")
         ambiguous = sorted(set(amb2))
     pairs.sort(key=lambda p: (p[0], p[1]))
     i = np.array([p[0] for p in pairs], dtype=np.intp)
@@ -362,7 +376,10 @@ def bridgeability(
       with it (licensed AGPL, so not copied here); olinkpipe pairs assays by the OlinkID,
       UniProt and Assay the exports carry (:func:`map_assays`), or by ``mapping=`` (pass
       OlinkAnalyze's table to reproduce its pairs exactly). Unpaired assays are left out
-      and recorded; OlinkAnalyze calls them ``NotOverlapping``.
+      and recorded; OlinkAnalyze calls them ``NotOverlapping``. On OlinkAnalyze's example
+      Explore 3072 export the rule gives exactly the 2920 pairs of its Explore HT table;
+      its Reveal table keeps one Explore 3072 copy of the 6 proteins measured on four
+      panels, where the rule pairs each copy (18 more pairs).
     - **Too few bridge pairs.** OlinkAnalyze still recommends ``QuantileSmoothing`` for an
       assay whose spline it could not fit, and its bridged NPX is then missing; olinkpipe
       recommends ``MedianCentering`` for it (``qs_possible`` is False) and warns.
