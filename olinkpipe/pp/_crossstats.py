@@ -151,61 +151,135 @@ def recommend(
     return bridgeable, rec
 
 
-# ---- quantile smoothing -------------------------------------------------------------
+# ---- quantile smoothing (vectorised over assays) -------------------------------------
+
+QS_CHUNK = 500_000  # float64 values per temporary of the batched fit / prediction
 
 
-def _natural_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """A basis of the natural cubic splines with ``knots`` (first and last = boundary
-    knots), intercept included: the same function space as R's ``1 + ns(x, knots =
-    interior, Boundary.knots = range)``, linear beyond the boundary knots as R extrapolates.
-    Truncated-power form (Hastie, Tibshirani & Friedman, eq. 5.4–5.5) on x scaled to [0, 1].
+def _quantile_at(srt: np.ndarray, n: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """R ``quantile(x, probs, type = 7)`` per column of ``srt`` (sorted, NaN last, ``n``
+    values) at a matrix of probabilities (rows × columns; NaN → NaN), as R computes it."""
+    index = 1.0 + np.maximum(n - 1, 0) * probs
+    ok = ~np.isnan(index)
+    lo = np.where(ok, np.floor(np.where(ok, index, 1.0)), 1.0)
+    hi = np.where(ok, np.ceil(np.where(ok, index, 1.0)), 1.0)
+    last = max(srt.shape[0] - 1, 0)
+    x_lo = np.take_along_axis(srt, np.clip(lo.astype(np.intp) - 1, 0, last), axis=0)
+    x_hi = np.take_along_axis(srt, np.clip(hi.astype(np.intp) - 1, 0, last), axis=0)
+    h = index - lo
+    with np.errstate(invalid="ignore"):
+        out = np.where((index > lo) & (x_hi != x_lo), (1 - h) * x_lo + h * x_hi, x_lo)
+    return np.where(ok, out, np.nan)
+
+
+def _basis_columns(x: np.ndarray, knots: np.ndarray):
+    """The natural cubic spline basis functions at ``x`` (rows × assays), one array per
+    function, for per-assay ``knots`` (K × assays; first and last = boundary knots).
+
+    Same function space as R's ``1 + splines::ns(x, knots = interior, Boundary.knots =
+    range)`` (linear beyond the boundary knots, as R extrapolates), in the truncated-power
+    form (Hastie, Tibshirani & Friedman, eq. 5.4–5.5) on x scaled to [0, 1] per assay; the
+    fitted spline does not depend on the basis.
     """
     lo, hi = knots[0], knots[-1]
-    scale = hi - lo if hi > lo else 1.0
+    scale = np.where(hi > lo, hi - lo, 1.0)
     t = (x - lo) / scale
     k = (knots - lo) / scale
-    last = len(k) - 1
+    top = len(k) - 1
+
+    def cube(j):  # (t - k_j)_+^3, multiplications only (``**`` calls pow)
+        r = np.subtract(t, k[j])
+        np.maximum(r, 0.0, out=r)
+        r3 = r * r
+        r3 *= r
+        return r3
+
+    tail = cube(top)
 
     def d(j):
-        return (np.clip(t - k[j], 0, None) ** 3 - np.clip(t - k[last], 0, None) ** 3) / (
-            k[last] - k[j]
-        )
+        out = cube(j)
+        out -= tail
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out /= k[top] - k[j]
+        return out
 
-    d_prev = d(last - 1)
-    cols = [np.ones_like(t), t] + [d(j) - d_prev for j in range(last - 1)]
-    return np.column_stack(cols)
+    d_prev = d(top - 1)
+    yield np.ones_like(t)
+    yield t.copy()  # callers may scale the arrays in place
+    for j in range(top - 1):
+        out = d(j)
+        out -= d_prev
+        yield out
 
 
-def qs_fit(ref_vals: np.ndarray, other_vals: np.ndarray):
-    """OlinkAnalyze's ``ecdf_transform_npx`` fit for one assay, on the model pairs.
+def qs_fit(ref_vals: np.ndarray, other_vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OlinkAnalyze's ``ecdf_transform_npx`` fit, for many assays at once.
 
-    The ECDF of the other product's values, read at its distinct values, gives
-    probabilities; the reference values' quantiles (type 7) at those probabilities are the
-    targets; a natural cubic spline of the distinct other-product values with knots at
-    their 5, 10, 25, 50, 75, 90 and 95 % quantiles is fitted to them by least squares.
-    Returns the spline knots and coefficients (None when the values have too few distinct
-    values for distinct knots).
+    ``ref_vals`` and ``other_vals`` are pairs × assays, NaN where a pair is not a model
+    pair (the same cells in both). Per assay, the ECDF of the other product's values at its
+    distinct values gives probabilities; the reference values' type-7 quantiles at those
+    probabilities are the targets; a natural cubic spline of the distinct other-product
+    values with knots at their 5, 10, 25, 50, 75, 90 and 95 % quantiles is fitted to them
+    by least squares (``lm``; here a batched SVD solve, as ``numpy.linalg.lstsq``).
+    Returns the knots (9 × assays) and coefficients (9 × assays); NaN for an assay with
+    fewer than 3 distinct values (no distinct knots).
     """
-    n = len(other_vals)
-    vals, counts = np.unique(other_vals, return_counts=True)
-    probs = np.cumsum(counts) / n  # R: cumsum(tabulate(match(x, vals))) / n
-    target = quantile_1d(ref_vals, probs)
-    inner = quantile_1d(vals, QS_PROBS)
-    knots = np.concatenate([[vals[0]], inner, [vals[-1]]])
-    if np.any(np.diff(knots) <= 0):  # fewer than 3 distinct values: no spline
-        return None
-    basis = _natural_basis(vals, knots)
-    coef, *_ = np.linalg.lstsq(basis, target, rcond=None)
+    srt = np.sort(other_vals, axis=0)
+    n = (~np.isnan(srt)).sum(axis=0)
+    rows = np.arange(srt.shape[0])[:, None]
+    with np.errstate(invalid="ignore"):
+        nxt = np.vstack([srt[1:], np.full((1, srt.shape[1]), np.nan)])
+        last = (rows < n) & ((rows == n - 1) | (srt != nxt))  # last copy of each value
+    pos = np.cumsum(last, axis=0) - 1
+    n_u = last.sum(axis=0)
+    vals = np.full(srt.shape, np.nan)
+    probs = np.full(srt.shape, np.nan)
+    r, c = np.nonzero(last)
+    vals[pos[r, c], c] = srt[r, c]
+    probs[pos[r, c], c] = (r + 1) / n[c]  # R: cumsum(tabulate(match(x, vals))) / n
+    target = _quantile_at(np.sort(ref_vals, axis=0), n, probs)
+    inner = np.vstack([_quantile_at(vals, n_u, np.full((1, len(n_u)), p)) for p in QS_PROBS])
+    top = np.take_along_axis(vals, np.maximum(n_u - 1, 0)[None, :], axis=0)
+    knots = np.vstack([vals[:1], inner, top])
+    with np.errstate(invalid="ignore"):
+        good = (np.diff(knots, axis=0) > 0).all(axis=0)
+    used = ~np.isnan(vals)
+    basis = np.stack(list(_basis_columns(np.where(used, vals, 0.0), knots)), axis=-1)
+    basis[~used] = 0.0  # padding rows take no part in the fit
+    y = np.where(used, target, 0.0)
+    coef = np.full((len(QS_PROBS) + 2, srt.shape[1]), np.nan)
+    if good.any():
+        coef[:, good] = _lstsq(basis[:, good].transpose(1, 0, 2), y[:, good].T).T
     return knots, coef
 
 
-def qs_predict(model, x: np.ndarray) -> np.ndarray:
-    """The fitted spline at ``x`` (NaN stays NaN)."""
-    out = np.full(x.shape, np.nan)
-    if model is None:
-        return out
-    knots, coef = model
-    ok = ~np.isnan(x)
-    if ok.any():
-        out[ok] = _natural_basis(x[ok], knots) @ coef
+def _lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched minimum-norm least squares (``numpy.linalg.lstsq`` with ``rcond=None``) of
+    ``a`` (batch × rows × k) and ``b`` (batch × rows), by SVD."""
+    u, sv, vt = np.linalg.svd(a, full_matrices=False)
+    cut = np.finfo(float).eps * max(a.shape[1], a.shape[2]) * sv[:, :1]
+    inv = np.where(sv > cut, 1.0 / np.where(sv > cut, sv, 1.0), 0.0)
+    ub = np.einsum("bri,br->bi", u, b) * inv
+    return np.einsum("bij,bi->bj", vt, ub)
+
+
+def qs_predict(knots: np.ndarray, coef: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The fitted splines at ``x`` (rows × assays; NaN stays NaN, as R's ``predict``)."""
+    out = np.zeros(x.shape)
+    for k, col in enumerate(_basis_columns(x, knots)):
+        col *= coef[k]
+        out += col
+    return out
+
+
+def quantile_smooth(ref_vals: np.ndarray, other_vals: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`qs_fit` on the model pairs and :func:`qs_predict` at ``x`` (rows × assays),
+    a block of assays at a time."""
+    out = np.empty(x.shape)
+    rows = max(ref_vals.shape[0] * (len(QS_PROBS) + 2), x.shape[0], 1)
+    step = max(1, QS_CHUNK // rows)
+    for lo in range(0, x.shape[1], step):
+        sl = slice(lo, lo + step)
+        knots, coef = qs_fit(ref_vals[:, sl], other_vals[:, sl])
+        out[:, sl] = qs_predict(knots, coef, x[:, sl])
     return out

@@ -472,15 +472,14 @@ def _qs_layer(ref, other, X, rows_r, rows_o, pairs, table) -> np.ndarray:
     """``QSNormalizedNPX`` of the stacked result (OlinkAnalyze ``olink_normalization_qs``):
     reference sample rows keep their NPX, the other project's sample rows are the spline
     of their NPX (NaN where the assay has too few pairs), control samples and control
-    assays NaN. One small spline fit per assay (its pairs differ per assay)."""
+    assays NaN. The spline fits and predictions are batched over assays."""
     n_ref = ref.n_obs
     cols_r, cols_o = pairs["i"].to_numpy(), pairs["j"].to_numpy()
     qs = np.full(X.shape, np.nan)
     samp_r = ~_utils.control_samples(ref)
     samp_o = ~_utils.control_samples(other)
     assay_ok = ~_utils.control_assays(ref)[cols_r] & ~_utils.control_assays(other)[cols_o]
-    ref_rows = np.flatnonzero(samp_r)
-    qs[np.ix_(ref_rows, np.flatnonzero(assay_ok))] = X[np.ix_(ref_rows, np.flatnonzero(assay_ok))]
+    np.copyto(qs[:n_ref], X[:n_ref], where=samp_r[:, None] & assay_ok[None, :])
     npx_r = _pair.block(ref, rows_r, cols_r)
     npx_o = _pair.block(other, rows_o, cols_o)
     cnt_r = _count(ref, "ref")[np.ix_(rows_r, cols_r)]
@@ -488,11 +487,14 @@ def _qs_layer(ref, other, X, rows_r, rows_o, pairs, table) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         model = pair_ok[:, None] & (cnt_r > cs.MIN_COUNT) & ~np.isnan(npx_r) & ~np.isnan(npx_o)
     other_rows = np.flatnonzero(samp_o)
-    fit_cols = np.flatnonzero(assay_ok & table["qs_possible"].to_numpy())
-    for k in fit_cols:
-        m = model[:, k]
-        spline = cs.qs_fit(npx_r[m, k], npx_o[m, k])
-        qs[n_ref + other_rows, k] = cs.qs_predict(spline, X[n_ref + other_rows, k])
+    fit = np.flatnonzero(assay_ok & table["qs_possible"].to_numpy())
+    step = max(1, cs.QS_CHUNK // max(len(other_rows), npx_r.shape[0] * 9, 1))
+    for lo in range(0, len(fit), step):  # a block of assays at a time: small temporaries
+        cols = fit[lo : lo + step]
+        ref_m = np.where(model[:, cols], npx_r[:, cols], np.nan)
+        oth_m = np.where(model[:, cols], npx_o[:, cols], np.nan)
+        x = X[np.ix_(n_ref + other_rows, cols)]
+        qs[np.ix_(n_ref + other_rows, cols)] = cs.quantile_smooth(ref_m, oth_m, x)
     return qs
 
 
@@ -573,8 +575,8 @@ def _finish(out, ref, other, rows_r, rows_o, pairs, table, factor) -> None:
     mc[n_ref:] += factor
     qs = _qs_layer(ref, other, X, rows_r, rows_o, pairs, table)
     is_mc, is_qs = rec == "MedianCentering", rec == "QuantileSmoothing"
-    X[n_ref:, is_mc] = mc[n_ref:, is_mc]
-    X[n_ref:, is_qs] = qs[n_ref:, is_qs]
+    np.copyto(X[n_ref:], mc[n_ref:], where=is_mc[None, :])
+    np.copyto(X[n_ref:], qs[n_ref:], where=is_qs[None, :])
     out.layers["MedianCenteredNPX"] = mc
     out.layers["QSNormalizedNPX"] = qs
     rec_bridge = _utils.normalization_record(out)[STEP]
