@@ -428,3 +428,56 @@ def test_kernels_against_scipy_and_numpy():
     np.testing.assert_allclose(
         cs.quantile_1d([3, 1, 4, 1, 5, 9, 2, 6], [0.1, 0.9]), [1.0, 6.9], atol=1e-14
     )
+
+
+def _with_control_assay(a):
+    """``a`` plus an external-control assay under the same OlinkID in both products."""
+    import anndata as ad
+
+    extra = ad.AnnData(
+        np.linspace(0, 1, a.n_obs)[:, None],
+        obs=a.obs,
+        var=pd.DataFrame(
+            {
+                "Assay": ["Ext Ctrl"],
+                "UniProt": [""],
+                "Panel": ["x"],
+                "AssayType": ["ext_ctrl"],
+                "Normalization": ["Plate control"],
+                "is_control": [True],
+            },
+            index=["OID99999"],
+        ),  # fmt: skip
+        layers={"Count": np.full((a.n_obs, 1), 1000.0)},
+    )
+    out = ad.concat([a, extra], axis=1, merge="same")
+    out.obs = a.obs.copy()
+    out.uns["olinkpipe"] = dict(a.uns["olinkpipe"])
+    return out
+
+
+def test_control_assays_are_not_bridged_and_result_writes(pair, tmp_path):
+    import anndata as ad
+
+    ht, e3k = (_with_control_assay(a) for a in pair)
+    res = _normalize(ht, e3k, 45)
+    row = res.var.loc["OID99999_OID99999"]
+    assert row["mapped_by"] == "OlinkID" and row["BridgingRecommendation"] == "NotBridgeable"
+    j = res.var_names.get_loc("OID99999_OID99999")
+    other = np.flatnonzero(res.obs["Project"] == "P2")
+    np.testing.assert_array_equal(res.X[other, j], e3k.X[:, -1])  # unadjusted
+    assert np.isnan(res.layers["QSNormalizedNPX"][:, j]).all()  # OA: control assays dropped
+    res.write_h5ad(tmp_path / "x.h5ad")
+    back = ad.read_h5ad(tmp_path / "x.h5ad")
+    assert list(back.var["BridgingRecommendation"]) == list(res.var["BridgingRecommendation"])
+    factors = back.uns["olinkpipe"]["normalization"]["bridge_normalize"]["factors"]
+    assert factors.shape[0] == res.n_vars
+
+
+def test_dask_input_is_refused(pair):
+    da = pytest.importorskip("dask.array")
+    ht, e3k = pair
+    lazy = e3k.copy()
+    lazy.X = da.from_array(e3k.X)
+    with pytest.raises(ValidationError, match="in-memory"):
+        op.pp.bridge_normalize(ht, lazy, data.BRIDGE)
