@@ -1,6 +1,7 @@
 """Matplotlib figures. Functions take ``tl``/``clinical`` frames and return Axes; they never show or save."""
 
 from .cluster import clustered_heatmap
+from .crossproduct import bridgeability
 from .de import heatmap, paired, volcano
 from .embed import pca_by_panel, umap
 from .enrichment import enrichment, gsea, leading_edge, pathway
@@ -15,6 +16,7 @@ __all__ = [
     "pca",
     "distribution",
     "bridge",
+    "bridgeability",
     "volcano",
     "paired",
     "heatmap",

@@ -19,6 +19,7 @@ computed, on whatever dask scheduler is active (a ``dask.distributed.Client`` in
 
 from .bridge import bridge_normalize, select_bridge_samples
 from .clean import clean
+from .crossproduct import bridgeability
 from .lod import below_lod, censor_lod, compute_lod, read_fixed_lod
 from .normalize import (
     intensity_normalize,
@@ -43,6 +44,7 @@ __all__ = [
     "normalize_plates",
     "bridge_normalize",
     "select_bridge_samples",
+    "bridgeability",
     "normalize_projects",
     "clean",
 ]

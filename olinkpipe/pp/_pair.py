@@ -28,15 +28,14 @@ def _product(adata: ad.AnnData) -> str:
 
 
 def check_products(ref: ad.AnnData, other: ad.AnnData) -> None:
-    """Cross-product (Explore 3072 ↔ Explore HT) bridging is out of scope: a clear error."""
+    """Explore 3072 ↔ Explore HT outside bridge_normalize (subset, intensity): a clear error."""
     prods = {_product(ref).strip().lower(), _product(other).strip().lower()}
     if prods == set(EXPLORE_PRODUCTS):
         msg = format_message(
-            "normalizing Explore 3072 data to Explore HT data (cross-product bridging) is not "
-            "supported by olinkpipe: the assays differ between the products and need "
-            "OlinkAnalyze's cross-product method (median centring or quantile smoothing)",
+            "Explore 3072 and Explore HT data can only be normalized to each other by "
+            "cross-product bridging: the assays differ between the products",
             column="uns['olinkpipe']['product']",
-            hint="Use OlinkAnalyze::olink_normalization(), then read its output with read_npx.",
+            hint="Use pp.bridge_normalize(explore_ht, explore_3072, bridge_samples).",
         )
         raise DesignError(msg)
 

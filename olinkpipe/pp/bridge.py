@@ -11,7 +11,7 @@ import pandas as pd
 
 from .._validate import check_literal
 from ..errors import ValidationError, format_message
-from . import _pair, _utils
+from . import _pair, _utils, crossproduct
 from .qc import _outside, _panel_stats
 
 __all__ = ["bridge_normalize", "select_bridge_samples"]
@@ -26,8 +26,15 @@ def bridge_normalize(
     *,
     method: Literal["median", "paired"] = "median",
     projects: tuple[str, str] = ("P1", "P2"),
+    mapping: pd.DataFrame | None = None,
 ) -> ad.AnnData:
     """Bridge-normalize ``other`` to ``ref`` using samples measured in both projects.
+
+    When the two come from different products (``uns["olinkpipe"]["product"]``: Explore
+    3072 with Explore HT or Reveal as ``ref``, or Explore HT with Reveal), OlinkAnalyze's
+    cross-product bridging is done instead: assays are paired (``mapping``), each gets a
+    ``var["BridgingRecommendation"]`` and X the recommended value; see
+    :func:`olinkpipe.pp.bridgeability` and ``docs/bridging.md``.
 
     Per assay (OlinkID), with ``method="median"`` (default, OlinkAnalyze's bridge
     normalization), ``Adj_factor = median over bridge pairs of (NPX_ref − NPX_other)``; pairs
@@ -52,6 +59,10 @@ def bridge_normalize(
         bridge sample, no OlinkAnalyze equivalent).
     projects
         Names of the reference and the other project, written to ``obs["Project"]``.
+    mapping
+        Cross-product bridging only: a DataFrame of OlinkID pairs (first column the
+        reference's, second the other's); default: pair by OlinkID, UniProt and Assay
+        (:func:`olinkpipe.pp.crossproduct.map_assays`).
 
     Returns
     -------
@@ -71,7 +82,8 @@ def bridge_normalize(
     DuplicateSampleError
         A bridge sample is listed twice or matches several rows.
     DesignError
-        The projects are Explore 3072 and Explore HT (cross-product bridging).
+        Cross-product bridging with Explore 3072 as the reference (the newer product must
+        be ``ref``, as in OlinkAnalyze).
 
     Notes
     -----
@@ -121,7 +133,16 @@ def bridge_normalize(
     step = "bridge_normalize"
     check_literal("method", method, ["median", "paired"])
     projects = _pair.check_project_names(tuple(projects))
-    _pair.check_products(ref, other)
+    if crossproduct.is_cross_product(ref, other):
+        if method != "median":
+            msg = "bridge_normalize: cross-product bridging has no method='paired'."
+            raise ValidationError(msg)
+        return crossproduct.cross_product_normalize(
+            ref, other, bridge_samples, mapping=mapping, projects=projects
+        )
+    if mapping is not None:
+        msg = "bridge_normalize: mapping= is for cross-product bridging (two products) only."
+        raise ValidationError(msg)
     ids_r, ids_o = _utils.as_mapping(bridge_samples)
     if not ids_r:
         msg = "bridge_normalize: no bridge samples given."
