@@ -103,7 +103,7 @@ def test_distributed_local_cluster(files):
             processes=False,
             protocol="tcp",
             host="127.0.0.1",  # loopback only (the tests block other addresses)
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: a busy 8787 must not fail the test
         ) as cluster,
         distributed.Client(cluster),
     ):

@@ -289,7 +289,7 @@ def cluster_client():
             processes=False,
             protocol="tcp://",
             host="127.0.0.1",  # loopback: no lookup of this host's address (tests run offline)
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: a busy 8787 must not fail the test
         )
         client = distributed.Client(cluster)
     try:

@@ -314,7 +314,7 @@ def client():
         n_workers=2,
         threads_per_worker=1,
         processes=False,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: a busy 8787 must not fail the test
     )
     cl = distributed.Client(cluster)
     yield cl

@@ -136,7 +136,7 @@ def test_distributed_run_records_address(study):
         processes=False,
         protocol="tcp://",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: a busy 8787 must not fail the test
     ) as cluster:
         address = cluster.scheduler_address
         path = _write(tmp, cfg, "dist", {"chunks": "panel"})
