@@ -41,7 +41,11 @@ def test_studies_take_consecutive_wells_in_sorted_order():
     assert spans.loc["S1", "max"] < spans.loc["S2", "min"]
     assert spans.loc["S2", "max"] < spans.loc["S3", "min"]
     # 88 sample wells per plate: S1 = wells 0-69 of plate 1, S2 = 70-87 of plate 1 and
-    # 0-26 of plate 2, S3 = 27-86 of plate 2 (no empty well)
+    # 0-26 of plate 2, S3 = 27-86 of plate 2 (no empty well). OlinkAnalyze 5.0.2 on the
+    # same manifest sorted by study (it keeps studies apart only for sorted input, see
+    # the docstring) gives the same table:
+    #   r <- olink_plate_randomizer(m, study = "Study", seed = 4); table(r$plate, r$Study)
+    #   Plate 1: S1 70, S2 18, S3 0;  Plate 2: S1 0, S2 27, S3 60
     assert r.attrs["study_plates"] == {
         "S1": ["Plate 1"],
         "S2": ["Plate 1", "Plate 2"],
@@ -90,6 +94,15 @@ def test_study_with_subjects_keeps_both_together():
     assert spans.loc["S1", "max"] < spans.loc["S2", "min"] < spans.loc["S3", "min"]
     # the same subject ID in two studies is two subjects (P00 of S1 and of S2 may differ)
     assert set(s.loc[s["Subject"] == "P00", "Study"]) == {"S1", "S2", "S3"}
+    # OlinkAnalyze 5.0.2 (study column named "study", the only name its subject + study
+    # path accepts): olink_plate_randomizer(m, SubjectColumn = "Subject",
+    # study = "study", seed = 4) -> Plate 1: S1 70, S2 18; Plate 2: S2 27, S3 60
+    assert s.groupby(["plate", "Study"]).size().to_dict() == {
+        ("Plate 1", "S1"): 70,
+        ("Plate 1", "S2"): 18,
+        ("Plate 2", "S2"): 27,
+        ("Plate 2", "S3"): 60,
+    }
 
 
 def test_empty_wells_when_subjects_do_not_fit_exactly():
@@ -101,6 +114,8 @@ def test_empty_wells_when_subjects_do_not_fit_exactly():
     r = op.design.randomize_plates(m, study="Study", subject="Subject", seed=0)
     s = _samples(r)
     assert s.groupby("Subject")["plate"].nunique().max() == 1
+    # OlinkAnalyze 5.0.2: olink_plate_randomizer(m3, SubjectColumn = "Subject",
+    # study = "study", seed = 1) -> Plate 1: S1 84; Plate 2: S2 36 (4 wells left empty)
     assert r.attrs["empty_wells"] == 4
     assert r.attrs["study_plates"] == {"S1": ["Plate 1"], "S2": ["Plate 2"]}
     assert (s["plate"] == "Plate 1").sum() == 84

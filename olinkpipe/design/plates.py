@@ -452,7 +452,12 @@ def randomize_plates(
     samples besides the controls (OlinkAnalyze's count with ``rand_ctrl`` can leave too
     few wells and then stops). With ``study`` and ``rand_ctrl`` the control wells of every
     plate are drawn first (OlinkAnalyze too); OlinkAnalyze then appends the control rows
-    once per study, here they appear once.
+    once per study, here they appear once. OlinkAnalyze 5.0.2 means to sort the manifest
+    by study but sorts by the column's name (a constant), so without ``SubjectColumn`` it
+    keeps studies apart only when the manifest is already sorted by study, and with
+    ``SubjectColumn`` it runs only when the study column is named ``study``; here the
+    studies are sorted and kept apart whatever the input order or column name. On sorted
+    input both give the same plate × study counts (see tests/test_design_plates_study.py).
 
     Examples
     --------
