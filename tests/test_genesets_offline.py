@@ -390,3 +390,50 @@ def test_workflow_config_checks_collection_names(tmp_path, bundle_dir):
     cfg, _ = load_config({**base, "enrichment": {"gene_sets": "sets/mine.gmt"}})
     with pytest.raises(ConfigError, match=r"organism"):
         load_config({**base, "enrichment": {"organism": "rat"}})
+
+
+# --------------------------------------------------------------------------------------
+# packaging and release checks
+# --------------------------------------------------------------------------------------
+
+
+def test_package_data_patterns_cover_the_gene_set_files():
+    # `pip install .` ships package data by the patterns in pyproject.toml; every data
+    # file of olinkpipe.genesets (and a bundled *.gmt.gz / *.json) must match one
+    # (checked once by hand: a fresh venv's `pip install .` carries them all).
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    root = Path(op.__file__).resolve().parents[1]
+    conf = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = conf["tool"]["setuptools"]["package-data"]["*"]
+    data = root / "olinkpipe" / "genesets" / "data"
+    files = [p.name for p in data.rglob("*") if p.is_file()]
+    files += ["Reactome_94.gmt.gz", "Reactome_94.json"]
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pat) for pat in patterns), name
+
+
+def _bundled(prefix):
+    return [n for n in op.genesets.available() if n.startswith(prefix)]
+
+
+@pytest.mark.skipif(not _bundled("MSigDB_Hallmark_"), reason="no MSigDB Hallmark bundled here")
+def test_bundled_hallmark_matches_msigdb():
+    # release check, run where the real file was bundled (docs/genesets.md)
+    for name in _bundled("MSigDB_Hallmark_"):
+        hm = op.genesets.load(name)
+        assert len(hm) == 50
+        ifng = hm["HALLMARK_INTERFERON_GAMMA_RESPONSE"]
+        assert len(ifng) == 200 and "STAT1" in ifng
+        assert len(hm["HALLMARK_INFLAMMATORY_RESPONSE"]) == 200
+
+
+@pytest.mark.skipif(not _bundled("Reactome_"), reason="no Reactome bundled here")
+def test_bundled_reactome_looks_like_reactome():
+    for name in _bundled("Reactome_"):
+        r = op.genesets.load(name)
+        assert len(r) > 2000
+        assert "IL6" in r["Interleukin-6 signaling"]
