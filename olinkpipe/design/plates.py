@@ -234,8 +234,7 @@ def _fit_window(rng, groups, window_plate) -> list[np.ndarray] | None:
 
     Returns each group's positions (relative to the window), or None when one does not fit.
     """
-    plates, first = np.unique(window_plate, return_index=True)
-    free = {int(p): np.flatnonzero(window_plate == p) for p in plates}
+    free = {int(p): np.flatnonzero(window_plate == p) for p in np.unique(window_plate)}
     used = dict.fromkeys(free, 0)
     out: list[np.ndarray] = [np.empty(0, dtype=int)] * len(groups)
     for g in rng.permutation(len(groups)):
