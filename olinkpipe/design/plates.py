@@ -90,14 +90,15 @@ def _plate_size(product: str | None, plate_size: int) -> int:
     return int(plate_size)
 
 
-def _check_manifest(manifest, sample_col, subject, balance) -> None:
+def _check_manifest(manifest, sample_col, subject, balance, study=None) -> None:
     if not isinstance(manifest, pd.DataFrame):
         msg = f"manifest must be a pandas DataFrame, got {type(manifest).__name__}."
         raise ValidationError(msg)
-    cols = [sample_col] + ([subject] if subject else []) + balance
+    keys = [sample_col] + ([subject] if subject else []) + ([study] if study else [])
+    cols = keys + balance
     require_columns(manifest, cols, what="manifest")
     ids = manifest[sample_col]
-    for col in [sample_col] + ([subject] if subject else []):
+    for col in keys:
         bad = manifest.index[manifest[col].isna()]
         if len(bad):
             msg = format_message("missing values are not allowed", column=col, rows=bad)
@@ -196,6 +197,138 @@ def _draw_subjects(rng, groups, n, spots, num_ctrl, rand_ctrl):
     return plate, well, ctrl
 
 
+class _Layout:
+    """The sample wells of all plates as one sequence (plate by plate, column order).
+
+    With ``grow`` (no ``available_spots``), full plates are added when a study needs more
+    wells than are left.
+    """
+
+    def __init__(self, rng, spots, num_ctrl, rand_ctrl, *, grow: bool) -> None:
+        self.rng, self.num_ctrl, self.rand_ctrl, self.grow = rng, num_ctrl, rand_ctrl, grow
+        self.spots = [int(k) for k in spots]
+        self.ctrl = _controls(rng, np.asarray(self.spots), num_ctrl) if rand_ctrl else None
+        free = _free_wells(np.asarray(self.spots), self.ctrl)
+        self.plate = np.concatenate([np.full(w.size, p) for p, w in enumerate(free)])
+        self.well = np.concatenate(free)
+
+    def ensure(self, end: int, per_plate: int) -> bool:
+        """Make at least ``end`` sample wells exist; False when that is not allowed."""
+        while end > self.plate.size:
+            if not self.grow:
+                return False
+            p = len(self.spots)
+            self.spots.append(per_plate)
+            ctrl = None
+            if self.ctrl is not None:
+                ctrl = np.sort(self.rng.choice(per_plate, size=self.num_ctrl, replace=False))
+                self.ctrl.append(ctrl)
+            w = _free_wells(np.array([per_plate]), None if ctrl is None else [ctrl])[0]
+            self.plate = np.concatenate([self.plate, np.full(w.size, p)])
+            self.well = np.concatenate([self.well, w])
+        return True
+
+
+def _fit_window(rng, groups, window_plate) -> list[np.ndarray] | None:
+    """Subjects (random order) to random plates with room inside one window of wells.
+
+    Returns each group's positions (relative to the window), or None when one does not fit.
+    """
+    free = {int(p): np.flatnonzero(window_plate == p) for p in np.unique(window_plate)}
+    used = dict.fromkeys(free, 0)
+    out: list[np.ndarray] = [np.empty(0, dtype=int)] * len(groups)
+    for g in rng.permutation(len(groups)):
+        k = groups[g].size
+        fits = [p for p in free if free[p].size - used[p] >= k]
+        if not fits:
+            return None
+        p = int(rng.choice(fits))
+        out[g] = free[p][used[p] : used[p] + k]
+        used[p] += k
+    return out
+
+
+def _draw_studies(rng, studies, subject_groups, n, spots, num_ctrl, rand_ctrl, ctx):
+    """Studies in turn on consecutive wells; within a study, samples (or subjects) at random.
+
+    ``studies``: (label, sample indices) in order; ``subject_groups``: per study the
+    subjects' sample indices, or None. A study whose subjects do not fit in exactly its
+    number of wells gets 1, 2, ... extra wells (left empty) as OlinkAnalyze does.
+    Returns plate, well, controls, empty wells, or raises DesignError.
+    """
+    size, per_plate, grow, tries, study_col = ctx
+    lay = _Layout(rng, spots, num_ctrl, rand_ctrl, grow=grow)
+    plate, well = np.empty(n, dtype=int), np.empty(n, dtype=int)
+    start, empty = 0, 0
+    for s, (label, idx) in enumerate(studies):
+        groups = None if subject_groups is None else subject_groups[s]
+        extra = range(0, 1) if groups is None else range(0, per_plate + 1)
+        placed = None
+        for j in extra:
+            end = start + idx.size + j
+            if not lay.ensure(end, per_plate):
+                break
+            window = lay.plate[start:end]
+            if groups is None:
+                placed = start + rng.permutation(idx.size)
+                break
+            for _ in range(tries):
+                fit = _fit_window(rng, groups, window)
+                if fit is not None:
+                    placed = np.empty(idx.size, dtype=int)
+                    for g, pos in zip(groups, fit, strict=True):
+                        placed[np.searchsorted(idx, g)] = start + pos
+                    break
+            if placed is not None:
+                break
+        if placed is None:
+            left = int(lay.plate.size - start)
+            how = " with each subject's samples on one plate" if groups is not None else ""
+            msg = format_message(
+                f"study {label!r} ({idx.size} samples) does not fit{how} in the {left} "
+                f"sample wells left after the studies before it",
+                column=study_col,
+                hint="Add plates or wells (available_spots), or increase iterations.",
+            )
+            raise DesignError(msg)
+        plate[idx], well[idx] = lay.plate[placed], lay.well[placed]
+        empty += int(end - start - idx.size)
+        start = end
+        for p in np.unique(plate[idx]):  # scramble the study's wells within each plate
+            on = idx[plate[idx] == p]
+            well[on] = well[on[rng.permutation(on.size)]]
+    spots_used = np.asarray(lay.spots)
+    return plate, well, lay.ctrl, empty, spots_used
+
+
+def _best_by_study(rng, manifest, study, groups, spots, plate_def, iterations, bal_codes):
+    """Draw by study (``iterations`` times when balancing) and keep the most balanced."""
+    size, num_ctrl, rand_ctrl, grow = plate_def
+    codes, levels = pd.factorize(manifest[study], sort=True)
+    studies = [(levels[k], np.flatnonzero(codes == k)) for k in range(len(levels))]
+    sub_groups = None
+    if groups is not None:  # a subject within its study (the same ID in two studies: two)
+        sub_groups = [
+            [gg for g in groups if (gg := np.intersect1d(g, idx)).size] for _, idx in studies
+        ]
+    per_plate = size - num_ctrl * (not rand_ctrl)
+    ctx = (size, per_plate, grow, int(iterations), study)  # grow: no available_spots given
+    best, best_crit, draws, info = None, np.inf, 0, {}
+    for _ in range(int(iterations) if bal_codes else 1):
+        draws += 1
+        plate, well, ctrl, empty, used = _draw_studies(
+            rng, studies, sub_groups, len(manifest), spots, num_ctrl, rand_ctrl, ctx
+        )
+        crit = sum(_chisq(plate, c) for c in bal_codes) if bal_codes else 0.0
+        if best is None or crit < best_crit:
+            best, best_crit = (plate, well, ctrl), crit
+            info = {"study": study, "empty_wells": empty, "_spots": used}
+            info["study_plates"] = {
+                str(lab): [f"Plate {p + 1}" for p in np.unique(plate[idx])] for lab, idx in studies
+            }
+    return best, best_crit, draws, info
+
+
 def _output(manifest, plate, well, ctrl, size, sample_col) -> pd.DataFrame:
     out = manifest.reset_index(drop=True).copy()
     out["plate"], out["_well"] = plate, well
@@ -219,6 +352,7 @@ def randomize_plates(
     *,
     sample_col: str = "SampleID",
     subject: str | None = None,
+    study: str | None = None,
     balance: str | Sequence[str] | None = None,
     product: str | None = None,
     plate_size: int = 96,
@@ -241,6 +375,17 @@ def randomize_plates(
     still has room for all of its samples, and the wells are then shuffled within each
     plate; when a subject does not fit, the draw is repeated, up to ``iterations`` times.
 
+    With ``study`` (OlinkAnalyze ``study``), studies are kept together: they are taken
+    in sorted order and each fills the sample wells that follow the previous study's
+    (so a plate holds the end of one study and the start of the next at most), and the
+    randomisation happens within the study: its samples are permuted over its wells,
+    or, with ``subject``, its subjects go to random plates among the study's ones (a
+    subject ID is a subject within its study). When the subjects do not fit in exactly
+    the study's number of wells, 1, 2, … more wells are given to the study (left empty,
+    counted in ``attrs["empty_wells"]``), trying ``iterations`` draws each time, as
+    OlinkAnalyze does; plates are added as needed unless ``available_spots`` is given,
+    and a study that does not fit then is an error naming it.
+
     ``balance`` goes beyond OlinkAnalyze, which only randomises: ``iterations`` valid
     draws are made and the one with the smallest imbalance, :func:`balance_chisq` (the
     sum over the ``balance`` columns of the plate × level Pearson X²), is kept.
@@ -254,6 +399,9 @@ def randomize_plates(
     subject
         Column of subject IDs (OlinkAnalyze ``SubjectColumn``): a subject's samples share
         a plate (longitudinal studies). Must be complete.
+    study
+        Column of study IDs (OlinkAnalyze ``study``): each study's samples take
+        consecutive wells, randomised within the study (see above). Must be complete.
     balance
         Column(s) to balance across plates (e.g. ``"Site"``); None draws once (as
         OlinkAnalyze).
@@ -281,7 +429,8 @@ def randomize_plates(
         The manifest (new RangeIndex) with ``plate`` (``"Plate 1"``, …), ``row``
         (``"A"``–``"H"``), ``column`` (1–12) and ``well`` (``"A1"``), sorted by plate,
         column and row; control rows appended with ``rand_ctrl``. ``attrs``: method,
-        plate_size, num_ctrl, rand_ctrl, n_plates, balance, balance_chisq, draws.
+        plate_size, num_ctrl, rand_ctrl, n_plates, subject, study, ``study_plates``
+        (study → its plates), ``empty_wells``, balance, balance_chisq, draws.
 
     Raises
     ------
@@ -292,15 +441,22 @@ def randomize_plates(
     ValidationError
         Missing IDs, an unknown product or size, bad ``num_ctrl``/``available_spots``.
     DesignError
-        More samples than wells, a subject with more samples than a plate holds, or
-        subjects that could not be fitted in ``iterations`` draws.
+        More samples than wells, a subject with more samples than a plate holds,
+        subjects that could not be fitted in ``iterations`` draws, or a study that does
+        not fit in the wells left for it.
 
     Notes
     -----
     Without ``available_spots`` the number of plates is the smallest that holds the
     samples besides the controls (OlinkAnalyze's count with ``rand_ctrl`` can leave too
-    few wells and then stops). OlinkAnalyze's ``study`` option (keeping studies together)
-    is not offered.
+    few wells and then stops). With ``study`` and ``rand_ctrl`` the control wells of every
+    plate are drawn first (OlinkAnalyze too); OlinkAnalyze then appends the control rows
+    once per study, here they appear once. OlinkAnalyze 5.0.2 means to sort the manifest
+    by study but sorts by the column's name (a constant), so without ``SubjectColumn`` it
+    keeps studies apart only when the manifest is already sorted by study, and with
+    ``SubjectColumn`` it runs only when the study column is named ``study``; here the
+    studies are sorted and kept apart whatever the input order or column name. On sorted
+    input both give the same plate × study counts (see tests/test_design_plates_study.py).
 
     Examples
     --------
@@ -326,7 +482,7 @@ def randomize_plates(
     if int(iterations) < 1:
         msg = f"iterations={iterations!r} must be at least 1."
         raise ValidationError(msg)
-    _check_manifest(manifest, sample_col, subject, bal)
+    _check_manifest(manifest, sample_col, subject, bal, study)
     n = len(manifest)
     spots = _spots(n, size, num_ctrl, rand_ctrl, available_spots)
     rng = np.random.default_rng(seed)
@@ -345,7 +501,14 @@ def randomize_plates(
             raise DesignError(msg)
     bal_codes = [_codes(manifest[c]) for c in bal]
     best, best_crit, draws = None, np.inf, 0
-    for _ in range(int(iterations)):
+    extra: dict[str, object] = {"study": study, "empty_wells": 0}
+    if study is not None:
+        plate_def = (size, num_ctrl, rand_ctrl, available_spots is None)
+        best, best_crit, draws, extra = _best_by_study(
+            rng, manifest, study, groups, spots, plate_def, iterations, bal_codes
+        )
+        spots = extra.pop("_spots")
+    for _ in range(int(iterations) * (study is None)):
         draws += 1
         if groups is None:
             cand = _draw_samples(rng, n, spots, num_ctrl, rand_ctrl)
@@ -373,6 +536,7 @@ def randomize_plates(
         "rand_ctrl": bool(rand_ctrl),
         "n_plates": len(spots),
         "subject": subject,
+        **extra,
         "balance": bal,
         "balance_chisq": float(best_crit) if bal else None,
         "draws": draws,

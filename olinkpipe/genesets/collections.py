@@ -1,14 +1,18 @@
-"""Gene-set collections: offline Enrichr libraries, GMT files, dicts and tables.
+"""Gene-set collections: offline libraries, GMT files, dicts and tables.
 
-The two offline collections (``KEGG_2021_Human`` and ``GO_Biological_Process_2023``) are
-the Enrichr text libraries shipped as package data of the ``blitzgsea`` package
-(Apache-2.0). They are read from the installed package with :mod:`importlib.resources`;
-nothing is downloaded unless the caller asks for it with ``download=True``.
+Offline collections are described in ``data/manifest.json`` (source URL, version,
+licence, SHA-256): ``KEGG_2021_Human`` and ``GO_Biological_Process_2023`` are the Enrichr
+text libraries shipped as package data of ``blitzgsea`` (Apache-2.0), read from the
+installed package with :mod:`importlib.resources`. Reactome and MSigDB Hallmark are added
+by the build step :func:`olinkpipe.genesets.bundle_collection` (``data/bundled/`` or
+``$OLINKPIPE_GENESETS_PATH``). Nothing is downloaded unless the caller asks for it with
+``download=True``.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import logging
 import os
 import re
@@ -17,22 +21,73 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from ..errors import MissingColumnError, OlinkpipeError, ValidationError, format_message
+from . import _manifest
 
-__all__ = ["GeneSetCollection", "load", "available", "read_gmt"]
+__all__ = ["GeneSetCollection", "load", "available", "read_gmt", "refresh"]
 
 logger = logging.getLogger("olinkpipe")
 
-#: Offline collections: name -> (package, resource path inside the package).
-OFFLINE: dict[str, tuple[str, str]] = {
-    "KEGG_2021_Human": ("blitzgsea", "data/KEGG_2021_Human"),
-    "GO_Biological_Process_2023": ("blitzgsea", "data/GO_Biological_Process_2023"),
-}
+
+def _offline_table() -> dict[str, tuple[str, str]]:
+    """name -> (package, resource) for shipped files, ("", path) for bundled ones."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, entry in _manifest.static_manifest()["collections"].items():
+        out[name] = (entry["package"], entry["resource"])
+    for name, entry in _manifest.bundled_entries().items():
+        out.setdefault(name, ("", entry["path"]))
+    return out
+
+
+#: Offline collections: name -> (package, resource path inside it), or ("", file path).
+OFFLINE: dict[str, tuple[str, str]] = _offline_table()
+
+
+def refresh() -> None:
+    """Re-read the bundled collections and drop cached sets and indexes.
+
+    Needed after setting ``$OLINKPIPE_GENESETS_PATH`` in a running session;
+    :func:`~olinkpipe.genesets.bundle_collection` calls it itself.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> op.genesets.refresh()
+    >>> "KEGG_2021_Human" in op.genesets.available()
+    True
+    """
+    OFFLINE.clear()
+    OFFLINE.update(_offline_table())
+    _read_offline.cache_clear()
+    _offline_index.cache_clear()
+    from .mapping import _known_symbols
+
+    _known_symbols.cache_clear()
+
+
+def _entry(name: str) -> dict[str, Any]:
+    """Manifest (or bundle sidecar) entry of an offline collection."""
+    static = _manifest.static_manifest()["collections"]
+    if name in static:
+        return dict(static[name])
+    return dict(_manifest.bundled_entries().get(name, {}))
+
+
+def _source_of(name: str) -> str:
+    package, rel = OFFLINE[name]
+    return f"{package}:{rel}" if package else rel
+
+
+def _version_of(name: str) -> str | None:
+    package, _ = OFFLINE[name]
+    return _package_version(package) if package else _entry(name).get("version")
+
 
 _ENRICHR_URL = "https://maayanlab.cloud/Enrichr/geneSetLibrary?mode=text&libraryName="
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -41,9 +96,10 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 class GeneSetCollection(dict):
     """A mapping term → list of gene symbols that remembers where it came from.
 
-    It is a plain ``dict`` (``term -> list[str]``) with three extra attributes:
-    ``name`` (collection name), ``source`` (where it was read from) and ``version``
-    (version of the package that shipped it, or ``None``).
+    It is a plain ``dict`` (``term -> list[str]``) with four extra attributes:
+    ``name`` (collection name), ``source`` (where it was read from), ``version``
+    (version of the package that shipped it, or the upstream release of a bundled
+    collection, or ``None``) and ``licence`` (``None`` when unknown).
 
     Examples
     --------
@@ -59,6 +115,7 @@ class GeneSetCollection(dict):
         name: str = "custom",
         source: str = "user",
         version: str | None = None,
+        licence: str | None = None,
     ) -> None:
         super().__init__()
         for term, genes in (sets or {}).items():
@@ -66,13 +123,20 @@ class GeneSetCollection(dict):
         self.name = name
         self.source = source
         self.version = version
+        self.licence = licence
 
     @classmethod
     def _from_clean(
-        cls, sets: dict[str, list[str]], *, name: str, source: str, version: str | None
+        cls,
+        sets: dict[str, list[str]],
+        *,
+        name: str,
+        source: str,
+        version: str | None,
+        licence: str | None = None,
     ) -> GeneSetCollection:
         """Build from already de-duplicated, stripped lists (no re-validation)."""
-        out = cls(name=name, source=source, version=version)
+        out = cls(name=name, source=source, version=version, licence=licence)
         dict.update(out, sets)
         return out
 
@@ -82,11 +146,12 @@ class GeneSetCollection(dict):
         return {g for genes in self.values() for g in genes}
 
     def describe(self) -> dict[str, object]:
-        """JSON-safe provenance (name, source, version, number of sets)."""
+        """JSON-safe provenance (name, source, version, licence, number of sets)."""
         return {
             "collection": self.name,
             "collection_source": self.source,
             "collection_version": self.version,
+            "collection_licence": getattr(self, "licence", None),
             "n_sets_in_collection": len(self),
         }
 
@@ -190,19 +255,93 @@ def _parse_gmt_text(text: str, *, file: str) -> dict[str, list[str]]:
     return sets
 
 
+def provenance_text(name: str) -> str:
+    """One phrase saying where collection ``name`` came from, for methods text.
+
+    Examples
+    --------
+    >>> provenance_text("KEGG_2021_Human").startswith("the KEGG_2021_Human collection (2021")
+    True
+    """
+    if name not in OFFLINE:
+        return f"the gene sets {name}"
+    e = _entry(name)
+    package, _ = OFFLINE[name]
+    how = (
+        f"shipped with {package} {_package_version(package) or '?'}"
+        if package
+        else f"bundled from {e.get('source_url', 'a local file')}"
+    )
+    return f"the {name} collection ({e.get('version', '?')}, {e.get('licence', '?')}; {how})"
+
+
+def _offline_bytes(name: str) -> bytes:
+    package, rel = OFFLINE[name]
+    if package:
+        return resources.files(package).joinpath(rel).read_bytes()
+    return Path(rel).read_bytes()
+
+
+def _offline_present(name: str) -> bool:
+    package, rel = OFFLINE[name]
+    try:
+        return (resources.files(package).joinpath(rel) if package else Path(rel)).is_file()
+    except ModuleNotFoundError:  # pragma: no cover - blitzgsea is a dependency
+        return False
+
+
 @functools.lru_cache(maxsize=8)
 def _read_offline(name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    package, rel = OFFLINE[name]
-    res = resources.files(package).joinpath(rel)
-    sets = _parse_gmt_text(res.read_text(encoding="utf-8"), file=f"{package}:{rel}")
+    data = _offline_bytes(name)
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    sets = _parse_gmt_text(data.decode("utf-8"), file=_source_of(name))
     return tuple((t, tuple(g)) for t, g in sets.items())
 
 
-def available(*, cache_dir: str | PathLike[str] | None = None) -> list[str]:
+_DETAIL_COLUMNS = [
+    "name",
+    "organism",
+    "version",
+    "licence",
+    "commercial_use",
+    "n_sets",
+    "source_url",
+    "shipped_as",
+    "sha256",
+    "attribution",
+]
+
+
+def _details(names: list[str]) -> pd.DataFrame:
+    rows = []
+    for n in names:
+        if n not in OFFLINE:
+            rows.append({"name": n, "shipped_as": "Enrichr download (cache)"})
+            continue
+        e = _entry(n)
+        rows.append(
+            {
+                **{k: e.get(k) for k in _DETAIL_COLUMNS},
+                "name": n,
+                "shipped_as": e.get("shipped_by") or f"bundled file {e.get('path')}",
+            }
+        )
+    return pd.DataFrame(rows, columns=_DETAIL_COLUMNS)
+
+
+def available(
+    *, details: bool = False, cache_dir: str | PathLike[str] | None = None
+) -> list[str] | pd.DataFrame:
     """Gene-set collections that can be loaded without network access.
 
     Parameters
     ----------
+    details
+        Return a table with each collection's organism, version, licence, whether the
+        licence allows commercial use, number of sets, source URL, how it is shipped,
+        SHA-256 and attribution (from ``data/manifest.json`` or the bundle's sidecar),
+        instead of the names.
     cache_dir
         Also list libraries previously downloaded to this folder (default: the
         ``download=True`` cache, ``$OLINKPIPE_CACHE/genesets`` or
@@ -210,22 +349,49 @@ def available(*, cache_dir: str | PathLike[str] | None = None) -> list[str]:
 
     Returns
     -------
-    list of str
-        Offline collection names (shipped with ``blitzgsea``), then cached downloads.
+    list of str or pandas.DataFrame
+        Offline collection names (shipped with ``blitzgsea``, then bundled ones), then
+        cached downloads; with ``details=True`` one row per name.
 
     Examples
     --------
     >>> import olinkpipe as op
     >>> "KEGG_2021_Human" in op.genesets.available()
     True
+    >>> t = op.genesets.available(details=True).set_index("name")
+    >>> t.loc["GO_Biological_Process_2023", "licence"]
+    'CC-BY-4.0'
+    >>> bool(t.loc["KEGG_2021_Human", "commercial_use"])
+    False
     """
-    names = [
-        n for n, (pkg, rel) in OFFLINE.items() if resources.files(pkg).joinpath(rel).is_file()
-    ]
+    names = [n for n in OFFLINE if _offline_present(n)]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if folder.is_dir():
         names += sorted(p.stem for p in folder.glob("*.gmt") if p.stem not in names)
-    return names
+    return _details(names) if details else names
+
+
+def _not_offline_hint(name: str, folder: Path) -> str:
+    """What to do about a name that is not offline: close names, bundling, download."""
+    from .bundle import SOURCES
+
+    known = list(OFFLINE)
+    close = close_matches(name, known, n=3)
+    parts = [f"Did you mean {close!r}?"] if close else []
+    low = str(name).lower()
+    for key, meta in SOURCES.items():
+        if low.startswith(meta["prefix"].lower()) or key in low:
+            parts.append(
+                f"{meta['title']} ({meta['licence']}) is not bundled in this installation: "
+                f"download it from {meta['source_url']} and run `python -m "
+                f"olinkpipe.genesets.bundle {key} FILE --version V` (see docs/genesets.md)."
+            )
+    parts.append(
+        "Or read your own file with genesets.read_gmt(path) (MSigDB GMT, Enrichr text "
+        "library), pass a dict or a two-column DataFrame, or call "
+        f"genesets.load({name!r}, download=True) to fetch it from Enrichr into {folder}."
+    )
+    return " ".join(parts)
 
 
 def _fetch_enrichr(name: str) -> str:  # pragma: no cover - network; tests monkeypatch this
@@ -247,9 +413,11 @@ def load(
     Parameters
     ----------
     name
-        ``"KEGG_2021_Human"`` or ``"GO_Biological_Process_2023"`` (offline, from the
-        installed ``blitzgsea`` package), the name of a library cached by an earlier
-        ``download=True`` call, or the path of a GMT file.
+        An offline collection (:func:`available`: ``"KEGG_2021_Human"`` and
+        ``"GO_Biological_Process_2023"`` from the installed ``blitzgsea`` package,
+        bundled ones such as ``"Reactome_94"`` or ``"MSigDB_Hallmark_2024.1.Hs"``), the
+        name of a library cached by an earlier ``download=True`` call, or the path of a
+        GMT file.
     download
         If the name is not available offline, download the Enrichr library of that name
         into ``cache_dir`` (the location is logged) and load it. Never done implicitly.
@@ -260,13 +428,15 @@ def load(
     Returns
     -------
     GeneSetCollection
-        ``dict`` term → list of gene symbols, with ``name``, ``source`` and ``version``
-        (version of the package the offline file came from).
+        ``dict`` term → list of gene symbols, with ``name``, ``source``, ``version``
+        (version of the package the offline file came from, or the bundled release) and
+        ``licence``.
 
     Raises
     ------
     ValidationError
-        Unknown name without ``download=True``; the message lists what is offline.
+        Unknown name without ``download=True``; the message lists what is offline,
+        close names, and how to bundle Reactome / MSigDB Hallmark.
 
     Examples
     --------
@@ -276,10 +446,13 @@ def load(
     (320, 162)
     """
     if name in OFFLINE:
-        package, rel = OFFLINE[name]
         sets = {t: list(g) for t, g in _read_offline(name)}
         return GeneSetCollection._from_clean(
-            sets, name=name, source=f"{package}:{rel}", version=_package_version(package)
+            sets,
+            name=name,
+            source=_source_of(name),
+            version=_version_of(name),
+            licence=_entry(name).get("licence"),
         )
     path = Path(str(name))
     if path.suffix.lower() in {".gmt", ".txt"} and path.is_file():
@@ -295,12 +468,7 @@ def load(
         msg = format_message(
             f"gene-set collection {name!r} is not available offline; offline collections: "
             f"{available(cache_dir=folder)!r}",
-            hint=(
-                "Use one of those names, read your own file with genesets.read_gmt(path) "
-                "(MSigDB GMT, Enrichr text library), pass a dict or a two-column DataFrame, "
-                f"or call genesets.load({name!r}, download=True) to fetch it from Enrichr "
-                f"into {folder}."
-            ),
+            hint=_not_offline_hint(str(name), folder),
         )
         raise ValidationError(msg)
     if not _SAFE_NAME.match(str(name)):
@@ -488,12 +656,12 @@ def collection_index(gene_sets: object) -> tuple[SetIndex, dict[str, object]]:
         else:
             edited = True
     if name is not None:
-        package, rel = OFFLINE[name]
         cached = _offline_index(name)
         info = {
             "collection": name,
-            "collection_source": f"{package}:{rel}",
-            "collection_version": _package_version(package),
+            "collection_source": _source_of(name),
+            "collection_version": _version_of(name),
+            "collection_licence": _entry(name).get("licence"),
             "n_sets_in_collection": len(cached.reference),
         }
         return cached.index, info

@@ -29,7 +29,7 @@ _NAME_SPLIT = re.compile(r"\s*[_/]\s*")
 # An HGNC-like symbol: capitals and digits (C1orf-style 'orf' allowed), no spaces.
 _SYMBOL_LIKE = re.compile(r"^[A-Z][A-Z0-9]*(orf[0-9]+)?[A-Z0-9]*$")
 
-METHODS = ("user", "uniprot", "alias", "symbol", "normalised", "assumed_symbol")
+METHODS = ("user", "uniprot", "alias", "symbol", "normalised", "assumed_symbol", "ortholog")
 
 
 def _norm(name: object) -> str:
@@ -214,6 +214,37 @@ def _assay_frame(adata_or_var: ad.AnnData | pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _name_parts(assay: str) -> list[str]:
+    """The assay name, then its parts if combined (``Il12a_Il12b``)."""
+    parts = [p for p in _NAME_SPLIT.split(assay) if p]
+    return [assay, *parts] if len(parts) > 1 else [assay]
+
+
+def ortholog_report(assays: Sequence[str], organism: str) -> dict[str, object]:
+    """``attrs`` summary of mapping these assay names from ``organism`` to human."""
+    from .orthologs import to_human
+
+    if organism == "human":
+        return {"organism": "human"}
+    names = [p for a in assays for p in _name_parts(str(a))]
+    orth = to_human(names, organism=organism)
+    report = orth.describe()
+    # a combined assay whose parts all map is not unmapped, whatever its whole name does
+    report["orthologs_unmapped"] = [
+        a for a in dict.fromkeys(str(x) for x in assays) if not _mouse_genes(a, orth.mapping)
+    ]
+    return report
+
+
+def _mouse_genes(assay: str, table: Mapping[str, str]) -> tuple[str, ...]:
+    if assay in table:
+        return (table[assay],)
+    parts = _name_parts(assay)[1:]
+    if parts and all(p in table for p in parts):
+        return tuple(dict.fromkeys(table[p] for p in parts))
+    return ()
+
+
 def map_rows(
     ids: Sequence[str],
     assays: Sequence[str],
@@ -221,11 +252,22 @@ def map_rows(
     *,
     controls: Sequence[bool] | None = None,
     mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+    organism: str = "human",
 ) -> tuple[list[tuple[str, ...]], list[str]]:
     """Genes and method for each assay (row), in input order; the engine of map_assays.
 
     ``method`` is one of :data:`METHODS`, ``"control"`` or ``"unmapped"`` (no genes).
+    With ``organism="mouse"`` the assay names are mouse symbols, mapped to human
+    orthologs (:func:`olinkpipe.genesets.to_human`; method ``"ortholog"``) instead of
+    through the human UniProt / alias table.
     """
+    from .orthologs import _check_organism, to_human
+
+    _check_organism(organism)
+    orth: dict[str, str] = {}
+    if organism != "human":
+        names = [p for a in assays for p in _name_parts(str(a))]
+        orth = to_human(names, organism=organism).mapping
     user = _user_lookup(mapping)
     genes_out: list[tuple[str, ...]] = []
     methods: list[str] = []
@@ -242,6 +284,11 @@ def map_rows(
             genes_out.append(())
             methods.append("control")
             continue
+        if organism != "human":
+            genes = _mouse_genes(str(assay), orth)
+            genes_out.append(genes)
+            methods.append("ortholog" if genes else "unmapped")
+            continue
         genes, how = _map_one(str(assay), up_text)
         genes_out.append(genes)
         methods.append(how)
@@ -252,6 +299,7 @@ def map_assays(
     adata_or_var: ad.AnnData | pd.DataFrame,
     *,
     mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+    organism: str = "human",
 ) -> pd.DataFrame:
     """Map Olink assays to HGNC gene symbols, one row per (assay, gene).
 
@@ -268,6 +316,10 @@ def map_assays(
     6. an unknown name that is written like an HGNC symbol (capitals and digits only)
        is taken as the symbol (``method="assumed_symbol"``).
 
+    With ``organism="mouse"`` (Olink Target 96 Mouse Exploratory), steps 2-6 are replaced
+    by the mouse → human ortholog table (:func:`olinkpipe.genesets.to_human`, method
+    ``"ortholog"``; combined assays split into their genes).
+
     Control assays (``is_control`` / ``AssayType``) and anything else left are kept
     with ``gene`` NaN; unmapped real assays are warned about and listed in ``attrs``.
 
@@ -279,6 +331,8 @@ def map_assays(
     mapping
         User overrides: dict ``{OlinkID|Assay|UniProt: gene or [genes]}`` or a
         two-column DataFrame (key, gene); a gene string may hold ``;``-separated genes.
+    organism
+        ``"human"`` (default) or ``"mouse"`` (assay names are mouse symbols).
 
     Returns
     -------
@@ -302,6 +356,7 @@ def map_assays(
         frame["UniProt"].tolist(),
         controls=frame["_control"].tolist(),
         mapping=mapping,
+        organism=organism,
     )
     rows: list[tuple[str, str, object, object, str]] = []
     unmapped: list[str] = []
@@ -322,9 +377,11 @@ def map_assays(
     out = pd.DataFrame(rows, columns=["OlinkID", "Assay", "UniProt", "gene", "method"])
     if unmapped:
         names = unmapped_names
+        why = " (no human ortholog)" if organism != "human" else ""
         warn(
-            f"map_assays: {len(unmapped)} assay(s) could not be mapped to a gene symbol and "
-            f"are kept with gene=NaN: {preview(names)}. Pass mapping={{assay: gene}} to fix.",
+            f"map_assays: {len(unmapped)} assay(s) could not be mapped to a gene symbol{why} "
+            f"and are kept with gene=NaN: {preview(names)}. Pass mapping={{assay: gene}} to "
+            "fix.",
             stacklevel=3,
         )
     out.attrs = {
@@ -334,4 +391,7 @@ def map_assays(
         "controls": controls,
         "table": f"olinkpipe/genesets/data/{_TABLE}",
     }
+    if organism != "human":
+        out.attrs["table"] = "olinkpipe/genesets/data/orthologs_mouse_human.tsv.gz"
+        out.attrs.update(ortholog_report(frame["Assay"].tolist(), organism))
     return out

@@ -90,6 +90,7 @@ class GeneTable:
     unmapped: list[str]
     untested: list[str]
     mapped_by: str
+    orthologs: dict[str, object] | None = None  # mouse -> human report (genesets.mapping)
 
 
 def prepare_genes(
@@ -98,6 +99,7 @@ def prepare_genes(
     *,
     func: str,
     mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+    organism: str = "human",
 ) -> GeneTable:
     """Validate ``result`` and collapse it to one row per gene symbol.
 
@@ -106,7 +108,8 @@ def prepare_genes(
     ``mapping`` (keyed by OlinkID, Assay or UniProt) overriding.
     Rows with a NaN ``p_value`` are untested and set aside. Several assays of one gene
     count once: the one with the smallest ``p_value`` (first on ties; without a
-    ``p_value`` column, the largest ``|estimate|``) is used.
+    ``p_value`` column, the largest ``|estimate|``) is used. With ``organism="mouse"``
+    assay names (or the ``gene`` column) are mouse symbols mapped to human orthologs.
     """
     if not isinstance(result, pd.DataFrame):
         msg = format_message(
@@ -145,26 +148,49 @@ def prepare_genes(
         )
         for col in ("estimate", "statistic", "p_value", "p_adj")
     }
+    orthologs = None
     if "gene" in frame.columns:
         genes_per_row = [
             () if pd.isna(g) else tuple(x for x in re.split(r"[;,\s]+", str(g)) if x)
             for g in frame["gene"].tolist()
         ]
         mapped_by = "gene column"
+        if organism != "human":
+            from ..genesets.mapping import ortholog_report
+            from ..genesets.orthologs import to_human
+
+            flat = [g for gs in genes_per_row for g in gs]
+            orth_map = to_human(flat, organism=organism).mapping
+            genes_per_row = [
+                tuple(dict.fromkeys(orth_map[g] for g in gs if g in orth_map))
+                for gs in genes_per_row
+            ]
+            orthologs = ortholog_report(flat, organism)
+            mapped_by = f"gene column ({organism} symbols -> human orthologs)"
     else:
-        from ..genesets.mapping import map_rows
+        from ..genesets.mapping import map_rows, ortholog_report
 
         uniprot = frame["UniProt"].tolist() if "UniProt" in frame.columns else [None] * n_rows
-        genes_per_row, _ = map_rows(list(olink_ids), list(labels), uniprot, mapping=mapping)
+        genes_per_row, _ = map_rows(
+            list(olink_ids), list(labels), uniprot, mapping=mapping, organism=organism
+        )
+        if organism != "human":
+            orthologs = ortholog_report(list(labels), organism)
+        mapped_by = (
+            "genesets.map_assays (user mapping, UniProt, alias table, symbol)"
+            if organism == "human"
+            else f"genesets.map_assays (user mapping, {organism} -> human orthologs, HCOP)"
+        )
+    if organism != "human" or "gene" not in frame.columns:
         bad = [lab for lab, g in zip(labels, genes_per_row, strict=True) if not g]
         if bad:
+            why = f" (no human ortholog of these {organism} symbols)" if orthologs else ""
             warn(
-                f"{func}: {len(bad)} assay(s) could not be mapped to a gene symbol and are "
-                f"left out (listed in attrs['unmapped']): {preview(bad)}. Pass "
+                f"{func}: {len(bad)} assay(s) could not be mapped to a gene symbol{why} and "
+                f"are left out (listed in attrs['unmapped']): {preview(bad)}. Pass "
                 "mapping={assay: gene} to fix.",
                 stacklevel=4,
             )
-        mapped_by = "genesets.map_assays (user mapping, UniProt, alias table, symbol)"
     lengths = np.fromiter((len(g) for g in genes_per_row), dtype=np.int64, count=n_rows)
     unmapped = sorted(set(labels[lengths == 0]))
     # one entry per (row, gene), rows in input order
@@ -201,7 +227,7 @@ def prepare_genes(
             "gene": gene[first].astype(str),
         }
     )
-    return GeneTable(table, duplicates, unmapped, untested, mapped_by)
+    return GeneTable(table, duplicates, unmapped, untested, mapped_by, orthologs)
 
 
 # ---------------------------------------------------------------------------------------

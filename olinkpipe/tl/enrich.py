@@ -72,6 +72,23 @@ def _input_attrs(result: pd.DataFrame) -> dict[str, object]:
     return out
 
 
+def _organism(result: pd.DataFrame, organism: str | None) -> str:
+    """``organism`` as given, or ``"mouse"`` when a ``Panel`` names a mouse panel."""
+    if organism is not None:
+        check_literal("organism", organism, ["human", "mouse"])
+        return organism
+    if isinstance(result, pd.DataFrame) and "Panel" in result.columns:
+        panels = pd.Series(result["Panel"].dropna().unique()).astype(str)
+        if panels.str.contains("mouse", case=False).any():
+            return "mouse"
+    return "human"
+
+
+def _organism_attrs(genes: object, organism: str) -> dict[str, object]:
+    report = getattr(genes, "orthologs", None)
+    return dict(report) if report else {"organism": organism}
+
+
 @functools.lru_cache(maxsize=1)
 def _version() -> str:
     try:
@@ -90,6 +107,7 @@ def ora(
     min_size: int = 5,
     max_size: int = 500,
     mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+    organism: Literal["human", "mouse"] | None = None,
 ) -> pd.DataFrame:
     """Over-representation analysis of significant assays in gene sets.
 
@@ -117,6 +135,13 @@ def ora(
         Assay → gene overrides for tables without a ``gene`` column, keyed by
         ``OlinkID``, ``Assay`` or ``UniProt`` (see :func:`olinkpipe.genesets.map_assays`);
         they win over the built-in UniProt / alias mapping.
+    organism
+        ``"mouse"``: assay names (or the ``gene`` column) are mouse symbols (Olink Target
+        96 Mouse Exploratory), mapped to human orthologs
+        (:func:`olinkpipe.genesets.to_human`: one human gene each, chosen
+        deterministically; unmapped ones are warned about and listed in ``attrs``).
+        ``None`` (default): ``"mouse"`` when a ``Panel`` value names a mouse panel, else
+        ``"human"``.
 
     Returns
     -------
@@ -128,8 +153,9 @@ def ora(
         (the overlap, ``;``-joined, most significant first). ``attrs``: method, collection
         name/source/version, direction, alpha, universe size, number selected, sets
         tested, ``duplicate_genes`` (gene → the assay used and those ignored),
-        ``unmapped``/``untested`` assays and ``input`` (the differential result's
-        groupby, levels and sign text, when it had them).
+        ``unmapped``/``untested`` assays, ``organism`` (with mouse: the ortholog source,
+        rule, ``orthologs_unmapped`` and ``orthologs_one_to_many``) and ``input`` (the
+        differential result's groupby, levels and sign text, when it had them).
 
     Notes
     -----
@@ -171,7 +197,14 @@ def ora(
         msg = f"alpha must lie in (0, 1), got {alpha!r}."
         raise ValidationError(msg)
     index, coll_info = collection_index(gene_sets)
-    genes = prepare_genes(result, ["estimate", "p_value", "p_adj"], func="tl.ora", mapping=mapping)
+    organism = _organism(result, organism)
+    genes = prepare_genes(
+        result,
+        ["estimate", "p_value", "p_adj"],
+        func="tl.ora",
+        mapping=mapping,
+        organism=organism,
+    )
     table = genes.table
     tested = table["gene"].to_numpy(dtype=object)
     in_coll = index.genes.get_indexer(tested) >= 0
@@ -261,6 +294,7 @@ def ora(
         "duplicate_rule": "several assays of one gene count once: the smallest p_value",
         "unmapped": genes.unmapped,
         "untested": genes.untested,
+        **_organism_attrs(genes, organism),
         "input": _input_attrs(result),
         "olinkpipe_version": _version(),
     }
@@ -277,6 +311,7 @@ def gsea(
     max_size: int = 500,
     seed: int = 0,
     mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+    organism: Literal["human", "mouse"] | None = None,
 ) -> pd.DataFrame:
     """Pre-ranked gene-set enrichment analysis (GSEA) with ``gseapy.prerank``.
 
@@ -301,6 +336,13 @@ def gsea(
         Assay → gene overrides for tables without a ``gene`` column, keyed by
         ``OlinkID``, ``Assay`` or ``UniProt`` (see :func:`olinkpipe.genesets.map_assays`);
         they win over the built-in UniProt / alias mapping.
+    organism
+        ``"mouse"``: assay names (or the ``gene`` column) are mouse symbols (Olink Target
+        96 Mouse Exploratory), mapped to human orthologs
+        (:func:`olinkpipe.genesets.to_human`: one human gene each, chosen
+        deterministically; unmapped ones are warned about and listed in ``attrs``).
+        ``None`` (default): ``"mouse"`` when a ``Panel`` value names a mouse panel, else
+        ``"human"``.
 
     Returns
     -------
@@ -314,8 +356,8 @@ def gsea(
         (gene → the OlinkID/Assay used), each a read-only, JSON-safe ``dict`` of
         tuples that pandas' attrs deep copies share instead of copying (so filtering
         or copying the table stays cheap); plus method, collection, rank_by,
-        permutations, seed, ``duplicate_genes`` and ``input`` (the differential
-        result's groupby, levels and sign text).
+        permutations, seed, ``duplicate_genes``, ``organism`` (as in :func:`ora`) and
+        ``input`` (the differential result's groupby, levels and sign text).
 
     Notes
     -----
@@ -355,7 +397,8 @@ def gsea(
     needed = ["estimate"] + {"statistic": ["statistic", "p_value"], "signed_p": ["p_value"]}.get(
         rank_by, []
     )
-    genes = prepare_genes(result, needed, func="tl.gsea", mapping=mapping)
+    organism = _organism(result, organism)
+    genes = prepare_genes(result, needed, func="tl.gsea", mapping=mapping, organism=organism)
     rnk = ranking_metric(genes.table, rank_by)
     dropped = sorted(set(genes.table["gene"]) - set(rnk.index))
     if dropped:
@@ -419,6 +462,7 @@ def gsea(
         "duplicate_rule": "several assays of one gene count once: the smallest p_value",
         "unmapped": genes.unmapped,
         "untested": genes.untested,
+        **_organism_attrs(genes, organism),
         "input": _input_attrs(result),
         "olinkpipe_version": _version(),
     }

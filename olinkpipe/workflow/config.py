@@ -107,10 +107,28 @@ class Enrichment(_Section):
     """Gene-set enrichment of the differential result (``tl.ora`` / ``tl.gsea``)."""
 
     gene_sets: str = "KEGG_2021_Human"
+    organism: Literal["human", "mouse"] | None = None
     ora: ORA | None = Field(default_factory=ORA)
     gsea: GSEA | None = Field(default_factory=GSEA)
     pathways: list[str] = Field(default_factory=list)
     top: int = Field(15, ge=1)
+
+    @field_validator("gene_sets")
+    @classmethod
+    def _known_collection(cls, v: str) -> str:
+        """A collection name must be offline (a file path is checked when the step runs)."""
+        from ..genesets.collections import _not_offline_hint, available, default_cache_dir
+
+        if "/" in v or "\\" in v or Path(v).suffix.lower() in {".gmt", ".txt", ".gz"}:
+            return v
+        names = available()
+        if v not in names:
+            msg = (
+                f"gene-set collection {v!r} is not available offline (offline: {names}). "
+                + _not_offline_hint(v, default_cache_dir())
+            )
+            raise ValueError(msg)
+        return v
 
 
 class Kinetics(_Section):

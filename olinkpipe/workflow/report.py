@@ -216,9 +216,12 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
         )
     e = cfg.enrichment
     if e is not None:
+        from ..genesets.collections import provenance_text
+
+        mouse = "; mouse symbols mapped to human orthologs by HGNC HCOP" * (e.organism == "mouse")
         parts = [
-            f"Pathway enrichment used the {e.gene_sets} collection shipped with blitzgsea "
-            f"{v('blitzgsea', '?')} (offline; Olink assays mapped to gene symbols by UniProt)."
+            f"Pathway enrichment used {provenance_text(e.gene_sets)} (offline; Olink assays "
+            f"mapped to gene symbols by UniProt{mouse})."
         ]
         if e.ora is not None:
             parts.append(

@@ -682,6 +682,7 @@ def _step_enrichment(ctx: _Context) -> None:
             alpha=e.ora.alpha,
             min_size=e.ora.min_size,
             max_size=e.ora.max_size,
+            organism=e.organism,
         )
         ctx.table(
             "ora",
@@ -709,6 +710,7 @@ def _step_enrichment(ctx: _Context) -> None:
             min_size=e.gsea.min_size,
             max_size=e.gsea.max_size,
             seed=ctx.cfg.seed,
+            organism=e.organism,
         )
         ctx.table(
             "gsea",
