@@ -15,10 +15,10 @@ import anndata as ad
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from .._warnings import warn_user
 from ..errors import NPXFormatError, format_message, preview
 from . import _sniff
 from ._columns import STRING_COLUMNS
-from ._util import warn_user
 from .convert import from_long
 
 __all__ = ["read_long_text"]

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from openpyxl.utils import get_column_letter
 
+from .._warnings import warn_user
 from ..errors import NPXFormatError, format_message, preview
-from ._util import warn_user
 from ._wide_layout import (
     EXTRA_HEADER,
     FOOTER,

@@ -8,9 +8,9 @@ import re
 import zipfile
 import zlib
 
+from .._warnings import warn_user
 from ..errors import NPXFormatError, OlinkpipeError, format_message, preview
 from . import _archive, _sniff
-from ._util import warn_user
 
 __all__ = ["data_member"]
 

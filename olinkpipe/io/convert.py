@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._provenance import provenance, record_exclusion
+from .._qc import PASS_VALUES
 from .._validate import check_literal
 from ..errors import (
     DuplicateSampleError,
@@ -76,7 +77,6 @@ MEASUREMENT_LEVEL = {
     "MaxLOD",
     "LODNPX",
 }
-PASS_VALUES = {"PASS", "OK", "PASSED"}
 SAMPLE_TYPES = {"SAMPLE", "SAMPLE_CONTROL", "PLATE_CONTROL", "NEGATIVE_CONTROL", "CONTROL"}
 
 

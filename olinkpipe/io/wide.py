@@ -28,10 +28,10 @@ import anndata as ad
 import pandas as pd
 from openpyxl.utils import get_column_letter
 
+from .._warnings import warn_user
 from ..errors import NPXFormatError, UnknownFormatError, format_message, preview
 from . import _sniff
 from ._columns import STRING_COLUMNS
-from ._util import warn_user
 from ._wide_grid import parse_wide
 from ._wide_layout import (
     WIDE_TYPES,
