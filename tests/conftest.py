@@ -10,7 +10,7 @@ from __future__ import annotations
 import anndata as ad
 import pandas as pd
 import pytest
-from builders import make_adata, make_study
+from builders import make_adata
 from io_builders import make_long
 
 
@@ -19,13 +19,6 @@ def npx_adata() -> ad.AnnData:
     """A two-panel NPX AnnData with NaNs, LOD, two WARN samples, controls and two plates
     (``builders.make_adata()``, seed 0)."""
     return make_adata()
-
-
-@pytest.fixture
-def paired_study() -> ad.AnnData:
-    """A paired Baseline/Week.6 study with NaNs, unpaired subjects and a control
-    (``builders.make_study()``, seed 0)."""
-    return make_study()
 
 
 @pytest.fixture

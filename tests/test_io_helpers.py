@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from io_builders import make_long, wide_grid
+from io_builders import wide_grid
 
 
-def test_make_long_is_a_full_grid():
-    df = make_long()
+def test_make_long_is_a_full_grid(long_export):
+    df = long_export
     # 6 samples + 1 control on 2 plates, x 6 assays
     assert len(df) == (6 + 2) * 6
     assert df.groupby(["SampleID", "PlateID", "OlinkID"]).size().max() == 1
 
 
-def test_wide_grid_layout_a_rows():
-    grid = wide_grid(make_long())
+def test_wide_grid_layout_a_rows(long_export):
+    grid = wide_grid(long_export)
     labels = [r[0] if r else None for r in grid]
     assert labels[:6] == [
         "Biomarkörer study",
