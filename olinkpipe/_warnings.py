@@ -1,7 +1,14 @@
-"""One helper for every warning olinkpipe emits."""
+"""One helper for every warning olinkpipe emits.
+
+:func:`warn` points at a fixed depth of the stack (``stacklevel``); :func:`warn_user` points
+at the first line outside the olinkpipe package, wherever in the package it is called
+from (the readers and ``pp`` use it). Both go through the block-task sink (:func:`collect`).
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +31,18 @@ def warn(message: str, category: type[Warning] = OlinkpipeWarning, *, stacklevel
         sink.append((message, category))
         return
     warnings.warn(message, category, stacklevel=stacklevel)
+
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn_user(message: str, category: type[Warning] = OlinkpipeWarning) -> None:
+    """Emit ``message`` pointing at the first caller outside the olinkpipe package."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PKG_DIR):
+        frame = frame.f_back
+        level += 1
+    warn(message, category, stacklevel=level + 2)
 
 
 @contextmanager

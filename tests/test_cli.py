@@ -9,7 +9,7 @@ import sys
 import anndata as ad
 import pandas as pd
 import pytest
-from test_io_helpers import make_long, write_long
+from io_builders import make_long, write_long
 
 from olinkpipe.cli import main
 

@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from builders import make_study
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
@@ -16,51 +17,6 @@ import olinkpipe as op
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning
 
 TOL = 1e-10
-
-
-def make_study(*, n_pairs=24, m=30, nan_frac=0.06, seed=0, ties=False):
-    """Paired Baseline/Week.6 study with NaNs, unpaired subjects, a control, edge assays."""
-    rng = np.random.default_rng(seed)
-    subj = [f"P{i:02d}" for i in range(n_pairs)]
-    obs = pd.DataFrame(
-        {
-            "Subject": np.repeat(subj, 2),
-            "Time": ["Baseline", "Week.6"] * n_pairs,
-            "age": rng.normal(60, 8, 2 * n_pairs),
-        }
-    )
-    extra = pd.DataFrame(
-        {
-            "Subject": ["P90", "P91", "P91", "P91", "CTRL"],
-            "Time": ["Baseline", "Baseline", "Week.6", "Week.6", "Baseline"],
-            "age": [50.0, 55.0, 55.0, 55.0, np.nan],
-        }
-    )
-    obs = pd.concat([obs, extra], ignore_index=True)
-    obs.index = [f"S{i:03d}" for i in range(len(obs))]
-    obs["SampleID"] = obs.index
-    obs["is_control"] = obs["Subject"].eq("CTRL")
-    n = len(obs)
-    base = rng.normal(5, 1, (1, m)) + rng.normal(0, 0.8, (n, m))
-    effect = np.where(obs["Time"].eq("Week.6").to_numpy()[:, None], rng.normal(0, 0.6, m), 0.0)
-    x = base + effect + rng.normal(0, 0.7, (n, m))
-    if ties:
-        x = np.round(x, 1)
-    x[rng.random(x.shape) < nan_frac] = np.nan
-    x[:, 1] = np.nan  # almost empty assay: < 3 pairs
-    x[:4, 1] = rng.normal(size=4)
-    wk = obs["Time"].eq("Week.6").to_numpy()
-    x[:, 2] = 3.0 + np.where(wk, 0.5, 0.0)  # constant difference: zero variance
-    var = pd.DataFrame(
-        {
-            "Assay": [f"A{j}" for j in range(m)],
-            "UniProt": [f"U{j}" for j in range(m)],
-            "Panel": "Inflammation",
-            "is_control": [False] * (m - 1) + [True],
-        },
-        index=pd.Index([f"OID{j:05d}" for j in range(m)], name="OlinkID"),
-    )
-    return ad.AnnData(x, obs=obs, var=var)
 
 
 def _pairs(adata):

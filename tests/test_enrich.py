@@ -241,7 +241,7 @@ def test_gsea_matches_gseapy_prerank_directly():
     out = op.tl.gsea(res, sets, permutations=200, min_size=5, max_size=500, seed=7)
     rnk = res.set_index("gene")["statistic"].sort_values(ascending=False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # gseapy's own notices: it is only the reference
         pre = gseapy.prerank(
             rnk=rnk, gene_sets=sets, permutation_num=200, min_size=5, max_size=500,
             seed=7, threads=1, outdir=None, no_plot=True, verbose=False,

@@ -11,7 +11,7 @@ from olinkpipe.errors import DesignError, OlinkpipeError
 from olinkpipe.io import stream
 
 da = pytest.importorskip("dask.array")
-from test_io_stream import assert_same_anndata  # noqa: E402
+from builders import assert_same_anndata  # noqa: E402
 
 
 @pytest.fixture(scope="module")

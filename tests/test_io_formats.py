@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_io_helpers import (
+from io_builders import (
     make_explore,
     make_long,
     sort_long,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_io_helpers import make_explore, make_long, sort_long, write_long
+from io_builders import make_explore, make_long, sort_long, write_long
 
 import olinkpipe as op
 from olinkpipe.errors import DuplicateSampleError, OlinkpipeWarning

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_io_helpers import make_long, sort_long, wide_grid, write_long, write_wide_xlsx
+from io_builders import make_long, sort_long, wide_grid, write_long, write_wide_xlsx
 
 import olinkpipe as op
 from olinkpipe.errors import (
@@ -367,7 +367,7 @@ def test_bad_sep_argument(tmp_path, sep):
 
 
 def test_wide_csv_in_windows_1252(tmp_path):
-    from test_io_helpers import write_wide_csv
+    from io_builders import write_wide_csv
 
     grid = wide_grid(make_long(controls=False), trailing_space=None)
     k = next(i for i, r in enumerate(grid) if r and r[0] == "S2")

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_io_helpers import make_long, wide_grid, write_long, write_wide_csv, write_wide_xlsx
+from io_builders import make_long, wide_grid, write_long, write_wide_csv, write_wide_xlsx
 
 import olinkpipe as op
 from olinkpipe.errors import (

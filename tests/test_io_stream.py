@@ -7,44 +7,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import assert_same_anndata
 
 import olinkpipe as op
 from olinkpipe.datasets import write_large_explore
 from olinkpipe.io import stream
 
 EXAMPLE = op.datasets.example.__file__.rsplit("/", 1)[0] + "/example"
-
-
-def _same(a, b, path="uns"):
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), path
-        for k in a:
-            _same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, pd.DataFrame):
-        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=path)
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), path
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b or (a != a and b != b), (path, a, b)
-
-
-def assert_same_anndata(a, b):
-    """X, every layer, obs, var, obsm and uns identical (NaN equal to NaN)."""
-    _same(np.asarray(a.X), np.asarray(b.X), "X")
-    assert list(a.layers.keys()) == list(b.layers.keys())
-    for k in a.layers:
-        _same(np.asarray(a.layers[k]), np.asarray(b.layers[k]), f"layers.{k}")
-    pd.testing.assert_frame_equal(a.obs, b.obs, check_exact=True)
-    pd.testing.assert_frame_equal(a.var, b.var, check_exact=True)
-    assert list(a.obsm.keys()) == list(b.obsm.keys())
-    for k in a.obsm:
-        pd.testing.assert_frame_equal(a.obsm[k], b.obsm[k], check_exact=True)
-    _same(dict(a.uns["olinkpipe"]), dict(b.uns["olinkpipe"]))
 
 
 def _read_both(path, monkeypatch, *, streamed=True):

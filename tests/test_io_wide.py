@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_io_helpers import (
+from io_builders import (
     break_xlsx,
     make_long,
     wide_grid,

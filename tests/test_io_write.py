@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from test_io_helpers import make_explore, make_long, sort_long, write_long
+from io_builders import make_explore, make_long, sort_long, write_long
 
 import olinkpipe as op
 from olinkpipe.errors import NPXFormatError, OlinkpipeWarning

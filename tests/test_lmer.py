@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from builders import TIMES, split_plot
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
@@ -23,43 +24,10 @@ from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning
 
 LMER_FIT = importlib.import_module("olinkpipe.tl._lmer_fit")  # its per-assay kernel
 
-TIMES = ["T0", "T1", "T2"]
 #: lmerTest rounds its type-III contrasts to 7 digits (zapsmall: 1/3 -> 0.3333333), which
 #: moves the F of a term contained in another one (main effects) by ~1e-7 from the exact
 #: textbook value; tl.lmer reproduces that rounding
 ZAP = 1e-6
-
-
-def split_plot(*, n_subj=10, m=3, seed=0, nan_frac=0.0, subj_sd=1.5):
-    """Subjects nested in two groups, measured at three time points; random intercept."""
-    rng = np.random.default_rng(seed)
-    t = len(TIMES)
-    obs = pd.DataFrame(
-        {
-            "Subject": np.repeat([f"P{i:02d}" for i in range(n_subj)], t),
-            "Group": np.repeat(np.resize(["ctrl", "trt"], n_subj), t),
-            "Time": TIMES * n_subj,
-            "age": np.repeat(rng.normal(60, 10, n_subj), t),
-            "score": rng.normal(0, 1, n_subj * t),  # varies within subject
-            "is_control": False,
-        },
-        index=[f"S{i:03d}" for i in range(n_subj * t)],
-    )
-    tix = np.tile(np.arange(t), n_subj)
-    grp = (obs["Group"] == "trt").to_numpy()
-    x = (
-        5.0
-        + np.repeat(rng.normal(0, subj_sd, (n_subj, m)), t, axis=0)
-        + np.array([0.0, 0.5, 0.2])[tix][:, None] * rng.uniform(0, 1.5, m)
-        + (grp * (tix == 2))[:, None] * rng.uniform(0, 1.0, m)
-        + rng.normal(0, 0.6, (n_subj * t, m))
-    )
-    x[rng.random(x.shape) < nan_frac] = np.nan
-    var = pd.DataFrame(
-        {"Assay": [f"A{j}" for j in range(m)], "UniProt": "P00000", "Panel": "Test"},
-        index=pd.Index([f"OID{j:05d}" for j in range(m)], name="OlinkID"),
-    )
-    return ad.AnnData(x, obs=obs, var=var)
 
 
 def _sum_code(values, levels):
@@ -180,7 +148,7 @@ def test_boundary_fit_zero_subject_variance_is_the_ols_anova():
 
 def _sm_fit(y, x, groups, reml):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # statsmodels' convergence notices: the reference fit
         fit = sm.MixedLM(y, x, groups=groups).fit(reml=reml, method="bfgs", gtol=1e-12)
     tau, s = float(np.asarray(fit.cov_re)[0, 0]), float(fit.scale)
     return np.asarray(fit.fe_params), tau, s

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import warnings
 
-import anndata as ad
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from builders import make_repeated as make_long
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multicomp import pairwise_tukeyhsd
@@ -17,33 +17,6 @@ from statsmodels.stats.multitest import multipletests
 
 import olinkpipe as op
 from olinkpipe.errors import DesignError, OlinkpipeWarning
-
-
-def make_long(*, n_subj=12, m=6, seed=0, nan_frac=0.05, ties=False):
-    rng = np.random.default_rng(seed)
-    times = ["D0", "D14", "D28"]
-    obs = pd.DataFrame(
-        {
-            "Subject": np.repeat([f"P{i:02d}" for i in range(n_subj)], 3),
-            "Time": times * n_subj,
-            "Site": np.repeat(np.resize(["A", "B", "C"], n_subj), 3),
-            "age": np.repeat(rng.normal(60, 10, n_subj), 3),
-        }
-    )
-    obs.index = [f"S{i:03d}" for i in range(len(obs))]
-    obs["is_control"] = False
-    n = len(obs)
-    subj_eff = np.repeat(rng.normal(0, 1, (n_subj, m)), 3, axis=0)
-    t_eff = np.array([0.0, 0.6, 0.2])[np.tile(np.arange(3), n_subj)][:, None]
-    x = 5 + subj_eff + t_eff * rng.uniform(0, 1.5, m) + rng.normal(0, 0.7, (n, m))
-    if ties:
-        x = np.round(x, 0)
-    x[rng.random(x.shape) < nan_frac] = np.nan
-    var = pd.DataFrame(
-        {"Assay": [f"A{j}" for j in range(m)], "is_control": False},
-        index=pd.Index([f"OID{j:05d}" for j in range(m)], name="OlinkID"),
-    )
-    return ad.AnnData(x, obs=obs, var=var)
 
 
 def _frame(adata, j):

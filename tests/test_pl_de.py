@@ -7,8 +7,8 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from builders import make_study
 from matplotlib.colors import to_hex
-from test_de import make_study
 
 import olinkpipe as op
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning

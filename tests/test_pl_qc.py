@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from builders import make_adata
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
-from test_pp_data import make_adata
 
 import olinkpipe as op
 from olinkpipe.errors import OlinkpipeWarning, ValidationError

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from test_pp_data import make_adata
+from builders import make_adata
 
 import olinkpipe as op
 from olinkpipe.errors import MissingColumnError, OlinkpipeWarning, ValidationError

@@ -14,9 +14,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from test_de import make_study
-from test_lmer import split_plot
-from test_models import make_long
+from builders import make_repeated as make_long
+from builders import make_study, split_plot
 
 import olinkpipe as op
 from olinkpipe.errors import DesignError, OlinkpipeError
@@ -247,7 +246,7 @@ def test_errors_from_the_blocks_are_the_in_memory_errors(study):
     dup = lazy(study, 7)
     dup.var_names = ["A"] * 2 + list(dup.var_names[2:])
     with pytest.raises(OlinkpipeError, match="unique var names"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # anndata: var names are not unique (the point)
         op.tl.differential(dup, **DE)
 
 

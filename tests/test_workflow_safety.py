@@ -485,7 +485,7 @@ def test_missing_samples_path_is_found_before_the_out_dir_exists(tmp_path, small
 
 
 def test_inputs_sheet_picks_a_sheet_and_is_checked_first(tmp_path):
-    from test_io_helpers import make_long, wide_grid, write_wide_xlsx
+    from io_builders import make_long, wide_grid, write_wide_xlsx
 
     long = make_long(controls=False)
     book = write_wide_xlsx(tmp_path / "w.xlsx", wide_grid(long), user_sheet_first=True)

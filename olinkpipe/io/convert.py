@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._provenance import provenance, record_exclusion
+from .._qc import is_pass as _is_pass  # the one QC vocabulary (summary, lazy, stream)
 from .._validate import check_literal
 from ..errors import (
     DuplicateSampleError,
@@ -76,7 +77,6 @@ MEASUREMENT_LEVEL = {
     "MaxLOD",
     "LODNPX",
 }
-PASS_VALUES = {"PASS", "OK", "PASSED"}
 SAMPLE_TYPES = {"SAMPLE", "SAMPLE_CONTROL", "PLATE_CONTROL", "NEGATIVE_CONTROL", "CONTROL"}
 
 
@@ -307,19 +307,6 @@ def _combine(a: np.ndarray, n: int, b: np.ndarray) -> np.ndarray:
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(key, sort=False)
     return codes.astype(np.int64, copy=False), np.asarray(uniques)
-
-
-def _is_pass(values: np.ndarray) -> np.ndarray:
-    """True where a QC value is a pass (or missing/empty)."""
-    values = np.asarray(values, dtype=object)
-    if values.size == 0:
-        return np.ones(0, dtype=bool)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    ok_u = np.array(
-        [str(u).strip().upper() in PASS_VALUES or str(u).strip() == "" for u in uniques]
-    )
-    ok_u = np.append(ok_u, True)
-    return ok_u[np.where(codes < 0, len(ok_u) - 1, codes)]
 
 
 def assay_type_from_name(name: object) -> str:

@@ -64,7 +64,7 @@ def qc(
     >>> [t.get_text() for t in ax.texts]  # the outlier, labelled
     ['OL0041']
     """
-    from ..pp._utils import PASS_LABELS
+    from .._qc import is_pass
     from ..pp.qc import _outside, qc_limits, qc_summary
 
     summary = qc_summary(data) if isinstance(data, ad.AnnData) else data
@@ -84,8 +84,7 @@ def qc(
     handles = []
     for i, (name, grp) in enumerate(summary.groupby("Panel", sort=False)):
         color = group_color(i)
-        qc_text = grp["QC_Warning"].fillna("").astype(str).str.strip().str.upper()
-        warn_mask = ~qc_text.isin(PASS_LABELS).to_numpy()
+        warn_mask = ~is_pass(grp["QC_Warning"])
         med, iqr = grp["median"].to_numpy(float), grp["iqr"].to_numpy(float)
         ax.scatter(med[~warn_mask], iqr[~warn_mask], s=18, color=color, alpha=0.8, label=name)
         if warn_mask.any():

@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-import warnings
 from collections.abc import Iterable, Mapping
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._controls import control_assays as control_assays  # the one definition
+from .._controls import control_samples as control_samples
 from .._dask import is_dask
 from .._provenance import provenance, record_exclusion
+from .._qc import is_pass
+from .._warnings import warn_user
 from ..errors import (
     DuplicateSampleError,
     MissingColumnError,
-    OlinkpipeWarning,
     ValidationError,
     format_message,
     preview,
 )
-
-CONTROL_ID = re.compile(r"CONTROL_SAMPL")
-OLINK_ID = re.compile(r"^OID[0-9]{5}$")
-#: QC_Warning values that count as a pass (upper-cased; missing = ""), as docs/data_model.md
-PASS_LABELS = ("PASS", "OK", "")
-
-
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def warn_user(message: str) -> None:
-    """Warn (OlinkpipeWarning) pointing at the first caller outside the olinkpipe package."""
-    level, frame = 2, sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PKG_DIR):
-        frame = frame.f_back
-        level += 1
-    warnings.warn(message, OlinkpipeWarning, stacklevel=level)
 
 
 def exclude(adata: ad.AnnData, *, step: str, kind: str, ids, reason: str) -> None:
@@ -85,29 +67,6 @@ def sample_ids(adata: ad.AnnData) -> pd.Index:
     if "SampleID" in adata.obs:
         return pd.Index(adata.obs["SampleID"].astype(str))
     return pd.Index(adata.obs_names.astype(str))
-
-
-def control_samples(adata: ad.AnnData) -> np.ndarray:
-    """Boolean mask of control samples (``obs["is_control"]``, SampleType, or the ID pattern)."""
-    obs = adata.obs
-    if "is_control" in obs:
-        mask = obs["is_control"].fillna(value=False).to_numpy(dtype=bool)
-    elif "SampleType" in obs:
-        mask = obs["SampleType"].astype(str).str.upper().ne("SAMPLE").to_numpy()
-    else:
-        mask = np.zeros(adata.n_obs, dtype=bool)
-    by_name = np.array([bool(CONTROL_ID.search(s)) for s in sample_ids(adata)], dtype=bool)
-    return mask | by_name
-
-
-def control_assays(adata: ad.AnnData) -> np.ndarray:
-    """Boolean mask of control assays (``var["is_control"]`` or a non-``OID#####`` index)."""
-    var = adata.var
-    if "is_control" in var:
-        return var["is_control"].fillna(value=False).to_numpy(dtype=bool)
-    if "AssayType" in var:
-        return var["AssayType"].astype(str).ne("assay").to_numpy()
-    return np.array([not OLINK_ID.match(str(v)) for v in adata.var_names], dtype=bool)
 
 
 def panels(adata: ad.AnnData) -> np.ndarray:
@@ -167,7 +126,7 @@ def qc_fail_by_panel(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
     ``QC_Warning``) and each assay's panel position: cell (i, j) fails when
     ``fail[i, pidx[j]]``. Small, where :func:`qc_fail_cells` is a full matrix."""
     tab = per_panel_obs(adata, "QC_Warning")
-    fail_tab = ~tab.apply(lambda s: s.str.strip().str.upper().isin(PASS_LABELS))
+    fail_tab = ~tab.apply(lambda s: pd.Series(is_pass(s), index=s.index))
     pidx = pd.Index(list(fail_tab.columns)).get_indexer(panels(adata))
     return fail_tab.to_numpy(dtype=bool).reshape(adata.n_obs, -1), pidx
 
@@ -177,7 +136,7 @@ def sample_qc_fail(adata: ad.AnnData) -> np.ndarray:
     if "qc_pass" in adata.obs:
         return ~adata.obs["qc_pass"].fillna(value=False).to_numpy(dtype=bool)
     tab = per_panel_obs(adata, "QC_Warning")
-    fail = ~tab.apply(lambda s: s.str.strip().str.upper().isin(PASS_LABELS))
+    fail = ~tab.apply(lambda s: pd.Series(is_pass(s), index=s.index))
     return fail.any(axis=1).to_numpy()
 
 

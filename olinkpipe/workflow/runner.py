@@ -1278,46 +1278,10 @@ def _finish(ctx: _Context, started: float, status: str, error: str) -> None:
 
 
 def _write_h5ad(adata: ad.AnnData, path: Path) -> None:
-    """Write the AnnData, making ``uns`` entries h5ad can't hold into strings."""
-    adata = adata.copy()
-    adata.uns = _h5ad_safe(dict(adata.uns))
-    for frame in (adata.obs, adata.var):
-        for col in frame.columns:
-            if frame[col].dtype == object:
-                frame[col] = frame[col].map(lambda v: "" if v is None or v != v else str(v))
-    ad_logger = logging.getLogger("anndata")
-    level = ad_logger.level
-    ad_logger.setLevel(logging.WARNING)  # anndata logs every column it makes categorical
-    try:
-        adata.strings_to_categoricals()
-        _atomic.write_h5ad(adata, path)
-    finally:
-        ad_logger.setLevel(level)
+    """Write the AnnData made h5ad-safe by :func:`olinkpipe.io.write.h5ad_safe`."""
+    from ..io.write import h5ad_safe
 
-
-def _h5ad_safe(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): _h5ad_safe(v) for k, v in value.items()}
-    if isinstance(value, pd.DataFrame):
-        frame = value.copy()
-        frame.attrs = {}
-        for col in frame.columns:
-            if frame[col].dtype == object:
-                frame[col] = frame[col].map(lambda v: "" if v is None else str(v))
-        return frame
-    if isinstance(value, list | tuple):
-        if all(isinstance(v, str) for v in value):
-            return list(value)
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-            return np.asarray(value)
-        return json.dumps(value, default=str)
-    if value is None:
-        return ""
-    if isinstance(value, str | int | float | bool | np.ndarray | np.generic):
-        return value
-    return str(value)
+    _atomic.write_h5ad(h5ad_safe(adata), path)
 
 
 def _write_run_json(

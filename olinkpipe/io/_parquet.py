@@ -1,0 +1,78 @@
+"""The parquet reader: Olink Explore / Explore HT files and directories of parquet files
+(streamed or wrapped lazily by :mod:`~olinkpipe.io.stream` where it can)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO
+
+import anndata as ad
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import NPXFormatError, format_message
+from ._columns import STRING_COLUMNS
+from .convert import from_long
+
+__all__ = ["read_parquet"]
+
+
+def read_parquet(
+    src: Path | IO[bytes], name: str, opts: dict, files: list[Path] | None = None
+) -> ad.AnnData:
+    if isinstance(src, Path):  # streamed, or None: read it whole below
+        from . import stream
+
+        got = stream.try_parquet(files or [src], name, opts, STRING_COLUMNS)
+        if isinstance(got, stream.StreamPlan):
+            from .lazy import lazy
+
+            return lazy(got, opts["chunks"], file=name, product=opts["product"])
+        if got is not None:
+            return got
+    source = str(src) if isinstance(src, Path) else src
+    try:
+        if files:  # a directory: its files as one table
+            tables = [_parquet_table(str(f)) for f in files]
+            table = pa.concat_tables(tables, promote_options="default")
+            agreed = stream._metadata([t.schema.metadata or {} for t in tables])
+            table = table.replace_schema_metadata(
+                {k.encode(): v.encode() for k, v in agreed.items()}
+            )
+        else:
+            table = _parquet_table(source)
+    except (pa.ArrowInvalid, OSError, pa.ArrowException, UnicodeDecodeError, KeyError) as err:
+        msg = format_message(
+            f"truncated or corrupt parquet file ({err})",
+            file=name,
+            hint="Download or export the file again; its footer is missing or damaged.",
+        )
+        raise NPXFormatError(msg) from err
+    raw = table.schema.metadata or {}
+    meta = {}
+    for k, v in raw.items():
+        key = k.decode("utf-8", "replace")
+        if key in ("pandas", "ARROW:schema") or key.startswith("ARROW:"):
+            continue
+        meta[key] = v.decode("utf-8", "replace")
+    table = table.replace_schema_metadata(None)
+    return from_long(
+        table,
+        file=name,
+        product=opts["product"],
+        duplicates=opts["duplicates"],
+        data_format="parquet",
+        metadata=meta,
+        row_offset=1,
+    )
+
+
+def _parquet_table(source: str | IO[bytes]) -> pa.Table:
+    schema = pq.ParquetFile(source).schema_arrow
+    if not isinstance(source, str):
+        source.seek(0)
+    # text ID columns straight to dictionaries: the codes feed the pivot (string columns
+    # only: a binary or nested column is named as an error later, not decoded here)
+    text = [f.name for f in schema if f.name in STRING_COLUMNS and pa.types.is_string(f.type)]
+    pf = pq.ParquetFile(source, read_dictionary=text)
+    return pf.read()
