@@ -181,7 +181,9 @@ def example_run(tmp_path_factory):
 def test_end_to_end_on_bundled_example(example_run):
     res = example_run
     out = res.out
-    assert all(s == "done" for s in res.status.values()), res.status
+    optional = {"lod", "clean", "bridging", "normalize_projects"}  # not in this config
+    assert all(s == "done" for k, s in res.status.items() if k not in optional), res.status
+    assert all(res.status[k] == "skipped" for k in optional), res.status
     # outputs on disk
     for name in ["report.html", "run.json", "adata.h5ad"]:
         assert (out / name).is_file(), name

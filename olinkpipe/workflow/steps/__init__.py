@@ -9,6 +9,7 @@ then add it to this list. See docs/architecture.md ("Workflow steps").
 # ruff: noqa: I001, F401 - the import order is the run order, not alphabetical
 from .._registry import Step, register
 from . import read  # read, clinical
+from . import prepare  # lod, clean, bridging, normalize_projects
 from . import qc
 from . import differential
 from . import enrichment
