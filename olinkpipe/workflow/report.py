@@ -281,6 +281,19 @@ def _merge_warnings(warnings: list[str]) -> list[str]:
     ]
 
 
+def _masked_text(record: Any) -> str:
+    """What ``qc_warning: mask`` set to NaN, from ``uns["olinkpipe"]["filter"]`` ('' if nothing)."""
+    if not isinstance(record, dict) or record.get("qc_warning") != "mask":
+        return ""
+    n = int(record.get("n_values_masked", 0) or 0)
+    if not n:
+        return ""
+    return (
+        f"Masked (qc_warning: mask, uns['olinkpipe']['filter']): {n} value(s) flagged by an "
+        "Olink QC warning were set to missing (NaN); their samples were kept."
+    )
+
+
 def _exclusions(ctx: Context) -> str:
     parts = []
     adata = ctx.result.adata
@@ -291,6 +304,9 @@ def _exclusions(ctx: Context) -> str:
                 "<p>Samples and assays removed (<code>uns['olinkpipe']['excluded']</code>):</p>"
             )
             parts.append(_table_html(exc))
+        masked = _masked_text(adata.uns.get("olinkpipe", {}).get("filter"))
+        if masked:
+            parts.append(f"<p>{html.escape(masked)}</p>")
     # one note per distinct exclusion, naming every table it applies to
     notes: dict[tuple[str, str], list[str]] = {}
     for name, frame in ctx.result.tables.items():

@@ -62,7 +62,8 @@ def run_differential(ctx: Context) -> None:
         "differential",
         res,
         section="differential",
-        caption=f"{d.method} test, {res.attrs.get('sign', 'target - reference')}; one row per assay.",
+        caption=f"{res.attrs.get('method', d.method)} test, "
+        f"{res.attrs.get('sign', 'target - reference')}; one row per assay.",
     )
     ctx.figure(
         "volcano",
