@@ -175,3 +175,20 @@ def test_missing_further_export_is_found_before_writing(study, tmp_path):
     with pytest.raises(ConfigError, match=r"nope\.csv: input 'bridging\.npx' not found"):
         run(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_bridging_dask_backed_equals_in_memory(study, tmp_path):
+    pytest.importorskip("dask")
+    tmp, _ = study
+    bridging = {"npx": str(tmp / "npx_plus.csv"), "samples": BRIDGE}
+    diff = {"groupby": "timepoint", "reference": "pre", "target": "post"}
+    memory = run(_cfg(tmp, bridging=bridging, differential=diff), tmp_path / "memory")
+    cfg = _cfg(tmp, bridging=bridging, differential=diff)
+    cfg["compute"] = {"chunks": "panel", "scheduler": "synchronous"}
+    lazy = run(cfg, tmp_path / "lazy")
+    assert lazy.status == memory.status and lazy.status["bridging"] == "done"
+    assert type(lazy.adata.X).__module__.startswith("dask")
+    for name in ("bridging_factors", "differential"):
+        pd.testing.assert_frame_equal(
+            lazy.tables[name], memory.tables[name], check_exact=False, rtol=0, atol=1e-10
+        )

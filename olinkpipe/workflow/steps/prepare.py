@@ -230,7 +230,7 @@ def read_project(ctx: Context, key: str, value: str) -> ad.AnnData:
     if not path.exists():  # checked before the run; a file may go away meanwhile
         msg = f"{path}: input {key!r} not found."
         raise WorkflowError(msg)
-    adata = op.read_npx(path, sep=ctx.cfg.inputs.sep)
+    adata = op.read_npx(path, sep=ctx.cfg.inputs.sep, chunks=ctx.cfg.compute.chunks)
     ctx.inputs[key] = path
     ctx.note("preparation", f"Read {path.name} ({key}): {describe(adata)}.")
     adata = apply_clean(ctx, apply_lod(ctx, adata))
