@@ -371,7 +371,7 @@ def available(
     return _details(names) if details else names
 
 
-def _not_offline_hint(name: str, folder: Path) -> str:
+def not_offline_hint(name: str, folder: Path) -> str:
     """What to do about a name that is not offline: close names, bundling, download."""
     from .bundle import SOURCES
 
@@ -468,7 +468,7 @@ def load(
         msg = format_message(
             f"gene-set collection {name!r} is not available offline; offline collections: "
             f"{available(cache_dir=folder)!r}",
-            hint=_not_offline_hint(str(name), folder),
+            hint=not_offline_hint(str(name), folder),
         )
         raise ValidationError(msg)
     if not _SAFE_NAME.match(str(name)):

@@ -339,6 +339,7 @@ def correlation(
     trend: str = "auto",
     xlabel: str | None = None,
     ylabel: str | None = None,
+    result: pd.DataFrame | pd.Series | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Scatter of two per-patient variables with the correlation and a matching trend.
@@ -364,6 +365,10 @@ def correlation(
         LOWESS smooth (statsmodels, ``frac=2/3``), ``"none"`` no line.
     xlabel, ylabel
         Axis labels with units, e.g. ``"Dose (cells/kg)"``; default the column names.
+    result
+        The row of :func:`olinkpipe.clinical.correlate` for ``x`` and ``y`` (a one-row
+        frame or a Series) already computed, e.g. by the workflow: its coefficient, CI, p
+        and n are the title, not recomputed. ``None`` (default) computes it.
     ax
         Matplotlib Axes to draw on; a new figure is made when ``None``.
 
@@ -381,6 +386,10 @@ def correlation(
     >>> ax = op.pl.correlation(t, "dose", "cmax", xlabel="Dose (cells/kg)")
     >>> len(ax.get_lines())  # Spearman: no straight line
     0
+    >>> res = op.clinical.correlate(t, "dose", ["cmax"])  # computed once, drawn as is
+    >>> ax = op.pl.correlation(t, "dose", "cmax", result=res)
+    >>> ax.get_title().startswith("Spearman ρ = 0.80")
+    True
     """
     from ..clinical import correlate
 
@@ -416,7 +425,9 @@ def correlation(
         ok &= ys > 0
         ax.set_yscale("log")
     _trend(ax, xs[ok], ys[ok], trend, logx=logx, logy=logy)
-    res = correlate(table, x, y, method=method).iloc[0]
+    res = _correlation_row(result, x, y, method) if result is not None else None
+    if res is None:
+        res = correlate(table, x, y, method=method).iloc[0]
     sym = {"spearman": "Spearman ρ", "pearson": "Pearson r", "kendall": "Kendall τ"}[method]
     ax.set_title(
         f"{sym} = {res['rho']:.2f} [95 % CI {res['ci_low']:.2f}, {res['ci_high']:.2f}], "
@@ -437,6 +448,27 @@ def correlation(
     if hue or trend != "none":
         place_legend(ax, title=hue, frameon=False, fontsize=8)
     return ax
+
+
+def _correlation_row(result: pd.DataFrame | pd.Series, x: str, y: str, method: str) -> pd.Series:
+    """The one row of a precomputed ``clinical.correlate`` result, checked."""
+    row = result
+    if isinstance(result, pd.DataFrame):
+        if len(result) != 1:
+            msg = (
+                f"result: expected the one row of clinical.correlate for {x!r} and {y!r}, "
+                f"got {len(result)} rows."
+            )
+            raise ValidationError(msg)
+        row = result.iloc[0]
+    missing = [c for c in ("rho", "ci_low", "ci_high", "p_value", "n") if c not in row.index]
+    if missing:
+        msg = f"result lacks {missing!r}; pass a row of olinkpipe.clinical.correlate."
+        raise ValidationError(msg)
+    if "method" in row.index and str(row["method"]) != method:
+        msg = f"result is a {row['method']} correlation, but method={method!r}."
+        raise ValidationError(msg)
+    return row
 
 
 def _trend(ax: Axes, xs: pd.Series, ys: pd.Series, trend: str, *, logx: bool, logy: bool) -> None:

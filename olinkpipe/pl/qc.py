@@ -132,6 +132,7 @@ def pca(
     components: Sequence[int] = (1, 2),
     controls: Literal["include", "exclude"] = "include",
     loadings: int | Sequence[str] = 0,
+    scores: tuple | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """PCA of the NPX matrix (:func:`olinkpipe.pp.qc.pca_scores`), samples coloured by an
@@ -156,6 +157,11 @@ def pca(
         Draw loading arrows (OlinkAnalyze ``n_loadings``/``loadings_list``): the number
         of assays with the longest loadings in the two components, or a list of OlinkIDs
         / assay names; see :func:`olinkpipe.pl.embed.draw_loadings`.
+    scores
+        The result of :func:`olinkpipe.pp.qc.pca_scores` on ``adata`` (scores, variance
+        ratio, number imputed, number of assays left out), already computed: drawn as is,
+        not recomputed (``controls`` is then the caller's). ``None`` (default) computes
+        it. Loading arrows need the full fit, so not with ``scores``.
     {ax}
 
     Returns
@@ -183,7 +189,9 @@ def pca(
     if color is not None and color not in adata.obs:
         msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
         raise ValidationError(msg)
-    fit = _pca_fit(adata, n_comps=max(c1, c2), controls=controls)
+    fit = _given_scores(adata, scores, loadings) if scores is not None else None
+    if fit is None:
+        fit = _pca_fit(adata, n_comps=max(c1, c2), controls=controls)
     scores, ratio, n_imp, n_miss = (fit[k] for k in ("scores", "ratio", "n_imputed", "n_missing"))
     if max(c1, c2) > scores.shape[1]:
         msg = f"only {scores.shape[1]} components can be computed; got components={components!r}."
@@ -213,6 +221,22 @@ def pca(
     if color is not None:
         place_legend(ax, title=color, fontsize=7, frameon=False)
     return ax
+
+
+def _given_scores(adata: ad.AnnData, scores: tuple, loadings) -> dict:
+    """``pp.qc.pca_scores``' 4-tuple as the fit :func:`pca` draws, checked against adata."""
+    if not isinstance(scores, tuple | list) or len(scores) != 4:
+        msg = "scores: expected the 4-tuple returned by olinkpipe.pp.qc.pca_scores(adata)."
+        raise ValidationError(msg)
+    if not isinstance(loadings, (int, np.integer)) or loadings > 0:
+        msg = "loadings need the PCA fit; pass scores=None to draw loading arrows."
+        raise ValidationError(msg)
+    frame, ratio, n_imp, n_miss = scores
+    unknown = pd.Index(frame.index).difference(adata.obs_names)
+    if len(unknown):
+        msg = f"scores: {len(unknown)} sample(s) are not in adata, e.g. {list(unknown[:3])!r}."
+        raise ValidationError(msg)
+    return {"scores": frame, "ratio": np.asarray(ratio), "n_imputed": n_imp, "n_missing": n_miss}
 
 
 @doc_params(ax=doc_ax)

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from ..errors import ConfigError
+from ._schema import Section as _Section
 
 __all__ = [
     "WorkflowConfig",
@@ -30,10 +31,6 @@ __all__ = [
 
 #: Input paths starting with this prefix point into the bundled example folder.
 EXAMPLE_PREFIX = "example:"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Inputs(_Section):
@@ -60,141 +57,6 @@ class Inputs(_Section):
         description="Sheet of an xlsx NPX export: name or 0-based position (found by content "
         "when null).",
     )
-
-
-class QC(_Section):
-    """Sample / assay QC before any statistics (``olinkpipe.pp``)."""
-
-    qc_warning: Literal["drop", "mask", "keep"] = "drop"
-    controls: Literal["drop", "keep"] = "drop"
-    outliers: Literal["drop", "keep"] = "keep"
-    outlier_sd: float = Field(3.0, gt=0)
-    min_detected: float = Field(0.0, ge=0, le=1)
-    normalize_plates: bool = False
-    pca_color: str | None = "timepoint"
-
-
-class Differential(_Section):
-    """The comparison (``olinkpipe.tl.differential``)."""
-
-    groupby: str
-    reference: str
-    target: str | None = None
-    pair: str | None = None
-    method: Literal["ttest", "wilcoxon", "moderated"] = "moderated"
-    covariates: list[str] | None = None
-    alpha: float = Field(0.05, gt=0, lt=1)
-    label: list[str] = Field(default_factory=list)
-    top: int = Field(10, ge=0)
-    paired_plot: list[str] = Field(default_factory=list)
-
-
-class ORA(_Section):
-    direction: Literal["up", "down", "both"] = "up"
-    alpha: float = Field(0.05, gt=0, lt=1)
-    min_size: int = Field(5, ge=1)
-    max_size: int = Field(500, ge=1)
-
-
-class GSEA(_Section):
-    rank_by: Literal["statistic", "signed_p"] = "statistic"
-    permutations: int = Field(1000, ge=10)
-    min_size: int = Field(5, ge=1)
-    max_size: int = Field(500, ge=1)
-
-
-class Enrichment(_Section):
-    """Gene-set enrichment of the differential result (``tl.ora`` / ``tl.gsea``)."""
-
-    gene_sets: str = "KEGG_2021_Human"
-    organism: Literal["human", "mouse"] | None = None
-    ora: ORA | None = Field(default_factory=ORA)
-    gsea: GSEA | None = Field(default_factory=GSEA)
-    pathways: list[str] = Field(default_factory=list)
-    top: int = Field(15, ge=1)
-
-    @field_validator("gene_sets")
-    @classmethod
-    def _known_collection(cls, v: str) -> str:
-        """A collection name must be offline (a file path is checked when the step runs)."""
-        from ..genesets.collections import _not_offline_hint, available, default_cache_dir
-
-        if "/" in v or "\\" in v or Path(v).suffix.lower() in {".gmt", ".txt", ".gz"}:
-            return v
-        names = available()
-        if v not in names:
-            msg = (
-                f"gene-set collection {v!r} is not available offline (offline: {names}). "
-                + _not_offline_hint(v, default_cache_dir())
-            )
-            raise ValueError(msg)
-        return v
-
-
-class Kinetics(_Section):
-    """CAR-T expansion and cytokine kinetics against dose (``olinkpipe.clinical``)."""
-
-    analytes: list[str]
-    window: tuple[float, float] = (0.0, 28.0)
-    baseline_day: float = 0.0
-    dose_column: str = "dose"
-    dose_threshold: float = Field(2e6, gt=0)
-    metrics: list[str] = Field(default_factory=lambda: ["cmax", "tmax", "auc"])
-    test: Literal["mannwhitney", "ttest"] = "mannwhitney"
-    correlation: Literal["spearman", "pearson", "kendall"] = "spearman"
-    log_y: bool = True
-
-    @field_validator("window")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if v[0] >= v[1]:
-            msg = f"window must be (start, end) with start < end, got {list(v)}"
-            raise ValueError(msg)
-        return v
-
-
-class Endpoint(_Section):
-    time: str
-    event: str
-
-
-class Swimmer(_Section):
-    """Columns of the patient table for the swimmer plot (``pl.swimmer``)."""
-
-    only_group_column: str = "group"
-    only_group: str | None = "CAR-T"
-    follow_up: str = "followup_months"
-    start: str | None = "infusion_months"
-    group: str | None = None
-    relapse: str | None = "relapse_months"
-    relapse_site: str | None = "relapse_site"
-    death: str | None = "death_months"
-    gvhd: str | None = "agvhd_months"
-    ongoing: str | None = "ongoing_response"
-    xlabel: str = "Months since transplant"
-
-
-class Outcomes(_Section):
-    """Relapse with competing risks, PFS/OS and the swimmer plot."""
-
-    group: str = "group"
-    at: list[float] = Field(default_factory=lambda: [24.0])
-    time_unit: str = "months"
-    time_origin: str = "transplant"  # axis labels: "Months since transplant"
-    cumulative_incidence: Endpoint | None = None
-    survival: dict[str, Endpoint] = Field(default_factory=dict)
-    swimmer: Swimmer | None = None
-
-
-class TableOne(_Section):
-    """The baseline characteristics table (``clinical.table_one``)."""
-
-    group: str = "group"
-    categorical: list[str] = Field(default_factory=list)
-    continuous: list[str] = Field(default_factory=list)
-    nonnormal: list[str] = Field(default_factory=list)
-    test: Literal["auto", "chi2", "fisher"] = "auto"
-    rxc_test: Literal["chi2", "fisher"] = "chi2"
 
 
 class Output(_Section):
@@ -260,29 +122,50 @@ class Compute(_Section):
         raise ValueError(msg)
 
 
-class WorkflowConfig(_Section):
-    """A whole analysis: inputs, the steps' settings and the outputs.
+class _Base(_Section):
+    name: str = "olinkpipe analysis"
+    description: str = ""
+    seed: int = 0
+    on_error: Literal["stop", "continue"] = "stop"
+    inputs: Inputs
+
+
+def _step_fields() -> dict[str, Any]:
+    """One optional (or always present) section per registered step with a model."""
+    from ._registry import steps
+
+    fields: dict[str, Any] = {}
+    for step in steps():
+        if step.model is None:
+            continue
+        if step.always:
+            fields[step.name] = (step.model, Field(default_factory=step.model))
+        else:
+            fields[step.name] = (step.model | None, None)
+    return fields
+
+
+#: A whole analysis: inputs, one section per workflow step (from the step registry,
+#: :mod:`olinkpipe.workflow._registry`), the outputs and the compute settings.
+WorkflowConfig = create_model(
+    "WorkflowConfig",
+    __base__=_Base,
+    __module__=__name__,
+    __doc__="""A whole analysis: inputs, the steps' settings and the outputs.
+
+    The step sections (``qc``, ``differential``, ...) come from the workflow's step
+    registry (:mod:`olinkpipe.workflow._registry`); docs/workflow_config.md lists them.
 
     Examples
     --------
     >>> cfg = WorkflowConfig.model_validate({"inputs": {"npx": "run.csv"}})
     >>> cfg.qc.qc_warning, cfg.differential is None
     ('drop', True)
-    """
-
-    name: str = "olinkpipe analysis"
-    description: str = ""
-    seed: int = 0
-    on_error: Literal["stop", "continue"] = "stop"
-    inputs: Inputs
-    qc: QC = Field(default_factory=QC)
-    differential: Differential | None = None
-    enrichment: Enrichment | None = None
-    kinetics: Kinetics | None = None
-    outcomes: Outcomes | None = None
-    table_one: TableOne | None = None
-    output: Output = Field(default_factory=Output)
-    compute: Compute = Field(default_factory=Compute)
+    """,
+    **_step_fields(),
+    output=(Output, Field(default_factory=Output)),
+    compute=(Compute, Field(default_factory=Compute)),
+)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -604,6 +487,7 @@ def check_inputs(cfg: WorkflowConfig, base: Path) -> tuple[list[Path], dict[str,
                 f"Hint: {_where(base, value)}."
             )
             raise ConfigError(msg)
+    _check_step_files(cfg, base)
     if inp.sheet is not None:
         _check_sheet(npx, inp.sheet)
     if "samples" in others:
@@ -611,6 +495,23 @@ def check_inputs(cfg: WorkflowConfig, base: Path) -> tuple[list[Path], dict[str,
     if "patients" in others:
         _check_patient_columns(cfg, others["patients"])
     return npx, others
+
+
+def _check_step_files(cfg: WorkflowConfig, base: Path) -> None:
+    """The further files the enabled steps read (``bridging.npx``, ...) exist."""
+    from ._registry import steps
+
+    for step in steps():
+        if not step.is_enabled(cfg):
+            continue
+        for key, value in step.input_files(cfg):
+            path = resolve_input(value, base)
+            if not path.exists():
+                msg = (
+                    f"{path}: input {key!r} not found ({key}: {_short(value)}). "
+                    f"Hint: {_where(base, value)}."
+                )
+                raise ConfigError(msg)
 
 
 def _check_sample_id_column(column: str, path: Path) -> None:
@@ -649,29 +550,12 @@ def _header(path: Path) -> list[str] | None:
 
 def _patient_keys(cfg: WorkflowConfig) -> list[tuple[str, str]]:
     """(config key, column) for every setting that names a column of the patient table."""
+    from ._registry import steps
+
     keys = [("inputs.patient_id_column", cfg.inputs.patient_id_column)]
-    if cfg.kinetics is not None:
-        keys.append(("kinetics.dose_column", cfg.kinetics.dose_column))
-    o = cfg.outcomes
-    if o is not None:
-        keys.append(("outcomes.group", o.group))
-        ends = {"cumulative_incidence": o.cumulative_incidence}
-        ends.update({f"survival.{name}": ep for name, ep in o.survival.items()})
-        for where, ep in ends.items():
-            if ep is not None:
-                keys += [
-                    (f"outcomes.{where}.time", ep.time),
-                    (f"outcomes.{where}.event", ep.event),
-                ]
-        if o.swimmer is not None:
-            for name, value in o.swimmer.model_dump().items():
-                if value is not None and name not in ("only_group", "xlabel"):
-                    keys.append((f"outcomes.swimmer.{name}", value))
-    t = cfg.table_one
-    if t is not None:
-        keys.append(("table_one.group", t.group))
-        for name in ("categorical", "continuous", "nonnormal"):
-            keys += [(f"table_one.{name}", c) for c in getattr(t, name)]
+    for step in steps():
+        if step.is_enabled(cfg):
+            keys += step.patient_columns(cfg)
     return keys
 
 

@@ -14,20 +14,22 @@ import yaml
 
 from .. import _atomic
 from ..tl.methods import get_method
+from ._registry import steps
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import _Context
+    from ._context import Context
 
 __all__ = ["write_report", "methods_text"]
 
-_SECTIONS = [
-    ("qc", "Quality control"),
-    ("differential", "Differential expression"),
-    ("enrichment", "Pathway enrichment"),
-    ("kinetics", "CAR-T expansion and cytokine kinetics"),
-    ("outcomes", "Clinical outcomes"),
-    ("table_one", "Baseline characteristics"),
-]
+
+def _sections() -> list[tuple[str, str]]:
+    """(key, heading) of the report's sections, in step order (from the step registry)."""
+    out: dict[str, str] = {}
+    for step in steps():
+        if step.title is not None:
+            out.setdefault(step.report_section, step.title)
+    return list(out.items())
+
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;
@@ -162,16 +164,26 @@ def _img(path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def _sci(x: float) -> str:
-    """2000000.0 -> '2.0 × 10^6' (plain text for the methods)."""
-    if x == 0 or 1e-3 <= abs(x) < 1e4:
-        return f"{x:g}"
-    exp = int(np.floor(np.log10(abs(x))))
-    return f"{x / 10**exp:.1f} × 10^{exp}"
+def de_test_text(d) -> str:
+    """The name of the differential test of the ``differential`` section, for the Methods.
+
+    The one place the report names a DE method.
+
+    Examples
+    --------
+    >>> from olinkpipe.workflow.config import load_config
+    >>> de_test_text(load_config()[0].differential)
+    'limma-style empirical-Bayes moderated t-test (Smyth 2004) on the model ~ patient + timepoint'
+    """
+    return get_method("differential", d.method).methods_text(pair=d.pair, groupby=d.groupby)
 
 
 def methods_text(cfg, versions: dict[str, str]) -> list[str]:
     """Methods paragraphs written from the config and the package versions.
+
+    One paragraph per enabled step that has Methods text (the step registry's
+    ``methods``), in step order; the data steps (read, LOD, clean, bridging, project
+    normalization, QC) share the first paragraph.
 
     Examples
     --------
@@ -180,107 +192,14 @@ def methods_text(cfg, versions: dict[str, str]) -> list[str]:
     >>> "moderated" in " ".join(paragraphs)
     True
     """
-    v = versions.get
-    out = []
-    q = cfg.qc
-    out.append(
-        f"Olink NPX data were read and analysed with olinkpipe {v('olinkpipe', '?')} "
-        f"(Python {v('python', '?')}, numpy {v('numpy', '?')}, pandas {v('pandas', '?')}, "
-        f"scipy {v('scipy', '?')}, statsmodels {v('statsmodels', '?')}, anndata "
-        f"{v('anndata', '?')}, scanpy {v('scanpy', '?')}). Samples with an Olink QC warning "
-        f"were {'excluded' if q.qc_warning == 'drop' else 'kept'}; Olink control samples and "
-        f"control assays were {'excluded' if q.controls == 'drop' else 'kept'}. Outlying "
-        f"samples (IQR or median NPX of a panel, or distance in the first two principal "
-        f"components, more than {q.outlier_sd:g} SD from the mean) were "
-        f"{'excluded' if q.outliers == 'drop' else 'flagged but kept'}"
-        + (
-            f"; assays detected above LOD in fewer than {q.min_detected:.0%} of samples were "
-            "excluded."
-            if q.min_detected > 0
-            else "."
-        )
-        + (" Plates were intensity-normalised within the project." if q.normalize_plates else "")
-    )
-    d = cfg.differential
-    if d is not None:
-        target = d.target or "the other level"
-        test = get_method("differential", d.method).methods_text(pair=d.pair, groupby=d.groupby)
-        out.append(
-            f"Differential expression compared {d.groupby} = {target} with {d.groupby} = "
-            f"{d.reference} (estimate = {target} − {d.reference}, NPX, i.e. log2 fold change)"
-            + (f", pairing samples by {d.pair}" if d.pair else "")
-            + (f", adjusting for {', '.join(d.covariates)}" if d.covariates else "")
-            + f", with the {test}. P-values were adjusted over all tested assays with the "
-            f"Benjamini–Hochberg procedure; assays with adjusted p < {d.alpha:g} are called "
-            "significant."
-        )
-    e = cfg.enrichment
-    if e is not None:
-        from ..genesets.collections import provenance_text
-
-        mouse = "; mouse symbols mapped to human orthologs by HGNC HCOP" * (e.organism == "mouse")
-        parts = [
-            f"Pathway enrichment used {provenance_text(e.gene_sets)} (offline; Olink assays "
-            f"mapped to gene symbols by UniProt{mouse})."
-        ]
-        if e.ora is not None:
-            parts.append(
-                f"Over-representation of {e.ora.direction}-regulated significant assays was "
-                "tested with the one-sided hypergeometric test against the universe of tested "
-                "assays' genes present in the collection (not the genome), for sets of "
-                f"{e.ora.min_size}–{e.ora.max_size} measured genes, BH-adjusted."
-            )
-        if e.gsea is not None:
-            parts.append(
-                f"Pre-ranked GSEA (gseapy {v('gseapy', '?')}) ranked assays by "
-                f"{'the test statistic' if e.gsea.rank_by == 'statistic' else 'sign(estimate) × −log10 p'}, "
-                f"with {e.gsea.permutations} gene-set permutations (seed {cfg.seed})."
-            )
-        out.append(" ".join(parts))
-    k = cfg.kinetics
-    if k is not None:
-        out.append(
-            f"For {', '.join(k.analytes)}, the peak (Cmax), day of peak (Tmax) and the area "
-            f"under the curve (linear trapezoid) over days {k.window[0]:g}–{k.window[1]:g} "
-            f"after infusion were computed per patient. Patients were grouped by dose "
-            f"(high: > {_sci(k.dose_threshold)} cells/kg) and compared with the "
-            f"{'Mann–Whitney U test (Hodges–Lehmann shift)' if k.test == 'mannwhitney' else 'Welch t-test'}"
-            f"; associations used {k.correlation.capitalize()} correlation. P-values were "
-            "BH-adjusted across comparisons."
-        )
-    o = cfg.outcomes
-    if o is not None:
-        txt = []
-        if o.cumulative_incidence is not None:
-            txt.append(
-                "Cumulative incidence of relapse, with non-relapse mortality as the competing "
-                "risk, was estimated with the Aalen–Johansen estimator (delta-method variance, "
-                "log(−log) confidence intervals as in cmprsk) and compared with Gray's test "
-                "(Gray 1988)."
-            )
-        if o.survival:
-            txt.append(
-                f"{' and '.join(o.survival)} were estimated with the Kaplan–Meier method "
-                f"(lifelines {v('lifelines', '?')}, log(−log) 95 % CI) and compared with the "
-                "log-rank test."
-            )
-        txt.append(f"Estimates are reported at {', '.join(f'{t:g}' for t in o.at)} {o.time_unit}.")
-        out.append(" ".join(txt))
-    t = cfg.table_one
-    if t is not None:
-        out.append(
-            "Baseline characteristics are n (%) or median (range); categorical variables were "
-            "compared with Pearson's chi-square, Yates-corrected chi-square or Fisher's exact "
-            "test by the usual expected-count rule"
-            + (
-                ", larger tables with the Fisher–Freeman–Halton exact test"
-                if t.rxc_test == "fisher"
-                else ", larger tables with Pearson's chi-square"
-            )
-            + "; continuous variables with the Mann–Whitney U test (non-normal) or Welch's "
-            "t-test."
-        )
-    return out
+    groups: dict[str, list[str]] = {}
+    for step in steps():
+        if step.methods is None or not step.is_enabled(cfg):
+            continue
+        text = step.methods(cfg, versions)
+        if text:
+            groups.setdefault(step.paragraph or step.name, []).append(text)
+    return [" ".join(parts) for parts in groups.values()]
 
 
 def compute_text(compute: dict) -> str:
@@ -326,7 +245,7 @@ SIMULATED = (
 )
 
 
-def _simulated(ctx: _Context) -> bool:
+def _simulated(ctx: Context) -> bool:
     """Whether any input is a file of the bundled (simulated) example study."""
     from ..datasets.example import example_dir
 
@@ -352,7 +271,20 @@ def _merge_warnings(warnings: list[str]) -> list[str]:
     ]
 
 
-def _exclusions(ctx: _Context) -> str:
+def _masked_text(record: Any) -> str:
+    """What ``qc_warning: mask`` set to NaN, from ``uns["olinkpipe"]["filter"]`` ('' if nothing)."""
+    if not isinstance(record, dict) or record.get("qc_warning") != "mask":
+        return ""
+    n = int(record.get("n_values_masked", 0) or 0)
+    if not n:
+        return ""
+    return (
+        f"Masked (qc_warning: mask, uns['olinkpipe']['filter']): {n} value(s) flagged by an "
+        "Olink QC warning were set to missing (NaN); their samples were kept."
+    )
+
+
+def _exclusions(ctx: Context) -> str:
     parts = []
     adata = ctx.result.adata
     if adata is not None:
@@ -362,6 +294,9 @@ def _exclusions(ctx: _Context) -> str:
                 "<p>Samples and assays removed (<code>uns['olinkpipe']['excluded']</code>):</p>"
             )
             parts.append(_table_html(exc))
+        masked = _masked_text(adata.uns.get("olinkpipe", {}).get("filter"))
+        if masked:
+            parts.append(f"<p>{html.escape(masked)}</p>")
     # one note per distinct exclusion, naming every table it applies to
     notes: dict[tuple[str, str], list[str]] = {}
     for name, frame in ctx.result.tables.items():
@@ -385,14 +320,15 @@ def _exclusions(ctx: _Context) -> str:
     return "".join(parts)
 
 
-def write_report(ctx: _Context, versions: dict[str, str]) -> None:
+def write_report(ctx: Context, versions: dict[str, str]) -> None:
     """Write ``report.html`` for a finished run (called by :func:`olinkpipe.workflow.run`)."""
     cfg = ctx.cfg
     result = ctx.result
     rows = cfg.output.report_rows
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = _sections()
     nav = "".join(
-        f'<a href="#{key}">{title}</a>' for key, title in _SECTIONS if key in ctx.sections
+        f'<a href="#{key}">{title}</a>' for key, title in sections if key in ctx.sections
     )
     body = [
         f"<h1>{html.escape(cfg.name)}</h1>",
@@ -412,7 +348,7 @@ def write_report(ctx: _Context, versions: dict[str, str]) -> None:
     )
     if inputs:
         body.append(f"<p>Inputs:</p><ul>{inputs}</ul>")
-    for key, title in _SECTIONS:
+    for key, title in sections:
         items = ctx.sections.get(key)
         if not items and key not in ctx.notes:
             continue
