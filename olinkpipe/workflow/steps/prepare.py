@@ -110,9 +110,10 @@ def run_lod(ctx: Context) -> None:
     """Recompute ``layers["lod"]`` with ``lod.method``; note what ``uns`` recorded."""
     ctx.result.adata = apply_lod(ctx, ctx.result.adata)
     rec = ctx.result.adata.uns.get("olinkpipe", {}).get("lod", {})
+    settings = {k: v for k, v in rec.items() if isinstance(v, str | int | float | bool)}
     ctx.note(
         "preparation",
-        "LOD: " + ", ".join(f"{k} {v}" for k, v in rec.items() if v not in ("", None)) + ".",
+        "LOD: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v != "") + ".",
     )
 
 
