@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._layout import code_dtype, compact_lod, has_lod, lod_matrix
 from .._provenance import provenance, record_exclusion
 from .._validate import check_literal
 from ..errors import (
@@ -819,7 +820,8 @@ def from_long(
         if uniques is None:
             layers[c] = scatter(key, np.nan, np.float64, kept=True)
         else:
-            layers[c] = scatter(key.astype(np.int32), -1, np.int32, kept=True)
+            dt = code_dtype(len(uniques))  # int8 when the categories fit
+            layers[c] = scatter(key.astype(dt), -1, dt, kept=True)
             coded[c] = np.asarray([str(u) for u in uniques], dtype=object)
         col.release()
 
@@ -897,13 +899,7 @@ def from_long(
     default_present = _present_from_plates(plate_mat)[:, assay_panel]
     if not np.array_equal(measured, default_present):
         layers["measured"] = measured
-    if qc_cell_flag is not None:
-        layers["qc_warning"] = qc_cell_flag
-    else:
-        layers["qc_warning"] = (~is_pass_op)[:, assay_panel] & measured
-    lod = layers["lod"]
-    with np.errstate(invalid="ignore"):
-        layers["below_lod"] = np.asarray(X < lod) & ~np.isnan(X) & ~np.isnan(lod)
+    del qc_cell_flag  # qc_warning and below_lod are computed on demand (olinkpipe._layout)
 
     adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
     data_type = VALUE_ALIASES.get(vcol, "NPX")
@@ -923,6 +919,7 @@ def from_long(
             "row_order": row_order,
         }
     )
+    compact_lod(adata)  # LOD constant per assay and plate: an assays × plates table
     if dropped_ids:
         record_exclusion(
             adata,
@@ -1314,8 +1311,8 @@ def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.Da
             v = np.asarray(adata.var_names, dtype=object)[jj]
         elif c == names["value"]:
             v = cell(adata.X).astype(np.float64)
-        elif c == names["lod"] and "lod" in adata.layers:
-            v = cell(adata.layers["lod"]).astype(np.float64)
+        elif c == names["lod"] and has_lod(adata):
+            v = cell(lod_matrix(adata)).astype(np.float64)
         elif c == names["plate"] and plate_cell is not None:
             v = plate_cell[ii, jj]
             v = np.where(v == "", None, v).astype(object)
@@ -1379,7 +1376,7 @@ def measured_mask(adata: ad.AnnData) -> np.ndarray:
 
 def _available(adata: ad.AnnData, c: str, names: dict[str, str]) -> bool:
     if c in names.values() or c in ("SampleID", "OlinkID"):
-        return c != names["lod"] or "lod" in adata.layers
+        return c != names["lod"] or has_lod(adata)
     return c in adata.obs.columns or c in adata.var.columns or c in adata.layers
 
 

@@ -88,7 +88,8 @@ def censor_lod(
     >>> censored = op.pp.censor_lod(adata, how="lod")
     >>> censored.uns["olinkpipe"]["censor_lod"]["n_replaced"]
     1131
-    >>> bool((censored.X >= censored.layers["lod"])[~np.isnan(adata.X)].all())
+    >>> from olinkpipe._layout import lod_matrix  # the LOD per cell, whatever the layout
+    >>> bool((censored.X >= lod_matrix(censored))[~np.isnan(adata.X)].all())
     True
     """
     check_literal("how", how, ["keep", "nan", "lod", "lod_half"])
@@ -194,8 +195,8 @@ def _nclod(adata: ad.AnnData, *, groupby: str | None, min_nc: int):
     if not _lazy.is_dask(values):
         values = np.asarray(values, dtype=float)
     nc_rows = np.flatnonzero(nc)
-    if "qc_warning" in adata.layers:
-        values_nc, fail_nc = _lazy.rows_of([values, adata.layers["qc_warning"]], nc_rows)
+    if _utils.has_cell_qc(adata):
+        values_nc, fail_nc = _lazy.rows_of([values, _utils.qc_fail_cells(adata)], nc_rows)
         values_nc, fail_nc = values_nc.astype(float), fail_nc.astype(bool)
     else:
         values_nc = _lazy.rows_of([values], nc_rows)[0].astype(float)
@@ -354,8 +355,9 @@ def compute_lod(
     Returns
     -------
     anndata.AnnData
-        With ``layers["lod"]`` (NaN where NPX is NaN, as OlinkAnalyze), the refreshed
-        ``layers["below_lod"]`` and ``uns["olinkpipe"]["lod"]`` (method, settings).
+        With ``layers["lod"]`` (NaN where NPX is NaN, as OlinkAnalyze; it replaces the
+        plate table ``varm["lod"]`` and a stored ``layers["below_lod"]``) and
+        ``uns["olinkpipe"]["lod"]`` (method, settings).
 
     Raises
     ------
@@ -402,8 +404,7 @@ def compute_lod(
         settings = {"method": "fixed"}
     X = _utils.npx(out)
     lod = _lazy.expand_by_code(X, codes, gidx, table)  # NaN where X is NaN
-    out.layers["lod"] = lod
-    out.layers["below_lod"] = X < lod
+    _utils.set_lod(out, lod)  # a full layer (NaN where X is NaN); below_lod on demand
     out.uns["olinkpipe"]["lod"] = settings
     return out
 

@@ -133,7 +133,7 @@ def subset_normalize(
     >>> run1 = op.datasets.load_example().adata
     >>> run2 = run1.copy()  # a second run reading 0.5 NPX higher on every assay
     >>> run2.X = run2.X + 0.5
-    >>> run2.layers["lod"] = run2.layers["lod"] + 0.5
+    >>> run2.varm["lod"] = run2.varm["lod"] + 0.5  # the LOD per assay and plate
     >>> both = op.pp.subset_normalize(run1, run2, ["OL0002", "OL0006"], ["OL0008", "OL0009"])
     >>> int(both.obs["norm_sample"].sum())
     4
@@ -217,7 +217,7 @@ def intensity_normalize(
     >>> run1 = op.datasets.load_example().adata
     >>> run2 = run1.copy()  # a second run reading 0.5 NPX higher on every assay
     >>> run2.X = run2.X + 0.5
-    >>> run2.layers["lod"] = run2.layers["lod"] + 0.5
+    >>> run2.varm["lod"] = run2.varm["lod"] + 0.5  # the LOD per assay and plate
     >>> both = op.pp.intensity_normalize(run1, run2)  # controls kept, as OlinkAnalyze
     >>> bool(np.allclose(both.var["Adj_factor"], -0.5))
     True
@@ -342,8 +342,7 @@ def reference_median_normalize(
     target = refmed.reindex(names).to_numpy()
     factor = _pair.zero_missing(target - med, names, step=step)
     out.X = _shifted(_utils.npx(out), factor)
-    if "lod" in out.layers:
-        out.layers["lod"] = _shifted(_utils.lod_layer(out, what=step), factor)
+    _utils.shift_lod(out, factor)  # the LOD table or layer
     out.var["Adj_factor"] = factor
     out.obs["Project"] = project
     table = _pair.factor_table(names, out.var, factor, Reference_NPX=target, median=med, n=n)
@@ -471,10 +470,7 @@ def normalize_plates(
             f"({preview(missing)}); their factor is set to 0.",
         )
     out.X = _lazy.add_by_code(_utils.npx(out), codes, pidx, factors)
-    if "lod" in out.layers:
-        out.layers["lod"] = _lazy.add_by_code(
-            _utils.lod_layer(out, what=step), codes, pidx, factors
-        )
+    _utils.shift_lod_by_plate(out, codes, pidx, factors, plates)  # table or layer
     table = pd.concat(rows_tab, ignore_index=True)
     _utils.normalization_record(out)[step] = {
         "method": method,
