@@ -232,3 +232,51 @@ def test_explore_read_is_at_most_one_and_a_half_x(tmp_path):
     np.testing.assert_array_equal(
         _layout.qc_warning_matrix(whole).compute(), _layout.qc_warning_matrix(adata)
     )
+
+
+def test_bridge_normalize_stacks_and_recompacts():
+    ref = op.io.from_long(make_table(seed=5))
+    t2 = make_table(seed=6)
+    t2["PlateID"] = t2["PlateID"].str.replace("Run", "Other")  # the other run's own plates
+    other = op.io.from_long(t2)
+    bridge = ["S00", "S01", "S02", "S03"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", op.errors.OlinkpipeWarning)
+        a = op.pp.bridge_normalize(ref, other, bridge)
+        b = op.pp.bridge_normalize(_old_layout(ref), _old_layout(other), bridge)
+    assert "lod" in a.varm and "lod" not in a.layers  # six plates, one table
+    assert len(a.uns["olinkpipe"]["lod_plates"]) == 6
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(_layout.lod_matrix(a), _layout.lod_matrix(b))
+    np.testing.assert_array_equal(_layout.qc_warning_matrix(a), b.layers["qc_warning"])
+    assert "lod" in b.varm  # old-layout projects: the stacked LOD is stored compactly too
+    # the other project's LOD moved with its NPX by the factor
+    factor = a.var["Adj_factor"].to_numpy()
+    rows = (a.obs["Project"] == "P2").to_numpy()
+    np.testing.assert_allclose(
+        _layout.lod_matrix(a)[rows], _layout.lod_matrix(other) + factor, rtol=0, atol=1e-12
+    )
+
+
+def test_compute_lod_replaces_the_table(adata):
+    a = adata.copy()
+    a.obs["SampleType"] = ["NEGATIVE_CONTROL"] * 10 + ["SAMPLE"] * 2
+    out = op.pp.compute_lod(a, min_nc=5)  # QC-warned cells do not count
+    assert "lod" in out.layers and "lod" not in out.varm
+    assert "lod_plates" not in out.uns["olinkpipe"]
+    assert _layout.lod_table(out) is None
+    np.testing.assert_array_equal(_layout.lod_matrix(out), out.layers["lod"])
+    assert "lod" in a.varm  # the input keeps its table
+
+
+def test_dask_filter_and_qc_summary_on_the_compact_layout(adata):
+    pytest.importorskip("dask.array")
+    lazy = _lazy.to_dask(adata, max_assays=2)
+    pd.testing.assert_frame_equal(op.pp.qc_summary(lazy), op.pp.qc_summary(adata))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", op.errors.OlinkpipeWarning)
+        a = op.pp.filter(adata, qc_warning="mask", min_detected=0.9)
+        b = op.pp.filter(lazy, qc_warning="mask", min_detected=0.9)
+    assert _lazy.is_dask(b.X)
+    np.testing.assert_array_equal(b.X.compute(), a.X)
+    np.testing.assert_array_equal(_layout.lod_matrix(b).compute(), _layout.lod_matrix(a))
