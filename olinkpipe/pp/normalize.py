@@ -310,7 +310,7 @@ def reference_median_normalize(
     Returns
     -------
     anndata.AnnData
-        New object with shifted ``X`` and ``layers["lod"]``, ``var["Adj_factor"]`` and
+        New object with shifted ``X`` and LOD (plate table or layer), ``var["Adj_factor"]`` and
         ``uns["olinkpipe"]["normalization"]["reference_median_normalize"]["factors"]``.
 
     Examples
@@ -396,7 +396,7 @@ def normalize_plates(
     Returns
     -------
     anndata.AnnData
-        Shifted ``X`` and ``layers["lod"]``; the plate × assay factors as a long table
+        Shifted ``X`` and LOD (each plate's table column, or the layer); the plate × assay factors as a long table
         (``PlateID``, ``OlinkID``, ``Adj_factor``, ``n``) in
         ``uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]``.
 

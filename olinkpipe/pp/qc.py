@@ -495,7 +495,7 @@ def filter(
     qc_warning
         ``"drop"``: remove samples with any non-passing QC warning (``obs["qc_pass"]``);
         ``"mask"``: keep them but set NPX to NaN on the panels that did not pass
-        (``layers["qc_warning"]``); ``"keep"``: do nothing.
+        (per cell: ``olinkpipe._layout.qc_warning_matrix``); ``"keep"``: do nothing.
     controls
         ``"drop"``: remove control samples (``obs["is_control"]``) and control assays
         (``var["is_control"]``).
