@@ -396,8 +396,8 @@ def normalize_plates(
     Returns
     -------
     anndata.AnnData
-        Shifted ``X`` and LOD (each plate's table column, or the layer); the plate × assay factors as a long table
-        (``PlateID``, ``OlinkID``, ``Adj_factor``, ``n``) in
+        Shifted ``X`` and LOD (per plate column of the table, or the layer); the plate ×
+        assay factors as a long table (``PlateID``, ``OlinkID``, ``Adj_factor``, ``n``) in
         ``uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]``.
 
     Examples
