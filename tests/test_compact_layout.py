@@ -280,3 +280,28 @@ def test_dask_filter_and_qc_summary_on_the_compact_layout(adata):
     assert _lazy.is_dask(b.X)
     np.testing.assert_array_equal(b.X.compute(), a.X)
     np.testing.assert_array_equal(_layout.lod_matrix(b).compute(), _layout.lod_matrix(a))
+
+
+def test_not_a_full_grid_keeps_measured_and_round_trips(table):
+    part = table.drop(index=[0, 7, 30]).reset_index(drop=True)  # three rows missing
+    adata = op.io.from_long(part)
+    assert "measured" in adata.layers and "lod" in adata.varm
+    lod = _layout.lod_matrix(adata)
+    np.testing.assert_array_equal(lod, _cell(adata, part, "LOD"))  # NaN where no row
+    np.testing.assert_array_equal(_layout.qc_warning_matrix(adata)[np.isnan(lod)], False)
+    pd.testing.assert_frame_equal(
+        sort_long(op.to_long(adata)[part.columns]), sort_long(part), check_dtype=False
+    )
+
+
+def test_passed_counts_as_a_pass_everywhere(table):
+    table["QC_Warning"] = np.where(table["SampleID"] == "S01", "WARN", "Passed")
+    adata = op.io.from_long(table)  # constant per sample and panel: obsm, no code layer
+    assert "QC_Warning" not in adata.layers
+    qc = _layout.qc_warning_matrix(adata)
+    assert qc[adata.obs_names.get_loc("S01")].all() and qc.sum() == adata.n_vars
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", op.errors.OlinkpipeWarning)
+        out = op.pp.filter(adata, qc_warning="mask", min_detected=0)
+    assert np.isnan(out.X[adata.obs_names.get_loc("S01")]).all()
+    assert np.isnan(out.X).sum() == adata.n_vars + np.isnan(adata.X).sum()

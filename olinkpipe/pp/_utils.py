@@ -28,7 +28,8 @@ from ..errors import (
 CONTROL_ID = re.compile(r"CONTROL_SAMPL")
 OLINK_ID = re.compile(r"^OID[0-9]{5}$")
 #: QC_Warning values that count as a pass (upper-cased; missing = ""), as docs/data_model.md
-PASS_LABELS = ("PASS", "OK", "")
+#: and the readers (io.convert.PASS_VALUES)
+PASS_LABELS = ("PASS", "OK", "PASSED", "")
 
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
