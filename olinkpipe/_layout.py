@@ -100,9 +100,7 @@ def _plate_tab(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
 def _plate_codes(adata: ad.AnnData, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's plate per panel as a position in ``labels`` (-1: none), and each
     assay's panel column: cell (i, j) is on plate ``labels[codes[i, pidx[j]]]``."""
-    tab, pidx = _plate_tab(adata)
-    if not (tab != "").any():  # no plate known at all: every cell is on plate ""
-        tab = np.full(tab.shape, "", dtype=object)
+    tab, pidx = _plate_tab(adata)  # no plate known at all: every cell is on plate ""
     index = pd.Index(labels)
     codes = np.column_stack(
         [index.get_indexer(tab[:, k]) for k in range(tab.shape[1])] or [np.zeros(0, int)]
@@ -113,7 +111,19 @@ def _plate_codes(adata: ad.AnnData, labels: list[str]) -> tuple[np.ndarray, np.n
 
 
 def _labels(adata: ad.AnnData) -> list[str]:
-    return [str(p) for p in np.atleast_1d(_prov(adata).get(_PLATES, []))]
+    """The plate labels of ``varm["lod"]``'s columns (an error when they do not match)."""
+    labels = [str(p) for p in np.atleast_1d(_prov(adata).get(_PLATES, []))]
+    width = np.shape(adata.varm[LOD_KEY])[1] if LOD_KEY in adata.varm else len(labels)
+    if width != len(labels):
+        from .errors import ValidationError
+
+        msg = (
+            f"varm['lod'] has {width} plate column(s) but uns['olinkpipe']['lod_plates'] "
+            f"names {len(labels)}; set lod_plates to the plate of each column "
+            "(docs/data_model.md), or store the LOD as layers['lod']."
+        )
+        raise ValidationError(msg)
+    return labels
 
 
 def has_lod(adata: ad.AnnData) -> bool:

@@ -305,3 +305,10 @@ def test_passed_counts_as_a_pass_everywhere(table):
         out = op.pp.filter(adata, qc_warning="mask", min_detected=0)
     assert np.isnan(out.X[adata.obs_names.get_loc("S01")]).all()
     assert np.isnan(out.X).sum() == adata.n_vars + np.isnan(adata.X).sum()
+
+
+def test_table_without_plate_labels_is_an_error(adata):
+    a = adata.copy()
+    del a.uns["olinkpipe"]["lod_plates"]
+    with pytest.raises(op.errors.ValidationError, match="lod_plates"):
+        _layout.lod_matrix(a)
