@@ -208,11 +208,14 @@ def _same(a, b, path="uns"):
 
 
 def assert_same_anndata(a, b):
-    """X, every layer, obs, var, obsm and uns identical (NaN equal to NaN)."""
+    """X, every layer, varm, obs, var, obsm and uns identical (NaN equal to NaN)."""
     _same(np.asarray(a.X), np.asarray(b.X), "X")
     assert list(a.layers.keys()) == list(b.layers.keys())
     for k in a.layers:
         _same(np.asarray(a.layers[k]), np.asarray(b.layers[k]), f"layers.{k}")
+    assert list(a.varm.keys()) == list(b.varm.keys())  # the LOD plate table (compact layout)
+    for k in a.varm:
+        _same(np.asarray(a.varm[k]), np.asarray(b.varm[k]), f"varm.{k}")
     pd.testing.assert_frame_equal(a.obs, b.obs, check_exact=True)
     pd.testing.assert_frame_equal(a.var, b.var, check_exact=True)
     assert list(a.obsm.keys()) == list(b.obsm.keys())

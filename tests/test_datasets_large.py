@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import olinkpipe as op
+from olinkpipe._layout import below_lod_matrix, lod_matrix
 from olinkpipe.datasets import write_large_explore
 from olinkpipe.errors import DesignError
 
@@ -30,8 +31,9 @@ def test_parquet_layout_and_content(tmp_path):
     # 250 samples: two full plates (8 controls in wells 89-96 each) and a partial third
     assert adata.obs["is_control"].sum() == 2 * 8
     assert len(adata.var["Panel"].unique()) == 8
-    # LOD is constant per assay and plate
-    lod = adata.layers["lod"]
+    # LOD is constant per assay and plate (so the reader stores it as a plate table)
+    assert "lod" in adata.varm and "lod" not in adata.layers
+    lod = lod_matrix(adata)
     plates = adata.obs["PlateID"].to_numpy()
     for plate in np.unique(plates):
         block = lod[plates == plate]
@@ -39,8 +41,9 @@ def test_parquet_layout_and_content(tmp_path):
     assert np.isnan(adata.X).sum() < 0.01 * adata.X.size
     # negative controls sit below LOD, study samples mostly above
     neg = (adata.obs["SampleType"] == "NEGATIVE_CONTROL").to_numpy()
-    assert adata.layers["below_lod"][neg].mean() > 0.9
-    assert adata.layers["below_lod"][~adata.obs["is_control"].to_numpy()].mean() < 0.3
+    below = below_lod_matrix(adata)
+    assert below[neg].mean() > 0.9
+    assert below[~adata.obs["is_control"].to_numpy()].mean() < 0.3
 
 
 def test_seeded_and_csv_equal_parquet(tmp_path):

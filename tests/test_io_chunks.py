@@ -25,10 +25,14 @@ def files(tmp_path_factory):
 
 
 def _computed(adata):
+    """The lazy read computed; its lazy LOD layer stored compactly, as the in-memory read."""
+    from olinkpipe import _layout
+
     out = adata.copy()
     out.X = adata.X.compute()
     for k in list(adata.layers.keys()):
         out.layers[k] = adata.layers[k].compute()
+    _layout.compact_lod(out)
     return out
 
 

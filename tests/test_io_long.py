@@ -8,6 +8,7 @@ import pytest
 from io_builders import make_explore, make_long, sort_long, write_long
 
 import olinkpipe as op
+from olinkpipe._layout import below_lod_matrix, lod_matrix, qc_warning_matrix
 from olinkpipe.errors import DuplicateSampleError, OlinkpipeWarning
 from olinkpipe.io.convert import assay_type_from_name
 
@@ -90,10 +91,8 @@ def test_data_model_contract(tmp_path):
     assert adata.obs.loc["S1", "QC_Warning"] == "PASS" and adata.obs.loc["S1", "qc_pass"]
     inf = (adata.var["Panel"] == "Olink Inflammation").to_numpy()
     i2 = adata.obs_names.get_loc("S2")
-    assert (
-        adata.layers["qc_warning"][i2, inf].all()
-        and not adata.layers["qc_warning"][i2, ~inf].any()
-    )
+    qc = qc_warning_matrix(adata)
+    assert qc[i2, inf].all() and not qc[i2, ~inf].any()
     # var
     assert adata.var.index[0] == "OID01001"
     assert list(adata.var["Assay"]) == ["IL6", "TNF", "CXCL8", "CHL1", "NRP1", "TNF"]
@@ -106,11 +105,11 @@ def test_data_model_contract(tmp_path):
     row = df[(df.SampleID == "S5") & (df.OlinkID == "OID01002")].iloc[0]
     j = adata.var_names.get_loc("OID01002")
     i = adata.obs_names.get_loc("S5")
-    assert adata.X[i, j] == row.NPX and adata.layers["lod"][i, j] == row.LOD
+    assert adata.X[i, j] == row.NPX and lod_matrix(adata)[i, j] == row.LOD
     assert adata.X.dtype == np.float64
     assert np.isnan(adata.X[adata.obs_names.get_loc("S3"), adata.var_names.get_loc("OID01005")])
-    expected_below = np.nan_to_num(adata.X, nan=np.inf) < adata.layers["lod"]
-    np.testing.assert_array_equal(adata.layers["below_lod"], expected_below)
+    expected_below = np.nan_to_num(adata.X, nan=np.inf) < lod_matrix(adata)
+    np.testing.assert_array_equal(below_lod_matrix(adata), expected_below)
     prov = adata.uns["olinkpipe"]
     assert (
         prov["format"] == "long" and prov["product"] == "Target 96" and prov["data_type"] == "NPX"
@@ -127,10 +126,9 @@ def test_explore_columns_round_trip_and_layers(tmp_path):
     # QC varies within a sample's panel -> a coded layer plus the boolean mask
     assert "QC_Warning" in adata.layers
     flags = df.assign(w=df.QC_Warning != "PASS").set_index(["SampleID", "OlinkID"])["w"]
+    qc = qc_warning_matrix(adata)
     for (s, o), w in flags.items():
-        assert (
-            adata.layers["qc_warning"][adata.obs_names.get_loc(s), adata.var_names.get_loc(o)] == w
-        )
+        assert qc[adata.obs_names.get_loc(s), adata.var_names.get_loc(o)] == w
     assert "Count" in adata.layers and adata.layers["Count"].dtype == np.float64
     assert adata.obs.loc["CONTROL_SAMPLE_P1_A12", "SampleType"] == "CONTROL"
     assert adata.var["Normalization"].eq("Plate control").all()

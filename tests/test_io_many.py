@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import olinkpipe as op
+from olinkpipe import _layout
 from olinkpipe.errors import (
     DesignError,
     DuplicateSampleError,
@@ -38,10 +39,9 @@ def _same(got, expected):
     assert set(got.obs_names) == set(expected.obs_names)
     assert set(got.var_names) == set(expected.var_names)
     g = got[expected.obs_names, expected.var_names]
-    for key in (None, "lod", "below_lod", "qc_warning"):
-        a = g.X if key is None else g.layers[key]
-        b = expected.X if key is None else expected.layers[key]
-        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(g.X, expected.X)
+    for fn in (_layout.lod_matrix, _layout.below_lod_matrix, _layout.qc_warning_matrix):
+        np.testing.assert_array_equal(fn(g), fn(expected))
     for key in ("PlateID", "QC_Warning"):
         cols = expected.obsm[key].columns
         pd.testing.assert_frame_equal(g.obsm[key][cols], expected.obsm[key])

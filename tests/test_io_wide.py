@@ -15,6 +15,7 @@ from io_builders import (
 )
 
 import olinkpipe as op
+from olinkpipe._layout import lod_matrix, qc_warning_matrix
 from olinkpipe.errors import NPXFormatError, OlinkpipeWarning
 from olinkpipe.io.wide import olink_panel_name
 
@@ -145,7 +146,7 @@ def test_wide_equals_long_file(tmp_path):
     assert list(a.obs_names) == list(b.obs_names)
     b = b[:, a.var_names]
     np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(a.layers["qc_warning"], b.layers["qc_warning"])
+    np.testing.assert_array_equal(qc_warning_matrix(a), qc_warning_matrix(b))
 
 
 def test_flex_long_xlsx_numbers_as_text(tmp_path):
@@ -210,7 +211,7 @@ def test_flex_long_xlsx_numbers_as_text(tmp_path):
     adata = op.read_npx(path)
     assert adata.shape == (1, 2)
     np.testing.assert_array_equal(adata.X, [[0.19169, 336.12903]])
-    np.testing.assert_array_equal(adata.layers["lod"], [[0.00695, 0.2874]])
+    np.testing.assert_array_equal(lod_matrix(adata), [[0.00695, 0.2874]])
     assert adata.uns["olinkpipe"]["data_type"] == "Quantified"
     assert (
         adata.var.loc["OID15124", "ULOQ"] == 47177.46445

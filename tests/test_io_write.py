@@ -9,6 +9,7 @@ import pytest
 from io_builders import make_explore, make_long, sort_long, write_long
 
 import olinkpipe as op
+from olinkpipe._layout import lod_matrix
 from olinkpipe.errors import NPXFormatError, OlinkpipeWarning
 
 
@@ -30,7 +31,7 @@ def test_write_and_read_back(tmp_path, adata, ext):
         with pytest.warns(OlinkpipeWarning):
             back = op.read_npx(path)
     np.testing.assert_array_equal(back.X, adata.X)
-    np.testing.assert_array_equal(back.layers["lod"], adata.layers["lod"])
+    np.testing.assert_array_equal(lod_matrix(back), lod_matrix(adata))
     pd.testing.assert_frame_equal(
         sort_long(op.to_long(back)), sort_long(op.to_long(adata)), check_dtype=False
     )

@@ -13,6 +13,7 @@ import pytest
 from builders import make_adata
 
 import olinkpipe as op
+from olinkpipe._layout import below_lod_matrix
 from olinkpipe.errors import (
     DesignError,
     MissingColumnError,
@@ -191,7 +192,8 @@ def test_compute_lod_nclod_matches_pandas():
     v = pd.DataFrame(a.X[nc.to_numpy()], columns=a.var_names)
     expected = v.median() + np.maximum(0.2, 3 * v.std())  # pandas std: ddof = 1
     np.testing.assert_allclose(res.layers["lod"][0], expected.to_numpy(), atol=TOL)
-    np.testing.assert_array_equal(res.layers["below_lod"], res.X < res.layers["lod"])
+    np.testing.assert_array_equal(below_lod_matrix(res), res.X < res.layers["lod"])
+    assert "below_lod" not in res.layers  # computed on demand
     assert res.uns["olinkpipe"]["lod"]["method"] == "nclod"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._layout import code_dtype, compact_lod, has_lod, lod_matrix
 from .._provenance import provenance, record_exclusion
 from .._qc import is_pass as _is_pass  # the one QC vocabulary (summary, lazy, stream)
 from .._validate import check_literal
@@ -414,6 +415,300 @@ def _line_numbers(rows: np.ndarray, offset: int) -> list[int]:
     return [int(r) + offset for r in rows]
 
 
+def _columns(table: pa.Table, *, file: str | None) -> tuple[list[str], dict[str, str | None]]:
+    """Step 1 of :func:`from_long` (columns): the header's names and their roles; errors
+    for repeated names, missing SampleID / OlinkID / value columns and an empty table."""
+    columns = list(table.column_names)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        msg = format_message(
+            f"column name(s) {preview(repeated)} occur more than once in the header",
+            file=file,
+            hint="Rename or delete the repeated columns.",
+        )
+        raise NPXFormatError(msg)
+    roles = resolve_roles(columns)
+    missing = [r for r in ("sample", "olinkid", "value") if roles[r] is None]
+    if missing:
+        names = {"sample": "SampleID", "olinkid": "OlinkID", "value": "NPX"}
+        msg = format_message(
+            f"required column(s) {[names[m] for m in missing]} not found; the columns are "
+            f"{columns[:20]!r}",
+            file=file,
+            hint="An Olink long export needs SampleID, OlinkID and NPX (or Quantified_value / "
+            "Ct); rename your columns to Olink's names.",
+        )
+        raise MissingColumnError(msg)
+    n = table.num_rows
+    if n == 0:
+        msg = format_message(
+            "the table has a header but no data rows",
+            file=file,
+            hint="The export is incomplete; export the data again from Olink's software.",
+        )
+        raise NPXFormatError(msg)
+
+    return columns, roles
+
+
+class _Ids(NamedTuple):
+    """Codes and unique values of the key columns, one code per row (:func:`_identifiers`)."""
+
+    s_codes: np.ndarray
+    s_uni: np.ndarray
+    a_codes: np.ndarray
+    a_uni: np.ndarray
+    p_codes: np.ndarray
+    p_uni: np.ndarray
+    q_codes: np.ndarray
+    q_uni: np.ndarray
+    assay_panel: np.ndarray
+    a_groups: _Groups
+
+
+def _identifiers(
+    cols: dict[str, _Column], roles: dict[str, str | None], n: int, *, file, lines, where: str
+) -> _Ids:
+    """Step 2 of :func:`from_long` (coerce the keys): sample, assay, panel and plate codes
+    per row; errors for empty IDs, an OlinkID on two panels or with two Assay names."""
+    scol, acol = roles["sample"], roles["olinkid"]
+    s_codes, s_uni = cols[scol].codes()
+    a_codes, a_uni = cols[acol].codes()
+    for col, codes in ((scol, s_codes), (acol, a_codes)):
+        bad = np.flatnonzero(codes < 0)
+        if bad.size:
+            msg = format_message(
+                "empty identifier(s)",
+                file=file,
+                column=col,
+                rows=lines(bad),
+                hint="Every row needs a SampleID and an OlinkID; fill them or delete the rows.",
+            )
+            raise NPXFormatError(msg)
+    n_assay = len(a_uni)
+    for col, uni in ((scol, s_uni), (acol, a_uni)):
+        # IDs are kept as written, so "S1" and "S1 " are two samples: say so
+        stripped = pd.Series([str(u).strip() for u in uni], dtype=object)
+        clash = stripped.duplicated(keep=False).to_numpy()
+        if clash.any():
+            shown = sorted({repr(str(u)) for u in uni[clash]})
+            warn(
+                f"{where}: column {col!r}: {clash.sum()} IDs differ only by leading/trailing "
+                f"spaces and are kept apart: {', '.join(shown[:6])}; strip them in the file "
+                "if they are the same"
+            )
+
+    if roles["panel"] is not None:
+        p_codes, p_uni = cols[roles["panel"]].codes()
+        if (p_codes < 0).any():
+            p_uni = np.append(p_uni, "unknown").astype(object)
+            p_codes = np.where(p_codes < 0, len(p_uni) - 1, p_codes)
+    else:
+        p_codes, p_uni = np.zeros(n, dtype=np.int64), np.array(["unknown"], dtype=object)
+    a_groups = _Groups(a_codes, n_assay)
+    ok, assay_panel = a_groups.constant(p_codes)
+    if not ok:
+        bad = np.flatnonzero(assay_panel[a_codes] != p_codes)
+        ids = sorted({a_uni[a_codes[r]] for r in bad})
+        msg = format_message(
+            f"OlinkID(s) {preview(ids)} occur on more than one panel",
+            file=file,
+            column=roles["panel"],
+            rows=lines(bad),
+            hint="An OlinkID belongs to one panel; check the Panel column or split the file.",
+        )
+        raise NPXFormatError(msg)
+    if roles["assay"] is not None:
+        as_codes, as_uni = cols[roles["assay"]].codes()
+        ok, assay_name = a_groups.constant(as_codes)
+        if not ok:
+            bad_ids = np.unique(a_codes[assay_name[a_codes] != as_codes])
+            in_bad = np.isin(a_codes, bad_ids)
+            # name the rows that disagree with the OlinkID's most common Assay name
+            pairs = pd.DataFrame({"a": a_codes[in_bad], "n": as_codes[in_bad]})
+            common = pairs.groupby("a")["n"].agg(lambda v: v.value_counts().index[0])
+            bad_mask = in_bad.copy()
+            bad_mask[in_bad] = pairs["n"].to_numpy() != common.loc[pairs["a"]].to_numpy()
+            bad = np.flatnonzero(bad_mask)
+            detail = "; ".join(
+                f"{a_uni[k]}: "
+                + ", ".join(sorted({str(as_uni[c]) for c in as_codes[a_codes == k] if c >= 0}))
+                for k in bad_ids[:5]
+            )
+            msg = format_message(
+                f"{len(bad_ids)} OlinkID(s) mapped to more than one Assay name ({detail}); the "
+                "rows listed differ from the most common name",
+                file=file,
+                column=roles["assay"],
+                rows=lines(bad),
+                hint="Each OlinkID must name one assay; correct the Assay column or the OlinkIDs.",
+            )
+            raise NPXFormatError(msg)
+
+    if roles["plate"] is not None:
+        q_codes, q_uni = cols[roles["plate"]].codes()
+        if (q_codes < 0).any():
+            q_uni = np.append(q_uni, "").astype(object)
+            q_codes = np.where(q_codes < 0, len(q_uni) - 1, q_codes)
+    else:
+        q_codes, q_uni = np.zeros(n, dtype=np.int64), np.array([""], dtype=object)
+    return _Ids(
+        s_codes, s_uni, a_codes, a_uni, p_codes, p_uni, q_codes, q_uni, assay_panel, a_groups
+    )
+
+
+def _obs_rows(ids: _Ids, *, ordered: bool, duplicates: str, file, scol: str) -> tuple:
+    """Step 3 of :func:`from_long` (pivot: rows): one obs row per (SampleID, occurrence
+    within panel): ``(o_codes, o_uni, o_sample, dup_sample_codes)`` (row → obs, obs codes,
+    each obs row's sample code, samples on two plates within a panel)."""
+    s_codes, s_uni, p_codes, q_codes = ids.s_codes, ids.s_uni, ids.p_codes, ids.q_codes
+    n_panel, n_plate = len(ids.p_uni), len(ids.q_uni)
+    sp_dense = _combine(s_codes, n_panel, p_codes)
+    one_plate, _ = _Groups(sp_dense, len(s_uni) * n_panel).constant(q_codes)
+    del sp_dense
+    if one_plate:  # common case: no SampleID on two plates within a panel
+        dup_sample_codes = np.zeros(0, dtype=np.int64)
+    else:
+        sp_codes, sp_uni = _factorize(s_codes.astype(np.int64) * n_panel + p_codes)
+        spq_codes, spq_uni = _factorize(sp_codes * n_plate + q_codes)
+        spq_sp = spq_uni // n_plate
+        occ_uni = pd.Series(spq_sp).groupby(spq_sp).cumcount().to_numpy().astype(np.int64)
+        dup_sample_codes = np.unique(sp_uni[spq_sp[occ_uni > 0]] // n_panel)
+    if dup_sample_codes.size:
+        dup_names = [str(s_uni[c]) for c in dup_sample_codes]
+        if duplicates == "error":
+            msg = format_message(
+                f"{len(dup_names)} SampleID(s) occur on more than one plate within a panel: "
+                f"{preview(dup_names)}",
+                file=file,
+                column=scol,
+                hint='Rename the repeated samples, or use duplicates="rename" to keep each '
+                "occurrence as its own row (index SampleID@PlateID).",
+            )
+            raise DuplicateSampleError(msg)
+        occ = occ_uni[spq_codes]
+        o_codes, o_uni = _factorize(s_codes.astype(np.int64) * (int(occ_uni.max()) + 1) + occ)
+        o_sample = o_uni // (int(occ_uni.max()) + 1)
+    elif ordered:  # pyarrow dictionary order = order of appearance
+        o_codes, o_uni = s_codes, np.arange(len(s_uni))
+        o_sample = o_uni
+    else:
+        o_codes, o_uni = _factorize(s_codes)
+        o_sample = o_uni
+    return o_codes, o_uni, o_sample, dup_sample_codes
+
+
+def _cells(
+    table: pa.Table, ids: _Ids, o_codes: np.ndarray, n_obs: int, *, file, lines, where: str, scol
+) -> tuple:
+    """Step 4 of :func:`from_long` (pivot: cells): one measurement per (obs, assay):
+    ``(cell, measured, keep_rows, dropped_ids)`` (each row's flat cell, the cells with a
+    row, the rows kept when exact duplicates are dropped (None: all), their labels);
+    an error for one cell measured twice with different values."""
+    s_codes, s_uni, a_codes, a_uni = ids.s_codes, ids.s_uni, ids.a_codes, ids.a_uni
+    q_codes, q_uni = ids.q_codes, ids.q_uni
+    n, n_assay = table.num_rows, len(a_uni)
+    cell = _combine(o_codes, n_assay, a_codes)
+    measured = np.zeros(n_obs * n_assay, dtype=bool)
+    measured[cell] = True
+    keep_rows: np.ndarray | None = None
+    dropped_ids: list[str] = []
+    if int(np.count_nonzero(measured)) < n:  # some (sample, assay) cell occurs twice
+        counts = np.bincount(cell, minlength=n_obs * n_assay)
+        dup_rows = np.flatnonzero(counts[cell] > 1)
+        sub = table.take(pa.array(dup_rows)).to_pandas()
+        sub["_cell"] = cell[dup_rows]
+        varying = sub.groupby("_cell", sort=False).nunique(dropna=False).max(axis=1) > 1
+        if varying.any():
+            bad_cells = set(varying.index[varying])
+            bad_rows = dup_rows[sub["_cell"].isin(bad_cells).to_numpy()]
+            pairs = {
+                (str(s_uni[s_codes[r]]), str(a_uni[a_codes[r]]), str(q_uni[q_codes[r]]))
+                for r in bad_rows
+            }
+            msg = format_message(
+                f"the same SampleID is measured twice for one assay on one plate with different "
+                f"values (SampleID, OlinkID, PlateID): {preview(sorted(pairs))}",
+                file=file,
+                column=scol,
+                rows=lines(bad_rows),
+                hint="Give the repeated wells distinct SampleIDs, or remove the extra rows.",
+            )
+            raise DuplicateSampleError(msg)
+        first = _first_rows(cell, n_obs * n_assay)
+        keep_mask = first[cell] == np.arange(n)
+        dropped = np.flatnonzero(~keep_mask)
+        dropped_ids = [
+            f"{s_uni[s_codes[r]]} / {a_uni[a_codes[r]]} (row {lab})"
+            for r, lab in zip(dropped, lines(dropped), strict=True)
+        ]
+        warn(
+            f"{where}: dropped {dropped.size} exact duplicate row(s) (SampleID / OlinkID, "
+            f"recorded in uns['olinkpipe']['excluded']): {preview(dropped_ids)}"
+        )
+        keep_rows = np.flatnonzero(keep_mask)
+    return cell, measured, keep_rows, dropped_ids
+
+
+def _build_obs(
+    s_uni: np.ndarray,
+    o_sample: np.ndarray,
+    dup_sample_codes: np.ndarray,
+    plate_mat: np.ndarray,
+    qc_mat: np.ndarray,
+    obs_cols: dict[str, np.ndarray],
+    dtypes: dict[str, str],
+    *,
+    where: str,
+) -> pd.DataFrame:
+    """Step 5 of :func:`from_long` (annotate): ``obs`` from the obs rows' samples, their
+    per-panel plates and QC (``SampleID@PlateID`` names for samples on two plates within a
+    panel), the sample-level columns, SampleType / is_control / PlateID / QC_Warning /
+    qc_pass."""
+    sample_names = s_uni[o_sample].astype(object)
+    is_pass_op = _is_pass(qc_mat.ravel()).reshape(qc_mat.shape)
+    plates_joined = _join_rows(plate_mat, plate_mat != "", "")
+    qc_joined = _join_rows(qc_mat, ~is_pass_op, "PASS")
+    index = np.asarray([str(x) for x in sample_names], dtype=object)
+    if dup_sample_codes.size:
+        dup_mask = np.isin(o_sample, dup_sample_codes)
+        index[dup_mask] = [
+            f"{s}@{p}" for s, p in zip(index[dup_mask], plates_joined[dup_mask], strict=True)
+        ]
+        index = _make_unique(index)
+        dup_names = [str(s_uni[c]) for c in dup_sample_codes]
+        warn(
+            f"{where}: {len(dup_names)} SampleID(s) occur on more than one plate within a panel "
+            f"and are kept as one row per plate (index SampleID@PlateID): {preview(dup_names)}"
+        )
+    elif len(set(index)) != len(index):  # pragma: no cover - guarded by factorize
+        index = _make_unique(index)
+    obs_index = pd.Index(index, dtype=object, name=None)
+    ocols: dict[str, Any] = {"SampleID": sample_names}
+    for c, v in obs_cols.items():
+        if c != "SampleID":
+            ocols[c] = _as_series(v, dtypes[c], obs_index)
+    if "SampleType" in obs_cols:
+        st = pd.Series(ocols["SampleType"], dtype=object)
+        ocols["SampleType"] = st.where(st.notna(), "SAMPLE").astype(str).to_numpy()
+    elif "Sample_Type" in obs_cols:
+        st = pd.Series(obs_cols["Sample_Type"], dtype=object).fillna("SAMPLE").astype(str)
+        ocols["SampleType"] = st.str.strip().str.upper().to_numpy()
+    else:
+        ocols["SampleType"] = np.asarray(
+            [sample_type_from_name(s) for s in sample_names], dtype=object
+        )
+    ocols["is_control"] = pd.Series(ocols["SampleType"]).astype(str).str.upper().to_numpy() != (
+        "SAMPLE"
+    )
+    ocols["PlateID"] = plates_joined.astype(str)
+    ocols["QC_Warning"] = np.asarray(qc_joined, dtype=object).astype(str)
+    ocols["qc_pass"] = is_pass_op.all(axis=1)
+    # one constructor call: a file with thousands of extra columns builds no fragmented frame
+    obs = pd.DataFrame(ocols, index=obs_index)
+    return obs
+
+
 def from_long(
     data: pd.DataFrame | pa.Table,
     *,
@@ -500,36 +795,8 @@ def from_long(
 
     table = _to_table(data)
     where = file or "long table"
-    columns = list(table.column_names)
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if repeated:
-        msg = format_message(
-            f"column name(s) {preview(repeated)} occur more than once in the header",
-            file=file,
-            hint="Rename or delete the repeated columns.",
-        )
-        raise NPXFormatError(msg)
-    roles = resolve_roles(columns)
-    missing = [r for r in ("sample", "olinkid", "value") if roles[r] is None]
-    if missing:
-        names = {"sample": "SampleID", "olinkid": "OlinkID", "value": "NPX"}
-        msg = format_message(
-            f"required column(s) {[names[m] for m in missing]} not found; the columns are "
-            f"{columns[:20]!r}",
-            file=file,
-            hint="An Olink long export needs SampleID, OlinkID and NPX (or Quantified_value / "
-            "Ct); rename your columns to Olink's names.",
-        )
-        raise MissingColumnError(msg)
+    columns, roles = _columns(table, file=file)
     n = table.num_rows
-    if n == 0:
-        msg = format_message(
-            "the table has a header but no data rows",
-            file=file,
-            hint="The export is incomplete; export the data again from Olink's software.",
-        )
-        raise NPXFormatError(msg)
-
     table = _flat_text(table, file=file, lines=lines)
     cols = {c: _Column(c, table.column(c), file) for c in columns}
     scol, acol, vcol = roles["sample"], roles["olinkid"], roles["value"]
@@ -539,164 +806,19 @@ def from_long(
             "normalized NPX), recorded as provenance columns['value']"
         )
 
-    # --- identifiers ----------------------------------------------------------------------
-    s_codes, s_uni = cols[scol].codes()
-    a_codes, a_uni = cols[acol].codes()
-    for col, codes in ((scol, s_codes), (acol, a_codes)):
-        bad = np.flatnonzero(codes < 0)
-        if bad.size:
-            msg = format_message(
-                "empty identifier(s)",
-                file=file,
-                column=col,
-                rows=lines(bad),
-                hint="Every row needs a SampleID and an OlinkID; fill them or delete the rows.",
-            )
-            raise NPXFormatError(msg)
-    n_assay = len(a_uni)
-    for col, uni in ((scol, s_uni), (acol, a_uni)):
-        # IDs are kept as written, so "S1" and "S1 " are two samples: say so
-        stripped = pd.Series([str(u).strip() for u in uni], dtype=object)
-        clash = stripped.duplicated(keep=False).to_numpy()
-        if clash.any():
-            shown = sorted({repr(str(u)) for u in uni[clash]})
-            warn(
-                f"{where}: column {col!r}: {clash.sum()} IDs differ only by leading/trailing "
-                f"spaces and are kept apart: {', '.join(shown[:6])}; strip them in the file "
-                "if they are the same"
-            )
-
-    if roles["panel"] is not None:
-        p_codes, p_uni = cols[roles["panel"]].codes()
-        if (p_codes < 0).any():
-            p_uni = np.append(p_uni, "unknown").astype(object)
-            p_codes = np.where(p_codes < 0, len(p_uni) - 1, p_codes)
-    else:
-        p_codes, p_uni = np.zeros(n, dtype=np.int64), np.array(["unknown"], dtype=object)
-    a_groups = _Groups(a_codes, n_assay)
-    ok, assay_panel = a_groups.constant(p_codes)
-    if not ok:
-        bad = np.flatnonzero(assay_panel[a_codes] != p_codes)
-        ids = sorted({a_uni[a_codes[r]] for r in bad})
-        msg = format_message(
-            f"OlinkID(s) {preview(ids)} occur on more than one panel",
-            file=file,
-            column=roles["panel"],
-            rows=lines(bad),
-            hint="An OlinkID belongs to one panel; check the Panel column or split the file.",
-        )
-        raise NPXFormatError(msg)
-    if roles["assay"] is not None:
-        as_codes, as_uni = cols[roles["assay"]].codes()
-        ok, assay_name = a_groups.constant(as_codes)
-        if not ok:
-            bad_ids = np.unique(a_codes[assay_name[a_codes] != as_codes])
-            in_bad = np.isin(a_codes, bad_ids)
-            # name the rows that disagree with the OlinkID's most common Assay name
-            pairs = pd.DataFrame({"a": a_codes[in_bad], "n": as_codes[in_bad]})
-            common = pairs.groupby("a")["n"].agg(lambda v: v.value_counts().index[0])
-            bad_mask = in_bad.copy()
-            bad_mask[in_bad] = pairs["n"].to_numpy() != common.loc[pairs["a"]].to_numpy()
-            bad = np.flatnonzero(bad_mask)
-            detail = "; ".join(
-                f"{a_uni[k]}: "
-                + ", ".join(sorted({str(as_uni[c]) for c in as_codes[a_codes == k] if c >= 0}))
-                for k in bad_ids[:5]
-            )
-            msg = format_message(
-                f"{len(bad_ids)} OlinkID(s) mapped to more than one Assay name ({detail}); the "
-                "rows listed differ from the most common name",
-                file=file,
-                column=roles["assay"],
-                rows=lines(bad),
-                hint="Each OlinkID must name one assay; correct the Assay column or the OlinkIDs.",
-            )
-            raise NPXFormatError(msg)
-
-    if roles["plate"] is not None:
-        q_codes, q_uni = cols[roles["plate"]].codes()
-        if (q_codes < 0).any():
-            q_uni = np.append(q_uni, "").astype(object)
-            q_codes = np.where(q_codes < 0, len(q_uni) - 1, q_codes)
-    else:
-        q_codes, q_uni = np.zeros(n, dtype=np.int64), np.array([""], dtype=object)
-    n_panel, n_plate = len(p_uni), len(q_uni)
-
-    # --- one obs row per (SampleID, occurrence within panel) ----------------------------
-    sp_dense = _combine(s_codes, n_panel, p_codes)
-    one_plate, _ = _Groups(sp_dense, len(s_uni) * n_panel).constant(q_codes)
-    del sp_dense
-    if one_plate:  # common case: no SampleID on two plates within a panel
-        dup_sample_codes = np.zeros(0, dtype=np.int64)
-    else:
-        sp_codes, sp_uni = _factorize(s_codes.astype(np.int64) * n_panel + p_codes)
-        spq_codes, spq_uni = _factorize(sp_codes * n_plate + q_codes)
-        spq_sp = spq_uni // n_plate
-        occ_uni = pd.Series(spq_sp).groupby(spq_sp).cumcount().to_numpy().astype(np.int64)
-        dup_sample_codes = np.unique(sp_uni[spq_sp[occ_uni > 0]] // n_panel)
-    if dup_sample_codes.size:
-        dup_names = [str(s_uni[c]) for c in dup_sample_codes]
-        if duplicates == "error":
-            msg = format_message(
-                f"{len(dup_names)} SampleID(s) occur on more than one plate within a panel: "
-                f"{preview(dup_names)}",
-                file=file,
-                column=scol,
-                hint='Rename the repeated samples, or use duplicates="rename" to keep each '
-                "occurrence as its own row (index SampleID@PlateID).",
-            )
-            raise DuplicateSampleError(msg)
-        occ = occ_uni[spq_codes]
-        o_codes, o_uni = _factorize(s_codes.astype(np.int64) * (int(occ_uni.max()) + 1) + occ)
-        o_sample = o_uni // (int(occ_uni.max()) + 1)
-    elif isinstance(data, pa.Table):  # pyarrow dictionary order = order of appearance
-        o_codes, o_uni = s_codes, np.arange(len(s_uni))
-        o_sample = o_uni
-    else:
-        o_codes, o_uni = _factorize(s_codes)
-        o_sample = o_uni
+    ids = _identifiers(cols, roles, n, file=file, lines=lines, where=where)
+    s_uni, a_codes, a_uni = ids.s_uni, ids.a_codes, ids.a_uni
+    p_codes, p_uni, q_codes, q_uni = ids.p_codes, ids.p_uni, ids.q_codes, ids.q_uni
+    n_assay, assay_panel, a_groups = len(a_uni), ids.assay_panel, ids.a_groups
+    n_panel = len(p_uni)
+    o_codes, o_uni, o_sample, dup_sample_codes = _obs_rows(
+        ids, ordered=isinstance(data, pa.Table), duplicates=duplicates, file=file, scol=scol
+    )
     n_obs = len(o_uni)
 
-    # --- one measurement per (obs, assay) -------------------------------------------------
-    cell = _combine(o_codes, n_assay, a_codes)
-    measured = np.zeros(n_obs * n_assay, dtype=bool)
-    measured[cell] = True
-    keep_rows: np.ndarray | None = None
-    dropped_ids: list[str] = []
-    if int(np.count_nonzero(measured)) < n:  # some (sample, assay) cell occurs twice
-        counts = np.bincount(cell, minlength=n_obs * n_assay)
-        dup_rows = np.flatnonzero(counts[cell] > 1)
-        sub = table.take(pa.array(dup_rows)).to_pandas()
-        sub["_cell"] = cell[dup_rows]
-        varying = sub.groupby("_cell", sort=False).nunique(dropna=False).max(axis=1) > 1
-        if varying.any():
-            bad_cells = set(varying.index[varying])
-            bad_rows = dup_rows[sub["_cell"].isin(bad_cells).to_numpy()]
-            pairs = {
-                (str(s_uni[s_codes[r]]), str(a_uni[a_codes[r]]), str(q_uni[q_codes[r]]))
-                for r in bad_rows
-            }
-            msg = format_message(
-                f"the same SampleID is measured twice for one assay on one plate with different "
-                f"values (SampleID, OlinkID, PlateID): {preview(sorted(pairs))}",
-                file=file,
-                column=scol,
-                rows=lines(bad_rows),
-                hint="Give the repeated wells distinct SampleIDs, or remove the extra rows.",
-            )
-            raise DuplicateSampleError(msg)
-        first = _first_rows(cell, n_obs * n_assay)
-        keep_mask = first[cell] == np.arange(n)
-        dropped = np.flatnonzero(~keep_mask)
-        dropped_ids = [
-            f"{s_uni[s_codes[r]]} / {a_uni[a_codes[r]]} (row {lab})"
-            for r, lab in zip(dropped, lines(dropped), strict=True)
-        ]
-        warn(
-            f"{where}: dropped {dropped.size} exact duplicate row(s) (SampleID / OlinkID, "
-            f"recorded in uns['olinkpipe']['excluded']): {preview(dropped_ids)}"
-        )
-        keep_rows = np.flatnonzero(keep_mask)
+    cell, measured, keep_rows, dropped_ids = _cells(
+        table, ids, o_codes, n_obs, file=file, lines=lines, where=where, scol=scol
+    )
     if keep_rows is not None:
         rows_o = o_codes[keep_rows]
         flat = cell[keep_rows]
@@ -806,7 +928,8 @@ def from_long(
         if uniques is None:
             layers[c] = scatter(key, np.nan, np.float64, kept=True)
         else:
-            layers[c] = scatter(key.astype(np.int32), -1, np.int32, kept=True)
+            dt = code_dtype(len(uniques))  # int8 when the categories fit
+            layers[c] = scatter(key.astype(dt), -1, dt, kept=True)
             coded[c] = np.asarray([str(u) for u in uniques], dtype=object)
         col.release()
 
@@ -831,48 +954,9 @@ def from_long(
         qc_mat = np.where(on_panel.reshape(n_obs, n_panel), qc_mat, "").astype(object)
         obsm["QC_Warning"] = pd.DataFrame(qc_mat.astype(str), columns=panel_names)
 
-    # --- obs ----------------------------------------------------------------------------------
-    sample_names = s_uni[o_sample].astype(object)
-    is_pass_op = _is_pass(qc_mat.ravel()).reshape(n_obs, n_panel)
-    plates_joined = _join_rows(plate_mat, plate_mat != "", "")
-    qc_joined = _join_rows(qc_mat, ~is_pass_op, "PASS")
-    index = np.asarray([str(x) for x in sample_names], dtype=object)
-    if dup_sample_codes.size:
-        dup_mask = np.isin(o_sample, dup_sample_codes)
-        index[dup_mask] = [
-            f"{s}@{p}" for s, p in zip(index[dup_mask], plates_joined[dup_mask], strict=True)
-        ]
-        index = _make_unique(index)
-        dup_names = [str(s_uni[c]) for c in dup_sample_codes]
-        warn(
-            f"{where}: {len(dup_names)} SampleID(s) occur on more than one plate within a panel "
-            f"and are kept as one row per plate (index SampleID@PlateID): {preview(dup_names)}"
-        )
-    elif len(set(index)) != len(index):  # pragma: no cover - guarded by factorize
-        index = _make_unique(index)
-    obs_index = pd.Index(index, dtype=object, name=None)
-    ocols: dict[str, Any] = {"SampleID": sample_names}
-    for c, v in obs_cols.items():
-        if c != "SampleID":
-            ocols[c] = _as_series(v, dtypes[c], obs_index)
-    if "SampleType" in obs_cols:
-        st = pd.Series(ocols["SampleType"], dtype=object)
-        ocols["SampleType"] = st.where(st.notna(), "SAMPLE").astype(str).to_numpy()
-    elif "Sample_Type" in obs_cols:
-        st = pd.Series(obs_cols["Sample_Type"], dtype=object).fillna("SAMPLE").astype(str)
-        ocols["SampleType"] = st.str.strip().str.upper().to_numpy()
-    else:
-        ocols["SampleType"] = np.asarray(
-            [sample_type_from_name(s) for s in sample_names], dtype=object
-        )
-    ocols["is_control"] = pd.Series(ocols["SampleType"]).astype(str).str.upper().to_numpy() != (
-        "SAMPLE"
+    obs = _build_obs(
+        s_uni, o_sample, dup_sample_codes, plate_mat, qc_mat, obs_cols, dtypes, where=where
     )
-    ocols["PlateID"] = plates_joined.astype(str)
-    ocols["QC_Warning"] = np.asarray(qc_joined, dtype=object).astype(str)
-    ocols["qc_pass"] = is_pass_op.all(axis=1)
-    # one constructor call: a file with thousands of extra columns builds no fragmented frame
-    obs = pd.DataFrame(ocols, index=obs_index)
     for m in obsm.values():
         m.index = obs.index
 
@@ -884,13 +968,7 @@ def from_long(
     default_present = _present_from_plates(plate_mat)[:, assay_panel]
     if not np.array_equal(measured, default_present):
         layers["measured"] = measured
-    if qc_cell_flag is not None:
-        layers["qc_warning"] = qc_cell_flag
-    else:
-        layers["qc_warning"] = (~is_pass_op)[:, assay_panel] & measured
-    lod = layers["lod"]
-    with np.errstate(invalid="ignore"):
-        layers["below_lod"] = np.asarray(X < lod) & ~np.isnan(X) & ~np.isnan(lod)
+    del qc_cell_flag  # qc_warning and below_lod are computed on demand (olinkpipe._layout)
 
     adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
     data_type = VALUE_ALIASES.get(vcol, "NPX")
@@ -910,6 +988,7 @@ def from_long(
             "row_order": row_order,
         }
     )
+    compact_lod(adata)  # LOD constant per assay and plate: an assays × plates table
     if dropped_ids:
         record_exclusion(
             adata,
@@ -1313,8 +1392,8 @@ def to_long(adata: ad.AnnData, *, columns: Sequence[str] | None = None) -> pd.Da
             v = np.asarray(adata.var_names, dtype=object)[jj]
         elif c == names["value"]:
             v = cell(adata.X).astype(np.float64)
-        elif c == names["lod"] and "lod" in adata.layers:
-            v = cell(adata.layers["lod"]).astype(np.float64)
+        elif c == names["lod"] and has_lod(adata):
+            v = cell(lod_matrix(adata)).astype(np.float64)
         elif c == names["plate"] and plate_cell is not None:
             v = plate_cell[ii, jj]
             v = np.where(v == "", None, v).astype(object)
@@ -1378,7 +1457,7 @@ def measured_mask(adata: ad.AnnData) -> np.ndarray:
 
 def _available(adata: ad.AnnData, c: str, names: dict[str, str]) -> bool:
     if c in names.values() or c in ("SampleID", "OlinkID"):
-        return c != names["lod"] or "lod" in adata.layers
+        return c != names["lod"] or has_lod(adata)
     return c in adata.obs.columns or c in adata.var.columns or c in adata.layers
 
 

@@ -18,6 +18,7 @@ import anndata as ad
 import numpy as np
 
 from .._dask import require_dask
+from .._layout import code_dtype
 from ..errors import DesignError
 from . import stream
 
@@ -72,40 +73,44 @@ def wrap(adata: ad.AnnData, chunks: Any) -> ad.AnnData:
     return adata
 
 
-def _block(plan: stream.StreamPlan, flag_op: np.ndarray, lo: int, hi: int) -> dict:
+def _dtypes(plan: stream.StreamPlan) -> dict[str, Any]:
+    """dtype of every array a block task returns (code layers: the smallest int)."""
+    out: dict[str, Any] = {"X": np.float64, "lod": np.float64, "measured": bool}
+    for c in plan.layer_cols:
+        out[c] = code_dtype(len(plan.coded[c])) if c in plan.coded else np.float64
+    return out
+
+
+def _block(plan: stream.StreamPlan, lo: int, hi: int) -> dict:
     vals = stream.read_values(plan, lo, hi)
     roles = plan.roles
     X = vals.pop(roles["value"])
     lod = vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
     out = {"X": X, "lod": lod}
-    out.update({c: vals.pop(c) for c in plan.layer_cols})
-    out.update(stream._derived(out, X, flag_op, plan, lo, hi))
+    dtypes = _dtypes(plan)
+    out.update({c: vals.pop(c).astype(dtypes[c], copy=False) for c in plan.layer_cols})
+    out.update(stream._derived(plan, lo, hi))
     return out
 
 
 def lazy(plan: stream.StreamPlan, chunks: Any, *, file: str, product: str | None) -> ad.AnnData:
-    """The dask-backed AnnData of a scanned parquet dataset (no value read yet)."""
+    """The dask-backed AnnData of a scanned parquet dataset (no value read yet).
+
+    The LOD stays a lazy full layer (its plate table would need the LOD column read);
+    ``qc_warning`` / ``below_lod`` are computed on demand (:mod:`olinkpipe._layout`)."""
     da = require_dask("read_npx(chunks=...)")
     import dask
 
-    from .convert import _is_pass
-
-    flag_op = ~_is_pass(plan.qc_mat.ravel()).reshape(plan.qc_mat.shape)
     panels = plan.panel_uni[plan.assay_panel]
     blocks = assay_blocks(panels, plan.n_obs, chunks)
     names = ["X", "lod", *plan.layer_cols]
     if stream.needs_measured(plan):
         names.append("measured")
-    names += ["qc_warning", "below_lod"]
-    dtypes = {"X": np.float64, "lod": np.float64, "measured": bool}
-    dtypes.update({"qc_warning": bool, "below_lod": bool})
-    for c in plan.layer_cols:
-        dtypes[c] = np.int32 if c in plan.coded else np.float64
+    dtypes = _dtypes(plan)
     plan_d = dask.delayed(plan, traverse=False)
-    flag_d = dask.delayed(flag_op, traverse=False)
     parts: dict[str, list] = {k: [] for k in names}
     for lo, hi in blocks:
-        task = dask.delayed(_block, pure=True)(plan_d, flag_d, lo, hi)
+        task = dask.delayed(_block, pure=True)(plan_d, lo, hi)
         for k in names:
             parts[k].append(da.from_delayed(task[k], shape=(plan.n_obs, hi - lo), dtype=dtypes[k]))
     arrays = {

@@ -100,8 +100,9 @@ def read_npx(
     -------
     AnnData
         ``X`` NPX (float64, NaN = not measured), ``obs`` one row per sample, ``var``
-        indexed by OlinkID, ``layers`` ``lod``, ``qc_warning``, ``below_lod`` (and the
-        file's other per-measurement columns), ``obsm`` ``PlateID``/``QC_Warning`` per
+        indexed by OlinkID, the LOD per assay and plate in ``varm["lod"]`` (compact
+        layout; read it with ``olinkpipe._layout.lod_matrix``), ``layers`` the file's
+        other per-measurement columns, ``obsm`` ``PlateID``/``QC_Warning`` per
         panel, provenance in ``uns["olinkpipe"]`` (see ``docs/data_model.md``).
 
     Raises

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .._layout import code_dtype, compact_lod
 from .._provenance import provenance
 from ._util import warn_user
 from .convert import (
@@ -768,8 +769,10 @@ def build(
 ) -> ad.AnnData:
     """obs, var, obsm, uns and the derived layers around ``X`` and the value layers.
 
-    With ``derived`` the ``measured``/``qc_warning``/``below_lod`` layers are computed
-    here; the dask path passes them in ``layers`` instead.
+    With ``derived`` the ``measured`` layer (when not the default) is computed here; the
+    dask path passes it in ``layers`` instead. Code layers get the smallest int dtype; a
+    LOD constant per assay and plate becomes the plate table (:mod:`olinkpipe._layout`);
+    ``qc_warning`` and ``below_lod`` are computed on demand, not stored.
     """
     roles, columns = plan.roles, plan.columns
     types = plan.source.types
@@ -820,7 +823,10 @@ def build(
     var = build_var(var_cols, roles, a_uni, plan.panel_uni[plan.assay_panel], dtypes)
     # --- derived layers -------------------------------------------------------------------
     if derived:
-        layers.update(_derived(layers, X, ~is_pass_op, plan, 0, n_assay))
+        layers.update(_derived(plan, 0, n_assay))
+    for c, cats in plan.coded.items():
+        if c in layers and isinstance(layers[c], np.ndarray):
+            layers[c] = layers[c].astype(code_dtype(len(cats)), copy=False)
     adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
     prov = provenance(adata)
     prov.update(
@@ -838,33 +844,15 @@ def build(
             "row_order": plan.row_order,
         }
     )
+    compact_lod(adata)  # as from_long: LOD constant per assay and plate -> varm["lod"]
     return adata
 
 
-def _derived(
-    layers: dict[str, np.ndarray],
-    X: np.ndarray,
-    flag_op: np.ndarray,
-    plan: StreamPlan,
-    lo: int,
-    hi: int,
-) -> dict[str, np.ndarray]:
-    """``measured`` (when not the default), ``qc_warning`` and ``below_lod`` for assays lo:hi."""
-    out: dict[str, np.ndarray] = {}
-    measured = plan.measured[:, lo:hi]
+def _derived(plan: StreamPlan, lo: int, hi: int) -> dict[str, np.ndarray]:
+    """``measured`` for assays lo:hi, when it differs from the default."""
     if needs_measured(plan):
-        out["measured"] = measured
-    if plan.qc_layer is not None:  # per-cell flags from the QC layer's categories
-        codes = layers[plan.qc_layer]
-        cat_pass = _is_pass(plan.coded[plan.qc_layer])
-        flag = np.zeros(codes.shape, dtype=bool)
-        valid = codes >= 0
-        flag[valid] = ~cat_pass[codes[valid]]
-        out["qc_warning"] = flag
-    else:
-        out["qc_warning"] = flag_op[:, plan.assay_panel[lo:hi]] & measured
-    out["below_lod"] = _below(X, layers["lod"])
-    return out
+        return {"measured": plan.measured[:, lo:hi]}
+    return {}
 
 
 def needs_measured(plan: StreamPlan) -> bool:
@@ -894,16 +882,6 @@ def _remap(codes: np.ndarray, lookup: np.ndarray) -> None:
     for i in range(0, len(flat), step):
         part = flat[i : i + step]
         part[:] = lookup[part]
-
-
-def _below(X: np.ndarray, lod: np.ndarray) -> np.ndarray:
-    """``X < lod`` where both are known, a block of rows at a time (as from_long computes it)."""
-    out = np.empty(X.shape, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        for i in range(0, X.shape[0], _ROWS):
-            x, lo = X[i : i + _ROWS], lod[i : i + _ROWS]
-            out[i : i + _ROWS] = np.asarray(x < lo) & ~np.isnan(x) & ~np.isnan(lo)
-    return out
 
 
 def auto_block(n_obs: int) -> int:

@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._layout import has_lod, lod_matrix, qc_warning_matrix
 from ..errors import preview
 from .convert import _is_pass, measured_mask
 
@@ -71,8 +72,8 @@ def summarize(adata: ad.AnnData) -> dict[str, Any]:
     n_meas = int(measured.sum())
     nan = np.isnan(X) & measured
     below_per_assay = None
-    if "lod" in adata.layers:
-        lod = _dense(adata.layers["lod"])
+    if has_lod(adata):
+        lod = _dense(lod_matrix(adata))
         with np.errstate(invalid="ignore"):
             has = measured & ~np.isnan(X) & ~np.isnan(lod)
             below = has & (X < lod)
@@ -87,9 +88,7 @@ def summarize(adata: ad.AnnData) -> dict[str, Any]:
         if "qc_pass" in adata.obs
         else np.zeros(adata.n_obs, dtype=bool)
     )
-    qc_cells = (
-        int(np.asarray(adata.layers["qc_warning"]).sum()) if "qc_warning" in adata.layers else 0
-    )
+    qc_cells = int(np.asarray(qc_warning_matrix(adata)).sum())
     panels = list(pd.unique(adata.var["Panel"].astype(str))) if "Panel" in adata.var else []
     src = prov.get("source", [])
     ids = (
@@ -163,7 +162,7 @@ def summarize_panels(adata: ad.AnnData) -> pd.DataFrame:
     """
     X = _dense(adata.X)
     measured = measured_mask(adata)
-    lod = _dense(adata.layers["lod"]) if "lod" in adata.layers else np.full(X.shape, np.nan)
+    lod = _dense(lod_matrix(adata))  # all NaN when there is no LOD
     panel_of = (
         adata.var["Panel"].astype(str).to_numpy()
         if "Panel" in adata.var

@@ -402,7 +402,7 @@ def bridge(
     >>> run1 = op.datasets.load_example().adata
     >>> run2 = run1.copy()  # a second run reading 0.5 NPX higher on every assay
     >>> run2.X = run2.X + 0.5
-    >>> run2.layers["lod"] = run2.layers["lod"] + 0.5
+    >>> run2.varm["lod"] = run2.varm["lod"] + 0.5
     >>> both = op.pp.bridge_normalize(run1, run2, ["OL0002", "OL0006", "OL0008"])
     >>> ax = op.pl.bridge(None, both)
     >>> ax.get_ylabel()

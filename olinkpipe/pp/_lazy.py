@@ -140,6 +140,8 @@ def by_code(table: np.ndarray, codes: np.ndarray, pidx: np.ndarray) -> np.ndarra
     assays of one panel, an index array of the block's size only when panels alternate."""
     pidx = np.asarray(pidx, dtype=np.intp).ravel()
     n_cols = len(pidx)
+    if n_cols == 0:  # an empty block (e.g. every assay of a chunk filtered out)
+        return np.empty((codes.shape[0], 0), dtype=table.dtype)
     present = np.unique(pidx)
     if len(present) and all(
         np.array_equal(codes[:, q], codes[:, present[0]]) for q in present[1:]

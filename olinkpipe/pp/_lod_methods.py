@@ -159,12 +159,13 @@ def nc_table(adata: ad.AnnData, *, groupby: str | None, min_nc: int, count_rule:
     has_count = count_rule and "Count" in adata.layers
     if has_count:
         arrays.append(adata.layers["Count"])
-    if "qc_warning" in adata.layers:
-        arrays.append(adata.layers["qc_warning"])
+    cell_qc = _utils.has_cell_qc(adata)
+    if cell_qc:
+        arrays.append(_utils.qc_fail_cells(adata))
     got = _lazy.rows_of(arrays, nc_rows)
     x_nc, pc_nc = got[0].astype(float), got[1].astype(float)
     count_nc = got[2].astype(float) if has_count else None
-    if "qc_warning" in adata.layers:
+    if cell_qc:
         fail_nc = got[-1].astype(bool)
     else:
         by_panel, pidx = _utils.qc_fail_by_panel(adata)

@@ -92,4 +92,18 @@ def update_max_lod(adata: ad.AnnData) -> list[str]:
         top = np.where(has.any(axis=0), np.where(has, arr, -np.inf).max(axis=0), np.nan)
         keep = has | ~np.isnan(np.asarray(X, dtype=float))
         adata.layers[key] = np.where(keep, top[None, :], np.nan)
+    if _max_lod_table(adata):  # the compact layout: the assays × plates table of a MaxLOD
+        tab = np.asarray(adata.varm["lod"], dtype=float)
+        has = ~np.isnan(tab)
+        top = np.where(has.any(axis=1), np.where(has, tab, -np.inf).max(axis=1), np.nan)
+        adata.varm["lod"] = np.where(has, top[:, None], np.nan)
+        keys.append("lod")
     return keys
+
+
+def _max_lod_table(adata: ad.AnnData) -> bool:
+    """True when the LOD is the plate table (``varm["lod"]``) read from a MaxLOD column."""
+    prov = adata.uns.get("olinkpipe", {})
+    role = prov.get("columns", {}).get("lod") if isinstance(prov, dict) else None
+    compact = "lod" not in adata.layers and "lod" in adata.varm
+    return compact and isinstance(role, str) and role in MAX_LOD_NAMES

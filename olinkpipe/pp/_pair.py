@@ -13,7 +13,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .. import _parallel
+from .. import _layout, _parallel
 from .._dask import require_dask
 from .._provenance import EXCLUDED_COLUMNS, provenance
 from ..errors import DesignError, ValidationError, format_message, preview
@@ -285,7 +285,7 @@ class Stack:
             m == other.n_vars and np.array_equal(cols_o, np.arange(m)),
         )
         sources = {"X": (np.asarray(ref.X, dtype=float), np.asarray(other.X, dtype=float))}
-        layers_r, layers_o = ref.layers, other.layers  # anndata rebuilds these per access
+        layers_r, layers_o = _layout.layers_with_lod(ref), _layout.layers_with_lod(other)
         coded_r, coded_o = _coded(ref), _coded(other)
         self.coded: dict[str, list[str]] = {}
         for key in layers_r:
@@ -367,10 +367,11 @@ class LazyStack:
         coded_r, coded_o = _coded(ref), _coded(other)
         self.coded: dict[str, list[str]] = {}
         sources = {"X": (ref.X, other.X)}
-        for key in ref.layers:
-            if key not in other.layers:
+        layers_r, layers_o = _layout.layers_with_lod(ref), _layout.layers_with_lod(other)
+        for key in layers_r:
+            if key not in layers_o:
                 continue
-            a_o = other.layers[key]
+            a_o = layers_o[key]
             if key in coded_r and key in coded_o:
                 known = set(coded_r[key])
                 cats = list(coded_r[key]) + [c for c in coded_o[key] if c not in known]
@@ -379,8 +380,8 @@ class LazyStack:
                 a_o = self._lazy(a_o).map_blocks(
                     lambda b, lk=lookup: lk[np.asarray(b, dtype=np.int64) + 1], dtype=np.int32
                 )
-            sources[key] = (ref.layers[key], a_o)
-        self.dropped_layers = sorted((set(ref.layers) ^ set(other.layers)) - {"measured"})
+            sources[key] = (layers_r[key], a_o)
+        self.dropped_layers = sorted((set(layers_r) ^ set(layers_o)) - {"measured"})
         if "measured" in ref.layers or "measured" in other.layers:
             sources["measured"] = tuple(
                 a.layers["measured"] if "measured" in a.layers else np.ones(a.shape, bool)
@@ -555,6 +556,7 @@ def combine(
     for rec in records:
         _utils.exclude(out, step=step, **rec)
     stack.arrays()  # wait for every write
+    _layout.compact_lod(out)  # the stacked LOD back to a plate table when it is one
     _lodcols.update_max_lod(out)  # OlinkAnalyze: MaxLOD = the assay's max after normalizing
     return out
 

@@ -8,9 +8,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .. import _layout
 from .._controls import control_assays as control_assays  # the one definition
 from .._controls import control_samples as control_samples
 from .._dask import is_dask
+from .._layout import has_lod, set_lod, shift_lod, shift_lod_by_plate  # noqa: F401 (pp)
 from .._provenance import provenance, record_exclusion
 from .._qc import is_pass
 from .._warnings import warn_user
@@ -113,12 +115,14 @@ def cell_codes(adata: ad.AnnData, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def qc_fail_cells(adata: ad.AnnData) -> np.ndarray:
     """Boolean sample × assay mask of cells whose sample QC warning is not a pass
-    (``layers["qc_warning"]`` as it is stored, a dask array on the dask path)."""
-    if "qc_warning" in adata.layers:
-        layer = adata.layers["qc_warning"]
-        return layer if is_dask(layer) else np.asarray(layer, dtype=bool)
-    fail, pidx = qc_fail_by_panel(adata)
-    return fail[:, pidx]
+    (:func:`olinkpipe._layout.qc_warning_matrix`; a dask array on the dask path)."""
+    return _layout.qc_warning_matrix(adata)
+
+
+def has_cell_qc(adata: ad.AnnData) -> bool:
+    """True when QC is per cell (a ``qc_warning`` layer or a per-cell QC code layer), not
+    only per sample and panel (:func:`qc_fail_by_panel`)."""
+    return "qc_warning" in adata.layers or _layout._qc_layer(adata) is not None
 
 
 def qc_fail_by_panel(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
@@ -141,16 +145,17 @@ def sample_qc_fail(adata: ad.AnnData) -> np.ndarray:
 
 
 def lod_layer(adata: ad.AnnData, *, what: str) -> np.ndarray:
-    """``layers["lod"]`` as float, or a clear error."""
-    if "lod" not in adata.layers:
+    """The LOD per cell as float (:func:`olinkpipe._layout.lod_matrix`: the full layer or
+    the expanded plate table), or a clear error when ``adata`` has none."""
+    if not _layout.has_lod(adata):
         msg = format_message(
-            f"{what} needs the LOD layer, but adata.layers has only {list(adata.layers)!r}",
+            f"{what} needs the LOD (layers['lod'] or varm['lod']), but adata.layers has only "
+            f"{list(adata.layers)!r}",
             column="layers['lod']",
             hint="Read an export with an LOD column, or run pp.compute_lod / pp.read_fixed_lod.",
         )
         raise MissingColumnError(msg)
-    lod = adata.layers["lod"]
-    return lod if is_dask(lod) else np.asarray(lod, dtype=float)
+    return _layout.lod_matrix(adata)
 
 
 def npx(adata: ad.AnnData):

@@ -87,7 +87,8 @@ def censor_lod(
     >>> censored = op.pp.censor_lod(adata, how="lod")
     >>> censored.uns["olinkpipe"]["censor_lod"]["n_replaced"]
     1131
-    >>> bool((censored.X >= censored.layers["lod"])[~np.isnan(adata.X)].all())
+    >>> from olinkpipe._layout import lod_matrix  # the LOD per cell, whatever the layout
+    >>> bool((censored.X >= lod_matrix(censored))[~np.isnan(adata.X)].all())
     True
     """
     check_literal("how", how, ["keep", "nan", "lod", "lod_half"])
@@ -207,8 +208,9 @@ def compute_lod(
     Returns
     -------
     anndata.AnnData
-        With ``layers["lod"]`` (NaN where NPX is NaN, as OlinkAnalyze), the refreshed
-        ``layers["below_lod"]`` and ``uns["olinkpipe"]["lod"]``: the settings, the number
+        With ``layers["lod"]`` (NaN where NPX is NaN, as OlinkAnalyze; it replaces the
+        plate table ``varm["lod"]`` and a stored ``layers["below_lod"]``) and
+        ``uns["olinkpipe"]["lod"]``: the settings, the number
         of count-based assays and the LOD table (``table`` for NCLOD / fixed: OlinkID,
         group, LODNPX, LODCount, LODMethod; with ``"both"`` ``table`` and
         ``fixed_table``).
@@ -287,9 +289,7 @@ def compute_lod(
         out.layers[name] = lods[other]
         settings["lod_layer"] = {"nclod": "NCLOD", "fixed": "FixedLOD"}[prefer]
         settings["other_layer"] = name
-    X = _utils.npx(out)
-    out.layers["lod"] = lods[main]
-    out.layers["below_lod"] = X < lods[main]
+    _utils.set_lod(out, lods[main])  # a full layer (NaN where X is NaN); below_lod on demand
     out.uns["olinkpipe"]["lod"] = settings
     return out
 

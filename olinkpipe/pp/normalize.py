@@ -133,7 +133,7 @@ def subset_normalize(
     >>> run1 = op.datasets.load_example().adata
     >>> run2 = run1.copy()  # a second run reading 0.5 NPX higher on every assay
     >>> run2.X = run2.X + 0.5
-    >>> run2.layers["lod"] = run2.layers["lod"] + 0.5
+    >>> run2.varm["lod"] = run2.varm["lod"] + 0.5  # the LOD per assay and plate
     >>> both = op.pp.subset_normalize(run1, run2, ["OL0002", "OL0006"], ["OL0008", "OL0009"])
     >>> int(both.obs["norm_sample"].sum())
     4
@@ -217,7 +217,7 @@ def intensity_normalize(
     >>> run1 = op.datasets.load_example().adata
     >>> run2 = run1.copy()  # a second run reading 0.5 NPX higher on every assay
     >>> run2.X = run2.X + 0.5
-    >>> run2.layers["lod"] = run2.layers["lod"] + 0.5
+    >>> run2.varm["lod"] = run2.varm["lod"] + 0.5  # the LOD per assay and plate
     >>> both = op.pp.intensity_normalize(run1, run2)  # controls kept, as OlinkAnalyze
     >>> bool(np.allclose(both.var["Adj_factor"], -0.5))
     True
@@ -310,7 +310,7 @@ def reference_median_normalize(
     Returns
     -------
     anndata.AnnData
-        New object with shifted ``X`` and ``layers["lod"]``, ``var["Adj_factor"]`` and
+        New object with shifted ``X`` and LOD (plate table or layer), ``var["Adj_factor"]`` and
         ``uns["olinkpipe"]["normalization"]["reference_median_normalize"]["factors"]``.
 
     Examples
@@ -342,7 +342,10 @@ def reference_median_normalize(
     target = refmed.reindex(names).to_numpy()
     factor = _pair.zero_missing(target - med, names, step=step)
     out.X = _shifted(_utils.npx(out), factor)
-    for key in _lodcols.shifted_layers(out):  # lod and MaxLOD, PlateLOD, ... (OlinkAnalyze)
+    _utils.shift_lod(out, factor)  # the LOD table or layer
+    for key in _lodcols.shifted_layers(out):  # MaxLOD, PlateLOD, ... (OlinkAnalyze)
+        if key == "lod":
+            continue  # shifted above
         layer = out.layers[key]
         out.layers[key] = _shifted(
             layer if _lazy.is_dask(layer) else np.asarray(layer, float), factor
@@ -401,8 +404,8 @@ def normalize_plates(
     Returns
     -------
     anndata.AnnData
-        Shifted ``X`` and ``layers["lod"]``; the plate × assay factors as a long table
-        (``PlateID``, ``OlinkID``, ``Adj_factor``, ``n``) in
+        Shifted ``X`` and LOD (per plate column of the table, or the layer); the plate ×
+        assay factors as a long table (``PlateID``, ``OlinkID``, ``Adj_factor``, ``n``) in
         ``uns["olinkpipe"]["normalization"]["normalize_plates"]["factors"]``.
 
     Examples
@@ -475,10 +478,7 @@ def normalize_plates(
             f"({preview(missing)}); their factor is set to 0.",
         )
     out.X = _lazy.add_by_code(_utils.npx(out), codes, pidx, factors)
-    if "lod" in out.layers:
-        out.layers["lod"] = _lazy.add_by_code(
-            _utils.lod_layer(out, what=step), codes, pidx, factors
-        )
+    _utils.shift_lod_by_plate(out, codes, pidx, factors, plates)  # table or layer
     table = pd.concat(rows_tab, ignore_index=True)
     _utils.normalization_record(out)[step] = {
         "method": method,

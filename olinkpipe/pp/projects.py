@@ -111,8 +111,8 @@ def normalize_projects(
     >>> import pandas as pd
     >>> import olinkpipe as op
     >>> p1 = op.datasets.load_example().adata
-    >>> p2 = p1.copy(); p2.X = p2.X + 0.5; p2.layers["lod"] = p2.layers["lod"] + 0.5
-    >>> p3 = p1.copy(); p3.X = p3.X - 1.0; p3.layers["lod"] = p3.layers["lod"] - 1.0
+    >>> p2 = p1.copy(); p2.X = p2.X + 0.5; p2.varm["lod"] = p2.varm["lod"] + 0.5
+    >>> p3 = p1.copy(); p3.X = p3.X - 1.0; p3.varm["lod"] = p3.varm["lod"] - 1.0
     >>> plan = pd.DataFrame({
     ...     "project": ["P1", "P2", "P3"],
     ...     "normalize_to": [None, "P1", "P2"],

@@ -87,7 +87,7 @@ def _sample_panel_table(adata: ad.AnnData) -> pd.DataFrame:
     """
     assay_keep = ~_utils.control_assays(adata)
     X = _utils.npx(adata)
-    arrays = [X, _utils.lod_layer(adata, what="qc_summary")] if "lod" in adata.layers else [X]
+    arrays = [X, _utils.lod_layer(adata, what="qc_summary")] if _utils.has_lod(adata) else [X]
     pans = _utils.panels(adata)
     plate_tab = _utils.per_panel_obs(adata, "PlateID")
     qc_tab = _utils.per_panel_obs(adata, "QC_Warning")
@@ -172,7 +172,7 @@ def qc_summary(adata: ad.AnnData, *, by: Literal["sample", "assay"] = "sample") 
         out = _sample_panel_table(adata)
     else:
         study = np.flatnonzero(~_utils.control_samples(adata))
-        has_lod = "lod" in adata.layers
+        has_lod = _utils.has_lod(adata)
         arrays = [_utils.npx(adata)]
         if has_lod:
             arrays.append(_utils.lod_layer(adata, what="qc_summary"))
@@ -495,7 +495,7 @@ def filter(
     qc_warning
         ``"drop"``: remove samples with any non-passing QC warning (``obs["qc_pass"]``);
         ``"mask"``: keep them but set NPX to NaN on the panels that did not pass
-        (``layers["qc_warning"]``); ``"keep"``: do nothing.
+        (per cell: ``olinkpipe._layout.qc_warning_matrix``); ``"keep"``: do nothing.
     controls
         ``"drop"``: remove control samples (``obs["is_control"]``) and control assays
         (``var["is_control"]``).
@@ -600,7 +600,7 @@ def filter(
 def _fail_arrays(adata: ad.AnnData) -> tuple[list, list]:
     """QC-failed cells as block-wise inputs: the ``qc_warning`` layer, or (when absent)
     per-sample × panel failures indexed by a per-assay panel position vector."""
-    if "qc_warning" in adata.layers:
+    if _utils.has_cell_qc(adata):
         return [_utils.qc_fail_cells(adata)], []
     fail, pidx = _utils.qc_fail_by_panel(adata)
     return [], [pidx.astype(float)]
@@ -610,7 +610,7 @@ def _detected(adata: ad.AnnData, *, mask: bool, keep_rows: np.ndarray) -> tuple[
     """Values a QC mask would set to NaN, and each assay's detected fraction (NPX present,
     not QC-masked, not below LOD) over ``keep_rows``, block by block."""
     X = _utils.npx(adata)
-    has_lod = "lod" in adata.layers
+    has_lod = _utils.has_lod(adata)
     arrays = [X] + ([_utils.lod_layer(adata, what="filter")] if has_lod else [])
     fail_layer, vectors = _fail_arrays(adata) if mask else ([], [])
     by_panel = _utils.qc_fail_by_panel(adata)[0] if mask and not fail_layer else None

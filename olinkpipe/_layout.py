@@ -1,0 +1,384 @@
+"""The compact AnnData layout: one place that reads and writes LOD, below-LOD and QC cells.
+
+A reader stores what varies per cell and nothing it can derive (docs/data_model.md):
+
+- **LOD** constant per assay and plate is an assays × plates table, ``varm["lod"]``
+  (float64, one column per plate, labels in ``uns["olinkpipe"]["lod_plates"]``; the plate
+  of cell (i, j) is ``obsm["PlateID"]`` of sample i on assay j's panel). Anything else
+  (a LOD that varies within a plate, one computed by ``pp.compute_lod``, data built by
+  hand) is the full float layer ``layers["lod"]``. A file with no PlateID at all is one
+  plate labelled ``""``.
+- **below LOD** is ``X < lod`` and **QC warning** comes from the per-cell QC code layer or
+  the per-panel ``obsm["QC_Warning"]``: both computed on demand, never stored by a reader.
+  An old file (or a hand-built AnnData) holding ``layers["below_lod"]`` /
+  ``layers["qc_warning"]`` is still read from those layers.
+
+Every function works on both layouts, dense or dask (a dask-backed ``X`` gives lazy
+results, block by block). Use these instead of ``adata.layers["lod"]`` and friends.
+
+Examples
+--------
+>>> import olinkpipe as op
+>>> from olinkpipe import _layout
+>>> adata = op.datasets.load_example().adata
+>>> "lod" in adata.layers, "lod" in adata.varm
+(False, True)
+>>> _layout.lod_matrix(adata).shape == adata.shape
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ._dask import is_dask, require_dask
+
+__all__ = [
+    "LOD_KEY",
+    "below_lod_matrix",
+    "code_dtype",
+    "compact_lod",
+    "has_lod",
+    "layers_with_lod",
+    "lod_matrix",
+    "lod_table",
+    "qc_warning_matrix",
+    "set_lod",
+    "shift_lod",
+    "shift_lod_by_plate",
+]
+
+#: ``varm`` key of the assays × plates LOD table (and ``layers`` key of the full LOD)
+LOD_KEY = "lod"
+_PLATES = "lod_plates"  # uns["olinkpipe"] key: the table's column labels
+
+
+def code_dtype(n_categories: int) -> type:
+    """The smallest signed int dtype holding codes ``-1 .. n_categories - 1``."""
+    for dt in (np.int8, np.int16, np.int32):
+        if n_categories <= np.iinfo(dt).max:
+            return dt
+    return np.int64
+
+
+# --- plates of the cells ---------------------------------------------------------------------
+
+
+def _prov(adata: ad.AnnData) -> dict:
+    prov = adata.uns.get("olinkpipe")
+    return prov if isinstance(prov, dict) else {}
+
+
+def _panels(adata: ad.AnnData) -> np.ndarray:
+    if "Panel" in adata.var:
+        return adata.var["Panel"].astype(str).to_numpy()
+    return np.full(adata.n_vars, "all", dtype=object)
+
+
+def _plate_tab(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
+    """(samples × panels plate strings, each assay's panel column); ``""`` = no plate."""
+    pans = _panels(adata)
+    uniq = list(pd.unique(pans))
+    pidx = pd.Index(uniq).get_indexer(pans)
+    tab = np.full((adata.n_obs, len(uniq)), "", dtype=object)
+    src = adata.obsm.get("PlateID") if "PlateID" in adata.obsm else None
+    for k, p in enumerate(uniq):
+        if isinstance(src, pd.DataFrame) and p in src.columns:
+            col = src[p]
+        elif not isinstance(src, pd.DataFrame) and "PlateID" in adata.obs:
+            col = adata.obs["PlateID"]
+        else:
+            continue
+        tab[:, k] = col.astype(object).fillna("").astype(str).to_numpy()
+    return tab, pidx
+
+
+def _plate_codes(adata: ad.AnnData, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's plate per panel as a position in ``labels`` (-1: none), and each
+    assay's panel column: cell (i, j) is on plate ``labels[codes[i, pidx[j]]]``."""
+    tab, pidx = _plate_tab(adata)  # no plate known at all: every cell is on plate ""
+    index = pd.Index(labels)
+    codes = np.column_stack(
+        [index.get_indexer(tab[:, k]) for k in range(tab.shape[1])] or [np.zeros(0, int)]
+    ).reshape(adata.n_obs, tab.shape[1])
+    if (tab != "").any():
+        codes[tab == ""] = -1  # not on that panel: no LOD
+    return codes.astype(np.intp), pidx
+
+
+def _labels(adata: ad.AnnData) -> list[str]:
+    """The plate labels of ``varm["lod"]``'s columns (an error when they do not match)."""
+    labels = [str(p) for p in np.atleast_1d(_prov(adata).get(_PLATES, []))]
+    width = np.shape(adata.varm[LOD_KEY])[1] if LOD_KEY in adata.varm else len(labels)
+    if width != len(labels):
+        from .errors import ValidationError
+
+        msg = (
+            f"varm['lod'] has {width} plate column(s) but uns['olinkpipe']['lod_plates'] "
+            f"names {len(labels)}; set lod_plates to the plate of each column "
+            "(docs/data_model.md), or store the LOD as layers['lod']."
+        )
+        raise ValidationError(msg)
+    return labels
+
+
+def has_lod(adata: ad.AnnData) -> bool:
+    """True when ``adata`` carries a LOD (the full layer or the plate table)."""
+    return LOD_KEY in adata.layers or _is_compact(adata)
+
+
+def _is_compact(adata: ad.AnnData) -> bool:
+    return LOD_KEY not in adata.layers and LOD_KEY in adata.varm
+
+
+def lod_table(adata: ad.AnnData) -> pd.DataFrame | None:
+    """The assays × plates LOD table (``var_names`` × plate labels), or None when the LOD
+    is a full layer or absent.
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> from olinkpipe import _layout
+    >>> adata = op.datasets.load_example().adata
+    >>> _layout.lod_table(adata).shape == (adata.n_vars, 2)  # two plates
+    True
+    """
+    if not _is_compact(adata):
+        return None
+    return pd.DataFrame(
+        np.asarray(adata.varm[LOD_KEY], dtype=float), index=adata.var_names, columns=_labels(adata)
+    )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _sub(a, rows, cols):
+    if rows is not None:
+        a = a[np.asarray(rows)]
+    if cols is not None:
+        a = a[:, np.asarray(cols)]
+    return a
+
+
+def _count(n: int, sel) -> int:
+    return n if sel is None else len(np.arange(n)[np.asarray(sel)])
+
+
+def _measured(adata: ad.AnnData, rows=None, cols=None):
+    if "measured" not in adata.layers:
+        return None
+    m = _sub(adata.layers["measured"], rows, cols)
+    return m if is_dask(m) else np.asarray(m, dtype=bool)
+
+
+def lod_matrix(adata: ad.AnnData, rows=None, cols=None):
+    """LOD per sample × assay (float64; NaN where unknown), from the layer or the table.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData with a LOD (see :func:`has_lod`).
+    rows, cols
+        Optional row / column selections (anything numpy indexing takes).
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        A dask array (computed block by block) when ``adata.X`` is one; a new array (or
+        the stored layer itself) otherwise. All-NaN when ``adata`` has no LOD.
+    """
+    if LOD_KEY in adata.layers:
+        lod = _sub(adata.layers[LOD_KEY], rows, cols)
+        return lod if is_dask(lod) else np.asarray(lod, dtype=float)
+    shape = (_count(adata.n_obs, rows), _count(adata.n_vars, cols))
+    if not _is_compact(adata):
+        return np.full(shape, np.nan)
+    table = np.asarray(adata.varm[LOD_KEY], dtype=float).T  # plates × assays
+    table = np.vstack([table, np.full((1, adata.n_vars), np.nan)])  # code -1: no LOD
+    codes, pidx = _plate_codes(adata, _labels(adata))
+    if rows is not None:
+        codes = codes[np.asarray(rows)]
+    if cols is not None:
+        table, pidx = table[:, np.asarray(cols)], pidx[np.asarray(cols)]
+    from .pp import _lazy
+
+    X = _sub(adata.X, rows, cols)
+    measured = _measured(adata, rows, cols)
+    if is_dask(X):
+        lod = _lazy.from_columns(
+            X, lambda sl: _lazy.by_code(table[:, sl], codes, pidx[sl]), dtype=float
+        )
+        if measured is not None:
+            da = require_dask("a dask-backed AnnData")
+            lod = da.where(measured, lod, np.nan)
+        return lod
+    out = np.empty(shape, dtype=float)
+    for sl in _lazy.column_slices(shape[1], shape[0]):
+        out[:, sl] = _lazy.by_code(table[:, sl], codes, pidx[sl])
+    if measured is not None:
+        out[~measured] = np.nan
+    return out
+
+
+def below_lod_matrix(adata: ad.AnnData, rows=None, cols=None):
+    """``X < lod`` per cell (False where NPX or LOD is NaN); a stored
+    ``layers["below_lod"]`` (old files, :func:`olinkpipe.pp.censor_lod`) is returned as is."""
+    if "below_lod" in adata.layers:
+        b = _sub(adata.layers["below_lod"], rows, cols)
+        return b if is_dask(b) else np.asarray(b, dtype=bool)
+    X = _sub(adata.X, rows, cols)
+    X = X if is_dask(X) else np.asarray(X, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return X < lod_matrix(adata, rows, cols)
+
+
+def _qc_layer(adata: ad.AnnData) -> str | None:
+    """The per-cell QC code layer (Explore files whose QC varies within a panel), if any."""
+    prov = _prov(adata)
+    name = dict(prov.get("columns", {})).get("qc")
+    coded = prov.get("coded_layers", {})
+    if name and name in adata.layers and name in coded:
+        return str(name)
+    return None
+
+
+def qc_warning_matrix(adata: ad.AnnData, rows=None, cols=None):
+    """True where the cell's QC warning is not a pass (``Pass``/``PASS``/``OK`` and missing
+    count as pass), False for cells not measured: from ``layers["qc_warning"]`` when stored,
+    else the per-cell QC code layer, else the per-panel ``obsm["QC_Warning"]``."""
+    if "qc_warning" in adata.layers:
+        q = _sub(adata.layers["qc_warning"], rows, cols)
+        return q if is_dask(q) else np.asarray(q, dtype=bool)
+    from .io.convert import _is_pass
+
+    name = _qc_layer(adata)
+    if name is not None:
+        cats = np.asarray(_prov(adata)["coded_layers"][name], dtype=object)
+        lookup = np.append(~_is_pass(cats), False)  # code -1 (missing): a pass
+        codes = _sub(adata.layers[name], rows, cols)
+        if is_dask(codes):
+            return codes.map_blocks(lambda b: lookup[np.asarray(b, np.intp)], dtype=bool)
+        return lookup[np.asarray(codes, dtype=np.intp)]
+    from .pp import _lazy, _utils
+
+    fail, pidx = _utils.qc_fail_by_panel(adata)
+    if rows is not None:
+        fail = fail[np.asarray(rows)]
+    if cols is not None:
+        pidx = pidx[np.asarray(cols)]
+    measured = _measured(adata, rows, cols)
+    X = _sub(adata.X, rows, cols)
+    if is_dask(X):
+        out = _lazy.from_columns(X, lambda sl: fail[:, pidx[sl]], dtype=bool)
+        return out if measured is None else out & measured
+    out = fail[:, pidx]
+    return out if measured is None else out & measured
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _drop_table(adata: ad.AnnData) -> None:
+    if LOD_KEY in adata.varm:
+        del adata.varm[LOD_KEY]
+    _prov(adata).pop(_PLATES, None)
+
+
+def set_lod(adata: ad.AnnData, lod) -> None:
+    """Store a full LOD (samples × assays, numpy or dask) as ``layers["lod"]``, dropping
+    the plate table and any stored ``below_lod`` (now computed from it)."""
+    _drop_table(adata)
+    adata.layers.pop("below_lod", None)
+    adata.layers[LOD_KEY] = lod
+
+
+def compact_lod(adata: ad.AnnData) -> bool:
+    """Replace a numpy ``layers["lod"]`` that is constant per assay and plate (bit for bit,
+    NaN equal to NaN, NaN where the cell is not measured) by the plate table. Returns True
+    when it did; a dask layer or a LOD that varies within a plate is left as it is."""
+    if LOD_KEY not in adata.layers:
+        return _is_compact(adata)
+    _drop_table(adata)  # a full layer wins over any (stale) table
+    lod = adata.layers[LOD_KEY]
+    if is_dask(lod):
+        return False
+    lod = np.asarray(lod, dtype=float)
+    tab, pidx = _plate_tab(adata)
+    labels = [str(p) for p in pd.unique(tab.ravel()) if p != ""] if (tab != "").any() else [""]
+    codes, pidx = _plate_codes(adata, labels)
+    table = np.full((len(labels) + 1, adata.n_vars), np.nan)
+    for k in range(codes.shape[1]):  # each plate's first sample on the panel gives its row
+        cols = np.flatnonzero(pidx == k)
+        q, first = np.unique(codes[:, k], return_index=True)
+        keep = q >= 0
+        table[np.ix_(q[keep], cols)] = lod[np.ix_(first[keep], cols)]
+    from .pp import _lazy
+
+    measured = _measured(adata)
+    i8 = np.int64
+    for sl in _lazy.column_slices(adata.n_vars, adata.n_obs):
+        exp = _lazy.by_code(table[:, sl], codes, pidx[sl])
+        if measured is not None:
+            exp[~measured[:, sl]] = np.nan
+        got = lod[:, sl]
+        same = (exp.view(i8) == got.view(i8)) | (np.isnan(exp) & np.isnan(got))
+        if not same.all():
+            return False
+    del adata.layers[LOD_KEY]
+    adata.varm[LOD_KEY] = np.ascontiguousarray(table[:-1].T)
+    adata.uns.setdefault("olinkpipe", {})[_PLATES] = labels
+    return True
+
+
+def shift_lod(adata: ad.AnnData, factor: np.ndarray) -> None:
+    """Add a per-assay ``factor`` to the LOD (the table's rows, or the full layer)."""
+    factor = np.asarray(factor, dtype=float)
+    if _is_compact(adata):
+        adata.varm[LOD_KEY] = np.asarray(adata.varm[LOD_KEY], dtype=float) + factor[:, None]
+    elif LOD_KEY in adata.layers:  # in place on a float64 numpy layer, lazily on dask
+        lod = adata.layers[LOD_KEY]
+        if is_dask(lod) or not (isinstance(lod, np.ndarray) and lod.dtype == np.float64):
+            adata.layers[LOD_KEY] = (lod if is_dask(lod) else np.asarray(lod, float)) + factor
+        else:
+            lod += factor
+
+
+def shift_lod_by_plate(
+    adata: ad.AnnData,
+    codes: np.ndarray,
+    pidx: np.ndarray,
+    factors: np.ndarray,
+    plates: np.ndarray,
+) -> None:
+    """Add ``factors[codes[i, pidx[j]], j]`` to the LOD of cell (i, j), where ``codes`` are
+    positions in ``plates`` (-1: no plate, the last row of ``factors``): each table column
+    gets its plate's row, a full layer is shifted cell by cell
+    (:func:`olinkpipe.pp._lazy.add_by_code`)."""
+    from .pp import _lazy
+
+    if _is_compact(adata):
+        table = np.asarray(adata.varm[LOD_KEY], dtype=float).copy()
+        where = pd.Index([str(p) for p in plates])
+        for c, label in enumerate(_labels(adata)):
+            k = where.get_indexer([label])[0]
+            if k >= 0:
+                table[:, c] += factors[k]
+        adata.varm[LOD_KEY] = table
+    elif LOD_KEY in adata.layers:
+        lod = adata.layers[LOD_KEY]
+        lod = lod if is_dask(lod) else np.asarray(lod, dtype=float)
+        adata.layers[LOD_KEY] = _lazy.add_by_code(lod, codes, pidx, factors)
+
+
+def layers_with_lod(adata: ad.AnnData) -> dict[str, Any]:
+    """``adata``'s layers with the LOD as a full layer (expanded from the table when
+    compact), e.g. to stack two projects cell by cell."""
+    layers = {k: adata.layers[k] for k in adata.layers}
+    if _is_compact(adata):
+        layers[LOD_KEY] = lod_matrix(adata)
+    return layers
