@@ -10,7 +10,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from test_io_helpers import sort_long
+from io_builders import sort_long
 
 import olinkpipe as op
 from olinkpipe import _layout

@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 
 import olinkpipe as op
+from olinkpipe._layout import below_lod_matrix, lod_matrix, qc_warning_matrix
 from olinkpipe.errors import OlinkpipeWarning, ValidationError
 from olinkpipe.pp import _lazy
 
@@ -166,7 +167,7 @@ def cells(adata, layer, expected):
 
 def test_reveal_export_is_recognised(reveal, tmp_path):
     assert reveal.uns["olinkpipe"]["product"] == "Reveal"
-    assert set(reveal.layers) >= {"Count", "ExtNPX", "PCNormalizedNPX", "qc_warning"}
+    assert set(reveal.layers) >= {"Count", "ExtNPX", "PCNormalizedNPX"}  # QC: on demand
     # a parquet export says so in its metadata (OlinkAnalyze: Product = "Reveal")
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
@@ -194,7 +195,7 @@ def test_nclod_matches_olinkanalyze(reveal):
         assert tab.loc[oid, "LODMethod"] == how
     assert tab.loc["OID50004", "DataAnalysisRefID"] == "D2"
     assert res.uns["olinkpipe"]["lod"]["n_count_based"] == 3
-    np.testing.assert_array_equal(res.layers["below_lod"], res.X < res.layers["lod"])
+    np.testing.assert_array_equal(below_lod_matrix(res), res.X < lod_matrix(res))
 
 
 def test_fixed_lod_matches_olinkanalyze(reveal, files):
@@ -221,7 +222,7 @@ def test_both_keeps_both_lods(reveal, files, prefer):
     np.testing.assert_allclose(*cells(res, other_layer, other), atol=TOL, rtol=0)
     rec = res.uns["olinkpipe"]["lod"]
     assert rec["other_layer"] == other_layer and {"table", "fixed_table"} <= set(rec)
-    np.testing.assert_array_equal(res.layers["below_lod"], res.X < res.layers["lod"])
+    np.testing.assert_array_equal(below_lod_matrix(res), res.X < lod_matrix(res))
 
 
 def test_count_rule_off_and_missing_counts(reveal):
@@ -255,7 +256,7 @@ def test_other_normalization_gets_no_lod(reveal):
 
 def test_too_few_negative_controls(reveal):
     a = reveal.copy()
-    qc = np.asarray(a.layers["qc_warning"]).copy()
+    qc = np.asarray(qc_warning_matrix(a)).copy()
     qc[np.flatnonzero(a.obs["SampleID"].isin(["NC10", "NC11"]))] = True
     a.layers["qc_warning"] = qc
     with pytest.raises(ValidationError, match="at least 10 passing negative controls"):

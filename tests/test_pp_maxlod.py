@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 
 import olinkpipe as op
+from olinkpipe._layout import lod_matrix
 from olinkpipe.errors import OlinkpipeWarning
 from olinkpipe.pp import _lazy
 
@@ -111,7 +112,8 @@ def test_bridge_shifts_lod_and_updates_maxlod(projects, lazy):
     layers = {k: np.asarray(v.compute() if lazy else v) for k, v in out.layers.items()}
     np.testing.assert_allclose(out.var["Adj_factor"], BRIDGE_ADJ, atol=TOL)
     np.testing.assert_allclose(layers["MaxLOD"], np.tile(BRIDGE_MAXLOD, (out.n_obs, 1)), atol=TOL)
-    np.testing.assert_allclose(layers["lod"][row(out, "B_S1")], BRIDGE_B_S1_LOD, atol=TOL)
+    lod = np.asarray(lod_matrix(out).compute() if lazy else lod_matrix(out))
+    np.testing.assert_allclose(lod[row(out, "B_S1")], BRIDGE_B_S1_LOD, atol=TOL)
 
 
 def test_chain_updates_maxlod_over_all_projects(projects):
@@ -132,7 +134,7 @@ def test_chain_updates_maxlod_over_all_projects(projects):
         out.layers["MaxLOD"], np.tile(CHAIN_MAXLOD, (out.n_obs, 1)), atol=TOL
     )
     np.testing.assert_allclose(out.varm["Adj_factor"]["P3"], CHAIN_P3_ADJ, atol=TOL)
-    np.testing.assert_allclose(out.layers["lod"][row(out, "C_S2")], CHAIN_C_S2_LOD, atol=TOL)
+    np.testing.assert_allclose(lod_matrix(out)[row(out, "C_S2")], CHAIN_C_S2_LOD, atol=TOL)
 
 
 def test_reference_median_normalize_shifts_every_lod_layer(projects):
@@ -140,5 +142,5 @@ def test_reference_median_normalize_shifts_every_lod_layer(projects):
     ref = pd.DataFrame({"OlinkID": p2.var_names, "Reference_NPX": [5.0, 6.0, 7.0]})
     out = op.pp.reference_median_normalize(p2, ref)
     adj = out.var["Adj_factor"].to_numpy()
-    np.testing.assert_allclose(out.layers["lod"], p2.layers["lod"] + adj, atol=TOL)
+    np.testing.assert_allclose(lod_matrix(out), lod_matrix(p2) + adj, atol=TOL)
     np.testing.assert_allclose(out.layers["MaxLOD"], p2.layers["MaxLOD"] + adj, atol=TOL)
