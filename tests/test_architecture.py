@@ -26,43 +26,54 @@ MAX_FUNCTION_LINES = 120
 
 #: import cycles (strongly connected components) that exist today
 ALLOWED_CYCLES: list[set[str]] = [
+    {"olinkpipe._layout", "olinkpipe.io.convert", "olinkpipe.pp._lazy", "olinkpipe.pp._utils"},
+    {"olinkpipe.genesets.bundle", "olinkpipe.genesets.collections", "olinkpipe.genesets.mapping"},
     {"olinkpipe.pl.embed", "olinkpipe.pl.qc"},
-    {"olinkpipe.tl._blocks", "olinkpipe.tl.de", "olinkpipe.tl.lmer", "olinkpipe.tl.models"},
-    {"olinkpipe.tl._kernels", "olinkpipe.tl._rwilcox"},
-    {"olinkpipe.workflow.report", "olinkpipe.workflow.runner"},
+    # by design: the dask path of tl._blocks calls back into the public model functions
+    {
+        "olinkpipe.tl._blocks",
+        "olinkpipe.tl._longitudinal",
+        "olinkpipe.tl.de",
+        "olinkpipe.tl.lmer",
+        "olinkpipe.tl.models",
+    },
+    {"olinkpipe.workflow._context", "olinkpipe.workflow._registry", "olinkpipe.workflow.config"},
 ]
 #: (importing module, imported module, name) private imports across subpackages today
 ALLOWED_PRIVATE: set[tuple[str, str, str]] = {
+    ("olinkpipe._layout", "olinkpipe.io.convert", "_is_pass"),
+    ("olinkpipe._layout", "olinkpipe.pp._lazy", ""),
+    ("olinkpipe._layout", "olinkpipe.pp._utils", ""),
     ("olinkpipe._ranktests", "olinkpipe.tl._kernels", "rank_sum"),
-    ("olinkpipe.clinical.proteomics", "olinkpipe.tl.de", "_levels"),
-    ("olinkpipe.clinical.proteomics", "olinkpipe.tl.de", "_pairing"),
+    ("olinkpipe.clinical.proteomics", "olinkpipe.tl._design", "assay_positions"),
+    ("olinkpipe.clinical.proteomics", "olinkpipe.tl._design", "matrix"),
+    ("olinkpipe.clinical.proteomics", "olinkpipe.tl._design", "pair_two_levels"),
+    ("olinkpipe.clinical.proteomics", "olinkpipe.tl._design", "report_pairs"),
+    ("olinkpipe.clinical.proteomics", "olinkpipe.tl._design", "require_obs"),
+    ("olinkpipe.clinical.proteomics", "olinkpipe.tl._design", "two_levels"),
+    ("olinkpipe.pl.crossproduct", "olinkpipe.pp._crossstats", ""),
+    ("olinkpipe.pl.crossproduct", "olinkpipe.pp._utils", ""),
     ("olinkpipe.pl.embed", "olinkpipe.pp.qc", "_dimred_matrix"),
     ("olinkpipe.pl.enrichment", "olinkpipe.tl._enrich", "running_score"),
     ("olinkpipe.pl.qc", "olinkpipe.pp._utils", ""),
     ("olinkpipe.pl.qc", "olinkpipe.pp.qc", "_outside"),
     ("olinkpipe.pl.qc", "olinkpipe.pp.qc", "_pca_fit"),
-    ("olinkpipe.workflow.runner", "olinkpipe.pl.kinetics", "_metric_label"),
+    ("olinkpipe.workflow.steps.kinetics", "olinkpipe.pl.kinetics", "_metric_label"),
 }
 #: modules over MAX_MODULE_LINES today
 ALLOWED_BIG_MODULES: set[str] = {
-    "olinkpipe.io.convert",  # 1407 lines
-    "olinkpipe.io.stream",  # 986 lines
-    "olinkpipe.tl._kernels",  # 963 lines
-    "olinkpipe.tl.lmer",  # 1125 lines
-    "olinkpipe.tl.models",  # 804 lines
-    "olinkpipe.workflow.runner",  # 1317 lines
+    "olinkpipe.io.convert",  # 1485 lines
+    "olinkpipe.io.stream",  # 964 lines
 }
 #: (module, function qualname) over MAX_FUNCTION_LINES today
 ALLOWED_BIG_FUNCTIONS: set[tuple[str, str]] = {
     ("olinkpipe.clinical.kinetics", "kinetics"),  # 166 lines
     ("olinkpipe.clinical.table_one", "table_one"),  # 179 lines
     ("olinkpipe.clinical.validate", "read_measurements"),  # 133 lines
-    ("olinkpipe.io.convert", "from_long"),  # 445 lines
+    ("olinkpipe.io.convert", "from_long"),  # 229 lines
     ("olinkpipe.io.stream", "scan"),  # 256 lines
     ("olinkpipe.pl.survival", "swimmer"),  # 131 lines
-    ("olinkpipe.tl._kernels", "kth_pair_sums"),  # 153 lines
-    ("olinkpipe.tl.de", "differential"),  # 181 lines
-    ("olinkpipe.tl.models", "longitudinal"),  # 168 lines
+    ("olinkpipe.tl._enrich", "prepare_genes"),  # 125 lines
 }
 
 
