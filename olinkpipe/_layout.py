@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ._dask import is_dask, require_dask
+from ._qc import is_pass
 
 __all__ = [
     "LOD_KEY",
@@ -254,12 +255,10 @@ def qc_warning_matrix(adata: ad.AnnData, rows=None, cols=None):
     if "qc_warning" in adata.layers:
         q = _sub(adata.layers["qc_warning"], rows, cols)
         return q if is_dask(q) else np.asarray(q, dtype=bool)
-    from .io.convert import _is_pass
-
     name = _qc_layer(adata)
     if name is not None:
         cats = np.asarray(_prov(adata)["coded_layers"][name], dtype=object)
-        lookup = np.append(~_is_pass(cats), False)  # code -1 (missing): a pass
+        lookup = np.append(~is_pass(cats), False)  # code -1 (missing): a pass
         codes = _sub(adata.layers[name], rows, cols)
         if is_dask(codes):
             return codes.map_blocks(lambda b: lookup[np.asarray(b, np.intp)], dtype=bool)
