@@ -57,7 +57,6 @@ ALLOWED_PRIVATE: set[tuple[str, str, str]] = {
     ("olinkpipe.pl.qc", "olinkpipe.pp._utils", ""),
     ("olinkpipe.pl.qc", "olinkpipe.pp.qc", "_outside"),
     ("olinkpipe.pl.qc", "olinkpipe.pp.qc", "_pca_fit"),
-    ("olinkpipe.workflow.steps.kinetics", "olinkpipe.pl.kinetics", "_metric_label"),
 }
 #: modules over MAX_MODULE_LINES today
 ALLOWED_BIG_MODULES: set[str] = {

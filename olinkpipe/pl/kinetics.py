@@ -56,8 +56,10 @@ def _split_unit(analyte: str, unit: str | None) -> tuple[str, str | None]:
     return analyte, unit
 
 
-def _metric_label(summary: pd.DataFrame, metric: str, unit: str | None = None) -> str:
-    """``"Peak IL-6 (pg/mL)"`` for a kinetics result with one analyte, else the column."""
+def metric_label(summary: pd.DataFrame, metric: str, unit: str | None = None) -> str:
+    """``"Peak IL-6 (pg/mL)"`` for a kinetics result with one analyte, else the column.
+
+    Internal (not in ``__all__``), shared with the workflow's kinetics step."""
     if "analyte" not in summary.columns or summary["analyte"].nunique() != 1:
         return metric
     analyte, unit = _split_unit(str(summary["analyte"].iloc[0]), unit or summary.attrs.get("unit"))
@@ -257,7 +259,7 @@ def peaks(
 
     check_literal("test", test, ["mannwhitney", "ttest"])
     made = ax is None
-    ylabel = _metric_label(summary, metric, unit)
+    ylabel = metric_label(summary, metric, unit)
     table = _with_group(summary, by, patients)
     require_columns(table, [metric], what="summary table")
     levels = _levels(table[by])

@@ -120,7 +120,7 @@ def _correlations(ctx: Context, peaks: pd.DataFrame) -> pd.DataFrame:
 
 def _figures(ctx, summaries, cmp, peaks, corr, groups) -> None:
     import olinkpipe as op
-    from olinkpipe.pl.kinetics import _metric_label
+    from olinkpipe.pl.kinetics import metric_label
 
     k = ctx.cfg.kinetics
     first = corr[(corr["family"] == "dose vs peaks") & (corr["y"] == k.analytes[0])]
@@ -133,7 +133,7 @@ def _figures(ctx, summaries, cmp, peaks, corr, groups) -> None:
             method=k.correlation,
             logy=k.log_y,
             xlabel="Dose (cells/kg)",
-            ylabel=_metric_label(summaries[0], "cmax"),  # "Peak IL-6 (pg/mL)"
+            ylabel=metric_label(summaries[0], "cmax"),  # "Peak IL-6 (pg/mL)"
             result=first if len(first) == 1 else None,  # the table's row, not recomputed
         ),
         section="kinetics",
