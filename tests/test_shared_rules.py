@@ -92,7 +92,7 @@ def test_one_definition_of_control():
 
 
 def test_workflow_writes_h5ad_through_the_one_sanitiser(npx_adata, tmp_path, monkeypatch):
-    from olinkpipe.workflow import runner
+    from olinkpipe.workflow import _outputs
 
     io_write = importlib.import_module("olinkpipe.io.write")  # io.write is also a function
 
@@ -109,7 +109,7 @@ def test_workflow_writes_h5ad_through_the_one_sanitiser(npx_adata, tmp_path, mon
     adata.uns["mixed"] = [1, "a"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        runner._write_h5ad(adata, tmp_path / "a.h5ad")
+        _outputs.write_h5ad(adata, tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     assert calls == [adata.n_obs] and "note" not in back.uns
     assert back.uns["mixed"].tolist() == ["1", "a"]
