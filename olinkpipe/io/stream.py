@@ -484,6 +484,7 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     if n_rows == 0:
         msg = "no rows"
         raise Fallback(msg)
+    release_arrow()  # pass A's batches, before the matrices are allocated
     s_uni, a_uni = dicts[scol].finish(), dicts[acol].finish()
     p_uni = dicts[pcol].finish() if pcol else np.array(["unknown"], dtype=object)
     for uni in (s_uni, a_uni):
@@ -580,7 +581,7 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
                         spec[c] = _layer_array(n_obs * n_assay, c in text)
         for c in late:
             if late[c] <= rows_done:
-                _scatter_layer(b.column(c), dicts.get(c), spec.get(c), cell)
+                _scatter_layer(b.column(c), dicts.get(c), spec, c, cell)
         rows_done += b.num_rows
     if not panel_t.ok:
         msg = "an OlinkID on two panels"
@@ -660,6 +661,7 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
         vals = np.append(quni, None).astype(object)[per_panel(qc_t, roles["qc"])]
         vals = np.where(pd.isna(vals), "", vals)
         qc_mat = np.where(on_panel, vals, "").astype(object)
+    release_arrow()  # the batches' memory, before the AnnData is built
     return StreamPlan(
         source=source,
         roles=roles,
@@ -688,16 +690,24 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
 
 
 def _layer_array(size: int, is_text: bool) -> np.ndarray:
-    """A flat layer to scatter into: category codes (-1 = missing) or floats (NaN)."""
-    return np.full(size, -1, np.int32) if is_text else np.full(size, np.nan)
+    """A flat layer to scatter into: category codes (-1 = missing; int8, widened when a
+    column has more categories) or floats (NaN)."""
+    return np.full(size, -1, np.int8) if is_text else np.full(size, np.nan)
 
 
-def _scatter_layer(col: Any, d: _Dict | None, out: np.ndarray | None, cell: np.ndarray) -> None:
-    """A layer column of one batch: marks its text entries used and scatters it (if ``out``)."""
+def _scatter_layer(
+    col: Any, d: _Dict | None, spec: dict[str, np.ndarray], c: str, cell: np.ndarray
+) -> None:
+    """Layer column ``c`` of one batch: marks its text entries used and scatters it into
+    ``spec[c]`` (when there)."""
+    out = spec.get(c)
     if d is not None:
         codes = d.codes(col, mark=True)
-        if out is not None:
-            out[cell] = codes
+        if out is None:
+            return
+        if len(d.values) > np.iinfo(out.dtype).max:  # more categories than the dtype holds
+            out = spec[c] = out.astype(np.int16 if len(d.values) <= 32767 else np.int32)
+        out[cell] = codes
     elif out is not None:
         out[cell] = _values(col)
 
@@ -727,7 +737,7 @@ def _read_early(
         cell = s.astype(np.int64) * n_assay + a
         for c in todo:
             if done < late[c]:
-                _scatter_layer(b.column(c), dicts.get(c), spec.get(c), cell)
+                _scatter_layer(b.column(c), dicts.get(c), spec, c, cell)
         done += b.num_rows
 
 
@@ -844,8 +854,10 @@ def read_all(plan: StreamPlan, *, file: str, product: str | None, data_format: s
     layers: dict[str, np.ndarray] = {
         "lod": vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
     }
-    for c in plan.layer_cols:
+    for c in plan.layer_cols:  # text codes as the in-memory reader gives them
         layers[c] = vals.pop(c)
+        if c in plan.coded:
+            layers[c] = layers[c].astype(np.int32, copy=False)
     return build(plan, X, layers, file=file, product=product, data_format=data_format)
 
 
@@ -1036,7 +1048,7 @@ def try_csv(path: Path, name: str, info: Any, types: dict, opts: dict) -> ad.Ann
 
     if info.encoding != "utf-8":
         return None
-    read = pcsv.ReadOptions(encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 20)
+    read = pcsv.ReadOptions(encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 19)
     parse = pcsv.ParseOptions(delimiter=info.sep, quote_char='"', newlines_in_values=False)
     csv_opts = {"types": dict(types), "decimal": info.decimal, "read": read, "parse": parse}
     try:
@@ -1046,10 +1058,20 @@ def try_csv(path: Path, name: str, info: Any, types: dict, opts: dict) -> ad.Ann
             decimal_point=info.decimal,
             quoted_strings_can_be_null=True,
         )
+        # the schema as the streaming reader infers it (from its first block), read from
+        # that block alone: opening the file would leave read-ahead blocks allocated
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+        if len(head) == 1 << 20:
+            head = head[: head.rfind(b"\n") + 1]
+        one = pcsv.ReadOptions(
+            encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 20, use_threads=False
+        )
         with pcsv.open_csv(
-            str(path), read_options=read, parse_options=parse, convert_options=conv
+            pa.BufferReader(head), read_options=one, parse_options=parse, convert_options=conv
         ) as reader:
             schema = reader.schema
+        del reader, head
         for f in schema:  # dates stay as written (as the in-memory reader keeps them)
             t = f.type
             if pa.types.is_temporal(t) or pa.types.is_date(t) or pa.types.is_time(t):
