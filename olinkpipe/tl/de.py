@@ -98,14 +98,15 @@ def _k_moderated(design, opts):
     if design.paired:
         z = np.column_stack([np.ones(design.d.shape[0]), design.zcov])
         n_units = (~np.isnan(design.d)).sum(axis=0)
-        fit = _blocked_ols([design.d], z, 0)
+        fit = _limma.masked_ols(design.d, z, 0)
         unit_name, n = "complete pairs", n_units
     else:
+        y = np.vstack([design.xt, design.xr])
         g = np.r_[np.ones(design.xt.shape[0]), np.zeros(design.xr.shape[0])]
-        z = np.column_stack([np.ones(len(g)), g, design.zcov])
+        z = np.column_stack([np.ones(y.shape[0]), g, design.zcov])
         nt = (~np.isnan(design.xt)).sum(axis=0)
         nr = (~np.isnan(design.xr)).sum(axis=0)
-        fit = _blocked_ols([design.xt, design.xr], z, 1)
+        fit = _limma.masked_ols(y, z, 1)
         n_units, unit_name, n = np.minimum(nt, nr), "samples in a group", nt + nr
     return {
         "coef": fit["coef"],
@@ -117,19 +118,6 @@ def _k_moderated(design, opts):
         "unit_name": unit_name,
         "n": n,
     }
-
-
-def _blocked_ols(parts: list[np.ndarray], z: np.ndarray, coef: int) -> dict:
-    """``masked_ols`` of the rows of ``parts`` stacked, over slices of columns: its
-    temporaries (weights, residuals) are those of one slice, not of the whole matrix."""
-    from ..pp._lazy import column_slices
-
-    n_rows = sum(p.shape[0] for p in parts)
-    fits = [
-        _limma.masked_ols(np.vstack([p[:, sl] for p in parts]), z, coef)
-        for sl in column_slices(parts[0].shape[1], n_rows) or [slice(None)]
-    ]
-    return {k: np.concatenate([f[k] for f in fits]) for k in fits[0]}
 
 
 def _moderated_finish(fit, opts):
