@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,7 +65,7 @@ def _anndata_bytes(adata) -> int:
     return sum(size(v) for v in arrays)
 
 
-def _child(mode: str, path: str) -> dict:
+def _child(mode: str, path: str, results: str | None = None) -> dict:
     """Run one measurement in this (fresh) process; returns the figures."""
     import olinkpipe as op  # noqa: F401 - the baseline includes the package
 
@@ -80,14 +82,27 @@ def _child(mode: str, path: str) -> dict:
     if mode == "read_csv":
         table = pcsv.read_csv(path)
         return {"time": time.perf_counter() - t0, "peak": _rss("VmHWM") - base, "rows": len(table)}
-    adata = op.read_npx(path)
+    client = None
+    if mode == "dask":  # LocalCluster(2 workers x 3 GiB): read lazily, every step on workers
+        from dask.distributed import Client, LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit="3GiB", dashboard_address=None
+        )
+        client = Client(cluster)
+        base = _rss()
+        _reset_peak()
+        t0 = time.perf_counter()
+        adata = op.read_npx(path, chunks="auto")
+    else:
+        adata = op.read_npx(path)
     out = {
         "read": {"time": time.perf_counter() - t0, "peak": _rss("VmHWM") - base},
         "shape": list(adata.shape),
         "after": _rss() - base,
         "anndata": _anndata_bytes(adata) / adata.X.nbytes,
     }
-    if mode != "pipeline":
+    if mode not in ("pipeline", "dask"):
         return out
     adata.obs["group"] = ["case" if i % 2 else "control" for i in range(adata.n_obs)]
     steps = [
@@ -98,32 +113,55 @@ def _child(mode: str, path: str) -> dict:
         (
             "differential ttest",
             lambda a: (
-                op.tl.differential(a, groupby="group", reference="control", target="case"),
+                _keep(op.tl.differential(a, groupby="group", reference="control", target="case")),
                 a,
             )[1],
         ),
         (
             "differential moderated",
             lambda a: (
-                op.tl.differential(
-                    a, groupby="group", reference="control", target="case", method="moderated"
+                _keep(
+                    op.tl.differential(
+                        a, groupby="group", reference="control", target="case", method="moderated"
+                    )
                 ),
                 a,
             )[1],
         ),
     ]
+    frames = {}
     for name, step in steps:
         _reset_peak()
         t0 = time.perf_counter()
         adata = step(adata)
         out[name] = {"time": time.perf_counter() - t0, "peak": _rss("VmHWM") - base}
+        if name.startswith("differential"):
+            frames[name] = _last_frame.pop()
     out["final_shape"] = list(adata.shape)
+    if results:  # the result frames, compared between the in-memory and dask runs
+        pd.to_pickle(frames, results)
+    if client is not None:
+        import resource
+
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        out["worker_peaks"] = sorted(peaks.values())
+        client.close()
     return out
 
 
-def _run(mode: str, path: Path) -> dict:
+_last_frame: list = []
+
+
+def _keep(frame):
+    _last_frame.append(frame)
+    return frame
+
+
+def _run(mode: str, path: Path, results: Path | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, __file__, "--child", mode, "--file", str(path)]
+    if results is not None:
+        cmd += ["--results", str(results)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{res.stderr[-3000:]}")
@@ -152,17 +190,52 @@ def _write(path: Path, n_samples: int, n_assays: int, file_format: str) -> float
     return secs
 
 
+def _print_pipeline(res: dict, mat: float, what: str) -> None:
+    print(f"pipeline, {what} (each result replacing the last; final {res['final_shape']}):")
+    for k, v in res.items():
+        if isinstance(v, dict):
+            print(
+                f"  {k:<24} {v['time']:7.1f} s   peak +{v['peak']:6.0f} MiB = "
+                f"{v['peak'] / mat:5.2f} x matrix"
+            )
+
+
+def _compare(a: Path, b: Path) -> None:
+    """The differential frames of the in-memory and the dask run: same rows, flags, text;
+    numbers equal within 1e-10."""
+    import numpy as np
+    import pandas as pd
+
+    fa, fb = pd.read_pickle(a), pd.read_pickle(b)
+    for name in fa:
+        x, y = fa[name], fb[name]
+        assert list(x.columns) == list(y.columns) and len(x) == len(y), name
+        worst = 0.0
+        for c in x.columns:
+            u, v = x[c].to_numpy(), y[c].to_numpy()
+            if u.dtype.kind == "f":
+                assert np.array_equal(np.isnan(u), np.isnan(v)), (name, c)
+                ok = ~np.isnan(u)
+                if ok.any():
+                    worst = max(worst, float(np.max(np.abs(u[ok] - v[ok]))))
+            else:
+                assert (u == v).all(), (name, c)
+        assert worst <= 1e-10, (name, worst)
+        print(f"  {name}: dask equals in-memory ({len(x)} rows, max |diff| {worst:.1e})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--assays", type=int, default=2_923)
     ap.add_argument("--csv-samples", type=int, default=2_000)
     ap.add_argument("--file", type=Path, default=None)
-    ap.add_argument("--skip", default="", help="comma-separated: csv, pipeline, read_table")
+    ap.add_argument("--skip", default="", help="comma-separated: csv, pipeline, read_table, dask")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--results", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(_child(args.child, str(args.file))))
+        print(json.dumps(_child(args.child, str(args.file), args.results)))
         return
     skip = set(filter(None, args.skip.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +244,8 @@ def main() -> None:
             path = Path(tmp) / "explore.parquet"
             _write(path, args.samples, args.assays, "parquet")
         mode = "read" if "pipeline" in skip else "pipeline"
-        ours = _run(mode, path)
+        t_all = time.perf_counter()
+        ours = _run(mode, path, Path(tmp) / "memory.pkl")
         n, m = ours["shape"]
         mat = n * m * 8 / 2**20
         r = ours["read"]
@@ -190,13 +264,15 @@ def main() -> None:
             f"{ours['anndata']:.2f} x X (target <= 1.5)"
         )
         if mode == "pipeline":
-            print(f"pipeline (each result replacing the last; final {ours['final_shape']}):")
-            for k, v in ours.items():
-                if isinstance(v, dict) and k != "read":
-                    print(
-                        f"  {k:<24} {v['time']:7.1f} s   peak +{v['peak']:6.0f} MiB = "
-                        f"{v['peak'] / mat:5.2f} x matrix"
-                    )
+            _print_pipeline(
+                ours, mat, f"in memory, end to end {time.perf_counter() - t_all:.1f} s"
+            )
+        if mode == "pipeline" and "dask" not in skip:
+            t_all = time.perf_counter()
+            lazy = _run("dask", path, Path(tmp) / "dask.pkl")
+            _print_pipeline(lazy, mat, f"dask, end to end {time.perf_counter() - t_all:.1f} s")
+            print(f"  worker peak RSS (MiB): {[round(p) for p in lazy['worker_peaks']]}")
+            _compare(Path(tmp) / "memory.pkl", Path(tmp) / "dask.pkl")
         if "csv" not in skip:
             csv = Path(tmp) / "explore.csv"
             _write(csv, args.csv_samples, args.assays, "csv")

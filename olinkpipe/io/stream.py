@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,12 +238,16 @@ class _Dict:
         """Global codes (-1 = null); ``mark`` records which entries rows use."""
         local, entry = self._local(arr)
         if mark:
-            self._grow()
-            n = len(entry[1]) - 1
-            if n:
-                hit = np.bincount(local[local >= 0] if (local < 0).any() else local, minlength=n)
-                self.used[entry[1][:-1][hit > 0]] = True
+            self.mark(local, entry)
         return entry[1][local]
+
+    def mark(self, local: np.ndarray, entry: list[Any]) -> None:
+        """Record the entries that the batch indices ``local`` use."""
+        self._grow()
+        n = len(entry[1]) - 1
+        if n:
+            hit = np.bincount(local[local >= 0] if local.min() < 0 else local, minlength=n)
+            self.used[entry[1][:-1][hit > 0]] = True
 
     def scalar(self, arr: pa.Array) -> int | None:
         """The global code when every row holds the same non-null value, else None."""
@@ -279,42 +284,117 @@ class _Dict:
 
 
 class _Const:
-    """Is a key constant within each group (over batches)? NaN equals NaN for floats."""
+    """Is a key constant within each group (over batches)? NaN equals NaN for floats.
+
+    ``first`` holds each group's first key. Batches come with their group runs
+    (:class:`_Runs`): where runs are long (rows sorted by the group) only the run changes
+    are compared and one row per run is looked up; otherwise every row is compared with its
+    group's first key (a gather over a small table).
+    """
 
     def __init__(self, n_groups: int, *, floaty: bool):
         self.floaty = floaty
         self.first = np.full(n_groups, np.nan) if floaty else np.full(n_groups, -1, dtype=np.int32)
         self.seen = np.zeros(n_groups, dtype=bool)
+        self.unseen = n_groups
         self.ok = True
+        self._local_first: tuple[np.ndarray, np.ndarray] | None = None  # (lookup, first)
 
-    def update(self, groups: np.ndarray, key: np.ndarray) -> None:
-        if not self.ok or len(groups) == 0:
+    def update(self, runs: _Runs, key: np.ndarray, lookup: np.ndarray | None = None) -> None:
+        """Rows of a batch: ``key`` (local codes mapped through ``lookup`` when given)."""
+        if not self.ok or len(key) == 0:
             return
-        new = ~self.seen[groups]
-        if new.any():
-            g = groups[new]
-            self.first[g[::-1]] = key[new][::-1]  # first row of each new group
-            self.seen[g] = True
+        if runs.long:
+            chg = key[1:] != key[:-1]
+            chg &= runs.inner
+            if chg.any():
+                at = np.flatnonzero(chg)
+                if not self.floaty or not (np.isnan(key[at]) & np.isnan(key[at + 1])).all():
+                    self.ok = False
+                    return
+            groups, key = runs.heads, key[runs.starts]
+        else:
+            groups = runs.groups
+            if lookup is not None and not self.unseen:  # compare local codes, no lookup
+                if self._local_first is None or self._local_first[0] is not lookup:
+                    inv = np.full(max(int(lookup.max()), int(self.first.max())) + 2, -2, np.int32)
+                    inv[lookup[:-1]] = np.arange(len(lookup) - 1, dtype=np.int32)
+                    inv[-1] = -1  # null stays null
+                    self._local_first = (lookup, inv[self.first])
+                if not (self._local_first[1][groups] == key).all():
+                    self.ok = False
+                return
+        self._gather(groups, key if lookup is None else lookup[key])
+
+    def _gather(self, groups: np.ndarray, key: np.ndarray) -> None:
+        if self.unseen:
+            new = ~self.seen[groups]
+            if new.any():
+                g = groups[new]
+                self.first[g[::-1]] = key[new][::-1]  # first row of each new group
+                self.seen[g] = True
+                self.unseen = len(self.seen) - int(np.count_nonzero(self.seen))
         back = self.first[groups]
         same = back == key
-        if self.floaty:
-            same |= np.isnan(back) & np.isnan(key)
         if not same.all():
+            if self.floaty:
+                same |= np.isnan(back) & np.isnan(key)
+                if same.all():
+                    return
             self.ok = False
 
     def update_scalar(self, present: np.ndarray, value: Any) -> None:
         """Every row of the batch holds ``value``; ``present`` marks the batch's groups."""
         if not self.ok:
             return
-        new = present & ~self.seen
-        self.first[new] = value
-        self.seen |= new
+        if self.unseen:
+            new = present & ~self.seen
+            self.first[new] = value
+            self.seen |= new
+            self.unseen = len(self.seen) - int(np.count_nonzero(self.seen))
         back = self.first[present]
         same = back == value
         if self.floaty and value != value:
             same = np.isnan(back)
         if not same.all():
             self.ok = False
+
+
+class _Runs:
+    """The runs of equal group codes in one batch (rows sorted by the group or not)."""
+
+    def __init__(self, groups: np.ndarray, n_groups: int):
+        self.groups = groups
+        self.n_groups = n_groups
+        change = groups[1:] != groups[:-1]
+        self.changes = int(np.count_nonzero(change))
+        self.long = (self.changes + 1) * 4 <= len(groups)
+        self.inner = ~change if self.long else None  # rows continuing a run
+        if self.long:
+            self.starts = np.concatenate(([0], np.flatnonzero(change) + 1))
+            self.heads = groups[self.starts]
+        self._present: np.ndarray | None = None
+
+    @property
+    def present(self) -> np.ndarray:
+        """Which groups the batch holds (bool per group)."""
+        if self._present is None:
+            self._present = np.zeros(self.n_groups, dtype=bool)
+            self._present[self.heads if self.long else self.groups] = True
+        return self._present
+
+
+def _prefetch(batches: Iterator[Any]) -> Iterator[Any]:
+    """Yield from ``batches``, decoding the next batch in a thread while the caller works on
+    this one (Arrow's decoding and numpy both release the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(next, batches, None)
+        while True:
+            item = ahead.result()
+            if item is None:
+                return
+            ahead = pool.submit(next, batches, None)
+            yield item
 
 
 def _values(arr: pa.Array) -> np.ndarray:
@@ -405,6 +485,7 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     if n_rows == 0:
         msg = "no rows"
         raise Fallback(msg)
+    release_arrow()  # pass A's batches, before the matrices are allocated
     s_uni, a_uni = dicts[scol].finish(), dicts[acol].finish()
     p_uni = dicts[pcol].finish() if pcol else np.array(["unknown"], dtype=object)
     for uni in (s_uni, a_uni):
@@ -429,22 +510,29 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
         if c:
             dicts[c] = _Dict()
     assay_level = ASSAY_LEVEL | {roles[k] for k in ("assay", "uniprot", "panel") if roles[k]}
-    # from_long tries var first for assay-level columns, obs first for the others: track
-    # that slot; a column that fails it is tracked for the other slot in one more pass
+    # from_long tries var first for assay-level columns, obs first for the others; both
+    # slots are tracked at once, and a column that fails both is a layer from then on
     first_slot = {c: "var" if c in assay_level else "obs" for c in meta_cols}
+    sizes = {"obs": n_obs, "var": n_assay}
     trackers = {
-        (c, slot): _Const(n_obs if slot == "obs" else n_assay, floaty=c not in text)
+        (c, slot): _Const(sizes[slot], floaty=c not in text)
         for c in meta_cols
         for slot in ("obs", "var")
     }
     read_b = [c for c in columns if c in {scol, acol, pcol, roles["plate"], roles["qc"]}]
-    read_b += [c for c in meta_cols if c not in read_b]
+    read_b += [c for c in meta_cols + direct_layers if c not in read_b]
     filled: dict[str, np.ndarray] = {}
     if values:
         lod = [roles["lod"]] if roles["lod"] else []
-        for c in [roles["value"], *lod, *[c for c in direct_layers if c not in text]]:
+        for c in [roles["value"], *lod]:
             filled[c] = np.full(n_obs * n_assay, np.nan)
             read_b.append(c)
+    # layers read in this pass: per-cell columns, and (from the batch where they fail both
+    # slots) metadata columns; ``late`` counts the rows read before, read again below
+    late: dict[str, int] = {c: 0 for c in direct_layers}
+    spec: dict[str, np.ndarray] = {}
+    if values:
+        spec = {c: _layer_array(n_obs * n_assay, c in text) for c in direct_layers}
     panel_t = _Const(n_assay, floaty=False)
     plate_t = _Const(n_obs * n_panel, floaty=False)
     qc_t = _Const(n_obs * n_panel, floaty=False)
@@ -452,84 +540,61 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     measured = np.zeros(n_obs * n_assay, dtype=bool)
     unit_assays = np.zeros((len(source.units), n_assay), dtype=bool)
     last_s = last_a = None
-    s_changes = a_changes = 0
-    for u, b in source.batches(read_b):
-        s, a, pres = _keys(b, dicts, scol, acol, n_obs, n_assay)
+    s_changes = a_changes = rows_done = 0
+    for u, b in _prefetch(source.batches(read_b)):
+        s = dicts[scol].final_codes(b.column(scol))
+        a = dicts[acol].final_codes(b.column(acol))
+        runs = {"obs": _Runs(s, n_obs), "var": _Runs(a, n_assay)}
         p = dicts[pcol].final_codes(b.column(pcol)) if pcol else np.zeros(len(s), np.int32)
         cell = s.astype(np.int64) * n_assay + a
         measured[cell] = True
-        unit_assays[u] = pres["var"]
+        unit_assays[u] = runs["var"].present
         for c, arr in filled.items():
             v = _values(b.column(c))
-            if c in (roles["value"], roles["lod"]) and np.isinf(v).any():
+            if np.isinf(v).any():
                 msg = "infinite values"
                 raise Fallback(msg)
             arr[cell] = v
         if len(s):
-            s_changes += int(np.count_nonzero(s[1:] != s[:-1])) + (
-                last_s is not None and s[0] != last_s
-            )
-            a_changes += int(np.count_nonzero(a[1:] != a[:-1])) + (
-                last_a is not None and a[0] != last_a
-            )
+            s_changes += runs["obs"].changes + (last_s is not None and s[0] != last_s)
+            a_changes += runs["var"].changes + (last_a is not None and a[0] != last_a)
             last_s, last_a = s[-1], a[-1]
-        panel_t.update(a, p)
-        sp = s.astype(np.int64) * n_panel + p
+        panel_t.update(runs["var"], p)
+        sp = _Runs(s.astype(np.int64) * n_panel + p, n_obs * n_panel)
         if roles["plate"]:
-            q = dicts[roles["plate"]].codes(b.column(roles["plate"]))
-            if (q < 0).any():
+            local, entry = dicts[roles["plate"]]._local(b.column(roles["plate"]))
+            if len(local) and local.min() < 0:
                 msg = "missing PlateID"
                 raise Fallback(msg)
-            plate_t.update(sp, q)
+            plate_t.update(sp, local, entry[1])
             if not plate_t.ok:
                 msg = "a SampleID on two plates within a panel"
                 raise Fallback(msg)
         if roles["qc"]:
-            qd = dicts[roles["qc"]]
-            qk = qd.codes(b.column(roles["qc"]), mark=True)
-            qc_t.update(sp, qk)
-            # flagged (sample, panel) pairs, used when QC varies within a panel
-            bad = np.append(~_is_pass(np.asarray(qd.values, dtype=object)), False)
-            qc_any[sp[bad[qk]]] = True
-        groups = {"obs": s, "var": a}
+            _track_qc(dicts[roles["qc"]], b.column(roles["qc"]), qc_t, sp, qc_any)
         for c in meta_cols:
-            slot = first_slot[c]
-            _track(b, c, dicts, text, trackers[c, slot], groups[slot], pres[slot])
+            pair = [(trackers[c, k], runs[k]) for k in ("obs", "var") if trackers[c, k].ok]
+            if pair:
+                _track(b.column(c), dicts.get(c), pair)
+                if not any(t.ok for t, _ in pair):
+                    late[c] = rows_done
+                    if values:
+                        spec[c] = _layer_array(n_obs * n_assay, c in text)
+        for c in late:
+            if late[c] <= rows_done:
+                _scatter_layer(b.column(c), dicts.get(c), spec, c, cell)
+        rows_done += b.num_rows
     if not panel_t.ok:
         msg = "an OlinkID on two panels"
         raise Fallback(msg)
     if int(np.count_nonzero(measured)) != n_rows:
         msg = "a (SampleID, OlinkID) pair occurs twice"
         raise Fallback(msg)
-    second = {c: "obs" if s1 == "var" else "var" for c, s1 in first_slot.items()}
-    redo = [c for c in meta_cols if not trackers[c, first_slot[c]].ok]
-    spec: dict[str, np.ndarray] = {}  # redo columns scattered, in case they are layers
-    if redo:
-        if values:
-            spec = {
-                c: np.full(
-                    n_obs * n_assay,
-                    -1 if c in text else np.nan,
-                    np.int32 if c in text else np.float64,
-                )
-                for c in redo
-            }
-        for _, b in source.batches([scol, acol, *[c for c in redo if c not in (scol, acol)]]):
-            s, a, pres = _keys(b, dicts, scol, acol, n_obs, n_assay)
-            groups = {"obs": s, "var": a}
-            cell = s.astype(np.int64) * n_assay + a
-            for c in redo:
-                slot = second[c]
-                _track(b, c, dicts, text, trackers[c, slot], groups[slot], pres[slot])
-                if c in spec:
-                    col = b.column(c)
-                    spec[c][cell] = dicts[c].codes(col, mark=True) if c in text else _values(col)
-    for c in meta_cols:
-        if c not in redo:  # its second slot was never tracked (nor needed)
-            trackers[c, second[c]].ok = False
+    _read_early(source, dicts, scol, acol, n_assay, late, spec, text)
     if roles["assay"] and not trackers[roles["assay"], "var"].ok:
         msg = "an OlinkID with two Assay names"
         raise Fallback(msg)
+    second = {c: "obs" if s1 == "var" else "var" for c, s1 in first_slot.items()}
 
     # --- placements ----------------------------------------------------------------------
     obs_cols: dict[str, np.ndarray] = {}
@@ -557,18 +622,11 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
         else:
             layer_cols.append(c)
     for c in layer_cols:
-        if c in spec:  # scattered in the redo pass: text codes to their final categories
+        if c in spec:  # scattered in pass B: text codes to their final categories
             if c in text:
                 dicts[c].finish()
                 _remap(spec[c], np.append(dicts[c].final, np.int32(-1)))
             filled[c] = spec[c]
-    text_layers = [c for c in layer_cols if c in text and c != qc_layer and c not in filled]
-    if text_layers:  # categories of text layers, in from_long's order (extra pass, rare)
-        for c in text_layers:
-            dicts[c] = _Dict()
-        for _, b in source.batches(text_layers):
-            for c in text_layers:
-                dicts[c].codes(b.column(c), mark=True)
     for c in layer_cols:
         if c in text:
             coded[c] = np.asarray([str(u) for u in dicts[c].finish()], dtype=object)
@@ -604,6 +662,7 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
         vals = np.append(quni, None).astype(object)[per_panel(qc_t, roles["qc"])]
         vals = np.where(pd.isna(vals), "", vals)
         qc_mat = np.where(on_panel, vals, "").astype(object)
+    release_arrow()  # the batches' memory, before the AnnData is built
     return StreamPlan(
         source=source,
         roles=roles,
@@ -631,43 +690,87 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     )
 
 
-def _keys(
-    b: Any, dicts: dict[str, _Dict], scol: str, acol: str, n_obs: int, n_assay: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Final sample and assay codes of a batch, and which samples/assays it holds."""
-    s = dicts[scol].final_codes(b.column(scol))
-    a = dicts[acol].final_codes(b.column(acol))
-    pres = {"obs": np.zeros(n_obs, dtype=bool), "var": np.zeros(n_assay, dtype=bool)}
-    pres["obs"][s] = True
-    pres["var"][a] = True
-    return s, a, pres
+def _layer_array(size: int, is_text: bool) -> np.ndarray:
+    """A flat layer to scatter into: category codes (-1 = missing; int8, widened when a
+    column has more categories) or floats (NaN)."""
+    return np.full(size, -1, np.int8) if is_text else np.full(size, np.nan)
 
 
-def _track(
-    b: Any,
-    c: str,
-    dicts: dict[str, _Dict],
-    text: set[str],
-    tracker: _Const,
-    groups: np.ndarray,
-    present: np.ndarray,
+def _scatter_layer(
+    col: Any, d: _Dict | None, spec: dict[str, np.ndarray], c: str, cell: np.ndarray
 ) -> None:
-    """Update one constancy tracker with column ``c`` of batch ``b``."""
-    if not tracker.ok:
+    """Layer column ``c`` of one batch: marks its text entries used and scatters it into
+    ``spec[c]`` (when there)."""
+    out = spec.get(c)
+    if d is not None:
+        codes = d.codes(col, mark=True)
+        if out is None:
+            return
+        if len(d.values) > np.iinfo(out.dtype).max:  # more categories than the dtype holds
+            out = spec[c] = out.astype(np.int16 if len(d.values) <= 32767 else np.int32)
+        out[cell] = codes
+    elif out is not None:
+        out[cell] = _values(col)
+
+
+def _read_early(
+    source: Source,
+    dicts: dict[str, _Dict],
+    scol: str,
+    acol: str,
+    n_assay: int,
+    late: dict[str, int],
+    spec: dict[str, np.ndarray],
+    text: set[str],
+) -> None:
+    """The rows of layer columns read before they were known to be layers (the first rows
+    only: a column is usually known to be a layer after its first batch)."""
+    todo = [c for c, n in late.items() if n > 0 and (c in spec or c in text)]
+    if not todo:
         return
-    col = b.column(c)
-    if c in text:
-        v = dicts[c].scalar(col)
-        if v is not None:
-            tracker.update_scalar(present, v)
-        else:
-            tracker.update(groups, dicts[c].codes(col))
-        return
-    key = _values(col)
-    if len(key) and key.min() == key.max():  # one value (NaN never compares equal)
-        tracker.update_scalar(present, key[0])
+    need = max(late[c] for c in todo)
+    done = 0
+    for _, b in source.batches([scol, acol, *todo]):
+        if done >= need:
+            break
+        s = dicts[scol].final_codes(b.column(scol))
+        a = dicts[acol].final_codes(b.column(acol))
+        cell = s.astype(np.int64) * n_assay + a
+        for c in todo:
+            if done < late[c]:
+                _scatter_layer(b.column(c), dicts.get(c), spec, c, cell)
+        done += b.num_rows
+
+
+def _track(col: Any, d: _Dict | None, pair: list[tuple[_Const, _Runs]]) -> None:
+    """Update a metadata column's trackers (obs and/or var slot) with one batch."""
+    if d is not None:
+        key, entry = d._local(col)
+        lookup = entry[1]
     else:
-        tracker.update(groups, key)
+        key, lookup = _values(col), None
+    n = len(key)
+    if n and key[0] == key[-1] and key.min() == key.max():  # one value (NaN never equal)
+        if lookup is None or key[0] >= 0:
+            value = key[0] if lookup is None else lookup[key[0]]
+            for t, runs in pair:
+                t.update_scalar(runs.present, value)
+            return
+    for t, runs in pair:
+        t.update(runs, key, lookup)
+
+
+def _track_qc(d: _Dict, col: Any, qc_t: _Const, sp: _Runs, qc_any: np.ndarray) -> None:
+    """QC per (sample, panel): constancy, used categories, and pairs with a flagged row."""
+    local, entry = d._local(col)
+    d.mark(local, entry)
+    qc_t.update(sp, local, entry[1])
+    if len(entry) < 4:  # flagged local entries of this dictionary, cached with it
+        bad = ~_is_pass(np.asarray(d.values, dtype=object))
+        entry.append(np.append(bad[entry[1][:-1]], False))
+    bad_local = entry[3]
+    if bad_local.any():
+        qc_any[sp.groups[bad_local[local]]] = True
 
 
 def _seen_grid(
@@ -752,8 +855,10 @@ def read_all(plan: StreamPlan, *, file: str, product: str | None, data_format: s
     layers: dict[str, np.ndarray] = {
         "lod": vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
     }
-    for c in plan.layer_cols:
+    for c in plan.layer_cols:  # text codes as the in-memory reader gives them
         layers[c] = vals.pop(c)
+        if c in plan.coded:
+            layers[c] = layers[c].astype(np.int32, copy=False)
     return build(plan, X, layers, file=file, product=product, data_format=data_format)
 
 
@@ -921,7 +1026,7 @@ def try_csv(path: Path, name: str, info: Any, types: dict, opts: dict) -> ad.Ann
 
     if info.encoding != "utf-8":
         return None
-    read = pcsv.ReadOptions(encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 20)
+    read = pcsv.ReadOptions(encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 19)
     parse = pcsv.ParseOptions(delimiter=info.sep, quote_char='"', newlines_in_values=False)
     csv_opts = {"types": dict(types), "decimal": info.decimal, "read": read, "parse": parse}
     try:
@@ -931,10 +1036,20 @@ def try_csv(path: Path, name: str, info: Any, types: dict, opts: dict) -> ad.Ann
             decimal_point=info.decimal,
             quoted_strings_can_be_null=True,
         )
+        # the schema as the streaming reader infers it (from its first block), read from
+        # that block alone: opening the file would leave read-ahead blocks allocated
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+        if len(head) == 1 << 20:
+            head = head[: head.rfind(b"\n") + 1]
+        one = pcsv.ReadOptions(
+            encoding="utf8", skip_rows=info.skip_rows, block_size=1 << 20, use_threads=False
+        )
         with pcsv.open_csv(
-            str(path), read_options=read, parse_options=parse, convert_options=conv
+            pa.BufferReader(head), read_options=one, parse_options=parse, convert_options=conv
         ) as reader:
             schema = reader.schema
+        del reader, head
         for f in schema:  # dates stay as written (as the in-memory reader keeps them)
             t = f.type
             if pa.types.is_temporal(t) or pa.types.is_date(t) or pa.types.is_time(t):

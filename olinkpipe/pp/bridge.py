@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._dask import is_dask
 from .._validate import check_literal
 from ..errors import ValidationError, format_message
 from . import _pair, _utils, crossproduct
@@ -206,6 +207,14 @@ def _bridge_factor(
         return np.where(n_pairs > 0, np.nansum(diff, axis=0) / n_pairs, np.nan), n_pairs
 
 
+def _columns(X, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``X[rows][:, cols]`` as a float numpy array (a dask ``X``: those columns computed)."""
+    part = X[:, cols]
+    if is_dask(part):
+        part = part.compute()
+    return np.ascontiguousarray(np.asarray(part)[rows], dtype=float)  # same sums either way
+
+
 def select_bridge_samples(
     adata: ad.AnnData,
     n: int,
@@ -267,34 +276,41 @@ def select_bridge_samples(
     sample_keep = ~_utils.control_samples(adata)
     assay_keep = ~_utils.control_assays(adata)
     sub = adata[sample_keep][:, assay_keep]
-    X = np.asarray(sub.X, dtype=float)
-    lod = _utils.lod_layer(sub, what="select_bridge_samples")
+    # the arrays are taken from adata itself: a view's dask layers would be computed whole
+    lod = _utils.lod_layer(adata, what="select_bridge_samples")
+    rows, keep_cols = np.flatnonzero(sample_keep), np.flatnonzero(assay_keep)
     pans = _utils.panels(sub)
     plate_tab = _utils.per_panel_obs(sub, "PlateID")
     has_plate_info = "PlateID" in sub.obsm and isinstance(sub.obsm["PlateID"], pd.DataFrame)
 
+    # panel by panel (a dask X: one panel's columns computed at a time, never the whole)
     outlier = np.zeros(sub.n_obs, dtype=bool)
-    on_panel = np.zeros(X.shape, dtype=bool)
+    n_rows = np.zeros(sub.n_obs, dtype=np.int64)  # measured assays (on the sample's panels)
+    n_missing = np.zeros(sub.n_obs, dtype=np.int64)
+    n_above = np.zeros(sub.n_obs, dtype=np.int64)
+    sum_above = np.zeros(sub.n_obs)
     for panel in pd.unique(pans):
         cols = np.flatnonzero(pans == panel)
-        block = X[:, cols]
+        block = _columns(adata.X, keep_cols[cols], rows)
         if has_plate_info:
             ran = plate_tab[panel].to_numpy() != ""
         else:
             ran = ~np.isnan(block).all(axis=1)
-        on_panel[np.ix_(ran, cols)] = True
         med, iqr = _panel_stats(block[ran])
         # R: a sample with no NPX on a panel it ran on has NA stats -> NA outlier -> dropped
         flag = _outside(med, iqr, sd=3.0) | np.isnan(med)
         outlier[np.flatnonzero(ran)[flag]] = True
+        # False where NPX or LOD is NaN, as R's ifelse(NPX <= LOD, NA, NPX)
+        above = block > _columns(lod, keep_cols[cols], rows)
+        n_rows += np.where(ran, len(cols), 0)
+        n_missing += np.where(ran, (~above).sum(axis=1), 0)
+        n_above += above.sum(axis=1)
+        sum_above += np.where(above, block, 0.0).sum(axis=1)
 
     qc_fail = _utils.sample_qc_fail(sub)
-    above = X > lod  # False where NPX or LOD is NaN, as R's ifelse(NPX <= LOD, NA, NPX)
-    n_rows = on_panel.sum(axis=1)
-    n_missing = (on_panel & ~above).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         perc = n_missing / n_rows
-        mean_npx = np.where(above, X, 0.0).sum(axis=1) / above.sum(axis=1)
+        mean_npx = sum_above / n_above
     ok = ~qc_fail & ~outlier & (n_rows > 0) & (perc < max_missing)
     cand = pd.DataFrame(
         {

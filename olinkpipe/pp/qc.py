@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
 from typing import Literal
 
@@ -645,6 +646,10 @@ def _subset(adata: ad.AnnData, rows: np.ndarray, cols: np.ndarray, *, copy: bool
     if rows.all() and cols.all():
         return adata.copy() if copy else adata
     sub = _utils.subset_copy(adata, rows, cols)
+    # anndata's view of adata (inside subset_copy) is a reference cycle that keeps adata,
+    # the whole input, alive until a full garbage collection, long after the caller has
+    # replaced it by the result: collect it now
+    gc.collect()
     if copy:
         return sub
     adata._init_as_actual(sub)

@@ -84,7 +84,21 @@ def masked_ols(y: np.ndarray, z: np.ndarray, coef: int) -> dict:
     (what limma's ``lmFit`` does gene by gene when there are NAs). Returns the
     coefficient ``coef``, its unscaled standard deviation ``sqrt((Z'WZ)⁻¹[coef, coef])``,
     residual variance, residual df (observations − rank) and observation count.
+
+    Works over slices of columns (each assay's fit is its own), so the temporaries (mask,
+    weights, zero-filled copy, residuals) are those of one slice, not of the whole matrix.
     """
+    from ..pp._lazy import column_slices
+
+    slices = column_slices(y.shape[1], y.shape[0])
+    if len(slices) <= 1:
+        return _masked_ols(y, z, coef)
+    fits = [_masked_ols(y[:, sl], z, coef) for sl in slices]
+    return {k: np.concatenate([f[k] for f in fits]) for k in fits[0]}
+
+
+def _masked_ols(y: np.ndarray, z: np.ndarray, coef: int) -> dict:
+    """:func:`masked_ols` of one slice of columns."""
     obs = ~np.isnan(y)
     w = obs.astype(float)
     y0 = np.where(obs, y, 0.0)
