@@ -27,6 +27,17 @@ MIN_BYTES = 16 * 2**20
 _MAX_DEFAULT = 4
 
 
+#: bytes of one column slice of a samples × assays float64 matrix (a temporary's size)
+SLICE_BYTES = 32 * 2**20
+
+
+def column_slices(n: int, n_rows: int) -> list[slice]:
+    """Contiguous column slices covering ``n`` columns, each about :data:`SLICE_BYTES` of
+    float64 over ``n_rows`` rows and at most an eighth of the columns (at least 64)."""
+    size = max(64, min(SLICE_BYTES // (8 * max(n_rows, 1)), -(-n // 8)))
+    return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
 def n_threads() -> int:
     """Threads to use for large array writes (see the module docstring).
 

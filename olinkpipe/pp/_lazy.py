@@ -18,22 +18,15 @@ import anndata as ad
 import numpy as np
 
 from .._dask import is_dask, require_dask
+from .._parallel import SLICE_BYTES, column_slices  # noqa: F401 (shared with tl)
 
 #: float64 bytes per column slice in memory (at least 64 assays): a kernel's temporaries
 #: stay a few slices, never a copy of X
-SLICE_BYTES = 32 * 2**20
 
 
 def is_lazy(adata: ad.AnnData) -> bool:
     """True when ``adata.X`` is a dask array (the dask path of ``pp``)."""
     return is_dask(adata.X)
-
-
-def column_slices(n: int, n_rows: int) -> list[slice]:
-    """Contiguous column slices covering ``n`` columns, each about :data:`SLICE_BYTES` of
-    float64 over ``n_rows`` rows and at most an eighth of the columns (at least 64)."""
-    size = max(64, min(SLICE_BYTES // (8 * max(n_rows, 1)), -(-n // 8)))
-    return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
 
 
 def per_assay(

@@ -88,7 +88,7 @@ def masked_ols(y: np.ndarray, z: np.ndarray, coef: int) -> dict:
     Works over slices of columns (each assay's fit is its own), so the temporaries (mask,
     weights, zero-filled copy, residuals) are those of one slice, not of the whole matrix.
     """
-    from ..pp._lazy import column_slices
+    from .._parallel import column_slices
 
     slices = column_slices(y.shape[1], y.shape[0])
     if len(slices) <= 1:
