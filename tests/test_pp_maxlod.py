@@ -144,3 +144,18 @@ def test_reference_median_normalize_shifts_every_lod_layer(projects):
     adj = out.var["Adj_factor"].to_numpy()
     np.testing.assert_allclose(lod_matrix(out), lod_matrix(p2) + adj, atol=TOL)
     np.testing.assert_allclose(out.layers["MaxLOD"], p2.layers["MaxLOD"] + adj, atol=TOL)
+
+
+def test_maxlod_as_the_compact_lod_table(tmp_path):
+    """A file whose only LOD column is MaxLOD: the reader keeps it as the assays × plates
+    table (varm), and the bridge update gives OA's MaxLOD there too (same R call, BRIDGE)."""
+    got = {}
+    for name, df in list(frames().items())[:2]:
+        df.drop(columns="LOD").to_csv(tmp_path / f"{name}.csv", index=False)
+        got[name] = quiet(op.read_npx, tmp_path / f"{name}.csv")
+        assert "lod" in got[name].varm and "lod" not in got[name].layers
+        assert got[name].uns["olinkpipe"]["columns"]["lod"] == "MaxLOD"
+    out = quiet(op.pp.bridge_normalize, got["P1"], got["P2"], BRIDGE)
+    np.testing.assert_allclose(out.var["Adj_factor"], BRIDGE_ADJ, atol=TOL)
+    lod = np.asarray(lod_matrix(out))
+    np.testing.assert_allclose(lod, np.tile(BRIDGE_MAXLOD, (out.n_obs, 1)), atol=TOL)
