@@ -346,6 +346,23 @@ def _build_obs(
     elif len(set(index)) != len(index):  # pragma: no cover - guarded by factorize
         index = _make_unique(index)
     obs_index = pd.Index(index, dtype=object, name=None)
+    return obs_frame(
+        sample_names, obs_index, obs_cols, dtypes, plates_joined, qc_joined, is_pass_op
+    )
+
+
+def obs_frame(
+    sample_names: np.ndarray,
+    obs_index: pd.Index,
+    obs_cols: dict[str, np.ndarray],
+    dtypes: dict[str, str],
+    plates_joined: np.ndarray,
+    qc_joined: np.ndarray,
+    is_pass_op: np.ndarray,
+) -> pd.DataFrame:
+    """``obs`` from the obs rows' names and sample-level columns: SampleType (the file's,
+    ``Sample_Type`` upper-cased, or recognised from the name), is_control, PlateID and
+    QC_Warning joined over panels, qc_pass. Shared by the in-memory and streaming readers."""
     ocols: dict[str, Any] = {"SampleID": sample_names}
     for c, v in obs_cols.items():
         if c != "SampleID":

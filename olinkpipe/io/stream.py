@@ -48,7 +48,6 @@ from .convert import (
     ASSAY_LEVEL,
     MEASUREMENT_LEVEL,
     VALUE_ALIASES,
-    _as_series,
     _Column,
     _is_pass,
     _join_rows,
@@ -56,8 +55,8 @@ from .convert import (
     _reader_version,
     build_var,
     guess_product,
+    obs_frame,
     resolve_roles,
-    sample_type_from_name,
 )
 
 __all__ = ["Fallback", "StreamPlan", "parquet_source", "csv_source", "scan", "read_all"]
@@ -899,27 +898,9 @@ def build(
         msg = "sample names not unique as text"
         raise Fallback(msg)
     obs_index = pd.Index(index, dtype=object, name=None)
-    ocols: dict[str, Any] = {"SampleID": sample_names}
-    for c, v in plan.obs_cols.items():
-        if c != "SampleID":
-            ocols[c] = _as_series(v, dtypes[c], obs_index)
-    if "SampleType" in plan.obs_cols:
-        st = pd.Series(ocols["SampleType"], dtype=object)
-        ocols["SampleType"] = st.where(st.notna(), "SAMPLE").astype(str).to_numpy()
-    elif "Sample_Type" in plan.obs_cols:
-        st = pd.Series(plan.obs_cols["Sample_Type"], dtype=object).fillna("SAMPLE").astype(str)
-        ocols["SampleType"] = st.str.strip().str.upper().to_numpy()
-    else:
-        ocols["SampleType"] = np.asarray(
-            [sample_type_from_name(s) for s in sample_names], dtype=object
-        )
-    ocols["is_control"] = pd.Series(ocols["SampleType"]).astype(str).str.upper().to_numpy() != (
-        "SAMPLE"
+    obs = obs_frame(
+        sample_names, obs_index, plan.obs_cols, dtypes, plates_joined, qc_joined, is_pass_op
     )
-    ocols["PlateID"] = plates_joined.astype(str)
-    ocols["QC_Warning"] = np.asarray(qc_joined, dtype=object).astype(str)
-    ocols["qc_pass"] = is_pass_op.all(axis=1)
-    obs = pd.DataFrame(ocols, index=obs_index)
     for m in obsm.values():
         m.index = obs.index
     # --- var ------------------------------------------------------------------------------
