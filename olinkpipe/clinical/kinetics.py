@@ -156,6 +156,192 @@ def _terminal(win: pd.DataFrame, pts: pd.DataFrame, tmax: pd.Series, patients, m
     return out
 
 
+def _check_options(
+    window: tuple[float, float],
+    below_detection: str,
+    auc: str,
+    edges: str,
+    min_points: int,
+    lambda_z_min_points: int,
+) -> tuple[float, float]:
+    """Validate the options of :func:`kinetics`; the window as ``(first, last)`` floats."""
+    check_literal("below_detection", below_detection, ["zero", "lod_half", "missing"])
+    check_literal("auc", auc, ["linear", "linear-up/log-down"])
+    check_literal("edges", edges, ["interpolate", "observed"])
+    lo, hi = float(window[0]), float(window[1])
+    if not lo < hi:
+        msg = f"window={window!r} must be (first_day, last_day) with first_day < last_day."
+        raise ValidationError(msg)
+    if lambda_z_min_points < 2:
+        msg = f"lambda_z_min_points={lambda_z_min_points!r} must be at least 2."
+        raise ValidationError(msg)
+    if min_points < 1:
+        msg = f"min_points={min_points!r} must be at least 1."
+        raise ValidationError(msg)
+    return lo, hi
+
+
+def _analyte_rows(m: pd.DataFrame, analyte: str) -> pd.DataFrame:
+    """A copy of the rows of ``analyte``; an error listing the analytes there are if none."""
+    sub = m.loc[m["analyte"] == analyte].copy()
+    if sub.empty:
+        msg = format_message(
+            f"no measurements of analyte {analyte!r}",
+            column="analyte",
+            hint=f"Choose one of {preview(sorted(m['analyte'].unique()))}.",
+        )
+        raise ValidationError(msg)
+    return sub
+
+
+def _concentrations(sub: pd.DataFrame, below_detection: str) -> None:
+    """Add ``conc`` (flagged values as 0, LOD/2 or NaN) and ``detectable`` to ``sub``."""
+    flagged = sub["below_detection"].to_numpy()
+    value = sub["value"].to_numpy(dtype=float).copy()
+    if below_detection == "zero":
+        value[flagged] = 0.0
+    elif below_detection == "missing":
+        value[flagged] = np.nan
+    else:
+        lod = sub["lod"].to_numpy(dtype=float) if "lod" in sub.columns else value.copy()
+        lod = np.where(np.isnan(lod), value, lod)
+        if np.isnan(lod[flagged]).any():
+            rows = sub.index[flagged & np.isnan(lod)]
+            msg = format_message(
+                "below_detection='lod_half' needs the detection limit of flagged rows",
+                column="lod",
+                rows=rows,
+                hint="Give the limit in 'lod' (or in 'value'), or use below_detection='zero'.",
+            )
+            raise ValidationError(msg)
+        value[flagged] = lod[flagged] / 2.0
+    sub["conc"] = value
+    sub["detectable"] = ~flagged & (sub["value"].to_numpy() > 0)
+
+
+def _auc_points(
+    win: pd.DataFrame, observed: pd.DataFrame, lo: float, hi: float, edges: str, auc: str
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The AUC's points (the window's samples plus interpolated edges) and AUC per patient."""
+    pts = win[["patient", "day", "conc"]]
+    if edges == "interpolate":
+        extra = [_edge_point(observed, e, auc) for e in (lo, hi)]
+        pts = pd.concat([pts, *extra], ignore_index=True)
+    pts = pts.sort_values(["patient", "day"], kind="mergesort")
+    pid = pts["patient"].to_numpy()
+    t = pts["day"].to_numpy(dtype=float)
+    c = pts["conc"].to_numpy(dtype=float)
+    same = pid[1:] == pid[:-1]  # all intervals at once, none across patients
+    area = _interval_auc(t[:-1], t[1:], c[:-1], c[1:], auc)
+    return pts, pd.Series(area[same], index=pid[1:][same]).groupby(level=0).sum()
+
+
+def _per_patient(
+    sub: pd.DataFrame,
+    win: pd.DataFrame,
+    last_pre: pd.DataFrame,
+    auc_by: pd.Series,
+    patients: pd.Index,
+    analyte: str,
+    lo: float,
+    below_detection: str,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Baseline, Cmax, Tmax, AUC, fold change, persistence and sample count per patient.
+
+    Also returns whether each patient's baseline sample is flagged below detection.
+    """
+    g = win.groupby("patient", sort=False)
+    peak_idx = g["conc"].idxmax()  # first occurrence of the maximum = earliest day
+    # persistence: from the window's start on, not capped at its end
+    last_det = (
+        sub.loc[sub["detectable"] & (sub["day"] >= lo)].groupby("patient", sort=False)["day"].max()
+    )
+    out = pd.DataFrame(index=patients)
+    out["analyte"] = analyte
+    out["baseline"] = last_pre["conc"].reindex(patients)
+    out["cmax"] = win.loc[peak_idx.to_numpy(), "conc"].set_axis(peak_idx.index).reindex(patients)
+    out["tmax"] = win.loc[peak_idx.to_numpy(), "day"].set_axis(peak_idx.index).reindex(patients)
+    out["auc"] = auc_by.reindex(patients)  # NaN with fewer than two points
+    blq = last_pre["below_detection"].astype(bool).reindex(patients, fill_value=False)
+    blq = blq.astype(bool)
+    usable = (out["baseline"] > 0) & ~(blq & (below_detection == "zero"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["fold_change"] = out["cmax"] / out["baseline"].where(usable)
+    out["last_detectable_day"] = last_det.reindex(patients)
+    out["n_samples"] = g.size().reindex(patients).fillna(0).astype(int)
+    return out, blq
+
+
+def _reasons(
+    out: pd.DataFrame,
+    sub: pd.DataFrame,
+    has_pre: pd.Series,
+    blq: pd.Series,
+    few: pd.Series,
+    *,
+    analyte: str,
+    lo: float,
+    hi: float,
+    min_points: int,
+    baseline_day: float,
+    below_detection: str,
+) -> pd.Series:
+    """Why each patient's values are NaN: too few samples, no analyte, no usable baseline."""
+    patients = out.index
+    reasons = pd.Series("", index=patients, dtype=object)
+    has_any = sub.groupby("patient").size().reindex(patients).fillna(0) > 0
+    reasons[few] = [
+        f"only {k} sample(s) in days {lo:g}-{hi:g} (min_points={min_points})"
+        for k in out.loc[few, "n_samples"]
+    ]
+    reasons[~has_any] = f"no {analyte} measurements"
+    reasons[~few & ~has_pre] = f"no baseline sample on or before day {baseline_day:g}"
+    zero_base = ~few & has_pre & (out["baseline"] == 0) & ~blq
+    reasons[zero_base] = "baseline is 0: fold change undefined"
+    if below_detection != "lod_half":  # with LOD/2 the fold change is cmax / (LOD/2)
+        blq_base = ~few & has_pre & blq
+        reasons[blq_base] = (
+            f"baseline below detection (below_detection={below_detection!r}): fold change "
+            "undefined; below_detection='lod_half' uses LOD/2"
+        )
+    return reasons
+
+
+def _add_terminal(
+    out: pd.DataFrame,
+    reasons: pd.Series,
+    win: pd.DataFrame,
+    pts: pd.DataFrame,
+    few: pd.Series,
+    auc: str,
+    lambda_z_min_points: int,
+) -> pd.Series:
+    """Add the terminal-phase columns to ``out``; the reasons with the terminal fit's appended."""
+    patients = out.index
+    term = _terminal(win, pts, out["tmax"], patients, auc, lambda_z_min_points)
+    term.loc[few.to_numpy()] = np.nan
+    term["lambda_z_n_points"] = term["lambda_z_n_points"].fillna(0).astype(int)
+    why = term["reason"].fillna("").astype(str)
+    why[few.to_numpy()] = ""
+    for col in TERMINAL_COLUMNS:
+        out[col] = term[col]
+    return pd.Series(
+        [r + ("; " if r and w else "") + w for r, w in zip(reasons, why, strict=True)],
+        index=patients,
+        dtype=object,
+    )
+
+
+def _no_peak(out: pd.DataFrame, reasons: pd.Series, few: pd.Series) -> None:
+    """Blank ``tmax`` where nothing in the window is above 0, and say so in ``reasons``."""
+    flat = ~few & (out["cmax"] <= 0)
+    out.loc[flat, "tmax"] = np.nan
+    reasons[flat] = [
+        (r + "; " if r else "") + "no value above 0 in the window: tmax undefined"
+        for r in reasons[flat]
+    ]
+
+
 def kinetics(
     measurements: pd.DataFrame,
     *,
@@ -260,135 +446,39 @@ def kinetics(
     >>> kinetics(m, analyte="IL-6")[["cmax", "tmax", "auc"]].to_numpy().tolist()
     [[40.0, 7.0, 420.0]]
     """
-    check_literal("below_detection", below_detection, ["zero", "lod_half", "missing"])
-    check_literal("auc", auc, ["linear", "linear-up/log-down"])
-    check_literal("edges", edges, ["interpolate", "observed"])
-    lo, hi = float(window[0]), float(window[1])
-    if not lo < hi:
-        msg = f"window={window!r} must be (first_day, last_day) with first_day < last_day."
-        raise ValidationError(msg)
-    if lambda_z_min_points < 2:
-        msg = f"lambda_z_min_points={lambda_z_min_points!r} must be at least 2."
-        raise ValidationError(msg)
-    if min_points < 1:
-        msg = f"min_points={min_points!r} must be at least 1."
-        raise ValidationError(msg)
+    lo, hi = _check_options(window, below_detection, auc, edges, min_points, lambda_z_min_points)
     m = read_measurements(measurements)
     patients = pd.Index(m["patient"].unique(), name="patient")
-    sub = m.loc[m["analyte"] == analyte].copy()
-    if sub.empty:
-        msg = format_message(
-            f"no measurements of analyte {analyte!r}",
-            column="analyte",
-            hint=f"Choose one of {preview(sorted(m['analyte'].unique()))}.",
-        )
-        raise ValidationError(msg)
-
-    flagged = sub["below_detection"].to_numpy()
-    value = sub["value"].to_numpy(dtype=float).copy()
-    if below_detection == "zero":
-        value[flagged] = 0.0
-    elif below_detection == "missing":
-        value[flagged] = np.nan
-    else:
-        lod = sub["lod"].to_numpy(dtype=float) if "lod" in sub.columns else value.copy()
-        lod = np.where(np.isnan(lod), value, lod)
-        if np.isnan(lod[flagged]).any():
-            rows = sub.index[flagged & np.isnan(lod)]
-            msg = format_message(
-                "below_detection='lod_half' needs the detection limit of flagged rows",
-                column="lod",
-                rows=rows,
-                hint="Give the limit in 'lod' (or in 'value'), or use below_detection='zero'.",
-            )
-            raise ValidationError(msg)
-        value[flagged] = lod[flagged] / 2.0
-    sub["conc"] = value
-    sub["detectable"] = ~flagged & (sub["value"].to_numpy() > 0)
-
+    sub = _analyte_rows(m, analyte)
+    _concentrations(sub, below_detection)
     # baseline: the last sample on or before baseline_day, whatever its value
     last_pre = (
         sub.loc[sub["day"] <= baseline_day].groupby("patient", sort=False).tail(1)
     ).set_index("patient")
-    baseline = last_pre["conc"]
-    baseline_blq = last_pre["below_detection"].astype(bool)
-
     observed = sub.loc[sub["conc"].notna()]
     win = observed.loc[observed["day"].between(lo, hi)]
-    g = win.groupby("patient", sort=False)
-    n = g.size()
-    peak_idx = g["conc"].idxmax()  # first occurrence of the maximum = earliest day
-    cmax = win.loc[peak_idx.to_numpy(), "conc"].set_axis(peak_idx.index)
-    tmax = win.loc[peak_idx.to_numpy(), "day"].set_axis(peak_idx.index)
-    # persistence: from the window's start on, not capped at its end
-    last_det = (
-        sub.loc[sub["detectable"] & (sub["day"] >= lo)].groupby("patient", sort=False)["day"].max()
-    )
+    pts, auc_by = _auc_points(win, observed, lo, hi, edges, auc)
+    out, blq = _per_patient(sub, win, last_pre, auc_by, patients, analyte, lo, below_detection)
 
-    # AUC: observed points in the window plus interpolated edge points, all intervals at once
-    pts = win[["patient", "day", "conc"]]
-    if edges == "interpolate":
-        extra = [_edge_point(observed, e, auc) for e in (lo, hi)]
-        pts = pd.concat([pts, *extra], ignore_index=True)
-    pts = pts.sort_values(["patient", "day"], kind="mergesort")
-    pid = pts["patient"].to_numpy()
-    t = pts["day"].to_numpy(dtype=float)
-    c = pts["conc"].to_numpy(dtype=float)
-    same = pid[1:] == pid[:-1]
-    area = _interval_auc(t[:-1], t[1:], c[:-1], c[1:], auc)
-    auc_by = pd.Series(area[same], index=pid[1:][same]).groupby(level=0).sum()
-
-    out = pd.DataFrame(index=patients)
-    out["analyte"] = analyte
-    out["baseline"] = baseline.reindex(patients)
-    out["cmax"] = cmax.reindex(patients)
-    out["tmax"] = tmax.reindex(patients)
-    out["auc"] = auc_by.reindex(patients)  # NaN with fewer than two points
-    blq = baseline_blq.reindex(patients, fill_value=False).astype(bool)
-    usable = (out["baseline"] > 0) & ~(blq & (below_detection == "zero"))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["fold_change"] = out["cmax"] / out["baseline"].where(usable)
-    out["last_detectable_day"] = last_det.reindex(patients)
-    out["n_samples"] = n.reindex(patients).fillna(0).astype(int)
-
-    reasons = pd.Series("", index=patients, dtype=object)
-    has_any = sub.groupby("patient").size().reindex(patients).fillna(0) > 0
     few = out["n_samples"] < min_points
-    reasons[few] = [
-        f"only {k} sample(s) in days {lo:g}-{hi:g} (min_points={min_points})"
-        for k in out.loc[few, "n_samples"]
-    ]
-    reasons[~has_any] = f"no {analyte} measurements"
-    out.loc[few, ["cmax", "tmax", "auc", "fold_change"]] = np.nan
     has_pre = pd.Series(patients.isin(last_pre.index), index=patients)
-    reasons[~few & ~has_pre] = f"no baseline sample on or before day {baseline_day:g}"
-    zero_base = ~few & has_pre & (out["baseline"] == 0) & ~blq
-    reasons[zero_base] = "baseline is 0: fold change undefined"
-    if below_detection != "lod_half":  # with LOD/2 the fold change is cmax / (LOD/2)
-        blq_base = ~few & has_pre & blq
-        reasons[blq_base] = (
-            f"baseline below detection (below_detection={below_detection!r}): fold change "
-            "undefined; below_detection='lod_half' uses LOD/2"
-        )
+    reasons = _reasons(
+        out,
+        sub,
+        has_pre,
+        blq,
+        few,
+        analyte=analyte,
+        lo=lo,
+        hi=hi,
+        min_points=min_points,
+        baseline_day=baseline_day,
+        below_detection=below_detection,
+    )
+    out.loc[few, ["cmax", "tmax", "auc", "fold_change"]] = np.nan
     if terminal:
-        term = _terminal(win, pts, out["tmax"], patients, auc, lambda_z_min_points)
-        term.loc[few.to_numpy()] = np.nan
-        term["lambda_z_n_points"] = term["lambda_z_n_points"].fillna(0).astype(int)
-        why = term["reason"].fillna("").astype(str)
-        why[few.to_numpy()] = ""
-        for col in TERMINAL_COLUMNS:
-            out[col] = term[col]
-        reasons = pd.Series(
-            [r + ("; " if r and w else "") + w for r, w in zip(reasons, why, strict=True)],
-            index=patients,
-            dtype=object,
-        )
-    flat = ~few & (out["cmax"] <= 0)  # nothing above 0 in the window: no peak day
-    out.loc[flat, "tmax"] = np.nan
-    reasons[flat] = [
-        (r + "; " if r else "") + "no value above 0 in the window: tmax undefined"
-        for r in reasons[flat]
-    ]
+        reasons = _add_terminal(out, reasons, win, pts, few, auc, lambda_z_min_points)
+    _no_peak(out, reasons, few)
     out["reason"] = reasons
     out = out.reset_index()[KINETICS_COLUMNS + (TERMINAL_COLUMNS if terminal else [])]
     if few.any():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -255,6 +256,172 @@ def _pairs(k: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(k) for j in range(i + 1, k)]
 
 
+# --------------------------------------------------------------------------- table one steps
+def _check_variables(
+    group: str, categorical: list[str], continuous: list[str], nonnormal: list[str]
+) -> None:
+    """Raise when a variable is listed twice (or is the group) or nonnormal ⊄ continuous."""
+    allvars = categorical + continuous
+    dup = sorted({v for v in allvars if allvars.count(v) > 1} | ({group} & set(allvars)))
+    if dup:
+        msg = format_message(
+            f"variable(s) {dup!r} listed twice (or also used as the group)",
+            hint="List each column once, under categorical or continuous.",
+        )
+        raise DesignError(msg)
+    stray = [v for v in nonnormal if v not in continuous]
+    if stray:
+        msg = format_message(
+            f"nonnormal names {stray!r} that are not in continuous",
+            hint="Add them to continuous as well, or remove them from nonnormal.",
+        )
+        raise DesignError(msg)
+
+
+def _group_levels(g: pd.Series, group: str) -> list:
+    """The group's levels present (categories' order, else sorted); at least two."""
+    if isinstance(g.dtype, pd.CategoricalDtype):
+        levels = [lv for lv in g.cat.categories if (g == lv).any()]
+    else:
+        levels = sorted(g.unique(), key=lambda x: (str(type(x)), x))
+    if len(levels) < 2:
+        msg = format_message(
+            f"table_one compares groups but {group!r} has {len(levels)} level(s)",
+            column=group,
+            hint="Pass a group column with at least two levels.",
+        )
+        raise DesignError(msg)
+    return levels
+
+
+@dataclass
+class _Summary:
+    """One variable's summary: ``(level, cells)`` rows, its test, p-value and pairwise SMDs."""
+
+    rows: list[tuple[str, list[str]]]
+    kind: str = ""
+    p: float = np.nan
+    smd: np.ndarray | None = None
+    note: str = ""  # an r×c chi-square's expected counts below 5
+
+
+def _summarise_categorical(
+    x: pd.Series,
+    masks: list[np.ndarray],
+    *,
+    test: str,
+    rxc_test: str,
+    seed: int | None,
+    digits: int,
+    overall: bool,
+    smd: bool,
+) -> _Summary:
+    """``n (%)`` per level and group (of known values), the categorical test and the SMDs."""
+    cats = (
+        [c for c in x.cat.categories if (x == c).any()]
+        if isinstance(x.dtype, pd.CategoricalDtype)
+        else sorted(x.dropna().unique(), key=lambda v: (str(type(v)), v))
+    )
+    counts = np.array(
+        [[int(((x == c).to_numpy() & m).sum()) for m in masks] for c in cats]
+    ).reshape(len(cats), len(masks))
+    out = _Summary(rows=[])
+    if test != "none" and counts.size:
+        out.kind, out.p = _categorical_test(counts, test, rxc_test, seed)
+        if out.kind == "chi2" and counts.shape != (2, 2):
+            out.note = _small_expected(counts)
+    known = counts.sum(axis=0)
+    for i, c in enumerate(cats):
+        cells = [_count_cell(counts[i, k], known[k], digits) for k in range(len(masks))]
+        if overall:
+            cells.append(_count_cell(counts[i].sum(), known.sum(), digits))
+        out.rows.append((_level(c), cells))
+    if not cats:
+        out.rows.append(("", ["NA"] * (len(masks) + int(overall))))
+    if smd:
+        nan = np.full(len(_pairs(len(masks))), np.nan)
+        out.smd = smd_categorical(counts) if cats else nan
+    return out
+
+
+def _summarise_continuous(
+    x: pd.Series,
+    masks: list[np.ndarray],
+    *,
+    nonnormal: bool,
+    test: str,
+    spread: str,
+    digits: int,
+    overall: bool,
+    smd: bool,
+) -> _Summary:
+    """Mean (SD) or median (range / IQR) per group, the test and the SMDs; numbers only."""
+    num = pd.to_numeric(x, errors="coerce")
+    bad = num.isna() & ~x.isna()
+    if bad.any():
+        msg = format_message(
+            "continuous variable has non-numeric values",
+            column=x.name,
+            rows=x.index[bad].tolist(),
+            hint="Convert it to numbers, or list it under categorical.",
+        )
+        raise ValidationError(msg)
+    vals = num.to_numpy(dtype=float)
+    known = ~x.isna().to_numpy()
+    per = [vals[m & known] for m in masks]
+    out = _Summary(rows=[])
+    if test != "none":
+        out.kind, out.p = _continuous_test(per, nonnormal)
+    cells = [_summary(v, nonnormal, spread, digits) for v in per]
+    if overall:
+        cells.append(_summary(vals[known], nonnormal, spread, digits))
+    level = (
+        "mean (SD)"
+        if not nonnormal
+        else ("median (range)" if spread == "range" else "median [IQR]")
+    )
+    out.rows.append((level, cells))
+    if smd:
+        out.smd = smd_continuous(per)
+    return out
+
+
+class _Rows:
+    """The table's rows (dicts) as they are added, and each variable's pairwise SMDs."""
+
+    def __init__(self, cols: list[str], groups: list[str], smd: bool | str) -> None:
+        self.cols, self.smd_mode = cols, smd
+        self.pair_names = [f"{groups[i]} vs {groups[j]}" for i, j in _pairs(len(groups))]
+        self.rows: list[dict] = []
+        self.smds: dict[str, dict[str, float]] = {}
+
+    def add(self, variable: str, level: str, cells: list[str], kind="", p=np.nan) -> None:
+        """Append one row: its cells, the test's display name and the p-value."""
+        row = {"variable": variable, "level": level}
+        row.update(dict(zip(self.cols, cells, strict=True)))
+        row["test"] = TEST_NAMES.get(kind, "")
+        row["p_value"] = p
+        row["smd"] = np.nan
+        self.rows.append(row)
+
+    def add_variable(
+        self, var: str, name: str, s: _Summary, miss: np.ndarray, masks: list[np.ndarray]
+    ) -> None:
+        """Append a variable's rows (test and SMD on the first) and its ``missing`` row."""
+        first = len(self.rows)
+        for i, (level, cells) in enumerate(s.rows):
+            self.add(name, level, cells, s.kind if i == 0 else "", s.p if i == 0 else np.nan)
+        if s.smd is not None:
+            self.smds[var] = {k: float(v) for k, v in zip(self.pair_names, s.smd, strict=True)}
+            summary = s.smd.max() if self.smd_mode == "max" else s.smd.mean()  # NaN if any
+            self.rows[first]["smd"] = float(summary)
+        if miss.any():
+            cells = [str(int((miss & m).sum())) for m in masks]
+            if len(self.cols) > len(masks):  # Overall
+                cells.append(str(int(miss.sum())))
+            self.add(name, "missing", cells)
+
+
 # --------------------------------------------------------------------------- table one
 def table_one(
     df: pd.DataFrame,
@@ -372,22 +539,8 @@ def table_one(
     categorical, continuous = list(categorical), list(continuous)
     nonnormal = list(nonnormal or [])
     labels = dict(labels or {})
-    allvars = categorical + continuous
-    dup = sorted({v for v in allvars if allvars.count(v) > 1} | ({group} & set(allvars)))
-    if dup:
-        msg = format_message(
-            f"variable(s) {dup!r} listed twice (or also used as the group)",
-            hint="List each column once, under categorical or continuous.",
-        )
-        raise DesignError(msg)
-    stray = [v for v in nonnormal if v not in continuous]
-    if stray:
-        msg = format_message(
-            f"nonnormal names {stray!r} that are not in continuous",
-            hint="Add them to continuous as well, or remove them from nonnormal.",
-        )
-        raise DesignError(msg)
-    require_columns(df, [group] + allvars, what="patient table")
+    _check_variables(group, categorical, continuous, nonnormal)
+    require_columns(df, [group] + categorical + continuous, what="patient table")
     no_group = df[group].isna()
     excluded = [str(i) for i in df.index[no_group]]
     if excluded:
@@ -397,120 +550,39 @@ def table_one(
             stacklevel=3,
         )
     d = df.loc[~no_group]
-    g = d[group]
-    if isinstance(g.dtype, pd.CategoricalDtype):
-        levels = [lv for lv in g.cat.categories if (g == lv).any()]
-    else:
-        levels = sorted(g.unique(), key=lambda x: (str(type(x)), x))
-    if len(levels) < 2:
-        msg = format_message(
-            f"table_one compares groups but {group!r} has {len(levels)} level(s)",
-            column=group,
-            hint="Pass a group column with at least two levels.",
-        )
-        raise DesignError(msg)
+    levels = _group_levels(d[group], group)
     gcols = [str(lv) for lv in levels]
-    masks = [(g == lv).to_numpy() for lv in levels]
-    cols = gcols + (["Overall"] if overall else [])
-
-    rows: list[dict] = []
-
-    def add(variable: str, level: str, cells: list[str], kind: str = "", p: float = np.nan):
-        row = {"variable": variable, "level": level}
-        row.update(dict(zip(cols, cells, strict=True)))
-        row["test"] = TEST_NAMES.get(kind, "")
-        row["p_value"] = p
-        row["smd"] = np.nan
-        rows.append(row)
-
-    pair_names = [f"{gcols[i]} vs {gcols[j]}" for i, j in _pairs(len(gcols))]
-    smds: dict[str, dict[str, float]] = {}
-
-    def add_smd(var: str, values: np.ndarray, first_row: int) -> None:
-        smds[var] = {k: float(v) for k, v in zip(pair_names, values, strict=True)}
-        summary = values.max() if smd == "max" else values.mean()  # NaN if any is NaN
-        rows[first_row]["smd"] = float(summary)
-
+    masks = [(d[group] == lv).to_numpy() for lv in levels]
+    table = _Rows(gcols + (["Overall"] if overall else []), gcols, smd)
     sizes = [int(m.sum()) for m in masks]
-    add("n", "", [str(s) for s in sizes] + ([str(len(d))] if overall else []))
+    table.add("n", "", [str(s) for s in sizes] + ([str(len(d))] if overall else []))
     tests: dict[str, str] = {}
     missing: dict[str, int] = {}
     notes: list[str] = []
-    every = np.ones(len(d), dtype=bool)
-    for var in allvars:
-        name = labels.get(var, var)
+    options = {"test": test, "digits": digits, "overall": overall, "smd": smd is not False}
+    for var in categorical + continuous:
         x = d[var]
+        if var in categorical:
+            s = _summarise_categorical(x, masks, rxc_test=rxc_test, seed=seed, **options)
+            if s.note:
+                notes.append(f"{var}: {s.note}")
+                warn(
+                    f"table_one: {var!r}: {s.note}; the chi-square p-value may be "
+                    "inaccurate, rxc_test='fisher' gives the exact test.",
+                    stacklevel=3,
+                )
+        else:
+            s = _summarise_continuous(
+                x, masks, nonnormal=var in nonnormal, spread=spread, **options
+            )
         miss = x.isna().to_numpy()
         missing[var] = int(miss.sum())
-        if var in categorical:
-            cats = (
-                [c for c in x.cat.categories if (x == c).any()]
-                if isinstance(x.dtype, pd.CategoricalDtype)
-                else sorted(x.dropna().unique(), key=lambda v: (str(type(v)), v))
-            )
-            counts = np.array(
-                [[int(((x == c).to_numpy() & m).sum()) for m in masks] for c in cats]
-            ).reshape(len(cats), len(masks))
-            kind, p = ("", np.nan)
-            if test != "none" and counts.size:
-                kind, p = _categorical_test(counts, test, rxc_test, seed)
-                if kind == "chi2" and counts.shape != (2, 2):
-                    small = _small_expected(counts)
-                    if small:
-                        notes.append(f"{var}: {small}")
-                        warn(
-                            f"table_one: {var!r}: {small}; the chi-square p-value may be "
-                            "inaccurate, rxc_test='fisher' gives the exact test.",
-                            stacklevel=3,
-                        )
-            known = counts.sum(axis=0)
-            first_row = len(rows)
-            for i, c in enumerate(cats):
-                cells = [_count_cell(counts[i, k], known[k], digits) for k in range(len(masks))]
-                if overall:
-                    cells.append(_count_cell(counts[i].sum(), known.sum(), digits))
-                add(name, _level(c), cells, kind if i == 0 else "", p if i == 0 else np.nan)
-            if not cats:
-                add(name, "", ["NA"] * len(cols))
-            if smd is not False:
-                nan = np.full(len(pair_names), np.nan)
-                add_smd(var, smd_categorical(counts) if cats else nan, first_row)
-        else:
-            num = pd.to_numeric(x, errors="coerce")
-            bad = num.isna() & ~x.isna()
-            if bad.any():
-                msg = format_message(
-                    "continuous variable has non-numeric values",
-                    column=var,
-                    rows=d.index[bad].tolist(),
-                    hint="Convert it to numbers, or list it under categorical.",
-                )
-                raise ValidationError(msg)
-            vals = num.to_numpy(dtype=float)
-            nn = var in nonnormal
-            per = [vals[m & ~miss] for m in masks]
-            kind, p = ("", np.nan)
-            if test != "none":
-                kind, p = _continuous_test(per, nn)
-            cells = [_summary(v, nn, spread, digits) for v in per]
-            if overall:
-                cells.append(_summary(vals[every & ~miss], nn, spread, digits))
-            level = (
-                "mean (SD)"
-                if not nn
-                else ("median (range)" if spread == "range" else "median [IQR]")
-            )
-            add(name, level, cells, kind, p)
-            if smd is not False:
-                add_smd(var, smd_continuous(per), len(rows) - 1)
-        tests[var] = kind
-        if miss.any():
-            cells = [str(int((miss & m).sum())) for m in masks]
-            if overall:
-                cells.append(str(int(miss.sum())))
-            add(name, "missing", cells)
+        tests[var] = s.kind
+        table.add_variable(var, labels.get(var, var), s, miss, masks)
     extra = ["smd"] if smd is not False else []
-    out = pd.DataFrame(rows, columns=["variable", "level", *cols, "test", "p_value", *extra])
+    out = pd.DataFrame(
+        table.rows, columns=["variable", "level", *table.cols, "test", "p_value", *extra]
+    )
     out.attrs = {
         "group": group,
         "groups": gcols,
@@ -524,7 +596,7 @@ def table_one(
         "digits": digits,
     }
     if smd is not False:
-        out.attrs["smd"] = smds
+        out.attrs["smd"] = table.smds
         out.attrs["smd_summary"] = "max" if smd == "max" else "mean"
     return out
 

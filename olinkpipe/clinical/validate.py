@@ -252,6 +252,134 @@ def read_patients(
     return frame
 
 
+def _require_measurement_columns(frame: pd.DataFrame, source: str | None) -> None:
+    """Raise :class:`MissingColumnError` when a required measurement column is absent."""
+    missing = [c for c in MEASUREMENT_COLUMNS if c not in frame.columns]
+    if missing:
+        msg = format_message(
+            f"the measurement table lacks required column(s) {missing!r}; "
+            f"it has {list(frame.columns)[:20]!r}",
+            file=source,
+            hint="Rename the columns, or map them with columns={'old': 'new'}.",
+        )
+        raise MissingColumnError(msg)
+
+
+def _coerce_measurements(frame: pd.DataFrame, lines: np.ndarray, source: str | None) -> None:
+    """Strip the IDs, make day/value/lod numbers and the flag boolean, in place; check gaps."""
+    for col in ("patient", "analyte", "day"):
+        _missing(frame, col, lines, source)
+    frame["patient"] = frame["patient"].astype(str).str.strip()
+    frame["analyte"] = frame["analyte"].astype(str).str.strip()
+    frame["day"] = _numeric(
+        frame, "day", lines, source, hint="Days are numbers relative to infusion (day 0)."
+    )
+    flag = (
+        _flag(frame, "below_detection", lines, source)
+        if "below_detection" in frame.columns
+        else pd.Series(np.zeros(len(frame), dtype=bool), index=frame.index)
+    )
+    frame["below_detection"] = flag.to_numpy()
+    frame["value"] = _numeric(
+        frame,
+        "value",
+        lines,
+        source,
+        hint="Write values below detection as the detection limit (or leave them empty) and "
+        "set below_detection to 1, instead of '<0.5'-style text.",
+    )
+    empty = (frame["value"].isna() & ~frame["below_detection"]).to_numpy()
+    if empty.any():
+        msg = format_message(
+            "values missing but not flagged below detection",
+            file=source,
+            column="value",
+            rows=_rows(lines, empty, source),
+            hint="Delete rows that were not measured, or set below_detection to 1.",
+        )
+        raise ValidationError(msg)
+    if "lod" in frame.columns:
+        frame["lod"] = _numeric(frame, "lod", lines, source, hint="The LOD is a number.")
+
+
+def _units(frame: pd.DataFrame, lines: np.ndarray, source: str | None) -> dict[str, str]:
+    """Analyte → unit, the ``unit`` column cleaned in place; an error if an analyte has two."""
+    units: dict[str, str] = {}
+    if "unit" not in frame.columns:
+        return units
+    unit = frame["unit"].astype("string").str.strip()
+    frame["unit"] = unit.astype(object).where(unit.notna(), None)
+    for analyte, sub in frame.groupby("analyte", sort=True):
+        seen = sub["unit"].dropna().unique()
+        if len(seen) > 1:
+            counts = sub["unit"].value_counts()
+            minority = sub["unit"].ne(counts.index[0]) & sub["unit"].notna()
+            msg = format_message(
+                f"analyte {analyte!r} is reported in different units ({preview(sorted(seen))})",
+                file=source,
+                column="unit",
+                rows=_rows(lines[sub.index.to_numpy()], minority.to_numpy(), source),
+                hint="Convert these rows to one unit (e.g. CRP mg/dL x 10 = mg/L) or give "
+                "them different analyte names.",
+            )
+            raise ValidationError(msg)
+        if len(seen) == 1:
+            units[str(analyte)] = str(seen[0])
+    return units
+
+
+def _check_patients(
+    frame: pd.DataFrame,
+    patients: pd.DataFrame | Sequence[str] | str | os.PathLike[str],
+    lines: np.ndarray,
+    source: str | None,
+) -> None:
+    """Raise when a measured patient is not among ``patients`` (a table, a path or IDs)."""
+    if isinstance(patients, pd.DataFrame | str | os.PathLike):
+        known = set(read_patients(patients, dose_column=None)["patient"])
+    else:
+        known = {str(p) for p in patients}
+    unknown = ~frame["patient"].isin(known).to_numpy()
+    if unknown.any():
+        msg = format_message(
+            f"measurements of patients not in the patient table: "
+            f"{preview(frame.loc[unknown, 'patient'].unique())}",
+            file=source,
+            column="patient",
+            rows=_rows(lines, unknown, source),
+            hint="Check the IDs' spelling (leading zeros, prefixes) or add the patients.",
+        )
+        raise ValidationError(msg)
+
+
+def _duplicate_rows(
+    frame: pd.DataFrame, lines: np.ndarray, source: str | None
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Rows repeating an earlier one exactly (to drop) and their record; conflicts raise."""
+    key = ["patient", "analyte", "day"]
+    dup = frame.duplicated(key, keep=False)
+    drop = pd.Series(np.zeros(len(frame), dtype=bool), index=frame.index)
+    excluded = pd.DataFrame(columns=["patient", "analyte", "day", "reason"])
+    if not dup.any():
+        return drop, excluded
+    n_distinct = frame.loc[dup].groupby(key, sort=False).nunique(dropna=False)
+    conflict = n_distinct.gt(1).any(axis=1)
+    if conflict.any():
+        bad_keys = conflict[conflict].index
+        bad = frame.set_index(key).index.isin(bad_keys)
+        msg = format_message(
+            f"{len(bad_keys)} patient/analyte/day combination(s) occur more than once "
+            f"with different values, e.g. {preview([tuple(k) for k in bad_keys], 3)}",
+            file=source,
+            rows=_rows(lines, bad, source),
+            hint="Keep one measurement per patient, analyte and day (or use distinct days, "
+            "e.g. 7.5 for a second sample on day 7).",
+        )
+        raise ValidationError(msg)
+    drop = frame.duplicated(key, keep="first")
+    return drop, frame.loc[drop, key].assign(reason="exact duplicate row collapsed")
+
+
 def read_measurements(
     path_or_frame: str | os.PathLike[str] | pd.DataFrame,
     *,
@@ -311,109 +439,14 @@ def read_measurements(
     frame, source, lines = _load(path_or_frame, "measurement table")
     if columns:
         frame = frame.rename(columns=columns)
-    missing = [c for c in MEASUREMENT_COLUMNS if c not in frame.columns]
-    if missing:
-        msg = format_message(
-            f"the measurement table lacks required column(s) {missing!r}; "
-            f"it has {list(frame.columns)[:20]!r}",
-            file=source,
-            hint="Rename the columns, or map them with columns={'old': 'new'}.",
-        )
-        raise MissingColumnError(msg)
-    for col in ("patient", "analyte", "day"):
-        _missing(frame, col, lines, source)
-    frame["patient"] = frame["patient"].astype(str).str.strip()
-    frame["analyte"] = frame["analyte"].astype(str).str.strip()
-    frame["day"] = _numeric(
-        frame, "day", lines, source, hint="Days are numbers relative to infusion (day 0)."
-    )
-    flag = (
-        _flag(frame, "below_detection", lines, source)
-        if "below_detection" in frame.columns
-        else pd.Series(np.zeros(len(frame), dtype=bool), index=frame.index)
-    )
-    frame["below_detection"] = flag.to_numpy()
-    frame["value"] = _numeric(
-        frame,
-        "value",
-        lines,
-        source,
-        hint="Write values below detection as the detection limit (or leave them empty) and "
-        "set below_detection to 1, instead of '<0.5'-style text.",
-    )
-    empty = (frame["value"].isna() & ~frame["below_detection"]).to_numpy()
-    if empty.any():
-        msg = format_message(
-            "values missing but not flagged below detection",
-            file=source,
-            column="value",
-            rows=_rows(lines, empty, source),
-            hint="Delete rows that were not measured, or set below_detection to 1.",
-        )
-        raise ValidationError(msg)
-    if "lod" in frame.columns:
-        frame["lod"] = _numeric(frame, "lod", lines, source, hint="The LOD is a number.")
-    units: dict[str, str] = {}
-    if "unit" in frame.columns:
-        unit = frame["unit"].astype("string").str.strip()
-        frame["unit"] = unit.astype(object).where(unit.notna(), None)
-        for analyte, sub in frame.groupby("analyte", sort=True):
-            seen = sub["unit"].dropna().unique()
-            if len(seen) > 1:
-                counts = sub["unit"].value_counts()
-                minority = sub["unit"].ne(counts.index[0]) & sub["unit"].notna()
-                msg = format_message(
-                    f"analyte {analyte!r} is reported in different units "
-                    f"({preview(sorted(seen))})",
-                    file=source,
-                    column="unit",
-                    rows=_rows(lines[sub.index.to_numpy()], minority.to_numpy(), source),
-                    hint="Convert these rows to one unit (e.g. CRP mg/dL x 10 = mg/L) or give "
-                    "them different analyte names.",
-                )
-                raise ValidationError(msg)
-            if len(seen) == 1:
-                units[str(analyte)] = str(seen[0])
+    _require_measurement_columns(frame, source)
+    _coerce_measurements(frame, lines, source)
+    units = _units(frame, lines, source)
     if patients is not None:
-        if isinstance(patients, pd.DataFrame | str | os.PathLike):
-            known = set(read_patients(patients, dose_column=None)["patient"])
-        else:
-            known = {str(p) for p in patients}
-        unknown = ~frame["patient"].isin(known).to_numpy()
-        if unknown.any():
-            msg = format_message(
-                f"measurements of patients not in the patient table: "
-                f"{preview(frame.loc[unknown, 'patient'].unique())}",
-                file=source,
-                column="patient",
-                rows=_rows(lines, unknown, source),
-                hint="Check the IDs' spelling (leading zeros, prefixes) or add the patients.",
-            )
-            raise ValidationError(msg)
+        _check_patients(frame, patients, lines, source)
     # duplicates: identical rows collapse (recorded); conflicting rows are an error
-    key = ["patient", "analyte", "day"]
-    frame["_line"] = lines
-    dup = frame.duplicated(key, keep=False)
-    excluded = pd.DataFrame(columns=["patient", "analyte", "day", "reason"])
-    if dup.any():
-        compare = [c for c in frame.columns if c not in ("_line",)]
-        sub = frame.loc[dup, compare]
-        n_distinct = sub.groupby(key, sort=False).nunique(dropna=False)
-        conflict = n_distinct.gt(1).any(axis=1)
-        if conflict.any():
-            bad_keys = conflict[conflict].index
-            bad = frame.set_index(key).index.isin(bad_keys)
-            msg = format_message(
-                f"{len(bad_keys)} patient/analyte/day combination(s) occur more than once "
-                f"with different values, e.g. {preview([tuple(k) for k in bad_keys], 3)}",
-                file=source,
-                rows=_rows(lines, bad, source),
-                hint="Keep one measurement per patient, analyte and day (or use distinct days, "
-                "e.g. 7.5 for a second sample on day 7).",
-            )
-            raise ValidationError(msg)
-        drop = frame.duplicated(key, keep="first")
-        excluded = frame.loc[drop, key].assign(reason="exact duplicate row collapsed")
+    drop, excluded = _duplicate_rows(frame, lines, source)
+    if drop.any():
         warn(
             f"read_measurements: collapsed {int(drop.sum())} exact duplicate row(s) "
             f"({preview(_rows(lines, drop.to_numpy(), source))}); recorded in "
@@ -421,7 +454,6 @@ def read_measurements(
             stacklevel=2,
         )
         frame = frame.loc[~drop]
-    frame = frame.drop(columns="_line")
     first = ["patient", "day", "analyte", "value", "below_detection"]
     first += [c for c in ("unit", "lod") if c in frame.columns]
     frame = frame[first + [c for c in frame.columns if c not in first]]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .._layout import code_dtype, compact_lod
+from .._layout import compact_lod
 from .._provenance import provenance, record_exclusion
 from .._qc import is_pass as _is_pass  # the one QC vocabulary (summary, lazy, stream)
 from .._validate import check_literal
@@ -43,6 +43,7 @@ from ._longtable import _to_table as _to_table
 from ._numbers import _ambiguous as _ambiguous
 from ._numbers import _numeric as _numeric
 from ._numbers import parse_number as parse_number
+from ._pivot import Pivot, panel_grids, place_columns, qc_from_cells, row_order
 from ._product import assay_type_from_name as assay_type_from_name
 from ._product import guess_product as guess_product
 from ._product import sample_type_from_name as sample_type_from_name
@@ -464,200 +465,150 @@ def from_long(
     check_literal("duplicates", duplicates, ["rename", "error"])
     if decimal is not None:
         check_literal("decimal", decimal, [".", ","])
-    if row_offset is None:
-        row_offset = 2 if file else 0
+    lines = _row_labeller(row_labels, (2 if file else 0) if row_offset is None else row_offset)
+    where = file or "long table"
+    # columns: the header's roles, nested / binary text refused, every column wrapped
+    table = _to_table(data)
+    columns, roles = _columns(table, file=file)
+    table = _flat_text(table, file=file, lines=lines)
+    cols = {c: _Column(c, table.column(c), file) for c in columns}
+    dtypes = {c: cols[c].pandas_dtype for c in columns}
+    if roles["value"] == "PCNormalizedNPX":
+        warn(
+            f"{where}: no NPX column; X holds column 'PCNormalizedNPX' (Explore's plate-control "
+            "normalized NPX), recorded as provenance columns['value']"
+        )
+    # coerce the keys, pivot rows to (obs, assay) cells
+    ids = _identifiers(cols, roles, table.num_rows, file=file, lines=lines, where=where)
+    o_codes, o_uni, o_sample, dup_sample_codes = _obs_rows(
+        ids,
+        ordered=isinstance(data, pa.Table),
+        duplicates=duplicates,
+        file=file,
+        scol=roles["sample"],
+    )
+    cell, measured, keep_rows, dropped_ids = _cells(
+        table, ids, o_codes, len(o_uni), file=file, lines=lines, where=where, scol=roles["sample"]
+    )
+    pivot = Pivot(len(o_uni), len(ids.a_uni), cell, keep_rows)
+    order = row_order(pivot.kept(o_codes), pivot.kept(ids.a_codes))
+    X, layers = _value_layers(cols, roles, pivot, file=file, lines=lines, decimal=decimal)
+    if not np.isfinite(X).any():
+        warn(
+            f"{where}: column {roles['value']!r} holds no numeric value at all (every value is "
+            "missing); check that this is the right column and file"
+        )
+    grids = panel_grids(
+        pivot,
+        pivot.kept(o_codes),
+        ids.p_codes,
+        ids.q_codes,
+        ids.q_uni,
+        len(ids.p_uni),
+        cols[roles["qc"]] if roles["qc"] is not None else None,
+    )
+    obs_cols, var_cols, coded = place_columns(
+        columns,
+        cols,
+        roles,
+        pivot,
+        o_codes,
+        ids.a_codes,
+        ids.a_groups,
+        layers,
+        grids.qc_layer_col,
+    )
+    qc_mat = grids.qc
+    if grids.qc_layer_col is not None:  # QC varies within a sample's panel: per-cell flags
+        col = grids.qc_layer_col
+        qc_mat = qc_from_cells(layers[col], coded[col], ids.assay_panel, grids.on_panel)
+
+    # annotate: obs, var, the measured cells, provenance
+    obs = _build_obs(
+        ids.s_uni, o_sample, dup_sample_codes, grids.plate, qc_mat, obs_cols, dtypes, where=where
+    )
+    panel_names = [str(p) for p in ids.p_uni]
+    obsm = {
+        "PlateID": pd.DataFrame(grids.plate.astype(str), columns=panel_names),
+        "QC_Warning": pd.DataFrame(qc_mat.astype(str), columns=panel_names),
+    }
+    for m in obsm.values():
+        m.index = obs.index
+    var = build_var(var_cols, roles, ids.a_uni, ids.p_uni[ids.assay_panel], dtypes)
+    measured = measured.reshape(pivot.n_obs, pivot.n_assay)
+    if not np.array_equal(measured, _present_from_plates(grids.plate)[:, ids.assay_panel]):
+        layers["measured"] = measured
+    adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
+    # qc_warning and below_lod are computed on demand (olinkpipe._layout)
+    _annotate(
+        adata,
+        file=file,
+        data_format=data_format,
+        product=product or guess_product(columns, var, metadata),
+        metadata=metadata,
+        columns=columns,
+        roles=roles,
+        dtypes=dtypes,
+        coded=coded,
+        row_order=order,
+        dropped_ids=dropped_ids,
+    )
+    return adata
+
+
+def _row_labeller(row_labels: Sequence[str] | None, row_offset: int):
+    """How messages name rows: ``row_labels[i]``, else the 0-based row plus ``row_offset``."""
 
     def lines(rows: np.ndarray) -> list[object]:
         if row_labels is not None:
             return [row_labels[int(r)] for r in rows]
         return _line_numbers(rows, row_offset)
 
-    table = _to_table(data)
-    where = file or "long table"
-    columns, roles = _columns(table, file=file)
-    n = table.num_rows
-    table = _flat_text(table, file=file, lines=lines)
-    cols = {c: _Column(c, table.column(c), file) for c in columns}
-    scol, acol, vcol = roles["sample"], roles["olinkid"], roles["value"]
-    if vcol == "PCNormalizedNPX":
-        warn(
-            f"{where}: no NPX column; X holds column 'PCNormalizedNPX' (Explore's plate-control "
-            "normalized NPX), recorded as provenance columns['value']"
-        )
+    return lines
 
-    ids = _identifiers(cols, roles, n, file=file, lines=lines, where=where)
-    s_uni, a_codes, a_uni = ids.s_uni, ids.a_codes, ids.a_uni
-    p_codes, p_uni, q_codes, q_uni = ids.p_codes, ids.p_uni, ids.q_codes, ids.q_uni
-    n_assay, assay_panel, a_groups = len(a_uni), ids.assay_panel, ids.a_groups
-    n_panel = len(p_uni)
-    o_codes, o_uni, o_sample, dup_sample_codes = _obs_rows(
-        ids, ordered=isinstance(data, pa.Table), duplicates=duplicates, file=file, scol=scol
+
+def _value_layers(
+    cols: dict[str, _Column], roles: dict, pivot: Pivot, *, file, lines, decimal
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Coerce the value column to ``X`` and the LOD column to the ``lod`` layer (floats)."""
+    X = pivot.scatter(
+        _numeric(cols[roles["value"]], file=file, lines=lines, decimal=decimal),
+        np.nan,
+        np.float64,
     )
-    n_obs = len(o_uni)
-
-    cell, measured, keep_rows, dropped_ids = _cells(
-        table, ids, o_codes, n_obs, file=file, lines=lines, where=where, scol=scol
-    )
-    if keep_rows is not None:
-        rows_o = o_codes[keep_rows]
-        flat = cell[keep_rows]
-    else:
-        rows_o = o_codes
-        flat = cell
-
-    def scatter(values: np.ndarray, fill: Any, dtype: Any, *, kept: bool = False) -> np.ndarray:
-        """Rows to the matrix; ``kept``: ``values`` already hold only the kept rows."""
-        out = np.full(n_obs * n_assay, fill, dtype=dtype)
-        out[flat] = values if keep_rows is None or kept else values[keep_rows]
-        return out.reshape(n_obs, n_assay)
-
-    # rows grouped by sample (Explore) or by assay (Target 96)? to_long writes them back so
-    if len(flat) > 1:
-        sample_changes = int(np.count_nonzero(rows_o[1:] != rows_o[:-1]))
-        rows_a = a_codes if keep_rows is None else a_codes[keep_rows]
-        assay_changes = int(np.count_nonzero(rows_a[1:] != rows_a[:-1]))
-        row_order = "sample" if sample_changes < assay_changes else "assay"
-    else:
-        row_order = "assay"
-
-    # --- values -----------------------------------------------------------------------------
-    special = {scol, acol, vcol, roles["lod"], roles["plate"], roles["qc"]} - {None}
-    assay_level = ASSAY_LEVEL | {roles[k] for k in ("assay", "uniprot", "panel") if roles[k]}
-    dtypes = {c: cols[c].pandas_dtype for c in columns}
-    X = scatter(_numeric(cols[vcol], file=file, lines=lines, decimal=decimal), np.nan, np.float64)
-    if not np.isfinite(X).any():
-        warn(
-            f"{where}: column {vcol!r} holds no numeric value at all (every value is missing); "
-            "check that this is the right column and file"
-        )
-    layers: dict[str, np.ndarray] = {}
     if roles["lod"] is not None:
-        layers["lod"] = scatter(
+        lod = pivot.scatter(
             _numeric(cols[roles["lod"]], file=file, lines=lines, decimal=decimal),
             np.nan,
             np.float64,
         )
     else:
-        layers["lod"] = np.full(X.shape, np.nan)
+        lod = np.full(X.shape, np.nan)
+    return X, {"lod": lod}
 
-    # --- per (obs, panel): PlateID and QC_Warning --------------------------------------
-    op_idx = _combine(rows_o, n_panel, p_codes if keep_rows is None else p_codes[keep_rows])
-    panel_names = [str(p) for p in p_uni]
-    on_panel = np.zeros(n_obs * n_panel, dtype=bool)
-    on_panel[op_idx] = True
-    plate_code = np.full(n_obs * n_panel, len(q_uni), dtype=np.int64)
-    plate_code[op_idx] = q_codes if keep_rows is None else q_codes[keep_rows]
-    plate_mat = np.append(q_uni, "").astype(object)[plate_code].reshape(n_obs, n_panel)
-    del plate_code
-    obsm: dict[str, pd.DataFrame] = {}
-    coded: dict[str, np.ndarray] = {}
-    var_cols: dict[str, np.ndarray] = {}
-    obs_cols: dict[str, np.ndarray] = {}
 
-    qc_mat = np.full(n_obs * n_panel, "", dtype=object)
-    qc_layer_col: str | None = None
-    if roles["qc"] is not None:
-        qcodes, quni = cols[roles["qc"]].codes()
-        quni_ext = np.append(quni, None).astype(object)
-        qk = qcodes if keep_rows is None else qcodes[keep_rows]
-        ok, per_op = _Groups(op_idx, n_obs * n_panel).constant(qk)
-        if ok:
-            vals = quni_ext[per_op]
-            vals = np.where(pd.isna(vals), "", vals)
-            qc_mat = np.where(on_panel, vals, "").astype(object)
-        else:
-            qc_layer_col = roles["qc"]
-    qc_mat = qc_mat.reshape(n_obs, n_panel)
-    obsm["PlateID"] = pd.DataFrame(plate_mat.astype(str), columns=panel_names)
-    obsm["QC_Warning"] = pd.DataFrame(qc_mat.astype(str), columns=panel_names)
-
-    # --- every other column -----------------------------------------------------------------
-    obs_group = o_codes if keep_rows is None else o_codes[keep_rows]
-    a_group = a_codes if keep_rows is None else a_codes[keep_rows]
-    group_cache: dict[str, _Groups] = {}
-    if keep_rows is None:
-        group_cache["var"] = a_groups
-    for c in columns:
-        if c in special and c != qc_layer_col:
-            continue
-        col = cols[c]
-        if col.is_numeric:
-            key = col.values()
-            key = key if keep_rows is None else key[keep_rows]
-            uniques = None
-        else:
-            key, uniques = col.codes()
-            key = key if keep_rows is None else key[keep_rows]
-        placed = False
-        if c not in MEASUREMENT_LEVEL and c != qc_layer_col:
-            order = ("var", "obs") if c in assay_level else ("obs", "var")
-            for slot in order:
-                if slot not in group_cache:
-                    group, n_groups = (obs_group, n_obs) if slot == "obs" else (a_group, n_assay)
-                    group_cache[slot] = _Groups(group, n_groups)
-                ok, per = group_cache[slot].constant(key)
-                if ok:
-                    if uniques is not None:
-                        per = np.append(uniques, None).astype(object)[per]
-                    (obs_cols if slot == "obs" else var_cols)[c] = per
-                    placed = True
-                    break
-        if placed:
-            continue
-        if uniques is None:
-            layers[c] = scatter(key, np.nan, np.float64, kept=True)
-        else:
-            dt = code_dtype(len(uniques))  # int8 when the categories fit
-            layers[c] = scatter(key.astype(dt), -1, dt, kept=True)
-            coded[c] = np.asarray([str(u) for u in uniques], dtype=object)
-        col.release()
-
-    qc_cell_flag = None
-    if qc_layer_col is not None:  # QC varies within a sample's panel: per-cell flags
-        codes_mat = layers[qc_layer_col]
-        cats = coded[qc_layer_col]
-        cat_pass = _is_pass(cats)
-        qc_cell_flag = np.zeros(codes_mat.shape, dtype=bool)
-        valid = codes_mat >= 0
-        qc_cell_flag[valid] = ~cat_pass[codes_mat[valid]]
-        any_flag = np.zeros((n_obs, n_panel), dtype=bool)
-        for k in range(n_panel):
-            any_flag[:, k] = qc_cell_flag[:, assay_panel == k].any(axis=1)
-        bad_labels = [str(c) for c, ok in zip(cats, cat_pass, strict=True) if not ok]
-        good_labels = [str(c) for c, ok in zip(cats, cat_pass, strict=True) if ok and str(c)]
-        qc_mat = np.where(
-            any_flag,
-            bad_labels[0] if bad_labels else "WARN",
-            good_labels[0] if good_labels else "PASS",
-        )
-        qc_mat = np.where(on_panel.reshape(n_obs, n_panel), qc_mat, "").astype(object)
-        obsm["QC_Warning"] = pd.DataFrame(qc_mat.astype(str), columns=panel_names)
-
-    obs = _build_obs(
-        s_uni, o_sample, dup_sample_codes, plate_mat, qc_mat, obs_cols, dtypes, where=where
-    )
-    for m in obsm.values():
-        m.index = obs.index
-
-    # --- var ----------------------------------------------------------------------------------
-    var = build_var(var_cols, roles, a_uni, p_uni[assay_panel], dtypes)
-
-    # --- measured cells and QC layers --------------------------------------------------
-    measured = measured.reshape(n_obs, n_assay)
-    default_present = _present_from_plates(plate_mat)[:, assay_panel]
-    if not np.array_equal(measured, default_present):
-        layers["measured"] = measured
-    del qc_cell_flag  # qc_warning and below_lod are computed on demand (olinkpipe._layout)
-
-    adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
-    data_type = VALUE_ALIASES.get(vcol, "NPX")
+def _annotate(
+    adata: ad.AnnData,
+    *,
+    file: str | None,
+    data_format: str,
+    product: str,
+    metadata: dict[str, str] | None,
+    columns: list[str],
+    roles: dict[str, str | None],
+    dtypes: dict[str, str],
+    coded: dict[str, np.ndarray],
+    row_order: str,
+    dropped_ids: list[str],
+) -> None:
+    """Record the provenance, compact the LOD layer and record dropped duplicate rows."""
     prov = provenance(adata)
     prov.update(
         {
             "source": [str(file)] if file else [],
             "format": data_format,
-            "product": product or guess_product(columns, var, metadata),
-            "data_type": data_type,
+            "product": product,
+            "data_type": VALUE_ALIASES.get(roles["value"], "NPX"),
             "reader_version": _reader_version(),
             "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
             "long_columns": list(columns),
@@ -677,7 +628,6 @@ def from_long(
             reason="exact duplicate row (same SampleID, OlinkID, PlateID and values)",
             warn_user=False,
         )
-    return adata
 
 
 def build_var(
