@@ -330,6 +330,124 @@ def cumulative_incidence(
     return ax
 
 
+def _swimmer_frame(
+    patients: pd.DataFrame,
+    *,
+    id: str,  # noqa: A002
+    follow_up: str,
+    start: str | None,
+    events: Sequence[str],
+    sort: bool,
+) -> pd.DataFrame:
+    """A copy with the bars' ``_start`` and ``_end``, checked (follow-up given, no event after
+    it) and sorted by follow-up when asked."""
+    d = patients.copy()
+    fu = pd.to_numeric(d[follow_up], errors="coerce")
+    if fu.isna().any():
+        msg = format_message(
+            "follow-up time missing or not numeric",
+            column=follow_up,
+            rows=d.loc[fu.isna(), id].tolist(),
+            hint="Every patient needs a last follow-up time for the bar.",
+        )
+        raise ValidationError(msg)
+    d["_end"] = fu.astype(float)
+    d["_start"] = (
+        pd.to_numeric(d[start], errors="coerce").fillna(0.0).astype(float) if start else 0.0
+    )
+    for col in events:
+        v = pd.to_numeric(d[col], errors="coerce")
+        late = v > d["_end"] + 1e-9
+        if late.any():
+            msg = format_message(
+                "event time after the last follow-up",
+                column=col,
+                rows=d.loc[late, id].tolist(),
+                hint="Last follow-up must be on or after every event time.",
+            )
+            raise ValidationError(msg)
+    if sort:
+        d = d.sort_values("_end", ascending=True, kind="mergesort")
+    return d.reset_index(drop=True)
+
+
+def _swimmer_bars(ax: Axes, d: pd.DataFrame, y: np.ndarray, group: str | None) -> list:
+    """One bar per patient, coloured by ``group``; the group legend's handles."""
+    handles: list = []
+    if group:
+        levels = list(dict.fromkeys(d[group].dropna()))
+        cmap = {g: group_color(i) for i, g in enumerate(levels)}
+        colors = [cmap.get(g, NS) for g in d[group]]
+        handles += [Line2D([], [], color=cmap[g], lw=6, label=str(g)) for g in levels]
+    else:
+        colors = [NS] * len(d)
+    ax.barh(
+        y, d["_end"] - d["_start"], left=d["_start"], height=0.6, color=colors, edgecolor="none"
+    )
+    return handles
+
+
+def _swimmer_events(
+    ax: Axes,
+    d: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    relapse: str | None,
+    relapse_site: str | None,
+    gvhd: str | None,
+    death: str | None,
+) -> None:
+    """Event markers: relapse (open triangle if extramedullary), GVHD, death."""
+
+    def mark(col: str, mask: np.ndarray, label: str, **kw) -> None:
+        x = pd.to_numeric(d[col], errors="coerce").to_numpy(dtype=float)
+        sel = mask & np.isfinite(x)
+        if sel.any():
+            ax.plot(x[sel], y[sel], ls="none", label=label, zorder=3, **kw)
+
+    every = np.ones(len(d), dtype=bool)
+    if relapse:
+        if relapse_site:
+            site = d[relapse_site].astype(str).str.lower()
+            em = (site.str.contains("extra") | site.str.fullmatch("emd?")).to_numpy()
+            mark(
+                relapse,
+                em,
+                "Relapse (extramedullary)",
+                marker="^",
+                ms=8,
+                mfc="white",
+                mec=UP,
+                mew=1.5,
+            )
+            mark(relapse, ~em, "Relapse (marrow)", marker="^", ms=8, color=UP)
+        else:
+            mark(relapse, every, "Relapse", marker="^", ms=8, color=UP)
+    if gvhd:
+        mark(gvhd, every, "GVHD", marker="D", ms=6, color="#7570b3")
+    if death:
+        mark(death, every, "Death", marker="X", ms=8, color="black")
+
+
+def _ongoing_arrows(ax: Axes, d: pd.DataFrame, y: np.ndarray, ongoing: str) -> list:
+    """An arrow past the bar's end for each ongoing response; its legend handle (if any)."""
+    flag = _flags(d[ongoing])
+    span = float(d["_end"].max()) or 1.0
+    for yi, xe in zip(y[flag], d["_end"].to_numpy()[flag], strict=True):
+        ax.annotate(
+            "",
+            xy=(xe + 0.04 * span, yi),
+            xytext=(xe, yi),
+            arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2},
+        )
+    if not flag.any():
+        return []
+    arrow = Line2D(
+        [], [], color="black", marker=r"$\rightarrow$", ls="none", ms=10, label="Ongoing response"
+    )
+    return [arrow]
+
+
 def swimmer(
     patients: pd.DataFrame,
     *,
@@ -405,100 +523,15 @@ def swimmer(
     """
     opt = [c for c in (start, group, relapse, relapse_site, death, gvhd, ongoing) if c]
     require_columns(patients, [id, follow_up, *opt], what="patient table")
-    d = patients.copy()
-    fu = pd.to_numeric(d[follow_up], errors="coerce")
-    if fu.isna().any():
-        msg = format_message(
-            "follow-up time missing or not numeric",
-            column=follow_up,
-            rows=d.loc[fu.isna(), id].tolist(),
-            hint="Every patient needs a last follow-up time for the bar.",
-        )
-        raise ValidationError(msg)
-    d["_end"] = fu.astype(float)
-    d["_start"] = (
-        pd.to_numeric(d[start], errors="coerce").fillna(0.0).astype(float) if start else 0.0
-    )
-    for col in (relapse, death, gvhd):
-        if col:
-            v = pd.to_numeric(d[col], errors="coerce")
-            late = v > d["_end"] + 1e-9
-            if late.any():
-                msg = format_message(
-                    "event time after the last follow-up",
-                    column=col,
-                    rows=d.loc[late, id].tolist(),
-                    hint="Last follow-up must be on or after every event time.",
-                )
-                raise ValidationError(msg)
-    if sort:
-        d = d.sort_values("_end", ascending=True, kind="mergesort")
-    d = d.reset_index(drop=True)
+    events = [c for c in (relapse, death, gvhd) if c]
+    d = _swimmer_frame(patients, id=id, follow_up=follow_up, start=start, events=events, sort=sort)
     made = ax is None
     ax = get_ax(ax, figsize=(7.0, max(3.0, 0.28 * len(d) + 1.2)))
     y = np.arange(len(d))
-    handles: list = []
-    if group:
-        levels = list(dict.fromkeys(d[group].dropna()))
-        cmap = {g: group_color(i) for i, g in enumerate(levels)}
-        colors = [cmap.get(g, NS) for g in d[group]]
-        handles += [Line2D([], [], color=cmap[g], lw=6, label=str(g)) for g in levels]
-    else:
-        colors = [NS] * len(d)
-    ax.barh(
-        y, d["_end"] - d["_start"], left=d["_start"], height=0.6, color=colors, edgecolor="none"
-    )
-
-    def mark(col: str, mask: np.ndarray, label: str, **kw) -> None:
-        x = pd.to_numeric(d[col], errors="coerce").to_numpy(dtype=float)
-        sel = mask & np.isfinite(x)
-        if sel.any():
-            ax.plot(x[sel], y[sel], ls="none", label=label, zorder=3, **kw)
-
-    every = np.ones(len(d), dtype=bool)
-    if relapse:
-        if relapse_site:
-            site = d[relapse_site].astype(str).str.lower()
-            em = (site.str.contains("extra") | site.str.fullmatch("emd?")).to_numpy()
-            mark(
-                relapse,
-                em,
-                "Relapse (extramedullary)",
-                marker="^",
-                ms=8,
-                mfc="white",
-                mec=UP,
-                mew=1.5,
-            )
-            mark(relapse, ~em, "Relapse (marrow)", marker="^", ms=8, color=UP)
-        else:
-            mark(relapse, every, "Relapse", marker="^", ms=8, color=UP)
-    if gvhd:
-        mark(gvhd, every, "GVHD", marker="D", ms=6, color="#7570b3")
-    if death:
-        mark(death, every, "Death", marker="X", ms=8, color="black")
+    handles = _swimmer_bars(ax, d, y, group)
+    _swimmer_events(ax, d, y, relapse=relapse, relapse_site=relapse_site, gvhd=gvhd, death=death)
     if ongoing:
-        flag = _flags(d[ongoing])
-        span = float(d["_end"].max()) or 1.0
-        for yi, xe in zip(y[flag], d["_end"].to_numpy()[flag], strict=True):
-            ax.annotate(
-                "",
-                xy=(xe + 0.04 * span, yi),
-                xytext=(xe, yi),
-                arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2},
-            )
-        if flag.any():
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    color="black",
-                    marker=r"$\rightarrow$",
-                    ls="none",
-                    ms=10,
-                    label="Ongoing response",
-                )
-            )
+        handles += _ongoing_arrows(ax, d, y, ongoing)
     ax.set_yticks(y)
     ax.set_yticklabels(d[id].astype(str), fontsize=7 if len(d) > 30 else 8)
     ax.set_ylim(-0.7, len(d) - 0.3)

@@ -93,31 +93,14 @@ class GeneTable:
     orthologs: dict[str, object] | None = None  # mouse -> human report (genesets.mapping)
 
 
-def prepare_genes(
-    result: pd.DataFrame,
-    needed: Iterable[str],
-    *,
-    func: str,
-    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
-    organism: str = "human",
-) -> GeneTable:
-    """Validate ``result`` and collapse it to one row per gene symbol.
-
-    Genes come from a ``gene`` column (``;``-separated allowed) or, failing that, from
-    :func:`olinkpipe.genesets.map_assays` on ``Assay`` (+ ``UniProt``/``OlinkID``), with
-    ``mapping`` (keyed by OlinkID, Assay or UniProt) overriding.
-    Rows with a NaN ``p_value`` are untested and set aside. Several assays of one gene
-    count once: the one with the smallest ``p_value`` (first on ties; without a
-    ``p_value`` column, the largest ``|estimate|``) is used. With ``organism="mouse"``
-    assay names (or the ``gene`` column) are mouse symbols mapped to human orthologs.
-    """
+def _check_result(result: pd.DataFrame, needed: list[str], func: str) -> pd.DataFrame:
+    """``result`` with a fresh index, once it is a DataFrame with the columns ``func`` needs."""
     if not isinstance(result, pd.DataFrame):
         msg = format_message(
             f"{func} takes a DataFrame (tl.differential output), not {type(result).__name__}",
             hint="Pass a table with Assay (or gene), estimate, statistic, p_value, p_adj.",
         )
         raise ValidationError(msg)
-    needed = list(needed)
     missing = [c for c in needed if c not in result.columns]
     if "gene" not in result.columns and "Assay" not in result.columns:
         missing = ["Assay (or gene)", *missing]
@@ -131,23 +114,19 @@ def prepare_genes(
             ),
         )
         raise MissingColumnError(msg)
-    frame = result.reset_index(drop=True)
-    n_rows = len(frame)
-    label = (frame["Assay"] if "Assay" in frame.columns else frame["gene"]).astype(str)
-    labels = label.to_numpy(dtype=object)
-    olink_ids = (
-        frame["OlinkID"].astype(str).to_numpy(dtype=object)
-        if "OlinkID" in frame.columns
-        else labels
-    )
-    values = {
-        col: (
-            pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-            if col in frame.columns
-            else np.full(n_rows, np.nan)
-        )
-        for col in ("estimate", "statistic", "p_value", "p_adj")
-    }
+    return result.reset_index(drop=True)
+
+
+def _genes_per_row(
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    olink_ids: np.ndarray,
+    *,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None,
+    organism: str,
+) -> tuple[list[tuple[str, ...]], str, pd.DataFrame | None]:
+    """Each row's human gene symbols (from ``gene`` or mapped from the assay), how they were
+    found, and the ortholog report for a non-human ``organism``."""
     orthologs = None
     if "gene" in frame.columns:
         genes_per_row = [
@@ -167,41 +146,42 @@ def prepare_genes(
             ]
             orthologs = ortholog_report(flat, organism)
             mapped_by = f"gene column ({organism} symbols -> human orthologs)"
-    else:
-        from ..genesets.mapping import map_rows, ortholog_report
+        return genes_per_row, mapped_by, orthologs
+    from ..genesets.mapping import map_rows, ortholog_report
 
-        uniprot = frame["UniProt"].tolist() if "UniProt" in frame.columns else [None] * n_rows
-        genes_per_row, _ = map_rows(
-            list(olink_ids), list(labels), uniprot, mapping=mapping, organism=organism
-        )
-        if organism != "human":
-            orthologs = ortholog_report(list(labels), organism)
-        mapped_by = (
-            "genesets.map_assays (user mapping, UniProt, alias table, symbol)"
-            if organism == "human"
-            else f"genesets.map_assays (user mapping, {organism} -> human orthologs, HCOP)"
-        )
-    if organism != "human" or "gene" not in frame.columns:
-        bad = [lab for lab, g in zip(labels, genes_per_row, strict=True) if not g]
-        if bad:
-            why = f" (no human ortholog of these {organism} symbols)" if orthologs else ""
-            warn(
-                f"{func}: {len(bad)} assay(s) could not be mapped to a gene symbol{why} and "
-                f"are left out (listed in attrs['unmapped']): {preview(bad)}. Pass "
-                "mapping={assay: gene} to fix.",
-                stacklevel=4,
-            )
-    lengths = np.fromiter((len(g) for g in genes_per_row), dtype=np.int64, count=n_rows)
-    unmapped = sorted(set(labels[lengths == 0]))
-    # one entry per (row, gene), rows in input order
-    row = np.repeat(np.arange(n_rows), lengths)
+    uniprot = frame["UniProt"].tolist() if "UniProt" in frame.columns else [None] * len(frame)
+    genes_per_row, _ = map_rows(
+        list(olink_ids), list(labels), uniprot, mapping=mapping, organism=organism
+    )
+    if organism != "human":
+        orthologs = ortholog_report(list(labels), organism)
+    mapped_by = (
+        "genesets.map_assays (user mapping, UniProt, alias table, symbol)"
+        if organism == "human"
+        else f"genesets.map_assays (user mapping, {organism} -> human orthologs, HCOP)"
+    )
+    return genes_per_row, mapped_by, orthologs
+
+
+def _best_row_per_gene(
+    genes_per_row: list[tuple[str, ...]], key: np.ndarray, olink_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, object]]]:
+    """For each gene, the tested row with the smallest ``key`` (first in input order on
+    ties): ``(rows, genes, duplicates)``, duplicates naming the used and ignored OlinkIDs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows, genes, dup = _best_row_per_gene(
+    ...     [("A",), ("A", "B"), ()], np.array([0.5, 0.1, 0.2]), np.array(["o1", "o2", "o3"]))
+    >>> rows.tolist(), genes.tolist(), dup
+    ([1, 1], ['A', 'B'], {'A': {'used': 'o2', 'ignored': ['o1']}})
+    """
+    lengths = np.fromiter((len(g) for g in genes_per_row), dtype=np.int64, count=len(key))
+    # one entry per (row, gene), rows in input order; untested rows (NaN key) left out
+    row = np.repeat(np.arange(len(key)), lengths)
     gene = np.asarray([g for gs in genes_per_row for g in gs], dtype=object)
-    # untested = no p-value (or, for a table without p-values, no estimate)
-    has_p = "p_value" in frame.columns
-    key = values["p_value"] if has_p else -np.abs(values["estimate"])
-    untested_rows = np.isnan(key)
-    untested = sorted(set(labels[untested_rows & (lengths > 0)]))
-    ok = ~untested_rows[row]
+    ok = ~np.isnan(key)[row]
     row, gene = row[ok], gene[ok]
     # smallest key first, then input order; keep the first entry of each gene
     order = np.lexsort((row, key[row]))
@@ -217,14 +197,70 @@ def prepare_genes(
         for g in sorted(set(gene[is_dup])):
             ids = olink_ids[row[is_dup & (gene == g)]].tolist()
             duplicates[str(g)] = {"used": ids[0], "ignored": ids[1:]}
-    keep = row[first]
+    return row[first], gene[first], duplicates
+
+
+def prepare_genes(
+    result: pd.DataFrame,
+    needed: Iterable[str],
+    *,
+    func: str,
+    mapping: Mapping[str, str | list[str]] | pd.DataFrame | None = None,
+    organism: str = "human",
+) -> GeneTable:
+    """Validate ``result`` and collapse it to one row per gene symbol.
+
+    Genes come from a ``gene`` column (``;``-separated allowed) or, failing that, from
+    :func:`olinkpipe.genesets.map_assays` on ``Assay`` (+ ``UniProt``/``OlinkID``), with
+    ``mapping`` (keyed by OlinkID, Assay or UniProt) overriding.
+    Rows with a NaN ``p_value`` are untested and set aside. Several assays of one gene
+    count once: the one with the smallest ``p_value`` (first on ties; without a
+    ``p_value`` column, the largest ``|estimate|``) is used. With ``organism="mouse"``
+    assay names (or the ``gene`` column) are mouse symbols mapped to human orthologs.
+    """
+    frame = _check_result(result, list(needed), func)
+    n_rows = len(frame)
+    label = (frame["Assay"] if "Assay" in frame.columns else frame["gene"]).astype(str)
+    labels = label.to_numpy(dtype=object)
+    olink_ids = (
+        frame["OlinkID"].astype(str).to_numpy(dtype=object)
+        if "OlinkID" in frame.columns
+        else labels
+    )
+    values = {
+        col: (
+            pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+            if col in frame.columns
+            else np.full(n_rows, np.nan)
+        )
+        for col in ("estimate", "statistic", "p_value", "p_adj")
+    }
+    genes_per_row, mapped_by, orthologs = _genes_per_row(
+        frame, labels, olink_ids, mapping=mapping, organism=organism
+    )
+    if organism != "human" or "gene" not in frame.columns:
+        bad = [lab for lab, g in zip(labels, genes_per_row, strict=True) if not g]
+        if bad:
+            why = f" (no human ortholog of these {organism} symbols)" if orthologs else ""
+            warn(
+                f"{func}: {len(bad)} assay(s) could not be mapped to a gene symbol{why} and "
+                f"are left out (listed in attrs['unmapped']): {preview(bad)}. Pass "
+                "mapping={assay: gene} to fix.",
+                stacklevel=4,
+            )
+    mapped = np.array([len(g) > 0 for g in genes_per_row], dtype=bool)
+    unmapped = sorted(set(labels[~mapped]))
+    # untested = no p-value (or, for a table without p-values, no estimate)
+    key = values["p_value"] if "p_value" in frame.columns else -np.abs(values["estimate"])
+    untested = sorted(set(labels[np.isnan(key) & mapped]))
+    keep, gene, duplicates = _best_row_per_gene(genes_per_row, key, olink_ids)
     table = pd.DataFrame(
         {
             "row": keep,
             "label": labels[keep],
             "OlinkID": olink_ids[keep],
             **{col: v[keep] for col, v in values.items()},
-            "gene": gene[first].astype(str),
+            "gene": gene.astype(str),
         }
     )
     return GeneTable(table, duplicates, unmapped, untested, mapped_by, orthologs)
