@@ -271,3 +271,39 @@ def test_negative_days_window_and_baseline_before_infusion():
     assert row["auc"] == pytest.approx(274.0, abs=1e-12)
     assert row["fold_change"] == pytest.approx(15.0) and row["n_samples"] == 5
     assert row["last_detectable_day"] == 21.0  # persistence is not capped at the window
+
+
+# --------------------------------------------------------------------------- the steps
+def test_concentrations_step_below_detection():
+    from olinkpipe.clinical.kinetics import _concentrations
+
+    sub = pd.DataFrame(
+        {
+            "value": [0.4, 5.0, np.nan],
+            "below_detection": [True, False, True],
+            "lod": [np.nan, np.nan, 1.0],
+        }
+    )
+    for mode, conc in (("zero", [0.0, 5.0, 0.0]), ("lod_half", [0.2, 5.0, 0.5])):
+        s = sub.copy()
+        _concentrations(s, mode)
+        np.testing.assert_array_equal(s["conc"], conc)
+        assert s["detectable"].tolist() == [False, True, False]
+    s = sub.copy()
+    _concentrations(s, "missing")
+    assert s["conc"].isna().tolist() == [True, False, True]
+    s = sub.drop(columns="lod").copy()  # flagged row 2 has no limit anywhere
+    with pytest.raises(ValidationError, match=r"'lod'.*needs the detection limit.*Rows: 2"):
+        _concentrations(s, "lod_half")
+
+
+def test_auc_points_step_interpolates_the_edges():
+    from olinkpipe.clinical.kinetics import _auc_points
+
+    observed = pd.DataFrame({"patient": "P1", "day": [-2.0, 2.0, 10.0], "conc": [0.0, 4.0, 4.0]})
+    win = observed.loc[observed["day"].between(0, 7)]
+    pts, auc = _auc_points(win, observed, 0.0, 7.0, "interpolate", "linear")
+    assert pts[["day", "conc"]].to_numpy().tolist() == [[0.0, 2.0], [2.0, 4.0], [7.0, 4.0]]
+    assert auc.to_dict() == {"P1": 26.0}  # (2 + 4) / 2 * 2 + 4 * 5
+    pts, auc = _auc_points(win, observed, 0.0, 7.0, "observed", "linear")
+    assert len(pts) == 1 and auc.empty  # one point: no interval

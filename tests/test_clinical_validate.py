@@ -194,3 +194,29 @@ def test_valid_input_emits_no_warning():
         warnings.simplefilter("error")
         read_measurements(_measurements(), patients=_patients())
         read_patients(_patients())
+
+
+def test_duplicate_rows_step():
+    from olinkpipe.clinical.validate import _duplicate_rows
+
+    frame = pd.DataFrame(
+        {
+            "patient": ["P1", "P1", "P2"],
+            "analyte": "IL-6",
+            "day": [0.0, 0.0, 0.0],
+            "value": [1.0, 1.0, 2.0],
+        }
+    )
+    lines = np.array([2, 3, 4])
+    drop, excluded = _duplicate_rows(frame, lines, "m.csv")
+    assert drop.tolist() == [False, True, False]
+    assert excluded.to_dict("records") == [
+        {"patient": "P1", "analyte": "IL-6", "day": 0.0, "reason": "exact duplicate row collapsed"}
+    ]
+    drop, excluded = _duplicate_rows(frame.iloc[[0, 2]], lines[[0, 2]], "m.csv")
+    assert not drop.any() and excluded.empty
+    frame.loc[1, "value"] = 1.5
+    with pytest.raises(
+        ValidationError, match=r"m\.csv.*1 patient/analyte/day.*Rows: line 2, line 3"
+    ):
+        _duplicate_rows(frame, lines, "m.csv")

@@ -417,3 +417,25 @@ def test_gsea_plot_data_is_shared_read_only_and_json_safe():
     again = pickle.loads(pickle.dumps(out))
     assert again.attrs["ranking"] == ranking and again.attrs["hits"] == out.attrs["hits"]
     assert len(repr(out.attrs)) < 3000  # printing attrs does not dump the whole ranking
+
+
+def test_prepare_genes_steps():
+    from olinkpipe.tl._enrich import _best_row_per_gene, _check_result, _genes_per_row
+
+    with pytest.raises(ValidationError, match="takes a DataFrame"):
+        _check_result([1, 2], [], "ora")
+    with pytest.raises(MissingColumnError, match=r"\['Assay \(or gene\)', 'p_adj'\]"):
+        _check_result(pd.DataFrame({"p_value": [0.1]}), ["p_adj"], "ora")
+    frame = pd.DataFrame({"gene": ["A;B", np.nan, "C  D", "a,"]}, index=[5, 6, 7, 8])
+    checked = _check_result(frame, [], "ora")
+    assert checked.index.tolist() == [0, 1, 2, 3]
+    labels = checked["gene"].astype(str).to_numpy(dtype=object)
+    genes, how, orth = _genes_per_row(checked, labels, labels, mapping=None, organism="human")
+    assert genes == [("A", "B"), (), ("C", "D"), ("a",)]
+    assert how == "gene column" and orth is None
+    # ties on the key: the first row in input order; NaN keys are untested, left out
+    rows, kept, dup = _best_row_per_gene(
+        [("A",), ("A",), ("B",)], np.array([0.2, 0.2, np.nan]), np.array(["o1", "o2", "o3"])
+    )
+    assert rows.tolist() == [0] and kept.tolist() == ["A"]
+    assert dup == {"A": {"used": "o1", "ignored": ["o2"]}}

@@ -290,3 +290,67 @@ def test_numeric_codes_and_categorical_order():
     assert list(t1.columns[2:4]) == ["CAR-T", "ctrl"]  # category order, not alphabetical
     assert t1["level"].tolist() == ["", "0", "1", "missing"]
     assert t1.loc[1, "ctrl"] == "3 (60.0)" and t1.loc[3, "ctrl"] == "1"
+
+
+# --------------------------------------------------------------------------- per-variable steps
+def test_summarise_categorical_step():
+    from olinkpipe.clinical.table_one import _summarise_categorical, smd_categorical
+
+    x = pd.Series(["a", "b", None, "a", "b", "b"], name="sex")
+    masks = [np.array([1, 1, 1, 0, 0, 0], bool), np.array([0, 0, 0, 1, 1, 1], bool)]
+    s = _summarise_categorical(
+        x, masks, test="fisher", rxc_test="chi2", seed=0, digits=1, overall=True, smd=True
+    )
+    # percentages of the known values per group; the missing value is not counted
+    assert s.rows == [
+        ("a", ["1 (50.0)", "1 (33.3)", "2 (40.0)"]),
+        ("b", ["1 (50.0)", "2 (66.7)", "3 (60.0)"]),
+    ]
+    assert s.kind == "fisher" and s.note == ""
+    assert s.p == pytest.approx(stats.fisher_exact([[1, 1], [1, 2]]).pvalue)
+    np.testing.assert_allclose(s.smd, smd_categorical(np.array([[1, 1], [1, 2]])))
+    # no known value: one NA row, no test; SMDs NaN
+    none = pd.Series([None] * 6, dtype=object, name="sex")
+    s = _summarise_categorical(
+        none, masks, test="auto", rxc_test="chi2", seed=0, digits=1, overall=False, smd=True
+    )
+    assert s.rows == [("", ["NA", "NA"])] and s.kind == "" and np.isnan(s.p)
+    assert np.isnan(s.smd).all() and s.smd.shape == (1,)
+
+
+def test_summarise_categorical_notes_small_expected_counts():
+    from olinkpipe.clinical.table_one import _summarise_categorical
+
+    x = pd.Series(list("abcabc"), name="v")
+    masks = [np.array([1, 1, 1, 0, 0, 0], bool), np.array([0, 0, 0, 1, 1, 1], bool)]
+    s = _summarise_categorical(
+        x, masks, test="auto", rxc_test="chi2", seed=0, digits=1, overall=False, smd=False
+    )
+    assert s.kind == "chi2" and s.smd is None
+    assert s.note.startswith("6 of 6 cells (100%) have an expected count below 5")
+
+
+def test_summarise_continuous_step():
+    from olinkpipe.clinical.table_one import _summarise_continuous
+
+    x = pd.Series([1.0, 2.0, np.nan, 4.0, 6.0, 8.0], name="age")
+    masks = [np.array([1, 1, 1, 0, 0, 0], bool), np.array([0, 0, 0, 1, 1, 1], bool)]
+    s = _summarise_continuous(
+        x, masks, nonnormal=False, test="auto", spread="range", digits=1, overall=True, smd=True
+    )
+    assert s.rows == [("mean (SD)", ["1.5 (0.7)", "6.0 (2.0)", "4.2 (2.9)"])]
+    ref = stats.ttest_ind([1.0, 2.0], [4.0, 6.0, 8.0], equal_var=False).pvalue
+    assert s.kind == "welch" and s.p == pytest.approx(ref)
+    assert s.smd.tolist() == pytest.approx([4.5 / 1.5])  # |1.5 - 6| / sqrt((0.5 + 4) / 2)
+    s = _summarise_continuous(
+        x, masks, nonnormal=True, test="none", spread="iqr", digits=0, overall=False, smd=False
+    )
+    assert s.rows == [("median [IQR]", ["2 [1, 2]", "6 [5, 7]"])] and s.kind == ""
+    bad = pd.Series([1.0, "x", 3.0], index=["p1", "p2", "p3"], name="age", dtype=object)
+    with pytest.raises(
+        ValidationError, match=r"'age': continuous variable has non-numeric values. Rows: p2\."
+    ):
+        _summarise_continuous(
+            bad, [np.ones(3, bool)] * 2, nonnormal=False, test="none", spread="range",
+            digits=1, overall=False, smd=False,
+        )  # fmt: skip
