@@ -97,3 +97,21 @@ def test_heatmap_orders_by_group(adata, tmp_path):
     ax = op.pl.heatmap(adata, ["A5"], groupby="Time")
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == "NA (n=2)"
     plt.close("all")
+
+
+def test_volcano_title_and_columns_come_from_the_method_registry(result):
+    from olinkpipe.pl.de import _title
+    from olinkpipe.tl.methods import methods_of
+
+    for name, meta in methods_of("differential").items():
+        assert _title({"method": name}, "b - a") == f"b - a: {meta.label}"
+    assert _title({"method": "my_test", "n_pairs": 3}, "s") == "s: my_test, 3 pairs"
+    assert _title({}, "s") == "s"
+    # a result whose method has no estimate: the error names the method and the fix
+    anova = result[["OlinkID", "Assay", "statistic", "p_value", "p_adj"]].copy()
+    anova.attrs = {"method": "anova"}
+    with pytest.raises(MissingColumnError, match=r"'estimate'.*anova.*method='ttest' / "):
+        op.pl.volcano(anova)
+    # a result whose method has one, missing a column: the plain message
+    with pytest.raises(MissingColumnError, match=r"lacks column\(s\) \['p_adj'\]; it has"):
+        op.pl.volcano(result.drop(columns="p_adj"))

@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from .._docs import doc_ax, doc_params
 from .._warnings import warn
 from ..errors import DesignError, MissingColumnError, format_message, preview
+from ..tl.methods import METHODS, Method, methods_of
 from ._style import DOWN, HIGHLIGHT, NS, UP, get_ax, place_legend
 
 __all__ = ["volcano", "paired", "heatmap"]
@@ -115,7 +116,7 @@ def volcano(
     >>> ax.get_title()
     'Week.6 - Baseline'
     """
-    _need(result, ["estimate", "p_value", "p_adj"])
+    _need_volcano_columns(result)
     ax = get_ax(ax, figsize=(6.0, 5.0))
     x = result["estimate"].to_numpy(dtype=float)
     p = result["p_value"].to_numpy(dtype=float)
@@ -227,15 +228,44 @@ def _warn_unplaced(
         )
 
 
-_TEST_NAMES = {"ttest": "t-test", "wilcoxon": "Wilcoxon", "moderated": "moderated t"}
+#: what a volcano plots: x, y (as -log10) and the colour criterion
+_VOLCANO_COLUMNS = ("estimate", "p_value", "p_adj")
+
+
+def _method(attrs: dict) -> Method | None:
+    """The tl method registry's entry for a result's ``attrs["method"]`` (a
+    :func:`~olinkpipe.tl.differential` method first); ``None`` when unknown."""
+    name = attrs.get("method")
+    found = [m for m in METHODS.values() if m.name == name]
+    found.sort(key=lambda m: m.function != "differential")
+    return found[0] if found else None
+
+
+def _need_volcano_columns(result: pd.DataFrame) -> None:
+    """Raise unless ``result`` has the volcano's columns; name its method if it has none."""
+    meta = _method(result.attrs)
+    absent = [c for c in _VOLCANO_COLUMNS if c not in result.columns]
+    if absent and meta is not None and not set(_VOLCANO_COLUMNS) <= set(meta.result_columns):
+        two_group = list(methods_of("differential"))
+        msg = format_message(
+            f"the result lacks column(s) {absent!r}: a {meta.function} result (method "
+            f"{meta.name!r}) has no estimate with a p-value to plot",
+            hint="Pass the table returned by olinkpipe.tl.differential (method="
+            + " / ".join(repr(m) for m in two_group)
+            + ").",
+        )
+        raise MissingColumnError(msg)
+    _need(result, list(_VOLCANO_COLUMNS))
 
 
 def _title(attrs: dict, sign: str) -> str:
-    """``"post vs pre (reference) · moderated t, 23 pairs"`` from a result's attrs."""
+    """``"post vs pre (reference) · moderated t, 23 pairs"`` from a result's attrs (the
+    method's short label from the tl method registry)."""
     target, reference = attrs.get("target"), attrs.get("reference")
     head = f"{target} vs {reference} (reference)" if target and reference else sign
     method = attrs.get("method")
-    parts = [_TEST_NAMES.get(method, str(method))] if method else []
+    meta = _method(attrs)
+    parts = [meta.label if meta is not None and meta.label else str(method)] if method else []
     if attrs.get("n_pairs"):
         parts.append(f"{attrs['n_pairs']} pairs")
     return f"{head}: {', '.join(parts)}" if parts else head
