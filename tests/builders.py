@@ -222,3 +222,33 @@ def assert_same_anndata(a, b):
     for k in a.obsm:
         pd.testing.assert_frame_equal(a.obsm[k], b.obsm[k], check_exact=True)
     _same(dict(a.uns["olinkpipe"]), dict(b.uns["olinkpipe"]))
+
+
+# --------------------------------------------------------------------------- dask-backed copies
+#: assays per dask block in the pp dask tests (a panel spans several blocks)
+LAZY_BLOCK = 5
+
+
+def panel_sorted(adata):
+    """Assays grouped by panel, as read_npx writes them (make_adata alternates panels)."""
+    order = np.argsort(adata.var["Panel"].to_numpy(), kind="stable")
+    return adata[:, order].copy()
+
+
+def dask_study():
+    """40 samples × 24 assays sorted by panel, one QC-plot outlier, a ``below_lod`` layer."""
+    a = panel_sorted(make_adata(40, 24, seed=7, n_nc=12))
+    X = a.X.copy()
+    X[3, a.var["Panel"].to_numpy() == "Olink Oncology"] += 5.0  # a QC-plot outlier
+    a.X = X
+    a.layers["below_lod"] = a.X < a.layers["lod"]
+    return a
+
+
+def lazy(a):
+    """A dask-backed copy laid out as ``read_npx(chunks=)``: all samples × assay blocks."""
+    from olinkpipe.pp import _lazy
+
+    out = _lazy.to_dask(a, max_assays=LAZY_BLOCK)
+    assert all(c <= LAZY_BLOCK for c in out.X.chunks[1]) and len(out.X.chunks[0]) == 1
+    return out

@@ -310,3 +310,35 @@ def break_xlsx(path: Path) -> Path:
         )
     path.write_bytes(out.getvalue())
     return path
+
+
+# --------------------------------------------------------------------------- streaming
+def read_both(path, monkeypatch, *, streamed=True):
+    """(streamed read, in-memory read) of ``path``: the streaming reader's path checked
+    (taken, or not with ``streamed=False``), and the same warnings from both."""
+    import warnings
+
+    import olinkpipe as op
+    from olinkpipe.io import stream
+
+    calls = []
+    real = stream.read_all
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(stream, "read_all", spy)
+        with warnings.catch_warnings(record=True) as w1:
+            warnings.simplefilter("always")
+            new = op.read_npx(path)
+    assert bool(calls) == streamed, "streamed" if streamed else "read whole"
+    with monkeypatch.context() as m:
+        m.setattr(stream, "try_parquet", lambda *a, **k: None)
+        m.setattr(stream, "try_csv", lambda *a, **k: None)
+        with warnings.catch_warnings(record=True) as w2:
+            warnings.simplefilter("always")
+            old = op.read_npx(path)
+    assert [str(x.message) for x in w1] == [str(x.message) for x in w2]
+    return new, old

@@ -7,7 +7,10 @@
   shared lives in a top-level internal module such as ``olinkpipe/_qc.py``, or is made
   public-internal: no leading underscore, documented);
 * no module over ``MAX_MODULE_LINES`` lines, no function over ``MAX_FUNCTION_LINES`` lines
-  (its docstring not counted).
+  (its docstring not counted);
+* and of the test suite: no test module imports another (shared builders are in
+  ``tests/builders.py``, ``tests/io_builders.py`` and ``conftest.py``), and warnings are
+  errors (``filterwarnings = error``).
 
 ``ALLOWED_*`` list today's remaining violations (other branches are splitting them); the
 test fails on any new one and on an allow-list entry that is no longer needed, so the lists
@@ -262,6 +265,39 @@ def test_allow_lists_hold_only_remaining_violations():
     stale += sorted(ALLOWED_BIG_MODULES - set(big_modules()))
     stale += sorted(ALLOWED_BIG_FUNCTIONS - set(big_functions()))
     assert not stale, f"fixed; drop from the allow-lists in this file: {stale}"
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_no_test_module_imports_another():
+    """Shared builders live in tests/builders.py, tests/io_builders.py and conftest.py."""
+    found = []
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            found += [
+                (path.name, n)
+                for n in names
+                if n.split(".")[-1].startswith("test_") or n.startswith("tests")
+            ]
+    assert not found, f"test modules importing test modules: {found}"
+
+
+def test_warnings_are_errors_in_the_test_run():
+    """``filterwarnings = error`` first: a new warning must be expected or ignored explicitly."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: pytest's own dependency
+        import tomli as tomllib
+
+    config = tomllib.loads((ROOT.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert config["tool"]["pytest"]["ini_options"]["filterwarnings"][0] == "error"
 
 
 if __name__ == "__main__":  # print today's violations, to refresh the allow-lists after a merge

@@ -7,13 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_pp_dask import lazy, panel_sorted, study  # noqa: F401 - fixture
-from test_pp_data import make_adata
+from builders import dask_study, lazy, make_adata, panel_sorted
 
 import olinkpipe as op
 
 da = pytest.importorskip("dask.array")
 from dask.callbacks import Callback  # noqa: E402
+
+
+@pytest.fixture
+def study():
+    return dask_study()
 
 
 class LargestResult(Callback):
@@ -47,7 +51,7 @@ def test_select_bridge_samples_by_panel_on_dask():
     assert seen.largest <= a.n_obs * 8 < a.n_obs * a.n_vars
 
 
-def test_read_fixed_lod_on_dask_stays_lazy(study, tmp_path):  # noqa: F811
+def test_read_fixed_lod_on_dask_stays_lazy(study, tmp_path):
     a = study.copy()
     if "Normalization" in a.var:  # plate-control scale: the LOD applies as written
         del a.var["Normalization"]

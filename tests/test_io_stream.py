@@ -1,44 +1,17 @@
 """The streaming long reader equals the in-memory reader bit for bit (io/stream.py)."""
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import assert_same_anndata
+from io_builders import read_both as _read_both
 
 import olinkpipe as op
 from olinkpipe.datasets import write_large_explore
-from olinkpipe.io import stream
 
 EXAMPLE = op.datasets.example.__file__.rsplit("/", 1)[0] + "/example"
-
-
-def _read_both(path, monkeypatch, *, streamed=True):
-    """(streamed read, in-memory read, warnings of each); checks the path taken."""
-    calls = []
-    real = stream.read_all
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(stream, "read_all", spy)
-        with warnings.catch_warnings(record=True) as w1:
-            warnings.simplefilter("always")
-            new = op.read_npx(path)
-    assert bool(calls) == streamed, "streamed" if streamed else "read whole"
-    with monkeypatch.context() as m:
-        m.setattr(stream, "try_parquet", lambda *a, **k: None)
-        m.setattr(stream, "try_csv", lambda *a, **k: None)
-        with warnings.catch_warnings(record=True) as w2:
-            warnings.simplefilter("always")
-            old = op.read_npx(path)
-    assert [str(x.message) for x in w1] == [str(x.message) for x in w2]
-    return new, old
 
 
 @pytest.mark.parametrize("name", ["npx_data.parquet", "npx_data.csv"])

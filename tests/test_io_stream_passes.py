@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_io_stream import _read_both, assert_same_anndata
+from builders import assert_same_anndata
+from io_builders import read_both as _read_both
 
 import olinkpipe as op
 from olinkpipe.datasets import write_large_explore

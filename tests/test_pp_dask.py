@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from builders import make_adata
+from builders import dask_study, lazy, make_adata, panel_sorted
 
 import olinkpipe as op
 from olinkpipe.errors import OlinkpipeWarning
@@ -24,14 +24,6 @@ from olinkpipe.pp import _lazy
 
 da = pytest.importorskip("dask.array")
 from dask.callbacks import Callback  # noqa: E402
-
-BLOCK = 5
-
-
-def panel_sorted(adata):
-    """Assays grouped by panel, as read_npx writes them (make_adata alternates panels)."""
-    order = np.argsort(adata.var["Panel"].to_numpy(), kind="stable")
-    return adata[:, order].copy()
 
 
 def quiet(fn, *args, **kwargs):
@@ -42,18 +34,7 @@ def quiet(fn, *args, **kwargs):
 
 @pytest.fixture
 def study():
-    a = panel_sorted(make_adata(40, 24, seed=7, n_nc=12))
-    X = a.X.copy()
-    X[3, a.var["Panel"].to_numpy() == "Olink Oncology"] += 5.0  # a QC-plot outlier
-    a.X = X
-    a.layers["below_lod"] = a.X < a.layers["lod"]
-    return a
-
-
-def lazy(a):
-    out = _lazy.to_dask(a, max_assays=BLOCK)
-    assert all(c <= BLOCK for c in out.X.chunks[1]) and len(out.X.chunks[0]) == 1
-    return out
+    return dask_study()
 
 
 def computed(x):
