@@ -64,21 +64,28 @@ def test_pivot_scatters_kept_rows_and_row_order():
     assert pv.row_order(np.array([0]), np.array([0])) == "assay"
 
 
+def _ids(**codes) -> pv.Ids:
+    """The key codes of a hand-written table (fields not given: empty)."""
+    empty = np.zeros(0, dtype=np.int64)
+    return pv.Ids(**{f: codes.get(f, empty) for f in pv.Ids._fields})
+
+
 def test_panel_grids_plates_and_qc():
     # 2 obs, 2 panels; obs 1 not measured on panel 1
-    rows_o = np.array([0, 0, 1])
-    p_codes, q_codes = np.array([0, 1, 0]), np.array([0, 1, 1])
+    o_codes = np.array([0, 0, 1])
+    ids = _ids(p_codes=np.array([0, 1, 0]), p_uni=np.array(["A", "B"]),
+               q_codes=np.array([0, 1, 1]), q_uni=np.array(["P1", "P2"]))  # fmt: skip
     pivot = pv.Pivot(2, 3, cell=np.array([0, 1, 3]), keep_rows=None)
     qc = _Column("QC_Warning", pa.chunked_array([pa.array(["Pass", "Warning", "Pass"])]))
-    grids = pv.panel_grids(pivot, rows_o, p_codes, q_codes, np.array(["P1", "P2"]), 2, qc)
+    grids = pv.panel_grids(pivot, o_codes, ids, qc)
     assert grids.on_panel.tolist() == [[True, True], [True, False]]
     assert grids.plate.tolist() == [["P1", "P2"], ["P2", ""]]
     assert grids.qc.tolist() == [["Pass", "Warning"], ["Pass", ""]]
     assert grids.qc_layer_col is None
     # QC varying within (obs 0, panel 0): it becomes a layer, the grid stays empty
     qc2 = _Column("QC_Warning", pa.chunked_array([pa.array(["Pass", "Warning", "Pass"])]))
-    grids = pv.panel_grids(pivot, np.array([0, 0, 1]), np.zeros(3, int), q_codes,
-                           np.array(["P1", "P2"]), 1, qc2)  # fmt: skip
+    one_panel = ids._replace(p_codes=np.zeros(3, dtype=np.int64), p_uni=np.array(["A"]))
+    grids = pv.panel_grids(pivot, o_codes, one_panel, qc2)
     assert grids.qc_layer_col == "QC_Warning" and grids.qc.tolist() == [[""], [""]]
 
 
@@ -100,8 +107,9 @@ def test_place_columns_obs_var_or_layer():
              "plate": None, "qc": None, "panel": None, "assay": "Assay", "uniprot": None}  # fmt: skip
     pivot = pv.Pivot(2, 2, cell=o_codes * 2 + a_codes, keep_rows=None)
     layers: dict = {}
+    ids = _ids(a_codes=a_codes, a_groups=_Groups(a_codes, 2))
     obs_cols, var_cols, coded = pv.place_columns(
-        list(data), cols, roles, pivot, o_codes, a_codes, _Groups(a_codes, 2), layers, None
+        list(data), cols, roles, pivot, o_codes, ids, layers, None
     )
     assert list(obs_cols) == ["Age"] and obs_cols["Age"].tolist() == [30.0, 40.0]
     assert set(var_cols) == {"Assay", "Unit"} and var_cols["Assay"].tolist() == ["IL6", "TNF"]

@@ -257,10 +257,21 @@ def _pairs(k: int) -> list[tuple[int, int]]:
 
 
 # --------------------------------------------------------------------------- table one steps
-def _check_variables(
-    group: str, categorical: list[str], continuous: list[str], nonnormal: list[str]
+def _check_options(
+    group: str,
+    categorical: list[str],
+    continuous: list[str],
+    nonnormal: list[str],
+    **choices: object,
 ) -> None:
-    """Raise when a variable is listed twice (or is the group) or nonnormal ⊄ continuous."""
+    """Raise on an unknown test / rxc_test / spread / smd, a variable listed twice (or
+    used as the group), or a nonnormal name not in continuous."""
+    check_literal("test", choices["test"], ["auto", "chi2", "yates", "fisher", "none"])
+    check_literal("rxc_test", choices["rxc_test"], ["chi2", "fisher"])
+    check_literal("spread", choices["spread"], ["range", "iqr"])
+    if choices["smd"] is not False:
+        smd = choices["smd"]
+        check_literal("smd", "mean" if smd is True else smd, ["mean", "max"])
     allvars = categorical + continuous
     dup = sorted({v for v in allvars if allvars.count(v) > 1} | ({group} & set(allvars)))
     if dup:
@@ -531,15 +542,11 @@ def table_one(
     >>> t1.loc[1, "test"], round(float(t1.loc[1, "p_value"]), 3)
     ('Fisher exact', 0.524)
     """
-    check_literal("test", test, ["auto", "chi2", "yates", "fisher", "none"])
-    check_literal("rxc_test", rxc_test, ["chi2", "fisher"])
-    check_literal("spread", spread, ["range", "iqr"])
-    if smd is not False:
-        check_literal("smd", "mean" if smd is True else smd, ["mean", "max"])
     categorical, continuous = list(categorical), list(continuous)
     nonnormal = list(nonnormal or [])
     labels = dict(labels or {})
-    _check_variables(group, categorical, continuous, nonnormal)
+    choices = {"test": test, "rxc_test": rxc_test, "spread": spread, "smd": smd}
+    _check_options(group, categorical, continuous, nonnormal, **choices)
     require_columns(df, [group] + categorical + continuous, what="patient table")
     no_group = df[group].isna()
     excluded = [str(i) for i in df.index[no_group]]

@@ -15,6 +15,21 @@ from ._longtable import _Column, _combine, _Groups
 from ._roles import ASSAY_LEVEL, MEASUREMENT_LEVEL
 
 
+class Ids(NamedTuple):
+    """Codes and unique values of the key columns, one code per row (``convert._identifiers``)."""
+
+    s_codes: np.ndarray
+    s_uni: np.ndarray
+    a_codes: np.ndarray
+    a_uni: np.ndarray
+    p_codes: np.ndarray
+    p_uni: np.ndarray
+    q_codes: np.ndarray
+    q_uni: np.ndarray
+    assay_panel: np.ndarray
+    a_groups: _Groups
+
+
 class Pivot:
     """Rows → the obs × assays matrix: each kept row's flat cell (exact duplicates dropped).
 
@@ -70,27 +85,18 @@ class PanelGrids(NamedTuple):
     qc_layer_col: str | None
 
 
-def panel_grids(
-    pivot: Pivot,
-    rows_o: np.ndarray,
-    p_codes: np.ndarray,
-    q_codes: np.ndarray,
-    q_uni: np.ndarray,
-    n_panel: int,
-    qc: _Column | None,
-) -> PanelGrids:
+def panel_grids(pivot: Pivot, o_codes: np.ndarray, ids: Ids, qc: _Column | None) -> PanelGrids:
     """The PlateID of each (obs, panel) and its QC_Warning when constant there.
 
-    ``rows_o`` are the kept rows' obs codes; ``p_codes`` / ``q_codes`` every row's panel and
-    plate codes. A QC column that varies within an (obs, panel) is named in
-    ``qc_layer_col`` (it becomes a layer, see :func:`qc_from_cells`).
+    ``o_codes`` are every row's obs codes. A QC column that varies within an (obs, panel)
+    is named in ``qc_layer_col`` (it becomes a layer, see :func:`qc_from_cells`).
     """
-    n_obs = pivot.n_obs
-    op_idx = _combine(rows_o, n_panel, pivot.kept(p_codes))
+    n_obs, n_panel, q_uni = pivot.n_obs, len(ids.p_uni), ids.q_uni
+    op_idx = _combine(pivot.kept(o_codes), n_panel, pivot.kept(ids.p_codes))
     on_panel = np.zeros(n_obs * n_panel, dtype=bool)
     on_panel[op_idx] = True
     plate_code = np.full(n_obs * n_panel, len(q_uni), dtype=np.int64)
-    plate_code[op_idx] = pivot.kept(q_codes)
+    plate_code[op_idx] = pivot.kept(ids.q_codes)
     plate_mat = np.append(q_uni, "").astype(object)[plate_code].reshape(n_obs, n_panel)
     del plate_code
     qc_mat = np.full(n_obs * n_panel, "", dtype=object)
@@ -115,8 +121,7 @@ def place_columns(
     roles: dict[str, str | None],
     pivot: Pivot,
     o_codes: np.ndarray,
-    a_codes: np.ndarray,
-    a_groups: _Groups,
+    ids: Ids,
     layers: dict[str, np.ndarray],
     qc_layer_col: str | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -131,11 +136,11 @@ def place_columns(
     coded: dict[str, np.ndarray] = {}
     groups = {
         "obs": (pivot.kept(o_codes), pivot.n_obs),
-        "var": (pivot.kept(a_codes), pivot.n_assay),
+        "var": (pivot.kept(ids.a_codes), pivot.n_assay),
     }
     group_cache: dict[str, _Groups] = {}
     if pivot.keep_rows is None:
-        group_cache["var"] = a_groups
+        group_cache["var"] = ids.a_groups
     for c in columns:
         if c in special and c != qc_layer_col:
             continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, NamedTuple
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -43,6 +43,7 @@ from ._longtable import _to_table as _to_table
 from ._numbers import _ambiguous as _ambiguous
 from ._numbers import _numeric as _numeric
 from ._numbers import parse_number as parse_number
+from ._pivot import Ids as _Ids
 from ._pivot import Pivot, panel_grids, place_columns, qc_from_cells, row_order
 from ._product import assay_type_from_name as assay_type_from_name
 from ._product import guess_product as guess_product
@@ -114,21 +115,6 @@ def _columns(table: pa.Table, *, file: str | None) -> tuple[list[str], dict[str,
     return columns, roles
 
 
-class _Ids(NamedTuple):
-    """Codes and unique values of the key columns, one code per row (:func:`_identifiers`)."""
-
-    s_codes: np.ndarray
-    s_uni: np.ndarray
-    a_codes: np.ndarray
-    a_uni: np.ndarray
-    p_codes: np.ndarray
-    p_uni: np.ndarray
-    q_codes: np.ndarray
-    q_uni: np.ndarray
-    assay_panel: np.ndarray
-    a_groups: _Groups
-
-
 def _identifiers(
     cols: dict[str, _Column], roles: dict[str, str | None], n: int, *, file, lines, where: str
 ) -> _Ids:
@@ -148,27 +134,10 @@ def _identifiers(
                 hint="Every row needs a SampleID and an OlinkID; fill them or delete the rows.",
             )
             raise NPXFormatError(msg)
-    n_assay = len(a_uni)
     for col, uni in ((scol, s_uni), (acol, a_uni)):
-        # IDs are kept as written, so "S1" and "S1 " are two samples: say so
-        stripped = pd.Series([str(u).strip() for u in uni], dtype=object)
-        clash = stripped.duplicated(keep=False).to_numpy()
-        if clash.any():
-            shown = sorted({repr(str(u)) for u in uni[clash]})
-            warn(
-                f"{where}: column {col!r}: {clash.sum()} IDs differ only by leading/trailing "
-                f"spaces and are kept apart: {', '.join(shown[:6])}; strip them in the file "
-                "if they are the same"
-            )
-
-    if roles["panel"] is not None:
-        p_codes, p_uni = cols[roles["panel"]].codes()
-        if (p_codes < 0).any():
-            p_uni = np.append(p_uni, "unknown").astype(object)
-            p_codes = np.where(p_codes < 0, len(p_uni) - 1, p_codes)
-    else:
-        p_codes, p_uni = np.zeros(n, dtype=np.int64), np.array(["unknown"], dtype=object)
-    a_groups = _Groups(a_codes, n_assay)
+        _warn_space_variants(uni, col, where)
+    p_codes, p_uni = _codes_or_fill(cols, roles["panel"], n, "unknown")
+    a_groups = _Groups(a_codes, len(a_uni))
     ok, assay_panel = a_groups.constant(p_codes)
     if not ok:
         bad = np.flatnonzero(assay_panel[a_codes] != p_codes)
@@ -182,42 +151,70 @@ def _identifiers(
         )
         raise NPXFormatError(msg)
     if roles["assay"] is not None:
-        as_codes, as_uni = cols[roles["assay"]].codes()
-        ok, assay_name = a_groups.constant(as_codes)
-        if not ok:
-            bad_ids = np.unique(a_codes[assay_name[a_codes] != as_codes])
-            in_bad = np.isin(a_codes, bad_ids)
-            # name the rows that disagree with the OlinkID's most common Assay name
-            pairs = pd.DataFrame({"a": a_codes[in_bad], "n": as_codes[in_bad]})
-            common = pairs.groupby("a")["n"].agg(lambda v: v.value_counts().index[0])
-            bad_mask = in_bad.copy()
-            bad_mask[in_bad] = pairs["n"].to_numpy() != common.loc[pairs["a"]].to_numpy()
-            bad = np.flatnonzero(bad_mask)
-            detail = "; ".join(
-                f"{a_uni[k]}: "
-                + ", ".join(sorted({str(as_uni[c]) for c in as_codes[a_codes == k] if c >= 0}))
-                for k in bad_ids[:5]
-            )
-            msg = format_message(
-                f"{len(bad_ids)} OlinkID(s) mapped to more than one Assay name ({detail}); the "
-                "rows listed differ from the most common name",
-                file=file,
-                column=roles["assay"],
-                rows=lines(bad),
-                hint="Each OlinkID must name one assay; correct the Assay column or the OlinkIDs.",
-            )
-            raise NPXFormatError(msg)
-
-    if roles["plate"] is not None:
-        q_codes, q_uni = cols[roles["plate"]].codes()
-        if (q_codes < 0).any():
-            q_uni = np.append(q_uni, "").astype(object)
-            q_codes = np.where(q_codes < 0, len(q_uni) - 1, q_codes)
-    else:
-        q_codes, q_uni = np.zeros(n, dtype=np.int64), np.array([""], dtype=object)
+        _check_one_assay_name(cols[roles["assay"]], a_codes, a_uni, a_groups, file, lines)
+    q_codes, q_uni = _codes_or_fill(cols, roles["plate"], n, "")
     return _Ids(
         s_codes, s_uni, a_codes, a_uni, p_codes, p_uni, q_codes, q_uni, assay_panel, a_groups
     )
+
+
+def _warn_space_variants(uni: np.ndarray, col: str, where: str) -> None:
+    """IDs are kept as written, so "S1" and "S1 " are two samples: say so."""
+    stripped = pd.Series([str(u).strip() for u in uni], dtype=object)
+    clash = stripped.duplicated(keep=False).to_numpy()
+    if clash.any():
+        shown = sorted({repr(str(u)) for u in uni[clash]})
+        warn(
+            f"{where}: column {col!r}: {clash.sum()} IDs differ only by leading/trailing "
+            f"spaces and are kept apart: {', '.join(shown[:6])}; strip them in the file "
+            "if they are the same"
+        )
+
+
+def _codes_or_fill(
+    cols: dict[str, _Column], column: str | None, n: int, fill: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and uniques of ``column``, its missing values (or all rows, without the column)
+    coded as ``fill``."""
+    if column is None:
+        return np.zeros(n, dtype=np.int64), np.array([fill], dtype=object)
+    codes, uni = cols[column].codes()
+    if (codes < 0).any():
+        uni = np.append(uni, fill).astype(object)
+        codes = np.where(codes < 0, len(uni) - 1, codes)
+    return codes, uni
+
+
+def _check_one_assay_name(
+    assay: _Column, a_codes: np.ndarray, a_uni: np.ndarray, a_groups: _Groups, file, lines
+) -> None:
+    """Raise when an OlinkID has two Assay names, naming the rows that differ from the
+    OlinkID's most common name."""
+    as_codes, as_uni = assay.codes()
+    ok, assay_name = a_groups.constant(as_codes)
+    if ok:
+        return
+    bad_ids = np.unique(a_codes[assay_name[a_codes] != as_codes])
+    in_bad = np.isin(a_codes, bad_ids)
+    pairs = pd.DataFrame({"a": a_codes[in_bad], "n": as_codes[in_bad]})
+    common = pairs.groupby("a")["n"].agg(lambda v: v.value_counts().index[0])
+    bad_mask = in_bad.copy()
+    bad_mask[in_bad] = pairs["n"].to_numpy() != common.loc[pairs["a"]].to_numpy()
+    bad = np.flatnonzero(bad_mask)
+    detail = "; ".join(
+        f"{a_uni[k]}: "
+        + ", ".join(sorted({str(as_uni[c]) for c in as_codes[a_codes == k] if c >= 0}))
+        for k in bad_ids[:5]
+    )
+    msg = format_message(
+        f"{len(bad_ids)} OlinkID(s) mapped to more than one Assay name ({detail}); the "
+        "rows listed differ from the most common name",
+        file=file,
+        column=assay.name,
+        rows=lines(bad),
+        hint="Each OlinkID must name one assay; correct the Assay column or the OlinkIDs.",
+    )
+    raise NPXFormatError(msg)
 
 
 def _obs_rows(ids: _Ids, *, ordered: bool, duplicates: str, file, scol: str) -> tuple:
@@ -480,43 +477,19 @@ def from_long(
         )
     # coerce the keys, pivot rows to (obs, assay) cells
     ids = _identifiers(cols, roles, table.num_rows, file=file, lines=lines, where=where)
+    scol = roles["sample"]
     o_codes, o_uni, o_sample, dup_sample_codes = _obs_rows(
-        ids,
-        ordered=isinstance(data, pa.Table),
-        duplicates=duplicates,
-        file=file,
-        scol=roles["sample"],
+        ids, ordered=isinstance(data, pa.Table), duplicates=duplicates, file=file, scol=scol
     )
     cell, measured, keep_rows, dropped_ids = _cells(
-        table, ids, o_codes, len(o_uni), file=file, lines=lines, where=where, scol=roles["sample"]
+        table, ids, o_codes, len(o_uni), file=file, lines=lines, where=where, scol=scol
     )
     pivot = Pivot(len(o_uni), len(ids.a_uni), cell, keep_rows)
     order = row_order(pivot.kept(o_codes), pivot.kept(ids.a_codes))
     X, layers = _value_layers(cols, roles, pivot, file=file, lines=lines, decimal=decimal)
-    if not np.isfinite(X).any():
-        warn(
-            f"{where}: column {roles['value']!r} holds no numeric value at all (every value is "
-            "missing); check that this is the right column and file"
-        )
-    grids = panel_grids(
-        pivot,
-        pivot.kept(o_codes),
-        ids.p_codes,
-        ids.q_codes,
-        ids.q_uni,
-        len(ids.p_uni),
-        cols[roles["qc"]] if roles["qc"] is not None else None,
-    )
+    grids = panel_grids(pivot, o_codes, ids, cols[roles["qc"]] if roles["qc"] else None)
     obs_cols, var_cols, coded = place_columns(
-        columns,
-        cols,
-        roles,
-        pivot,
-        o_codes,
-        ids.a_codes,
-        ids.a_groups,
-        layers,
-        grids.qc_layer_col,
+        columns, cols, roles, pivot, o_codes, ids, layers, grids.qc_layer_col
     )
     qc_mat = grids.qc
     if grids.qc_layer_col is not None:  # QC varies within a sample's panel: per-cell flags
@@ -527,13 +500,7 @@ def from_long(
     obs = _build_obs(
         ids.s_uni, o_sample, dup_sample_codes, grids.plate, qc_mat, obs_cols, dtypes, where=where
     )
-    panel_names = [str(p) for p in ids.p_uni]
-    obsm = {
-        "PlateID": pd.DataFrame(grids.plate.astype(str), columns=panel_names),
-        "QC_Warning": pd.DataFrame(qc_mat.astype(str), columns=panel_names),
-    }
-    for m in obsm.values():
-        m.index = obs.index
+    obsm = _panel_frames(grids.plate, qc_mat, ids.p_uni, obs.index)
     var = build_var(var_cols, roles, ids.a_uni, ids.p_uni[ids.assay_panel], dtypes)
     measured = measured.reshape(pivot.n_obs, pivot.n_assay)
     if not np.array_equal(measured, _present_from_plates(grids.plate)[:, ids.assay_panel]):
@@ -570,12 +537,18 @@ def _row_labeller(row_labels: Sequence[str] | None, row_offset: int):
 def _value_layers(
     cols: dict[str, _Column], roles: dict, pivot: Pivot, *, file, lines, decimal
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Coerce the value column to ``X`` and the LOD column to the ``lod`` layer (floats)."""
+    """Coerce the value column to ``X`` and the LOD column to the ``lod`` layer (floats);
+    warn when no value is a number."""
     X = pivot.scatter(
         _numeric(cols[roles["value"]], file=file, lines=lines, decimal=decimal),
         np.nan,
         np.float64,
     )
+    if not np.isfinite(X).any():
+        warn(
+            f"{file or 'long table'}: column {roles['value']!r} holds no numeric value at all "
+            "(every value is missing); check that this is the right column and file"
+        )
     if roles["lod"] is not None:
         lod = pivot.scatter(
             _numeric(cols[roles["lod"]], file=file, lines=lines, decimal=decimal),
@@ -585,6 +558,20 @@ def _value_layers(
     else:
         lod = np.full(X.shape, np.nan)
     return X, {"lod": lod}
+
+
+def _panel_frames(
+    plate: np.ndarray, qc: np.ndarray, panels: np.ndarray, index: pd.Index
+) -> dict[str, pd.DataFrame]:
+    """``obsm``: the PlateID and QC_Warning of each obs row (``index``) on each panel."""
+    names = [str(p) for p in panels]
+    obsm = {
+        "PlateID": pd.DataFrame(plate.astype(str), columns=names),
+        "QC_Warning": pd.DataFrame(qc.astype(str), columns=names),
+    }
+    for m in obsm.values():
+        m.index = index
+    return obsm
 
 
 def _annotate(
