@@ -10,9 +10,13 @@ import pandas as pd
 from pydantic import Field
 
 from ...errors import DesignError, preview
+from ...tl.methods import methods_of
 from .._context import Context, only
 from .._registry import Step, register
 from .._schema import Section
+
+#: ``method`` takes the names ``tl.differential`` accepts: its entries in the method registry
+DE_METHODS = Literal[tuple(methods_of("differential"))]  # type: ignore[valid-type]
 
 
 class Differential(Section):
@@ -22,7 +26,7 @@ class Differential(Section):
     reference: str
     target: str | None = None
     pair: str | None = None
-    method: Literal["ttest", "wilcoxon", "moderated"] = "moderated"
+    method: DE_METHODS = "moderated"  # type: ignore[valid-type]
     covariates: list[str] | None = None
     alpha: float = Field(0.05, gt=0, lt=1)
     label: list[str] = Field(default_factory=list)
