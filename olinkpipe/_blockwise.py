@@ -3,11 +3,11 @@
 A per group × assay table (the LOD per plate, a normalization factor per plate) becomes a
 samples × assays matrix through ``codes`` (each sample's group per panel) and ``pidx``
 (each assay's panel): cell (i, j) takes ``table[codes[i, pidx[j]], j]``, code ``-1`` the
-table's last row. In memory this is written slice by slice (:func:`olinkpipe._parallel.
-column_slices`), on a dask array block by block, lazily; the same numpy code runs on both,
-so their values are equal bit for bit. :mod:`olinkpipe._layout` (the compact LOD) and
-:mod:`olinkpipe.pp` (normalization, LOD) import these from here; ``pp._lazy`` re-exports
-them.
+table's last row. In memory this is written slice by slice
+(:func:`~olinkpipe._parallel.column_slices`), on a dask array block by block, lazily; the
+same numpy code runs on both, so their values are equal bit for bit.
+:mod:`olinkpipe._layout` (the compact LOD) and :mod:`olinkpipe.pp` (normalization, LOD)
+import these from here; ``pp._lazy`` re-exports them.
 """
 
 from __future__ import annotations
