@@ -109,10 +109,7 @@ def best_of(func, repeat: int) -> tuple[float, object]:
 
 def main() -> None:
     warnings.simplefilter("ignore")
-    from olinkpipe.genesets import collections as _coll
-
-    _coll._read_offline.cache_clear()
-    _coll._offline_index.cache_clear()
+    op.genesets.refresh()  # drops the parsed collections and their indexes
     t0 = time.perf_counter()
     for name in COLLECTIONS:
         op.genesets.load(name)

@@ -18,6 +18,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ._samples import sample_ids
+
 __all__ = ["CONTROL_ID", "OLINK_ID", "control_assays", "control_samples", "is_control_type"]
 
 #: SampleIDs of Olink's control samples (``CONTROL_SAMPLE_AS 1``, ``CONTROL_SAMPLE_1``)
@@ -35,12 +37,6 @@ def is_control_type(sample_types) -> np.ndarray:
         .ne("SAMPLE")
         .to_numpy()
     )
-
-
-def _sample_ids(adata: ad.AnnData) -> pd.Index:
-    if "SampleID" in adata.obs:
-        return pd.Index(adata.obs["SampleID"].astype(str))
-    return pd.Index(adata.obs_names.astype(str))
 
 
 def control_samples(adata: ad.AnnData) -> np.ndarray:
@@ -61,7 +57,7 @@ def control_samples(adata: ad.AnnData) -> np.ndarray:
         mask = is_control_type(obs["SampleType"])
     else:
         mask = np.zeros(adata.n_obs, dtype=bool)
-    by_name = np.array([bool(CONTROL_ID.search(s)) for s in _sample_ids(adata)], dtype=bool)
+    by_name = np.array([bool(CONTROL_ID.search(s)) for s in sample_ids(adata)], dtype=bool)
     return mask | by_name
 
 

@@ -35,7 +35,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ._blockwise import add_by_code, by_code, from_columns
 from ._dask import is_dask, require_dask
+from ._parallel import column_slices
 from ._qc import is_pass
 
 __all__ = [
@@ -47,6 +49,9 @@ __all__ = [
     "layers_with_lod",
     "lod_matrix",
     "lod_table",
+    "panels",
+    "per_panel_obs",
+    "qc_fail_by_panel",
     "qc_warning_matrix",
     "set_lod",
     "shift_lod",
@@ -74,15 +79,44 @@ def _prov(adata: ad.AnnData) -> dict:
     return prov if isinstance(prov, dict) else {}
 
 
-def _panels(adata: ad.AnnData) -> np.ndarray:
+def panels(adata: ad.AnnData) -> np.ndarray:
+    """Panel of each assay (``var["Panel"]``; one pseudo-panel ``"all"`` when absent)."""
     if "Panel" in adata.var:
         return adata.var["Panel"].astype(str).to_numpy()
     return np.full(adata.n_vars, "all", dtype=object)
 
 
+def per_panel_obs(adata: ad.AnnData, key: str) -> pd.DataFrame:
+    """Sample × panel table of a per-panel field (``obsm[key]``, else ``obs[key]`` broadcast).
+
+    Missing information is the empty string.
+    """
+    pans = pd.unique(panels(adata))
+    if key in adata.obsm and isinstance(adata.obsm[key], pd.DataFrame):
+        tab = adata.obsm[key]
+        out = pd.DataFrame(index=adata.obs_names)
+        for p in pans:
+            out[p] = tab[p].astype(object).fillna("").astype(str) if p in tab else ""
+        return out
+    if key in adata.obs:
+        col = adata.obs[key].astype(object).fillna("").astype(str).to_numpy()
+        return pd.DataFrame({p: col for p in pans}, index=adata.obs_names)
+    return pd.DataFrame({p: [""] * adata.n_obs for p in pans}, index=adata.obs_names)
+
+
+def qc_fail_by_panel(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
+    """QC failure per sample and panel (``n_obs × n_panels`` bool from the per-panel
+    ``QC_Warning``) and each assay's panel position: cell (i, j) fails when
+    ``fail[i, pidx[j]]``. Small, where :func:`qc_warning_matrix` is a full matrix."""
+    tab = per_panel_obs(adata, "QC_Warning")
+    fail_tab = ~tab.apply(lambda s: pd.Series(is_pass(s), index=s.index))
+    pidx = pd.Index(list(fail_tab.columns)).get_indexer(panels(adata))
+    return fail_tab.to_numpy(dtype=bool).reshape(adata.n_obs, -1), pidx
+
+
 def _plate_tab(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
     """(samples × panels plate strings, each assay's panel column); ``""`` = no plate."""
-    pans = _panels(adata)
+    pans = panels(adata)
     uniq = list(pd.unique(pans))
     pidx = pd.Index(uniq).get_indexer(pans)
     tab = np.full((adata.n_obs, len(uniq)), "", dtype=object)
@@ -206,21 +240,17 @@ def lod_matrix(adata: ad.AnnData, rows=None, cols=None):
         codes = codes[np.asarray(rows)]
     if cols is not None:
         table, pidx = table[:, np.asarray(cols)], pidx[np.asarray(cols)]
-    from .pp import _lazy
-
     X = _sub(adata.X, rows, cols)
     measured = _measured(adata, rows, cols)
     if is_dask(X):
-        lod = _lazy.from_columns(
-            X, lambda sl: _lazy.by_code(table[:, sl], codes, pidx[sl]), dtype=float
-        )
+        lod = from_columns(X, lambda sl: by_code(table[:, sl], codes, pidx[sl]), dtype=float)
         if measured is not None:
             da = require_dask("a dask-backed AnnData")
             lod = da.where(measured, lod, np.nan)
         return lod
     out = np.empty(shape, dtype=float)
-    for sl in _lazy.column_slices(shape[1], shape[0]):
-        out[:, sl] = _lazy.by_code(table[:, sl], codes, pidx[sl])
+    for sl in column_slices(shape[1], shape[0]):
+        out[:, sl] = by_code(table[:, sl], codes, pidx[sl])
     if measured is not None:
         out[~measured] = np.nan
     return out
@@ -263,9 +293,7 @@ def qc_warning_matrix(adata: ad.AnnData, rows=None, cols=None):
         if is_dask(codes):
             return codes.map_blocks(lambda b: lookup[np.asarray(b, np.intp)], dtype=bool)
         return lookup[np.asarray(codes, dtype=np.intp)]
-    from .pp import _lazy, _utils
-
-    fail, pidx = _utils.qc_fail_by_panel(adata)
+    fail, pidx = qc_fail_by_panel(adata)
     if rows is not None:
         fail = fail[np.asarray(rows)]
     if cols is not None:
@@ -273,7 +301,7 @@ def qc_warning_matrix(adata: ad.AnnData, rows=None, cols=None):
     measured = _measured(adata, rows, cols)
     X = _sub(adata.X, rows, cols)
     if is_dask(X):
-        out = _lazy.from_columns(X, lambda sl: fail[:, pidx[sl]], dtype=bool)
+        out = from_columns(X, lambda sl: fail[:, pidx[sl]], dtype=bool)
         return out if measured is None else out & measured
     out = fail[:, pidx]
     return out if measured is None else out & measured
@@ -316,12 +344,10 @@ def compact_lod(adata: ad.AnnData) -> bool:
         q, first = np.unique(codes[:, k], return_index=True)
         keep = q >= 0
         table[np.ix_(q[keep], cols)] = lod[np.ix_(first[keep], cols)]
-    from .pp import _lazy
-
     measured = _measured(adata)
     i8 = np.int64
-    for sl in _lazy.column_slices(adata.n_vars, adata.n_obs):
-        exp = _lazy.by_code(table[:, sl], codes, pidx[sl])
+    for sl in column_slices(adata.n_vars, adata.n_obs):
+        exp = by_code(table[:, sl], codes, pidx[sl])
         if measured is not None:
             exp[~measured[:, sl]] = np.nan
         got = lod[:, sl]
@@ -357,9 +383,7 @@ def shift_lod_by_plate(
     """Add ``factors[codes[i, pidx[j]], j]`` to the LOD of cell (i, j), where ``codes`` are
     positions in ``plates`` (-1: no plate, the last row of ``factors``): each table column
     gets its plate's row, a full layer is shifted cell by cell
-    (:func:`olinkpipe.pp._lazy.add_by_code`)."""
-    from .pp import _lazy
-
+    (:func:`olinkpipe._blockwise.add_by_code`)."""
     if _is_compact(adata):
         table = np.asarray(adata.varm[LOD_KEY], dtype=float).copy()
         where = pd.Index([str(p) for p in plates])
@@ -371,7 +395,7 @@ def shift_lod_by_plate(
     elif LOD_KEY in adata.layers:
         lod = adata.layers[LOD_KEY]
         lod = lod if is_dask(lod) else np.asarray(lod, dtype=float)
-        adata.layers[LOD_KEY] = _lazy.add_by_code(lod, codes, pidx, factors)
+        adata.layers[LOD_KEY] = add_by_code(lod, codes, pidx, factors)
 
 
 def layers_with_lod(adata: ad.AnnData) -> dict[str, Any]:

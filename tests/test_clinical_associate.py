@@ -13,10 +13,10 @@ from scipy import stats
 from statsmodels.miscmodels.ordinal_model import OrderedModel
 from statsmodels.stats.multitest import multipletests
 
-from olinkpipe._ranktests import rank_sum_test
 from olinkpipe.clinical import associate_outcome, compare_groups, correlate, dose_groups
 from olinkpipe.clinical._firth import detect_separation
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning, ValidationError
+from olinkpipe.tl.ranktests import rank_sum_test
 
 
 def _study(seed: int = 11, n: int = 23) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from statsmodels.stats.multitest import multipletests
 
 import olinkpipe as op
 from olinkpipe.errors import DesignError, MissingColumnError, ValidationError
-from olinkpipe.tl._enrich import running_score
+from olinkpipe.tl.enrich import running_score
 
 GENES = [f"G{i:03d}" for i in range(240)]
 

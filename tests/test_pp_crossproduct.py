@@ -33,7 +33,7 @@ from scipy import stats
 
 import olinkpipe as op
 from olinkpipe.errors import DesignError, MissingColumnError, OlinkpipeWarning, ValidationError
-from olinkpipe.pp import _crossstats as cs
+from olinkpipe.pp import crossstats as cs
 from olinkpipe.pp.crossproduct import map_assays
 
 nan = np.nan

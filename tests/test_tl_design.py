@@ -48,7 +48,7 @@ def test_unknown_assays_are_named(adata, call):
 
 
 # --------------------------------------------------------------------------------------
-# the design layer (tl/_design.py) and the method registry (tl/methods.py), issue 20
+# the design layer (olinkpipe/_design.py) and the method registry (tl/methods.py), issue 20
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Private kernels of :func:`olinkpipe.clinical.compare_groups` and
 :func:`olinkpipe.clinical.correlate`. The rank-sum test itself (``wilcox.test``) is the
-one kernel of :mod:`olinkpipe._ranktests`, shared with :func:`olinkpipe.tl.differential`.
+one kernel of :mod:`olinkpipe.tl.ranktests`, shared with :func:`olinkpipe.tl.differential`.
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._ranktests import rank_sum_test
 from .._stats import bh_adjust
 from .._validate import check_fraction, check_literal, require_columns
 from .._warnings import warn
 from ..errors import DesignError, ValidationError, format_message, preview
+from ..tl.ranktests import rank_sum_test
 from ._cox import fit_cox
 from ._firth import detect_separation, firth_logistic
 from ._ordinal import fit_ordinal

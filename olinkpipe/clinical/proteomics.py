@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..tl._design import (
+from .._design import (
     assay_positions,
     matrix,
     pair_two_levels,

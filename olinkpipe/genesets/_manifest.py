@@ -17,10 +17,57 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["static_manifest", "bundled_entries", "bundle_dirs", "sha256_bytes", "ENV_PATH"]
+__all__ = [
+    "static_manifest",
+    "bundled_entries",
+    "bundle_dirs",
+    "sha256_bytes",
+    "ENV_PATH",
+    "SOURCES",
+]
 
 #: Environment variable naming extra folders (``os.pathsep``-separated) of bundled collections.
 ENV_PATH = "OLINKPIPE_GENESETS_PATH"
+
+#: Upstream collections the build step knows: where to download, licence, attribution.
+SOURCES: dict[str, dict[str, Any]] = {
+    "reactome": {
+        "prefix": "Reactome",
+        "title": "Reactome pathways (human)",
+        "organism": "human",
+        "source_url": "https://reactome.org/download/current/ReactomePathways.gmt.zip",
+        "version_hint": "the Reactome release number, e.g. 94",
+        "licence": "CC0-1.0",
+        "licence_url": "https://reactome.org/license",
+        "commercial_use": True,
+        "attribution": (
+            "Reactome (https://reactome.org), annotation files released under CC0; "
+            "cite Milacic M. et al. (2024) The Reactome Pathway Knowledgebase 2024. "
+            "Nucleic Acids Res 52:D672-D678."
+        ),
+        "term_check": (r"^R-HSA-\d+", 1, "a human Reactome GMT (identifiers R-HSA-...)"),
+    },
+    "hallmark": {
+        "prefix": "MSigDB_Hallmark",
+        "title": "MSigDB Hallmark gene sets (human symbols)",
+        "organism": "human",
+        "source_url": (
+            "https://data.broadinstitute.org/gsea-msigdb/msigdb/release/{version}/"
+            "h.all.v{version}.symbols.gmt"
+        ),
+        "version_hint": "the MSigDB release, e.g. 2024.1.Hs",
+        "licence": "CC-BY-4.0",
+        "licence_url": "https://www.gsea-msigdb.org/gsea/msigdb_license_terms.jsp",
+        "commercial_use": True,
+        "attribution": (
+            "MSigDB Hallmark gene sets, (c) Broad Institute, Inc., Massachusetts Institute "
+            "of Technology, and Regents of the University of California, CC BY 4.0; cite "
+            "Liberzon A. et al. (2015) The Molecular Signatures Database Hallmark Gene Set "
+            "Collection. Cell Systems 1:417-425."
+        ),
+        "term_check": (r"^HALLMARK_", 0, "an MSigDB Hallmark GMT (sets named HALLMARK_...)"),
+    },
+}
 
 
 @functools.lru_cache(maxsize=1)

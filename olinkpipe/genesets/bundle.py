@@ -32,49 +32,10 @@ from typing import Any
 import pandas as pd
 
 from ..errors import MissingColumnError, OlinkpipeError, ValidationError, format_message
-from ._manifest import package_bundle_dir, sha256_bytes
+from ._manifest import SOURCES, package_bundle_dir, sha256_bytes
+from ._offline import parse_gmt_text, refresh
 
 __all__ = ["bundle_collection", "build_orthologs", "SOURCES"]
-
-#: Upstream collections the build step knows: where to download, licence, attribution.
-SOURCES: dict[str, dict[str, Any]] = {
-    "reactome": {
-        "prefix": "Reactome",
-        "title": "Reactome pathways (human)",
-        "organism": "human",
-        "source_url": "https://reactome.org/download/current/ReactomePathways.gmt.zip",
-        "version_hint": "the Reactome release number, e.g. 94",
-        "licence": "CC0-1.0",
-        "licence_url": "https://reactome.org/license",
-        "commercial_use": True,
-        "attribution": (
-            "Reactome (https://reactome.org), annotation files released under CC0; "
-            "cite Milacic M. et al. (2024) The Reactome Pathway Knowledgebase 2024. "
-            "Nucleic Acids Res 52:D672-D678."
-        ),
-        "term_check": (r"^R-HSA-\d+", 1, "a human Reactome GMT (identifiers R-HSA-...)"),
-    },
-    "hallmark": {
-        "prefix": "MSigDB_Hallmark",
-        "title": "MSigDB Hallmark gene sets (human symbols)",
-        "organism": "human",
-        "source_url": (
-            "https://data.broadinstitute.org/gsea-msigdb/msigdb/release/{version}/"
-            "h.all.v{version}.symbols.gmt"
-        ),
-        "version_hint": "the MSigDB release, e.g. 2024.1.Hs",
-        "licence": "CC-BY-4.0",
-        "licence_url": "https://www.gsea-msigdb.org/gsea/msigdb_license_terms.jsp",
-        "commercial_use": True,
-        "attribution": (
-            "MSigDB Hallmark gene sets, (c) Broad Institute, Inc., Massachusetts Institute "
-            "of Technology, and Regents of the University of California, CC BY 4.0; cite "
-            "Liberzon A. et al. (2015) The Molecular Signatures Database Hallmark Gene Set "
-            "Collection. Cell Systems 1:417-425."
-        ),
-        "term_check": (r"^HALLMARK_", 0, "an MSigDB Hallmark GMT (sets named HALLMARK_...)"),
-    },
-}
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -114,9 +75,7 @@ def _check_sets(sets: dict[str, list[str]], descs: dict[str, str], source: str, 
 
 
 def _parse_with_desc(text: str, file: str) -> tuple[dict[str, list[str]], dict[str, str]]:
-    from .collections import _parse_gmt_text
-
-    sets = _parse_gmt_text(text, file=file)
+    sets = parse_gmt_text(text, file=file)
     descs: dict[str, str] = {}
     for line in text.splitlines():
         fields = line.split("\t")
@@ -219,8 +178,6 @@ def bundle_collection(
     except OSError as exc:
         msg = format_message(f"could not write the bundle: {exc}", file=str(out_dir))
         raise OlinkpipeError(msg) from exc
-    from .collections import refresh
-
     refresh()
     return entry
 

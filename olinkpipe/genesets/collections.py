@@ -12,7 +12,6 @@ by the build step :func:`olinkpipe.genesets.bundle_collection` (``data/bundled/`
 from __future__ import annotations
 
 import functools
-import gzip
 import logging
 import os
 import re
@@ -29,46 +28,19 @@ from scipy import sparse
 
 from ..errors import MissingColumnError, OlinkpipeError, ValidationError, format_message
 from . import _manifest
+from ._offline import (
+    OFFLINE,
+    on_refresh,
+    parse_gmt_text,
+    read_offline,
+    refresh,
+    source_of,
+    unique_genes,
+)
 
 __all__ = ["GeneSetCollection", "load", "available", "read_gmt", "refresh"]
 
 logger = logging.getLogger("olinkpipe")
-
-
-def _offline_table() -> dict[str, tuple[str, str]]:
-    """name -> (package, resource) for shipped files, ("", path) for bundled ones."""
-    out: dict[str, tuple[str, str]] = {}
-    for name, entry in _manifest.static_manifest()["collections"].items():
-        out[name] = (entry["package"], entry["resource"])
-    for name, entry in _manifest.bundled_entries().items():
-        out.setdefault(name, ("", entry["path"]))
-    return out
-
-
-#: Offline collections: name -> (package, resource path inside it), or ("", file path).
-OFFLINE: dict[str, tuple[str, str]] = _offline_table()
-
-
-def refresh() -> None:
-    """Re-read the bundled collections and drop cached sets and indexes.
-
-    Needed after setting ``$OLINKPIPE_GENESETS_PATH`` in a running session;
-    :func:`~olinkpipe.genesets.bundle_collection` calls it itself.
-
-    Examples
-    --------
-    >>> import olinkpipe as op
-    >>> op.genesets.refresh()
-    >>> "KEGG_2021_Human" in op.genesets.available()
-    True
-    """
-    OFFLINE.clear()
-    OFFLINE.update(_offline_table())
-    _read_offline.cache_clear()
-    _offline_index.cache_clear()
-    from .mapping import _known_symbols
-
-    _known_symbols.cache_clear()
 
 
 def _entry(name: str) -> dict[str, Any]:
@@ -77,11 +49,6 @@ def _entry(name: str) -> dict[str, Any]:
     if name in static:
         return dict(static[name])
     return dict(_manifest.bundled_entries().get(name, {}))
-
-
-def _source_of(name: str) -> str:
-    package, rel = OFFLINE[name]
-    return f"{package}:{rel}" if package else rel
 
 
 def _version_of(name: str) -> str | None:
@@ -119,7 +86,7 @@ class GeneSetCollection(dict):
     ) -> None:
         super().__init__()
         for term, genes in (sets or {}).items():
-            self[str(term)] = _unique(genes)
+            self[str(term)] = unique_genes(genes)
         self.name = name
         self.source = source
         self.version = version
@@ -191,19 +158,6 @@ def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     return [by_lower[h] for h in hits]
 
 
-def _unique(genes: Iterable[str] | str) -> list[str]:
-    if isinstance(genes, str):
-        genes = re.split(r"[;,\s]+", genes)
-    seen: dict[str, None] = {}
-    for g in genes:
-        if g is None or (isinstance(g, float) and g != g):
-            continue
-        g = str(g).strip()
-        if g:
-            seen.setdefault(g, None)
-    return list(seen)
-
-
 @functools.cache
 def _package_version(package: str) -> str | None:
     try:
@@ -217,42 +171,6 @@ def default_cache_dir() -> Path:
     env = os.environ.get("OLINKPIPE_CACHE")
     base = Path(env) if env else Path.home() / ".cache" / "olinkpipe"
     return base / "genesets"
-
-
-def _parse_gmt_text(text: str, *, file: str) -> dict[str, list[str]]:
-    sets: dict[str, list[str]] = {}
-    bad: list[int] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.rstrip("\r\n").split("\t")
-        if len(fields) < 3:
-            bad.append(lineno)
-            continue
-        # Enrichr libraries may weight genes as "GENE,1.0"; keep the symbol.
-        genes = list(dict.fromkeys(g for f in fields[2:] if (g := f.split(",", 1)[0].strip())))
-        term = fields[0].strip()
-        if not term or not genes:
-            bad.append(lineno)
-            continue
-        if term in sets:
-            sets[term] = _unique(sets[term] + genes)
-        else:
-            sets[term] = genes
-    if bad and not sets:
-        msg = format_message(
-            "not a GMT / Enrichr library: lines need 'term<TAB>description<TAB>gene...'",
-            file=file,
-            rows=[f"line {i}" for i in bad],
-            hint="Pass a tab-separated GMT file (MSigDB .gmt or an Enrichr text library).",
-        )
-        raise ValidationError(msg)
-    if bad:
-        from .._warnings import warn
-
-        shown = ", ".join(str(i) for i in bad[:5])
-        warn(f"{file}: skipped {len(bad)} malformed GMT line(s) (lines {shown})", stacklevel=4)
-    return sets
 
 
 def provenance_text(name: str) -> str:
@@ -275,28 +193,12 @@ def provenance_text(name: str) -> str:
     return f"the {name} collection ({e.get('version', '?')}, {e.get('licence', '?')}; {how})"
 
 
-def _offline_bytes(name: str) -> bytes:
-    package, rel = OFFLINE[name]
-    if package:
-        return resources.files(package).joinpath(rel).read_bytes()
-    return Path(rel).read_bytes()
-
-
 def _offline_present(name: str) -> bool:
     package, rel = OFFLINE[name]
     try:
         return (resources.files(package).joinpath(rel) if package else Path(rel)).is_file()
     except ModuleNotFoundError:  # pragma: no cover - blitzgsea is a dependency
         return False
-
-
-@functools.lru_cache(maxsize=8)
-def _read_offline(name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    data = _offline_bytes(name)
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    sets = _parse_gmt_text(data.decode("utf-8"), file=_source_of(name))
-    return tuple((t, tuple(g)) for t, g in sets.items())
 
 
 _DETAIL_COLUMNS = [
@@ -373,13 +275,11 @@ def available(
 
 def not_offline_hint(name: str, folder: Path) -> str:
     """What to do about a name that is not offline: close names, bundling, download."""
-    from .bundle import SOURCES
-
     known = list(OFFLINE)
     close = close_matches(name, known, n=3)
     parts = [f"Did you mean {close!r}?"] if close else []
     low = str(name).lower()
-    for key, meta in SOURCES.items():
+    for key, meta in _manifest.SOURCES.items():
         if low.startswith(meta["prefix"].lower()) or key in low:
             parts.append(
                 f"{meta['title']} ({meta['licence']}) is not bundled in this installation: "
@@ -446,11 +346,11 @@ def load(
     (320, 162)
     """
     if name in OFFLINE:
-        sets = {t: list(g) for t, g in _read_offline(name)}
+        sets = {t: list(g) for t, g in read_offline(name)}
         return GeneSetCollection._from_clean(
             sets,
             name=name,
-            source=_source_of(name),
+            source=source_of(name),
             version=_version_of(name),
             licence=_entry(name).get("licence"),
         )
@@ -486,7 +386,7 @@ def load(
             hint="Check the name and your connection, or use genesets.read_gmt on a local file.",
         )
         raise OlinkpipeError(msg) from exc
-    sets = _parse_gmt_text(text, file=f"Enrichr:{name}")
+    sets = parse_gmt_text(text, file=f"Enrichr:{name}")
     folder.mkdir(parents=True, exist_ok=True)
     cached.write_text(text, encoding="utf-8")
     logger.warning("olinkpipe: saved %d gene sets of %r in %s", len(sets), name, cached)
@@ -523,7 +423,7 @@ def read_gmt(path: str | PathLike[str]) -> GeneSetCollection:
     if not p.is_file():
         msg = format_message("gene-set file not found", file=str(p), hint="Check the path.")
         raise ValidationError(msg)
-    sets = _parse_gmt_text(p.read_text(encoding="utf-8", errors="replace"), file=str(p))
+    sets = parse_gmt_text(p.read_text(encoding="utf-8", errors="replace"), file=str(p))
     name = p.name
     for suffix in (".gmt", ".txt"):
         if name.lower().endswith(suffix):
@@ -557,7 +457,7 @@ def as_collection(gene_sets: object) -> GeneSetCollection:
             term_col, gene_col = cols
         sets: dict[str, list[str]] = {}
         for term, genes in frame[[term_col, gene_col]].dropna().groupby(term_col, sort=False):
-            sets[str(term)] = _unique(genes[gene_col].astype(str))
+            sets[str(term)] = unique_genes(genes[gene_col].astype(str))
         return GeneSetCollection(sets, name="custom", source="DataFrame")
     if isinstance(gene_sets, Mapping):
         return GeneSetCollection(gene_sets, name="custom", source="dict")
@@ -633,8 +533,11 @@ class _OfflineIndex:
 
 @functools.lru_cache(maxsize=8)
 def _offline_index(name: str) -> _OfflineIndex:
-    sets = {t: list(g) for t, g in _read_offline(name)}
+    sets = {t: list(g) for t, g in read_offline(name)}
     return _OfflineIndex(SetIndex.from_sets(sets), sets)
+
+
+on_refresh(_offline_index.cache_clear)  # refresh() drops it with the sets it was built from
 
 
 def collection_index(gene_sets: object) -> tuple[SetIndex, dict[str, object]]:
@@ -659,7 +562,7 @@ def collection_index(gene_sets: object) -> tuple[SetIndex, dict[str, object]]:
         cached = _offline_index(name)
         info = {
             "collection": name,
-            "collection_source": _source_of(name),
+            "collection_source": source_of(name),
             "collection_version": _version_of(name),
             "collection_licence": _entry(name).get("licence"),
             "n_sets_in_collection": len(cached.reference),

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .._warnings import warn
 from ..errors import MissingColumnError, ValidationError, format_message, preview
+from ._offline import OFFLINE, on_refresh, read_offline
 
 __all__ = ["map_assays", "alias_table"]
 
@@ -79,16 +80,17 @@ def _lookups() -> tuple[dict[str, str], dict[str, list[str]]]:
 @functools.lru_cache(maxsize=1)
 def _known_symbols() -> frozenset[str]:
     """Symbols of the offline collections plus the alias table's genes."""
-    from .collections import OFFLINE, _read_offline
-
     genes: set[str] = set(_table()["gene"])
     for name in OFFLINE:
         try:
-            for _, members in _read_offline(name):
+            for _, members in read_offline(name):
                 genes.update(members)
         except (FileNotFoundError, ModuleNotFoundError):  # pragma: no cover
             continue
     return frozenset(genes)
+
+
+on_refresh(_known_symbols.cache_clear)  # genesets.refresh() re-reads the collections
 
 
 def _uniprot_text(value: object) -> str:

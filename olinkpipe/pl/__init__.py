@@ -3,12 +3,12 @@
 from .cluster import clustered_heatmap
 from .crossproduct import bridgeability
 from .de import heatmap, paired, volcano
-from .embed import pca_by_panel, umap
+from .embed import pca, pca_by_panel, umap
 from .enrichment import enrichment, gsea, leading_edge, pathway
 from .kinetics import correlation, kinetics, peaks
 from .oa import boxplot, lmer
 from .plates import plate_distribution, plate_layout
-from .qc import bridge, distribution, pca, qc
+from .qc import bridge, distribution, qc
 from .survival import cumulative_incidence, survival, swimmer
 
 __all__ = [

@@ -7,9 +7,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .._controls import control_samples
+from .._samples import as_mapping, sample_ids
 from ..errors import ValidationError, format_message
-from ..pp import _crossstats as cs
-from ..pp import _utils
+from ..pp import crossstats as cs
 from ..pp.crossproduct import bridgeability as _table
 from ._style import group_color
 
@@ -36,9 +37,9 @@ def _values(adata: ad.AnnData, oid: str) -> tuple[np.ndarray, np.ndarray, pd.Ind
     x = np.asarray(adata.X[:, j], dtype=float)
     c = np.asarray(adata.layers["Count"][:, j], dtype=float)
     with np.errstate(invalid="ignore"):
-        keep = ~_utils.control_samples(adata) & (c > cs.MIN_COUNT)
+        keep = ~control_samples(adata) & (c > cs.MIN_COUNT)
     has = keep & ~np.isnan(x)
-    return x[has], c[keep], _utils.sample_ids(adata)[has]
+    return x[has], c[keep], sample_ids(adata)[has]
 
 
 def bridgeability(
@@ -101,7 +102,7 @@ def bridgeability(
     row = _row(table, assay)
     x_r, c_r, s_r = _values(ref, row["OlinkID_ref"])
     x_o, c_o, s_o = _values(other, row["OlinkID_other"])
-    ids_r, ids_o = _utils.as_mapping(bridge_samples)
+    ids_r, ids_o = as_mapping(bridge_samples)
     pairs = pd.DataFrame({"r": ids_r, "o": ids_o})
     pairs = pairs.merge(pd.DataFrame({"r": s_r, "x": x_r}), on="r").merge(
         pd.DataFrame({"o": s_o, "y": x_o}), on="o"

@@ -1,4 +1,9 @@
-"""Sample embeddings as OlinkAnalyze draws them: PCA loadings, PCA per panel, UMAP."""
+"""Sample embeddings as OlinkAnalyze draws them: PCA (with loadings, per panel), UMAP.
+
+The matrices come from :mod:`olinkpipe.pp.qc` (:func:`~olinkpipe.pp.qc.pca_fit`,
+:func:`~olinkpipe.pp.qc.dimred_matrix`: OlinkAnalyze's preprocessing in one place), or,
+for :func:`pca`, from scores the caller already computed.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,13 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from .._docs import doc_ax, doc_params
+from .._validate import check_literal
 from .._warnings import warn
 from ..errors import MissingColumnError, ValidationError, format_message
-from ._style import NS, get_ax, group_color
+from ..pp.qc import dimred_matrix, pca_fit
+from ._style import NS, get_ax, group_color, place_legend
 
-__all__ = ["draw_loadings", "pca_by_panel", "umap"]
+__all__ = ["draw_loadings", "pca", "pca_by_panel", "umap"]
 
 
 def _loading_scale(scores: np.ndarray, lds: np.ndarray) -> float:
@@ -83,6 +90,116 @@ def _check_color(adata: ad.AnnData, color: str | None) -> None:
         raise ValidationError(msg)
 
 
+@doc_params(ax=doc_ax)
+def pca(
+    adata: ad.AnnData,
+    *,
+    color: str | None = None,
+    components: Sequence[int] = (1, 2),
+    controls: Literal["include", "exclude"] = "include",
+    loadings: int | Sequence[str] = 0,
+    scores: tuple | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """PCA of the NPX matrix (:func:`olinkpipe.pp.qc.pca_scores`), samples coloured by an
+    ``obs`` column.
+
+    Preprocessing as OlinkAnalyze ``olink_pca_plot``: control and constant assays are
+    left out, so are assays missing in more than 10 % of the samples (5 % with 88 samples
+    or fewer); the remaining NaN are imputed by the assay median (the title says how many
+    values and assays); assays are centred and scaled to unit variance.
+
+    Parameters
+    ----------
+    adata
+        Samples × assays AnnData.
+    color
+        ``obs`` column to colour by (categorical); none when None.
+    components
+        The two principal components to draw (1-based).
+    controls
+        ``"include"`` or ``"exclude"`` control samples.
+    loadings
+        Draw loading arrows (OlinkAnalyze ``n_loadings``/``loadings_list``): the number
+        of assays with the longest loadings in the two components, or a list of OlinkIDs
+        / assay names; see :func:`draw_loadings`.
+    scores
+        The result of :func:`olinkpipe.pp.qc.pca_scores` on ``adata`` (scores, variance
+        ratio, number imputed, number of assays left out), already computed: drawn as is,
+        not recomputed (``controls`` is then the caller's). ``None`` (default) computes
+        it. Loading arrows need the full fit, so not with ``scores``.
+    {ax}
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+
+    See Also
+    --------
+    olinkpipe.pl.pca_by_panel : one PCA per Olink panel (OlinkAnalyze ``byPanel``).
+
+    Examples
+    --------
+    >>> import olinkpipe as op
+    >>> adata = op.datasets.load_example().adata
+    >>> ax = op.pl.pca(adata, color="PlateID")
+    >>> ax.get_legend().get_title().get_text()
+    'PlateID'
+    """
+    check_literal("controls", controls, ["include", "exclude"])
+    c1, c2 = (int(c) for c in components)
+    if color is not None and color not in adata.obs:
+        msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
+        raise ValidationError(msg)
+    fit = _given_scores(adata, scores, loadings) if scores is not None else None
+    if fit is None:
+        fit = pca_fit(adata, n_comps=max(c1, c2), controls=controls)
+    scores, ratio, n_imp, n_miss = (fit[k] for k in ("scores", "ratio", "n_imputed", "n_missing"))
+    if max(c1, c2) > scores.shape[1]:
+        msg = f"only {scores.shape[1]} components can be computed; got components={components!r}."
+        raise ValidationError(msg)
+    ax = get_ax(ax)
+    x, y = scores[f"PC{c1}"].to_numpy(), scores[f"PC{c2}"].to_numpy()
+    if color is None:
+        ax.scatter(x, y, s=18, color=NS)
+    else:
+        groups = adata.obs.loc[scores.index, color].astype(str).to_numpy()
+        for i, g in enumerate(pd.unique(groups)):
+            m = groups == g
+            ax.scatter(x[m], y[m], s=18, color=group_color(i), label=g)
+    if not isinstance(loadings, (int, np.integer)) or loadings > 0:
+        draw_loadings(ax, adata, fit, (c1, c2), loadings)
+    ax.set_xlabel(f"PC{c1} ({100 * ratio[c1 - 1]:.1f}%)")
+    ax.set_ylabel(f"PC{c2} ({100 * ratio[c2 - 1]:.1f}%)")
+    notes = [
+        "no missing values" if n_imp == 0 else f"{n_imp} missing values imputed by assay median"
+    ]
+    if n_miss:
+        cutoff = 5 if len(scores) <= 88 else 10  # OlinkAnalyze's rule, as pp.qc.pca_scores
+        notes.append(f"{n_miss} assays > {cutoff}% missing left out")
+    ax.set_title("PCA of NPX\n" + "; ".join(notes), fontsize=9)
+    if color is not None:
+        place_legend(ax, title=color, fontsize=7, frameon=False)
+    return ax
+
+
+def _given_scores(adata: ad.AnnData, scores: tuple, loadings) -> dict:
+    """``pp.qc.pca_scores``' 4-tuple as the fit :func:`pca` draws, checked against adata."""
+    if not isinstance(scores, tuple | list) or len(scores) != 4:
+        msg = "scores: expected the 4-tuple returned by olinkpipe.pp.qc.pca_scores(adata)."
+        raise ValidationError(msg)
+    if not isinstance(loadings, (int, np.integer)) or loadings > 0:
+        msg = "loadings need the PCA fit; pass scores=None to draw loading arrows."
+        raise ValidationError(msg)
+    frame, ratio, n_imp, n_miss = scores
+    unknown = pd.Index(frame.index).difference(adata.obs_names)
+    if len(unknown):
+        msg = f"scores: {len(unknown)} sample(s) are not in adata, e.g. {list(unknown[:3])!r}."
+        raise ValidationError(msg)
+    return {"scores": frame, "ratio": np.asarray(ratio), "n_imputed": n_imp, "n_missing": n_miss}
+
+
 def pca_by_panel(
     adata: ad.AnnData,
     *,
@@ -122,8 +239,6 @@ def pca_by_panel(
     >>> [ax.get_title().split(chr(10))[0] for ax in axes]  # doctest: +ELLIPSIS
     [...]
     """
-    from .qc import pca
-
     if panel_col not in adata.var:
         msg = format_message(f"var has no column {panel_col!r}", column=panel_col)
         raise MissingColumnError(msg)
@@ -154,9 +269,7 @@ def umap_coords(
     """UMAP coordinates of the samples via scanpy on OlinkAnalyze's preprocessed matrix."""
     import scanpy as sc
 
-    from ..pp.qc import _dimred_matrix
-
-    pre = _dimred_matrix(adata, controls)
+    pre = dimred_matrix(adata, controls)
     X = pre["X"]
     if X.shape[1] < 1 or X.shape[0] <= n_neighbors:
         msg = (

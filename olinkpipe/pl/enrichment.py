@@ -202,7 +202,7 @@ def gsea(result: pd.DataFrame, term: str, *, ax: Axes | None = None) -> Axes:
     >>> g = op.tl.gsea(res, {"top": genes[:6]}, permutations=50)
     >>> ax = op.pl.gsea(g, "top")
     """
-    from ..tl._enrich import running_score
+    from ..tl.enrich import running_score
 
     metric, _, hits = _gsea_data(result, term)
     row = _term_row(result, term)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -12,11 +9,13 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from .._controls import control_assays
 from .._docs import doc_ax, doc_params
+from .._layout import panels, per_panel_obs
 from ..errors import ValidationError
 from ._style import HIGHLIGHT, NS, get_ax, group_color, place_legend
 
-__all__ = ["qc", "pca", "distribution", "bridge"]
+__all__ = ["qc", "distribution", "bridge"]
 
 
 @doc_params(ax=doc_ax)
@@ -65,7 +64,7 @@ def qc(
     ['OL0041']
     """
     from .._qc import is_pass
-    from ..pp.qc import _outside, qc_limits, qc_summary
+    from ..pp.qc import outside_limits, qc_limits, qc_summary
 
     summary = qc_summary(data) if isinstance(data, ad.AnnData) else data
     if panel is not None:
@@ -106,8 +105,8 @@ def qc(
                     label=f"_{name} limits",
                 )
             )
-        if label_outliers:
-            out = _outside(med, iqr, sd=sd)
+        if label_outliers:  # the samples the dashed box leaves out
+            out = outside_limits(med, iqr, lo_m, hi_m, lo_i, hi_i)
             for x, y, s in zip(med[out], iqr[out], grp["SampleID"].to_numpy()[out], strict=True):
                 ax.annotate(str(s), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         handles.append(Line2D([], [], marker="o", linestyle="", color=color, label=str(name)))
@@ -122,121 +121,6 @@ def qc(
     ax.set_title(f"QC: samples outside the dashed box (mean ± {sd:g} SD) are outliers", fontsize=9)
     place_legend(ax, handles=handles, fontsize=7, frameon=False)
     return ax
-
-
-@doc_params(ax=doc_ax)
-def pca(
-    adata: ad.AnnData,
-    *,
-    color: str | None = None,
-    components: Sequence[int] = (1, 2),
-    controls: Literal["include", "exclude"] = "include",
-    loadings: int | Sequence[str] = 0,
-    scores: tuple | None = None,
-    ax: Axes | None = None,
-) -> Axes:
-    """PCA of the NPX matrix (:func:`olinkpipe.pp.qc.pca_scores`), samples coloured by an
-    ``obs`` column.
-
-    Preprocessing as OlinkAnalyze ``olink_pca_plot``: control and constant assays are
-    left out, so are assays missing in more than 10 % of the samples (5 % with 88 samples
-    or fewer); the remaining NaN are imputed by the assay median (the title says how many
-    values and assays); assays are centred and scaled to unit variance.
-
-    Parameters
-    ----------
-    adata
-        Samples × assays AnnData.
-    color
-        ``obs`` column to colour by (categorical); none when None.
-    components
-        The two principal components to draw (1-based).
-    controls
-        ``"include"`` or ``"exclude"`` control samples.
-    loadings
-        Draw loading arrows (OlinkAnalyze ``n_loadings``/``loadings_list``): the number
-        of assays with the longest loadings in the two components, or a list of OlinkIDs
-        / assay names; see :func:`olinkpipe.pl.embed.draw_loadings`.
-    scores
-        The result of :func:`olinkpipe.pp.qc.pca_scores` on ``adata`` (scores, variance
-        ratio, number imputed, number of assays left out), already computed: drawn as is,
-        not recomputed (``controls`` is then the caller's). ``None`` (default) computes
-        it. Loading arrows need the full fit, so not with ``scores``.
-    {ax}
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The Axes drawn on.
-
-    See Also
-    --------
-    olinkpipe.pl.pca_by_panel : one PCA per Olink panel (OlinkAnalyze ``byPanel``).
-
-    Examples
-    --------
-    >>> import olinkpipe as op
-    >>> adata = op.datasets.load_example().adata
-    >>> ax = op.pl.pca(adata, color="PlateID")
-    >>> ax.get_legend().get_title().get_text()
-    'PlateID'
-    """
-    from .._validate import check_literal
-    from ..pp.qc import _pca_fit
-
-    check_literal("controls", controls, ["include", "exclude"])
-    c1, c2 = (int(c) for c in components)
-    if color is not None and color not in adata.obs:
-        msg = f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)!r}."
-        raise ValidationError(msg)
-    fit = _given_scores(adata, scores, loadings) if scores is not None else None
-    if fit is None:
-        fit = _pca_fit(adata, n_comps=max(c1, c2), controls=controls)
-    scores, ratio, n_imp, n_miss = (fit[k] for k in ("scores", "ratio", "n_imputed", "n_missing"))
-    if max(c1, c2) > scores.shape[1]:
-        msg = f"only {scores.shape[1]} components can be computed; got components={components!r}."
-        raise ValidationError(msg)
-    ax = get_ax(ax)
-    x, y = scores[f"PC{c1}"].to_numpy(), scores[f"PC{c2}"].to_numpy()
-    if color is None:
-        ax.scatter(x, y, s=18, color=NS)
-    else:
-        groups = adata.obs.loc[scores.index, color].astype(str).to_numpy()
-        for i, g in enumerate(pd.unique(groups)):
-            m = groups == g
-            ax.scatter(x[m], y[m], s=18, color=group_color(i), label=g)
-    if not isinstance(loadings, (int, np.integer)) or loadings > 0:
-        from .embed import draw_loadings
-
-        draw_loadings(ax, adata, fit, (c1, c2), loadings)
-    ax.set_xlabel(f"PC{c1} ({100 * ratio[c1 - 1]:.1f}%)")
-    ax.set_ylabel(f"PC{c2} ({100 * ratio[c2 - 1]:.1f}%)")
-    notes = [
-        "no missing values" if n_imp == 0 else f"{n_imp} missing values imputed by assay median"
-    ]
-    if n_miss:
-        cutoff = 5 if len(scores) <= 88 else 10  # OlinkAnalyze's rule, as pp.qc.pca_scores
-        notes.append(f"{n_miss} assays > {cutoff}% missing left out")
-    ax.set_title("PCA of NPX\n" + "; ".join(notes), fontsize=9)
-    if color is not None:
-        place_legend(ax, title=color, fontsize=7, frameon=False)
-    return ax
-
-
-def _given_scores(adata: ad.AnnData, scores: tuple, loadings) -> dict:
-    """``pp.qc.pca_scores``' 4-tuple as the fit :func:`pca` draws, checked against adata."""
-    if not isinstance(scores, tuple | list) or len(scores) != 4:
-        msg = "scores: expected the 4-tuple returned by olinkpipe.pp.qc.pca_scores(adata)."
-        raise ValidationError(msg)
-    if not isinstance(loadings, (int, np.integer)) or loadings > 0:
-        msg = "loadings need the PCA fit; pass scores=None to draw loading arrows."
-        raise ValidationError(msg)
-    frame, ratio, n_imp, n_miss = scores
-    unknown = pd.Index(frame.index).difference(adata.obs_names)
-    if len(unknown):
-        msg = f"scores: {len(unknown)} sample(s) are not in adata, e.g. {list(unknown[:3])!r}."
-        raise ValidationError(msg)
-    return {"scores": frame, "ratio": np.asarray(ratio), "n_imputed": n_imp, "n_missing": n_miss}
 
 
 @doc_params(ax=doc_ax)
@@ -279,15 +163,13 @@ def distribution(
     >>> len(ax.patches) == adata.n_obs
     True
     """
-    from ..pp import _utils
-
-    cols = ~_utils.control_assays(adata)
+    cols = ~control_assays(adata)
     if panel is not None:
-        on_panel = _utils.panels(adata) == panel
+        on_panel = panels(adata) == panel
         if not on_panel.any():
             msg = (
                 f"panel={panel!r} is not in var['Panel']; choose one of "
-                f"{list(pd.unique(_utils.panels(adata)))!r}."
+                f"{list(pd.unique(panels(adata)))!r}."
             )
             raise ValidationError(msg)
         cols &= on_panel
@@ -296,7 +178,7 @@ def distribution(
         raise ValidationError(msg)
     groups = adata.obs[color].astype(str).to_numpy()
     if panel is not None and color == "PlateID":
-        groups = _utils.per_panel_obs(adata, "PlateID")[panel].to_numpy().astype(str)
+        groups = per_panel_obs(adata, "PlateID")[panel].to_numpy().astype(str)
     X = np.asarray(adata.X, dtype=float)[:, cols]
     keep = ~np.isnan(X).all(axis=1)  # samples not measured on these assays get no box
     order = np.flatnonzero(keep)[np.argsort(groups[keep], kind="mergesort")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import anndata as ad
 import numpy as np
@@ -12,9 +12,18 @@ from .. import _layout
 from .._controls import control_assays as control_assays  # the one definition
 from .._controls import control_samples as control_samples
 from .._dask import is_dask
-from .._layout import has_lod, set_lod, shift_lod, shift_lod_by_plate  # noqa: F401 (pp)
+from .._layout import (  # noqa: F401 (pp)
+    has_lod,
+    panels,
+    per_panel_obs,
+    qc_fail_by_panel,
+    set_lod,
+    shift_lod,
+    shift_lod_by_plate,
+)
 from .._provenance import provenance, record_exclusion
 from .._qc import is_pass
+from .._samples import as_mapping, sample_ids  # noqa: F401 (pp)
 from .._warnings import warn_user
 from ..errors import (
     DuplicateSampleError,
@@ -64,38 +73,6 @@ def median_sorted(srt: np.ndarray, n: np.ndarray) -> np.ndarray:
     return med
 
 
-def sample_ids(adata: ad.AnnData) -> pd.Index:
-    """The export's SampleIDs (``obs["SampleID"]``), or ``obs_names`` when absent."""
-    if "SampleID" in adata.obs:
-        return pd.Index(adata.obs["SampleID"].astype(str))
-    return pd.Index(adata.obs_names.astype(str))
-
-
-def panels(adata: ad.AnnData) -> np.ndarray:
-    """Panel of each assay (``var["Panel"]``; one pseudo-panel ``"all"`` when absent)."""
-    if "Panel" in adata.var:
-        return adata.var["Panel"].astype(str).to_numpy()
-    return np.full(adata.n_vars, "all", dtype=object)
-
-
-def per_panel_obs(adata: ad.AnnData, key: str) -> pd.DataFrame:
-    """Sample × panel table of a per-panel field (``obsm[key]``, else ``obs[key]`` broadcast).
-
-    Missing information is the empty string.
-    """
-    pans = pd.unique(panels(adata))
-    if key in adata.obsm and isinstance(adata.obsm[key], pd.DataFrame):
-        tab = adata.obsm[key]
-        out = pd.DataFrame(index=adata.obs_names)
-        for p in pans:
-            out[p] = tab[p].astype(object).fillna("").astype(str) if p in tab else ""
-        return out
-    if key in adata.obs:
-        col = adata.obs[key].astype(object).fillna("").astype(str).to_numpy()
-        return pd.DataFrame({p: col for p in pans}, index=adata.obs_names)
-    return pd.DataFrame({p: [""] * adata.n_obs for p in pans}, index=adata.obs_names)
-
-
 def cell_codes(adata: ad.AnnData, key: str) -> tuple[np.ndarray, np.ndarray]:
     """Integer code of a per-panel field for every sample × assay cell, and its categories.
 
@@ -123,16 +100,6 @@ def has_cell_qc(adata: ad.AnnData) -> bool:
     """True when QC is per cell (a ``qc_warning`` layer or a per-cell QC code layer), not
     only per sample and panel (:func:`qc_fail_by_panel`)."""
     return "qc_warning" in adata.layers or _layout._qc_layer(adata) is not None
-
-
-def qc_fail_by_panel(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
-    """QC failure per sample and panel (``n_obs × n_panels`` bool from the per-panel
-    ``QC_Warning``) and each assay's panel position: cell (i, j) fails when
-    ``fail[i, pidx[j]]``. Small, where :func:`qc_fail_cells` is a full matrix."""
-    tab = per_panel_obs(adata, "QC_Warning")
-    fail_tab = ~tab.apply(lambda s: pd.Series(is_pass(s), index=s.index))
-    pidx = pd.Index(list(fail_tab.columns)).get_indexer(panels(adata))
-    return fail_tab.to_numpy(dtype=bool).reshape(adata.n_obs, -1), pidx
 
 
 def sample_qc_fail(adata: ad.AnnData) -> np.ndarray:
@@ -317,22 +284,3 @@ def normalization_record(adata: ad.AnnData) -> dict:
         rec = {}
         prov["normalization"] = rec
     return rec
-
-
-def as_mapping(samples: Mapping[object, object] | Iterable[object]) -> tuple[list[str], list[str]]:
-    """Bridge samples as (reference IDs, other IDs): a list of shared IDs, pairs, or a mapping."""
-    if isinstance(samples, Mapping):
-        pairs = [(str(k), str(v)) for k, v in samples.items()]
-    elif isinstance(samples, pd.DataFrame):
-        if samples.shape[1] != 2:
-            msg = "bridge_samples as a DataFrame must have two columns (reference ID, other ID)."
-            raise ValidationError(msg)
-        pairs = [(str(a), str(b)) for a, b in samples.itertuples(index=False)]
-    else:
-        pairs = []
-        for s in samples:
-            if isinstance(s, tuple | list) and len(s) == 2:
-                pairs.append((str(s[0]), str(s[1])))
-            else:
-                pairs.append((str(s), str(s)))
-    return [a for a, _ in pairs], [b for _, b in pairs]

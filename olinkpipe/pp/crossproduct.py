@@ -14,8 +14,8 @@ import pandas as pd
 
 from .._dask import is_dask
 from ..errors import DesignError, MissingColumnError, ValidationError, format_message, preview
-from . import _crossstats as cs
 from . import _pair, _utils
+from . import crossstats as cs
 
 __all__ = ["bridgeability", "cross_product_normalize", "is_cross_product", "map_assays"]
 

@@ -50,12 +50,20 @@ def _limits(values: np.ndarray, sd: float) -> tuple[float, float]:
     return m - sd * s, m + sd * s
 
 
-def _outside(med: np.ndarray, iqr: np.ndarray, *, sd: float) -> np.ndarray:
-    """OlinkAnalyze ``olink_qc_plot`` rule: not inside the open interval on median and IQR."""
-    lo_m, hi_m = _limits(med, sd)
-    lo_i, hi_i = _limits(iqr, sd)
+def outside_limits(
+    med: np.ndarray, iqr: np.ndarray, lo_m: float, hi_m: float, lo_i: float, hi_i: float
+) -> np.ndarray:
+    """OlinkAnalyze ``olink_qc_plot`` rule: not inside the open intervals ``(lo_m, hi_m)`` on
+    the median and ``(lo_i, hi_i)`` on the IQR (a row of :func:`qc_limits`); NaN medians
+    are not outliers. Public-internal: :func:`olinkpipe.pl.qc` labels what its box leaves
+    out with it."""
     inside = (med < hi_m) & (med > lo_m) & (iqr > lo_i) & (iqr < hi_i)
     return ~inside & ~np.isnan(med)
+
+
+def _outside(med: np.ndarray, iqr: np.ndarray, *, sd: float) -> np.ndarray:
+    """:func:`outside_limits` with the limits of these medians and IQRs (mean ± sd · SD)."""
+    return outside_limits(med, iqr, *_limits(med, sd), *_limits(iqr, sd))
 
 
 def _ran_on_panel(adata: ad.AnnData, panel: str, n_measured: np.ndarray) -> np.ndarray:
@@ -235,14 +243,15 @@ def pca_scores(
     Returns the scores frame (index = obs names, columns PC1..), the variance ratio, the
     number of imputed values and the number of assays left out for missingness.
     """
-    fit = _pca_fit(adata, n_comps=n_comps, controls=controls)
+    fit = pca_fit(adata, n_comps=n_comps, controls=controls)
     return fit["scores"], fit["ratio"], fit["n_imputed"], fit["n_missing"]
 
 
-def _pca_fit(adata: ad.AnnData, *, n_comps: int, controls: str) -> dict:
+def pca_fit(adata: ad.AnnData, *, n_comps: int, controls: str) -> dict:
     """:func:`pca_scores` with the loadings: a dict of ``scores`` (obs × PCs), ``ratio``,
     ``loadings`` (assays used × PCs, unit eigenvectors as scanpy's ``varm["PCs"]``),
-    ``n_imputed`` and ``n_missing``."""
+    ``n_imputed`` and ``n_missing``. Public-internal: :func:`olinkpipe.pl.pca` draws it
+    (with loading arrows) when it is not given the scores."""
     rows = np.arange(adata.n_obs)
     if controls == "exclude":
         rows = np.flatnonzero(~_utils.control_samples(adata))
@@ -348,9 +357,11 @@ def _gram_pca(Z, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return scores * sign, ratio, loadings * sign
 
 
-def _dimred_matrix(adata: ad.AnnData, controls: str) -> dict:
+def dimred_matrix(adata: ad.AnnData, controls: str) -> dict:
     """OlinkAnalyze's ``npxProcessing_forDimRed``: the imputed matrix before scaling
-    (in memory; used by :func:`olinkpipe.pl.umap`)."""
+    (in memory). Public-internal: :func:`olinkpipe.pl.umap` embeds it; a dict of ``X``
+    (samples kept × assays kept), ``rows`` (bool over obs), ``assays``, ``n_imputed``,
+    ``n_missing``."""
     rows = np.ones(adata.n_obs, dtype=bool)
     if controls == "exclude":
         rows = ~_utils.control_samples(adata)

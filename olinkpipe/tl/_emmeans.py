@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._design import long_frame
 from ..errors import DesignError, format_message
-from ._design import long_frame
 
 #: the p-value adjustments of the post-hoc functions (emmeans' ``adjust``)
 P_ADJUST = ("tukey", "sidak", "bonferroni", "none")

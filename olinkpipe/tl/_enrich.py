@@ -341,21 +341,6 @@ def ranking_metric(table: pd.DataFrame, rank_by: str) -> pd.Series:
     return s.iloc[order]
 
 
-def running_score(metric: np.ndarray, hits: Iterable[int], *, weight: float = 1.0) -> np.ndarray:
-    """Running enrichment score of Subramanian et al. (2005) along a decreasing ranking.
-
-    A hit at position ``i`` adds ``|r_i|^w / sum_hits |r|^w``; a miss subtracts
-    ``1 / (N - N_hits)``. The ES is the value of largest magnitude.
-    """
-    r = np.abs(np.asarray(metric, dtype=float)) ** weight
-    tag = np.zeros(len(r), dtype=bool)
-    tag[np.asarray(list(hits), dtype=int)] = True
-    n_hit = tag.sum()
-    norm_hit = r[tag].sum()
-    step = np.where(tag, r / norm_hit if norm_hit > 0 else 0.0, -1.0 / max(len(r) - n_hit, 1))
-    return np.cumsum(step)
-
-
 def gsea_kernel(
     rnk: pd.Series,
     sets: Mapping[str, list[str]],

@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from ._design import factor_levels, sum_coding
+from .._design import factor_levels, sum_coding
 
 
 def _zapsmall(a: np.ndarray, digits: int = 7) -> np.ndarray:

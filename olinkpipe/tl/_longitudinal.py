@@ -19,13 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._docs import doc_adata, doc_alpha, doc_params
-from .._stats import bh_adjust
-from .._validate import check_literal
-from .._warnings import warn
-from ..errors import DesignError, format_message, preview
-from . import _blocks
-from ._design import (
+from .._design import (
     annotation,
     covariate_matrix,
     levels_of,
@@ -34,6 +28,12 @@ from ._design import (
     require_obs,
     select,
 )
+from .._docs import doc_adata, doc_alpha, doc_params
+from .._stats import bh_adjust
+from .._validate import check_literal
+from .._warnings import warn
+from ..errors import DesignError, format_message, preview
+from . import _blocks
 from ._loop import run_per_assay
 from .methods import get_method, methods_of
 from .nonparametric import friedman_stat

@@ -1,7 +1,7 @@
 """Two-group differential expression over all assays: t, Wilcoxon and moderated t.
 
 A thin public wrapper (:func:`differential`) in named steps: the design layer
-(:func:`olinkpipe.tl._design.two_groups`) validates levels, pairs and exclusions;
+(:func:`olinkpipe._design.two_groups`) validates levels, pairs and exclusions;
 :func:`_pull` takes the matrices the method needs; the method's kernel (chosen from the
 registry :mod:`olinkpipe.tl.methods`, array-only in :mod:`olinkpipe.tl._de_kernels`) computes
 per-assay arrays; :func:`_frame` and :func:`_attrs` build the result.
@@ -17,6 +17,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._design import ANNOTATION, TwoGroups, matrix, require_obs, two_groups
 from .._docs import doc_adata, doc_alpha, doc_params
 from .._stats import bh_adjust
 from .._validate import check_fraction, check_literal
@@ -24,7 +25,6 @@ from .._warnings import warn
 from ..errors import DesignError, format_message
 from . import _blocks, _kernels
 from ._de_kernels import Data
-from ._design import ANNOTATION, TwoGroups, matrix, require_obs, two_groups
 from .methods import TWO_GROUP_COLUMNS, Method, get_method, methods_of
 
 __all__ = ["differential"]

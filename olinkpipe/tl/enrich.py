@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Literal
 
@@ -467,3 +467,20 @@ def gsea(
         "olinkpipe_version": _version(),
     }
     return out
+
+
+def running_score(metric: np.ndarray, hits: Iterable[int], *, weight: float = 1.0) -> np.ndarray:
+    """Running enrichment score of Subramanian et al. (2005) along a decreasing ranking.
+
+    A hit at position ``i`` adds ``|r_i|^w / sum_hits |r|^w``; a miss subtracts
+    ``1 / (N - N_hits)``. The ES is the value of largest magnitude. Public-internal
+    (not in ``tl.__all__``): :func:`olinkpipe.pl.gsea` draws it from the ranking and hits
+    :func:`gsea` records in ``attrs``.
+    """
+    r = np.abs(np.asarray(metric, dtype=float)) ** weight
+    tag = np.zeros(len(r), dtype=bool)
+    tag[np.asarray(list(hits), dtype=int)] = True
+    n_hit = tag.sum()
+    norm_hit = r[tag].sum()
+    step = np.where(tag, r / norm_hit if norm_hit > 0 else 0.0, -1.0 / max(len(r) - n_hit, 1))
+    return np.cumsum(step)

@@ -21,11 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._docs import doc_adata, doc_alpha, doc_params
-from .._warnings import warn
-from ..errors import DesignError, format_message, preview
-from . import _blocks
-from ._design import (
+from .._design import (
     annotation,
     as_list,
     family_p_adj,
@@ -37,6 +33,10 @@ from ._design import (
     subset_assays,
     warn_untested,
 )
+from .._docs import doc_adata, doc_alpha, doc_params
+from .._warnings import warn
+from ..errors import DesignError, format_message, preview
+from . import _blocks
 from ._emmeans import (
     adjusted_p,
     assay_rows,

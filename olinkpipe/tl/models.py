@@ -17,10 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._docs import doc_adata, doc_alpha, doc_params
-from ..errors import DesignError, format_message
-from . import _blocks
-from ._design import (
+from .._design import (
     annotation,
     as_list,
     family_p_adj,
@@ -33,6 +30,9 @@ from ._design import (
     subset_assays,
     sum_coding,
 )
+from .._docs import doc_adata, doc_alpha, doc_params
+from ..errors import DesignError, format_message
+from . import _blocks
 from ._longitudinal import longitudinal
 
 __all__ = ["longitudinal", "anova", "anova_posthoc"]  # longitudinal: from _longitudinal

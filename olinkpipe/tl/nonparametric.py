@@ -20,13 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from .._docs import doc_adata, doc_alpha, doc_params
-from .._stats import bh_adjust
-from .._validate import check_literal
-from .._warnings import warn
-from ..errors import DesignError, format_message, preview
-from . import _kernels
-from ._design import (
+from .._design import (
     annotation,
     assay_list,
     complete_blocks,
@@ -36,6 +30,12 @@ from ._design import (
     require_obs,
     select,
 )
+from .._docs import doc_adata, doc_alpha, doc_params
+from .._stats import bh_adjust
+from .._validate import check_literal
+from .._warnings import warn
+from ..errors import DesignError, format_message, preview
+from . import _kernels
 from ._ranks import runs
 
 __all__ = ["nonparametric", "nonparametric_posthoc"]

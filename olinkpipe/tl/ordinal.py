@@ -20,10 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._docs import doc_adata, doc_alpha, doc_params
-from .._ordinal import fit_ordinal
-from ..errors import DesignError, format_message
-from ._design import (
+from .._design import (
     annotation,
     as_list,
     factor_levels,
@@ -36,6 +33,9 @@ from ._design import (
     subset_assays,
     warn_untested,
 )
+from .._docs import doc_adata, doc_alpha, doc_params
+from .._ordinal import fit_ordinal
+from ..errors import DesignError, format_message
 from ._emmeans import (
     assay_rows,
     check_effect,

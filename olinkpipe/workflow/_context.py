@@ -9,16 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anndata as ad
 import pandas as pd
 
 from .. import _atomic
 from ..errors import DesignError, OlinkpipeError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .config import WorkflowConfig
+from ._schema import RunConfig
 
 __all__ = [
     "Context",
@@ -83,7 +81,7 @@ class WorkflowResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     adata: ad.AnnData | None = None
-    config: WorkflowConfig | None = None
+    config: RunConfig | None = None
     timings: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -99,7 +97,7 @@ class WorkflowResult:
 class Context:
     """The state the steps pass on: inputs, intermediate results, report items."""
 
-    cfg: WorkflowConfig
+    cfg: RunConfig  #: the run's WorkflowConfig
     base: Path
     out: Path
     result: WorkflowResult

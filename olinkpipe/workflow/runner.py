@@ -35,7 +35,8 @@ from ._context import (
 )
 from ._outputs import exists_message  # noqa: F401 - re-exported (the CLI's message)
 from ._registry import Step, names, steps
-from .config import LOCAL_SCHEDULERS, WorkflowConfig, check_inputs, load_config
+from ._schema import LOCAL_SCHEDULERS
+from .config import WorkflowConfig, check_inputs, load_config
 
 __all__ = [
     "run",

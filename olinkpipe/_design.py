@@ -1,4 +1,9 @@
-"""The design layer every test function in :mod:`olinkpipe.tl` shares (issue 20).
+"""The design layer every test function shares: :mod:`olinkpipe.tl` and
+:func:`olinkpipe.clinical.protein_changes` (issue 20).
+
+(The statistical design of a test; the plate layout of a study is :mod:`olinkpipe.design`.)
+It sits one floor below ``tl`` and ``clinical`` (it imports neither), so both build their
+designs here.
 
 One place turns the caller's ``(adata, groupby, reference, target, pair, covariates,
 exclusions)`` into a validated design:
@@ -32,10 +37,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._stats import bh_adjust
-from .._validate import require_columns
-from .._warnings import warn
-from ..errors import DesignError, format_message, preview
+from ._stats import bh_adjust
+from ._validate import require_columns
+from ._warnings import warn
+from .errors import DesignError, format_message, preview
 
 #: annotation columns copied from ``var`` to the front of every result (those present)
 ANNOTATION = ["OlinkID", "Assay", "UniProt", "Panel"]

@@ -1,7 +1,8 @@
 """The rank-sum test of one pair of samples, for modules outside :mod:`olinkpipe.tl`.
 
-A small internal door into :func:`olinkpipe.tl._kernels.rank_sum` (``ci_method="uniroot"``,
-with :mod:`olinkpipe.tl._rwilcox` for R's estimate and CI), so that
+A public-internal door (no leading underscore, not in ``tl.__all__``) into
+:func:`olinkpipe.tl._kernels.rank_sum` (``ci_method="uniroot"``, with
+:mod:`olinkpipe.tl._rwilcox` for R's estimate and CI), so that
 :func:`olinkpipe.clinical.compare_groups` and :func:`olinkpipe.tl.differential` compute the
 Wilcoxon rank-sum test, its Hodges–Lehmann estimate and its CI with one kernel. Other
 subpackages import from here, not from ``tl``'s private modules.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tl._kernels import rank_sum
+from ._kernels import rank_sum
 
 __all__ = ["RankSum", "rank_sum_test"]
 

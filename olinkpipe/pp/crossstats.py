@@ -5,6 +5,10 @@ Every statistic follows OlinkAnalyze 5.0.2 (``olink_normalization_bridgeable``,
 ``olink_normalization_qs``) and R's definitions: quantiles are R's type 7 written as R
 computes them, the Kolmogorov–Smirnov statistic is ``ks.test(x, y)$statistic``, the spline
 is ``lm(y ~ splines::ns(x, knots))`` evaluated with ``predict``.
+
+Public-internal (not in ``pp.__all__``, but no leading underscore): used by
+:mod:`olinkpipe.pp.crossproduct` (the table and the normalization) and by
+:mod:`olinkpipe.pl.crossproduct`, which draws the same statistics for one assay.
 """
 
 from __future__ import annotations
