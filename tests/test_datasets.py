@@ -216,7 +216,9 @@ def test_sizes_scale_and_keep_signal_assays():
     assert big.npx["PlateID"].nunique() >= 2
     adata = big.to_anndata()
     assert adata.shape == (120 + 2 * big.npx["PlateID"].nunique(), 600)
-    assert {"lod", "below_lod", "qc_warning"} <= set(adata.layers)
+    # the compact layout (tests/test_datasets_layout.py): LOD as an assays × plates table
+    assert adata.varm["lod"].shape == (600, big.npx["PlateID"].nunique())
+    assert not {"lod", "below_lod", "qc_warning"} & set(adata.layers)
 
 
 def test_bad_arguments():

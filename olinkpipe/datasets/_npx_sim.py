@@ -1,17 +1,16 @@
 """The proteomics side of the simulated CAR-T study: NPX of the chosen assays before and
-after infusion (whole-array numpy), the sample table and the long frame -> AnnData pivot."""
+after infusion (whole-array numpy) and the sample table (the AnnData pivot: ``_pivot``)."""
 
 from __future__ import annotations
 
 import math
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from ._assays import SIGNAL_ASSAYS
 
-__all__ = ["long_to_anndata", "npx_values", "sample_table"]
+__all__ = ["npx_values", "sample_table"]
 
 
 def npx_values(
@@ -161,67 +160,3 @@ def sample_table(
     out = out.sort_values(["PlateID", "SampleID"], kind="stable").reset_index(drop=True)
     out["Index"] = out.groupby("PlateID").cumcount() + 1
     return out
-
-
-def long_to_anndata(npx: pd.DataFrame, samples: pd.DataFrame) -> ad.AnnData:
-    """Pivot the simulator's long frame into the AnnData of docs/data_model.md."""
-    s_codes = npx["SampleID"].cat.codes.to_numpy()
-    a_codes = npx["OlinkID"].cat.codes.to_numpy()
-    s_names = npx["SampleID"].cat.categories
-    a_names = npx["OlinkID"].cat.categories
-    shape = (len(s_names), len(a_names))
-
-    def mat(col: str, dtype=float, fill=np.nan):
-        m = np.full(shape, fill, dtype=dtype)
-        m[s_codes, a_codes] = npx[col].to_numpy()
-        return m
-
-    x = mat("NPX")
-    lod = mat("LOD")
-    qc = mat("QC_Warning", dtype=object, fill="") != "PASS"
-    first = np.unique(a_codes, return_index=True)[1]
-    var = pd.DataFrame(
-        {
-            "Assay": npx["Assay"].to_numpy()[first].astype(str),
-            "UniProt": npx["UniProt"].to_numpy()[first].astype(str),
-            "Panel": npx["Panel"].to_numpy()[first].astype(str),
-            "Panel_Lot_Nr": npx["Panel_Lot_Nr"].to_numpy()[first].astype(str),
-            "MissingFreq": npx["MissingFreq"].to_numpy()[first],
-            "Normalization": "Intensity",
-            "Assay_Warning": "PASS",
-            "AssayType": "assay",
-            "is_control": False,
-        },
-        index=pd.Index(a_names.astype(str), name="OlinkID"),
-    )
-    sfirst = np.unique(s_codes, return_index=True)[1]
-    obs = pd.DataFrame(index=pd.Index(s_names.astype(str), name=None))
-    obs["SampleID"] = obs.index
-    stype = npx["Sample_Type"].to_numpy()[sfirst].astype(str)
-    obs["SampleType"] = np.where(stype == "CONTROL", "SAMPLE_CONTROL", "SAMPLE")
-    obs["is_control"] = stype == "CONTROL"
-    obs["PlateID"] = npx["PlateID"].to_numpy()[sfirst].astype(str)
-    panels = var["Panel"].to_numpy()
-    qc_panel = pd.DataFrame(
-        {p: np.where(qc[:, panels == p].any(axis=1), "WARN", "PASS") for p in pd.unique(panels)},
-        index=obs.index,
-    )
-    obs["QC_Warning"] = np.where((qc_panel != "PASS").any(axis=1), "WARN", "PASS")
-    obs["qc_pass"] = obs["QC_Warning"] == "PASS"
-    sheet = samples.set_index("SampleID")
-    for col in ("patient", "timepoint", "day"):
-        if col in sheet:
-            obs[col] = sheet[col].reindex(obs.index).to_numpy()
-    adata = ad.AnnData(X=x, obs=obs, var=var)
-    adata.obsm["PlateID"] = pd.DataFrame({p: obs["PlateID"] for p in qc_panel.columns})
-    adata.obsm["QC_Warning"] = qc_panel
-    adata.layers["lod"] = lod
-    adata.layers["qc_warning"] = qc
-    adata.layers["below_lod"] = np.nan_to_num(x, nan=np.inf) < np.nan_to_num(lod, nan=-np.inf)
-    adata.uns["olinkpipe"] = {
-        "source": ["olinkpipe.datasets.simulate_cart_study"],
-        "format": "long",
-        "product": "Explore 3072",
-        "data_type": "NPX",
-    }
-    return adata

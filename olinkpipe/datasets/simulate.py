@@ -25,7 +25,8 @@ from .._validate import check_literal
 from ..errors import ValidationError
 from . import _clinical_sim
 from ._assays import SIGNAL_ASSAYS, assay_table, choose_assays
-from ._npx_sim import long_to_anndata, npx_values, sample_table
+from ._npx_sim import npx_values, sample_table
+from ._pivot import long_to_anndata
 
 __all__ = ["simulate_cart_study", "CartStudy", "assay_table", "SIGNAL_ASSAYS"]
 # SIGNAL_ASSAYS and assay_table live in ._assays; importable from here as before
@@ -63,15 +64,18 @@ class CartStudy:
     def to_anndata(self) -> ad.AnnData:
         """Build the samples × assays AnnData (docs/data_model.md) directly, without a reader.
 
-        Meant for benchmarks and tests that need the matrix quickly; users read the
-        written export with :func:`olinkpipe.read_npx` instead.
+        The layout is the one :func:`olinkpipe.read_npx` gives for the written export
+        (the compact one: LOD as the assays × plates table ``varm["lod"]``, below LOD and
+        QC per cell computed on demand by :mod:`olinkpipe._layout`). Meant for
+        benchmarks and tests that need the matrix quickly; users read the written export
+        with :func:`olinkpipe.read_npx` instead.
 
         Examples
         --------
         >>> from olinkpipe.datasets import simulate_cart_study
         >>> adata = simulate_cart_study(seed=1, n_treated=4, n_control=4, n_assays=20).to_anndata()
-        >>> adata.shape[1]
-        20
+        >>> adata.shape[1], "lod" in adata.varm, "below_lod" in adata.layers
+        (20, True, False)
         """
         return long_to_anndata(self.npx, self.samples)
 
