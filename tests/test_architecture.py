@@ -30,20 +30,7 @@ MAX_MODULE_LINES = 800
 MAX_FUNCTION_LINES = 120
 
 #: import cycles (strongly connected components) that exist today
-ALLOWED_CYCLES: list[set[str]] = [
-    # by design, the one cycle left: a public model function given a dask-backed AnnData
-    # hands itself to its combiner in tl._blocks (the hook at its top), and the combiner
-    # calls that same public function back on each in-memory block of assays (imported
-    # inside the combiner) before combining the blocks. Breaking it would mean a second copy
-    # of each function's in-memory path or a registry of callbacks for the same effect.
-    {
-        "olinkpipe.tl._blocks",
-        "olinkpipe.tl._longitudinal",
-        "olinkpipe.tl.de",
-        "olinkpipe.tl.lmer",
-        "olinkpipe.tl.models",
-    },
-]
+ALLOWED_CYCLES: list[set[str]] = []
 #: (importing module, imported module, name) private imports across subpackages today
 ALLOWED_PRIVATE: set[tuple[str, str, str]] = set()
 #: modules over MAX_MODULE_LINES today

@@ -9,15 +9,18 @@ results: concatenation in assay order, the steps over all assays, attrs and warn
 Only the per-assay result rows come back from the tasks: under a ``dask.distributed`` client
 the blocks are read and tested on the workers and the matrix never reaches the client.
 
-A public function opts in with one hook at its top::
+A public function opts in with one hook at its top that hands itself to a combiner::
 
     if _blocks.is_lazy(adata, layer):
-        return _blocks.anova(**locals())
+        kw = locals()
+        return _blocks.rows(anova, kw.pop("adata"), kw, family=_blocks.covariates_unadjusted)
 
-and its combiner here. A frame of rows per assay (and term) sorted by p-value with BH over
-all rows (or per family) is :func:`rows` (e.g. ``return _blocks.rows(nonparametric, adata,
-kw)``); other shapes are a few lines built from :func:`map_blocks`, :func:`in_assay_order`,
-:func:`merge_attrs` and :func:`emit`. Progress bars are off inside blocks (``progress``). ``differential`` also keeps its per-block kernel output (:func:`stash`) so that
+The combiners take the function as an argument, so this module imports none of the modules
+that use it (no import cycle). A frame of rows per assay (and term) sorted by p-value with
+BH over all rows (or per family) is :func:`rows`; posthoc tables are :func:`posthoc`; BH
+within each term is :func:`by_term`; other shapes (``tl.differential``'s, in ``tl/de.py``)
+are a few lines built from :func:`map_blocks`, :func:`in_assay_order`, :func:`merge_attrs`
+and :func:`emit`. Progress bars are off inside blocks (``progress``). ``differential`` also keeps its per-block kernel output (:func:`stash`) so that
 its own ``_frame`` and the moderated t's global prior run once over all assays.
 """
 
@@ -173,7 +176,7 @@ def map_blocks(
     return SimpleNamespace(outs=outs, var=var, obs=obs, offsets=offsets)
 
 
-def _plain(func, adata: ad.AnnData, kwargs: dict, layer: str | None):
+def plain(func, adata: ad.AnnData, kwargs: dict, layer: str | None):
     """obs/var lazy (``read_lazy``) but X in memory: load obs/var, run the plain function."""
     x = adata.X if layer is None else adata.layers[layer]
     sub = ad.AnnData(
@@ -294,40 +297,6 @@ def _significant(frame: pd.DataFrame, alpha: float) -> None:
 # one combiner per public function
 
 
-def differential(adata, **kw):
-    """:func:`olinkpipe.tl.differential` over assay blocks: per-block kernels, then the
-    result frame (and for ``"moderated"`` limma's prior) once over all assays."""
-    from . import de
-    from .methods import get_method
-
-    layer = kw.pop("layer")
-    if not is_dask(adata.X if layer is None else adata.layers[layer]):
-        return _plain(de.differential, adata, kw | {"layer": None}, layer)
-    res = map_blocks(de.differential, adata, kw | {"layer": None}, layer=layer)
-    stashes = [o["stash"] for o in res.outs]
-    attrs = merge_attrs([o["attrs"] for o in res.outs])
-    arrays = concat_arrays([s["res"] for s in stashes])
-    acols = np.concatenate(
-        [s["acols"] + off for s, off in zip(stashes, res.offsets, strict=True)]
-    ).astype(np.int64)
-    means = SimpleNamespace(
-        mean_reference=np.concatenate([s["means"][0] for s in stashes]),
-        mean_target=np.concatenate([s["means"][1] for s in stashes]),
-    )
-    meta = get_method("differential", kw["method"])
-    if meta.finish is not None:
-        arrays = meta.finish(arrays, stashes[0]["opts"])
-    emit(res.outs, attrs)
-    frame = de._frame(
-        SimpleNamespace(var=res.var, n_vars=len(res.var)), acols, arrays, means, kw["alpha"]
-    )
-    attrs["n_tested"] = int(np.isfinite(arrays["p_value"]).sum())
-    if "prior" in arrays:
-        attrs.update(de.prior_attrs(arrays["prior"], paired=kw.get("pair") is not None))
-    frame.attrs = attrs
-    return frame
-
-
 def rows(
     func: Callable,
     adata: ad.AnnData,
@@ -345,7 +314,7 @@ def rows(
     """
     layer = kw.get("layer")
     if not is_dask(adata.X if layer is None else adata.layers[layer]):
-        return _plain(func, adata, kw, layer)
+        return plain(func, adata, kw, layer)
     res = map_blocks(func, adata, kw, layer=layer)
     attrs = merge_attrs([o["attrs"] for o in res.outs])
     frame = in_assay_order([o["frame"] for o in res.outs], res.var, attrs.get("terms"))
@@ -357,27 +326,20 @@ def rows(
         p_adj[codes == c] = bh_adjust(p[codes == c])
     frame["p_adj"] = p_adj
     _significant(frame, kw["alpha"])
-    return _finish(sort_by_p(frame), res, attrs, stacklevel=6)
+    return _finish(sort_by_p(frame), res, attrs, stacklevel=5)
 
 
-def _covariates_unadjusted(frame, attrs):
+def covariates_unadjusted(frame: pd.DataFrame, attrs: dict) -> np.ndarray:
     """BH family of anova/lmer rows: every factor and interaction row together; covariate
     rows reported but not adjusted (OlinkAnalyze's olink_anova / olink_lmer)."""
     return np.where(frame["term"].isin(attrs.get("covariates") or []), None, "variables")
 
 
-def anova(adata, **kw):
-    """:func:`olinkpipe.tl.anova` over assay blocks: BH over the factor and interaction rows
-    of all assays, covariate rows unadjusted."""
-    from . import models
-
-    return rows(models.anova, adata, kw, family=_covariates_unadjusted)
-
-
-def _posthoc(func, adata, kw):
-    """Posthoc tables: per assay and contrast, nothing pooled over assays."""
+def posthoc(func: Callable, adata: ad.AnnData, kw: dict) -> pd.DataFrame:
+    """The combiner of posthoc tables (``tl.anova_posthoc``, ``tl.lmer_posthoc``): per assay
+    and contrast, nothing pooled over assays."""
     if not is_dask(adata.X):
-        return _plain(func, adata, kw, None)
+        return plain(func, adata, kw, None)
     assays = kw["assays"]
     if assays is not None:
         assays = [assays] if isinstance(assays, str) else list(assays)
@@ -387,36 +349,14 @@ def _posthoc(func, adata, kw):
     res = map_blocks(func, adata, kw | {"assays": None}, assays=assays)
     attrs = merge_attrs([o["attrs"] for o in res.outs])
     frame = pd.concat([o["frame"] for o in res.outs], ignore_index=True)
-    return _finish(frame, res, attrs, stacklevel=6)
+    return _finish(frame, res, attrs, stacklevel=5)
 
 
-def anova_posthoc(adata, **kw):
-    """:func:`olinkpipe.tl.anova_posthoc` over assay blocks."""
-    from . import models
-
-    return _posthoc(models.anova_posthoc, adata, kw)
-
-
-def lmer(adata, **kw):
-    """:func:`olinkpipe.tl.lmer` over assay blocks: BH over the variable rows of all assays."""
-    from .lmer import lmer as func
-
-    return rows(func, adata, kw | {"progress": False}, family=_covariates_unadjusted)
-
-
-def lmer_posthoc(adata, **kw):
-    """:func:`olinkpipe.tl.lmer_posthoc` over assay blocks."""
-    from .lmer import lmer_posthoc as func
-
-    return _posthoc(func, adata, kw | {"progress": False})
-
-
-def longitudinal(adata, **kw):
-    """:func:`olinkpipe.tl.longitudinal` over assay blocks: BH within each term."""
-    from ._longitudinal import longitudinal as func
-
+def by_term(func: Callable, adata: ad.AnnData, kw: dict) -> pd.DataFrame:
+    """The combiner of :func:`olinkpipe.tl.longitudinal`: BH within each ``term``, rows
+    sorted by term (in-memory order), then ``p_value``."""
     if not is_dask(adata.X):
-        return _plain(func, adata, kw, None)
+        return plain(func, adata, kw, None)
     serial = kw["method"] == "mixed"  # its fits read warnings.catch_warnings
     res = map_blocks(func, adata, kw | {"progress": False}, serial=serial)
     attrs = merge_attrs([o["attrs"] for o in res.outs])

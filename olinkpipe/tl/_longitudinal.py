@@ -126,7 +126,8 @@ def longitudinal(
     [2.0, 2.0]
     """
     if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
-        return _blocks.longitudinal(**locals())
+        kw = locals()
+        return _blocks.by_term(longitudinal, kw.pop("adata"), kw)
     check_literal("method", method, list(methods_of("longitudinal")))
     check_literal("test", test, ["wald", "lr"])
     covs = list(covariates or [])

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Literal
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._dask import is_dask
 from .._design import ANNOTATION, TwoGroups, matrix, require_obs, two_groups
 from .._docs import doc_adata, doc_alpha, doc_params
 from .._stats import bh_adjust
@@ -204,7 +206,7 @@ def differential(
     ('Week.6 - Baseline', 8)
     """
     if _blocks.is_lazy(adata, layer):  # dask-backed: the same code per block of assays
-        return _blocks.differential(**locals())
+        return _on_blocks(**locals())
     meta = get_method("differential", method)
     check_literal("wilcoxon_ci", wilcoxon_ci, ["order", "uniroot"])
     check_fraction("conf_level", conf_level)
@@ -377,3 +379,34 @@ def _frame(adata, acols, res, design, alpha) -> pd.DataFrame:
         )
     # fresh arrays: no copy needed (and pandas would otherwise consolidate the floats)
     return pd.DataFrame(cols, copy=False)
+
+
+def _on_blocks(adata, **kw):
+    """:func:`olinkpipe.tl.differential` over assay blocks: per-block kernels, then the
+    result frame (and for ``"moderated"`` limma's prior) once over all assays."""
+    layer = kw.pop("layer")
+    if not is_dask(adata.X if layer is None else adata.layers[layer]):
+        return _blocks.plain(differential, adata, kw | {"layer": None}, layer)
+    res = _blocks.map_blocks(differential, adata, kw | {"layer": None}, layer=layer)
+    stashes = [o["stash"] for o in res.outs]
+    attrs = _blocks.merge_attrs([o["attrs"] for o in res.outs])
+    arrays = _blocks.concat_arrays([s["res"] for s in stashes])
+    acols = np.concatenate(
+        [s["acols"] + off for s, off in zip(stashes, res.offsets, strict=True)]
+    ).astype(np.int64)
+    means = SimpleNamespace(
+        mean_reference=np.concatenate([s["means"][0] for s in stashes]),
+        mean_target=np.concatenate([s["means"][1] for s in stashes]),
+    )
+    meta = get_method("differential", kw["method"])
+    if meta.finish is not None:
+        arrays = meta.finish(arrays, stashes[0]["opts"])
+    _blocks.emit(res.outs, attrs)
+    frame = _frame(
+        SimpleNamespace(var=res.var, n_vars=len(res.var)), acols, arrays, means, kw["alpha"]
+    )
+    attrs["n_tested"] = int(np.isfinite(arrays["p_value"]).sum())
+    if "prior" in arrays:
+        attrs.update(prior_attrs(arrays["prior"], paired=kw.get("pair") is not None))
+    frame.attrs = attrs
+    return frame

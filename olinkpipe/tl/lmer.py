@@ -229,7 +229,8 @@ def lmer(
     [16.0, 16.0]
     """
     if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
-        return _blocks.lmer(**locals())
+        kw = locals() | {"progress": False}
+        return _blocks.rows(lmer, kw.pop("adata"), kw, family=_blocks.covariates_unadjusted)
     su = _setup(adata, variable, random, covariates, exclude_controls, "lmer")
     variables, covs, obs, design = su["variables"], su["covs"], su["obs"], su["design"]
     x, groups, y, ann = design.x, su["groups"], su["y"], su["ann"]
@@ -403,7 +404,8 @@ def lmer_posthoc(
     [16.0, 16.0, 16.0]
     """
     if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
-        return _blocks.lmer_posthoc(**locals())
+        kw = locals() | {"progress": False}
+        return _blocks.posthoc(lmer_posthoc, kw.pop("adata"), kw)
     effect_l = split_terms(effect)
     check_p_adjust(p_adjust)
     variables = split_terms(variable)

@@ -221,7 +221,8 @@ def anova(
     (['Site', 'Site'], [2.0, 2.0])
     """
     if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
-        return _blocks.anova(**locals())
+        kw = locals()
+        return _blocks.rows(anova, kw.pop("adata"), kw, family=_blocks.covariates_unadjusted)
     model, obs, z, spans, y, acols, excl = _anova_setup(
         adata, formula_terms, covariates, exclude_controls, "anova"
     )
@@ -346,7 +347,8 @@ def anova_posthoc(
     ['A - B', 'A - C', 'B - C']
     """
     if _blocks.is_lazy(adata):  # dask-backed: the same code per block of assays
-        return _blocks.anova_posthoc(**locals())
+        kw = locals()
+        return _blocks.posthoc(anova_posthoc, kw.pop("adata"), kw)
     effect_l = as_list(effect)
     factors = as_list(formula_terms)
     missing = [e for e in effect_l if e not in factors]
