@@ -92,6 +92,10 @@ def long_to_anndata(npx: pd.DataFrame, samples: pd.DataFrame) -> ad.AnnData:
     (:mod:`olinkpipe._layout`), and an ``Assay_Warning`` that varies within an assay as
     an int8 code layer. No full LOD, ``below_lod`` or ``qc_warning`` layer is built.
     """
+    npx = npx.assign(  # a category with no rows would take another row's annotation
+        OlinkID=npx["OlinkID"].cat.remove_unused_categories(),
+        SampleID=npx["SampleID"].cat.remove_unused_categories(),
+    )
     piv = _Pivot(npx)
     n_s, n_a = piv.shape
     first = piv.first_rows(piv.a, n_a)

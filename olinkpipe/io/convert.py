@@ -43,8 +43,7 @@ from ._longtable import _to_table as _to_table
 from ._numbers import _ambiguous as _ambiguous
 from ._numbers import _numeric as _numeric
 from ._numbers import parse_number as parse_number
-from ._pivot import Ids as _Ids
-from ._pivot import Pivot, panel_grids, place_columns, qc_from_cells, row_order
+from ._pivot import Ids, Pivot, panel_grids, place_columns, qc_from_cells, row_order
 from ._product import assay_type_from_name as assay_type_from_name
 from ._product import guess_product as guess_product
 from ._product import sample_type_from_name as sample_type_from_name
@@ -117,7 +116,7 @@ def _columns(table: pa.Table, *, file: str | None) -> tuple[list[str], dict[str,
 
 def _identifiers(
     cols: dict[str, _Column], roles: dict[str, str | None], n: int, *, file, lines, where: str
-) -> _Ids:
+) -> Ids:
     """Step 2 of :func:`from_long` (coerce the keys): sample, assay, panel and plate codes
     per row; errors for empty IDs, an OlinkID on two panels or with two Assay names."""
     scol, acol = roles["sample"], roles["olinkid"]
@@ -153,7 +152,7 @@ def _identifiers(
     if roles["assay"] is not None:
         _check_one_assay_name(cols[roles["assay"]], a_codes, a_uni, a_groups, file, lines)
     q_codes, q_uni = _codes_or_fill(cols, roles["plate"], n, "")
-    return _Ids(
+    return Ids(
         s_codes, s_uni, a_codes, a_uni, p_codes, p_uni, q_codes, q_uni, assay_panel, a_groups
     )
 
@@ -217,7 +216,7 @@ def _check_one_assay_name(
     raise NPXFormatError(msg)
 
 
-def _obs_rows(ids: _Ids, *, ordered: bool, duplicates: str, file, scol: str) -> tuple:
+def _obs_rows(ids: Ids, *, ordered: bool, duplicates: str, file, scol: str) -> tuple:
     """Step 3 of :func:`from_long` (pivot: rows): one obs row per (SampleID, occurrence
     within panel): ``(o_codes, o_uni, o_sample, dup_sample_codes)`` (row → obs, obs codes,
     each obs row's sample code, samples on two plates within a panel)."""
@@ -259,7 +258,7 @@ def _obs_rows(ids: _Ids, *, ordered: bool, duplicates: str, file, scol: str) -> 
 
 
 def _cells(
-    table: pa.Table, ids: _Ids, o_codes: np.ndarray, n_obs: int, *, file, lines, where: str, scol
+    table: pa.Table, ids: Ids, o_codes: np.ndarray, n_obs: int, *, file, lines, where: str, scol
 ) -> tuple:
     """Step 4 of :func:`from_long` (pivot: cells): one measurement per (obs, assay):
     ``(cell, measured, keep_rows, dropped_ids)`` (each row's flat cell, the cells with a

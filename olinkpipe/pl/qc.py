@@ -68,13 +68,13 @@ def qc(
 
     summary = qc_summary(data) if isinstance(data, ad.AnnData) else data
     if panel is not None:
-        panels = sorted(set(summary["Panel"].astype(str)))
+        names = sorted(set(summary["Panel"].astype(str)))
         summary = summary[summary["Panel"] == panel]
         if summary.empty:
             from ..genesets.collections import close_matches
 
-            close = close_matches(panel, panels)
-            msg = f"panel {panel!r} not found in the QC summary; panels: {panels!r}." + (
+            close = close_matches(panel, names)
+            msg = f"panel {panel!r} not found in the QC summary; panels: {names!r}." + (
                 f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             )
             raise ValidationError(msg)

@@ -11,7 +11,7 @@ the blocks are read and tested on the workers and the matrix never reaches the c
 
 A public function opts in with one hook at its top that hands itself to a combiner::
 
-    if _blocks.is_lazy(adata, layer):
+    if _blocks.is_lazy(adata):
         kw = locals()
         return _blocks.rows(anova, kw.pop("adata"), kw, family=_blocks.covariates_unadjusted)
 
@@ -20,8 +20,9 @@ that use it (no import cycle). A frame of rows per assay (and term) sorted by p-
 BH over all rows (or per family) is :func:`rows`; posthoc tables are :func:`posthoc`; BH
 within each term is :func:`by_term`; other shapes (``tl.differential``'s, in ``tl/de.py``)
 are a few lines built from :func:`map_blocks`, :func:`in_assay_order`, :func:`merge_attrs`
-and :func:`emit`. Progress bars are off inside blocks (``progress``). ``differential`` also keeps its per-block kernel output (:func:`stash`) so that
-its own ``_frame`` and the moderated t's global prior run once over all assays.
+and :func:`emit`. Progress bars are off inside blocks (``progress``). ``differential``
+also keeps its per-block kernel output (:func:`stash`) so that its own ``_frame`` and the
+moderated t's global prior run once over all assays.
 """
 
 from __future__ import annotations
@@ -294,7 +295,7 @@ def _significant(frame: pd.DataFrame, alpha: float) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# one combiner per public function
+# the combiners: each is given the public function it runs on every block
 
 
 def rows(

@@ -81,7 +81,7 @@ class WorkflowResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     adata: ad.AnnData | None = None
-    config: RunConfig | None = None
+    config: RunConfig | None = None  # the run's WorkflowConfig (workflow/config.py)
     timings: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
