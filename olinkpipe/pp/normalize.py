@@ -18,7 +18,7 @@ import pandas as pd
 
 from .._validate import check_literal, require_columns
 from ..errors import ValidationError, format_message, preview
-from . import _lazy, _lodcols, _pair, _utils
+from . import _lazy, _lodcols, _median, _pair, _utils
 
 __all__ = [
     "subset_normalize",
@@ -436,12 +436,16 @@ def normalize_plates(
         [pd.Index(plates).get_indexer(plate_tab[p].to_numpy()) for p in pan_list]
     ).reshape(out.n_obs, len(pan_list))
     n_pl = len(plates)
-    stats = _lazy.per_assay(
-        partial(_plate_medians, use=use, codes=codes, n_plates=n_pl),
-        [_utils.npx(out)],
-        k=1 + 2 * n_pl,
-        vectors=[pidx],
-    )
+    X = _utils.npx(out)
+    if _lazy.is_dask(X):  # per assay block, one thread each (dask runs the blocks)
+        stats = _lazy.per_assay(
+            partial(_plate_medians, use=use, codes=codes, n_plates=n_pl, threads=1),
+            [X],
+            k=1 + 2 * n_pl,
+            vectors=[pidx],
+        )
+    else:  # the whole matrix: tiles shared out to threads (pp._median)
+        stats = _plate_medians(X, pidx, use=use, codes=codes, n_plates=n_pl)
     overall, med, count = stats[0], stats[1 : 1 + n_pl], stats[1 + n_pl :]
     # factor per plate (code) and assay; the last row (code -1: no plate) shifts nothing
     factors = np.zeros((n_pl + 1, out.n_vars))
@@ -477,8 +481,12 @@ def normalize_plates(
             f"{step}: no study-sample values for {len(missing)} plate/assay pair(s) "
             f"({preview(missing)}); their factor is set to 0.",
         )
-    out.X = _lazy.add_by_code(_utils.npx(out), codes, pidx, factors)
-    _utils.shift_lod_by_plate(out, codes, pidx, factors, plates)  # table or layer
+    out.X = _shift_by_plate(X, codes, pidx, factors)
+    lod = out.layers["lod"] if "lod" in out.layers else None
+    if isinstance(lod, np.ndarray) and lod.dtype == np.float64:  # a full layer: in place
+        out.layers["lod"] = _shift_by_plate(lod, codes, pidx, factors)
+    else:
+        _utils.shift_lod_by_plate(out, codes, pidx, factors, plates)  # table or layer
     table = pd.concat(rows_tab, ignore_index=True)
     _utils.normalization_record(out)[step] = {
         "method": method,
@@ -488,28 +496,44 @@ def normalize_plates(
     return out
 
 
-def _plate_medians(
-    block: np.ndarray, pidx: np.ndarray, *, use: np.ndarray, codes: np.ndarray, n_plates: int
-) -> np.ndarray:
-    """Per assay of a block: median over the ``use`` rows, then each plate's median and
-    number of values over its ``use`` rows (NaN / 0 where the plate is not on the panel)."""
-    pidx = np.asarray(pidx, dtype=np.intp)
-    out = np.full((1 + 2 * n_plates, block.shape[1]), np.nan)
-    out[1 + n_plates :] = 0
-    out[0] = _utils.nanmedian0(block[use])
-    # panels whose samples sit on the same plates (the usual case) are done together
+def _panel_groups(codes: np.ndarray, pidx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(plate code of each sample, assay columns) per set of panels whose samples sit on
+    the same plates (usually one set: every panel)."""
     groups: dict[bytes, list[int]] = {}
     for p in np.unique(pidx):
         groups.setdefault(codes[:, p].tobytes(), []).append(int(p))
-    for pans in groups.values():
-        code = codes[:, pans[0]]
-        cols = np.flatnonzero(np.isin(pidx, pans))
-        whole = len(cols) == block.shape[1]
-        for c in np.unique(code):
-            if c < 0:
-                continue
-            sub = block[(code == c) & use]
-            sub = sub if whole else sub[:, cols]
-            out[1 + c, cols] = _utils.nanmedian0(sub)
-            out[1 + n_plates + c, cols] = (~np.isnan(sub)).sum(axis=0)
+    return [(codes[:, pans[0]], np.flatnonzero(np.isin(pidx, pans))) for pans in groups.values()]
+
+
+def _plate_medians(
+    block: np.ndarray,
+    pidx: np.ndarray,
+    *,
+    use: np.ndarray,
+    codes: np.ndarray,
+    n_plates: int,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Per assay of a block: median over the ``use`` rows, then each plate's median and
+    number of values over its ``use`` rows (NaN / 0 where the plate is not on the panel),
+    exact (``np.nanmedian``'s values, :func:`olinkpipe.pp._median.group_medians`)."""
+    pidx = np.asarray(pidx, dtype=np.intp)
+    out = np.full((1 + 2 * n_plates, block.shape[1]), np.nan)
+    for code, cols in _panel_groups(codes, pidx):
+        overall, med, count = _median.group_medians(
+            block, code, n_plates, use=use, cols=cols, threads=threads
+        )
+        out[0, cols] = overall
+        out[1 : 1 + n_plates, cols] = med
+        out[1 + n_plates :, cols] = count
     return out
+
+
+def _shift_by_plate(X, codes: np.ndarray, pidx: np.ndarray, factors: np.ndarray):
+    """``X[i, j] + factors[codes[i, pidx[j]], j]``: in place on a float64 numpy array (one
+    threaded pass, :func:`olinkpipe.pp._median.add_by_group`), lazily on dask."""
+    if _lazy.is_dask(X) or not (isinstance(X, np.ndarray) and X.dtype == np.float64):
+        return _lazy.add_by_code(X, codes, pidx, factors)
+    for code, cols in _panel_groups(codes, np.asarray(pidx, dtype=np.intp)):
+        _median.add_by_group(X, code, factors, cols)
+    return X
