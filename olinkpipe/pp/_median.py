@@ -75,49 +75,61 @@ class _Layout:
 
     def __init__(self, rows: Sequence[np.ndarray], rest: np.ndarray, *, pad: bool) -> None:
         sizes = np.array([len(r) for r in rows], dtype=np.intp).reshape(-1)
-        self.rows = [np.asarray(r, dtype=np.intp) for r in rows]
-        self.runs = [_runs(r) for r in self.rows]
-        self.rest = np.asarray(rest, dtype=np.intp)
-        self.rest_runs = _runs(self.rest)
+        rest = np.asarray(rest, dtype=np.intp)
         self.sizes = sizes
+        self.n_rest = len(rest)
         seg = int(sizes.max()) if len(sizes) else 0
         self.padded = pad and len(sizes) > 0 and seg * len(sizes) <= (1 + _MAX_PAD) * sizes.sum()
         self.width = np.full(len(sizes), seg) if self.padded else sizes
         self.offsets = (np.cumsum(self.width) - self.width).astype(np.intp)
         self.seg_end = int(self.width.sum())
-        self.data = self.seg_end + len(self.rest)
-        n_all = int(sizes.sum()) + len(self.rest)
-        self.n_all = n_all
-        self.total = self.data + n_all // 2 + 2  # the widest pad region needed
+        self.data = self.seg_end + len(rest)
+        self.total = self.data + (int(sizes.sum()) + len(rest)) // 2 + 2  # widest pad region
+        # copies: (lane position, first row, last row + 1) of runs of consecutive rows
+        # landing on consecutive positions (merged across groups), and gathers
+        self.copies: list[list[int]] = []
+        self.gathers: list[tuple[int, np.ndarray]] = []
+        for off, idx in [*zip(self.offsets, rows, strict=True), (self.seg_end, rest)]:
+            idx = np.asarray(idx, dtype=np.intp)
+            runs = _runs(idx)
+            if len(runs) > 4:
+                self.gathers.append((int(off), idx))
+                continue
+            pos = int(off)
+            for lo, hi in runs:
+                last = self.copies[-1] if self.copies else None
+                if last and last[0] + last[2] - last[1] == pos and last[2] == lo:
+                    last[2] = hi
+                else:
+                    self.copies.append([pos, lo, hi])
+                pos += hi - lo
+        self.nan_fill = [
+            (int(o + n), int(o + w))
+            for o, n, w in zip(self.offsets, sizes, self.width, strict=True)
+            if n < w
+        ]
 
     def fill(self, buf: np.ndarray, X: np.ndarray, tile) -> int:
         """Copy ``X[rows, tile]`` transposed into ``buf`` (lanes = the tile's columns)."""
         src = X[:, tile]  # a view for a slice, a small copy for an index array
         w = src.shape[1]
-        parts = [
-            (o, r, runs) for o, r, runs in zip(self.offsets, self.rows, self.runs, strict=True)
-        ]
-        parts.append((self.seg_end, self.rest, self.rest_runs))
-        for off, rows, runs in parts:
-            if len(runs) <= 4:
-                pos = int(off)
-                for lo, hi in runs:
-                    np.copyto(buf[:w, pos : pos + hi - lo], src[lo:hi].T)
-                    pos += hi - lo
-            else:
-                np.copyto(buf[:w, off : off + len(rows)], np.take(src, rows, axis=0).T)
-        if self.padded:
-            for g, size in enumerate(self.sizes):
-                if size < self.width[g]:
-                    buf[:w, self.offsets[g] + size : self.offsets[g] + self.width[g]] = np.nan
+        for pos, lo, hi in self.copies:
+            np.copyto(buf[:w, pos : pos + hi - lo], src[lo:hi].T)
+        for pos, idx in self.gathers:
+            np.copyto(buf[:w, pos : pos + len(idx)], np.take(src, idx, axis=0).T)
+        for lo, hi in self.nan_fill:
+            buf[:w, lo:hi] = np.nan
         return w
 
 
 def _pick(buf: np.ndarray, start: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Median of sorted (NaN last) lane segments starting at ``start`` with ``n`` values
-    each (``start``, ``n``: lanes × segments); NaN where ``n == 0``."""
-    lo = np.take_along_axis(buf, start + np.maximum((n - 1) // 2, 0), axis=1)
-    hi = np.take_along_axis(buf, start + np.maximum(n // 2, 0), axis=1)
+    each (``start``, ``n``: lanes × segments); NaN where ``n == 0``. ``buf`` is
+    C-contiguous (its first ``len(n)`` rows are the lanes)."""
+    flat = buf.reshape(-1)
+    base = start + (np.arange(n.shape[0]) * buf.shape[1])[:, None]
+    lo = flat[base + np.maximum((n - 1) // 2, 0)]
+    hi = flat[base + np.maximum(n // 2, 0)]
     with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, as numpy
         med = np.where(lo == hi, lo, (lo + hi) / 2)  # one middle value: itself
     med[n == 0] = np.nan
@@ -149,32 +161,33 @@ def _overall(buf: np.ndarray, lay: _Layout, n_all: np.ndarray) -> np.ndarray:
     return med
 
 
-def _tile_stats(buf, X, tile, lay: _Layout, groups: bool) -> tuple:
+def _tile_stats(buf, isnan_buf, X, tile, lay: _Layout, groups: bool) -> tuple:
     """(overall median, group medians, group counts) of one tile, lanes × …"""
     w = lay.fill(buf, X, tile)
     view = buf[:w]
     n_groups = len(lay.sizes)
     n_grp = np.zeros((w, n_groups), dtype=np.intp)
-    full = lay.width > 0
-    if full.any():  # NaN per segment (padding included), then values per group
+    if groups and lay.padded:  # sort every segment with one call, count from the sort
+        seg = int(lay.width[0])  # a view (sorted in place), never a copy
+        segs = np.lib.stride_tricks.as_strided(
+            view, (w, n_groups, seg), (view.strides[0], seg * view.strides[1], view.strides[1])
+        )
+        segs.sort(axis=2)
+        nan = np.isnan(segs, out=isnan_buf[:w])
+        first = nan.argmax(axis=2)  # NaN sorts last: the first NaN is at the count
+        n_grp[...] = np.where((first == 0) & ~nan[:, :, 0], seg, first)
+    elif (lay.width > 0).any():  # NaN per segment, then values per group
+        full = lay.width > 0
         isnan = np.isnan(view[:, : lay.seg_end])
         n_nan = np.add.reduceat(isnan, lay.offsets[full], axis=1, dtype=np.intp)
         n_grp[:, full] = lay.width[full] - n_nan
-    n_rest = len(lay.rest) - np.isnan(view[:, lay.seg_end : lay.data]).sum(axis=1)
-    n_all = n_grp.sum(axis=1) + n_rest
-    med_grp = None
-    if groups and n_groups:
-        if lay.padded:
-            seg = int(lay.width[0])  # a view (np.sort in place), never a copy
-            segs = np.lib.stride_tricks.as_strided(
-                view, (w, n_groups, seg), (view.strides[0], seg * view.strides[1], view.strides[1])
-            )
-            segs.sort(axis=2)
-        else:
+        if groups:
             for off, width in zip(lay.offsets, lay.width, strict=True):
                 if width > 1:
                     view[:, off : off + width].sort(axis=1)
-        med_grp = _pick(view, np.broadcast_to(lay.offsets, n_grp.shape), n_grp)
+    n_rest = lay.n_rest - np.isnan(view[:, lay.seg_end : lay.data]).sum(axis=1)
+    n_all = n_grp.sum(axis=1) + n_rest
+    med_grp = _pick(buf, lay.offsets[None, :], n_grp) if groups and n_groups else None
     return _overall(buf, lay, n_all), med_grp, n_grp, n_all
 
 
@@ -192,8 +205,10 @@ def _run(X, cols, lay: _Layout, *, groups: bool, threads: int | None) -> tuple:
 
     def job(part):
         buf = np.empty((TILE, lay.total))
+        seg = int(lay.width[0]) if lay.padded else 0
+        isnan_buf = np.empty((TILE, len(lay.sizes), seg), dtype=bool)
         for tile in part:
-            o, m, n, n_tot = _tile_stats(buf, X, tile, lay, groups)
+            o, m, n, n_tot = _tile_stats(buf, isnan_buf, X, tile, lay, groups)
             at = where[tile]
             overall[at] = o
             n_all[at] = n_tot
@@ -305,25 +320,43 @@ def add_by_group(
 ) -> None:
     """``X[i, j] += factors[code[i], j]`` in place for the columns ``cols`` (all when
     None; ``factors`` has one column per column of X), row code ``-1`` taking the last
-    row of ``factors``: runs of rows with one code are shifted by one broadcast add each
-    (one read and one write of every value), column slices on ``olinkpipe._parallel``
-    threads."""
+    row of ``factors``.
+
+    Each block of consecutive rows with one code and consecutive columns is shifted by one
+    broadcast add (one read and one write of every value; with every column, a block is
+    contiguous in memory); the blocks are shared out to ``olinkpipe._parallel`` threads.
+    Rows whose codes alternate too often for blocks are shifted by column slices with a
+    gathered ``factors[code]``.
+    """
     code = np.asarray(code, dtype=np.intp)
     cols = np.arange(X.shape[1]) if cols is None else np.asarray(cols, dtype=np.intp)
     n = len(code)
-    cut = np.flatnonzero(code[1:] != code[:-1]) + 1
-    bounds = np.r_[0, cut, n] if n else np.array([0])
-    by_runs = len(bounds) - 1 <= max(8, n // 16)
-    spans = _col_tiles(cols, max(64, -(-len(cols) // (4 * _parallel.n_threads()))))
+    if n == 0 or len(cols) == 0:
+        return
+    bounds = np.r_[0, np.flatnonzero(code[1:] != code[:-1]) + 1, n]
+    col_runs = _runs(cols)
+    blocks: list[tuple[int, int, int, int]] = []  # rows lo:hi, columns c0:c1
+    if len(bounds) - 1 <= max(8, n // 16):
+        step = max(16, -(-n // (8 * _parallel.n_threads())))  # rows per block, at most
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            for a in range(int(lo), int(hi), step):
+                blocks.extend((a, min(a + step, int(hi)), c0, c1) for c0, c1 in col_runs)
 
-    def job(sl):
-        if by_runs:
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-                X[lo:hi, sl] += factors[code[lo], sl]
-        else:
-            X[:, sl] += factors[:, sl][code]
+        def shift(block):
+            lo, hi, c0, c1 = block
+            view = X[lo:hi, c0:c1]  # np.add(out=): ``X[a:b] += f`` would copy it back again
+            np.add(view, factors[code[lo], c0:c1], out=view)
+
+    else:
+        blocks = [(0, n, sl.start, sl.stop) for sl in _col_tiles(cols, 256)]
+
+        def shift(block):
+            _, _, c0, c1 = block
+            view = X[:, c0:c1]
+            np.add(view, factors[:, c0:c1][code], out=view)
 
     nbytes = X.shape[0] * len(cols) * 8 if threads != 1 else 0
     with _parallel.Jobs(nbytes=nbytes) as jobs:
-        for sl in spans:
-            jobs.add(lambda sl=sl: job(sl))
+        per_job = -(-len(blocks) // (4 * _parallel.n_threads()))
+        for i in range(0, len(blocks), per_job):
+            jobs.add(lambda part=blocks[i : i + per_job]: [shift(b) for b in part])

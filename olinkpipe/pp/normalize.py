@@ -448,32 +448,9 @@ def normalize_plates(
         stats = _plate_medians(X, pidx, use=use, codes=codes, n_plates=n_pl)
     overall, med, count = stats[0], stats[1 : 1 + n_pl], stats[1 + n_pl :]
     # factor per plate (code) and assay; the last row (code -1: no plate) shifts nothing
-    factors = np.zeros((n_pl + 1, out.n_vars))
-    rows_tab: list[pd.DataFrame] = []
-    missing: list[str] = []
-    for p_i, panel in enumerate(pan_list):
-        cols = np.flatnonzero(pidx == p_i)
-        for plate in pd.unique(plate_tab[panel].to_numpy()):
-            if plate == "" and has_plates:  # not measured on this panel: nothing to shift
-                continue
-            c = int(np.flatnonzero(plates == plate)[0])
-            fac = overall[cols] - med[c, cols]
-            bad = np.isnan(fac)
-            if bad.any():
-                missing.extend(f"{plate}/{v}" for v in out.var_names[cols[bad]])
-                fac = np.where(bad, 0.0, fac)
-            factors[c, cols] = fac
-            rows_tab.append(
-                pd.DataFrame(
-                    {
-                        "PlateID": str(plate),
-                        "Panel": str(panel),
-                        "OlinkID": out.var_names[cols].astype(str),
-                        "Adj_factor": fac,
-                        "n": count[c, cols].astype(np.int64),
-                    }
-                )
-            )
+    factors, table, missing = _plate_factors(
+        out.var_names, plate_tab, plates, pidx, overall, med, count, has_plates=has_plates
+    )
     if has_plates and "" in set(plates):  # cells on no plate keep their values
         codes = np.where(codes == int(np.flatnonzero(plates == "")[0]), -1, codes)
     if missing:
@@ -487,13 +464,60 @@ def normalize_plates(
         out.layers["lod"] = _shift_by_plate(lod, codes, pidx, factors)
     else:
         _utils.shift_lod_by_plate(out, codes, pidx, factors, plates)  # table or layer
-    table = pd.concat(rows_tab, ignore_index=True)
     _utils.normalization_record(out)[step] = {
         "method": method,
         "controls": controls,
         "factors": table,
     }
     return out
+
+
+def _plate_factors(
+    names: pd.Index,
+    plate_tab: pd.DataFrame,
+    plates: np.ndarray,
+    pidx: np.ndarray,
+    overall: np.ndarray,
+    med: np.ndarray,
+    count: np.ndarray,
+    *,
+    has_plates: bool,
+) -> tuple[np.ndarray, pd.DataFrame, list[str]]:
+    """Factor per plate (code) and assay (the last row, code -1: no plate, shifts
+    nothing), the long factor table (one frame built once) and the plate/assay pairs
+    without a factor (set to 0)."""
+    factors = np.zeros((len(plates) + 1, len(names)))
+    labels: list[tuple[str, str]] = []  # (plate, panel) of each pair
+    col_parts: list[np.ndarray] = []
+    code_of: list[int] = []
+    for p_i, panel in enumerate(plate_tab.columns):
+        cols = np.flatnonzero(pidx == p_i)
+        for plate in pd.unique(plate_tab[panel].to_numpy()):
+            if plate == "" and has_plates:  # not measured on this panel: nothing to shift
+                continue
+            labels.append((str(plate), str(panel)))
+            code_of.append(int(np.flatnonzero(plates == plate)[0]))
+            col_parts.append(cols)
+    pair = np.repeat(np.arange(len(labels)), [len(c) for c in col_parts])
+    col = np.concatenate(col_parts) if col_parts else np.empty(0, dtype=np.intp)
+    code = np.asarray(code_of, dtype=np.intp)[pair]
+    plate_of = np.array([p for p, _ in labels] or [""], dtype=object)[pair]
+    panel_of = np.array([q for _, q in labels] or [""], dtype=object)[pair]
+    fac = overall[col] - med[code, col]
+    bad = np.isnan(fac)
+    missing = [f"{p}/{v}" for p, v in zip(plate_of[bad], names[col[bad]], strict=True)]
+    fac[bad] = 0.0
+    factors[code, col] = fac
+    table = pd.DataFrame(
+        {
+            "PlateID": plate_of,
+            "Panel": panel_of,
+            "OlinkID": np.asarray(names.astype(str), dtype=object)[col],
+            "Adj_factor": fac,
+            "n": count[code, col].astype(np.int64),
+        }
+    )
+    return factors, table, missing
 
 
 def _panel_groups(codes: np.ndarray, pidx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
