@@ -38,8 +38,11 @@ import numpy as np
 
 from .. import _parallel
 
-#: assays per tile: a tile of 2,000 samples is 32 × 2,000 × 8 B = 0.5 MB (L2-resident)
-TILE = 32
+#: values per tile buffer (0.5 MB of float64, L2-resident): 32 assays of 2,000 samples,
+#: more assays when there are fewer samples (fewer Python steps per value)
+TILE_VALUES = 2**16
+#: assays per tile, at least and at most
+TILE_MIN, TILE_MAX = 32, 1024
 #: tiles per job (a job allocates its buffer once)
 _JOB_TILES = 8
 #: padded plate segments are used when they waste at most this fraction of the buffer
@@ -198,15 +201,16 @@ def _run(X, cols, lay: _Layout, *, groups: bool, threads: int | None) -> tuple:
     med = np.empty((n_groups, n_cols))
     count = np.empty((n_groups, n_cols), dtype=np.intp)
     n_all = np.empty(n_cols, dtype=np.intp)
-    tiles = _col_tiles(cols, TILE)
+    tile_cols = min(TILE_MAX, max(TILE_MIN, TILE_VALUES // lay.total))
+    tiles = _col_tiles(cols, tile_cols)
     # position of each tile's columns in ``cols``
     where = np.empty(X.shape[1], dtype=np.intp)
     where[cols] = np.arange(n_cols)
 
     def job(part):
-        buf = np.empty((TILE, lay.total))
+        buf = np.empty((tile_cols, lay.total))
         seg = int(lay.width[0]) if lay.padded else 0
-        isnan_buf = np.empty((TILE, len(lay.sizes), seg), dtype=bool)
+        isnan_buf = np.empty((tile_cols, len(lay.sizes), seg), dtype=bool)
         for tile in part:
             o, m, n, n_tot = _tile_stats(buf, isnan_buf, X, tile, lay, groups)
             at = where[tile]
