@@ -59,10 +59,10 @@ def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
     return [(int(idx[a]), int(idx[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
 
 
-def _col_tiles(cols: np.ndarray, width: int) -> list[slice | np.ndarray]:
-    """Tiles of at most ``width`` columns: slices of contiguous runs of ``cols``, else
-    index arrays."""
-    tiles: list[slice | np.ndarray] = []
+def _col_tiles(cols: np.ndarray, width: int) -> list[slice]:
+    """Tiles of at most ``width`` columns: slices of the contiguous runs of ``cols``
+    (panels are runs of columns, so a tile of X is a view)."""
+    tiles: list[slice] = []
     for lo, hi in _runs(np.asarray(cols, dtype=np.intp)):
         tiles.extend(slice(a, min(a + width, hi)) for a in range(lo, hi, width))
     return tiles
@@ -114,7 +114,7 @@ class _Layout:
 
     def fill(self, buf: np.ndarray, X: np.ndarray, tile) -> int:
         """Copy ``X[rows, tile]`` transposed into ``buf`` (lanes = the tile's columns)."""
-        src = X[:, tile]  # a view for a slice, a small copy for an index array
+        src = X[:, tile]  # a view
         w = src.shape[1]
         for pos, lo, hi in self.copies:
             np.copyto(buf[:w, pos : pos + hi - lo], src[lo:hi].T)
