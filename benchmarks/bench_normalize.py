@@ -78,22 +78,22 @@ figures move by up to 2× between runs; best of 5). Before (main at 6e66ba1, sam
 minutes earlier): normalize_plates 161.5 ms = **38.3×** the pass floor (4.2 ms),
 intensity_normalize 232.4 ms = 27.6× (8.4 ms). After:
 
-===============================================  ===========  =========  ============
-                                                 2 threads    ratio      one thread
-===============================================  ===========  =========  ============
-pass floor ``np.add(X, 0.0, out=X)``             4.3 ms       1.0        --
-per-assay shift ``np.add(X, row, out=X)``        6.1 ms       1.4        --
-sort floor (plate lanes, one thread)             14.9 ms      3.4        --
-selection floor (assay lanes, one thread)        19.5 ms      4.5        --
-plate + overall medians (pp._median)             34.3 ms      7.9        50–80 ms
-normalize_plates(copy=False), LOD layer          75.0 ms      **17.3**   113 ms
-normalize_plates(copy=False), LOD table          60.8 ms      **14.0**   72 ms
-column medians of both projects                  47.8 ms      5.6        75 ms
-intensity_normalize, LOD layers                  188.5 ms     22.2       214 ms
-intensity_normalize, LOD tables                  233.6 ms     27.5       268 ms
-===============================================  ===========  =========  ============
+===============================================  ============  ===========  ==========
+two runs, best of 5 each                         2 threads     ratio        one thread
+===============================================  ============  ===========  ==========
+pass floor ``np.add(X, 0.0, out=X)``             4.0–4.3 ms    1.0          --
+per-assay shift ``np.add(X, row, out=X)``        6.0–6.1 ms    1.4–1.5      --
+sort floor (plate lanes, one thread)             13.1–14.9 ms  3.3–3.4      --
+selection floor (assay lanes, one thread)        19.0–19.5 ms  4.5–4.8      --
+plate + overall medians (pp._median)             34.3–35.9 ms  7.9–9.1      77–80 ms
+normalize_plates(copy=False), LOD layer          55.2–75.0 ms  **14–17**    76–113 ms
+normalize_plates(copy=False), LOD table          53.9–60.8 ms  **13.6–14**  68–72 ms
+column medians of both projects                  45.4–47.8 ms  5.4–5.6      68–75 ms
+intensity_normalize, LOD layers                  168–189 ms    19.9–22.2    214–227 ms
+intensity_normalize, LOD tables                  216–234 ms    25.6–27.5    268–353 ms
+===============================================  ============  ===========  ==========
 
-(ratios of the last three to the pass floor over both projects' X, 8.5 ms.)
+(ratios of the last three to the pass floor over both projects' X, 8.4–8.5 ms.)
 
 The ≤ 2× target is **not** reachable with exact medians, and the measured floors say why.
 R's median (bit for bit, as the rank tests downstream need) is an order statistic: every
@@ -104,9 +104,9 @@ transposed into a lane once (~1.5× a pass, measured in the kernel): ~9× a pass
 thread before any bookkeeping, ~4.7× on two threads if they scaled perfectly, plus one
 per-assay shift (1.4×) for X and one more for a full LOD layer: **~6× (LOD table) to ~8×
 (LOD layer) is the floor** with numpy's sort and partition on this machine. The kernel
-(``pp._median``) is within ~1.7× of its floor: X is read once, in tiles of 32 assays ×
-all samples transposed into one preallocated buffer per thread, plate lanes NaN-padded
-to one width so one ``np.sort`` call sorts a tile, counts read off the sort (NaN sorts
+(``pp._median``) is within ~1.8× of its floor on two threads: X is read once, in tiles
+of 32 assays × all samples transposed into one preallocated buffer per thread, plate
+lanes NaN-padded to one width so one ``np.sort`` call sorts a tile, counts read off the sort (NaN sorts
 last), the overall median by one ``np.partition`` per tile at a single ``kth`` (``±inf``
 appended so that every lane's middle sits at the same position), shared out to threads;
 no ``np.nanmedian`` anywhere. The shift is one threaded in-place pass by row blocks of a
