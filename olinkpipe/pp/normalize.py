@@ -18,7 +18,7 @@ import pandas as pd
 
 from .._validate import check_literal, require_columns
 from ..errors import ValidationError, format_message, preview
-from . import _lazy, _lodcols, _pair, _utils
+from . import _lazy, _lodcols, _median, _pair, _utils
 
 __all__ = [
     "subset_normalize",
@@ -436,40 +436,21 @@ def normalize_plates(
         [pd.Index(plates).get_indexer(plate_tab[p].to_numpy()) for p in pan_list]
     ).reshape(out.n_obs, len(pan_list))
     n_pl = len(plates)
-    stats = _lazy.per_assay(
-        partial(_plate_medians, use=use, codes=codes, n_plates=n_pl),
-        [_utils.npx(out)],
-        k=1 + 2 * n_pl,
-        vectors=[pidx],
-    )
+    X = _utils.npx(out)
+    if _lazy.is_dask(X):  # per assay block, one thread each (dask runs the blocks)
+        stats = _lazy.per_assay(
+            partial(_plate_medians, use=use, codes=codes, n_plates=n_pl, threads=1),
+            [X],
+            k=1 + 2 * n_pl,
+            vectors=[pidx],
+        )
+    else:  # the whole matrix: tiles shared out to threads (pp._median)
+        stats = _plate_medians(X, pidx, use=use, codes=codes, n_plates=n_pl)
     overall, med, count = stats[0], stats[1 : 1 + n_pl], stats[1 + n_pl :]
     # factor per plate (code) and assay; the last row (code -1: no plate) shifts nothing
-    factors = np.zeros((n_pl + 1, out.n_vars))
-    rows_tab: list[pd.DataFrame] = []
-    missing: list[str] = []
-    for p_i, panel in enumerate(pan_list):
-        cols = np.flatnonzero(pidx == p_i)
-        for plate in pd.unique(plate_tab[panel].to_numpy()):
-            if plate == "" and has_plates:  # not measured on this panel: nothing to shift
-                continue
-            c = int(np.flatnonzero(plates == plate)[0])
-            fac = overall[cols] - med[c, cols]
-            bad = np.isnan(fac)
-            if bad.any():
-                missing.extend(f"{plate}/{v}" for v in out.var_names[cols[bad]])
-                fac = np.where(bad, 0.0, fac)
-            factors[c, cols] = fac
-            rows_tab.append(
-                pd.DataFrame(
-                    {
-                        "PlateID": str(plate),
-                        "Panel": str(panel),
-                        "OlinkID": out.var_names[cols].astype(str),
-                        "Adj_factor": fac,
-                        "n": count[c, cols].astype(np.int64),
-                    }
-                )
-            )
+    factors, table, missing = _plate_factors(
+        out.var_names, plate_tab, plates, pidx, overall, med, count, has_plates=has_plates
+    )
     if has_plates and "" in set(plates):  # cells on no plate keep their values
         codes = np.where(codes == int(np.flatnonzero(plates == "")[0]), -1, codes)
     if missing:
@@ -477,9 +458,12 @@ def normalize_plates(
             f"{step}: no study-sample values for {len(missing)} plate/assay pair(s) "
             f"({preview(missing)}); their factor is set to 0.",
         )
-    out.X = _lazy.add_by_code(_utils.npx(out), codes, pidx, factors)
-    _utils.shift_lod_by_plate(out, codes, pidx, factors, plates)  # table or layer
-    table = pd.concat(rows_tab, ignore_index=True)
+    out.X = _shift_by_plate(X, codes, pidx, factors)
+    lod = out.layers["lod"] if "lod" in out.layers else None
+    if isinstance(lod, np.ndarray) and lod.dtype == np.float64:  # a full layer: in place
+        out.layers["lod"] = _shift_by_plate(lod, codes, pidx, factors)
+    else:
+        _utils.shift_lod_by_plate(out, codes, pidx, factors, plates)  # table or layer
     _utils.normalization_record(out)[step] = {
         "method": method,
         "controls": controls,
@@ -488,28 +472,92 @@ def normalize_plates(
     return out
 
 
-def _plate_medians(
-    block: np.ndarray, pidx: np.ndarray, *, use: np.ndarray, codes: np.ndarray, n_plates: int
-) -> np.ndarray:
-    """Per assay of a block: median over the ``use`` rows, then each plate's median and
-    number of values over its ``use`` rows (NaN / 0 where the plate is not on the panel)."""
-    pidx = np.asarray(pidx, dtype=np.intp)
-    out = np.full((1 + 2 * n_plates, block.shape[1]), np.nan)
-    out[1 + n_plates :] = 0
-    out[0] = _utils.nanmedian0(block[use])
-    # panels whose samples sit on the same plates (the usual case) are done together
+def _plate_factors(
+    names: pd.Index,
+    plate_tab: pd.DataFrame,
+    plates: np.ndarray,
+    pidx: np.ndarray,
+    overall: np.ndarray,
+    med: np.ndarray,
+    count: np.ndarray,
+    *,
+    has_plates: bool,
+) -> tuple[np.ndarray, pd.DataFrame, list[str]]:
+    """Factor per plate (code) and assay (the last row, code -1: no plate, shifts
+    nothing), the long factor table (one frame built once) and the plate/assay pairs
+    without a factor (set to 0)."""
+    factors = np.zeros((len(plates) + 1, len(names)))
+    labels: list[tuple[str, str]] = []  # (plate, panel) of each pair
+    col_parts: list[np.ndarray] = []
+    code_of: list[int] = []
+    for p_i, panel in enumerate(plate_tab.columns):
+        cols = np.flatnonzero(pidx == p_i)
+        for plate in pd.unique(plate_tab[panel].to_numpy()):
+            if plate == "" and has_plates:  # not measured on this panel: nothing to shift
+                continue
+            labels.append((str(plate), str(panel)))
+            code_of.append(int(np.flatnonzero(plates == plate)[0]))
+            col_parts.append(cols)
+    pair = np.repeat(np.arange(len(labels)), [len(c) for c in col_parts])
+    col = np.concatenate(col_parts) if col_parts else np.empty(0, dtype=np.intp)
+    code = np.asarray(code_of, dtype=np.intp)[pair]
+    plate_of = np.array([p for p, _ in labels] or [""], dtype=object)[pair]
+    panel_of = np.array([q for _, q in labels] or [""], dtype=object)[pair]
+    fac = overall[col] - med[code, col]
+    bad = np.isnan(fac)
+    missing = [f"{p}/{v}" for p, v in zip(plate_of[bad], names[col[bad]], strict=True)]
+    fac[bad] = 0.0
+    factors[code, col] = fac
+    table = pd.DataFrame(
+        {
+            "PlateID": plate_of,
+            "Panel": panel_of,
+            "OlinkID": np.asarray(names.astype(str), dtype=object)[col],
+            "Adj_factor": fac,
+            "n": count[code, col].astype(np.int64),
+        }
+    )
+    return factors, table, missing
+
+
+def _panel_groups(codes: np.ndarray, pidx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(plate code of each sample, assay columns) per set of panels whose samples sit on
+    the same plates (usually one set: every panel)."""
     groups: dict[bytes, list[int]] = {}
     for p in np.unique(pidx):
         groups.setdefault(codes[:, p].tobytes(), []).append(int(p))
-    for pans in groups.values():
-        code = codes[:, pans[0]]
-        cols = np.flatnonzero(np.isin(pidx, pans))
-        whole = len(cols) == block.shape[1]
-        for c in np.unique(code):
-            if c < 0:
-                continue
-            sub = block[(code == c) & use]
-            sub = sub if whole else sub[:, cols]
-            out[1 + c, cols] = _utils.nanmedian0(sub)
-            out[1 + n_plates + c, cols] = (~np.isnan(sub)).sum(axis=0)
+    return [(codes[:, pans[0]], np.flatnonzero(np.isin(pidx, pans))) for pans in groups.values()]
+
+
+def _plate_medians(
+    block: np.ndarray,
+    pidx: np.ndarray,
+    *,
+    use: np.ndarray,
+    codes: np.ndarray,
+    n_plates: int,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Per assay of a block: median over the ``use`` rows, then each plate's median and
+    number of values over its ``use`` rows (NaN / 0 where the plate is not on the panel),
+    exact (``np.nanmedian``'s values, :func:`olinkpipe.pp._median.group_medians`)."""
+    pidx = np.asarray(pidx, dtype=np.intp)
+    out = np.full((1 + 2 * n_plates, block.shape[1]), np.nan)
+    for code, cols in _panel_groups(codes, pidx):
+        overall, med, count = _median.group_medians(
+            block, code, n_plates, use=use, cols=cols, threads=threads
+        )
+        out[0, cols] = overall
+        out[1 : 1 + n_plates, cols] = med
+        out[1 + n_plates :, cols] = count
     return out
+
+
+def _shift_by_plate(X, codes: np.ndarray, pidx: np.ndarray, factors: np.ndarray):
+    """``X[i, j] + factors[codes[i, pidx[j]], j]``: in place on a float64 numpy array (one
+    threaded pass, :func:`olinkpipe.pp._median.add_by_group`), lazily on dask."""
+    if _lazy.is_dask(X) or not (isinstance(X, np.ndarray) and X.dtype == np.float64):
+        return _lazy.add_by_code(X, codes, pidx, factors)
+    for code, cols in _panel_groups(codes, np.asarray(pidx, dtype=np.intp)):
+        _median.add_by_group(X, code, factors, cols)
+    return X
