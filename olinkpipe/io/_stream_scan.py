@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ._stream_source import Fallback, Source, _prefetch, release_arrow
-from ._stream_track import _Const, _Dict, _is_numeric, _Runs, _values
+from ._stream_track import _Const, _Dict, _is_numeric, _PlateLod, _Runs, _values
 from .convert import ASSAY_LEVEL, MEASUREMENT_LEVEL, _is_pass, resolve_roles
 
 __all__ = ["StreamPlan", "scan"]
@@ -55,11 +55,15 @@ class StreamPlan:
     n_rows: int
     qc_layer: str | None = None
     prefilled: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the LOD as ``(assays × plates table, plate labels)`` when that reproduces it cell for
+    #: cell (:mod:`olinkpipe._layout`); None: a full layer
+    lod_table: tuple[np.ndarray, list[str]] | None = None
 
     @property
     def value_cols(self) -> list[str]:
-        """Columns read in pass C: value, LOD and the other per-cell columns."""
-        lod = [self.roles["lod"]] if self.roles["lod"] else []
+        """Columns read in pass C: value, LOD (unless a plate table) and the other per-cell
+        columns."""
+        lod = [self.roles["lod"]] if self.roles["lod"] and self.lod_table is None else []
         return [self.roles["value"], *lod, *self.layer_cols]
 
 
@@ -78,6 +82,7 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     sc.finish_b()
     sc.place()
     sc.panel_grids()
+    sc.lod_layout()
     release_arrow()  # the batches' memory, before the AnnData is built
     return sc.plan()
 
@@ -176,10 +181,14 @@ class _Scan:
         self.read_b += [c for c in self.meta_cols + self.direct_layers if c not in self.read_b]
         self.filled: dict[str, np.ndarray] = {}
         if self.values:
-            lod = [roles["lod"]] if roles["lod"] else []
-            for c in [roles["value"], *lod]:
-                self.filled[c] = np.full(n_obs * n_assay, np.nan)
-                self.read_b.append(c)
+            self.filled[roles["value"]] = np.full(n_obs * n_assay, np.nan)
+            self.read_b.append(roles["value"])
+        # the LOD per (plate, assay) while constant; the full LOD only from the first pair
+        # that is not (and only when reading values)
+        self.lod_t = _PlateLod(n_assay)
+        self.lod_full: np.ndarray | None = None
+        if roles["lod"]:
+            self.read_b.append(roles["lod"])
         # layers read in this pass: per-cell columns, and (from the batch where they fail both
         # slots) metadata columns; ``late`` counts the rows read before, read again below
         self.late: dict[str, int] = {c: 0 for c in self.direct_layers}
@@ -224,6 +233,7 @@ class _Scan:
             self.last_s, self.last_a = s[-1], a[-1]
         self.panel_t.update(runs["var"], p)
         sp = _Runs(s.astype(np.int64) * n_panel + p, self.n_obs * n_panel)
+        q = None
         if roles["plate"]:
             local, entry = dicts[roles["plate"]]._local(b.column(roles["plate"]))
             if len(local) and local.min() < 0:
@@ -233,10 +243,39 @@ class _Scan:
             if not self.plate_t.ok:
                 msg = "a SampleID on two plates within a panel"
                 raise Fallback(msg)
+            if self.lod_t.ok and roles["lod"]:
+                q = entry[1][local]
+        if roles["lod"]:
+            self._lod(b.column(roles["lod"]), q, a, cell)
         if roles["qc"]:
             _track_qc(dicts[roles["qc"]], b.column(roles["qc"]), self.qc_t, sp, self.qc_any)
         self._meta(b, runs, cell)
         self.rows_done += b.num_rows
+
+    def _lod(self, col: Any, q: np.ndarray | None, a: np.ndarray, cell: np.ndarray) -> None:
+        """The LOD of one batch: tracked per (plate, assay); scattered into the full LOD
+        once that exists."""
+        v = _values(col)
+        if np.isinf(v).any():
+            msg = "infinite values"
+            raise Fallback(msg)
+        if self.lod_t.ok:
+            q = np.zeros(len(v), np.int32) if q is None else q
+            if not self.lod_t.update(q, a, v) and self.values:  # first pair with two values
+                self.lod_full = _expand_lod(
+                    self.lod_t,
+                    self._plate_codes(),
+                    self.panel_t.first,
+                    self.measured.reshape(self.n_obs, self.n_assay),
+                ).reshape(-1)
+        if self.lod_full is not None:
+            self.lod_full[cell] = v
+
+    def _plate_codes(self) -> np.ndarray:
+        """Each (sample, panel)'s plate as the LOD tracker codes it (-1: none yet)."""
+        if self.roles["plate"]:
+            return self.plate_t.first.reshape(self.n_obs, self.n_panel)
+        return np.zeros((self.n_obs, self.n_panel), dtype=np.int32)
 
     def _meta(self, b: Any, runs: dict[str, _Runs], cell: np.ndarray) -> None:
         """Constancy of the metadata columns; layer columns scattered."""
@@ -382,7 +421,34 @@ class _Scan:
             qc_layer=self.qc_layer,
             prefilled={c: v.reshape(n_obs, n_assay) for c, v in self.filled.items()},
             n_rows=self.n_rows,
+            lod_table=self.lod_table,
         )
+
+    def lod_layout(self) -> None:
+        """The LOD as the plate table when that reproduces it; else, when reading values,
+        the full LOD (``filled``)."""
+        self.lod_table = None
+        if self.lod_t.ok:
+            plate = self.roles["plate"]
+            names = [str(v) for v in self.dicts[plate].values] if plate else None
+            self.lod_table = _compact_table(
+                self.lod_t,
+                self._plate_codes(),
+                names,
+                self.plate_mat,
+                self.panel_t.first,
+                self.measured.reshape(self.n_obs, self.n_assay),
+            )
+        if self.lod_table is None and self.values and self.roles["lod"]:
+            if self.lod_full is None:
+                self.lod_full = _expand_lod(
+                    self.lod_t,
+                    self._plate_codes(),
+                    self.panel_t.first,
+                    self.measured.reshape(self.n_obs, self.n_assay),
+                ).reshape(-1)
+            self.filled[self.roles["lod"]] = self.lod_full
+        self.lod_t = self.lod_full = None  # type: ignore[assignment]
 
 
 def _layer_array(size: int, is_text: bool) -> np.ndarray:
@@ -486,3 +552,67 @@ def _remap(codes: np.ndarray, lookup: np.ndarray) -> None:
     for i in range(0, len(flat), step):
         part = flat[i : i + step]
         part[:] = lookup[part]
+
+
+def _expand_lod(
+    lod_t: _PlateLod, plate: np.ndarray, assay_panel: np.ndarray, measured: np.ndarray
+) -> np.ndarray:
+    """The full samples × assays LOD of the cells in ``measured`` from the per-(plate,
+    assay) values (NaN elsewhere); ``plate`` holds each (sample, panel)'s plate code."""
+    full = np.full(measured.shape, np.nan)
+    for k in range(plate.shape[1]):
+        cols = np.flatnonzero(assay_panel == k)
+        if len(cols):
+            full[:, cols] = lod_t.rows(plate[:, k], cols)
+    full[~measured] = np.nan
+    return full
+
+
+def _compact_table(
+    lod_t: _PlateLod,
+    plate: np.ndarray,
+    names: list[str] | None,
+    plate_mat: np.ndarray,
+    assay_panel: np.ndarray,
+    measured: np.ndarray,
+) -> tuple[np.ndarray, list[str]] | None:
+    """``(assays × plates table, plate labels)`` exactly as
+    :func:`olinkpipe._layout.compact_lod` makes them from the full LOD, or None where it
+    would keep the full layer.
+
+    Each (plate, assay) pair holds one LOD (``lod_t.ok``). As there, the labels are the
+    plates in order of first appearance over samples × panels (panels in ``var`` order; one
+    plate ``""`` without PlateID), and a pair's value is its first sample's LOD on the
+    panel: a pair whose first sample has no row for the assay gets NaN, so any other LOD
+    in that pair keeps the full layer. ``names``: the plate codes' labels (None: no PlateID
+    column); a plate named ``""`` is left to ``compact_lod`` (None).
+    """
+    order = pd.unique(assay_panel)  # panels in var order, as _layout orders them
+    tab = plate_mat[:, order]
+    if names is None:
+        labels, codes = [""], np.zeros(plate.shape, dtype=np.intp)
+        glob = np.zeros(1, dtype=np.intp)
+    else:
+        if "" in names:
+            return None
+        labels = [str(p) for p in pd.unique(tab.ravel()) if p != ""]
+        index = {n: i for i, n in enumerate(names)}
+        glob = np.asarray([index[lab] for lab in labels], dtype=np.intp)
+        inv = np.full(len(names) + 1, -1, dtype=np.intp)
+        inv[glob] = np.arange(len(glob))
+        codes = np.where(plate >= 0, inv[plate], -1)  # -1 (no plate) maps to inv[-1] = -1
+    table = np.full((len(labels), len(assay_panel)), np.nan)
+    for k in range(plate.shape[1]):
+        cols = np.flatnonzero(assay_panel == k)
+        q, first = np.unique(codes[:, k], return_index=True)
+        keep = q >= 0
+        q, first = q[keep], first[keep]
+        if not len(cols) or not len(q):
+            continue
+        vals = lod_t.rows(glob[q], cols)
+        missing = ~measured[np.ix_(first, cols)]
+        if (missing & ~np.isnan(vals)).any():  # first sample without a row: NaN in the table
+            return None
+        vals[missing] = np.nan
+        table[np.ix_(q, cols)] = vals
+    return np.ascontiguousarray(table.T), labels

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from ._stream_source import Fallback
 from .convert import _Column
 
-__all__ = ["_Const", "_Dict", "_Runs", "_is_numeric", "_values"]
+__all__ = ["_Const", "_Dict", "_PlateLod", "_Runs", "_is_numeric", "_values"]
 
 
 class _Dict:
@@ -213,3 +213,63 @@ def _values(arr: pa.Array) -> np.ndarray:
 
 def _is_numeric(t: pa.DataType) -> bool:
     return _Column("", pa.chunked_array([], type=t)).is_numeric
+
+
+_NAN_BITS = np.float64(np.nan).view(np.int64)
+
+
+class _PlateLod:
+    """The LOD per (plate, assay) over batches, while each pair holds one value: bit for bit,
+    any NaN equal to any NaN (as :func:`olinkpipe._layout.compact_lod` compares).
+
+    Plates are the global codes of the PlateID column (0 for every row of a file without
+    one); the table grows as new plates appear. ``value`` holds each pair's first value
+    (NaN for pairs not seen); ``ok`` turns False at the first pair with two values.
+    """
+
+    def __init__(self, n_assay: int):
+        self.n_assay = n_assay
+        self.value = np.zeros((0, n_assay))
+        self._bits = np.zeros((0, n_assay), dtype=np.int64)
+        self._seen = np.zeros((0, n_assay), dtype=bool)
+        self._complete = True  # every pair of the table seen (no first values to set)
+        self.ok = True
+
+    def _grow(self, n_plates: int) -> None:
+        extra = n_plates - len(self.value)
+        if extra > 0:
+            self.value = np.vstack([self.value, np.full((extra, self.n_assay), np.nan)])
+            self._bits = np.vstack([self._bits, np.zeros((extra, self.n_assay), np.int64)])
+            self._seen = np.vstack([self._seen, np.zeros((extra, self.n_assay), bool)])
+            self._complete = False
+
+    def update(self, plate: np.ndarray, assay: np.ndarray, lod: np.ndarray) -> bool:
+        """Rows of one batch (plate codes, final assay codes, LOD); returns ``ok``."""
+        if not self.ok or not len(lod):
+            return self.ok
+        self._grow(int(plate.max()) + 1)
+        g = plate.astype(np.intp) * self.n_assay + assay
+        bits = lod.view(np.int64)
+        nan = lod != lod
+        if nan.any():
+            bits = np.where(nan, _NAN_BITS, bits)
+        flat_bits = self._bits.reshape(-1)
+        if not self._complete:
+            seen = self._seen.reshape(-1)
+            new = ~seen[g]
+            if new.any():
+                first = g[new][::-1]  # reversed: the first row of each new pair wins
+                flat_bits[first] = bits[new][::-1]
+                self.value.reshape(-1)[first] = lod[new][::-1]
+                seen[first] = True
+                self._complete = bool(seen.all())
+        if not np.array_equal(flat_bits[g], bits):
+            self.ok = False
+        return self.ok
+
+    def rows(self, plates: np.ndarray, cols: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """``value[plates][:, cols]``, NaN for plate -1 and plates never seen."""
+        tab = np.vstack([self.value[:, cols], np.full((1, self.n_assay), np.nan)[:, cols]])
+        plates = np.asarray(plates)
+        ok = (plates >= 0) & (plates < len(self.value))
+        return tab[np.where(ok, plates, len(self.value))]

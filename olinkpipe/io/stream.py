@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .._layout import code_dtype, compact_lod
+from .._layout import LOD_KEY, code_dtype, compact_lod
 from .._provenance import provenance
 from ._stream_scan import StreamPlan, scan
 from ._stream_source import (
@@ -159,9 +159,9 @@ def read_all(plan: StreamPlan, *, file: str, product: str | None, data_format: s
             f"{file or 'long table'}: column {roles['value']!r} holds no numeric value at all "
             "(every value is missing); check that this is the right column and file"
         )
-    layers: dict[str, np.ndarray] = {
-        "lod": vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
-    }
+    layers: dict[str, np.ndarray] = {}
+    if plan.lod_table is None:  # the full LOD (the plate table is stored by build)
+        layers["lod"] = vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
     for c in plan.layer_cols:  # text codes as the in-memory reader gives them
         layers[c] = vals.pop(c)
         if c in plan.coded:
@@ -238,7 +238,12 @@ def build(
             "row_order": plan.row_order,
         }
     )
-    compact_lod(adata)  # as from_long: LOD constant per assay and plate -> varm["lod"]
+    if plan.lod_table is not None:  # what compact_lod makes of the full LOD
+        table, labels = plan.lod_table
+        adata.varm[LOD_KEY] = table
+        adata.uns.setdefault("olinkpipe", {})["lod_plates"] = list(labels)
+    elif LOD_KEY in adata.layers:  # as from_long: a LOD constant per assay and plate
+        compact_lod(adata)
     return adata
 
 
