@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._stream_source import Fallback, Source, _prefetch, release_arrow
+from ._stream_source import Fallback, Source, read_ahead, release_arrow
 from ._stream_track import _Const, _Dict, _is_numeric, _PlateLod, _Runs, _values
 from .convert import ASSAY_LEVEL, MEASUREMENT_LEVEL, _is_pass, resolve_roles
 
@@ -77,7 +77,7 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     sc = _Scan(source, values=values)
     sc.pass_a()
     sc.setup_b()
-    for u, b in _prefetch(source.batches(sc.read_b)):
+    for u, b in read_ahead(source, sc.read_b):
         sc.batch_b(u, b)
     sc.finish_b()
     sc.place()
@@ -118,13 +118,14 @@ class _Scan:
         dicts = self.dicts
         keys = [c for c in (self.scol, self.acol, self.pcol) if c]
         n_rows = 0
-        for _, b in self.source.batches(keys):
+        for _, b in read_ahead(self.source, keys):
             n_rows += b.num_rows
             for c in keys:
-                codes = dicts[c].codes(b.column(c), mark=True)
-                if (codes < 0).any():
+                local, entry = dicts[c]._local(b.column(c))
+                if len(local) and local.min() < 0:
                     msg = f"missing {c}"
                     raise Fallback(msg)
+                dicts[c].mark(local, entry)
         if n_rows == 0:
             msg = "no rows"
             raise Fallback(msg)
@@ -244,7 +245,7 @@ class _Scan:
                 msg = "a SampleID on two plates within a panel"
                 raise Fallback(msg)
             if self.lod_t.ok and roles["lod"]:
-                q = entry[1][local]
+                q = dicts[roles["plate"]].global_codes(local, entry)
         if roles["lod"]:
             self._lod(b.column(roles["lod"]), q, a, cell)
         if roles["qc"]:
@@ -526,12 +527,18 @@ def _track_qc(d: _Dict, col: Any, qc_t: _Const, sp: _Runs, qc_any: np.ndarray) -
     local, entry = d._local(col)
     d.mark(local, entry)
     qc_t.update(sp, local, entry[1])
-    if len(entry) < 4:  # flagged local entries of this dictionary, cached with it
+    if entry[3] is None:  # flagged local entries of this dictionary, cached with it
         bad = ~_is_pass(np.asarray(d.values, dtype=object))
-        entry.append(np.append(bad[entry[1][:-1]], False))
+        entry[3] = np.append(bad[entry[1][:-1]], False)
     bad_local = entry[3]
     if bad_local.any():
-        qc_any[sp.groups[bad_local[local]]] = True
+        flagged = np.flatnonzero(bad_local[:-1])
+        if len(flagged) == 1:  # one flagged entry (WARN): compare instead of a gather
+            rows = local == flagged[0]
+        else:
+            rows = bad_local[local]
+        if rows.any():
+            qc_any[sp.groups[rows]] = True
 
 
 def _seen_grid(

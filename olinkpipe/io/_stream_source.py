@@ -5,6 +5,8 @@ reader (:class:`Fallback`)."""
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,10 +25,13 @@ __all__ = [
     "csv_source",
     "parquet_files",
     "parquet_source",
+    "read_ahead",
     "release_arrow",
 ]
 
 BATCH_ROWS = 1 << 20
+#: row groups of at most this many rows are decoded whole, two at a time, ahead of the scan
+PARALLEL_ROWS = 1 << 18
 
 
 class Fallback(Exception):
@@ -44,9 +49,18 @@ class Source:
     metadata: dict[str, str] = field(default_factory=dict)
     csv_opts: dict[str, Any] = field(default_factory=dict)
 
-    def batches(self, columns: list[str], units: list[int] | None = None) -> Iterator[Any]:
-        """Yield ``(unit, batch)`` for the given columns (all units when ``None``)."""
+    def batches(
+        self, columns: list[str], units: list[int] | None = None, *, ahead: int = 0
+    ) -> Iterator[Any]:
+        """Yield ``(unit, batch)`` for the given columns (all units when ``None``).
+
+        With ``ahead`` parquet row groups of at most :data:`PARALLEL_ROWS` rows are decoded
+        by that many threads, ahead of the caller, and yielded in order.
+        """
         todo = range(len(self.units)) if units is None else units
+        if self.kind == "parquet" and ahead and len(todo) > 1 and self._small_units():
+            yield from self._decoded_ahead(columns, list(todo), ahead)
+            return
         if self.kind == "parquet":
             open_files: dict[str, pq.ParquetFile] = {}
             for u in todo:
@@ -77,10 +91,44 @@ class Source:
             for b in reader:
                 yield 0, b
 
+    def _small_units(self) -> bool:
+        """Are all row groups small enough to be decoded whole, a few at a time?"""
+        return max(self.csv_opts.get("unit_rows", [BATCH_ROWS + 1])) <= PARALLEL_ROWS
+
+    def _decoded_ahead(self, columns: list[str], todo: list[int], ahead: int) -> Iterator[Any]:
+        """Row groups decoded by ``ahead`` threads (each with its own file handles), at most
+        ``ahead + 1`` of them in memory, yielded in order."""
+        local = threading.local()
+        dictionary = self.csv_opts["dictionary"]
+
+        def read(u: int) -> list[Any]:
+            files = getattr(local, "files", None)
+            if files is None:
+                files = local.files = {}
+            path, rg = self.units[u]
+            pf = files.get(path)
+            if pf is None:
+                pf = files[path] = pq.ParquetFile(path, read_dictionary=dictionary)
+            return list(
+                pf.iter_batches(
+                    batch_size=BATCH_ROWS, row_groups=[rg], columns=columns, use_threads=False
+                )
+            )
+
+        with ThreadPoolExecutor(max_workers=ahead) as pool:
+            queue = deque(pool.submit(read, u) for u in todo[:ahead])
+            for k, u in enumerate(todo):
+                got = queue.popleft().result()
+                if k + ahead < len(todo):
+                    queue.append(pool.submit(read, todo[k + ahead]))
+                for b in got:
+                    yield u, b
+                del got
+
 
 def parquet_source(paths: list[Path], string_columns: set[str]) -> Source:
     """A source over one parquet file or a directory's files (one dataset, same columns)."""
-    units, columns, types, metas = [], None, {}, []
+    units, columns, types, metas, rows = [], None, {}, [], []
     for p in paths:
         pf = pq.ParquetFile(str(p))
         names = pf.schema_arrow.names
@@ -91,13 +139,15 @@ def parquet_source(paths: list[Path], string_columns: set[str]) -> Source:
             raise Fallback(msg)
         metas.append(pf.schema_arrow.metadata or {})
         units += [(str(p), k) for k in range(pf.metadata.num_row_groups)]
+        rows += [pf.metadata.row_group(k).num_rows for k in range(pf.metadata.num_row_groups)]
     dictionary = [c for c in columns if c in string_columns]
     pf = pq.ParquetFile(str(paths[0]), read_dictionary=dictionary)
     types = {f.name: f.type for f in pf.schema_arrow}
     _refuse_odd_columns(list(types))
     _refuse_odd_types(types)
     meta = _metadata(metas)
-    return Source("parquet", columns, types, units, meta, {"dictionary": dictionary})
+    opts = {"dictionary": dictionary, "unit_rows": rows}
+    return Source("parquet", columns, types, units, meta, opts)
 
 
 def _refuse_odd_columns(columns: list[str]) -> None:
@@ -159,6 +209,14 @@ def _prefetch(batches: Iterator[Any]) -> Iterator[Any]:
                 return
             ahead = pool.submit(next, batches, None)
             yield item
+
+
+def read_ahead(source: Source, columns: list[str]) -> Iterator[Any]:
+    """``source.batches(columns)`` decoded ahead of the caller: small parquet row groups by
+    two threads, anything else by one (:func:`_prefetch`)."""
+    if source.kind == "parquet" and len(source.units) > 1 and source._small_units():
+        return source.batches(columns, ahead=2)
+    return _prefetch(source.batches(columns))
 
 
 def release_arrow() -> None:

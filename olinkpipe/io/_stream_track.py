@@ -25,7 +25,9 @@ class _Dict:
         self.index: dict[Any, int] = {}
         self.values: list[Any] = []
         self.used = np.zeros(0, dtype=bool)
-        self._last: list[Any] | None = None  # [dictionary, lookup + [-1], final lookup]
+        # the last dictionary's cache entry: [dictionary, lookup + [-1], final lookup + [-1],
+        # flagged entries (QC), lookup is the identity, final lookup is the identity]
+        self._last: list[Any] | None = None
         self.final: np.ndarray | None = None  # global -> final code (-1 unused)
 
     def _local(self, arr: pa.Array) -> tuple[np.ndarray, list[Any]]:
@@ -49,24 +51,25 @@ class _Dict:
             )
             if len(self.index) > len(self.values):
                 self.values = list(self.index)
-            self._last = [arr.dictionary, np.append(lookup, np.int32(-1)), None]
+            ident = np.array_equal(lookup, np.arange(len(lookup)))
+            self._last = [arr.dictionary, np.append(lookup, np.int32(-1)), None, None, ident, None]
         idx = arr.indices
         if idx.null_count:
             idx = pc.fill_null(idx, -1)
-        return idx.to_numpy(zero_copy_only=False), self._last
+        return idx.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), self._last
 
     def codes(self, arr: pa.Array, *, mark: bool = False) -> np.ndarray:
         """Global codes (-1 = null); ``mark`` records which entries rows use."""
         local, entry = self._local(arr)
         if mark:
             self.mark(local, entry)
-        return entry[1][local]
+        return local if entry[4] else entry[1][local]
 
     def mark(self, local: np.ndarray, entry: list[Any]) -> None:
         """Record the entries that the batch indices ``local`` use."""
         self._grow()
         n = len(entry[1]) - 1
-        if n:
+        if n and not self.used[entry[1][:-1]].all():  # else nothing new to record
             hit = np.bincount(local[local >= 0] if local.min() < 0 else local, minlength=n)
             self.used[entry[1][:-1][hit > 0]] = True
 
@@ -90,7 +93,7 @@ class _Dict:
             self.used[:] = True
         self.final = np.where(self.used, np.cumsum(self.used) - 1, -1).astype(np.int32)
         if self._last is not None:
-            self._last[2] = None
+            self._last[2] = self._last[5] = None
         return np.asarray(self.values, dtype=object)[self.used]
 
     def final_codes(self, arr: pa.Array) -> np.ndarray:
@@ -101,7 +104,12 @@ class _Dict:
                 msg = "dictionary changed between passes"
                 raise Fallback(msg)
             entry[2] = np.append(self.final[g], np.int32(-1))
-        return entry[2][local]
+            entry[5] = np.array_equal(entry[2][:-1], np.arange(len(g)))
+        return local if entry[5] else entry[2][local]
+
+    def global_codes(self, local: np.ndarray, entry: list[Any]) -> np.ndarray:
+        """Global codes of batch indices ``local`` of the dictionary cached in ``entry``."""
+        return local if entry[4] else entry[1][local]
 
 
 class _Const:
@@ -244,15 +252,29 @@ class _PlateLod:
             self._complete = False
 
     def update(self, plate: np.ndarray, assay: np.ndarray, lod: np.ndarray) -> bool:
-        """Rows of one batch (plate codes, final assay codes, LOD); returns ``ok``."""
+        """Rows of one batch (plate codes, final assay codes, LOD); returns ``ok``.
+
+        Where rows come in long runs of one pair (files sorted by assay and plate) only the
+        runs' first rows are looked up, after comparing each row with the one before.
+        """
         if not self.ok or not len(lod):
             return self.ok
         self._grow(int(plate.max()) + 1)
-        g = plate.astype(np.intp) * self.n_assay + assay
+        g = plate.astype(np.intp) * self.n_assay
+        g += assay
         bits = lod.view(np.int64)
-        nan = lod != lod
+        nan = np.isnan(lod)
         if nan.any():
             bits = np.where(nan, _NAN_BITS, bits)
+        change = g[1:] != g[:-1]
+        n_runs = int(np.count_nonzero(change)) + 1
+        if n_runs * 4 <= len(g):  # long runs: within a run each row equals the one before
+            differ = bits[1:] != bits[:-1]
+            if (differ & ~change).any():
+                self.ok = False
+                return False
+            starts = np.flatnonzero(np.concatenate(([True], change)))
+            g, bits, lod = g[starts], bits[starts], lod[starts]
         flat_bits = self._bits.reshape(-1)
         if not self._complete:
             seen = self._seen.reshape(-1)
