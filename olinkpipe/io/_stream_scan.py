@@ -6,8 +6,11 @@ A. the key columns (SampleID, OlinkID, Panel): the samples, assays and panels, i
    dropped);
 B. the keys and every non-measurement column: which rows exist (the ``measured`` mask), the
    plate and QC per sample and panel, and whether each other column is constant per sample
-   (``obs``), per assay (``var``) or neither (a layer). With ``values`` pass B also
-   scatters the value, LOD and per-cell columns.
+   (``obs``), per assay (``var``) or neither (a layer); and the LOD per (plate, assay),
+   stored as the assays × plates table of :mod:`olinkpipe._layout` when that reproduces
+   it cell for cell. With ``values`` pass B also scatters the value and per-cell columns
+   (the full LOD only from the first (plate, assay) pair that holds two LODs, filled from
+   the table so far, or where the table would not reproduce it).
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ A. the key columns (SampleID, OlinkID, Panel): the samples, assays and panels, i
    dropped);
 B. the keys and every non-measurement column: which rows exist (the ``measured`` mask), the
    plate and QC per sample and panel, and whether each other column is constant per sample
-   (``obs``), per assay (``var``) or neither (a layer);
-C. the keys and the measurement columns (NPX, LOD, other per-cell columns): scattered
-   straight into samples × assays arrays.
+   (``obs``), per assay (``var``) or neither (a layer); the LOD per plate and assay (the
+   plate table, :mod:`olinkpipe._layout`);
+C. the keys and the measurement columns (NPX, a LOD that is not a plate table, other
+   per-cell columns): scattered straight into samples × assays arrays. The in-memory
+   read does B and C in one pass.
 
 Each batch's dictionary indices are mapped to the final sample and assay codes through one
 small lookup per distinct dictionary. With ``chunks=`` pass C runs later, one dask task per
