@@ -31,6 +31,7 @@ __all__ = [
 
 BATCH_ROWS = 1 << 20
 #: row groups of at most this many rows are decoded whole, two at a time, ahead of the scan
+#: (three such row groups in memory: fewer rows than the two batches read one by one)
 PARALLEL_ROWS = 1 << 18
 
 
