@@ -262,6 +262,12 @@ def needs_measured(plan: StreamPlan) -> bool:
     if cached is None:
         present = _present_from_plates(plan.plate_mat)
         cached = False
+        on_panel = plan.on_panel.reshape(present.shape)
+        if not (on_panel & ~present).any():  # measured cells lie where present: count them
+            per_panel = np.bincount(plan.assay_panel, minlength=present.shape[1])
+            cached = plan.n_rows != int(present.sum(axis=0) @ per_panel)
+            plan._needs_measured = cached  # type: ignore[attr-defined]
+            return cached
         for k in range(present.shape[1]):  # panel by panel: no full-size temporary
             cols = np.flatnonzero(plan.assay_panel == k)
             if not np.array_equal(
