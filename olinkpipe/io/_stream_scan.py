@@ -80,7 +80,8 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     sc = _Scan(source, values=values)
     sc.pass_a()
     sc.setup_b()
-    for u, b in read_ahead(source, sc.read_b):
+    # row groups decoded ahead hold at most half a matrix (the read's peak is about 2)
+    for u, b in read_ahead(source, sc.read_b, budget=sc.n_obs * sc.n_assay * 4):
         sc.batch_b(u, b)
     sc.finish_b()
     sc.place()
@@ -218,7 +219,8 @@ class _Scan:
             p = dicts[self.pcol].final_codes(b.column(self.pcol))
         else:
             p = np.zeros(len(s), np.int32)
-        cell = s.astype(np.int64) * n_assay + a
+        cell = np.multiply(s, n_assay, dtype=np.int64)
+        cell += a
         self.measured[cell] = True
         self.unit_assays[u] = runs["var"].present
         for c, arr in self.filled.items():
@@ -236,7 +238,10 @@ class _Scan:
             )
             self.last_s, self.last_a = s[-1], a[-1]
         self.panel_t.update(runs["var"], p)
-        sp = _Runs(s.astype(np.int64) * n_panel + p, self.n_obs * n_panel)
+        sp_dtype = np.int32 if self.n_obs * n_panel < 2**31 else np.int64
+        sp_codes = np.multiply(s, n_panel, dtype=sp_dtype)
+        sp_codes += p
+        sp = _Runs(sp_codes, self.n_obs * n_panel)
         q = None
         if roles["plate"]:
             local, entry = dicts[roles["plate"]]._local(b.column(roles["plate"]))

@@ -30,9 +30,8 @@ __all__ = [
 ]
 
 BATCH_ROWS = 1 << 20
-#: row groups of at most this many rows are decoded whole, two at a time, ahead of the scan
-#: (three such row groups in memory: fewer rows than the two batches read one by one)
-PARALLEL_ROWS = 1 << 18
+#: bytes per value assumed for a decoded column (int32 codes, float64 values, short text)
+_VALUE_BYTES = 8
 
 
 class Fallback(Exception):
@@ -55,11 +54,11 @@ class Source:
     ) -> Iterator[Any]:
         """Yield ``(unit, batch)`` for the given columns (all units when ``None``).
 
-        With ``ahead`` parquet row groups of at most :data:`PARALLEL_ROWS` rows are decoded
-        by that many threads, ahead of the caller, and yielded in order.
+        With ``ahead`` parquet row groups (of at most :data:`BATCH_ROWS` rows each) are
+        decoded by that many threads, ahead of the caller, and yielded in order.
         """
         todo = range(len(self.units)) if units is None else units
-        if self.kind == "parquet" and ahead and len(todo) > 1 and self._small_units():
+        if self.kind == "parquet" and ahead and len(todo) > 1 and self.unit_rows() <= BATCH_ROWS:
             yield from self._decoded_ahead(columns, list(todo), ahead)
             return
         if self.kind == "parquet":
@@ -92,9 +91,9 @@ class Source:
             for b in reader:
                 yield 0, b
 
-    def _small_units(self) -> bool:
-        """Are all row groups small enough to be decoded whole, a few at a time?"""
-        return max(self.csv_opts.get("unit_rows", [BATCH_ROWS + 1])) <= PARALLEL_ROWS
+    def unit_rows(self) -> int:
+        """Rows of the largest parquet row group (a CSV: more than :data:`BATCH_ROWS`)."""
+        return max(self.csv_opts.get("unit_rows", [BATCH_ROWS + 1]))
 
     def _decoded_ahead(self, columns: list[str], todo: list[int], ahead: int) -> Iterator[Any]:
         """Row groups decoded by ``ahead`` threads (each with its own file handles), at most
@@ -212,11 +211,17 @@ def _prefetch(batches: Iterator[Any]) -> Iterator[Any]:
             yield item
 
 
-def read_ahead(source: Source, columns: list[str]) -> Iterator[Any]:
-    """``source.batches(columns)`` decoded ahead of the caller: small parquet row groups by
-    two threads, anything else by one (:func:`_prefetch`)."""
-    if source.kind == "parquet" and len(source.units) > 1 and source._small_units():
-        return source.batches(columns, ahead=2)
+def read_ahead(source: Source, columns: list[str], budget: int | None = None) -> Iterator[Any]:
+    """``source.batches(columns)`` decoded ahead of the caller: parquet row groups by two
+    threads (three row groups in memory: at most ``budget`` bytes, estimated at
+    :data:`_VALUE_BYTES` per value), anything else batch by batch by one
+    (:func:`_prefetch`)."""
+    ahead = 2
+    rows = source.unit_rows()
+    if source.kind == "parquet" and len(source.units) > 1 and rows <= BATCH_ROWS:
+        held = (ahead + 1) * rows * len(columns) * _VALUE_BYTES
+        if budget is None or held <= budget:
+            return source.batches(columns, ahead=ahead)
     return _prefetch(source.batches(columns))
 
 

@@ -213,9 +213,21 @@ class _Runs:
         return self._present
 
 
+_EXACT = 2**53  # integers up to this size are exact as float64
+
+
 def _values(arr: pa.Array) -> np.ndarray:
+    """A numeric column as float64 (nulls NaN), as ``pyarrow.compute.cast`` gives it; float64
+    and null-free integers are converted by numpy (no copy for float64)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    t = arr.type
+    if pa.types.is_float64(t):
+        return arr.to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(t) and not arr.null_count and len(arr):
+        x = arr.to_numpy()
+        if -_EXACT <= x.min() and x.max() <= _EXACT:  # else cast's own check decides
+            return x.astype(np.float64)
     return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
 
 
