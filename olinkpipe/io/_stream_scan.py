@@ -15,6 +15,7 @@ B. the keys and every non-measurement column: which rows exist (the ``measured``
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,9 +81,13 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
     sc = _Scan(source, values=values)
     sc.pass_a()
     sc.setup_b()
-    # row groups decoded ahead hold at most half a matrix (the read's peak is about 2)
-    for u, b in read_ahead(source, sc.read_b, budget=sc.n_obs * sc.n_assay * 4):
-        sc.batch_b(u, b)
+    # row groups decoded ahead hold at most half a matrix (the read's peak is about 2);
+    # the metadata columns of each batch are checked by a second thread (disjoint state)
+    with ThreadPoolExecutor(max_workers=1) as meta:
+        sc.meta_pool = meta
+        for u, b in read_ahead(source, sc.read_b, budget=sc.n_obs * sc.n_assay * 4):
+            sc.batch_b(u, b)
+        sc.wait_meta()
     sc.finish_b()
     sc.place()
     sc.panel_grids()
@@ -208,6 +213,8 @@ class _Scan:
         self.unit_assays = np.zeros((len(self.source.units), n_assay), dtype=bool)
         self.last_s = self.last_a = None
         self.s_changes = self.a_changes = self.rows_done = 0
+        self.meta_pool: ThreadPoolExecutor | None = None
+        self._meta_job: Future | None = None
 
     def batch_b(self, u: int, b: Any) -> None:
         """One batch of pass B."""
@@ -258,8 +265,18 @@ class _Scan:
             self._lod(b.column(roles["lod"]), q, a, cell)
         if roles["qc"]:
             _track_qc(dicts[roles["qc"]], b.column(roles["qc"]), self.qc_t, sp, self.qc_any)
-        self._meta(b, runs, cell)
+        self.wait_meta()  # at most one batch's metadata checks in flight
+        if self.meta_pool is None:
+            self._meta(b, runs, cell, self.rows_done)
+        else:
+            self._meta_job = self.meta_pool.submit(self._meta, b, runs, cell, self.rows_done)
         self.rows_done += b.num_rows
+
+    def wait_meta(self) -> None:
+        """Wait for the metadata checks of the last batch (raising what they raised)."""
+        job, self._meta_job = self._meta_job, None
+        if job is not None:
+            job.result()
 
     def _lod(self, col: Any, q: np.ndarray | None, a: np.ndarray, cell: np.ndarray) -> None:
         """The LOD of one batch: tracked per (plate, assay); scattered into the full LOD
@@ -286,19 +303,20 @@ class _Scan:
             return self.plate_t.first.reshape(self.n_obs, self.n_panel)
         return np.zeros((self.n_obs, self.n_panel), dtype=np.int32)
 
-    def _meta(self, b: Any, runs: dict[str, _Runs], cell: np.ndarray) -> None:
-        """Constancy of the metadata columns; layer columns scattered."""
+    def _meta(self, b: Any, runs: dict[str, _Runs], cell: np.ndarray, rows_done: int) -> None:
+        """Constancy of the metadata columns; layer columns scattered (``rows_done``: rows
+        of the batches before this one)."""
         for c in self.meta_cols:
             tr = self.trackers
             pair = [(tr[c, k], runs[k]) for k in ("obs", "var") if tr[c, k].ok]
             if pair:
                 _track(b.column(c), self.dicts.get(c), pair)
                 if not any(t.ok for t, _ in pair):
-                    self.late[c] = self.rows_done
+                    self.late[c] = rows_done
                     if self.values:
                         self.spec[c] = _layer_array(self.n_obs * self.n_assay, c in self.text)
         for c in self.late:
-            if self.late[c] <= self.rows_done:
+            if self.late[c] <= rows_done:
                 _scatter_layer(b.column(c), self.dicts.get(c), self.spec, c, cell)
 
     def finish_b(self) -> None:
