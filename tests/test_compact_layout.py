@@ -226,9 +226,13 @@ def test_explore_read_is_at_most_one_and_a_half_x(tmp_path):
     assert all(adata.layers[k].dtype == np.int8 for k in adata.layers)
     ratio = _nbytes(adata) / np.asarray(adata.X).nbytes
     assert ratio <= 1.5, ratio
-    whole = op.read_npx(path, chunks="panel")  # dask: the LOD stays a lazy full layer
-    assert _lazy.is_dask(whole.layers["lod"])
-    np.testing.assert_array_equal(_layout.lod_matrix(whole).compute(), _layout.lod_matrix(adata))
+    whole = op.read_npx(path, chunks="panel")  # dask: the same plate table, from the scan
+    assert "lod" not in whole.layers and _lazy.is_dask(whole.X)
+    np.testing.assert_array_equal(whole.varm["lod"], adata.varm["lod"])
+    assert list(whole.uns["olinkpipe"]["lod_plates"]) == list(adata.uns["olinkpipe"]["lod_plates"])
+    lod = _layout.lod_matrix(whole)
+    assert _lazy.is_dask(lod)
+    np.testing.assert_array_equal(lod.compute(), _layout.lod_matrix(adata))
     np.testing.assert_array_equal(
         _layout.qc_warning_matrix(whole).compute(), _layout.qc_warning_matrix(adata)
     )

@@ -3,6 +3,7 @@
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import olinkpipe as op
@@ -25,7 +26,8 @@ def files(tmp_path_factory):
 
 
 def _computed(adata):
-    """The lazy read computed; its lazy LOD layer stored compactly, as the in-memory read."""
+    """The lazy read computed (a lazy full LOD layer, where there is one, stored compactly
+    when it can be, as the in-memory read)."""
     from olinkpipe import _layout
 
     out = adata.copy()
@@ -96,6 +98,46 @@ def test_block_reads_only_its_row_groups(files, monkeypatch):
     lazy.X.blocks[0, 1].compute()
     n_units = len(stream.parquet_source([files["parquet"]], set()).units)
     assert len(read) == 1 and 0 < len(read[0]) < n_units
+
+
+@pytest.mark.filterwarnings("ignore::olinkpipe.errors.OlinkpipeWarning")
+def test_lod_plate_table_from_the_scan_and_the_pipeline(files):
+    """The dask read stores the in-memory read's LOD table (nothing of the matrix read);
+    pp steps on it keep X lazy and equal the in-memory steps, differential frames too."""
+    from olinkpipe import _layout
+
+    whole = op.read_npx(files["parquet"])
+    lazy = op.read_npx(files["parquet"], chunks=8)
+    assert "lod" not in lazy.layers and "lod" in whole.varm
+    np.testing.assert_array_equal(lazy.varm["lod"], whole.varm["lod"])
+    assert lazy.uns["olinkpipe"]["lod_plates"] == whole.uns["olinkpipe"]["lod_plates"]
+    for fn in (_layout.lod_matrix, _layout.below_lod_matrix, _layout.qc_warning_matrix):
+        np.testing.assert_array_equal(fn(lazy).compute(), fn(whole))
+    pd.testing.assert_frame_equal(
+        op.pp.qc_summary(lazy, by="assay"), op.pp.qc_summary(whole, by="assay"), check_exact=True
+    )
+    steps = [
+        lambda a: op.pp.filter(a, min_detected=0.5),
+        lambda a: op.pp.normalize_plates(a),
+        lambda a: op.pp.censor_lod(a, how="lod"),
+    ]
+    for step in steps:
+        lazy, whole = step(lazy), step(whole)
+        assert isinstance(lazy.X, da.Array)
+        np.testing.assert_array_equal(lazy.X.compute(), whole.X)
+        np.testing.assert_array_equal(
+            _layout.lod_matrix(lazy).compute(), _layout.lod_matrix(whole)
+        )
+    for a in (lazy, whole):
+        a.obs["group"] = np.where(np.arange(a.n_obs) % 2, "case", "control")
+    kw = {"groupby": "group", "reference": "control", "target": "case"}
+    pd.testing.assert_frame_equal(
+        op.tl.differential(lazy, **kw),
+        op.tl.differential(whole, **kw),
+        check_exact=False,
+        rtol=0,
+        atol=1e-10,
+    )
 
 
 def test_distributed_local_cluster(files):

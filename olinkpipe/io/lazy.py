@@ -85,8 +85,9 @@ def _block(plan: stream.StreamPlan, lo: int, hi: int) -> dict:
     vals = stream.read_values(plan, lo, hi)
     roles = plan.roles
     X = vals.pop(roles["value"])
-    lod = vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
-    out = {"X": X, "lod": lod}
+    out = {"X": X}
+    if plan.lod_table is None:  # else the plate table, stored by stream.build
+        out["lod"] = vals.pop(roles["lod"]) if roles["lod"] else np.full(X.shape, np.nan)
     dtypes = _dtypes(plan)
     out.update({c: vals.pop(c).astype(dtypes[c], copy=False) for c in plan.layer_cols})
     out.update(stream._derived(plan, lo, hi))
@@ -96,14 +97,15 @@ def _block(plan: stream.StreamPlan, lo: int, hi: int) -> dict:
 def lazy(plan: stream.StreamPlan, chunks: Any, *, file: str, product: str | None) -> ad.AnnData:
     """The dask-backed AnnData of a scanned parquet dataset (no value read yet).
 
-    The LOD stays a lazy full layer (its plate table would need the LOD column read);
-    ``qc_warning`` / ``below_lod`` are computed on demand (:mod:`olinkpipe._layout`)."""
+    A LOD constant per assay and plate is the plate table ``varm["lod"]`` found by the scan
+    (as the in-memory reader stores it), anything else a lazy full layer; ``qc_warning`` /
+    ``below_lod`` are computed on demand (:mod:`olinkpipe._layout`)."""
     da = require_dask("read_npx(chunks=...)")
     import dask
 
     panels = plan.panel_uni[plan.assay_panel]
     blocks = assay_blocks(panels, plan.n_obs, chunks)
-    names = ["X", "lod", *plan.layer_cols]
+    names = ["X", *(["lod"] if plan.lod_table is None else []), *plan.layer_cols]
     if stream.needs_measured(plan):
         names.append("measured")
     dtypes = _dtypes(plan)
