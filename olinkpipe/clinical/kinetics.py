@@ -242,6 +242,7 @@ def _per_patient(
     last_pre: pd.DataFrame,
     auc_by: pd.Series,
     patients: pd.Index,
+    *,
     analyte: str,
     lo: float,
     below_detection: str,
@@ -458,7 +459,16 @@ def kinetics(
     observed = sub.loc[sub["conc"].notna()]
     win = observed.loc[observed["day"].between(lo, hi)]
     pts, auc_by = _auc_points(win, observed, lo, hi, edges, auc)
-    out, blq = _per_patient(sub, win, last_pre, auc_by, patients, analyte, lo, below_detection)
+    out, blq = _per_patient(
+        sub,
+        win,
+        last_pre,
+        auc_by,
+        patients,
+        analyte=analyte,
+        lo=lo,
+        below_detection=below_detection,
+    )
 
     few = out["n_samples"] < min_points
     has_pre = pd.Series(patients.isin(last_pre.index), index=patients)

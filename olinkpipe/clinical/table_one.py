@@ -262,15 +262,18 @@ def _check_options(
     categorical: list[str],
     continuous: list[str],
     nonnormal: list[str],
-    **choices: object,
+    *,
+    test: str,
+    rxc_test: str,
+    spread: str,
+    smd: bool | str,
 ) -> None:
     """Raise on an unknown test / rxc_test / spread / smd, a variable listed twice (or
     used as the group), or a nonnormal name not in continuous."""
-    check_literal("test", choices["test"], ["auto", "chi2", "yates", "fisher", "none"])
-    check_literal("rxc_test", choices["rxc_test"], ["chi2", "fisher"])
-    check_literal("spread", choices["spread"], ["range", "iqr"])
-    if choices["smd"] is not False:
-        smd = choices["smd"]
+    check_literal("test", test, ["auto", "chi2", "yates", "fisher", "none"])
+    check_literal("rxc_test", rxc_test, ["chi2", "fisher"])
+    check_literal("spread", spread, ["range", "iqr"])
+    if smd is not False:
         check_literal("smd", "mean" if smd is True else smd, ["mean", "max"])
     allvars = categorical + continuous
     dup = sorted({v for v in allvars if allvars.count(v) > 1} | ({group} & set(allvars)))
@@ -545,8 +548,16 @@ def table_one(
     categorical, continuous = list(categorical), list(continuous)
     nonnormal = list(nonnormal or [])
     labels = dict(labels or {})
-    choices = {"test": test, "rxc_test": rxc_test, "spread": spread, "smd": smd}
-    _check_options(group, categorical, continuous, nonnormal, **choices)
+    _check_options(
+        group,
+        categorical,
+        continuous,
+        nonnormal,
+        test=test,
+        rxc_test=rxc_test,
+        spread=spread,
+        smd=smd,
+    )
     require_columns(df, [group] + categorical + continuous, what="patient table")
     no_group = df[group].isna()
     excluded = [str(i) for i in df.index[no_group]]
