@@ -56,6 +56,8 @@ __all__ = [
     "set_lod",
     "shift_lod",
     "shift_lod_by_plate",
+    "stack_lod",
+    "tables_stack",
 ]
 
 #: ``varm`` key of the assays × plates LOD table (and ``layers`` key of the full LOD)
@@ -114,35 +116,67 @@ def qc_fail_by_panel(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
     return fail_tab.to_numpy(dtype=bool).reshape(adata.n_obs, -1), pidx
 
 
-def _plate_tab(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
-    """(samples × panels plate strings, each assay's panel column); ``""`` = no plate."""
+def _plate_ids(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each sample's plate per panel as a position in ``names`` (-1: no plate, ``""``),
+    the distinct plate strings ``names`` in order of first appearance over the samples ×
+    panels table read row by row, and each assay's panel column. Each column is hashed
+    once and each distinct value converted to str once."""
     pans = panels(adata)
     uniq = list(pd.unique(pans))
     pidx = pd.Index(uniq).get_indexer(pans)
-    tab = np.full((adata.n_obs, len(uniq)), "", dtype=object)
     src = adata.obsm.get("PlateID") if "PlateID" in adata.obsm else None
-    for k, p in enumerate(uniq):
+    local, strs = [], []
+    for p in uniq:
         if isinstance(src, pd.DataFrame) and p in src.columns:
             col = src[p]
         elif not isinstance(src, pd.DataFrame) and "PlateID" in adata.obs:
             col = adata.obs["PlateID"]
         else:
-            continue
-        tab[:, k] = col.astype(object).fillna("").astype(str).to_numpy()
-    return tab, pidx
+            col = None
+        if col is None:
+            c, u = np.full(adata.n_obs, -1, dtype=np.intp), []
+        else:
+            c, u = pd.factorize(col, use_na_sentinel=True)
+        local.append(np.asarray(c, dtype=np.intp))
+        strs.append([str(v) for v in u])
+    glob, names = pd.factorize(pd.Index([v for u in strs for v in u] + [""]))
+    names = np.asarray(names, dtype=object)
+    empty = np.flatnonzero(names == "")  # "" (a missing value or an empty string): -1
+    glob = np.where(glob == empty[0], -1, glob)
+    codes = np.full((adata.n_obs, len(uniq)), -1, dtype=np.intp)
+    first = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
+    offset = 0
+    for k, (c, u) in enumerate(zip(local, strs, strict=True)):
+        lookup = np.append(glob[offset : offset + len(u)], -1)  # local -1 -> -1
+        offset += len(u)
+        codes[:, k] = lookup[c]
+        q, at = np.unique(codes[:, k], return_index=True)
+        np.minimum.at(first, q[q >= 0], at[q >= 0].astype(np.int64) * len(uniq) + k)
+    seen = np.flatnonzero(first < np.iinfo(np.int64).max)
+    order = seen[np.argsort(first[seen], kind="stable")]
+    remap = np.full(len(names) + 1, -1, dtype=np.intp)
+    remap[order] = np.arange(len(order))
+    return remap[codes], names[order], pidx
 
 
-def _plate_codes(adata: ad.AnnData, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _stacked_labels(adata: ad.AnnData) -> list[str]:
+    """The plate labels :func:`compact_lod` gives ``adata``'s LOD table."""
+    _, names, _ = _plate_ids(adata)
+    return [str(p) for p in names] if len(names) else [""]
+
+
+def _plate_codes(
+    adata: ad.AnnData, labels: list[str], ids: tuple | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's plate per panel as a position in ``labels`` (-1: none), and each
-    assay's panel column: cell (i, j) is on plate ``labels[codes[i, pidx[j]]]``."""
-    tab, pidx = _plate_tab(adata)  # no plate known at all: every cell is on plate ""
-    index = pd.Index(labels)
-    codes = np.column_stack(
-        [index.get_indexer(tab[:, k]) for k in range(tab.shape[1])] or [np.zeros(0, int)]
-    ).reshape(adata.n_obs, tab.shape[1])
-    if (tab != "").any():
-        codes[tab == ""] = -1  # not on that panel: no LOD
-    return codes.astype(np.intp), pidx
+    assay's panel column: cell (i, j) is on plate ``labels[codes[i, pidx[j]]]``
+    (``ids``: :func:`_plate_ids` of ``adata`` when already at hand)."""
+    ids, names, pidx = ids or _plate_ids(adata)  # no plate at all: every cell on plate ""
+    lookup = pd.Index(labels).get_indexer(pd.Index(np.append(names, ""), dtype=object))
+    if not len(names):  # "" is a plate (labels [""]) when no sample has one
+        return lookup[ids].astype(np.intp), pidx
+    lookup[-1] = -1  # not on that panel: no LOD
+    return lookup[ids].astype(np.intp), pidx
 
 
 def _labels(adata: ad.AnnData) -> list[str]:
@@ -335,8 +369,7 @@ def compact_lod(adata: ad.AnnData) -> bool:
     if is_dask(lod):
         return False
     lod = np.asarray(lod, dtype=float)
-    tab, pidx = _plate_tab(adata)
-    labels = [str(p) for p in pd.unique(tab.ravel()) if p != ""] if (tab != "").any() else [""]
+    labels = _stacked_labels(adata)
     codes, pidx = _plate_codes(adata, labels)
     table = np.full((len(labels) + 1, adata.n_vars), np.nan)
     for k in range(codes.shape[1]):  # each plate's first sample on the panel gives its row
@@ -396,6 +429,110 @@ def shift_lod_by_plate(
         lod = adata.layers[LOD_KEY]
         lod = lod if is_dask(lod) else np.asarray(lod, dtype=float)
         adata.layers[LOD_KEY] = add_by_code(lod, codes, pidx, factors)
+
+
+def tables_stack(ref: ad.AnnData, other: ad.AnnData) -> bool:
+    """True when both projects store the LOD as a plate table on a full grid (no
+    ``measured`` layer): :func:`stack_lod` then stacks the tables, never a full LOD."""
+    return all(_is_compact(a) and "measured" not in a.layers for a in (ref, other))
+
+
+def _shifted_table(adata: ad.AnnData, cols: np.ndarray, factor) -> np.ndarray:
+    """``adata``'s plate table at ``cols`` (+ ``factor`` per assay), a NaN column appended
+    (code -1: no LOD); the same float64 sums as a full layer shifted cell by cell."""
+    tab = np.asarray(adata.varm[LOD_KEY], dtype=float)[np.asarray(cols)]
+    if factor is not None:
+        tab = tab + np.asarray(factor, dtype=float)[:, None]
+    return np.hstack([tab, np.full((len(tab), 1), np.nan)])
+
+
+def _row_keys(a: np.ndarray) -> np.ndarray:
+    """One int64 per row of a small non-negative-after-shift int matrix (distinct rows,
+    distinct keys): ``np.unique`` on them instead of the much slower ``axis=0``."""
+    a = a - a.min(axis=0) if len(a) else a
+    key = np.zeros(len(a), dtype=np.int64)
+    for col in a.T:
+        key = key * (int(col.max()) + 1 if len(col) else 1) + col
+    return key
+
+
+def _stacked_table(out, parts) -> tuple[np.ndarray, list[str]] | None:
+    """The plate table of ``out`` whose rows are ``parts`` (``(adata, cols, factor)`` each,
+    stacked in order) as :func:`compact_lod` would find it on the expanded, stacked LOD,
+    or None when the stacked LOD is not constant per plate (bit for bit, NaN equal)."""
+    ids = _plate_ids(out)
+    labels = [str(p) for p in ids[1]] if len(ids[1]) else [""]  # as _stacked_labels
+    codes_s, pidx_s = _plate_codes(out, labels, ids)
+    srcs, codes, pcols, proj = [], [], [], []
+    for k, (a, cols, factor) in enumerate(parts):
+        srcs.append(_shifted_table(a, cols, factor))
+        c, p = _plate_codes(a, _labels(a))
+        codes.append(c)
+        pcols.append(p[np.asarray(cols)])
+        proj.append(np.full(a.n_obs, k))
+    proj = np.concatenate(proj)
+    table = np.full((out.n_vars, len(labels) + 1), np.nan)
+    # assays read alike (one stacked panel, one panel in each project) form a group
+    keys = np.column_stack([pidx_s, *pcols]).astype(np.int64)
+    _, first_j, inverse = np.unique(_row_keys(keys), return_index=True, return_inverse=True)
+    for g, key in enumerate(keys[first_j]):
+        J = np.flatnonzero(inverse == g)
+        s = codes_s[:, key[0]]
+        c = np.concatenate([codes[k][:, key[1 + k]] for k in range(len(parts))])
+        q, first = np.unique(s, return_index=True)  # each plate's first sample gives it
+        keep = q >= 0
+        for k, src in enumerate(srcs):
+            hit = keep & (proj[first] == k)
+            table[np.ix_(J, q[hit])] = src[np.ix_(J, c[first[hit]])]
+        # every (stacked plate, project, own plate) met must expand to the same values
+        both = np.column_stack([s, proj, c]).astype(np.int64)
+        combos = both[np.unique(_row_keys(both), return_index=True)[1]]
+        exp = table[np.ix_(J, combos[:, 0])]  # code -1: the NaN column
+        got = np.empty_like(exp)
+        for k, src in enumerate(srcs):
+            on = combos[:, 1] == k
+            got[:, on] = src[np.ix_(J, combos[on, 2])]
+        i8 = np.int64
+        if not ((exp.view(i8) == got.view(i8)) | (np.isnan(exp) & np.isnan(got))).all():
+            return None
+    return np.ascontiguousarray(table[:, :-1]), labels
+
+
+def stack_lod(
+    out: ad.AnnData,
+    ref: ad.AnnData,
+    other: ad.AnnData,
+    cols_r: np.ndarray,
+    cols_o: np.ndarray,
+    factor: np.ndarray,
+) -> bool:
+    """Store the LOD of ``out``, ``ref``'s rows then ``other``'s on the assays ``cols_r`` /
+    ``cols_o``, ``other``'s shifted by ``factor``, from the two plate tables
+    (:func:`tables_stack`) without expanding them.
+
+    The result is exactly what expanding both tables, stacking them and
+    :func:`compact_lod` give: the stacked table (``varm["lod"]``, ``lod_plates``) when the
+    stacked LOD is constant per assay and plate, else (e.g. a plate label used by both
+    projects with different LODs) the full layer, lazy when ``out.X`` is a dask array.
+    Returns True when it stored a table.
+    """
+    _drop_table(out)
+    found = _stacked_table(out, [(ref, cols_r, None), (other, cols_o, factor)])
+    if found is not None:
+        out.varm[LOD_KEY], out.uns.setdefault("olinkpipe", {})[_PLATES] = found
+        return True
+    parts = [lod_matrix(ref, cols=cols_r), lod_matrix(other, cols=cols_o)]
+    factor = np.asarray(factor, dtype=float)
+    if is_dask(out.X):
+        da = require_dask("a dask-backed AnnData")
+        lazy = [p if is_dask(p) else da.from_array(p, chunks=(-1, "auto")) for p in parts]
+        lod = da.concatenate([lazy[0], lazy[1] + factor], axis=0).rechunk({0: -1})
+    else:
+        lod = np.empty(out.shape)
+        lod[: ref.n_obs] = parts[0]
+        np.add(parts[1], factor, out=lod[ref.n_obs :])
+    out.layers[LOD_KEY] = lod
+    return False
 
 
 def layers_with_lod(adata: ad.AnnData) -> dict[str, Any]:

@@ -38,6 +38,10 @@ import numpy as np
 
 from .. import _parallel
 
+#: below this many rows a column median sorts the rows (``pp._utils.nanmedian0``), above it
+#: selects them in tiles (:func:`column_medians`): measured crossover ~700 rows on one
+#: thread, lower with two
+SMALL_ROWS = 512
 #: values per tile buffer (0.5 MB of float64, L2-resident): 32 assays of 2,000 samples,
 #: more assays when there are fewer samples (fewer Python steps per value)
 TILE_VALUES = 2**16

@@ -20,10 +20,7 @@ from ..errors import DesignError, ValidationError, format_message, preview
 from . import _lazy, _lodcols, _median, _utils
 
 EXPLORE_PRODUCTS = {"explore 3072": "Explore 3072", "explore ht": "Explore HT"}
-#: below this many rows a column median sorts the rows (``_utils.nanmedian0``), above it
-#: selects them in tiles (``_median.column_medians``): measured crossover ~700 rows on
-#: one thread, lower with two
-SMALL_ROWS = 512
+SMALL_ROWS = _median.SMALL_ROWS  # one sort below, pp._median's tiles above
 
 
 def _product(adata: ad.AnnData) -> str:
@@ -249,8 +246,49 @@ def _merge_excluded(ref: ad.AnnData, other: ad.AnnData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
 
 
-def _fill(dst: np.ndarray, src: np.ndarray, cols: np.ndarray, identity: bool, shift) -> None:
-    """``dst[...] = src[:, cols] (+ shift)`` without an intermediate copy."""
+def _layers(ref: ad.AnnData, other: ad.AnnData) -> tuple[dict, dict, bool]:
+    """Both projects' layers to stack, and whether the LOD is left out of them because
+    both store it as a plate table (:func:`olinkpipe._layout.stack_lod` stacks the
+    tables); otherwise a table is expanded to a full layer."""
+    if _layout.tables_stack(ref, other):
+        return dict(ref.layers), dict(other.layers), True
+    return _layout.layers_with_lod(ref), _layout.layers_with_lod(other), False
+
+
+def merged_codes(cats_r, cats_o) -> tuple[list[str], np.ndarray | None]:
+    """One category list for a code layer of both projects (the reference's, then the
+    other's new ones) and the lookup ``new = lookup[old + 1]`` for the other's codes (-1
+    stays -1), of the smallest int dtype holding them; None when its codes stay as they are."""
+    known = set(cats_r)
+    cats = list(cats_r) + [c for c in cats_o if c not in known]
+    pos = [cats.index(c) for c in cats_o]
+    if pos == list(range(len(pos))):
+        return cats, None
+    return cats, np.array([-1, *pos], dtype=_layout.code_dtype(len(cats)))
+
+
+def _fill(
+    dst: np.ndarray,
+    src: np.ndarray,
+    cols: np.ndarray,
+    identity: bool,
+    shift,
+    recode=None,
+    runs=None,
+) -> None:
+    """``dst[...] = src[:, cols] (+ shift)`` without an intermediate copy; with ``recode``,
+    codes ``c`` become ``recode[c + 1]`` (a block-sized temporary); ``runs``: ``cols`` as
+    :func:`_runs` (copied run by run instead of gathered)."""
+    if recode is not None:
+        src = recode[np.asarray(src, dtype=np.intp) + 1]
+    if runs is not None:  # cols in a few runs of consecutive positions: slice copies
+        for d0, s0, n in runs:
+            dst_run, src_run = dst[:, d0 : d0 + n], src[:, s0 : s0 + n]
+            if shift is None:
+                np.copyto(dst_run, src_run, casting="unsafe")
+            else:
+                np.add(src_run, shift[d0 : d0 + n], out=dst_run, casting="unsafe")
+        return
     if identity:
         if shift is None:
             np.copyto(dst, src, casting="unsafe")
@@ -263,6 +301,19 @@ def _fill(dst: np.ndarray, src: np.ndarray, cols: np.ndarray, identity: bool, sh
         dst[...] = src[:, cols]
     if shift is not None:
         np.add(dst, shift, out=dst)
+
+
+def _runs(cols: np.ndarray) -> list[tuple[int, int, int]] | None:
+    """``cols`` as runs of consecutive positions (output start, source start, length), or
+    None when there are many (more than one per 8 columns: a gather is then faster)."""
+    cols = np.asarray(cols, dtype=np.intp)
+    starts = np.flatnonzero(np.diff(cols) != 1) + 1
+    if len(cols) == 0 or (len(starts) + 1) * 8 > len(cols):
+        return None
+    starts = np.flatnonzero(np.diff(cols) != 1) + 1
+    lo = np.concatenate([[0], starts])
+    hi = np.concatenate([starts, [len(cols)]])
+    return [(int(a), int(cols[a]), int(b - a)) for a, b in zip(lo, hi, strict=True)]
 
 
 def _allocate(shape: tuple[int, int], dtype) -> np.ndarray:
@@ -294,21 +345,22 @@ class Stack:
             m == ref.n_vars and np.array_equal(cols_r, np.arange(m)),
             m == other.n_vars and np.array_equal(cols_o, np.arange(m)),
         )
+        self.runs = tuple(
+            None if ident else _runs(c) for ident, c in zip(self.identity, self.cols, strict=True)
+        )
         sources = {"X": (np.asarray(ref.X, dtype=float), np.asarray(other.X, dtype=float))}
-        layers_r, layers_o = _layout.layers_with_lod(ref), _layout.layers_with_lod(other)
+        layers_r, layers_o, self.lod_tables = _layers(ref, other)
         coded_r, coded_o = _coded(ref), _coded(other)
         self.coded: dict[str, list[str]] = {}
+        self.recode: dict[str, np.ndarray] = {}
         for key in layers_r:
             if key not in layers_o or key == "measured":
                 continue
-            a_o = layers_o[key]
             if key in coded_r and key in coded_o:  # code layers: one category list for both
-                known = set(coded_r[key])
-                cats = list(coded_r[key]) + [c for c in coded_o[key] if c not in known]
-                self.coded[key] = cats
-                lookup = np.array([-1] + [cats.index(c) for c in coded_o[key]], dtype=np.int32)
-                a_o = lookup[np.asarray(a_o, dtype=np.int64) + 1]
-            sources[key] = (np.asarray(layers_r[key]), np.asarray(a_o))
+                self.coded[key], lookup = merged_codes(coded_r[key], coded_o[key])
+                if lookup is not None:  # the other's codes mapped block by block
+                    self.recode[key] = lookup
+            sources[key] = (np.asarray(layers_r[key]), np.asarray(layers_o[key]))
         if "measured" in layers_r or "measured" in layers_o:  # not a full grid in one project
             from ..io.convert import measured_mask
 
@@ -318,7 +370,8 @@ class Stack:
         self.out = {}
         for key, (a_r, a_o) in sources.items():
             shifted = (np.float64,) if key in self.SHIFTED else ()
-            dtype = np.result_type(a_r.dtype, a_o.dtype, *shifted)
+            o_dtype = self.recode[key].dtype if key in self.recode else a_o.dtype
+            dtype = np.result_type(a_r.dtype, o_dtype, *shifted)
             self.out[key] = _allocate((ref.n_obs + other.n_obs, m), dtype)
         self.jobs = _parallel.Jobs(nbytes=sum(a.nbytes for a in self.out.values()))
         self._blocks = 2 * _parallel.n_threads()
@@ -334,9 +387,12 @@ class Stack:
         for key, out in self.out.items():
             src = self.sources[key][half]
             shift = factor if key in self.SHIFTED else None
+            recode = self.recode.get(key) if half == 1 else None
+            runs = self.runs[half]
             for lo, hi in _parallel.row_blocks(src.shape[0], self._blocks):
                 dst = out[offset + lo : offset + hi]
-                self.jobs.add(partial(_fill, dst, src[lo:hi], cols, identity, shift))
+                fill = partial(_fill, dst, src[lo:hi], cols, identity, shift, recode, runs)
+                self.jobs.add(fill)
 
     def shift(self, factor: np.ndarray) -> None:
         """Queue the other project, ``factor`` (per shared assay) added to NPX and LOD."""
@@ -377,19 +433,18 @@ class LazyStack:
         coded_r, coded_o = _coded(ref), _coded(other)
         self.coded: dict[str, list[str]] = {}
         sources = {"X": (ref.X, other.X)}
-        layers_r, layers_o = _layout.layers_with_lod(ref), _layout.layers_with_lod(other)
+        layers_r, layers_o, self.lod_tables = _layers(ref, other)
         for key in layers_r:
             if key not in layers_o:
                 continue
             a_o = layers_o[key]
             if key in coded_r and key in coded_o:
-                known = set(coded_r[key])
-                cats = list(coded_r[key]) + [c for c in coded_o[key] if c not in known]
-                self.coded[key] = cats
-                lookup = np.array([-1] + [cats.index(c) for c in coded_o[key]], dtype=np.int32)
-                a_o = self._lazy(a_o).map_blocks(
-                    lambda b, lk=lookup: lk[np.asarray(b, dtype=np.int64) + 1], dtype=np.int32
-                )
+                self.coded[key], lookup = merged_codes(coded_r[key], coded_o[key])
+                if lookup is not None:
+                    a_o = self._lazy(a_o).map_blocks(
+                        lambda b, lk=lookup: lk[np.asarray(b, dtype=np.intp) + 1],
+                        dtype=lookup.dtype,
+                    )
             sources[key] = (layers_r[key], a_o)
         self.dropped_layers = sorted((set(layers_r) ^ set(layers_o)) - {"measured"})
         if "measured" in ref.layers or "measured" in other.layers:
@@ -565,8 +620,11 @@ def combine(
     provenance(out)
     for rec in records:
         _utils.exclude(out, step=step, **rec)
+    if stack.lod_tables:  # the two plate tables stacked, never expanded (reads no array)
+        _layout.stack_lod(out, ref, other, cols_r, stack.cols[1], factor)
     stack.arrays()  # wait for every write
-    _layout.compact_lod(out)  # the stacked LOD back to a plate table when it is one
+    if not stack.lod_tables:  # the stacked LOD layer back to a plate table when it is one
+        _layout.compact_lod(out)
     _lodcols.update_max_lod(out)  # OlinkAnalyze: MaxLOD = the assay's max after normalizing
     return out
 
