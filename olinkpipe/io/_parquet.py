@@ -64,6 +64,7 @@ def read_parquet(
         data_format="parquet",
         metadata=meta,
         row_offset=1,
+        layers=opts.get("layers"),
     )
 
 

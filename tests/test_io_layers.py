@@ -1,0 +1,166 @@
+"""``read_npx(..., layers=[...])``: the extra per-cell columns kept, on every reader path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from io_builders import make_long, wide_grid, write_wide_csv
+
+import olinkpipe as op
+from olinkpipe._layout import lod_matrix
+from olinkpipe.errors import DesignError
+from olinkpipe.io import stream
+
+EXTRA = ["Count", "ExtNPX", "PCNormalizedNPX", "AssayQC"]
+
+
+def _explore_ht(seed: int = 3) -> pd.DataFrame:
+    """An Explore-HT-like long table: Count, ExtNPX, PCNormalizedNPX per cell, AssayQC as
+    per-cell text; LOD constant per assay and plate; QC constant per sample and panel."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    samples = [f"S{i:02d}" for i in range(8)]
+    for panel in ("Explore_HT_A", "Explore_HT_B"):
+        for j in range(5):
+            oid = f"OID{40000 + 10 * (panel[-1] == 'B') + j}"
+            for k, s in enumerate(samples):
+                plate = "P1" if k < 4 else "P2"
+                npx = round(float(rng.normal(1, 2)), 4)
+                rows.append(
+                    {
+                        "SampleID": s,
+                        "OlinkID": oid,
+                        "UniProt": f"Q{oid}",
+                        "Assay": f"G{oid}",
+                        "Panel": panel,
+                        "PlateID": plate,
+                        "SampleQC": "WARN" if (k == 2 and panel.endswith("A")) else "PASS",
+                        "LOD": -1.0 + j / 10 + (plate == "P2") / 4,
+                        "NPX": npx,
+                        "Count": int(rng.integers(10, 5000)),
+                        "ExtNPX": round(npx + 0.5, 4),
+                        "PCNormalizedNPX": round(npx - 0.25, 4),
+                        "AssayQC": "WARN" if rng.random() < 0.3 else "PASS",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ht")
+    df = _explore_ht()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), d / "ht.parquet")
+    df.to_csv(d / "ht.csv", sep=";", index=False)
+    parts = d / "parts"
+    parts.mkdir()
+    for panel, rows in df.groupby("Panel"):
+        pq.write_table(
+            pa.Table.from_pandas(rows, preserve_index=False), parts / f"{panel}.parquet"
+        )
+    return {"parquet": d / "ht.parquet", "csv": d / "ht.csv", "dir": parts}
+
+
+def _read(path, how, monkeypatch, **kw):
+    """Read ``path`` on one reader path, checking that path was taken."""
+    calls = []
+    real = stream.read_all
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    with monkeypatch.context() as m:
+        if how == "memory":
+            m.setattr(stream, "try_parquet", lambda *a, **k: None)
+            m.setattr(stream, "try_csv", lambda *a, **k: None)
+        m.setattr(stream, "read_all", spy)
+        adata = op.read_npx(path, chunks=3 if how == "dask" else None, **kw)
+    assert bool(calls) == (how == "stream")
+    if how == "dask":
+        assert "dask" in type(adata.X).__module__
+        adata.X = np.asarray(adata.X.compute())
+        for k in list(adata.layers.keys()):
+            adata.layers[k] = np.asarray(adata.layers[k].compute())
+    return adata
+
+
+CASES = [("parquet", "memory"), ("parquet", "stream"), ("csv", "memory"), ("csv", "stream")]
+CASES += [("parquet", "dask"), ("dir", "stream"), ("dir", "dask")]
+
+
+@pytest.mark.parametrize(("fmt", "how"), CASES)
+@pytest.mark.parametrize("keep", [None, ["Count"], [], ["AssayQC", "ExtNPX"]])
+def test_layers_kept_and_the_rest_equal(files, fmt, how, keep, monkeypatch):
+    full = _read(files[fmt], how, monkeypatch)
+    assert set(EXTRA) <= set(full.layers.keys())
+    got = _read(files[fmt], how, monkeypatch, layers=keep)
+    np.testing.assert_array_equal(got.X, full.X)
+    pd.testing.assert_frame_equal(got.obs, full.obs)
+    pd.testing.assert_frame_equal(got.var, full.var)
+    np.testing.assert_array_equal(lod_matrix(got), lod_matrix(full))
+    for k in full.obsm:
+        pd.testing.assert_frame_equal(got.obsm[k], full.obsm[k])
+    want = EXTRA if keep is None else keep
+    assert sorted(k for k in got.layers.keys() if k in EXTRA) == sorted(want)
+    for k in want:
+        np.testing.assert_array_equal(np.asarray(got.layers[k]), np.asarray(full.layers[k]))
+    prov = got.uns["olinkpipe"]
+    if keep is None:
+        assert "layers" not in prov
+    else:
+        assert prov["layers"]["kept"] == keep
+        assert sorted(prov["layers"]["left_out"]) == sorted(set(EXTRA) - set(keep))
+        assert set(prov["coded_layers"]) == {"AssayQC"} & set(keep)
+        long = op.to_long(got)  # writes back what was read
+        assert not (set(EXTRA) - set(keep)) & set(long.columns)
+
+
+def test_same_answer_on_every_path(files, monkeypatch):
+    ref = _read(files["parquet"], "memory", monkeypatch, layers=["Count"])
+    for fmt, how in CASES[1:]:
+        got = _read(files[fmt], how, monkeypatch, layers=["Count"])
+        np.testing.assert_array_equal(got.X, ref.X)
+        np.testing.assert_array_equal(got.layers["Count"], ref.layers["Count"])
+
+
+@pytest.mark.parametrize(("fmt", "how"), CASES)
+def test_unknown_name(files, fmt, how, monkeypatch):
+    with pytest.raises(DesignError) as err:
+        _read(files[fmt], how, monkeypatch, layers=["Count", "ExtNPx", "NPX"])
+    msg = str(err.value)
+    assert "'ExtNPx'" in msg and "'NPX'" in msg and "'ExtNPX'" in msg  # a close match
+    assert "PCNormalizedNPX" in msg and str(files[fmt].name) in msg
+
+
+def test_bad_argument(files):
+    with pytest.raises(DesignError, match="layers="):
+        op.read_npx(files["csv"], layers="Count")
+
+
+def test_memory_per_kept_layer(files, monkeypatch):
+    """Structural form of issue 14's target: each kept per-cell column costs at most one X,
+    and leaving them all out leaves X + the data model's arrays <= 1.5 X."""
+    for keep in ([], ["Count"], ["Count", "ExtNPX"], None):
+        a = _read(files["parquet"], "stream", monkeypatch, layers=keep)
+        n = len(EXTRA) if keep is None else len(keep)
+        extra = sum(np.asarray(a.layers[k]).nbytes for k in a.layers.keys() if k in EXTRA)
+        assert extra <= n * a.X.nbytes
+        rest = sum(np.asarray(a.layers[k]).nbytes for k in a.layers.keys() if k not in EXTRA)
+        rest += sum(np.asarray(v).nbytes for v in a.varm.values())
+        assert a.X.nbytes + rest <= 1.5 * a.X.nbytes
+
+
+def test_wide_accepts_none_and_empty(tmp_path):
+    path = write_wide_csv(
+        tmp_path / "wide.csv", wide_grid(make_long(controls=False), trailing_space=None)
+    )
+    full = op.read_npx(path)
+    none = op.read_npx(path, layers=[])
+    np.testing.assert_array_equal(none.X, full.X)
+    assert none.uns["olinkpipe"]["layers"] == {"kept": [], "left_out": []}
+    with pytest.raises(DesignError, match="Count"):
+        op.read_npx(path, layers=["Count"])
