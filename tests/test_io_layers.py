@@ -164,3 +164,45 @@ def test_wide_accepts_none_and_empty(tmp_path):
     assert none.uns["olinkpipe"]["layers"] == {"kept": [], "left_out": []}
     with pytest.raises(DesignError, match="Count"):
         op.read_npx(path, layers=["Count"])
+
+
+@pytest.mark.parametrize(("fmt", "how"), CASES)
+def test_left_out_columns_not_decoded(files, fmt, how, monkeypatch):
+    """Count/ExtNPX/PCNormalizedNPX left out are never asked of the parquet or CSV reader."""
+    from olinkpipe.io._stream_source import Source
+
+    asked: list[str] = []
+    real_batches, real_read = Source.batches, pq.ParquetFile.read
+
+    def batches(self, columns, *a, **k):
+        asked.extend(columns)
+        return real_batches(self, columns, *a, **k)
+
+    def read(self, columns=None, *a, **k):
+        asked.extend(columns if columns is not None else self.schema_arrow.names)
+        return real_read(self, columns, *a, **k)
+
+    monkeypatch.setattr(Source, "batches", batches)
+    monkeypatch.setattr(pq.ParquetFile, "read", read)
+    got = _read(files[fmt], how, monkeypatch, layers=["Count"])
+    assert list(k for k in got.layers.keys() if k in EXTRA) == ["Count"]
+    if not (fmt == "csv" and how == "memory"):  # the in-memory CSV parses every column
+        assert "Count" in asked
+        assert not {"ExtNPX", "PCNormalizedNPX"} & set(asked)
+
+
+def test_read_exports_forwards_layers(files):
+    adata = op.io.read_exports(files["dir"], layers=["ExtNPX"])
+    full = op.io.read_exports(files["dir"])
+    assert [k for k in adata.layers.keys() if k in EXTRA] == ["ExtNPX"]
+    np.testing.assert_array_equal(adata.layers["ExtNPX"], full.layers["ExtNPX"])
+    np.testing.assert_array_equal(adata.X, full.X)
+    left = adata.uns["olinkpipe"]["layers"]["left_out"]
+    assert sorted(left) == sorted(set(EXTRA) - {"ExtNPX"})
+
+
+def test_workflow_inputs_layers():
+    from olinkpipe.workflow._schema import Inputs
+
+    assert Inputs(npx="x.parquet", layers=["Count"]).layers == ["Count"]
+    assert Inputs(npx="x.parquet").layers is None

@@ -61,10 +61,19 @@ def wanted(keep: tuple[str, ...] | None, column: str) -> bool:
     return keep is None or column in keep
 
 
-def early_skip(keep: tuple[str, ...] | None, columns: Iterable[str], special: set) -> list[str]:
-    """Measurement-level columns (always layers) left out: readers need not read them."""
+def early_skip(
+    keep: tuple[str, ...] | None, columns: Iterable[str], special: set | None = None
+) -> list[str]:
+    """Measurement-level columns (always layers) left out: readers need not read them.
+    ``special``: the role columns (value, LOD, ...); found from ``columns`` when None."""
     if keep is None:
         return []
+    columns = list(columns)
+    if special is None:
+        from ._roles import resolve_roles
+
+        roles = resolve_roles(columns)
+        special = {roles[k] for k in ("sample", "olinkid", "value", "lod", "plate", "qc")}
     return [c for c in columns if c in MEASUREMENT_LEVEL and c not in special and c not in keep]
 
 
@@ -89,7 +98,9 @@ def unknown(keep: tuple[str, ...] | None, available: Iterable[str], *, file: str
         hint=hint + "layers= names the file's extra per-cell columns (X, the LOD and the QC "
         "columns are always kept); use layers=None to keep them all.",
     )
-    raise LayerNameError(msg)
+    err = LayerNameError(msg)
+    err.available = avail  # type: ignore[attr-defined]
+    raise err
 
 
 def record(adata: ad.AnnData, keep: tuple[str, ...] | None, left_out: Sequence[str]) -> None:
