@@ -229,3 +229,18 @@ def test_dict_cache_entry_read_once():
     d._last = [Swapping(), *entry_a[1:]]
     local, entry = d._local(a)
     assert entry[1][local].tolist() == [0, 0]  # "A", "A": a's lookup, not b's
+
+
+def test_per_cell_qc_always_kept(tmp_path):
+    """A QC column that varies within a sample's panel stays a layer with layers=[] (the
+    data model's qc_warning needs it) and cannot be named."""
+    from io_builders import make_explore, write_long
+
+    path = write_long(make_explore(), tmp_path / "explore.csv")
+    full, none = op.read_npx(path), op.read_npx(path, layers=[])
+    assert "QC_Warning" in full.layers and "QC_Warning" in none.layers
+    np.testing.assert_array_equal(none.layers["QC_Warning"], full.layers["QC_Warning"])
+    pd.testing.assert_frame_equal(none.obs, full.obs)
+    assert "Count" in full.layers and "Count" not in none.layers
+    with pytest.raises(DesignError, match="not a per-cell column"):
+        op.read_npx(path, layers=["QC_Warning"])
