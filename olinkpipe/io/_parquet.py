@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import NPXFormatError, format_message
+from . import _layers
 from ._columns import STRING_COLUMNS
 from .convert import from_long
 
@@ -31,16 +33,21 @@ def read_parquet(
         if got is not None:
             return got
     source = str(src) if isinstance(src, Path) else src
+    keep = opts.get("layers")
+    skip: list[str] = []
     try:
+        if keep is not None:  # measurement-level columns left out are not decoded
+            names = pq.ParquetFile(str(files[0]) if files else source).schema_arrow.names
+            skip = _layers.early_skip(keep, names)
         if files:  # a directory: its files as one table
-            tables = [_parquet_table(str(f)) for f in files]
+            tables = [_parquet_table(str(f), skip) for f in files]
             table = pa.concat_tables(tables, promote_options="default")
             agreed = stream._metadata([t.schema.metadata or {} for t in tables])
             table = table.replace_schema_metadata(
                 {k.encode(): v.encode() for k, v in agreed.items()}
             )
         else:
-            table = _parquet_table(source)
+            table = _parquet_table(source, skip)
     except (pa.ArrowInvalid, OSError, pa.ArrowException, UnicodeDecodeError, KeyError) as err:
         msg = format_message(
             f"truncated or corrupt parquet file ({err})",
@@ -56,18 +63,26 @@ def read_parquet(
             continue
         meta[key] = v.decode("utf-8", "replace")
     table = table.replace_schema_metadata(None)
-    return from_long(
-        table,
-        file=name,
-        product=opts["product"],
-        duplicates=opts["duplicates"],
-        data_format="parquet",
-        metadata=meta,
-        row_offset=1,
-    )
+    try:
+        adata = from_long(
+            table,
+            file=name,
+            product=opts["product"],
+            duplicates=opts["duplicates"],
+            data_format="parquet",
+            metadata=meta,
+            row_offset=1,
+            layers=keep,
+        )
+    except _layers.LayerNameError as err:  # name the columns not read, too
+        _layers.unknown(keep, [*err.available, *skip], file=name)  # type: ignore[attr-defined]
+        raise
+    if skip:
+        _layers.record(adata, keep, [*skip, *adata.uns["olinkpipe"]["layers"]["left_out"]])
+    return adata
 
 
-def _parquet_table(source: str | IO[bytes]) -> pa.Table:
+def _parquet_table(source: str | IO[bytes], skip: Sequence[str] = ()) -> pa.Table:
     schema = pq.ParquetFile(source).schema_arrow
     if not isinstance(source, str):
         source.seek(0)
@@ -75,4 +90,6 @@ def _parquet_table(source: str | IO[bytes]) -> pa.Table:
     # only: a binary or nested column is named as an error later, not decoded here)
     text = [f.name for f in schema if f.name in STRING_COLUMNS and pa.types.is_string(f.type)]
     pf = pq.ParquetFile(source, read_dictionary=text)
-    return pf.read()
+    if not skip:
+        return pf.read()
+    return pf.read(columns=[f.name for f in schema if f.name not in set(skip)])

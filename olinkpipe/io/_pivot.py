@@ -124,11 +124,15 @@ def place_columns(
     ids: Ids,
     layers: dict[str, np.ndarray],
     qc_layer_col: str | None,
+    keep: tuple[str, ...] | None = None,
+    left_out: list[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every column without a role to ``obs`` (constant per sample), ``var`` (constant per
     assay) or a layer (added to ``layers``: floats, or integer codes whose categories are
     returned). Assay-level names try ``var`` first, measurement-level names are always
-    layers. Returns ``(obs_cols, var_cols, coded)``."""
+    layers. A per-cell column not in ``keep`` (None: keep all; the QC column is always
+    kept) is not scattered but appended to ``left_out``. Returns
+    ``(obs_cols, var_cols, coded)``."""
     special = {roles[k] for k in ("sample", "olinkid", "value", "lod", "plate", "qc")} - {None}
     assay_level = ASSAY_LEVEL | {roles[k] for k in ("assay", "uniprot", "panel") if roles[k]}
     obs_cols: dict[str, np.ndarray] = {}
@@ -145,6 +149,11 @@ def place_columns(
         if c in special and c != qc_layer_col:
             continue
         col = cols[c]
+        if keep is not None and c in MEASUREMENT_LEVEL and c not in keep:  # always a layer
+            if left_out is not None:
+                left_out.append(c)
+            col.release()
+            continue
         if col.is_numeric:
             key, uniques = pivot.kept(col.values()), None
         else:
@@ -163,6 +172,11 @@ def place_columns(
                     placed = True
                     break
         if placed:
+            continue
+        if keep is not None and c not in keep and c != qc_layer_col:
+            if left_out is not None:
+                left_out.append(c)
+            col.release()
             continue
         if uniques is None:
             layers[c] = pivot.scatter(key, np.nan, np.float64, kept=True)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._layers import early_skip, wanted
 from ._stream_source import Fallback, Source, read_ahead, release_arrow
 from ._stream_track import _Const, _Dict, _is_numeric, _PlateLod, _Runs, _values
 from .convert import ASSAY_LEVEL, MEASUREMENT_LEVEL, _is_pass, resolve_roles
@@ -62,6 +63,9 @@ class StreamPlan:
     #: the LOD as ``(assays × plates table, plate labels)`` when that reproduces it cell for
     #: cell (:mod:`olinkpipe._layout`); None: a full layer
     lod_table: tuple[np.ndarray, list[str]] | None = None
+    #: ``read_npx(layers=...)``: the per-cell columns kept (None: all) and those left out
+    keep: tuple[str, ...] | None = None
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def value_cols(self) -> list[str]:
@@ -71,14 +75,18 @@ class StreamPlan:
         return [self.roles["value"], *lod, *self.layer_cols]
 
 
-def scan(source: Source, *, values: bool = False) -> StreamPlan:
+def scan(
+    source: Source, *, values: bool = False, keep: tuple[str, ...] | None = None
+) -> StreamPlan:
     """Passes A and B; raises :class:`Fallback` for anything the streaming path leaves out.
 
     With ``values`` pass B also scatters the value, LOD and numeric per-cell columns (and
     the extra pass for columns that fail their first slot the columns themselves), so the
-    whole read takes two passes in the common case: ``plan.prefilled`` holds them.
+    whole read takes two passes in the common case: ``plan.prefilled`` holds them. Per-cell
+    columns not in ``keep`` (None: all) are left out: measurement-level ones are not read,
+    others only as far as their placement needs (:mod:`olinkpipe.io._layers`).
     """
-    sc = _Scan(source, values=values)
+    sc = _Scan(source, values=values, keep=keep)
     sc.pass_a()
     sc.setup_b()
     # row groups decoded ahead hold at most half a matrix (the read's peak is about 2);
@@ -99,9 +107,9 @@ def scan(source: Source, *, values: bool = False) -> StreamPlan:
 class _Scan:
     """The state of one scan, step by step (see :func:`scan`)."""
 
-    def __init__(self, source: Source, *, values: bool):
+    def __init__(self, source: Source, *, values: bool, keep: tuple[str, ...] | None = None):
         """Roles and key dictionaries; refuses what the streaming path leaves out."""
-        self.source, self.values = source, values
+        self.source, self.values, self.keep = source, values, keep
         columns = [c for c in source.columns if c not in ("", "Unnamed: 0", "...1")]
         if len(set(columns)) != len(columns):
             msg = "repeated column names"
@@ -166,8 +174,11 @@ class _Scan:
         self.meta_cols = [
             c for c in columns if c not in self.special and c not in MEASUREMENT_LEVEL
         ]
+        self.skipped = early_skip(self.keep, columns, self.special)  # never read
         self.direct_layers = [
-            c for c in columns if c not in self.special and c in MEASUREMENT_LEVEL
+            c
+            for c in columns
+            if c not in self.special and c in MEASUREMENT_LEVEL and c not in self.skipped
         ]
         self.text = text = {c for c in columns if not _is_numeric(self.source.types[c])}
         for c in self.meta_cols + self.direct_layers:
@@ -311,7 +322,7 @@ class _Scan:
             pair = [(tr[c, k], runs[k]) for k in ("obs", "var") if tr[c, k].ok]
             if pair:
                 _track(b.column(c), self.dicts.get(c), pair)
-                if not any(t.ok for t, _ in pair):
+                if not any(t.ok for t, _ in pair) and wanted(self.keep, c):
                     self.late[c] = rows_done
                     if self.values:
                         self.spec[c] = _layer_array(self.n_obs * self.n_assay, c in self.text)
@@ -355,7 +366,7 @@ class _Scan:
         qc_layer = roles["qc"] if roles["qc"] and not self.qc_t.ok else None
         self.qc_layer = qc_layer
         for c in self.columns:
-            if c in self.special and c != qc_layer:
+            if (c in self.special and c != qc_layer) or c in self.skipped:
                 continue
             if c in self.direct_layers or c == qc_layer:
                 self.layer_cols.append(c)
@@ -372,6 +383,12 @@ class _Scan:
                     break
             else:
                 self.layer_cols.append(c)
+        self.left_out = list(self.skipped)
+        for c in list(self.layer_cols):
+            if c != qc_layer and not wanted(self.keep, c):
+                self.layer_cols.remove(c)
+                self.left_out.append(c)
+                self.spec.pop(c, None)
         for c in self.layer_cols:
             if c in self.spec:  # scattered in pass B: text codes to their final categories
                 if c in text:
@@ -449,6 +466,8 @@ class _Scan:
             prefilled={c: v.reshape(n_obs, n_assay) for c, v in self.filled.items()},
             n_rows=self.n_rows,
             lod_table=self.lod_table,
+            keep=self.keep,
+            left_out=self.left_out,
         )
 
     def lod_layout(self) -> None:

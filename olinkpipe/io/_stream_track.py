@@ -39,7 +39,9 @@ class _Dict:
                 arr = pc.cast(arr, pa.string())
             arr = pc.dictionary_encode(arr)
         dictionary = arr.dictionary
-        if self._last is None or not self._last[0].equals(dictionary):
+        last = self._last  # one read: another thread may replace it (pass B's metadata
+        # checks share the Panel dictionary with the main thread; dask block tasks)
+        if last is None or not last[0].equals(dictionary):
             if not (
                 pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
             ):
@@ -52,11 +54,12 @@ class _Dict:
             if len(self.index) > len(self.values):
                 self.values = list(self.index)
             ident = np.array_equal(lookup, np.arange(len(lookup)))
-            self._last = [arr.dictionary, np.append(lookup, np.int32(-1)), None, None, ident, None]
+            last = [arr.dictionary, np.append(lookup, np.int32(-1)), None, None, ident, None]
+            self._last = last
         idx = arr.indices
         if idx.null_count:
             idx = pc.fill_null(idx, -1)
-        return idx.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), self._last
+        return idx.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), last
 
     def codes(self, arr: pa.Array, *, mark: bool = False) -> np.ndarray:
         """Global codes (-1 = null); ``mark`` records which entries rows use."""

@@ -69,6 +69,7 @@ def read_long_text(
         data_format="long",
         row_offset=2 + info.skip_rows,
         decimal=info.decimal,
+        layers=opts.get("layers"),
     )
 
 

@@ -28,6 +28,7 @@ from ..errors import (
     format_message,
     preview,
 )
+from . import _layers
 
 # moved out of this module (issue 20); re-exported so that ``from .convert import x`` works
 from ._longtable import _Column as _Column
@@ -396,6 +397,7 @@ def from_long(
     row_offset: int | None = None,
     decimal: str | None = None,
     row_labels: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
 ) -> ad.AnnData:
     """Build the olinkpipe AnnData from a long (one row per measurement) table.
 
@@ -433,6 +435,10 @@ def from_long(
     row_labels
         How to name each row of ``data`` in messages (e.g. the sheet cell a value came
         from); overrides ``row_offset``.
+    layers
+        The per-cell columns kept as layers (``None``: all; ``[]``: none), as in
+        :func:`olinkpipe.read_npx`; the others are not converted and are recorded in
+        ``uns["olinkpipe"]["layers"]``.
 
     Returns
     -------
@@ -485,15 +491,18 @@ def from_long(
     )
     pivot = Pivot(len(o_uni), len(ids.a_uni), cell, keep_rows)
     order = row_order(pivot.kept(o_codes), pivot.kept(ids.a_codes))
-    X, layers = _value_layers(cols, roles, pivot, file=file, lines=lines, decimal=decimal)
+    X, value_layers = _value_layers(cols, roles, pivot, file=file, lines=lines, decimal=decimal)
     grids = panel_grids(pivot, o_codes, ids, cols[roles["qc"]] if roles["qc"] else None)
+    keep, left_out = _layers.check_layers(layers), []
     obs_cols, var_cols, coded = place_columns(
-        columns, cols, roles, pivot, o_codes, ids, layers, grids.qc_layer_col
+        columns, cols, roles, pivot, o_codes, ids, value_layers, grids.qc_layer_col, keep, left_out
     )
+    per_cell = [c for c in value_layers if c not in ("lod", grids.qc_layer_col)]
+    _layers.unknown(keep, per_cell + left_out, file=file)
     qc_mat = grids.qc
     if grids.qc_layer_col is not None:  # QC varies within a sample's panel: per-cell flags
         col = grids.qc_layer_col
-        qc_mat = qc_from_cells(layers[col], coded[col], ids.assay_panel, grids.on_panel)
+        qc_mat = qc_from_cells(value_layers[col], coded[col], ids.assay_panel, grids.on_panel)
 
     # annotate: obs, var, the measured cells, provenance
     obs = _build_obs(
@@ -503,8 +512,8 @@ def from_long(
     var = build_var(var_cols, roles, ids.a_uni, ids.p_uni[ids.assay_panel], dtypes)
     measured = measured.reshape(pivot.n_obs, pivot.n_assay)
     if not np.array_equal(measured, _present_from_plates(grids.plate)[:, ids.assay_panel]):
-        layers["measured"] = measured
-    adata = ad.AnnData(X=X, obs=obs, var=var, layers=layers, obsm=obsm)
+        value_layers["measured"] = measured
+    adata = ad.AnnData(X=X, obs=obs, var=var, layers=value_layers, obsm=obsm)
     # qc_warning and below_lod are computed on demand (olinkpipe._layout)
     _annotate(
         adata,
@@ -519,6 +528,7 @@ def from_long(
         row_order=order,
         dropped_ids=dropped_ids,
     )
+    _layers.record(adata, keep, left_out)
     return adata
 
 

@@ -9,7 +9,7 @@ assays measured on several plates one column.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ..errors import (
     UnknownFormatError,
     format_message,
 )
+from . import _layers
 from ._util import warn_user
 from .convert import from_long, to_long
 from .npx import read_npx
@@ -161,6 +162,7 @@ def read_exports(
     product: str | None = None,
     duplicates: str = "rename",
     exclude: Iterable[str | PathLike[str]] = (),
+    layers: Sequence[str] | None = None,
 ) -> ad.AnnData:
     """Read the Olink exports of one study, from a folder or a list of files, as one AnnData.
 
@@ -182,6 +184,9 @@ def read_exports(
         control sample run on each plate becomes one row per plate).
     exclude
         Files in the folder that are not exports (a sample sheet, a patient table).
+    layers
+        As in :func:`olinkpipe.read_npx`: the per-cell columns kept (``None``: all), applied
+        to each file; an error names a file without one of them.
 
     Returns
     -------
@@ -227,7 +232,9 @@ def read_exports(
         msg = format_message(f"cannot list the files ({err})", file=str(err.filename or paths))
         raise NPXFormatError(msg) from err
     try:
-        return _read_files(files, scanned, sep=sep, product=product, duplicates=duplicates)
+        return _read_files(
+            files, scanned, sep=sep, product=product, duplicates=duplicates, layers=layers
+        )
     except OlinkpipeError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, NotImplementedError, OSError) as err:
@@ -241,13 +248,20 @@ def read_exports(
 
 
 def _read_files(
-    files: list[Path], scanned: bool, *, sep: str | None, product: str | None, duplicates: str
+    files: list[Path],
+    scanned: bool,
+    *,
+    sep: str | None,
+    product: str | None,
+    duplicates: str,
+    layers: Sequence[str] | None = None,
 ) -> ad.AnnData:
     parts: list[tuple[str, ad.AnnData]] = []
     skipped: list[tuple[str, str]] = []
     for f in files:
         try:
-            parts.append((str(f), read_npx(f, sep=sep, product=product, duplicates=duplicates)))
+            adata = read_npx(f, sep=sep, product=product, duplicates=duplicates, layers=layers)
+            parts.append((str(f), adata))
         except (UnknownFormatError, MissingColumnError) as exc:
             if not scanned:
                 raise
@@ -261,6 +275,9 @@ def _read_files(
         )
         raise NPXFormatError(msg)
     out = _combine(parts, product=product, duplicates=duplicates)
+    if layers is not None:  # what each file left out
+        left = [c for _, a in parts for c in a.uns["olinkpipe"]["layers"]["left_out"]]
+        _layers.record(out, tuple(layers), list(dict.fromkeys(left)))
     for name, reason in skipped:
         record_exclusion(
             out,

@@ -9,6 +9,7 @@ holding any of them is opened in memory.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import anndata as ad
 
 from .._validate import check_literal
 from ..errors import DesignError, NPXFormatError, OlinkpipeError, format_message
+from . import _layers
 from ._readers import HEAD_BYTES, Head, read_any
 
 __all__ = ["read_npx"]
@@ -31,6 +33,7 @@ def read_npx(
     duplicates: str = "rename",
     sheet: str | int | None = None,
     chunks: str | int | None = None,
+    layers: Sequence[str] | None = None,
 ) -> ad.AnnData:
     """Read an Olink export into an AnnData (samples × assays).
 
@@ -95,6 +98,18 @@ def read_npx(
         other formats are read in memory and then wrapped. ``obs``, ``var``, ``obsm`` and
         ``uns`` are in memory and equal to the in-memory read. Needs the ``olinkpipe[dask]``
         extra.
+    layers
+        The file's extra per-cell columns to keep as ``adata.layers`` (``None``, the
+        default: all of them; ``[]``: none; e.g. ``["Count"]`` for an Explore HT export
+        with ``Count``, ``ExtNPX`` and ``PCNormalizedNPX``). These are the columns that are
+        neither constant per sample (``obs``) nor per assay (``var``) and have no role:
+        ``X`` (the value column), the LOD (``varm["lod"]`` or ``layers["lod"]``),
+        ``layers["measured"]`` and a per-cell QC column are always kept and not named
+        here. Each kept column costs about one ``X`` (float64) or less (text as int8
+        codes); the others are not read where the reader can avoid it (streamed parquet
+        and CSV do not decode ``Count``, ``ExtNPX``, ``PCNormalizedNPX`` left out) and not
+        converted otherwise. ``uns["olinkpipe"]["layers"]`` records
+        ``{"kept": [...], "left_out": [...]}`` when given.
 
     Returns
     -------
@@ -118,7 +133,9 @@ def read_npx(
         A zip member or gzip stream inflates past the size limit.
     DesignError
         ``sep`` is not one character, or ``duplicates`` or ``chunks`` is not an allowed
-        value.
+        value; ``layers`` is not a list of names, or names a column that is not a per-cell
+        column of the file (the message lists the file's per-cell columns and close
+        matches).
     OlinkpipeError
         ``chunks`` is given and dask is not installed.
     MissingColumnError
@@ -141,6 +158,18 @@ def read_npx(
     >>> adata = op.read_npx(path)
     >>> adata.X[:, 0].tolist(), adata.obs["qc_pass"].tolist()
     ([12.96, 1.5], [True, False])
+
+    Keep only some of the per-cell columns (here ``Count``, not ``ExtNPX``):
+
+    >>> long = pd.read_csv(path, sep=";", decimal=",")
+    >>> long["Count"], long["ExtNPX"] = [120, 80], [3.1, 1.2]
+    >>> long.to_csv(path, sep=";", index=False)
+    >>> full = op.read_npx(path)
+    >>> sorted(full.layers.keys())
+    ['Count', 'ExtNPX']
+    >>> counts = op.read_npx(path, layers=["Count"])
+    >>> list(counts.layers.keys()), counts.uns["olinkpipe"]["layers"]["left_out"]
+    (['Count'], ['ExtNPX'])
     """
     check_literal("duplicates", duplicates, ["rename", "error"])
     if sep is not None and (not isinstance(sep, str) or len(sep) != 1):
@@ -158,6 +187,7 @@ def read_npx(
         raise NPXFormatError(msg)
     opts = {"sep": sep, "product": product, "duplicates": duplicates, "sheet": sheet}
     opts["chunks"] = chunks
+    opts["layers"] = keep = _layers.check_layers(layers)
     try:
         adata = _read_path(p, opts)
     except OlinkpipeError:
@@ -175,6 +205,7 @@ def read_npx(
         from .stream import release_arrow
 
         release_arrow()  # Arrow's pool keeps freed memory (parquet read whole, too) otherwise
+    adata = _layers.apply(adata, keep, file=str(p))  # readers that read every layer
     if chunks is not None and "dask" not in type(adata.X).__module__:
         from .lazy import wrap
 

@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from .._layout import LOD_KEY, code_dtype, compact_lod
 from .._provenance import provenance
+from . import _layers
 from ._stream_scan import StreamPlan, scan
 from ._stream_source import (
     Fallback,
@@ -240,6 +241,7 @@ def build(
             "row_order": plan.row_order,
         }
     )
+    _layers.record(adata, plan.keep, plan.left_out)
     if plan.lod_table is not None:  # what compact_lod makes of the full LOD
         table, labels = plan.lod_table
         adata.varm[LOD_KEY] = table
@@ -279,6 +281,13 @@ def needs_measured(plan: StreamPlan) -> bool:
     return cached
 
 
+def check_names(plan: StreamPlan, name: str) -> None:
+    """:class:`~olinkpipe.io._layers.LayerNameError` for a ``layers=`` name that is not a
+    per-cell column (the file's per-cell columns: the layers kept and left out)."""
+    per_cell = [c for c in plan.layer_cols if c != plan.qc_layer] + plan.left_out
+    _layers.unknown(plan.keep, per_cell, file=name)
+
+
 def auto_block(n_obs: int) -> int:
     """Assays per block for ``chunks="auto"``: about 128 MiB of float64 per block."""
     return max(1, math.floor((128 << 20) / max(n_obs * 8, 1)))
@@ -299,7 +308,8 @@ def try_parquet(
     try:
         source = parquet_source(paths, string_columns)
         lazy = opts.get("chunks") is not None
-        plan = scan(source, values=not lazy)
+        plan = scan(source, values=not lazy, keep=opts.get("layers"))
+        check_names(plan, name)
         if lazy:
             return plan
         return read_all(plan, file=name, product=opts["product"], data_format="parquet")
@@ -348,7 +358,8 @@ def try_csv(path: Path, name: str, info: Any, types: dict, opts: dict) -> ad.Ann
         _refuse_odd_columns(list(schema.names))
         _refuse_odd_types(ftypes)
         source = csv_source(path, list(schema.names), ftypes, csv_opts)
-        plan = scan(source, values=True)
+        plan = scan(source, values=True, keep=opts.get("layers"))
+        check_names(plan, name)
         return read_all(plan, file=name, product=opts["product"], data_format="long")
     except (Fallback, pa.ArrowException, OSError, UnicodeDecodeError) as err:
         logger.debug("%s: read whole, not streamed (%s)", name, err)

@@ -294,6 +294,7 @@ def _long_sheet(grid: Grid, where: str, opts: dict) -> ad.AnnData:
         product=opts.get("product"),
         duplicates=opts.get("duplicates", "rename"),
         data_format="long",
+        layers=opts.get("layers"),
     )
 
 
@@ -309,6 +310,7 @@ def _wide_grid(grid: Grid, where: str, opts: dict) -> ad.AnnData:
         data_format="wide",
         metadata=meta,
         row_labels=cells,
+        layers=opts.get("layers"),
     )
     adata.uns["olinkpipe"]["data_type"] = data_type
     return adata

@@ -51,6 +51,11 @@ class Inputs(Section):
         description="Sheet of an xlsx NPX export: name or 0-based position (found by content "
         "when null).",
     )
+    layers: list[str] | None = Field(
+        None,
+        description="Extra per-cell columns of the export kept as layers (null: all; []: "
+        "none; e.g. [Count]); X, the LOD and QC are always kept.",
+    )
 
 
 class Output(Section):

@@ -24,11 +24,15 @@ def read_npx_inputs(ctx: Context) -> None:
     paths = ctx.npx_paths
     chunks = ctx.cfg.compute.chunks
     if len(paths) == 1 and not paths[0].is_dir():
-        adata = op.read_npx(paths[0], sep=cfg.sep, sheet=cfg.sheet, chunks=chunks)
+        adata = op.read_npx(
+            paths[0], sep=cfg.sep, sheet=cfg.sheet, chunks=chunks, layers=cfg.layers
+        )
         what = paths[0].name
         ctx.inputs["npx"] = paths[0]
     else:  # a folder of exports, or several files: one AnnData (olinkpipe.io.read_exports)
-        adata = op.io.read_exports(paths, sep=cfg.sep, exclude=list(ctx.inputs.values()))
+        adata = op.io.read_exports(
+            paths, sep=cfg.sep, exclude=list(ctx.inputs.values()), layers=cfg.layers
+        )
         if chunks is not None:  # read_exports reads in memory; the steps then run on dask
             from ...io.lazy import wrap
 
