@@ -5,6 +5,7 @@ a batch's column to float64."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,10 @@ class _Dict:
         # flagged entries (QC), lookup is the identity, final lookup is the identity]
         self._last: list[Any] | None = None
         self.final: np.ndarray | None = None  # global -> final code (-1 unused)
+        # new entries are numbered under a lock: pass B's metadata thread and the main
+        # thread (or dask block tasks) may meet a new dictionary at the same time, and
+        # ``setdefault(v, len(index))`` is not atomic across threads
+        self._lock = threading.Lock()
 
     def _local(self, arr: pa.Array) -> tuple[np.ndarray, list[Any]]:
         """Batch indices (-1 = null) and the cache entry of the batch's dictionary."""
@@ -46,13 +51,14 @@ class _Dict:
                 pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
             ):
                 dictionary = pc.cast(dictionary, pa.string())
-            lookup = np.fromiter(
-                (self.index.setdefault(v, len(self.index)) for v in dictionary.to_pylist()),
-                dtype=np.int32,
-                count=len(dictionary),
-            )
-            if len(self.index) > len(self.values):
-                self.values = list(self.index)
+            with self._lock:
+                lookup = np.fromiter(
+                    (self.index.setdefault(v, len(self.index)) for v in dictionary.to_pylist()),
+                    dtype=np.int32,
+                    count=len(dictionary),
+                )
+                if len(self.index) > len(self.values):
+                    self.values = list(self.index)
             ident = np.array_equal(lookup, np.arange(len(lookup)))
             last = [arr.dictionary, np.append(lookup, np.int32(-1)), None, None, ident, None]
             self._last = last
