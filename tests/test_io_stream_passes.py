@@ -109,3 +109,42 @@ def test_row_groups_decoded_ahead_in_order(base, tmp_path, monkeypatch, parallel
     new, old = _read_both(path, monkeypatch)
     assert_same_anndata(new, old)
     assert len(used) == (2 if parallel else 1)  # pass A always; pass B within budget
+
+
+def test_text_codes_stay_unique_when_two_threads_meet_new_dictionaries():
+    """Pass B's metadata thread and the main thread share a column's ``_Dict``: entries new
+    to both are numbered under its lock, so no two values get one code. A ``len`` that
+    yields the GIL makes the interleaving that a lock-free ``setdefault(v, len(index))``
+    loses on (it gave duplicate codes before the lock)."""
+    import pickle
+    import threading
+    import time
+
+    from olinkpipe.io._stream_track import _Dict
+
+    class _Yielding(dict):
+        def __len__(self):
+            n = super().__len__()
+            time.sleep(0.0002)  # let the other thread run between len() and setdefault
+            return n
+
+    d = _Dict()
+    d.index = _Yielding()
+    batches = [
+        [pa.array([f"{who}{i}-{j}" for j in range(20)]).dictionary_encode() for i in range(10)]
+        for who in ("a", "b")
+    ]
+
+    def work(arrs):
+        for arr in arrs:
+            d.codes(arr)
+
+    threads = [threading.Thread(target=work, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(d.index) == 400
+    assert sorted(d.index.values()) == list(range(400))
+    d.index = dict(d.index)
+    assert pickle.loads(pickle.dumps(d)).index == d.index  # into dask tasks, lock left out

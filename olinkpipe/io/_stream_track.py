@@ -35,6 +35,16 @@ class _Dict:
         # ``setdefault(v, len(index))`` is not atomic across threads
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Pickled into dask tasks (distributed): everything but the lock."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _local(self, arr: pa.Array) -> tuple[np.ndarray, list[Any]]:
         """Batch indices (-1 = null) and the cache entry of the batch's dictionary."""
         if isinstance(arr, pa.ChunkedArray):
