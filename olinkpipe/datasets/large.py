@@ -149,7 +149,7 @@ def _block(
         "SampleType": _dict(dicts["stype_codes"][si], dicts["SampleType"]),
         "Index": pa.array((d["well"][si] + 1).astype(np.int64)),
         "OlinkID": _dict(ai, dicts["OlinkID"]),
-        "UniProt": _dict(ai, dicts["UniProt"]),
+        "UniProt": _dict(dicts["uniprot_codes"][ai], dicts["UniProt"]),
         "Assay": _dict(ai, dicts["Assay"]),
         "MissingFreq": pa.array(d["missing"][ai]),
         "Panel": _dict(d["panel"][ai], dicts["Panel"]),
@@ -240,12 +240,17 @@ def write_large_explore(
     d = _design(n_samples, n_assays, rng)
     stype_levels = np.array(sorted(set(d["stype"])), dtype=object)
     stype_codes = np.searchsorted(stype_levels, d["stype"]).astype(np.int32)
+    uniprot_levels, uniprot_codes = np.unique(d["uniprot"].astype(str), return_inverse=True)
+    uniprot_codes = uniprot_codes.astype(np.int32)
     dicts = {
         "SampleID": pa.array(d["ids"], type=pa.string()),
         "SampleType": pa.array(stype_levels, type=pa.string()),
         "stype_codes": stype_codes,
         "OlinkID": pa.array(d["olinkid"], type=pa.string()),
-        "UniProt": pa.array(d["uniprot"], type=pa.string()),
+        # a dictionary of unique values (a few assays share a UniProt): with duplicates the
+        # parquet writer falls back to plain pages, unlike an export written by Arrow
+        "UniProt": pa.array(uniprot_levels, type=pa.string()),
+        "uniprot_codes": uniprot_codes,
         "Assay": pa.array(d["assay"], type=pa.string()),
         "Panel": pa.array(PANELS, type=pa.string()),
         "Panel_Lot_Nr": pa.array([f"B{4405 + k:05d}" for k in range(len(PANELS))]),
