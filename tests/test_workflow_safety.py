@@ -664,3 +664,28 @@ def test_lock_without_hard_links_and_a_lock_being_written(tmp_path, monkeypatch)
     old = time.time() - 60
     os.utime(tmp_path / _lock.LOCK_NAME, (old, old))  # an empty lock from long ago: stale
     assert _lock.holder(tmp_path) is None
+
+
+def test_an_error_raised_while_an_interrupt_unwinds_is_the_interrupt(study, tmp_path, monkeypatch):
+    """SIGTERM / Ctrl-C landing in a library's clean-up (matplotlib restoring a figure's
+    attributes) used to surface as that clean-up's AttributeError: the step was reported
+    as failed and the run exited 1. The interrupt behind it now stops the run as
+    interrupted (exit 130, run.json 'interrupted')."""
+    import dataclasses
+
+    from olinkpipe.workflow import _registry
+
+    def cleanup_fails_during_interrupt(ctx):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise AttributeError("'Figure' object has no attribute 'draw'")
+
+    qc = _registry.get("qc")
+    monkeypatch.setitem(
+        _registry._STEPS, "qc", dataclasses.replace(qc, run=cleanup_fails_during_interrupt)
+    )
+    out = tmp_path / "res"
+    assert main(["run", str(study), "--out", str(out)]) == 130
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["steps"]["qc"] == "interrupted"

@@ -304,6 +304,10 @@ def _run_one(ctx: Context, step: Step, prefix: str, caught: list) -> None:
         result.status[name] = "interrupted"
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is reported with its step
+        stop = _interrupt_behind(exc)
+        if stop is not None:  # a library's cleanup failed while Ctrl-C / SIGTERM unwound
+            result.status[name] = "interrupted"
+            raise stop from None
         result.timings[name] = round(time.perf_counter() - t0, 3)
         reason = f"{type(exc).__name__}: {exc}".rstrip(". ")
         result.status[name] = f"failed: {reason}"
@@ -339,3 +343,21 @@ def _finish(ctx: Context, started: float, status: str, error: str) -> None:
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM that ``exc`` was raised while handling, if any.
+
+    An interrupt can land inside a library's clean-up code (matplotlib restores a figure's
+    attributes in a ``finally``); when that clean-up then fails, Python raises the new error
+    with the interrupt as its ``__context__`` and the interrupt is lost. The run must still
+    stop as interrupted, not report the step as failed.
+    """
+    seen: set[int] = set()
+    cause = exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
