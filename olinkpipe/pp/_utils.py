@@ -73,23 +73,6 @@ def median_sorted(srt: np.ndarray, n: np.ndarray) -> np.ndarray:
     return med
 
 
-def cell_codes(adata: ad.AnnData, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Integer code of a per-panel field for every sample × assay cell, and its categories.
-
-    The plate of cell (i, j) is ``categories[codes[i, j]]``.
-    """
-    tab = per_panel_obs(adata, key)
-    cats = pd.unique(tab.to_numpy().ravel())
-    lookup = {c: i for i, c in enumerate(cats)}
-    pans = panels(adata)
-    codes = np.empty((adata.n_obs, adata.n_vars), dtype=np.int32)
-    for p in pd.unique(pans):
-        cols = np.flatnonzero(pans == p)
-        panel_codes = np.array([lookup[v] for v in tab[p].to_numpy()], dtype=np.int32)
-        codes[:, cols] = panel_codes[:, None]
-    return codes, np.asarray(cats, dtype=object)
-
-
 def qc_fail_cells(adata: ad.AnnData) -> np.ndarray:
     """Boolean sample × assay mask of cells whose sample QC warning is not a pass
     (:func:`olinkpipe._layout.qc_warning_matrix`; a dask array on the dask path)."""
