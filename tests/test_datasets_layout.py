@@ -196,3 +196,21 @@ def test_block_wise_pivot_equals_one_block(monkeypatch):
             np.testing.assert_array_equal(one.layers[key], many.layers[key])
         for key in one.varm:
             np.testing.assert_array_equal(one.varm[key], many.varm[key])
+
+
+def test_an_olinkid_without_rows_is_left_out_not_mislabelled():
+    """An OlinkID category with no rows (its rows filtered out of ``npx``) is not a var row,
+    and every other assay keeps its own annotation; the caller's frame is not changed."""
+    study = simulate_cart_study(**SMALL)
+    gone = str(study.npx["OlinkID"].cat.categories[0])
+    npx = study.npx[study.npx["OlinkID"] != gone]
+    adata = dataclasses.replace(study, npx=npx).to_anndata()
+    assert (
+        gone not in adata.var_names
+        and adata.n_vars == len(study.npx["OlinkID"].cat.categories) - 1
+    )
+    first = npx.drop_duplicates("OlinkID").set_index("OlinkID")
+    for col in ("Assay", "UniProt", "Panel"):
+        expected = first.loc[adata.var_names, col].astype(str).to_numpy()
+        np.testing.assert_array_equal(adata.var[col].astype(str).to_numpy(), expected)
+    assert gone in npx["OlinkID"].cat.categories  # the caller's categories are untouched

@@ -82,6 +82,23 @@ def _at(col: pd.Series, rows: np.ndarray) -> np.ndarray:
     return cats[col.cat.codes.to_numpy()[rows]]
 
 
+def _without_unused_ids(npx: pd.DataFrame) -> pd.DataFrame:
+    """``npx`` with unused OlinkID / SampleID categories dropped (such an ID has no rows, and
+    its annotation would be another row's); the frame itself when there are none. Only the
+    two columns are replaced, on a shallow copy: the long rows are not copied."""
+    unused = []
+    for c in ("OlinkID", "SampleID"):
+        codes = npx[c].cat.codes.to_numpy()
+        if not np.bincount(codes[codes >= 0], minlength=len(npx[c].cat.categories)).all():
+            unused.append(c)
+    if not unused:
+        return npx
+    npx = npx.copy(deep=False)
+    for c in unused:
+        npx[c] = npx[c].cat.remove_unused_categories()
+    return npx
+
+
 def long_to_anndata(npx: pd.DataFrame, samples: pd.DataFrame) -> ad.AnnData:
     """Pivot the simulator's long frame into the AnnData of docs/data_model.md.
 
@@ -92,10 +109,7 @@ def long_to_anndata(npx: pd.DataFrame, samples: pd.DataFrame) -> ad.AnnData:
     (:mod:`olinkpipe._layout`), and an ``Assay_Warning`` that varies within an assay as
     an int8 code layer. No full LOD, ``below_lod`` or ``qc_warning`` layer is built.
     """
-    npx = npx.assign(  # a category with no rows would take another row's annotation
-        OlinkID=npx["OlinkID"].cat.remove_unused_categories(),
-        SampleID=npx["SampleID"].cat.remove_unused_categories(),
-    )
+    npx = _without_unused_ids(npx)
     piv = _Pivot(npx)
     n_s, n_a = piv.shape
     first = piv.first_rows(piv.a, n_a)
