@@ -53,8 +53,9 @@ _JOB_TILES = 8
 _MAX_PAD = 0.5
 
 
-def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous ``(start, stop)`` runs of sorted positions ``idx``."""
+def runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous ``(start, stop)`` runs of sorted positions ``idx`` (also
+    :func:`olinkpipe.pp._pair`'s column copies)."""
     if len(idx) == 0:
         return []
     cut = np.flatnonzero(np.diff(idx) != 1) + 1
@@ -67,7 +68,7 @@ def _col_tiles(cols: np.ndarray, width: int) -> list[slice]:
     """Tiles of at most ``width`` columns: slices of the contiguous runs of ``cols``
     (panels are runs of columns, so a tile of X is a view)."""
     tiles: list[slice] = []
-    for lo, hi in _runs(np.asarray(cols, dtype=np.intp)):
+    for lo, hi in runs(np.asarray(cols, dtype=np.intp)):
         tiles.extend(slice(a, min(a + width, hi)) for a in range(lo, hi, width))
     return tiles
 
@@ -98,12 +99,12 @@ class _Layout:
         self.gathers: list[tuple[int, np.ndarray]] = []
         for off, idx in [*zip(self.offsets, rows, strict=True), (self.seg_end, rest)]:
             idx = np.asarray(idx, dtype=np.intp)
-            runs = _runs(idx)
-            if len(runs) > 4:
+            row_runs = runs(idx)
+            if len(row_runs) > 4:
                 self.gathers.append((int(off), idx))
                 continue
             pos = int(off)
-            for lo, hi in runs:
+            for lo, hi in row_runs:
                 last = self.copies[-1] if self.copies else None
                 if last and last[0] + last[2] - last[1] == pos and last[2] == lo:
                     last[2] = hi
@@ -342,7 +343,7 @@ def add_by_group(
     if n == 0 or len(cols) == 0:
         return
     bounds = np.r_[0, np.flatnonzero(code[1:] != code[:-1]) + 1, n]
-    col_runs = _runs(cols)
+    col_runs = runs(cols)
     blocks: list[tuple[int, int, int, int]] = []  # rows lo:hi, columns c0:c1
     if len(bounds) - 1 <= max(8, n // 16):
         step = max(16, -(-n // (8 * _parallel.n_threads())))  # rows per block, at most

@@ -307,13 +307,14 @@ def _runs(cols: np.ndarray) -> list[tuple[int, int, int]] | None:
     """``cols`` as runs of consecutive positions (output start, source start, length), or
     None when there are many (more than one per 8 columns: a gather is then faster)."""
     cols = np.asarray(cols, dtype=np.intp)
-    starts = np.flatnonzero(np.diff(cols) != 1) + 1
-    if len(cols) == 0 or (len(starts) + 1) * 8 > len(cols):
+    source = _median.runs(cols)
+    if not source or len(source) * 8 > len(cols):
         return None
-    starts = np.flatnonzero(np.diff(cols) != 1) + 1
-    lo = np.concatenate([[0], starts])
-    hi = np.concatenate([starts, [len(cols)]])
-    return [(int(a), int(cols[a]), int(b - a)) for a, b in zip(lo, hi, strict=True)]
+    out, at = [], 0
+    for lo, hi in source:
+        out.append((at, lo, hi - lo))
+        at += hi - lo
+    return out
 
 
 def _allocate(shape: tuple[int, int], dtype) -> np.ndarray:
