@@ -86,7 +86,7 @@ def unknown(keep: tuple[str, ...] | None, available: Iterable[str], *, file: str
     bad = [k for k in keep if k not in avail]
     if not bad:
         return
-    from ..genesets.collections import close_matches
+    from .._names import close_matches
 
     near = sorted({m for b in bad for m in close_matches(b, avail, n=3)})
     hint = f"Did you mean {near}? " if near else ""

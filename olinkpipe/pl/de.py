@@ -43,7 +43,7 @@ def _resolve_assays(adata: ad.AnnData, assays: str | Sequence[str]) -> list[int]
         else:
             unknown.append(nm)
     if unknown:
-        from ..genesets.collections import close_matches
+        from .._names import close_matches
 
         known = list(adata.var_names.astype(str)) + (
             list(by_name.unique()) if by_name is not None else []

@@ -50,7 +50,7 @@ def _need(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
 
 
 def _term_row(result: pd.DataFrame, term: str) -> pd.Series:
-    from ..genesets.collections import close_matches
+    from .._names import close_matches
 
     hit = result[result["term"] == term]
     if hit.empty:

@@ -71,7 +71,7 @@ def qc(
         names = sorted(set(summary["Panel"].astype(str)))
         summary = summary[summary["Panel"] == panel]
         if summary.empty:
-            from ..genesets.collections import close_matches
+            from .._names import close_matches
 
             close = close_matches(panel, names)
             msg = f"panel {panel!r} not found in the QC summary; panels: {names!r}." + (
