@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from ..errors import NPXFormatError, format_message
 from . import _layers
 from ._columns import STRING_COLUMNS
+from ._stream_source import _metadata
 from .convert import from_long
 
 __all__ = ["read_parquet"]
@@ -42,12 +43,10 @@ def read_parquet(
         if files:  # a directory: its files as one table
             tables = [_parquet_table(str(f), skip) for f in files]
             table = pa.concat_tables(tables, promote_options="default")
-            agreed = stream._metadata([t.schema.metadata or {} for t in tables])
-            table = table.replace_schema_metadata(
-                {k.encode(): v.encode() for k, v in agreed.items()}
-            )
+            meta = _metadata([t.schema.metadata or {} for t in tables])  # what all agree on
         else:
             table = _parquet_table(source, skip)
+            meta = _metadata([table.schema.metadata or {}])
     except (pa.ArrowInvalid, OSError, pa.ArrowException, UnicodeDecodeError, KeyError) as err:
         msg = format_message(
             f"truncated or corrupt parquet file ({err})",
@@ -55,13 +54,6 @@ def read_parquet(
             hint="Download or export the file again; its footer is missing or damaged.",
         )
         raise NPXFormatError(msg) from err
-    raw = table.schema.metadata or {}
-    meta = {}
-    for k, v in raw.items():
-        key = k.decode("utf-8", "replace")
-        if key in ("pandas", "ARROW:schema") or key.startswith("ARROW:"):
-            continue
-        meta[key] = v.decode("utf-8", "replace")
     table = table.replace_schema_metadata(None)
     try:
         adata = from_long(

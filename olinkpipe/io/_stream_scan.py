@@ -289,6 +289,15 @@ class _Scan:
         if job is not None:
             job.result()
 
+    def _full_lod(self) -> np.ndarray:
+        """The flat full LOD, filled from the plate table built so far."""
+        return _expand_lod(
+            self.lod_t,
+            self._plate_codes(),
+            self.panel_t.first,
+            self.measured.reshape(self.n_obs, self.n_assay),
+        ).reshape(-1)
+
     def _lod(self, col: Any, q: np.ndarray | None, a: np.ndarray, cell: np.ndarray) -> None:
         """The LOD of one batch: tracked per (plate, assay); scattered into the full LOD
         once that exists."""
@@ -299,12 +308,7 @@ class _Scan:
         if self.lod_t.ok:
             q = np.zeros(len(v), np.int32) if q is None else q
             if not self.lod_t.update(q, a, v) and self.values:  # first pair with two values
-                self.lod_full = _expand_lod(
-                    self.lod_t,
-                    self._plate_codes(),
-                    self.panel_t.first,
-                    self.measured.reshape(self.n_obs, self.n_assay),
-                ).reshape(-1)
+                self.lod_full = self._full_lod()
         if self.lod_full is not None:
             self.lod_full[cell] = v
 
@@ -487,12 +491,7 @@ class _Scan:
             )
         if self.lod_table is None and self.values and self.roles["lod"]:
             if self.lod_full is None:
-                self.lod_full = _expand_lod(
-                    self.lod_t,
-                    self._plate_codes(),
-                    self.panel_t.first,
-                    self.measured.reshape(self.n_obs, self.n_assay),
-                ).reshape(-1)
+                self.lod_full = self._full_lod()
             self.filled[self.roles["lod"]] = self.lod_full
         self.lod_t = self.lod_full = None  # type: ignore[assignment]
 
